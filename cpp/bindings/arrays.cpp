@@ -1,0 +1,118 @@
+#include "arrays.hpp"
+
+#include <stdexcept>
+
+namespace fastloss::bind {
+
+std::string shape_str(const std::vector<index_t>& s) {
+  std::string out = "(";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + (s.size() == 1 ? ",)" : ")");
+}
+
+std::vector<index_t> shape_of(const py::array& a) {
+  return std::vector<index_t>(a.shape(), a.shape() + a.ndim());
+}
+
+py::dtype numpy_dtype(DType d) {
+  return d == DType::f32 ? py::dtype::of<float>() : py::dtype::of<double>();
+}
+
+bool is_native(const py::dtype& d) {
+  const char order = d.byteorder();
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  return order != '<';
+#else
+  return order != '>';
+#endif
+}
+
+DType dtype_of(const py::array& a) { return a.itemsize() == 4 ? DType::f32 : DType::f64; }
+
+py::array as_real_array(const py::handle& obj, const char* name, DType int_target) {
+  py::object np = py::module_::import("numpy");
+  py::array a = py::isinstance<py::array>(obj) ? py::reinterpret_borrow<py::array>(obj)
+                                               : py::array(np.attr("asarray")(obj));
+  const char kind = a.dtype().kind();
+  const bool native = is_native(a.dtype());
+  if (kind == 'f') {
+    const auto size = a.itemsize();
+    if ((size == 4 || size == 8) && native) return a;
+    const DType to = size <= 4 ? DType::f32 : DType::f64;  // float16 -> float32, longdouble -> float64
+    return a.attr("astype")(numpy_dtype(to));
+  }
+  if (kind == 'i' || kind == 'u' || kind == 'b') return a.attr("astype")(numpy_dtype(int_target));
+  throw py::type_error(std::string(name) + " must be a real numeric array; got dtype " +
+                       py::str(a.dtype()).cast<std::string>());
+}
+
+index_t flat_stride(const py::array& a) {
+  const auto item = static_cast<index_t>(a.itemsize());
+  index_t expect = 0;  // byte stride the next-outer axis must have; 0 = not known yet
+  index_t step = 0;
+  for (py::ssize_t i = a.ndim() - 1; i >= 0; --i) {
+    const index_t n = a.shape(i), s = a.strides(i);
+    if (n == 1) continue;
+    if (expect == 0) {
+      if (s % item) return 0;
+      step = s;
+    } else if (s != expect) {
+      return 0;
+    }
+    expect = s * n;
+  }
+  return step == 0 ? 1 : step / item;
+}
+
+Input flat_input(py::array a, Bcast mode, index_t period, std::vector<py::object>& keep) {
+  index_t st = flat_stride(a);
+  if (st == 0) {
+    a = py::module_::import("numpy").attr("ascontiguousarray")(a);
+    st = 1;
+  }
+  keep.push_back(a);
+  Input in;
+  in.ptr = a.data();
+  in.dtype = dtype_of(a);
+  in.stride = st;
+  in.mode = mode;
+  in.period = period;
+  return in;
+}
+
+Output OutBuffer::view() const {
+  Output o;
+  o.ptr = const_cast<void*>(target.data());
+  o.stride = flat_stride(target);
+  return o;
+}
+
+void OutBuffer::finish() {
+  if (!target.is(user)) user.attr("__setitem__")(py::ellipsis(), target);
+}
+
+OutBuffer make_output(const py::object& given, const char* name, const std::vector<index_t>& shape,
+                      DType dtype) {
+  const py::dtype dt = numpy_dtype(dtype);
+  OutBuffer b;
+  if (given.is_none()) {
+    b.user = py::array(dt, shape);
+    b.target = b.user;
+    return b;
+  }
+  if (!py::isinstance<py::array>(given))
+    throw py::type_error(std::string(name) + " must be a numpy.ndarray");
+  py::array a = py::reinterpret_borrow<py::array>(given);
+  if (a.dtype().num() != dt.num() || !is_native(a.dtype()))
+    throw py::type_error(std::string(name) + " must have dtype " + py::str(dt).cast<std::string>() +
+                         " (the dtype of y_pred); got " + py::str(a.dtype()).cast<std::string>());
+  if (shape_of(a) != shape)
+    throw py::value_error(std::string(name) + " must have shape " + shape_str(shape) + "; got " +
+                          shape_str(shape_of(a)));
+  if (!a.writeable()) throw py::value_error(std::string(name) + " is read-only");
+  b.user = a;
+  b.target = flat_stride(a) != 0 ? a : py::array(dt, shape);
+  return b;
+}
+
+}  // namespace fastloss::bind

@@ -1,0 +1,46 @@
+// Argument checking and array views for the binding: every check runs before any kernel starts, and
+// every message names the argument.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "fastloss/job.hpp"
+
+namespace fastloss::bind {
+
+namespace py = pybind11;
+
+std::string shape_str(const std::vector<index_t>& s);
+std::vector<index_t> shape_of(const py::array& a);
+
+// Returns `obj` as a native-endian ndarray of float32/float64. Integers and bools become
+// `int_target` (float64 unless given); complex, object and string dtypes raise TypeError.
+py::array as_real_array(const py::handle& obj, const char* name, DType int_target = DType::f64);
+bool is_native(const py::dtype& d);
+DType dtype_of(const py::array& a);  // for float32/float64 arrays
+py::dtype numpy_dtype(DType d);
+
+// Element stride of `a` viewed as one flat C-order run, or 0 when no single stride describes it.
+index_t flat_stride(const py::array& a);
+
+// An input as a flat run: the array itself when a single stride describes it, else a C-contiguous
+// copy (kept alive by `keep`).
+Input flat_input(py::array a, Bcast mode, index_t period, std::vector<py::object>& keep);
+
+// A caller-supplied or fresh output of `shape` and `dtype`. Validates a caller buffer (ndarray,
+// exact dtype, exact shape, writeable) and, when no single stride describes it, computes into a
+// temporary that finish() copies back after the kernel.
+struct OutBuffer {
+  py::array user;     // what the caller gets back
+  py::array target;   // what the kernel writes (== user unless a temporary was needed)
+  Output view() const;
+  void finish();
+};
+OutBuffer make_output(const py::object& given, const char* name, const std::vector<index_t>& shape,
+                      DType dtype);
+
+}  // namespace fastloss::bind

@@ -1,0 +1,253 @@
+// The private extension module fastloss._core. The Python package wraps it; everything here is
+// generated from the registry lists, one generic binder per kernel kind.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "../cpu/kernels.hpp"
+#include "arrays.hpp"
+#include "fastloss/reduce.hpp"
+
+namespace py = pybind11;
+using namespace fastloss;
+using namespace fastloss::bind;
+
+namespace {
+
+enum class Reduction { mean, sum, none };
+
+Reduction parse_reduction(const std::string& r) {
+  if (r == "mean") return Reduction::mean;
+  if (r == "sum") return Reduction::sum;
+  if (r == "none") return Reduction::none;
+  throw py::value_error("reduction must be 'mean', 'sum' or 'none'; got '" + r + "'");
+}
+
+// Sum of the weights in the fixed blocked order, after checking each is finite and >= 0.
+template <class T>
+double checked_weight_sum(const Input& w, index_t n, int threads) {
+  const T* src = static_cast<const T*>(w.ptr);
+  bool bad = false;  // written by several threads, only ever set to true
+  double total = blocked_sum(n, kBlock, threads, [&](index_t k0, index_t len) {
+    T buf[kBlock];
+    for (index_t i = 0; i < len; ++i) buf[i] = src[(k0 + i) * w.stride];
+    bool block_bad = false;
+    for (index_t i = 0; i < len; ++i) block_bad |= !(buf[i] >= T(0) && buf[i] <= std::numeric_limits<T>::max());
+    if (block_bad) {
+#pragma omp atomic write
+      bad = true;
+    }
+    return lane_sum(buf, len);
+  });
+  if (bad) throw py::value_error("sample_weight must be finite and non-negative");
+  return total;
+}
+
+// Is `inner` a prefix of `outer`? Returns the product of the remaining trailing axes, or 0.
+index_t prefix_period(const std::vector<index_t>& inner, const std::vector<index_t>& outer) {
+  if (inner.empty() || inner.size() > outer.size()) return 0;
+  index_t period = 1;
+  for (size_t i = 0; i < outer.size(); ++i) {
+    if (i < inner.size()) {
+      if (inner[i] != outer[i]) return 0;
+    } else {
+      period *= outer[i];
+    }
+  }
+  return period;
+}
+
+// One call of an elementwise loss. Returns (value, per-element losses | None, grad | None,
+// hess | None). The value is the weighted mean, the weighted sum, or (for reduction="none") the
+// weighted sum of the returned per-element losses.
+py::tuple elementwise(int loss, const std::vector<double>& params, const py::object& y_true_obj,
+                      const py::object& y_pred_obj, const py::object& weight_obj,
+                      const py::object& aux_obj, const std::string& reduction_name, bool want_grad,
+                      bool want_hess, const py::object& out_obj, const py::object& grad_out_obj,
+                      const py::object& hess_out_obj) {
+  if (loss < 0 || loss >= kNumElementwise) throw py::value_error("unknown elementwise loss id");
+  const Reduction reduction = parse_reduction(reduction_name);
+  if (reduction != Reduction::none && !out_obj.is_none())
+    throw py::value_error("out= is only used with reduction='none'");
+  want_grad = want_grad || want_hess;
+
+  py::array y_pred = as_real_array(y_pred_obj, "y_pred");
+  const DType T = dtype_of(y_pred);
+  py::array y_true = as_real_array(y_true_obj, "y_true", T);
+  const auto pshape = shape_of(y_pred), tshape = shape_of(y_true);
+  const index_t n = y_pred.size();
+  std::vector<py::object> keep;
+
+  ElementwiseJob job;
+  job.n = n;
+  job.params = params.data();
+  job.threads = get_num_threads();
+
+  // A per-column parameter vector (e.g. quantiles) describes the last axis of y_pred.
+  index_t cols = 1;
+  if (!aux_obj.is_none()) {
+    py::array aux = as_real_array(aux_obj, "parameter vector");
+    cols = aux.size();
+    const bool scalar = aux.ndim() == 0;
+    if (!scalar && (pshape.empty() || pshape.back() != cols))
+      throw py::value_error("y_pred must have " + std::to_string(cols) +
+                            " columns (one per parameter value) in its last axis; got shape " +
+                            shape_str(pshape));
+    job.aux = flat_input(aux, Bcast::col, scalar ? 1 : cols, keep);
+    if (scalar) cols = 1;
+  }
+
+  if (tshape == pshape) {
+    job.y_true = flat_input(y_true, Bcast::full, 1, keep);
+  } else if (cols > 1 && tshape.size() + 1 == pshape.size() && prefix_period(tshape, pshape) == cols) {
+    job.y_true = flat_input(y_true, Bcast::row, cols, keep);
+  } else {
+    throw py::value_error("y_true and y_pred must have the same shape; got y_true " +
+                          shape_str(tshape) + " and y_pred " + shape_str(pshape));
+  }
+
+  // sample_weight: the shape of y_pred, or of its leading axes (broadcast over the trailing ones).
+  index_t weight_period = 1;
+  if (!weight_obj.is_none()) {
+    py::array w = as_real_array(weight_obj, "sample_weight", T);
+    const auto wshape = shape_of(w);
+    if (wshape == pshape) {
+      job.weight = flat_input(w, Bcast::full, 1, keep);
+    } else if ((weight_period = prefix_period(wshape, pshape)) > 0) {
+      job.weight = flat_input(w, Bcast::row, weight_period, keep);
+    } else {
+      throw py::value_error("sample_weight must have the shape of y_pred " + shape_str(pshape) +
+                            " or of its leading axes; got " + shape_str(wshape));
+    }
+  }
+
+  OutBuffer out, grad, hess;
+  if (reduction == Reduction::none) out = make_output(out_obj, "out", pshape, T);
+  if (want_grad) grad = make_output(grad_out_obj, "grad_out", pshape, T);
+  if (want_hess) hess = make_output(hess_out_obj, "hess_out", pshape, T);
+
+  // Normalizer of the mean: sum of weights over all elements (n without weights).
+  double norm = static_cast<double>(n);
+  const bool weighted = job.weight.mode != Bcast::none;
+  if (weighted && (reduction == Reduction::mean || n > 0)) {
+    const index_t nw = n / weight_period;
+    py::gil_scoped_release nogil;
+    norm = (job.weight.dtype == DType::f32 ? checked_weight_sum<float>(job.weight, nw, job.threads)
+                                           : checked_weight_sum<double>(job.weight, nw, job.threads)) *
+           static_cast<double>(weight_period);
+  }
+  if (reduction == Reduction::mean && weighted && n > 0 && norm == 0.0)
+    throw py::value_error("sample_weight sums to zero: the weighted mean is undefined");
+  job.grad_scale = reduction == Reduction::mean ? 1.0 / norm : 1.0;
+
+  if (reduction == Reduction::none) job.loss_out = out.view();
+  if (want_grad) job.grad_out = grad.view();
+  if (want_hess) job.hess_out = hess.view();
+  job.y_pred = y_pred.data();
+  {
+    index_t st = flat_stride(y_pred);
+    if (st == 0) {
+      y_pred = py::module_::import("numpy").attr("ascontiguousarray")(y_pred);
+      st = 1;
+      job.y_pred = y_pred.data();
+    }
+    job.y_pred_stride = st;
+  }
+
+  double total = 0.0;
+  if (n > 0) {
+    const ElementwiseFn fn = kernels().elementwise[loss][T == DType::f32 ? 0 : 1];
+    py::gil_scoped_release nogil;
+    total = fn(job);
+  }
+  if (reduction == Reduction::none) out.finish();
+  if (want_grad) grad.finish();
+  if (want_hess) hess.finish();
+
+  double value = total;
+  if (reduction == Reduction::mean)
+    value = n > 0 ? total / norm : std::numeric_limits<double>::quiet_NaN();
+  return py::make_tuple(value, reduction == Reduction::none ? py::object(out.user) : py::none(),
+                        want_grad ? py::object(grad.user) : py::none(),
+                        want_hess ? py::object(hess.user) : py::none());
+}
+
+py::array vmath(const std::string& name, const py::array& x) {
+  static const char* names[] = {
+#define FL_NAME(fn) #fn,
+      FASTLOSS_VMATH_FUNCS(FL_NAME)
+#undef FL_NAME
+  };
+  int id = -1;
+  for (int i = 0; i < kNumVmath; ++i)
+    if (name == names[i]) id = i;
+  if (id < 0) throw py::value_error("unknown vector math function '" + name + "'");
+  if (x.dtype().kind() != 'f' || (x.itemsize() != 4 && x.itemsize() != 8) || !is_native(x.dtype()))
+    throw py::type_error("x must be float32 or float64");
+  py::array xc = py::module_::import("numpy").attr("ascontiguousarray")(x);
+  py::array y(xc.dtype(), shape_of(xc));
+  const VmathFn fn = kernels().vmath[id][xc.itemsize() == 4 ? 0 : 1];
+  const void* src = xc.data();
+  void* dst = y.mutable_data();
+  const index_t n = xc.size();
+  {
+    py::gil_scoped_release nogil;
+    fn(src, dst, n);
+  }
+  return y;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fastloss compiled kernels (private; use the fastloss package)";
+
+  py::dict ids;
+#define FL_ID(name, Body) ids[#name] = static_cast<int>(ElementwiseId::name);
+  FASTLOSS_ELEMENTWISE_LOSSES(FL_ID)
+#undef FL_ID
+  m.attr("elementwise_kernels") = ids;
+  py::list vm_names;
+#define FL_NAME(fn) vm_names.append(#fn);
+  FASTLOSS_VMATH_FUNCS(FL_NAME)
+#undef FL_NAME
+  m.attr("vmath_functions") = vm_names;
+
+  m.def("elementwise", &elementwise, py::arg("loss"), py::arg("params"), py::arg("y_true"),
+        py::arg("y_pred"), py::arg("sample_weight"), py::arg("aux"), py::arg("reduction"),
+        py::arg("want_grad"), py::arg("want_hess"), py::arg("out"), py::arg("grad_out"),
+        py::arg("hess_out"));
+  m.def("vmath", &vmath, py::arg("name"), py::arg("x"));
+
+  m.def("select_isa", [](const std::string& name) {
+    try {
+      select_isa(name);
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
+  });
+  m.def("selected_isa", &selected_isa);
+  m.def("compiled_isas", &compiled_isas);
+  m.def("available_isas", &available_isas);
+  m.def("get_num_threads", &get_num_threads);
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw py::value_error("num_threads must be a positive integer; got " + std::to_string(n));
+    set_num_threads(n);
+  });
+
+  py::dict info;
+  info["compiler"] = __VERSION__;
+#if defined(_OPENMP)
+  info["openmp"] = _OPENMP;
+#else
+  info["openmp"] = py::none();
+#endif
+  info["block"] = kBlock;
+  info["lanes"] = kLanes;
+  info["parallel_min_work"] = kParallelMinWork;
+  m.attr("build") = info;
+}

@@ -1,0 +1,114 @@
+// Builds one kernel table per compiled ISA and selects one: the best the CPU supports, unless the
+// environment variable FASTLOSS_ISA names another (an unknown or unsupported name is an error).
+#include <omp.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <stdexcept>
+
+#include "kernels.hpp"
+
+namespace fastloss {
+namespace {
+
+struct IsaEntry {
+  const char* name;
+  void (*fill)(KernelTable&);
+  bool (*supported)();
+};
+
+#define FL_FILL_FN(target)                      \
+  [](KernelTable& t) {                          \
+    t.isa = #target;                            \
+    FASTLOSS_FAMILIES(FL_CALL_REGISTER_##target) \
+  }
+#define FL_CALL_REGISTER_baseline(family) register_##family##_baseline(t);
+#define FL_CALL_REGISTER_avx2(family) register_##family##_avx2(t);
+#define FL_CALL_REGISTER_avx512(family) register_##family##_avx512(t);
+
+const IsaEntry kIsas[] = {
+    {"baseline", FL_FILL_FN(baseline), [] { return true; }},
+#if defined(FASTLOSS_HAVE_X86_ISAS)
+    {"avx2", FL_FILL_FN(avx2),
+     [] {
+       __builtin_cpu_init();
+       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+     }},
+    {"avx512", FL_FILL_FN(avx512),
+     [] {
+       __builtin_cpu_init();
+       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+              __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+     }},
+#endif
+};
+constexpr int kNumIsas = sizeof(kIsas) / sizeof(kIsas[0]);
+
+KernelTable g_tables[kNumIsas];
+std::atomic<const KernelTable*> g_selected{nullptr};
+std::once_flag g_init;
+std::atomic<int> g_threads{0};
+
+int find_isa(const std::string& name) {
+  for (int i = 0; i < kNumIsas; ++i)
+    if (name == kIsas[i].name) return i;
+  return -1;
+}
+
+void select_index(int i) { g_selected.store(&g_tables[i]); }
+
+void init() {
+  for (int i = 0; i < kNumIsas; ++i) kIsas[i].fill(g_tables[i]);
+  int best = 0;
+  for (int i = 0; i < kNumIsas; ++i)
+    if (kIsas[i].supported()) best = i;
+  select_index(best);
+}
+
+}  // namespace
+
+const KernelTable& kernels() {
+  std::call_once(g_init, init);
+  return *g_selected.load();
+}
+
+void select_isa(const std::string& name) {
+  std::call_once(g_init, init);
+  const int i = find_isa(name);
+  std::string known;
+  for (const auto& e : kIsas) known += std::string(known.empty() ? "" : ", ") + e.name;
+  if (i < 0)
+    throw std::invalid_argument("unknown ISA '" + name + "'; this build has: " + known);
+  if (!kIsas[i].supported())
+    throw std::invalid_argument("ISA '" + name + "' is not supported by this CPU");
+  select_index(i);
+}
+
+std::string selected_isa() { return kernels().isa; }
+
+std::vector<std::string> compiled_isas() {
+  std::vector<std::string> out;
+  for (const auto& e : kIsas) out.emplace_back(e.name);
+  return out;
+}
+
+std::vector<std::string> available_isas() {
+  std::vector<std::string> out;
+  for (const auto& e : kIsas)
+    if (e.supported()) out.emplace_back(e.name);
+  return out;
+}
+
+int get_num_threads() {
+  int n = g_threads.load();
+  return n > 0 ? n : omp_get_max_threads();  // default follows OMP_NUM_THREADS
+}
+
+void set_num_threads(int n) {
+  if (n < 1) throw std::invalid_argument("num_threads must be >= 1");
+  g_threads.store(n);
+}
+
+}  // namespace fastloss

@@ -1,0 +1,51 @@
+// Portability macros shared by every kernel: the same loss bodies compile for the host (per-ISA
+// translation units) and, in the optional CUDA target, for the device.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define FL_HD __host__ __device__
+#define FL_INLINE __forceinline__
+#else
+#define FL_HD
+#define FL_INLINE inline __attribute__((always_inline))
+#endif
+
+// Everything with code in it lives in an ISA-specific inline namespace: the same headers are compiled
+// once per instruction set, and distinct symbols keep the linker from merging an AVX-512 copy of an
+// inline function into the baseline kernels. FL_ISA_NS is set per translation unit by CMake.
+#ifndef FL_ISA_NS
+#define FL_ISA_NS isa_generic
+#endif
+#define FL_NAMESPACE_BEGIN \
+  namespace fastloss {     \
+  inline namespace FL_ISA_NS {
+#define FL_NAMESPACE_END \
+  }                      \
+  }
+
+namespace fastloss {
+using index_t = std::int64_t;  // 64-bit indexing everywhere (arrays above 2^31 elements)
+}  // namespace fastloss
+
+FL_NAMESPACE_BEGIN
+
+// The build uses -ffp-contract=off, so the compiler never fuses a*b+c on its own: every fused
+// multiply-add is written here, once. Targets with FMA (AVX2, AVX-512, CUDA) therefore compute
+// bit-identical results; the baseline target (no FMA unit) rounds twice and may differ in the last
+// bit, which the README states.
+#if defined(__CUDACC__) || defined(__FMA__)
+FL_HD FL_INLINE float fma_(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+FL_HD FL_INLINE double fma_(double a, double b, double c) { return __builtin_fma(a, b, c); }
+inline constexpr bool kHasFma = true;
+#else
+FL_HD FL_INLINE float fma_(float a, float b, float c) { return a * b + c; }
+FL_HD FL_INLINE double fma_(double a, double b, double c) { return a * b + c; }
+inline constexpr bool kHasFma = false;
+#endif
+
+template <class T>
+FL_HD FL_INLINE T min_(T a, T b) { return b < a ? b : a; }
+
+FL_NAMESPACE_END

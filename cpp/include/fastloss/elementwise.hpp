@@ -1,0 +1,127 @@
+// The elementwise driver: one pass over (y_true, y_pred[, weight][, aux]) that produces the weighted
+// per-element loss (reduced deterministically, or written out), the gradient and the Hessian
+// diagonal, from a loss body that computes all three together.
+//
+// A loss body is a class template over the compute type T:
+//   struct Body { static constexpr bool kAux;            // reads a per-element parameter stream
+//                 FL_HD explicit Body(const double* params);
+//                 template <bool G, bool H> FL_HD void operator()(T y, T p, T aux, T& l, T& g, T& h) const; };
+// g and h are only assigned when G / H are true; unrequested outputs are compiled away.
+#pragma once
+
+#include "fastloss/config.hpp"
+#include "fastloss/job.hpp"
+#include "fastloss/reduce.hpp"
+
+FL_NAMESPACE_BEGIN
+
+namespace detail {
+
+template <class T, class S>
+FL_INLINE void gather(T* buf, const S* src, const Input& in, index_t k0, index_t len) {
+  const index_t st = in.stride;
+  if (in.mode == Bcast::full) {
+    for (index_t i = 0; i < len; ++i) buf[i] = static_cast<T>(src[(k0 + i) * st]);
+  } else if (in.mode == Bcast::row) {
+    index_t r = k0 / in.period, c = k0 % in.period;
+    for (index_t i = 0; i < len; ++i) {
+      buf[i] = static_cast<T>(src[r * st]);
+      if (++c == in.period) c = 0, ++r;
+    }
+  } else {  // col
+    index_t c = k0 % in.period;
+    for (index_t i = 0; i < len; ++i) {
+      buf[i] = static_cast<T>(src[c * st]);
+      if (++c == in.period) c = 0;
+    }
+  }
+}
+
+// Points at the input's block directly when it is contiguous, full and of type T; otherwise
+// converts/expands the block into `buf` (which lives in L1).
+template <class T>
+FL_INLINE const T* block_view(const Input& in, index_t k0, index_t len, T* buf) {
+  if (in.mode == Bcast::full && in.stride == 1 && in.dtype == (sizeof(T) == 4 ? DType::f32 : DType::f64))
+    return static_cast<const T*>(in.ptr) + k0;
+  if (in.dtype == DType::f32)
+    gather(buf, static_cast<const float*>(in.ptr), in, k0, len);
+  else
+    gather(buf, static_cast<const double*>(in.ptr), in, k0, len);
+  return buf;
+}
+
+template <class T>
+FL_INLINE T* out_view(const Output& o, index_t k0, T* buf) {
+  return o.stride == 1 ? static_cast<T*>(o.ptr) + k0 : buf;
+}
+
+template <class T>
+FL_INLINE void out_flush(const Output& o, index_t k0, index_t len, const T* buf) {
+  if (o.stride == 1) return;
+  T* dst = static_cast<T*>(o.ptr);
+  for (index_t i = 0; i < len; ++i) dst[(k0 + i) * o.stride] = buf[i];
+}
+
+// The fused map over one block. Every pointer is contiguous here.
+template <template <class> class Body, class T, bool W, bool G, bool H>
+void map_block(const Body<T>& body, index_t len, const T* __restrict y, const T* __restrict p,
+               const T* __restrict w, const T* __restrict aux, T scale, T* __restrict l_out,
+               T* __restrict g_out, T* __restrict h_out) {
+  for (index_t i = 0; i < len; ++i) {
+    T l, g, h;
+    body.template operator()<G, H>(y[i], p[i], Body<T>::kAux ? aux[i] : T(0), l, g, h);
+    const T wi = W ? w[i] : T(1);
+    l_out[i] = W ? wi * l : l;
+    const T s = W ? wi * scale : scale;
+    if constexpr (G) g_out[i] = g * s;
+    if constexpr (H) h_out[i] = h * s;
+  }
+}
+
+template <template <class> class Body, class T, bool W, bool G, bool H>
+double run(const ElementwiseJob& job) {
+  const Body<T> body(job.params);
+  const T* p_all = static_cast<const T*>(job.y_pred);
+  const T scale = static_cast<T>(job.grad_scale);
+  const bool reduce = job.loss_out.ptr == nullptr;
+  auto block = [&](index_t k0, index_t len) -> double {
+    alignas(64) T ybuf[kBlock], pbuf[kBlock], wbuf[kBlock], abuf[kBlock];
+    alignas(64) T lbuf[kBlock], gbuf[kBlock], hbuf[kBlock];
+    const T* y = block_view(job.y_true, k0, len, ybuf);
+    const T* p = p_all + k0 * job.y_pred_stride;
+    if (job.y_pred_stride != 1) {
+      for (index_t i = 0; i < len; ++i) pbuf[i] = p_all[(k0 + i) * job.y_pred_stride];
+      p = pbuf;
+    }
+    const T* w = W ? block_view(job.weight, k0, len, wbuf) : nullptr;
+    const T* a = Body<T>::kAux ? block_view(job.aux, k0, len, abuf) : nullptr;
+    T* l = reduce ? lbuf : out_view(job.loss_out, k0, lbuf);
+    T* g = G ? out_view(job.grad_out, k0, gbuf) : nullptr;
+    T* h = H ? out_view(job.hess_out, k0, hbuf) : nullptr;
+    map_block<Body, T, W, G, H>(body, len, y, p, w, a, scale, l, g, h);
+    if (!reduce) out_flush(job.loss_out, k0, len, l);
+    if constexpr (G) out_flush(job.grad_out, k0, len, g);
+    if constexpr (H) out_flush(job.hess_out, k0, len, h);
+    return lane_sum(l, len);
+  };
+  return blocked_sum(job.n, kBlock, job.threads, block);
+}
+
+}  // namespace detail
+
+// Picks the instantiation for the requested outputs at run time (once per call).
+template <template <class> class Body, class T>
+double run_elementwise(const ElementwiseJob& job) {
+  const bool w = job.weight.mode != Bcast::none, g = job.grad_out.ptr, h = job.hess_out.ptr;
+  using namespace detail;
+  if (w) {
+    if (h) return run<Body, T, true, true, true>(job);
+    if (g) return run<Body, T, true, true, false>(job);
+    return run<Body, T, true, false, false>(job);
+  }
+  if (h) return run<Body, T, false, true, true>(job);
+  if (g) return run<Body, T, false, true, false>(job);
+  return run<Body, T, false, false, false>(job);
+}
+
+FL_NAMESPACE_END

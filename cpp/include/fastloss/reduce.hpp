@@ -1,0 +1,78 @@
+// Deterministic reductions. The summation order depends only on the problem size, never on the
+// thread count or the SIMD width: elements are summed in blocks of fixed size into a fixed number of
+// double lanes, lanes and block partials are combined pairwise in a fixed order, and threads only
+// decide who computes which superblock (a fixed group of blocks).
+#pragma once
+
+#include <omp.h>
+
+#include <cstdlib>
+
+#include "fastloss/config.hpp"
+
+FL_NAMESPACE_BEGIN
+
+inline constexpr index_t kBlock = 1024;            // elements per block (fits L1 with its buffers)
+inline constexpr index_t kBlocksPerSuper = 16;     // blocks per superblock (unit of thread work)
+inline constexpr index_t kParallelMinWork = 32768; // below this many elements: no OpenMP region
+inline constexpr int kLanes = 16;                  // double accumulator lanes inside a block
+
+// Sums x[0..n) in place, pairwise, in an order fixed by n alone.
+inline double pairwise_sum(double* x, index_t n) {
+  if (n == 0) return 0.0;
+  while (n > 1) {
+    const index_t half = n / 2;
+    for (index_t i = 0; i < half; ++i) x[i] = x[2 * i] + x[2 * i + 1];
+    if (n & 1) x[half] = x[n - 1];
+    n = half + (n & 1);
+  }
+  return x[0];
+}
+
+// Sum of one block in kLanes fixed lanes (lane j takes elements j, j+kLanes, ...), lanes combined
+// pairwise. Vectorizes for any ISA with the same order of additions per lane.
+template <class T>
+inline double lane_sum(const T* x, index_t len) {
+  double acc[kLanes] = {};
+  index_t i = 0;
+  for (; i + kLanes <= len; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(x[i + j]);
+  for (int j = 0; i + j < len; ++j) acc[j] += static_cast<double>(x[i + j]);
+  return pairwise_sum(acc, kLanes);
+}
+
+// Runs block_fn(begin, len) -> double over [0, n) in blocks of `block` items and returns the
+// deterministic sum of the block results. `work_per_item` scales the OpenMP threshold (a row of K
+// classes is K items of work).
+template <class BlockFn>
+double blocked_sum(index_t n, index_t block, int threads, BlockFn&& block_fn,
+                   index_t work_per_item = 1) {
+  if (n <= 0) return 0.0;
+  const index_t nblk = (n + block - 1) / block;
+  const index_t nsup = (nblk + kBlocksPerSuper - 1) / kBlocksPerSuper;
+  auto super = [&](index_t s) {
+    double part[kBlocksPerSuper];
+    const index_t b0 = s * kBlocksPerSuper, b1 = min_(nblk, b0 + kBlocksPerSuper);
+    for (index_t b = b0; b < b1; ++b) {
+      const index_t begin = b * block;
+      part[b - b0] = block_fn(begin, min_(block, n - begin));
+    }
+    return pairwise_sum(part, b1 - b0);
+  };
+  if (nsup == 1) return super(0);
+  // No std containers in ISA code: an out-of-line copy compiled for AVX-512 could be picked by the
+  // linker for the baseline kernels.
+  double small[64];
+  double* partial = nsup > 64 ? static_cast<double*>(std::malloc(sizeof(double) * nsup)) : small;
+  if (threads > 1 && n * work_per_item >= kParallelMinWork) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (index_t s = 0; s < nsup; ++s) partial[s] = super(s);
+  } else {
+    for (index_t s = 0; s < nsup; ++s) partial[s] = super(s);
+  }
+  const double total = pairwise_sum(partial, nsup);
+  if (partial != small) std::free(partial);
+  return total;
+}
+
+FL_NAMESPACE_END

@@ -1,0 +1,19 @@
+// The one list of kernels. Each family has its own X-macro (so its kernels compile in their own
+// translation unit per ISA); the binding, the dispatch table and the Python contract test are all
+// generated from these lists. X(python_name, BodyTemplate)
+#pragma once
+
+#define FASTLOSS_REGRESSION_LOSSES(X) \
+  X(mse, MSE)                         \
+  X(mae, MAE)                         \
+  X(huber, Huber)                     \
+  X(smooth_l1, SmoothL1)              \
+  X(quantile, Quantile)               \
+  X(log_cosh, LogCosh)
+
+#define FASTLOSS_ELEMENTWISE_LOSSES(X) FASTLOSS_REGRESSION_LOSSES(X)
+
+// Kernel families, each compiled once per ISA: cpp/cpu/<family>.cpp defines register_<family>.
+#define FASTLOSS_FAMILIES(X) \
+  X(regression)              \
+  X(vmath)

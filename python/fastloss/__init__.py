@@ -1,0 +1,30 @@
+"""fastloss: loss functions, their gradients and Hessian diagonals over NumPy arrays, computed by
+fused SIMD/OpenMP C++ kernels.
+
+Conventions (every loss): ``loss(y_true, y_pred)`` -- truth first, prediction second; derivatives
+with respect to ``y_pred``; ``reduction="mean"`` is the weighted mean ``sum(w*l)/sum(w)``.
+"""
+
+from ._runtime import (
+    __version__,
+    _select_isa_from_environment,
+    build_info,
+    get_num_threads,
+    num_threads,
+    select_isa,
+    set_num_threads,
+)
+
+_select_isa_from_environment()
+
+from ._base import Loss, LossInfo, get_loss, losses  # noqa: E402
+from .regression import (  # noqa: E402
+    MAE, MSE, Huber, LogCosh, Quantile, SmoothL1, huber, log_cosh, mae, mse, quantile, smooth_l1,
+)
+
+__all__ = [
+    "__version__", "build_info", "get_num_threads", "set_num_threads", "num_threads", "select_isa",
+    "Loss", "LossInfo", "losses", "get_loss",
+    "MSE", "MAE", "Huber", "SmoothL1", "Quantile", "LogCosh",
+    "mse", "mae", "huber", "smooth_l1", "quantile", "log_cosh",
+]

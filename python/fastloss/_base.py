@@ -1,0 +1,208 @@
+"""The Loss contract shared by every loss, the parameter declarations, and the registry."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from . import _core
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_reduction(reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
+    return reduction
+
+
+@dataclass(frozen=True)
+class Param:
+    """A hyper-parameter: its name, default, a validator and one line of documentation.
+
+    ``check(value)`` returns the value to store (possibly normalized) or raises ValueError.
+    """
+
+    name: str
+    default: Any
+    check: Callable[[str, Any], Any]
+    doc: str = ""
+
+
+def finite_float(name: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite; got {v}")
+    return v
+
+
+def positive(name: str, value: Any) -> float:
+    v = finite_float(name, value)
+    if v <= 0:
+        raise ValueError(f"{name} must be > 0; got {v}")
+    return v
+
+
+def non_negative(name: str, value: Any) -> float:
+    v = finite_float(name, value)
+    if v < 0:
+        raise ValueError(f"{name} must be >= 0; got {v}")
+    return v
+
+
+@dataclass(frozen=True)
+class LossInfo:
+    """One registry entry: what ``fastloss.losses()`` lists."""
+
+    name: str
+    cls: type
+    function: Callable
+    family: str
+    params: Dict[str, Any]
+    convex: bool
+    robust: bool
+    smooth: bool
+    hessian: str
+    summary: str = field(repr=False, default="")
+
+
+_REGISTRY: Dict[str, LossInfo] = {}
+
+
+def losses(family: Optional[str] = None) -> List[LossInfo]:
+    """Every registered loss (optionally one family), with its parameters and properties."""
+    return [info for info in _REGISTRY.values() if family is None or info.family == family]
+
+
+def get_loss(name: str, **params: Any) -> "Loss":
+    """Constructs a registered loss from its functional name (``"huber"``) or class name."""
+    for info in _REGISTRY.values():
+        if name in (info.name, info.cls.__name__):
+            return info.cls(**params)
+    known = ", ".join(sorted(_REGISTRY))
+    raise ValueError(f"unknown loss {name!r}; known losses: {known}")
+
+
+class Loss:
+    """Base class. Subclasses declare ``params`` and the properties below; see the module docs."""
+
+    params: Tuple[Param, ...] = ()
+    family: str = ""
+    convex: bool = False
+    robust: bool = False
+    smooth: bool = False
+    hessian: str = "exact"  # "exact", or "a.e." where it is the almost-everywhere value 0
+
+    def __init__(self, *, reduction: str = "mean", **kwargs: Any) -> None:
+        self.reduction = _check_reduction(reduction)
+        names = {p.name for p in self.params}
+        unknown = set(kwargs) - names
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unexpected parameter(s) {sorted(unknown)}; "
+                f"it takes {sorted(names) or 'none'}"
+            )
+        for p in self.params:
+            setattr(self, p.name, p.check(p.name, kwargs.get(p.name, p.default)))
+
+    def get_params(self) -> Dict[str, Any]:
+        return {p.name: getattr(self, p.name) for p in self.params}
+
+    def __repr__(self) -> str:
+        args = [f"{k}={v!r}" for k, v in self.get_params().items()]
+        if self.reduction != "mean":
+            args.append(f"reduction={self.reduction!r}")
+        return f"{type(self).__name__}({', '.join(args)})"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("function_name") or cls.__dict__.get("kernel")
+        if name is None:  # an abstract base, not a loss
+            return
+        cls.function_name = name
+        fn = _make_functional(cls)
+        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        _REGISTRY[name] = LossInfo(
+            name=name, cls=cls, function=fn, family=cls.family,
+            params={p.name: p.default for p in cls.params},
+            convex=cls.convex, robust=cls.robust, smooth=cls.smooth, hessian=cls.hessian,
+            summary=summary,
+        )
+        cls.functional = staticmethod(fn)
+
+
+def _make_functional(cls: type) -> Callable:
+    def functional(y_true, y_pred, *, sample_weight=None, reduction="mean", **params):
+        return cls(reduction=reduction, **params)(y_true, y_pred, sample_weight=sample_weight)
+
+    functional.__name__ = functional.__qualname__ = cls.function_name
+    functional.__doc__ = (
+        f"Functional form of :class:`fastloss.{cls.__name__}`: returns the loss value.\n\n"
+        f"``{cls.function_name}(y_true, y_pred, *, sample_weight=None, reduction='mean', "
+        + ", ".join(f"{p.name}={p.default!r}" for p in cls.params)
+        + ")``"
+    )
+    return functional
+
+
+class ElementwiseLoss(Loss):
+    """A loss whose value is a (weighted) reduction of per-element terms l(y_true, y_pred).
+
+    All derivatives are with respect to ``y_pred`` and are exactly those of the returned value
+    under the chosen reduction: for ``"mean"`` the per-element terms are scaled by
+    ``w / sum(w)``, for ``"sum"`` by ``w``, for ``"none"`` by ``w`` (the derivative of each
+    returned per-element value).
+    """
+
+    kernel: Optional[str] = None  # name in the C++ registry (cpp/losses/registry.hpp)
+
+    def __init__(self, *, reduction: str = "mean", **kwargs: Any) -> None:
+        super().__init__(reduction=reduction, **kwargs)
+        self._id = _core.elementwise_kernels[self.kernel]
+        self._kernel_params = self._pack_params()
+        self._aux = self._column_params()
+
+    # Subclasses map their parameters onto the kernel's flat parameter list / per-column vector.
+    def _pack_params(self) -> List[float]:
+        return [float(getattr(self, p.name)) for p in self.params]
+
+    def _column_params(self) -> Optional[np.ndarray]:
+        return None
+
+    def __call__(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None):
+        """The loss value: a float (``"mean"``/``"sum"``) or the per-element array (``"none"``)."""
+        value, per_elem, _, _ = _core.elementwise(
+            self._id, self._kernel_params, y_true, y_pred, sample_weight, self._aux,
+            reduction or self.reduction, False, False, out, None, None)
+        return value if per_elem is None else per_elem
+
+    def value_and_grad(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None,
+                       grad_out=None):
+        """``(value, grad)`` in one pass; ``grad`` has the shape and dtype of ``y_pred``."""
+        value, per_elem, grad, _ = _core.elementwise(
+            self._id, self._kernel_params, y_true, y_pred, sample_weight, self._aux,
+            reduction or self.reduction, True, False, out, grad_out, None)
+        return (value if per_elem is None else per_elem), grad
+
+    def grad_hess(self, y_true, y_pred, sample_weight=None, *, reduction=None, grad_out=None,
+                  hess_out=None):
+        """``(grad, hess)``: gradient and Hessian diagonal with respect to ``y_pred``."""
+        reduction = reduction or self.reduction
+        # Per-element derivatives under "none" are those of "sum"; no per-element values needed.
+        _, _, grad, hess = _core.elementwise(
+            self._id, self._kernel_params, y_true, y_pred, sample_weight, self._aux,
+            "sum" if reduction == "none" else reduction, True, True, None, grad_out, hess_out)
+        return grad, hess
+
+    def value_grad_hess(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None,
+                        grad_out=None, hess_out=None):
+        """``(value, grad, hess)`` from the same single pass."""
+        value, per_elem, grad, hess = _core.elementwise(
+            self._id, self._kernel_params, y_true, y_pred, sample_weight, self._aux,
+            reduction or self.reduction, True, True, out, grad_out, hess_out)
+        return (value if per_elem is None else per_elem), grad, hess

@@ -1,0 +1,68 @@
+"""Threads, SIMD target selection and build information."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Dict, Iterator
+
+from . import _core
+
+__version__ = "0.1.0"
+
+
+def get_num_threads() -> int:
+    """Threads the kernels use (default: OpenMP's, i.e. ``OMP_NUM_THREADS`` or the core count)."""
+    return _core.get_num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the number of threads every kernel uses. Results do not depend on it (bitwise)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int; got {type(n).__name__}")
+    _core.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def num_threads(n: int) -> Iterator[None]:
+    """Context manager: ``with fastloss.num_threads(1): ...`` restores the previous count after."""
+    previous = get_num_threads()
+    set_num_threads(n)
+    try:
+        yield
+    finally:
+        set_num_threads(previous)
+
+
+def select_isa(name: str) -> None:
+    """Switches the SIMD target (``"baseline"``, ``"avx2"``, ``"avx512"``) for all later calls."""
+    _core.select_isa(name)
+
+
+def build_info() -> Dict[str, Any]:
+    """Version, compiled and selected SIMD targets, OpenMP, compiler, threads."""
+    info = dict(_core.build)
+    info.update(
+        version=__version__,
+        isa_compiled=list(_core.compiled_isas()),
+        isa_available=list(_core.available_isas()),
+        isa_selected=_core.selected_isa(),
+        num_threads=get_num_threads(),
+        cuda=False,
+    )
+    try:
+        from . import _cuda  # noqa: F401  (optional target)
+
+        info["cuda"] = True
+    except ImportError:
+        pass
+    return info
+
+
+def _select_isa_from_environment() -> None:
+    requested = os.environ.get("FASTLOSS_ISA", "").strip()
+    if requested:
+        try:
+            _core.select_isa(requested)
+        except ValueError as e:
+            raise ImportError(f"FASTLOSS_ISA={requested!r}: {e}") from None
