@@ -29,10 +29,15 @@ bool is_native(const py::dtype& d) {
 
 DType dtype_of(const py::array& a) { return a.itemsize() == 4 ? DType::f32 : DType::f64; }
 
+py::object numpy() {
+  // Imported once; the module object lives as long as the interpreter.
+  static py::object* np = new py::object(py::module_::import("numpy"));
+  return *np;
+}
+
 py::array as_real_array(const py::handle& obj, const char* name, DType int_target) {
-  py::object np = py::module_::import("numpy");
   py::array a = py::isinstance<py::array>(obj) ? py::reinterpret_borrow<py::array>(obj)
-                                               : py::array(np.attr("asarray")(obj));
+                                               : py::array(numpy().attr("asarray")(obj));
   const char kind = a.dtype().kind();
   const bool native = is_native(a.dtype());
   if (kind == 'f') {
@@ -67,7 +72,7 @@ index_t flat_stride(const py::array& a) {
 Input flat_input(py::array a, Bcast mode, index_t period, std::vector<py::object>& keep) {
   index_t st = flat_stride(a);
   if (st == 0) {
-    a = py::module_::import("numpy").attr("ascontiguousarray")(a);
+    a = numpy().attr("ascontiguousarray")(a);
     st = 1;
   }
   keep.push_back(a);
@@ -81,9 +86,10 @@ Input flat_input(py::array a, Bcast mode, index_t period, std::vector<py::object
 }
 
 Output OutBuffer::view() const {
+  const auto& a = static_cast<const py::array&>(target);
   Output o;
-  o.ptr = const_cast<void*>(target.data());
-  o.stride = flat_stride(target);
+  o.ptr = const_cast<void*>(a.data());
+  o.stride = flat_stride(a);
   return o;
 }
 
@@ -111,7 +117,7 @@ OutBuffer make_output(const py::object& given, const char* name, const std::vect
                           shape_str(shape_of(a)));
   if (!a.writeable()) throw py::value_error(std::string(name) + " is read-only");
   b.user = a;
-  b.target = flat_stride(a) != 0 ? a : py::array(dt, shape);
+  b.target = flat_stride(a) != 0 ? py::object(a) : py::object(py::array(dt, shape));
   return b;
 }
 

@@ -14,6 +14,7 @@ namespace fastloss::bind {
 
 namespace py = pybind11;
 
+py::object numpy();  // the numpy module
 std::string shape_str(const std::vector<index_t>& s);
 std::vector<index_t> shape_of(const py::array& a);
 
@@ -35,8 +36,9 @@ Input flat_input(py::array a, Bcast mode, index_t period, std::vector<py::object
 // exact dtype, exact shape, writeable) and, when no single stride describes it, computes into a
 // temporary that finish() copies back after the kernel.
 struct OutBuffer {
-  py::array user;     // what the caller gets back
-  py::array target;   // what the kernel writes (== user unless a temporary was needed)
+  // py::object, not py::array: a default-constructed py::array allocates an empty array.
+  py::object user;    // what the caller gets back
+  py::object target;  // what the kernel writes (== user unless a temporary was needed)
   Output view() const;
   void finish();
 };

@@ -151,7 +151,7 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
   {
     index_t st = flat_stride(y_pred);
     if (st == 0) {
-      y_pred = py::module_::import("numpy").attr("ascontiguousarray")(y_pred);
+      y_pred = numpy().attr("ascontiguousarray")(y_pred);
       st = 1;
       job.y_pred = y_pred.data();
     }
@@ -188,7 +188,7 @@ py::array vmath(const std::string& name, const py::array& x) {
   if (id < 0) throw py::value_error("unknown vector math function '" + name + "'");
   if (x.dtype().kind() != 'f' || (x.itemsize() != 4 && x.itemsize() != 8) || !is_native(x.dtype()))
     throw py::type_error("x must be float32 or float64");
-  py::array xc = py::module_::import("numpy").attr("ascontiguousarray")(x);
+  py::array xc = numpy().attr("ascontiguousarray")(x);
   py::array y(xc.dtype(), shape_of(xc));
   const VmathFn fn = kernels().vmath[id][xc.itemsize() == 4 ? 0 : 1];
   const void* src = xc.data();
