@@ -121,4 +121,61 @@ OutBuffer make_output(const py::object& given, const char* name, const std::vect
   return b;
 }
 
+Reduction parse_reduction(const std::string& r) {
+  if (r == "mean") return Reduction::mean;
+  if (r == "sum") return Reduction::sum;
+  if (r == "none") return Reduction::none;
+  throw py::value_error("reduction must be 'mean', 'sum' or 'none'; got '" + r + "'");
+}
+
+// Is `inner` a prefix of `outer`? Returns the product of the remaining trailing axes, or 0.
+static index_t prefix_period(const std::vector<index_t>& inner, const std::vector<index_t>& outer) {
+  if (inner.empty() || inner.size() > outer.size()) return 0;
+  index_t period = 1;
+  for (size_t i = 0; i < outer.size(); ++i) {
+    if (i < inner.size()) {
+      if (inner[i] != outer[i]) return 0;
+    } else {
+      period *= outer[i];
+    }
+  }
+  return period;
+}
+
+ElementwisePlan plan_elementwise(const std::vector<index_t>& pred, const std::vector<index_t>& truth,
+                                 const std::vector<index_t>* weight, const std::vector<index_t>* aux) {
+  ElementwisePlan plan;
+  // A per-column parameter vector (e.g. quantiles) describes the last axis of y_pred.
+  index_t cols = 1;
+  if (aux && !aux->empty()) {
+    cols = (*aux)[0];
+    if (pred.empty() || pred.back() != cols)
+      throw py::value_error("y_pred must have " + std::to_string(cols) +
+                            " columns (one per parameter value) in its last axis; got shape " +
+                            shape_str(pred));
+    plan.aux_period = cols;
+  }
+  if (truth == pred) {
+    plan.y_true = Bcast::full;
+  } else if (cols > 1 && truth.size() + 1 == pred.size() && prefix_period(truth, pred) == cols) {
+    plan.y_true = Bcast::row;
+    plan.y_true_period = cols;
+  } else {
+    throw py::value_error("y_true and y_pred must have the same shape; got y_true " +
+                          shape_str(truth) + " and y_pred " + shape_str(pred));
+  }
+  // sample_weight: the shape of y_pred, or of its leading axes (broadcast over the trailing ones).
+  if (weight) {
+    if (*weight == pred) {
+      plan.weight = Bcast::full;
+    } else if ((plan.weight_period = prefix_period(*weight, pred)) > 0) {
+      plan.weight = Bcast::row;
+    } else {
+      throw py::value_error("sample_weight must have the shape of y_pred " + shape_str(pred) +
+                            " or of its leading axes; got " + shape_str(*weight));
+    }
+  }
+  return plan;
+}
+
 }  // namespace fastloss::bind

@@ -45,4 +45,19 @@ struct OutBuffer {
 OutBuffer make_output(const py::object& given, const char* name, const std::vector<index_t>& shape,
                       DType dtype);
 
+enum class Reduction { mean, sum, none };
+Reduction parse_reduction(const std::string& r);
+
+// How y_true, sample_weight and a per-column parameter vector map onto y_pred's elements; raises
+// ValueError naming the argument and showing the shapes. Shared by the CPU and CUDA bindings.
+struct ElementwisePlan {
+  Bcast y_true = Bcast::full;
+  index_t y_true_period = 1;
+  Bcast weight = Bcast::none;
+  index_t weight_period = 1;
+  index_t aux_period = 1;  // number of columns the parameter vector spans (1: scalar)
+};
+ElementwisePlan plan_elementwise(const std::vector<index_t>& pred, const std::vector<index_t>& truth,
+                                 const std::vector<index_t>* weight, const std::vector<index_t>* aux);
+
 }  // namespace fastloss::bind

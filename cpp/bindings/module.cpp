@@ -18,15 +18,6 @@ using namespace fastloss::bind;
 
 namespace {
 
-enum class Reduction { mean, sum, none };
-
-Reduction parse_reduction(const std::string& r) {
-  if (r == "mean") return Reduction::mean;
-  if (r == "sum") return Reduction::sum;
-  if (r == "none") return Reduction::none;
-  throw py::value_error("reduction must be 'mean', 'sum' or 'none'; got '" + r + "'");
-}
-
 // Sum of the weights in the fixed blocked order, after checking each is finite and >= 0.
 template <class T>
 double checked_weight_sum(const Input& w, index_t n, int threads) {
@@ -45,20 +36,6 @@ double checked_weight_sum(const Input& w, index_t n, int threads) {
   });
   if (bad) throw py::value_error("sample_weight must be finite and non-negative");
   return total;
-}
-
-// Is `inner` a prefix of `outer`? Returns the product of the remaining trailing axes, or 0.
-index_t prefix_period(const std::vector<index_t>& inner, const std::vector<index_t>& outer) {
-  if (inner.empty() || inner.size() > outer.size()) return 0;
-  index_t period = 1;
-  for (size_t i = 0; i < outer.size(); ++i) {
-    if (i < inner.size()) {
-      if (inner[i] != outer[i]) return 0;
-    } else {
-      period *= outer[i];
-    }
-  }
-  return period;
 }
 
 // One call of an elementwise loss. Returns (value, per-element losses | None, grad | None,
@@ -87,43 +64,22 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
   job.params = params.data();
   job.threads = get_num_threads();
 
-  // A per-column parameter vector (e.g. quantiles) describes the last axis of y_pred.
-  index_t cols = 1;
-  if (!aux_obj.is_none()) {
-    py::array aux = as_real_array(aux_obj, "parameter vector");
-    cols = aux.size();
-    const bool scalar = aux.ndim() == 0;
-    if (!scalar && (pshape.empty() || pshape.back() != cols))
-      throw py::value_error("y_pred must have " + std::to_string(cols) +
-                            " columns (one per parameter value) in its last axis; got shape " +
-                            shape_str(pshape));
-    job.aux = flat_input(aux, Bcast::col, scalar ? 1 : cols, keep);
-    if (scalar) cols = 1;
+  const bool has_aux = !aux_obj.is_none(), weighted = !weight_obj.is_none();
+  py::object aux, w;  // not py::array: a default-constructed py::array allocates
+  std::vector<index_t> aux_shape, wshape;
+  if (has_aux) {
+    py::array a = as_real_array(aux_obj, "parameter vector");
+    aux_shape = shape_of(a), aux = a;
   }
-
-  if (tshape == pshape) {
-    job.y_true = flat_input(y_true, Bcast::full, 1, keep);
-  } else if (cols > 1 && tshape.size() + 1 == pshape.size() && prefix_period(tshape, pshape) == cols) {
-    job.y_true = flat_input(y_true, Bcast::row, cols, keep);
-  } else {
-    throw py::value_error("y_true and y_pred must have the same shape; got y_true " +
-                          shape_str(tshape) + " and y_pred " + shape_str(pshape));
+  if (weighted) {
+    py::array a = as_real_array(weight_obj, "sample_weight", T);
+    wshape = shape_of(a), w = a;
   }
-
-  // sample_weight: the shape of y_pred, or of its leading axes (broadcast over the trailing ones).
-  index_t weight_period = 1;
-  if (!weight_obj.is_none()) {
-    py::array w = as_real_array(weight_obj, "sample_weight", T);
-    const auto wshape = shape_of(w);
-    if (wshape == pshape) {
-      job.weight = flat_input(w, Bcast::full, 1, keep);
-    } else if ((weight_period = prefix_period(wshape, pshape)) > 0) {
-      job.weight = flat_input(w, Bcast::row, weight_period, keep);
-    } else {
-      throw py::value_error("sample_weight must have the shape of y_pred " + shape_str(pshape) +
-                            " or of its leading axes; got " + shape_str(wshape));
-    }
-  }
+  const ElementwisePlan plan = plan_elementwise(pshape, tshape, weighted ? &wshape : nullptr,
+                                                has_aux ? &aux_shape : nullptr);
+  job.y_true = flat_input(y_true, plan.y_true, plan.y_true_period, keep);
+  if (has_aux) job.aux = flat_input(py::reinterpret_borrow<py::array>(aux), Bcast::col, plan.aux_period, keep);
+  if (weighted) job.weight = flat_input(py::reinterpret_borrow<py::array>(w), plan.weight, plan.weight_period, keep);
 
   OutBuffer out, grad, hess;
   if (reduction == Reduction::none) out = make_output(out_obj, "out", pshape, T);
@@ -132,13 +88,12 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
 
   // Normalizer of the mean: sum of weights over all elements (n without weights).
   double norm = static_cast<double>(n);
-  const bool weighted = job.weight.mode != Bcast::none;
-  if (weighted && (reduction == Reduction::mean || n > 0)) {
-    const index_t nw = n / weight_period;
+  if (weighted) {  // always validated, whatever the reduction
+    const index_t nw = n / plan.weight_period;
     py::gil_scoped_release nogil;
     norm = (job.weight.dtype == DType::f32 ? checked_weight_sum<float>(job.weight, nw, job.threads)
                                            : checked_weight_sum<double>(job.weight, nw, job.threads)) *
-           static_cast<double>(weight_period);
+           static_cast<double>(plan.weight_period);
   }
   if (reduction == Reduction::mean && weighted && n > 0 && norm == 0.0)
     throw py::value_error("sample_weight sums to zero: the weighted mean is undefined");

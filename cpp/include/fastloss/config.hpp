@@ -35,7 +35,11 @@ FL_NAMESPACE_BEGIN
 // multiply-add is written here, once. Targets with FMA (AVX2, AVX-512, CUDA) therefore compute
 // bit-identical results; the baseline target (no FMA unit) rounds twice and may differ in the last
 // bit, which the README states.
-#if defined(__CUDACC__) || defined(__FMA__)
+#if defined(__CUDA_ARCH__)
+FL_HD FL_INLINE float fma_(float a, float b, float c) { return fmaf(a, b, c); }
+FL_HD FL_INLINE double fma_(double a, double b, double c) { return fma(a, b, c); }
+inline constexpr bool kHasFma = true;
+#elif defined(__FMA__)
 FL_HD FL_INLINE float fma_(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
 FL_HD FL_INLINE double fma_(double a, double b, double c) { return __builtin_fma(a, b, c); }
 inline constexpr bool kHasFma = true;
