@@ -174,19 +174,24 @@ class ElementwiseLoss(Loss):
     def _column_params(self) -> Optional[np.ndarray]:
         return None
 
+    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
+             hess_out):
+        kernels = _core if type(y_pred) is np.ndarray else _kernels_for(y_pred)
+        return kernels.elementwise(
+            self._id, self._kernel_params, y_true, y_pred, sample_weight, self._aux,
+            reduction or self.reduction, want_grad, want_hess, out, grad_out, hess_out)
+
     def __call__(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None):
         """The loss value: a float (``"mean"``/``"sum"``) or the per-element array (``"none"``)."""
-        value, per_elem, _, _ = _core.elementwise(
-            self._id, self._kernel_params, y_true, y_pred, sample_weight, self._aux,
-            reduction or self.reduction, False, False, out, None, None)
+        value, per_elem, _, _ = self._run(y_true, y_pred, sample_weight, reduction, False, False,
+                                          out, None, None)
         return value if per_elem is None else per_elem
 
     def value_and_grad(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None,
                        grad_out=None):
         """``(value, grad)`` in one pass; ``grad`` has the shape and dtype of ``y_pred``."""
-        value, per_elem, grad, _ = _core.elementwise(
-            self._id, self._kernel_params, y_true, y_pred, sample_weight, self._aux,
-            reduction or self.reduction, True, False, out, grad_out, None)
+        value, per_elem, grad, _ = self._run(y_true, y_pred, sample_weight, reduction, True, False,
+                                             out, grad_out, None)
         return (value if per_elem is None else per_elem), grad
 
     def grad_hess(self, y_true, y_pred, sample_weight=None, *, reduction=None, grad_out=None,
@@ -194,15 +199,27 @@ class ElementwiseLoss(Loss):
         """``(grad, hess)``: gradient and Hessian diagonal with respect to ``y_pred``."""
         reduction = reduction or self.reduction
         # Per-element derivatives under "none" are those of "sum"; no per-element values needed.
-        _, _, grad, hess = _core.elementwise(
-            self._id, self._kernel_params, y_true, y_pred, sample_weight, self._aux,
-            "sum" if reduction == "none" else reduction, True, True, None, grad_out, hess_out)
+        _, _, grad, hess = self._run(y_true, y_pred, sample_weight,
+                                     "sum" if reduction == "none" else reduction, True, True, None,
+                                     grad_out, hess_out)
         return grad, hess
 
     def value_grad_hess(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None,
                         grad_out=None, hess_out=None):
         """``(value, grad, hess)`` from the same single pass."""
-        value, per_elem, grad, hess = _core.elementwise(
-            self._id, self._kernel_params, y_true, y_pred, sample_weight, self._aux,
-            reduction or self.reduction, True, True, out, grad_out, hess_out)
+        value, per_elem, grad, hess = self._run(y_true, y_pred, sample_weight, reduction, True, True,
+                                                out, grad_out, hess_out)
         return (value if per_elem is None else per_elem), grad, hess
+
+
+def _kernels_for(y_pred):
+    """The CUDA kernels for device arrays (``__cuda_array_interface__``), else the CPU ones."""
+    if not hasattr(y_pred, "__cuda_array_interface__"):
+        return _core
+    try:
+        from . import _cuda
+    except ImportError:
+        raise TypeError(
+            "y_pred is a GPU array but this fastloss build has no CUDA target; rebuild with "
+            "FASTLOSS_CUDA=ON, or pass host (NumPy) arrays") from None
+    return _cuda

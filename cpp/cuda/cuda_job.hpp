@@ -1,0 +1,36 @@
+// What the CUDA launcher needs: device pointers only (the binding moves host arrays).
+#pragma once
+
+#include <cstdint>
+
+namespace fastloss::cuda {
+
+using index_t = std::int64_t;
+
+struct CudaJob {
+  index_t n = 0;
+  const void* y_pred = nullptr;   // dtype T
+  const void* y_true = nullptr;   // dtype T
+  index_t y_true_period = 0;      // 0: one value per element; else element k reads y_true[k / period]
+  const void* weight = nullptr;   // dtype T, or null
+  index_t weight_period = 0;      // as y_true_period
+  const double* aux = nullptr;    // per-column parameter (element k reads aux[k % aux_period]) or null
+  index_t aux_period = 1;
+  void* loss_out = nullptr;       // per-element weighted losses (reduction "none") or null
+  void* grad_out = nullptr;
+  void* hess_out = nullptr;
+  double grad_scale = 1.0;
+  double params[8] = {};
+};
+
+// Returns sum_k w_k l_k. Deterministic: fixed chunks per CUDA block, a fixed shared-memory tree
+// inside each block, and the block partials summed pairwise on the host in a fixed order.
+double elementwise(int loss, bool f32, const CudaJob& job);
+
+// Sum of n weights (dtype f32 or f64) after checking each is finite and >= 0 (sets *bad).
+double weight_sum(const void* w, index_t n, bool f32, bool* bad);
+
+int num_elementwise();
+const char* last_error();  // empty when the last call succeeded
+
+}  // namespace fastloss::cuda

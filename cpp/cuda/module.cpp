@@ -1,0 +1,234 @@
+// fastloss._cuda: the elementwise losses on an NVIDIA GPU. Arrays exposing
+// __cuda_array_interface__ (CuPy, PyTorch, Numba) are used in place; NumPy arrays are copied to the
+// device and the results copied back. Same contract and shape rules as fastloss._core.
+#include <cuda_runtime.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "../bindings/arrays.hpp"
+#include "cuda_job.hpp"
+
+namespace py = pybind11;
+using namespace fastloss;
+using namespace fastloss::bind;
+
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+void check_kernel() {
+  const std::string err = fastloss::cuda::last_error();
+  if (!err.empty()) throw std::runtime_error("CUDA " + err);
+}
+
+// Device memory owned for the length of one call.
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes) { check(cudaMalloc(&ptr, bytes ? bytes : 1), "cudaMalloc"); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr(o.ptr) { o.ptr = nullptr; }
+  ~DeviceBuffer() { if (ptr) cudaFree(ptr); }
+};
+
+struct DeviceView {
+  void* ptr = nullptr;
+  std::vector<index_t> shape;
+  DType dtype = DType::f64;
+  bool readonly = false;
+};
+
+bool is_device(const py::handle& obj) { return py::hasattr(obj, "__cuda_array_interface__"); }
+
+// Reads __cuda_array_interface__; only C-contiguous float32/float64 arrays are accepted.
+DeviceView device_view(const py::handle& obj, const char* name) {
+  py::dict iface = obj.attr("__cuda_array_interface__");
+  DeviceView v;
+  for (auto d : py::tuple(iface["shape"])) v.shape.push_back(d.cast<index_t>());
+  const std::string type = iface["typestr"].cast<std::string>();
+  if (type == "<f4") v.dtype = DType::f32;
+  else if (type == "<f8") v.dtype = DType::f64;
+  else throw py::type_error(std::string(name) + " must be a float32 or float64 device array; got " + type);
+  py::tuple data = iface["data"];
+  v.ptr = reinterpret_cast<void*>(data[0].cast<std::uintptr_t>());
+  v.readonly = data[1].cast<bool>();
+  if (iface.contains("strides") && !iface["strides"].is_none()) {
+    py::tuple strides = iface["strides"];
+    index_t expect = type == "<f4" ? 4 : 8;
+    for (py::ssize_t i = static_cast<py::ssize_t>(v.shape.size()) - 1; i >= 0; --i) {
+      if (v.shape[i] != 1 && strides[i].cast<index_t>() != expect)
+        throw py::value_error(std::string(name) + " must be C-contiguous on the GPU");
+      expect *= v.shape[i];
+    }
+  }
+  return v;
+}
+
+index_t size_of(const std::vector<index_t>& shape) {
+  index_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+size_t itemsize(DType t) { return t == DType::f32 ? 4 : 8; }
+
+// One call; see fastloss._core.elementwise for the arguments and the returned tuple.
+py::tuple elementwise(int loss, const std::vector<double>& params, const py::object& y_true_obj,
+                      const py::object& y_pred_obj, const py::object& weight_obj,
+                      const py::object& aux_obj, const std::string& reduction_name, bool want_grad,
+                      bool want_hess, const py::object& out_obj, const py::object& grad_out_obj,
+                      const py::object& hess_out_obj) {
+  if (loss < 0 || loss >= fastloss::cuda::num_elementwise())
+    throw py::value_error("unknown elementwise loss id");
+  if (params.size() > 8) throw py::value_error("too many loss parameters");
+  const Reduction reduction = parse_reduction(reduction_name);
+  if (reduction != Reduction::none && !out_obj.is_none())
+    throw py::value_error("out= is only used with reduction='none'");
+  want_grad = want_grad || want_hess;
+  const bool on_device = is_device(y_pred_obj), weighted = !weight_obj.is_none();
+  const bool has_aux = !aux_obj.is_none();
+
+  std::vector<DeviceBuffer> owned;  // device copies of host inputs/outputs, freed on return
+  std::vector<py::object> keep;
+  auto stage = [&](const py::handle& obj, const char* name, DType T, std::vector<index_t>& shape,
+                   bool must_match) -> const void* {
+    if (on_device) {
+      if (!is_device(obj))
+        throw py::type_error(std::string(name) + " must be a device array like y_pred");
+      DeviceView v = device_view(obj, name);
+      if (must_match && v.dtype != T)
+        throw py::type_error(std::string(name) + " must have the dtype of y_pred on the GPU");
+      shape = v.shape;
+      return v.ptr;
+    }
+    py::array a = numpy().attr("ascontiguousarray")(as_real_array(obj, name, T), numpy_dtype(T));
+    keep.push_back(a);
+    shape = shape_of(a);
+    owned.emplace_back(a.nbytes());
+    check(cudaMemcpy(owned.back().ptr, a.data(), a.nbytes(), cudaMemcpyHostToDevice), "copy to GPU");
+    return owned.back().ptr;
+  };
+
+  DType T;
+  std::vector<index_t> pshape, tshape, wshape, aux_shape;
+  if (on_device) {
+    T = device_view(y_pred_obj, "y_pred").dtype;
+  } else {
+    T = dtype_of(as_real_array(y_pred_obj, "y_pred"));
+  }
+  fastloss::cuda::CudaJob job;
+  job.y_pred = stage(y_pred_obj, "y_pred", T, pshape, true);
+  job.y_true = stage(y_true_obj, "y_true", T, tshape, true);
+  if (weighted) job.weight = stage(weight_obj, "sample_weight", T, wshape, true);
+  py::array aux;
+  if (has_aux) {
+    aux = numpy().attr("ascontiguousarray")(as_real_array(aux_obj, "parameter vector"), "float64");
+    aux_shape = shape_of(aux);
+  }
+  const ElementwisePlan plan = plan_elementwise(pshape, tshape, weighted ? &wshape : nullptr,
+                                                has_aux ? &aux_shape : nullptr);
+  const index_t n = size_of(pshape);
+  job.n = n;
+  job.y_true_period = plan.y_true == Bcast::row ? plan.y_true_period : 0;
+  job.weight_period = plan.weight == Bcast::row ? plan.weight_period : 0;
+  for (size_t i = 0; i < params.size(); ++i) job.params[i] = params[i];
+  if (has_aux) {
+    owned.emplace_back(aux.nbytes());
+    check(cudaMemcpy(owned.back().ptr, aux.data(), aux.nbytes(), cudaMemcpyHostToDevice), "copy to GPU");
+    job.aux = static_cast<const double*>(owned.back().ptr);
+    job.aux_period = plan.aux_period;
+  }
+
+  // Outputs: device arrays given or allocated with CuPy; host arrays validated by make_output.
+  struct Out {
+    py::object user;
+    OutBuffer host;
+    void* dev = nullptr;
+  };
+  auto output = [&](const py::object& given, const char* name) {
+    Out o;
+    if (on_device) {
+      if (given.is_none()) {
+        py::object cupy;
+        try {
+          cupy = py::module_::import("cupy");
+        } catch (py::error_already_set&) {
+          throw py::type_error(std::string("pass ") + name +
+                               "= (a device array): allocating one needs CuPy");
+        }
+        o.user = cupy.attr("empty")(py::cast(pshape), numpy_dtype(T));
+      } else {
+        o.user = given;
+      }
+      DeviceView v = device_view(o.user, name);
+      if (v.dtype != T || v.shape != pshape || v.readonly)
+        throw py::value_error(std::string(name) + " must be a writeable device array of y_pred's shape " +
+                              shape_str(pshape) + " and dtype");
+      o.dev = v.ptr;
+    } else {
+      o.host = make_output(given, name, pshape, T);
+      o.user = o.host.user;
+      owned.emplace_back(static_cast<size_t>(n) * itemsize(T));
+      o.dev = owned.back().ptr;
+    }
+    return o;
+  };
+  Out out, grad, hess;
+  if (reduction == Reduction::none) out = output(out_obj, "out");
+  if (want_grad) grad = output(grad_out_obj, "grad_out");
+  if (want_hess) hess = output(hess_out_obj, "hess_out");
+
+  double norm = static_cast<double>(n);
+  if (weighted) {
+    bool bad = false;
+    norm = fastloss::cuda::weight_sum(job.weight, n / plan.weight_period, T == DType::f32, &bad) *
+           static_cast<double>(plan.weight_period);
+    check_kernel();
+    if (bad) throw py::value_error("sample_weight must be finite and non-negative");
+  }
+  if (reduction == Reduction::mean && weighted && n > 0 && norm == 0.0)
+    throw py::value_error("sample_weight sums to zero: the weighted mean is undefined");
+  job.grad_scale = reduction == Reduction::mean ? 1.0 / norm : 1.0;
+  job.loss_out = out.dev;
+  job.grad_out = grad.dev;
+  job.hess_out = hess.dev;
+
+  double total = 0.0;
+  if (n > 0) {
+    py::gil_scoped_release nogil;
+    total = fastloss::cuda::elementwise(loss, T == DType::f32, job);
+  }
+  check_kernel();
+  for (Out* o : {&out, &grad, &hess}) {
+    if (on_device || !o->dev) continue;
+    py::array target = o->host.target;
+    check(cudaMemcpy(target.mutable_data(), o->dev, static_cast<size_t>(n) * itemsize(T),
+                     cudaMemcpyDeviceToHost),
+          "copy from GPU");
+    o->host.finish();
+  }
+  double value = total;
+  if (reduction == Reduction::mean)
+    value = n > 0 ? total / norm : std::numeric_limits<double>::quiet_NaN();
+  return py::make_tuple(value, out.dev ? out.user : py::none(), grad.dev ? grad.user : py::none(),
+                        hess.dev ? hess.user : py::none());
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cuda, m) {
+  m.doc() = "fastloss CUDA kernels (private; used by fastloss for device arrays)";
+  m.def("elementwise", &elementwise);
+  m.def("device_count", [] {
+    int count = 0;
+    return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
+  });
+}
