@@ -51,27 +51,29 @@ py::array as_real_array(const py::handle& obj, const char* name, DType int_targe
                        py::str(a.dtype()).cast<std::string>());
 }
 
-index_t flat_stride(const py::array& a) {
+bool flat_stride(const py::array& a, index_t* stride) {
   const auto item = static_cast<index_t>(a.itemsize());
-  index_t expect = 0;  // byte stride the next-outer axis must have; 0 = not known yet
-  index_t step = 0;
+  bool known = false;  // has an axis of length > 1 fixed the step yet?
+  index_t step = item, expect = 0;
   for (py::ssize_t i = a.ndim() - 1; i >= 0; --i) {
     const index_t n = a.shape(i), s = a.strides(i);
     if (n == 1) continue;
-    if (expect == 0) {
-      if (s % item) return 0;
+    if (!known) {
+      if (s % item) return false;
       step = s;
+      known = true;
     } else if (s != expect) {
-      return 0;
+      return false;
     }
     expect = s * n;
   }
-  return step == 0 ? 1 : step / item;
+  *stride = step / item;  // 0 for a broadcast (stride-0) view: every element reads the same value
+  return true;
 }
 
 Input flat_input(py::array a, Bcast mode, index_t period, std::vector<py::object>& keep) {
-  index_t st = flat_stride(a);
-  if (st == 0) {
+  index_t st = 1;
+  if (!flat_stride(a, &st)) {
     a = numpy().attr("ascontiguousarray")(a);
     st = 1;
   }
@@ -89,7 +91,7 @@ Output OutBuffer::view() const {
   const auto& a = static_cast<const py::array&>(target);
   Output o;
   o.ptr = const_cast<void*>(a.data());
-  o.stride = flat_stride(a);
+  flat_stride(a, &o.stride);
   return o;
 }
 
@@ -117,7 +119,10 @@ OutBuffer make_output(const py::object& given, const char* name, const std::vect
                           shape_str(shape_of(a)));
   if (!a.writeable()) throw py::value_error(std::string(name) + " is read-only");
   b.user = a;
-  b.target = flat_stride(a) != 0 ? py::object(a) : py::object(py::array(dt, shape));
+  // Written through one stride when one describes it (and no two elements share memory).
+  index_t st = 0;
+  const bool direct = flat_stride(a, &st) && (st != 0 || a.size() <= 1);
+  b.target = direct ? py::object(a) : py::object(py::array(dt, shape));
   return b;
 }
 
@@ -129,12 +134,14 @@ Reduction parse_reduction(const std::string& r) {
 }
 
 // Is `inner` a prefix of `outer`? Returns the product of the remaining trailing axes, or 0.
+// Is `inner` a prefix of `outer`? Returns the product of the remaining trailing axes (possibly 0
+// for empty arrays), or -1 when it is not a prefix.
 static index_t prefix_period(const std::vector<index_t>& inner, const std::vector<index_t>& outer) {
-  if (inner.empty() || inner.size() > outer.size()) return 0;
+  if (inner.size() > outer.size()) return -1;
   index_t period = 1;
   for (size_t i = 0; i < outer.size(); ++i) {
     if (i < inner.size()) {
-      if (inner[i] != outer[i]) return 0;
+      if (inner[i] != outer[i]) return -1;
     } else {
       period *= outer[i];
     }
@@ -147,7 +154,8 @@ ElementwisePlan plan_elementwise(const std::vector<index_t>& pred, const std::ve
   ElementwisePlan plan;
   // A per-column parameter vector (e.g. quantiles) describes the last axis of y_pred.
   index_t cols = 1;
-  if (aux && !aux->empty()) {
+  const bool aux_vector = aux && !aux->empty();
+  if (aux_vector) {
     cols = (*aux)[0];
     if (pred.empty() || pred.back() != cols)
       throw py::value_error("y_pred must have " + std::to_string(cols) +
@@ -157,7 +165,7 @@ ElementwisePlan plan_elementwise(const std::vector<index_t>& pred, const std::ve
   }
   if (truth == pred) {
     plan.y_true = Bcast::full;
-  } else if (cols > 1 && truth.size() + 1 == pred.size() && prefix_period(truth, pred) == cols) {
+  } else if (aux_vector && truth.size() + 1 == pred.size() && prefix_period(truth, pred) == cols) {
     plan.y_true = Bcast::row;
     plan.y_true_period = cols;
   } else {
@@ -168,7 +176,7 @@ ElementwisePlan plan_elementwise(const std::vector<index_t>& pred, const std::ve
   if (weight) {
     if (*weight == pred) {
       plan.weight = Bcast::full;
-    } else if ((plan.weight_period = prefix_period(*weight, pred)) > 0) {
+    } else if (!weight->empty() && (plan.weight_period = prefix_period(*weight, pred)) >= 0) {
       plan.weight = Bcast::row;
     } else {
       throw py::value_error("sample_weight must have the shape of y_pred " + shape_str(pred) +
@@ -176,6 +184,14 @@ ElementwisePlan plan_elementwise(const std::vector<index_t>& pred, const std::ve
     }
   }
   return plan;
+}
+
+void set_gradient_scale(double normalizer, bool mean, double* grad_scale, double* weight_prescale) {
+  double pre = 1.0;
+  if (mean && normalizer < 0x1p-600) pre = 0x1p600;  // exact rescaling of tiny weights
+  if (mean && normalizer > 0x1p600) pre = 0x1p-600;
+  *weight_prescale = pre;
+  *grad_scale = mean ? 1.0 / (normalizer * pre) : 1.0;
 }
 
 }  // namespace fastloss::bind

@@ -25,8 +25,9 @@ bool is_native(const py::dtype& d);
 DType dtype_of(const py::array& a);  // for float32/float64 arrays
 py::dtype numpy_dtype(DType d);
 
-// Element stride of `a` viewed as one flat C-order run, or 0 when no single stride describes it.
-index_t flat_stride(const py::array& a);
+// The element stride of `a` viewed as one flat C-order run (0 for a broadcast view); false when no
+// single stride describes it.
+bool flat_stride(const py::array& a, index_t* stride);
 
 // An input as a flat run: the array itself when a single stride describes it, else a C-contiguous
 // copy (kept alive by `keep`).
@@ -59,5 +60,8 @@ struct ElementwisePlan {
 };
 ElementwisePlan plan_elementwise(const std::vector<index_t>& pred, const std::vector<index_t>& truth,
                                  const std::vector<index_t>* weight, const std::vector<index_t>* aux);
+
+// Sets grad_scale and weight_prescale for a normalizer (see ElementwiseJob).
+void set_gradient_scale(double normalizer, bool mean, double* grad_scale, double* weight_prescale);
 
 }  // namespace fastloss::bind

@@ -39,8 +39,7 @@ double checked_weight_sum(const Input& w, index_t n, int threads) {
 }
 
 // One call of an elementwise loss. Returns (value, per-element losses | None, grad | None,
-// hess | None). The value is the weighted mean, the weighted sum, or (for reduction="none") the
-// weighted sum of the returned per-element losses.
+// hess | None). The value is the weighted mean or the weighted sum (unused for reduction="none").
 py::tuple elementwise(int loss, const std::vector<double>& params, const py::object& y_true_obj,
                       const py::object& y_pred_obj, const py::object& weight_obj,
                       const py::object& aux_obj, const std::string& reduction_name, bool want_grad,
@@ -72,7 +71,7 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
     aux_shape = shape_of(a), aux = a;
   }
   if (weighted) {
-    py::array a = as_real_array(weight_obj, "sample_weight", T);
+    py::array a = as_real_array(weight_obj, "sample_weight");
     wshape = shape_of(a), w = a;
   }
   const ElementwisePlan plan = plan_elementwise(pshape, tshape, weighted ? &wshape : nullptr,
@@ -89,7 +88,7 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
   // Normalizer of the mean: sum of weights over all elements (n without weights).
   double norm = static_cast<double>(n);
   if (weighted) {  // always validated, whatever the reduction
-    const index_t nw = n / plan.weight_period;
+    const index_t nw = py::reinterpret_borrow<py::array>(w).size();
     py::gil_scoped_release nogil;
     norm = (job.weight.dtype == DType::f32 ? checked_weight_sum<float>(job.weight, nw, job.threads)
                                            : checked_weight_sum<double>(job.weight, nw, job.threads)) *
@@ -97,20 +96,16 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
   }
   if (reduction == Reduction::mean && weighted && n > 0 && norm == 0.0)
     throw py::value_error("sample_weight sums to zero: the weighted mean is undefined");
-  job.grad_scale = reduction == Reduction::mean ? 1.0 / norm : 1.0;
+  set_gradient_scale(norm, reduction == Reduction::mean, &job.grad_scale, &job.weight_prescale);
 
   if (reduction == Reduction::none) job.loss_out = out.view();
   if (want_grad) job.grad_out = grad.view();
   if (want_hess) job.hess_out = hess.view();
   job.y_pred = y_pred.data();
-  {
-    index_t st = flat_stride(y_pred);
-    if (st == 0) {
-      y_pred = numpy().attr("ascontiguousarray")(y_pred);
-      st = 1;
-      job.y_pred = y_pred.data();
-    }
-    job.y_pred_stride = st;
+  if (!flat_stride(y_pred, &job.y_pred_stride)) {
+    y_pred = numpy().attr("ascontiguousarray")(y_pred);
+    job.y_pred = y_pred.data();
+    job.y_pred_stride = 1;
   }
 
   double total = 0.0;

@@ -10,16 +10,18 @@ using index_t = std::int64_t;
 struct CudaJob {
   index_t n = 0;
   const void* y_pred = nullptr;   // dtype T
-  const void* y_true = nullptr;   // dtype T
+  const void* y_true = nullptr;   // dtype T (the binding converts host arrays)
   index_t y_true_period = 0;      // 0: one value per element; else element k reads y_true[k / period]
-  const void* weight = nullptr;   // dtype T, or null
+  const void* weight = nullptr;   // float32 or float64 (weight_f32), or null; applied in double
+  bool weight_f32 = false;
   index_t weight_period = 0;      // as y_true_period
   const double* aux = nullptr;    // per-column parameter (element k reads aux[k % aux_period]) or null
   index_t aux_period = 1;
   void* loss_out = nullptr;       // per-element weighted losses (reduction "none") or null
   void* grad_out = nullptr;
   void* hess_out = nullptr;
-  double grad_scale = 1.0;
+  double grad_scale = 1.0;       // as fastloss::ElementwiseJob
+  double weight_prescale = 1.0;
   double params[8] = {};
 };
 

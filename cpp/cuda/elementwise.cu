@@ -53,13 +53,15 @@ __global__ void __launch_bounds__(kThreads)
     const T a = Body<T>::kAux ? static_cast<T>(job.aux[k % job.aux_period]) : T(0);
     T l, g, h;
     body.template operator()<G, H>(y, p, a, l, g, h);
-    const T w = W ? load<T>(job.weight, job.weight_period ? k / job.weight_period : k) : T(1);
-    const T lw = W ? w * l : l;
-    if (job.loss_out) static_cast<T*>(job.loss_out)[k] = lw;
-    const T s = W ? w * scale : scale;
+    const index_t wk = job.weight_period ? k / job.weight_period : k;
+    const double w = !W ? 1.0 : job.weight_f32 ? double(load<float>(job.weight, wk)) : load<double>(job.weight, wk);
+    // Weights are applied in double (as on the CPU): exact for tiny and huge weights.
+    const double wl = W ? w * double(l) : double(l);
+    if (job.loss_out) static_cast<T*>(job.loss_out)[k] = static_cast<T>(wl);
+    const T s = W ? static_cast<T>(w * job.weight_prescale * job.grad_scale) : scale;
     if constexpr (G) static_cast<T*>(job.grad_out)[k] = g * s;
     if constexpr (H) static_cast<T*>(job.hess_out)[k] = h * s;
-    acc += static_cast<double>(lw);
+    acc += wl;
   }
   const double total = block_sum(acc, shared);
   if (threadIdx.x == 0) partial[blockIdx.x] = total;

@@ -98,17 +98,21 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
 
   std::vector<DeviceBuffer> owned;  // device copies of host inputs/outputs, freed on return
   std::vector<py::object> keep;
+  // Device arrays are used in place; host arrays are converted to `T` and copied. With
+  // must_match false a device array may be float32 or float64 (its dtype is reported in *got).
   auto stage = [&](const py::handle& obj, const char* name, DType T, std::vector<index_t>& shape,
-                   bool must_match) -> const void* {
+                   bool must_match, DType* got = nullptr) -> const void* {
     if (on_device) {
       if (!is_device(obj))
         throw py::type_error(std::string(name) + " must be a device array like y_pred");
       DeviceView v = device_view(obj, name);
       if (must_match && v.dtype != T)
         throw py::type_error(std::string(name) + " must have the dtype of y_pred on the GPU");
+      if (got) *got = v.dtype;
       shape = v.shape;
       return v.ptr;
     }
+    if (got) *got = T;
     py::array a = numpy().attr("ascontiguousarray")(as_real_array(obj, name, T), numpy_dtype(T));
     keep.push_back(a);
     shape = shape_of(a);
@@ -127,7 +131,11 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
   fastloss::cuda::CudaJob job;
   job.y_pred = stage(y_pred_obj, "y_pred", T, pshape, true);
   job.y_true = stage(y_true_obj, "y_true", T, tshape, true);
-  if (weighted) job.weight = stage(weight_obj, "sample_weight", T, wshape, true);
+  if (weighted) {
+    DType wt = DType::f64;
+    job.weight = stage(weight_obj, "sample_weight", DType::f64, wshape, false, &wt);
+    job.weight_f32 = wt == DType::f32;
+  }
   py::array aux;
   if (has_aux) {
     aux = numpy().attr("ascontiguousarray")(as_real_array(aux_obj, "parameter vector"), "float64");
@@ -189,14 +197,14 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
   double norm = static_cast<double>(n);
   if (weighted) {
     bool bad = false;
-    norm = fastloss::cuda::weight_sum(job.weight, n / plan.weight_period, T == DType::f32, &bad) *
+    norm = fastloss::cuda::weight_sum(job.weight, size_of(wshape), job.weight_f32, &bad) *
            static_cast<double>(plan.weight_period);
     check_kernel();
     if (bad) throw py::value_error("sample_weight must be finite and non-negative");
   }
   if (reduction == Reduction::mean && weighted && n > 0 && norm == 0.0)
     throw py::value_error("sample_weight sums to zero: the weighted mean is undefined");
-  job.grad_scale = reduction == Reduction::mean ? 1.0 / norm : 1.0;
+  set_gradient_scale(norm, reduction == Reduction::mean, &job.grad_scale, &job.weight_prescale);
   job.loss_out = out.dev;
   job.grad_out = grad.dev;
   job.hess_out = hess.dev;

@@ -93,6 +93,8 @@ struct Quantile {
 //   small |r|: log1p(cosh|r| - 1) = log1p(q^2 / (2(1+q)))       (no cancellation near 0)
 //   large |r|: |r| - log 2 + log1p(e^-2|r|)
 //   tanh|r| = -q(2+q) / (2 + 2q + q^2),   sech^2 r = 4 e^-2|r| / (1 + e^-2|r|)^2
+// The Hessian takes e^-|r| from exp itself: 1 + q cancels for large |r|, where sech^2 is tiny
+// but must keep its relative accuracy.
 template <class T>
 struct LogCosh {
   static constexpr bool kAux = false;
@@ -110,8 +112,8 @@ struct LogCosh {
       g = r < T(0) ? -th : th;
     }
     if constexpr (H) {
-      const T d = T(1) + t2;
-      h = T(4) * t2 / (d * d);
+      const T e = vm::exp(-a), e2 = e * e, d = T(1) + e2;
+      h = T(4) * e2 / (d * d);
     }
   }
 };

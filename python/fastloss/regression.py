@@ -81,7 +81,8 @@ class SmoothL1(ElementwiseLoss):
     """Smooth L1 loss (PyTorch's ``smooth_l1_loss``): Huber divided by ``beta``.
 
     ``l = r**2 / (2 beta)`` if ``|r| < beta`` else ``|r| - beta / 2``; gradient ``r / beta`` or
-    ``sign(r)``; Hessian ``1 / beta`` inside, 0 outside. ``beta = 0`` is exactly the L1 loss.
+    ``sign(r)``; Hessian ``1 / beta`` inside, 0 outside (the exact a.e. value). ``beta = 0`` is
+    exactly the L1 loss.
 
     Parameters
     ----------

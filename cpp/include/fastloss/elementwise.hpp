@@ -62,19 +62,29 @@ FL_INLINE void out_flush(const Output& o, index_t k0, index_t len, const T* buf)
   for (index_t i = 0; i < len; ++i) dst[(k0 + i) * o.stride] = buf[i];
 }
 
-// The fused map over one block. Every pointer is contiguous here.
+// The fused map over one block. Every pointer is contiguous here. Weights stay in double, so
+// that any finite weight (tiny, or beyond float32's range) scales the gradient and the reduction
+// exactly as it would in double; l_out receives the unweighted loss when reducing (the weighted
+// sum is then taken in double by lane_dot) and the weighted loss for reduction="none".
 template <template <class> class Body, class T, bool W, bool G, bool H>
 void map_block(const Body<T>& body, index_t len, const T* __restrict y, const T* __restrict p,
-               const T* __restrict w, const T* __restrict aux, T scale, T* __restrict l_out,
-               T* __restrict g_out, T* __restrict h_out) {
+               const double* __restrict w, const T* __restrict aux, double prescale, double scale,
+               bool weigh_l,
+               T* __restrict l_out, T* __restrict g_out, T* __restrict h_out) {
+  const T tscale = static_cast<T>(scale);
   for (index_t i = 0; i < len; ++i) {
     T l, g, h;
     body.template operator()<G, H>(y[i], p[i], Body<T>::kAux ? aux[i] : T(0), l, g, h);
-    const T wi = W ? w[i] : T(1);
-    l_out[i] = W ? wi * l : l;
-    const T s = W ? wi * scale : scale;
-    if constexpr (G) g_out[i] = g * s;
-    if constexpr (H) h_out[i] = h * s;
+    if constexpr (W) {
+      l_out[i] = weigh_l ? static_cast<T>(w[i] * static_cast<double>(l)) : l;
+      const T s = static_cast<T>(w[i] * prescale * scale);
+      if constexpr (G) g_out[i] = g * s;
+      if constexpr (H) h_out[i] = h * s;
+    } else {
+      l_out[i] = l;
+      if constexpr (G) g_out[i] = g * tscale;
+      if constexpr (H) h_out[i] = h * tscale;
+    }
   }
 }
 
@@ -82,27 +92,31 @@ template <template <class> class Body, class T, bool W, bool G, bool H>
 double run(const ElementwiseJob& job) {
   const Body<T> body(job.params);
   const T* p_all = static_cast<const T*>(job.y_pred);
-  const T scale = static_cast<T>(job.grad_scale);
   const bool reduce = job.loss_out.ptr == nullptr;
   auto block = [&](index_t k0, index_t len) -> double {
-    alignas(64) T ybuf[kBlock], pbuf[kBlock], wbuf[kBlock], abuf[kBlock];
+    alignas(64) T ybuf[kBlock], pbuf[kBlock], abuf[kBlock];
     alignas(64) T lbuf[kBlock], gbuf[kBlock], hbuf[kBlock];
+    alignas(64) double wbuf[kBlock];
     const T* y = block_view(job.y_true, k0, len, ybuf);
     const T* p = p_all + k0 * job.y_pred_stride;
     if (job.y_pred_stride != 1) {
       for (index_t i = 0; i < len; ++i) pbuf[i] = p_all[(k0 + i) * job.y_pred_stride];
       p = pbuf;
     }
-    const T* w = W ? block_view(job.weight, k0, len, wbuf) : nullptr;
+    const double* w = W ? block_view(job.weight, k0, len, wbuf) : nullptr;
     const T* a = Body<T>::kAux ? block_view(job.aux, k0, len, abuf) : nullptr;
     T* l = reduce ? lbuf : out_view(job.loss_out, k0, lbuf);
     T* g = G ? out_view(job.grad_out, k0, gbuf) : nullptr;
     T* h = H ? out_view(job.hess_out, k0, hbuf) : nullptr;
-    map_block<Body, T, W, G, H>(body, len, y, p, w, a, scale, l, g, h);
-    if (!reduce) out_flush(job.loss_out, k0, len, l);
+    map_block<Body, T, W, G, H>(body, len, y, p, w, a, job.weight_prescale, job.grad_scale, !reduce,
+                                l, g, h);
     if constexpr (G) out_flush(job.grad_out, k0, len, g);
     if constexpr (H) out_flush(job.hess_out, k0, len, h);
-    return lane_sum(l, len);
+    if (!reduce) {  // per-element values returned; no sum needed
+      out_flush(job.loss_out, k0, len, l);
+      return 0.0;
+    }
+    return W ? lane_dot(l, w, len) : lane_sum(l, len);
   };
   return blocked_sum(job.n, kBlock, job.threads, block);
 }

@@ -35,12 +35,18 @@ struct ElementwiseJob {
   index_t y_pred_stride = 1;
   Input y_true, weight, aux;
   Output loss_out, grad_out, hess_out;
-  double grad_scale = 1.0;  // 1/normalizer for the mean, 1 otherwise; applied to grad and hess
+  // Each element's derivatives are scaled by (w * weight_prescale) * grad_scale, in double:
+  // grad_scale is 1/normalizer for the mean, 1 otherwise; weight_prescale is a power of two that
+  // keeps 1/(normalizer * prescale) finite and normal for tiny or huge weight sums.
+  double grad_scale = 1.0;
+  double weight_prescale = 1.0;
   const double* params = nullptr;
   int threads = 1;
 };
 
 // Returns sum_k w_k * l_k (in double, deterministic). Writes loss_out/grad_out/hess_out if set.
+// Returns sum_k w_k * l_k (in double, deterministic) when loss_out is null, else 0 (the per-element
+// values are written instead). Writes grad_out/hess_out when set.
 using ElementwiseFn = double (*)(const ElementwiseJob&);
 
 }  // namespace fastloss

@@ -41,6 +41,17 @@ inline double lane_sum(const T* x, index_t len) {
   return pairwise_sum(acc, kLanes);
 }
 
+// Sum of x[i] * w[i] (products in double) in the same lane order as lane_sum.
+template <class T>
+inline double lane_dot(const T* x, const double* w, index_t len) {
+  double acc[kLanes] = {};
+  index_t i = 0;
+  for (; i + kLanes <= len; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(x[i + j]) * w[i + j];
+  for (int j = 0; i + j < len; ++j) acc[j] += static_cast<double>(x[i + j]) * w[i + j];
+  return pairwise_sum(acc, kLanes);
+}
+
 // Runs block_fn(begin, len) -> double over [0, n) in blocks of `block` items and returns the
 // deterministic sum of the block results. `work_per_item` scales the OpenMP threshold (a row of K
 // classes is K items of work).

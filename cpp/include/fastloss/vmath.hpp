@@ -3,29 +3,43 @@
 // device code. Namespace fastloss::vm; every function is overloaded for float and double, and the
 // float versions run in float arithmetic only (full vector width).
 //
-// Error: max |result - exact| in ULP of the result type (subnormal results: in units of the
-// smallest subnormal). float: all 2^32 inputs; double: ~1e8 random inputs log-uniform over the
-// whole range plus edge sets, against long double libm. MEASURED_TABLE_BEGIN
-//   function     float: sse2 / avx2 / avx512     double: sse2 / avx2 / avx512
-//   (filled in below from build/vmath_scratch runs)
-// MEASURED_TABLE_END
+// Measured max error, in ULP of the result type, vs. the exact value (subnormal results: in units
+// of the smallest subnormal). float: all 2^32 inputs, reference libm double. double: 3e7 random
+// inputs (log-uniform over the whole range + dense in the interesting interval) + ~5e4 edge points
+// (powers of 2, thresholds, reduction boundaries), reference long double libm. sse2 = baseline
+// x86-64 (no FMA, so fma_ rounds twice); avx2 and avx512 give bit-identical results (both FMA),
+// and so does CUDA (checked on sm_90 with nvcc --fmad=false).
+//                  float  sse2 / avx2 / avx512    double  sse2 / avx2 / avx512
+//   exp                  0.762 / 0.750 / 0.750            0.752 / 0.750 / 0.750
+//   expm1                0.876 / 0.788 / 0.788            0.879 / 0.793 / 0.793
+//   log                  0.835 / 0.835 / 0.835            0.860 / 0.860 / 0.860
+//   log1p                0.835 / 0.835 / 0.835            0.827 / 0.827 / 0.827
+//   tanh                 0.752 / 0.677 / 0.677            0.753 / 0.698 / 0.698
+//   softplus             0.896 / 0.896 / 0.896            0.864 / 0.864 / 0.864
+//   sigmoid              0.773 / 0.750 / 0.750            0.754 / 0.750 / 0.750
+//   log_sigmoid          0.896 / 0.896 / 0.896            0.877 / 0.877 / 0.877
+// So every function is faithful (< 1 ULP) on every ISA; the 0.75 maxima of exp/sigmoid are in the
+// subnormal range (a correctly rounded mantissa rounded again to fewer bits). Monotone: float
+// non-decreasing over all inputs except 7 each for softplus/log_sigmoid (1-ULP steps where the
+// exact value is within 2e-6 ULP of a midpoint, near x = +-2^-24); double: no decrease found.
 //
 // Domains and special values (identical on every ISA):
-//   exp(x)        all x. overflow to +inf above 88.72284 (f) / 709.782712893384 (d); results below
-//                 the normal range underflow gradually through the subnormals, 0 below ~-103.97 (f)
-//                 / ~-745.13 (d). exp(+-0) = 1, exp(-inf) = +0, exp(+inf) = +inf.
-//   expm1(x)      all x. Same overflow threshold as exp; = -1 for x < -17.4 (f) / -37.5 (d);
-//                 expm1(+-0) = +-0, tiny/subnormal x -> x; expm1(-inf) = -1.
-//   log(x)        x >= 0; subnormal x exact-range; log(+-0) = -inf, log(x<0) = NaN, log(+inf) = +inf.
+//   exp(x)        all x. +inf for x > 0x1.62e42ep6 = 88.72283 (f) / 0x1.62e42fefa39efp9 =
+//                 709.782712893384 (d), finite at those; gradual underflow through the subnormals,
+//                 0 below -103.9721 (f) / -745.13322 (d). exp(+-0) = 1, exp(-inf) = +0.
+//   expm1(x)      all x. Same overflow threshold as exp; -1 from x ~ -17 (f) / -37.1 (d) down to
+//                 -inf; expm1(+-0) = +-0, tiny/subnormal x -> x.
+//   log(x)        x >= 0 (subnormals included); log(+-0) = -inf, log(x < 0) = NaN, log(+inf) = +inf,
+//                 log(1) = +0.
 //   log1p(x)      x >= -1; log1p(-1) = -inf, x < -1 -> NaN, +inf -> +inf, +-0 and tiny x -> x.
-//   tanh(x)       all x; odd (sign copied bitwise, so tanh(-0) = -0); tiny x -> x; |x| >= 9.5 (f)
-//                 / 20 (d) -> +-1 exactly.
-//   softplus(x)   = log(1 + exp(x)); = x for large x (+inf -> +inf), = exp(x) for very negative x
-//                 (gradual underflow, -inf -> +0); never overflows before x itself does.
-//   sigmoid(x)    = 1 / (1 + exp(-x)); in [0, 1]; sigmoid(+inf) = 1, sigmoid(-inf) = +0, subnormal
-//                 results for x < -87.3 (f) / -708.4 (d).
-//   log_sigmoid(x) = -softplus(-x) = log(sigmoid(x)); <= 0; = x for very negative x (-inf -> -inf),
-//                 = -exp(-x) for large x (+inf -> -0).
+//   tanh(x)       all x; odd (sign copied bitwise: tanh(-0) = -0); tiny x -> x; +-1 for
+//                 |x| >= 9.011 (f) / 19.062 (d).
+//   softplus(x)   = log(1 + exp(x)), all x; = x for large x (+inf -> +inf), = exp(x) for very
+//                 negative x (gradual underflow, -inf -> +0); no intermediate overflow.
+//   sigmoid(x)    = 1 / (1 + exp(-x)), all x; in [0, 1]; sigmoid(+-0) = 0.5, +inf -> 1, -inf -> +0,
+//                 subnormal results below x = -87.3 (f) / -708.4 (d).
+//   log_sigmoid(x) = -softplus(-x) = log(sigmoid(x)), all x; = x for very negative x
+//                 (-inf -> -inf), ~ -exp(-x) for large x (+inf -> -0).
 //   NaN in -> NaN out for every function.
 //
 // Techniques (why the code looks the way it does):
@@ -36,13 +50,16 @@
 //     bits), so no double<->int64 conversion is needed (AVX2 has none); 2^k is built by integer
 //     add/shift into the exponent field, in two factors for exp so that results that are
 //     subnormal or next to overflow are rounded exactly once.
-//   * Only logical shifts, add/sub/and/or/xor on the integer views: vectorize on AVX2 (no 64-bit
-//     arithmetic shift, min, or multiply is used).
-//   * Extra precision where an ULP bound depends on it: Cody-Waite ln2 split whose high part has
-//     trailing zeros (k*ln2_hi and x - k*ln2_hi exact, with or without FMA), Fast2Sum/2Sum error
-//     terms, and a residual-corrected division in tanh (exact residual via fma_, or Dekker's
-//     product on the baseline target that has no FMA).
-//   * -ffp-contract=off is assumed: every fused multiply-add is written as fma_.
+//   * Only logical shifts and add/sub/and/or/xor on the integer views: they vectorize on AVX2
+//     (no 64-bit arithmetic shift, integer min or multiply).
+//   * Extra precision where the ULP bound depends on it: Cody-Waite ln2 split whose high part has
+//     trailing zeros (k*ln2_hi and x - k*ln2_hi exact, with or without FMA); r^2/2 of exp formed
+//     with one rounding; Fast2Sum/2Sum error terms, so exp and log1p hand double-T pairs to the
+//     composed functions; residual-corrected divisions in tanh and sigmoid (exact residual via
+//     fma_, or Dekker's product on the baseline target, which has no FMA).
+//   * -ffp-contract=off is assumed: every fused multiply-add is written as fma_. (For CUDA use
+//     --fmad=false to keep results bit-identical to the host; contraction would not break the
+//     error bounds but would change last bits.)
 #pragma once
 
 #include <cstdint>
@@ -143,9 +160,9 @@ struct fp<float> {
 };
 
 // ---- polynomials (Horner with explicit fma_) ----------------------------------------------------
-// q(r) ~ (e^r - 1 - r) / r^2 on |r| <= ln2/2 + 0.002 (Chebyshev fit; abs err * r^2 < 2.1e-19
-// (double, degree 10) / 5.6e-10 (float, degree 5, incl. coefficient rounding)).
-FL_HD FL_INLINE double exp_q(double r) {
+// 1/2 + r*q3(r) ~ (e^r - 1 - r) / r^2 on |r| <= ln2/2 + 0.002 (Chebyshev fit; abs err * r^2 <
+// 2.1e-19 (double, degree 10) / 5.6e-10 (float, degree 5, incl. coefficient rounding)).
+FL_HD FL_INLINE double exp_q3(double r) {
   double p = 0x1.1f74882ae4b27p-29;
   p = fma_(p, r, 0x1.af509232e2477p-26);
   p = fma_(p, r, 0x1.27e4daa87b888p-22);
@@ -156,16 +173,14 @@ FL_HD FL_INLINE double exp_q(double r) {
   p = fma_(p, r, 0x1.111111111001cp-7);
   p = fma_(p, r, 0x1.5555555555556p-5);
   p = fma_(p, r, 0x1.5555555555557p-3);
-  p = fma_(p, r, 0x1p-1);
   return p;
 }
-FL_HD FL_INLINE float exp_q(float r) {
+FL_HD FL_INLINE float exp_q3(float r) {
   float p = 0x1.a127fcp-13f;
   p = fma_(p, r, 0x1.6d4690p-10f);
   p = fma_(p, r, 0x1.1110e0p-7f);
   p = fma_(p, r, 0x1.5554e6p-5f);
   p = fma_(p, r, 0x1.555556p-3f);
-  p = fma_(p, r, 0x1p-1f);
   return p;
 }
 
@@ -208,7 +223,9 @@ FL_HD FL_INLINE T div_residual(T n, T q, T d) {
 }
 
 // Cody-Waite reduction: x = k*ln2 + (rh - rl), rh exact, |rh - rl| <= ln2/2 (+rounding);
-// s = r^2 q(r) so that e^(rh - rl) = 1 + rh - rl + s. z holds k in its low bits.
+// s ~ e^r - 1 - r so that e^(rh - rl) = 1 + rh - rl + s. z holds k in its low bits. The leading
+// term r^2/2 = rh^2/2 - rl*(rh - rl/2) is formed with one rounding (fma_): expm1/tanh near
+// k = 1 amplify the error of s by ~5.
 template <class T>
 struct ExpRed {
   T z, kd, rh, rl, s;
@@ -222,24 +239,37 @@ FL_HD FL_INLINE ExpRed<T> exp_reduce(T x) {
   e.rh = fma_(e.kd, -F::kLn2Hi, x);
   e.rl = e.kd * F::kLn2Lo;
   T r = e.rh - e.rl;
-  e.s = r * r * exp_q(r);
+  T c = fma_(-e.rl, fma_(T(-0.5), e.rl, e.rh), (r * r) * (r * exp_q3(r)));
+  e.s = fma_(T(0.5) * e.rh, e.rh, c);
   return e;
 }
 
-// exp for x already in [kExpLo, kExpHi] (or NaN).
+// exp for x already in [kExpLo, kExpHi] (or NaN), as hi + lo (lo only meaningful while hi is
+// normal; composed helpers use it to keep exp's rounding out of their error).
 template <class T>
-FL_HD FL_INLINE T exp_core(T x) {
+struct DD {
+  T hi, lo;
+};
+template <class T>
+FL_HD FL_INLINE DD<T> exp_dd(T x) {
   using F = fp<T>;
   using U = typename F::U;
   ExpRed<T> e = exp_reduce(x);
   T h = T(1) + e.rh;  // Fast2Sum(1, rh): keeps the rounding of 1 + r out of the error budget
   T l = ((T(1) - h) + e.rh) + (e.s - e.rl);
   T p = h + l;
-  // 2^k = 2^e1 * 2^e2 with m = k + 2*bias >= 0 split by a logical shift: both factors normal.
+  T pl = l - (p - h);
+  // 2^k = 2^e1 * 2^e2 with m = k + 2*bias >= 0 split by a logical shift: both factors normal, so a
+  // subnormal or overflowing result is rounded once, in the last multiply.
   U m = static_cast<U>(to_bits(e.z) - to_bits(F::kShift) + 2 * F::kBias);
   U e1 = m >> 1;
   U e2 = m - e1;
-  return (p * from_bits(static_cast<U>(e1 << F::kMant))) * from_bits(static_cast<U>(e2 << F::kMant));
+  T s1 = from_bits(static_cast<U>(e1 << F::kMant)), s2 = from_bits(static_cast<U>(e2 << F::kMant));
+  return {(p * s1) * s2, (pl * s1) * s2};
+}
+template <class T>
+FL_HD FL_INLINE T exp_core(T x) {
+  return exp_dd(x).hi;  // the unused lo part is dead code
 }
 
 // expm1(x) * (1/sc) = H + L (double-T), x in [kExpm1Lo, kExpHi] (or NaN). With Wide, 2^k is applied
@@ -281,7 +311,7 @@ FL_HD FL_INLINE LogRed<T> log_reduce(T x) {
   using U = typename F::U;
   U ix = to_bits(x);
   U tmp = static_cast<U>(ix - F::kLogOff);
-  U kb = static_cast<U>((tmp >> F::kMant) ^ F::kKHalf);  // k + 2*kKHalf... as offset binary
+  U kb = static_cast<U>((tmp >> F::kMant) ^ F::kKHalf);  // k + kKHalf (offset binary)
   LogRed<T> r;
   r.kd = from_bits(static_cast<U>(to_bits(F::kIntBase) | kb)) - (F::kIntBase + T(F::kKHalf));
   U iz = static_cast<U>(ix - (tmp & F::kExpMask));
@@ -289,31 +319,45 @@ FL_HD FL_INLINE LogRed<T> log_reduce(T x) {
   return r;
 }
 
-// log(1 + f) + kd*ln2 + lo, |f| <= 0.4143, lo a tiny correction.
+// log(1 + f) + kd*ln2 + lo = hi + lo, |f| <= 0.4143, lo a tiny correction; hi = kd*ln2_hi exact.
 template <class T>
-FL_HD FL_INLINE T log_kernel(T f, T kd, T lo) {
+FL_HD FL_INLINE DD<T> log_kernel_dd(T f, T kd, T lo) {
   using F = fp<T>;
   T s = f / (T(2) + f);
   T z = s * s;
   T w = z * z;
   T R = log_R(z, w);
-  T hfsq = T(0.5) * f * f;
-  return kd * F::kLn2Hi - ((hfsq - (s * (hfsq + R) + (kd * F::kLn2Lo + lo))) - f);
+  T hf = T(0.5) * f;
+  T hfsq = hf * f;
+  T inner = fma_(s, hfsq + R, fma_(kd, F::kLn2Lo, lo));
+  // f^2/2 - inner with one rounding (where fma_ is fused): f^2/2 is the largest correction term
+  return {kd * F::kLn2Hi, f - fma_(hf, f, -inner)};
+}
+template <class T>
+FL_HD FL_INLINE T log_kernel(T f, T kd, T lo) {
+  DD<T> r = log_kernel_dd(f, kd, lo);
+  return r.hi + r.lo;
 }
 
-// log1p for x >= -1, finite (no special-value handling).
+// log1p(x + xl) = hi + lo for x >= -1, finite, |xl| <= ulp(x) (no special-value handling).
 template <class T>
-FL_HD FL_INLINE T log1p_core(T x) {
+FL_HD FL_INLINE DD<T> log1p_core_dd(T x, T xl = T(0)) {
   using F = fp<T>;
   T u = T(1) + x;
   T c = x > T(1) ? (T(1) - (u - x)) : (x - (u - T(1)));  // 1 + x = u + c exactly
   LogRed<T> r = log_reduce(u);
   // f = m - 1 + c*2^-k as Fast2Sum pair (f, fl); 2^-k only matters for small k, so cap it.
   T kc = r.kd < F::kLog1pCap ? r.kd : F::kLog1pCap;
-  T cl = c * pow2i(-kc);
+  T sc = pow2i(-kc);
+  T cl = c * sc;
   T f = r.f + cl;
-  T fl = cl - (f - r.f);
-  return log_kernel(f, r.kd, fma_(-fl, f, fl));  // fl / (1 + f) to first order
+  T fl = (cl - (f - r.f)) + xl * sc;
+  return log_kernel_dd(f, r.kd, fma_(-fl, f, fl));  // fl / (1 + f) to first order
+}
+template <class T>
+FL_HD FL_INLINE T log1p_core(T x) {
+  DD<T> r = log1p_core_dd(x);
+  return r.hi + r.lo;
 }
 
 template <class T>
@@ -375,11 +419,13 @@ FL_HD FL_INLINE T tanh_t(T x) {
   ax = ax > F::kTanhHi ? F::kTanhHi : ax;
   // tanh|x| = E / (E + 2), E = expm1(2|x|) = H + L; division corrected by its residual.
   Expm1Parts<T> p = expm1_parts<T, false>(ax + ax);
-  T dh = p.H + T(2);
-  T dl = (p.H >= T(2) ? (T(2) - (dh - p.H)) : (p.H - (dh - T(2)))) + p.L;
+  T eh = p.H + p.L;  // renormalize (|H| >= |L|)
+  T el = p.L - (eh - p.H);
+  T dh = eh + T(2);
+  T dl = (eh >= T(2) ? (T(2) - (dh - eh)) : (eh - (dh - T(2)))) + el;
   T rcp = T(1) / dh;
-  T q0 = p.H * rcp;
-  T rho = div_residual(p.H, q0, dh) + (p.L - q0 * dl);
+  T q0 = eh * rcp;
+  T rho = div_residual(eh, q0, dh) + (el - q0 * dl);
   T q = fma_(rho, rcp, q0);
   return from_bits(static_cast<U>(to_bits(q) | sign));
 }
@@ -390,8 +436,15 @@ FL_HD FL_INLINE T softplus_t(T x) {
   // log(1 + e^x) = max(x, 0) + log1p(e^-|x|); e^-|x| in [0, 1] never overflows.
   T n = neg_abs(x);
   n = n < F::kExpLo ? F::kExpLo : n;
-  T l = log1p_core(exp_core(n));
-  T y = (x > T(0) ? x : T(0)) + l;
+  DD<T> e = exp_dd(n);
+  DD<T> l = log1p_core_dd(e.hi, e.lo);
+  // max(x, 0) + l.hi by 2Sum, so that the only rounding of size ulp(result) is the last one.
+  T a = x > T(0) ? x : T(0);
+  T sh = a + l.hi;
+  T bb = sh - a;
+  T sl = (a - (sh - bb)) + (l.hi - bb);
+  T y = sh + (sl + l.lo);
+  y = x == F::kInf ? x : y;
   return x != x ? x + x : y;
 }
 
@@ -401,10 +454,17 @@ FL_HD FL_INLINE T sigmoid_t(T x) {
   // e = e^-|x| in [0, 1]: 1/(1+e) for x >= 0, e/(1+e) for x < 0 (no overflow, gradual underflow).
   T n = neg_abs(x);
   n = n < F::kExpLo ? F::kExpLo : n;
-  T e = exp_core(n);
-  T d = T(1) + e;
-  T num = x >= T(0) ? T(1) : e;
-  T y = num / d;
+  DD<T> e = exp_dd(n);
+  T dh = T(1) + e.hi;  // 1 + e as Fast2Sum pair
+  T dl = ((T(1) - dh) + e.hi) + e.lo;
+  bool pos = x >= T(0);
+  T nh = pos ? T(1) : e.hi;
+  T nl = pos ? T(0) : e.lo;
+  // (nh + nl) / (dh + dl): one reciprocal, then a residual correction.
+  T rcp = T(1) / dh;
+  T q0 = nh * rcp;
+  T rho = div_residual(nh, q0, dh) + (nl - q0 * dl);
+  T y = fma_(rho, rcp, q0);
   return x != x ? x + x : y;
 }
 
