@@ -4,24 +4,25 @@
 // float versions run in float arithmetic only (full vector width).
 //
 // Measured max error, in ULP of the result type, vs. the exact value (subnormal results: in units
-// of the smallest subnormal). float: all 2^32 inputs, reference libm double. double: 3e7 random
+// of the smallest subnormal). float: all 2^32 inputs, reference libm double. double: >= 3e7 random
 // inputs (log-uniform over the whole range + dense in the interesting interval) + ~5e4 edge points
 // (powers of 2, thresholds, reduction boundaries), reference long double libm. sse2 = baseline
 // x86-64 (no FMA, so fma_ rounds twice); avx2 and avx512 give bit-identical results (both FMA),
-// and so does CUDA (checked on sm_90 with nvcc --fmad=false).
+// and so does CUDA (sm_90, nvcc --fmad=false: 2.5e7 inputs, no bit differences).
 //                  float  sse2 / avx2 / avx512    double  sse2 / avx2 / avx512
 //   exp                  0.762 / 0.750 / 0.750            0.752 / 0.750 / 0.750
-//   expm1                0.876 / 0.788 / 0.788            0.879 / 0.793 / 0.793
-//   log                  0.835 / 0.835 / 0.835            0.860 / 0.860 / 0.860
-//   log1p                0.835 / 0.835 / 0.835            0.827 / 0.827 / 0.827
-//   tanh                 0.752 / 0.677 / 0.677            0.753 / 0.698 / 0.698
-//   softplus             0.896 / 0.896 / 0.896            0.864 / 0.864 / 0.864
+//   expm1                0.876 / 0.788 / 0.788            0.892 / 0.803 / 0.803
+//   log                  0.835 / 0.760 / 0.760            0.824 / 0.755 / 0.755
+//   log1p                0.835 / 0.760 / 0.760            0.829 / 0.757 / 0.757
+//   tanh                 0.752 / 0.677 / 0.677            0.758 / 0.698 / 0.698
+//   softplus             0.896 / 0.782 / 0.782            0.858 / 0.769 / 0.769
 //   sigmoid              0.773 / 0.750 / 0.750            0.754 / 0.750 / 0.750
-//   log_sigmoid          0.896 / 0.896 / 0.896            0.877 / 0.877 / 0.877
+//   log_sigmoid          0.896 / 0.782 / 0.782            0.891 / 0.775 / 0.775
 // So every function is faithful (< 1 ULP) on every ISA; the 0.75 maxima of exp/sigmoid are in the
 // subnormal range (a correctly rounded mantissa rounded again to fewer bits). Monotone: float
 // non-decreasing over all inputs except 7 each for softplus/log_sigmoid (1-ULP steps where the
-// exact value is within 2e-6 ULP of a midpoint, near x = +-2^-24); double: no decrease found.
+// exact value is within 2e-6 ULP of a midpoint, near x = +-2^-24); double: no decrease in 2e7
+// (x, nextafter(x)) pairs per function.
 //
 // Domains and special values (identical on every ISA):
 //   exp(x)        all x. +inf for x > 0x1.62e42ep6 = 88.72283 (f) / 0x1.62e42fefa39efp9 =
@@ -57,9 +58,9 @@
 //     with one rounding; Fast2Sum/2Sum error terms, so exp and log1p hand double-T pairs to the
 //     composed functions; residual-corrected divisions in tanh and sigmoid (exact residual via
 //     fma_, or Dekker's product on the baseline target, which has no FMA).
-//   * -ffp-contract=off is assumed: every fused multiply-add is written as fma_. (For CUDA use
-//     --fmad=false to keep results bit-identical to the host; contraction would not break the
-//     error bounds but would change last bits.)
+//   * -ffp-contract=off is assumed: every fused multiply-add is written as fma_. For CUDA use
+//     --fmad=false to stay bit-identical to the host. (With contraction on, -ffp-contract=fast,
+//     a sampled run - 1/61 of all floats, 1e6 doubles - still stayed below 0.79 ULP.)
 #pragma once
 
 #include <cstdint>
@@ -70,7 +71,7 @@
 #define FASTLOSS_VMATH_FUNCS(X) \
   X(exp) X(expm1) X(log) X(log1p) X(tanh) X(softplus) X(sigmoid) X(log_sigmoid)
 
-namespace fastloss {
+FL_NAMESPACE_BEGIN
 namespace vm {
 namespace detail {
 
@@ -489,4 +490,4 @@ FL_HD FL_INLINE float log_sigmoid(float x) { return -detail::softplus_t<float>(-
 FL_HD FL_INLINE double log_sigmoid(double x) { return -detail::softplus_t<double>(-x); }
 
 }  // namespace vm
-}  // namespace fastloss
+FL_NAMESPACE_END
