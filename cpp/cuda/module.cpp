@@ -138,8 +138,9 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
   }
   py::array aux;
   if (has_aux) {
-    aux = numpy().attr("ascontiguousarray")(as_real_array(aux_obj, "parameter vector"), "float64");
-    aux_shape = shape_of(aux);
+    py::array given = as_real_array(aux_obj, "parameter vector");
+    aux_shape = shape_of(given);  // before ascontiguousarray, which makes a 0-d array 1-d
+    aux = numpy().attr("ascontiguousarray")(given, "float64");
   }
   const ElementwisePlan plan = plan_elementwise(pshape, tshape, weighted ? &wshape : nullptr,
                                                 has_aux ? &aux_shape : nullptr);
