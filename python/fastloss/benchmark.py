@@ -596,15 +596,20 @@ def _measure(impls: Dict[str, Callable[[], Any]], budget: Dict[str, Any],
     each bring their own OpenMP runtime). An OpenMP worker spins for a few milliseconds after
     its parallel region before it sleeps; on a machine with as many cores as threads the next
     implementation's threads would fight that spinner. So when the previous sample used another
-    pool, the harness first sleeps ``gap_s`` (outside the timed region)."""
+    pool, the harness first sleeps ``gap_s`` and then makes one untimed call, so that the timed
+    calls find their own pool awake (steady state, as in a loop of calls), not asleep."""
     names = list(impls)
     pools = pools or {}
     last_pool: List[Optional[str]] = [None]
 
-    def settle(nm: str) -> None:
-        if gap_s > 0 and last_pool[0] is not None and last_pool[0] != pools.get(nm):
+    def settle(nm: str) -> bool:
+        """Pauses if the previous sample used another thread pool; True if it paused and this
+        implementation has a pool of its own to wake up."""
+        paused = gap_s > 0 and last_pool[0] is not None and last_pool[0] != pools.get(nm)
+        if paused:
             time.sleep(gap_s)
         last_pool[0] = pools.get(nm)
+        return paused and pools.get(nm) is not None
 
     calls: Dict[str, int] = {}
     est: Dict[str, float] = {}
@@ -620,6 +625,11 @@ def _measure(impls: Dict[str, Callable[[], Any]], budget: Dict[str, Any],
             if t * k >= budget["sample_s"] / 2 or k >= 1_000_000:
                 break
             k = int(k * step)
+        if t * k < 3 * budget["sample_s"]:
+            # Cheap enough to retry: keep the fastest of three, so that one preemption of a
+            # worker thread during calibration does not shrink k to 1 and leave every sample
+            # exposed to it (a loop of calls amortizes such events; a single call does not).
+            t = min(t, _time_calls(fn, k), _time_calls(fn, k))
         est[name] = t
         calls[name] = max(1, int(math.ceil(budget["sample_s"] / max(t, 1e-9))))
     adaptive = repeats is None
@@ -637,7 +647,8 @@ def _measure(impls: Dict[str, Callable[[], Any]], budget: Dict[str, Any],
                 break  # the machine got slower than calibrated: keep the run bounded
             order = names[i % len(names):] + names[:i % len(names)]
             for nm in order:
-                settle(nm)
+                if settle(nm):
+                    impls[nm]()  # untimed: wakes the pool's workers after the pause
                 times[nm].append(_time_calls(impls[nm], calls[nm]))
     finally:
         if gc_was:
@@ -699,25 +710,38 @@ def _size(s: str) -> int:
 
 def _overhead(losses: Dict[str, Any], dtypes: Sequence[str], samples: int) -> List[Dict[str, Any]]:
     """Per-call cost of value_and_grad at n=1000 with grad_out (default threads; below the
-    parallel threshold), against one NumPy ufunc call on the same arrays."""
+    parallel threshold), next to one NumPy ufunc call on the same arrays. Samples of 200 calls,
+    round-robin over the losses (and the ufunc) so that a noisy moment hits them all alike."""
     rng = np.random.default_rng(1)
     out = []
     calls = 200
     for dt in dtypes:
         y, p = _data_regression(1000, np.dtype(dt), rng)
         g = _touched(p.shape, p.dtype)
-        ufunc = functools.partial(np.subtract, p, y, out=g)
-        ufunc()
-        ref = _median([_time_calls(ufunc, calls) for _ in range(samples // 4 + 1)])
+        fns: Dict[str, Callable[[], Any]] = {
+            "numpy_ufunc": functools.partial(np.subtract, p, y, out=g)}
         for name, loss in losses.items():
             fn = functools.partial(loss.value_and_grad, y, p, grad_out=g)
             try:
                 fn()
             except Exception:
                 continue
-            ts = [_time_calls(fn, calls) for _ in range(samples)]
-            out.append({"loss": name, "dtype": dt, "n": 1000, "us_per_call": _median(ts) * 1e6,
-                        "numpy_ufunc_us": ref * 1e6, "samples_us": [t * 1e6 for t in ts]})
+            fns[name] = fn
+        ts: Dict[str, List[float]] = {name: [] for name in fns}
+        gc_was = gc.isenabled()
+        gc.disable()
+        try:
+            for _ in range(samples):
+                for name, fn in fns.items():
+                    ts[name].append(_time_calls(fn, calls))
+        finally:
+            if gc_was:
+                gc.enable()
+        ref = _median(ts.pop("numpy_ufunc"))
+        for name, t in ts.items():
+            out.append({"loss": name, "dtype": dt, "n": 1000, "us_per_call": _median(t) * 1e6,
+                        "us_min": min(t) * 1e6, "numpy_ufunc_us": ref * 1e6,
+                        "samples_us": [x * 1e6 for x in t]})
     return out
 
 
@@ -726,7 +750,7 @@ def run(losses: Optional[Iterable[str]] = None, sizes: Optional[Iterable[int]] =
         repeats: Optional[int] = None, quick: bool = False,
         progress: Optional[Callable[[str], None]] = None,
         baselines: Iterable[str] = BASELINE_NAMES, triad_method: str = "auto",
-        seed: int = 0) -> Dict[str, Any]:
+        triad_n: int = TRIAD_N, seed: int = 0) -> Dict[str, Any]:
     """Runs the benchmark; returns a JSON-serializable dict (see ``format_table``).
 
     losses: names from ``fastloss.losses()`` (elementwise ones; default: all of them).
@@ -734,9 +758,9 @@ def run(losses: Optional[Iterable[str]] = None, sizes: Optional[Iterable[int]] =
     repeats: fixed number of interleaved repeats (default: adaptive, see ``_FULL``/``_QUICK``).
     baselines: any of "numpy", "torch", "sklearn" (those not installed are skipped).
     progress: called with a short message before each measurement.
+    triad_n: elements per triad array (keep it far above the last-level cache; a smoke test
+    may pass a small one).
     """
-    import fastloss
-
     t_start = time.perf_counter()
     budget = dict(_QUICK if quick else _FULL)
     say = progress or (lambda msg: None)
@@ -776,7 +800,7 @@ def run(losses: Optional[Iterable[str]] = None, sizes: Optional[Iterable[int]] =
     # every available triad method and keeps the fastest: each is a lower bound.
     methods = _Triad.available() if triad_method == "auto" else [_resolve_triad_method(triad_method)]
     say(f"triad bandwidth ({', '.join(methods)}; threads {','.join(map(str, threads))})")
-    tri = _Triad()
+    tri = _Triad(triad_n)
     triad_runs = {t: {m: [tri.measure(m, t, budget["triad_repeats"])] for m in methods}
                   for t in threads}
 
@@ -828,6 +852,7 @@ def run(losses: Optional[Iterable[str]] = None, sizes: Optional[Iterable[int]] =
             torch.set_num_threads(torch_threads0)
 
     say("per-call overhead (n=1000)")
+    time.sleep(0.1)  # let the thread pools of the last measurement go idle
     results["overhead"] = _overhead(instances, dtypes, budget["overhead_samples"])
 
     say("triad bandwidth again")
@@ -842,7 +867,8 @@ def run(losses: Optional[Iterable[str]] = None, sizes: Optional[Iterable[int]] =
                              "gbps_start": runs[0]["gbps_median"],
                              "gbps_end": runs[1]["gbps_median"], "runs": runs}
         best = max(per_method, key=lambda m: per_method[m]["gbps_median"])
-        results["triad"][str(t)] = {"method": best, "gbps_median": per_method[best]["gbps_median"],
+        results["triad"][str(t)] = {"method": best, "n": int(triad_n),
+                                    "gbps_median": per_method[best]["gbps_median"],
                                     "gbps_start": per_method[best]["gbps_start"],
                                     "gbps_end": per_method[best]["gbps_end"],
                                     "methods": per_method}
@@ -964,7 +990,8 @@ def format_table(results: Dict[str, Any]) -> str:
                                           for k, v in vers.items() if k != "fastloss"))
     tri = results.get("triad", {})
     if tri:
-        lines.append(f"triad a = b + s*c over 3 x {TRIAD_N:.0e} float64 (counted 3 x 8 B/elem), "
+        tn = next(iter(tri.values())).get("n", TRIAD_N)
+        lines.append(f"triad a = b + s*c over 3 x {tn:.0e} float64 (counted 3 x 8 B/elem), "
                      "fastest method, median of start+end runs:")
         for t, v in tri.items():
             others = ", ".join(f"{m} {x['gbps_median']:.1f}" for m, x in v.get("methods", {}).items())
@@ -1016,12 +1043,13 @@ def format_table(results: Dict[str, Any]) -> str:
         by_dt: Dict[str, List[str]] = {}
         ref: Dict[str, float] = {}
         for o in ov:
-            by_dt.setdefault(o["dtype"], []).append(f"{o['loss']} {o['us_per_call']:.2f}")
+            by_dt.setdefault(o["dtype"], []).append(
+                f"{o['loss']} {o['us_per_call']:.2f}" + (f" ({o['us_min']:.2f})" if "us_min" in o else ""))
             ref[o["dtype"]] = o["numpy_ufunc_us"]
-        lines.append("per-call overhead, value_and_grad(n=1000, grad_out=g), us per call (median):")
+        lines.append("per-call overhead, value_and_grad(n=1000, grad_out=g), us per call, median (min):")
         for dt, items in by_dt.items():
             lines.append(f"  {dt}: " + ", ".join(items)
-                         + f"   [one np.subtract(out=) call: {ref[dt]:.2f}]")
+                         + f"   [one np.subtract(out=) call, median: {ref[dt]:.2f}]")
     errs = [(r["loss"], r["dtype"], r["n"], r["threads"], b, e)
             for r in results.get("rows", []) for b, e in r.get("errors", {}).items()]
     if errs or results.get("skipped"):
