@@ -28,6 +28,9 @@ FL_INLINE void gather(T* buf, const S* src, const Input& in, index_t k0, index_t
       buf[i] = static_cast<T>(src[r * st]);
       if (++c == in.period) c = 0, ++r;
     }
+  } else if (in.period == 1) {  // col with one column: a constant (vectorizes as a fill)
+    const T v = static_cast<T>(src[0]);
+    for (index_t i = 0; i < len; ++i) buf[i] = v;
   } else {  // col
     index_t c = k0 % in.period;
     for (index_t i = 0; i < len; ++i) {
