@@ -13,6 +13,10 @@
 #define FL_CAT(a, b) FL_CAT_(a, b)
 // register_<family>_<isa> for the ISA this translation unit is compiled for.
 #define FL_REGISTER_FN(family) FL_CAT(register_##family, FL_ISA)
+// Inside a register function with table `t`: the float32 and float64 kernels of one loss.
+#define FL_REGISTER_ELEMENTWISE(name, Body)                                                      \
+  t.elementwise[static_cast<int>(ElementwiseId::name)][0] = &run_elementwise<losses::Body, float>; \
+  t.elementwise[static_cast<int>(ElementwiseId::name)][1] = &run_elementwise<losses::Body, double>;
 
 namespace fastloss {
 

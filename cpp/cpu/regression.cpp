@@ -7,11 +7,7 @@
 namespace fastloss {
 
 void FL_REGISTER_FN(regression)(KernelTable& t) {
-#define FL_REG(name, Body)                                                                    \
-  t.elementwise[static_cast<int>(ElementwiseId::name)][0] = &run_elementwise<losses::Body, float>; \
-  t.elementwise[static_cast<int>(ElementwiseId::name)][1] = &run_elementwise<losses::Body, double>;
-  FASTLOSS_REGRESSION_LOSSES(FL_REG)
-#undef FL_REG
+  FASTLOSS_REGRESSION_LOSSES(FL_REGISTER_ELEMENTWISE)
 }
 
 }  // namespace fastloss

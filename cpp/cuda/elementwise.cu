@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "../losses/registry.hpp"
+#include "../losses/binary.hpp"
 #include "../losses/regression.hpp"
 #include "cuda_job.hpp"
 

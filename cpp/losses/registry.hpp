@@ -11,9 +11,20 @@
   X(quantile, Quantile)               \
   X(log_cosh, LogCosh)
 
-#define FASTLOSS_ELEMENTWISE_LOSSES(X) FASTLOSS_REGRESSION_LOSSES(X)
+#define FASTLOSS_BINARY_LOSSES(X) \
+  X(bce_logits, BCELogits)          \
+  X(bce_probs, BCEProbs)            \
+  X(logistic, Logistic)             \
+  X(focal_logits, FocalLogits)      \
+  X(focal_probs, FocalProbs)        \
+  X(hinge, Hinge)                   \
+  X(squared_hinge, SquaredHinge)    \
+  X(smooth_hinge, SmoothHinge)
+
+#define FASTLOSS_ELEMENTWISE_LOSSES(X) FASTLOSS_REGRESSION_LOSSES(X) FASTLOSS_BINARY_LOSSES(X)
 
 // Kernel families, each compiled once per ISA: cpp/cpu/<family>.cpp defines register_<family>.
 #define FASTLOSS_FAMILIES(X) \
   X(regression)              \
+  X(binary)                  \
   X(vmath)

@@ -18,6 +18,10 @@ from ._runtime import (
 _select_isa_from_environment()
 
 from ._base import Loss, LossInfo, get_loss, losses  # noqa: E402
+from .classification import (  # noqa: E402
+    BinaryCrossEntropy, BinaryFocal, Hinge, Logistic, SmoothHinge, SquaredHinge,
+    binary_cross_entropy, binary_focal, hinge, logistic, smooth_hinge, squared_hinge,
+)
 from .regression import (  # noqa: E402
     MAE, MSE, Huber, LogCosh, Quantile, SmoothL1, huber, log_cosh, mae, mse, quantile, smooth_l1,
 )
@@ -27,4 +31,6 @@ __all__ = [
     "Loss", "LossInfo", "losses", "get_loss",
     "MSE", "MAE", "Huber", "SmoothL1", "Quantile", "LogCosh",
     "mse", "mae", "huber", "smooth_l1", "quantile", "log_cosh",
+    "BinaryCrossEntropy", "Logistic", "BinaryFocal", "Hinge", "SquaredHinge", "SmoothHinge",
+    "binary_cross_entropy", "logistic", "binary_focal", "hinge", "squared_hinge", "smooth_hinge",
 ]

@@ -160,12 +160,20 @@ class ElementwiseLoss(Loss):
     """
 
     kernel: Optional[str] = None  # name in the C++ registry (cpp/losses/registry.hpp)
+    # Losses with a from_logits switch name one kernel per input space instead.
+    kernels: Optional[Dict[bool, str]] = None
+    # True for losses on {-1, +1} (or {0, 1}) labels: other values are rejected before any work.
+    sign_labels: bool = False
 
     def __init__(self, *, reduction: str = "mean", **kwargs: Any) -> None:
         super().__init__(reduction=reduction, **kwargs)
-        self._id = _core.elementwise_kernels[self.kernel]
+        self._id = _core.elementwise_kernels[self._kernel_name]
         self._kernel_params = self._pack_params()
         self._aux = self._column_params()
+
+    @property
+    def _kernel_name(self) -> str:
+        return self.kernel if self.kernels is None else self.kernels[self.from_logits]
 
     # Subclasses map their parameters onto the kernel's flat parameter list / per-column vector.
     def _pack_params(self) -> List[float]:
@@ -176,6 +184,8 @@ class ElementwiseLoss(Loss):
 
     def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
              hess_out):
+        if self.sign_labels:
+            _check_sign_labels(y_true)
         kernels = _core if type(y_pred) is np.ndarray else _kernels_for(y_pred)
         return kernels.elementwise(
             self._id, self._kernel_params, y_true, y_pred, sample_weight, self._aux,
@@ -210,6 +220,19 @@ class ElementwiseLoss(Loss):
         value, per_elem, grad, hess = self._run(y_true, y_pred, sample_weight, reduction, True, True,
                                                 out, grad_out, hess_out)
         return (value if per_elem is None else per_elem), grad, hess
+
+
+def _check_sign_labels(y_true) -> None:
+    """Binary labels must be -1/+1 or 0/1; reports the first offending element."""
+    y = y_true if isinstance(y_true, np.ndarray) else np.asarray(y_true)
+    if y.dtype.kind not in "biuf":
+        return  # the kernel call raises the dtype error
+    ok = (np.abs(y) == 1) | (y == 0)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok.ravel())[0])
+        where = np.unravel_index(i, y.shape) if y.ndim > 1 else i
+        raise ValueError(f"y_true must hold binary labels in {{-1, +1}} or {{0, 1}}; "
+                         f"y_true[{where}] = {y.ravel()[i].item()!r}")
 
 
 def _kernels_for(y_pred):

@@ -1,0 +1,203 @@
+// Binary classification losses (spec section 3): cross-entropy on logits and on probabilities,
+// logistic, focal, and the hinge family. y_pred is a logit/score z or a probability p; derivatives
+// are with respect to it. NaN in y_pred propagates to every output.
+#pragma once
+
+#include "fastloss/config.hpp"
+#include "fastloss/vmath.hpp"
+
+FL_NAMESPACE_BEGIN
+namespace losses {
+
+// softplus(z), softplus(-z), sigmoid(z), sigmoid(-z) from one exp and one log1p, each to full
+// relative accuracy on both tails (no 1 - sigmoid cancellation).
+template <class T>
+struct LogisticParts {
+  T sp, sp_neg, sig, sig_neg;
+  FL_HD FL_INLINE explicit LogisticParts(T z) {
+    const T a = z < T(0) ? -z : z;
+    const T e = vm::exp(-a), l = vm::log1p(e), inv = T(1) / (T(1) + e);
+    const bool pos = z >= T(0);
+    sp = (pos ? z : T(0)) + l;
+    sp_neg = (pos ? T(0) : -z) + l;
+    sig = pos ? inv : e * inv;
+    sig_neg = pos ? e * inv : inv;  // NaN z: every part is NaN already
+  }
+};
+
+// c * x with 0 * inf = 0: a target weight of exactly 0 removes its term even where the term is
+// infinite (a saturated logit on the other class).
+template <class T>
+FL_HD FL_INLINE T weigh(T c, T x) {
+  return c == T(0) ? T(0) : c * x;
+}
+
+template <class T>
+FL_HD FL_INLINE T clamp_prob(T p, T eps) {
+  return p < eps ? eps : (p > T(1) - eps ? T(1) - eps : p);  // NaN passes through
+}
+
+// {-1, +1} or {0, 1} labels as a sign.
+template <class T>
+FL_HD FL_INLINE T label_sign(T y) {
+  return y > T(0) ? T(1) : T(-1);
+}
+
+// params: pos_weight, label_smoothing
+template <class T>
+struct BCELogits {
+  static constexpr bool kAux = false;
+  T pw, keep, half_alpha;
+  FL_HD explicit BCELogits(const double* prm)
+      : pw(T(prm[0])), keep(T(1.0 - prm[1])), half_alpha(T(0.5 * prm[1])) {}
+  template <bool G, bool H>
+  FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
+    const T ys = y * keep + half_alpha, yn = T(1) - ys, wp = pw * ys;
+    const LogisticParts<T> s(z);
+    l = weigh(wp, s.sp_neg) + weigh(yn, s.sp);
+    if constexpr (G) g = yn * s.sig - wp * s.sig_neg;
+    if constexpr (H) h = (wp + yn) * (s.sig * s.sig_neg);
+  }
+};
+
+// params: pos_weight, label_smoothing, eps. Value, gradient and Hessian at the clamped p.
+template <class T>
+struct BCEProbs {
+  static constexpr bool kAux = false;
+  T pw, keep, half_alpha, eps;
+  FL_HD explicit BCEProbs(const double* prm)
+      : pw(T(prm[0])), keep(T(1.0 - prm[1])), half_alpha(T(0.5 * prm[1])), eps(T(prm[2])) {}
+  template <bool G, bool H>
+  FL_HD FL_INLINE void operator()(T y, T p, T, T& l, T& g, T& h) const {
+    const T ys = y * keep + half_alpha, yn = T(1) - ys, wp = pw * ys;
+    const T pc = clamp_prob(p, eps), qc = T(1) - pc;
+    l = -(wp * vm::log(pc) + yn * vm::log1p(-pc));
+    if constexpr (G) g = yn / qc - wp / pc;
+    if constexpr (H) h = wp / (pc * pc) + yn / (qc * qc);
+  }
+};
+
+// log(1 + exp(-s z)) for labels s in {-1, +1} (0 read as -1).
+template <class T>
+struct Logistic {
+  static constexpr bool kAux = false;
+  FL_HD explicit Logistic(const double*) {}
+  template <bool G, bool H>
+  FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
+    const T s = label_sign(y);
+    const LogisticParts<T> q(s * z);
+    l = q.sp_neg;
+    if constexpr (G) g = -s * q.sig_neg;
+    if constexpr (H) h = q.sig * q.sig_neg;
+  }
+};
+
+// Focal loss l = alpha_t * m^gamma * ce with m = 1 - p_t (Lin et al. 2017; soft labels as in
+// torchvision). Derivatives use r = m'/m, whose limit at m = 0 (hard label, saturated logit) is
+// 1 - 2y, so no 0 * inf appears: l' = a f (g r ce + ce'),
+// l'' = a f ((g(g-1) r^2 + g r m''/m') ce + 2 g r ce' + ce''). params: gamma, alpha (< 0: none).
+template <class T>
+FL_HD FL_INLINE T focal_alpha(T alpha, T y) {
+  return alpha < T(0) ? T(1) : alpha * y + (T(1) - alpha) * (T(1) - y);
+}
+
+template <class T>
+FL_HD FL_INLINE T pow_nonneg(T m, T gamma) {  // m^gamma for m >= 0, with m^0 = 1
+  return gamma == T(0) ? T(1) : vm::exp(gamma * vm::log(m));
+}
+
+template <class T>
+struct FocalLogits {
+  static constexpr bool kAux = false;
+  T gamma, alpha;
+  FL_HD explicit FocalLogits(const double* prm) : gamma(T(prm[0])), alpha(T(prm[1])) {}
+  template <bool G, bool H>
+  FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
+    const T yn = T(1) - y;
+    const LogisticParts<T> s(z);
+    const T ce = weigh(y, s.sp_neg) + weigh(yn, s.sp);
+    const T m = y * s.sig_neg + yn * s.sig, at = focal_alpha(alpha, y);
+    const T af = at * pow_nonneg(m, gamma);
+    l = af * ce;
+    if constexpr (G || H) {
+      const T s2 = s.sig * s.sig_neg, dm = (T(1) - T(2) * y);
+      const T r = m > T(0) ? dm * s2 / m : dm;
+      const T dce = yn * s.sig - y * s.sig_neg;
+      const T gr = gamma * r;
+      const T gr_ce = gamma == T(0) ? T(0) : gr * ce;
+      if constexpr (G) g = af * (gr_ce + dce);
+      if constexpr (H) {
+        const T curv = gamma == T(0) ? T(0) : ((gamma - T(1)) * r + (T(1) - T(2) * s.sig)) * gr_ce;
+        h = af * (curv + T(2) * gr * dce + s2);
+      }
+    }
+  }
+};
+
+// params: gamma, alpha (< 0: none), eps. At the clamped p: m = y(1-p) + (1-y)p > 0, m'' = 0.
+template <class T>
+struct FocalProbs {
+  static constexpr bool kAux = false;
+  T gamma, alpha, eps;
+  FL_HD explicit FocalProbs(const double* prm) : gamma(T(prm[0])), alpha(T(prm[1])), eps(T(prm[2])) {}
+  template <bool G, bool H>
+  FL_HD FL_INLINE void operator()(T y, T p, T, T& l, T& g, T& h) const {
+    const T yn = T(1) - y, pc = clamp_prob(p, eps), qc = T(1) - pc;
+    const T ce = -(y * vm::log(pc) + yn * vm::log1p(-pc));
+    const T m = y * qc + yn * pc, at = focal_alpha(alpha, y);
+    const T af = at * pow_nonneg(m, gamma);
+    l = af * ce;
+    if constexpr (G || H) {
+      const T r = (T(1) - T(2) * y) / m, gr = gamma * r;
+      const T dce = yn / qc - y / pc;
+      if constexpr (G) g = af * (gr * ce + dce);
+      if constexpr (H) h = af * ((gamma - T(1)) * gr * r * ce + T(2) * gr * dce + y / (pc * pc) + yn / (qc * qc));
+    }
+  }
+};
+
+// Hinge family on the margin u = s z (labels s in {-1, +1}, 0 read as -1). Hessians are the exact
+// a.e. values.
+template <class T>
+struct Hinge {
+  static constexpr bool kAux = false;
+  FL_HD explicit Hinge(const double*) {}
+  template <bool G, bool H>
+  FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
+    const T s = label_sign(y), u = s * z;
+    l = u < T(1) ? T(1) - u : (u >= T(1) ? T(0) : u);
+    if constexpr (G) g = u < T(1) ? -s : (u >= T(1) ? T(0) : u);
+    if constexpr (H) h = u == u ? T(0) : u;
+  }
+};
+
+template <class T>
+struct SquaredHinge {
+  static constexpr bool kAux = false;
+  FL_HD explicit SquaredHinge(const double*) {}
+  template <bool G, bool H>
+  FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
+    const T s = label_sign(y), u = s * z, d = T(1) - u;
+    l = u < T(1) ? d * d : (u >= T(1) ? T(0) : u);
+    if constexpr (G) g = u < T(1) ? T(-2) * s * d : (u >= T(1) ? T(0) : u);
+    if constexpr (H) h = u < T(1) ? T(2) : (u >= T(1) ? T(0) : u);
+  }
+};
+
+// Rennie & Srebro (2005): linear below 0, quadratic on (0, 1), zero above 1.
+template <class T>
+struct SmoothHinge {
+  static constexpr bool kAux = false;
+  FL_HD explicit SmoothHinge(const double*) {}
+  template <bool G, bool H>
+  FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
+    const T s = label_sign(y), u = s * z, d = T(1) - u;
+    const bool lin = u <= T(0), quad = u > T(0) && u < T(1), zero = u >= T(1);
+    l = lin ? T(0.5) - u : (quad ? T(0.5) * d * d : (zero ? T(0) : u));
+    if constexpr (G) g = lin ? -s : (quad ? -s * d : (zero ? T(0) : u));
+    if constexpr (H) h = lin ? T(0) : (quad ? T(1) : (zero ? T(0) : u));
+  }
+};
+
+}  // namespace losses
+FL_NAMESPACE_END

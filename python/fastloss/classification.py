@@ -1,0 +1,215 @@
+"""Binary classification losses (spec section 3): cross-entropy, logistic, focal, hinge family.
+
+``y_pred`` holds logits/scores (``from_logits=True``, and always for Logistic and the hinge
+family) or probabilities; derivatives are with respect to it. Probabilities are clamped to
+``[eps, 1 - eps]`` and the value, gradient and Hessian are those at the clamped point: the clamp
+bounds the loss without zeroing its gradient (unlike PyTorch's ``log`` clamp at -100).
+"""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+from ._base import ElementwiseLoss, Param, finite_float, positive
+
+__all__ = ["BinaryCrossEntropy", "Logistic", "BinaryFocal", "Hinge", "SquaredHinge", "SmoothHinge"]
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return value
+
+
+def _smoothing(name: str, value: Any) -> float:
+    v = finite_float(name, value)
+    if not 0.0 <= v < 1.0:
+        raise ValueError(f"{name} must lie in [0, 1); got {v}")
+    return v
+
+
+def _eps(name: str, value: Any) -> float:
+    v = finite_float(name, value)
+    if not 0.0 < v < 0.5:
+        raise ValueError(f"{name} must lie in (0, 0.5); got {v}")
+    return v
+
+
+def _gamma(name: str, value: Any) -> float:
+    v = finite_float(name, value)
+    if v < 0:
+        raise ValueError(f"{name} must be >= 0; got {v}")
+    return v
+
+
+def _alpha(name: str, value: Any):
+    if value is None:
+        return None
+    v = finite_float(name, value)
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1] or be None; got {v}")
+    return v
+
+
+FROM_LOGITS = Param("from_logits", False, _bool, "y_pred holds logits (True) or probabilities")
+EPS = Param("eps", 1e-7, _eps, "probabilities are clamped to [eps, 1 - eps]")
+
+
+class BinaryCrossEntropy(ElementwiseLoss):
+    """Binary cross-entropy on probabilities or logits, with ``pos_weight`` and label smoothing.
+
+    With the smoothed target ``ys = y (1 - label_smoothing) + label_smoothing / 2`` (Keras) and
+    ``pw = pos_weight``:
+
+    - logits ``z``: ``l = pw ys softplus(-z) + (1 - ys) softplus(z)`` (stable for any ``z``),
+      gradient ``(1 - ys) sigmoid(z) - pw ys sigmoid(-z)``, Hessian
+      ``(pw ys + 1 - ys) sigmoid(z) sigmoid(-z)``; equals PyTorch's
+      ``binary_cross_entropy_with_logits(z, ys, pos_weight=pw)``.
+    - probabilities ``p``: ``l = -(pw ys log p + (1 - ys) log(1 - p))`` at ``p`` clamped to
+      ``[eps, 1 - eps]``; gradient and Hessian are those at the clamped point (never zeroed).
+
+    Targets ``y`` are probabilities in [0, 1] (soft labels allowed; not validated).
+
+    Parameters
+    ----------
+    from_logits : bool, default False
+    pos_weight : float > 0, default 1.0
+        Weight of the positive term (PyTorch's ``pos_weight``).
+    label_smoothing : float in [0, 1), default 0.0
+    eps : float in (0, 0.5), default 1e-7
+        Probability clamp (``from_logits=False`` only).
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> round(fl.BinaryCrossEntropy()(np.array([1.0, 0.0]), np.array([0.9, 0.2])), 6)
+    0.164252
+    >>> round(fl.BinaryCrossEntropy(from_logits=True)(np.array([1.0]), np.array([0.0])), 6)
+    0.693147
+    """
+
+    function_name = "binary_cross_entropy"
+    kernels = {False: "bce_probs", True: "bce_logits"}
+    params = (FROM_LOGITS, Param("pos_weight", 1.0, positive, "weight of the positive term"),
+              Param("label_smoothing", 0.0, _smoothing, "smoothing towards 1/2"), EPS)
+    family, convex, robust, smooth = "classification", True, False, True
+
+    def _pack_params(self) -> List[float]:
+        return [self.pos_weight, self.label_smoothing, self.eps]
+
+
+class Logistic(ElementwiseLoss):
+    """Logistic loss for labels in {-1, +1} (0 is read as -1): ``l = log(1 + exp(-y z))``.
+
+    Gradient ``-y sigmoid(-y z)``, Hessian ``sigmoid(z) sigmoid(-z)``. Equals PyTorch's
+    ``soft_margin_loss`` and scikit-learn's ``HalfBinomialLoss`` with 0/1 labels. Any label other
+    than -1, 0, +1 raises ValueError.
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> round(fl.Logistic()(np.array([1, -1]), np.array([2.0, 2.0])), 6)
+    1.126928
+    """
+
+    kernel = "logistic"
+    sign_labels = True
+    family, convex, robust, smooth = "classification", True, False, True
+
+
+class BinaryFocal(ElementwiseLoss):
+    """Binary focal loss (Lin et al. 2017): ``l = alpha_t (1 - p_t)^gamma BCE(y, p)``.
+
+    ``p = sigmoid(z)`` for logits (or the clamped probability), ``p_t = y p + (1 - y)(1 - p)``,
+    ``alpha_t = alpha y + (1 - alpha)(1 - y)`` (1 when ``alpha`` is None); soft labels as in
+    torchvision's ``sigmoid_focal_loss``. ``gamma = 0`` with ``alpha=None`` is exactly
+    BinaryCrossEntropy. Gradient and Hessian are the exact derivatives, finite also where
+    ``1 - p_t`` reaches 0.
+
+    Parameters
+    ----------
+    gamma : float >= 0, default 2.0
+        Focusing parameter.
+    alpha : float in [0, 1] or None, default None
+        Weight of the positive class.
+    from_logits : bool, default False
+    eps : float in (0, 0.5), default 1e-7
+        Probability clamp (``from_logits=False`` only).
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> round(fl.BinaryFocal(gamma=2.0, from_logits=True)(np.array([1.0]), np.array([0.0])), 6)
+    0.173287
+    """
+
+    function_name = "binary_focal"
+    kernels = {False: "focal_probs", True: "focal_logits"}
+    params = (Param("gamma", 2.0, _gamma, "focusing parameter"),
+              Param("alpha", None, _alpha, "positive-class weight, or None"), FROM_LOGITS, EPS)
+    family, convex, robust, smooth = "classification", False, False, True
+
+    def _pack_params(self) -> List[float]:
+        return [self.gamma, -1.0 if self.alpha is None else self.alpha, self.eps]
+
+
+class Hinge(ElementwiseLoss):
+    """Hinge loss ``max(0, 1 - y z)`` for labels in {-1, +1} (0 is read as -1).
+
+    Gradient ``-y`` where ``y z < 1``, else 0; Hessian: the exact a.e. value 0. Equals
+    scikit-learn's ``hinge_loss`` (mean).
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> fl.Hinge()(np.array([1, -1]), np.array([0.5, 0.5]))
+    1.0
+    """
+
+    kernel = "hinge"
+    sign_labels = True
+    family, convex, robust, smooth, hessian = "classification", True, False, False, "a.e."
+
+
+class SquaredHinge(ElementwiseLoss):
+    """Squared hinge loss ``max(0, 1 - y z)^2`` for labels in {-1, +1} (0 is read as -1).
+
+    Gradient ``-2 y (1 - y z)`` where ``y z < 1``; Hessian 2 there and 0 elsewhere (exact a.e.).
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> fl.SquaredHinge()(np.array([1, -1]), np.array([0.5, 0.5]))
+    1.25
+    """
+
+    kernel = "squared_hinge"
+    sign_labels = True
+    family, convex, robust, smooth, hessian = "classification", True, False, True, "a.e."
+
+
+class SmoothHinge(ElementwiseLoss):
+    """Quadratically smoothed hinge (Rennie & Srebro 2005) on the margin ``u = y z``.
+
+    ``l = 1/2 - u`` for ``u <= 0``, ``(1 - u)^2 / 2`` for ``0 < u < 1``, 0 for ``u >= 1``;
+    gradient ``-y``, ``-y (1 - u)``, 0; Hessian 0, 1, 0 (exact a.e.). Labels in {-1, +1}
+    (0 is read as -1).
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> fl.SmoothHinge()(np.array([1, -1]), np.array([0.5, 0.5]))
+    0.5625
+    """
+
+    kernel = "smooth_hinge"
+    sign_labels = True
+    family, convex, robust, smooth, hessian = "classification", True, False, True, "a.e."
+
+
+binary_cross_entropy = BinaryCrossEntropy.functional
+logistic = Logistic.functional
+binary_focal = BinaryFocal.functional
+hinge = Hinge.functional
+squared_hinge = SquaredHinge.functional
+smooth_hinge = SmoothHinge.functional
