@@ -100,7 +100,7 @@ void OutBuffer::finish() {
 }
 
 OutBuffer make_output(const py::object& given, const char* name, const std::vector<index_t>& shape,
-                      DType dtype) {
+                      DType dtype, bool contiguous) {
   const py::dtype dt = numpy_dtype(dtype);
   OutBuffer b;
   if (given.is_none()) {
@@ -121,7 +121,7 @@ OutBuffer make_output(const py::object& given, const char* name, const std::vect
   b.user = a;
   // Written through one stride when one describes it (and no two elements share memory).
   index_t st = 0;
-  const bool direct = flat_stride(a, &st) && (st != 0 || a.size() <= 1);
+  const bool direct = flat_stride(a, &st) && (st != 0 || a.size() <= 1) && (!contiguous || st == 1);
   b.target = direct ? py::object(a) : py::object(py::array(dt, shape));
   return b;
 }

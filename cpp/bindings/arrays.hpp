@@ -43,8 +43,10 @@ struct OutBuffer {
   Output view() const;
   void finish();
 };
+// With `contiguous`, the kernel needs a C-contiguous target (row kernels): any other caller
+// buffer is served through a temporary.
 OutBuffer make_output(const py::object& given, const char* name, const std::vector<index_t>& shape,
-                      DType dtype);
+                      DType dtype, bool contiguous = false);
 
 enum class Reduction { mean, sum, none };
 Reduction parse_reduction(const std::string& r);

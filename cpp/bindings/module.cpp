@@ -38,6 +38,34 @@ double checked_weight_sum(const Input& w, index_t n, int threads) {
   return total;
 }
 
+// Labels of the sign-label losses must be -1, 0 or +1. Returns the flat index of the first other
+// value (NaN included), or -1. One parallel counting pass; the index is searched only on error.
+template <class T>
+index_t first_bad_sign_label(const T* y, index_t stride, index_t n, int threads) {
+  auto bad = [](T v) { return !(v == T(1) || v == T(-1) || v == T(0)); };
+  const double count = blocked_sum(n, kBlock, threads, [&](index_t k0, index_t len) {
+    index_t c = 0;
+    for (index_t i = 0; i < len; ++i) c += bad(y[(k0 + i) * stride]);
+    return static_cast<double>(c);
+  });
+  if (count == 0) return -1;
+  for (index_t i = 0; i < n; ++i)
+    if (bad(y[i * stride])) return i;
+  return -1;
+}
+
+index_t check_sign_labels(const py::object& y_obj) {
+  py::array y = as_real_array(y_obj, "y_true");
+  index_t stride = 1;
+  if (!flat_stride(y, &stride)) y = numpy().attr("ascontiguousarray")(y), stride = 1;
+  const index_t n = y.size();
+  const int threads = get_num_threads();
+  py::gil_scoped_release nogil;
+  return dtype_of(y) == DType::f32
+             ? first_bad_sign_label(static_cast<const float*>(y.data()), stride, n, threads)
+             : first_bad_sign_label(static_cast<const double*>(y.data()), stride, n, threads);
+}
+
 // One call of an elementwise loss. Returns (value, per-element losses | None, grad | None,
 // hess | None). The value is the weighted mean or the weighted sum (unused for reduction="none").
 py::tuple elementwise(int loss, const std::vector<double>& params, const py::object& y_true_obj,
@@ -153,6 +181,10 @@ py::array vmath(const std::string& name, const py::array& x) {
 
 }  // namespace
 
+namespace fastloss::bind {
+void bind_multiclass(py::module_& m);
+}
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastloss compiled kernels (private; use the fastloss package)";
 
@@ -172,6 +204,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("want_grad"), py::arg("want_hess"), py::arg("out"), py::arg("grad_out"),
         py::arg("hess_out"));
   m.def("vmath", &vmath, py::arg("name"), py::arg("x"));
+  bind_multiclass(m);
+  m.def("first_bad_sign_label", &check_sign_labels, py::arg("y_true"),
+        "flat index of the first label not in {-1, 0, +1}, or -1");
 
   m.def("select_isa", [](const std::string& name) {
     try {

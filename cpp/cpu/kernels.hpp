@@ -43,6 +43,8 @@ struct KernelTable {
   const char* isa = nullptr;
   ElementwiseFn elementwise[kNumElementwise][2] = {};  // [loss][0: float32, 1: float64]
   VmathFn vmath[kNumVmath][2] = {};
+  CrossEntropyFn cross_entropy[2] = {};
+  SoftmaxFn softmax[2] = {};
 };
 
 // Each family translation unit, compiled once per ISA, defines register_<family>_<isa>.

@@ -27,4 +27,5 @@
 #define FASTLOSS_FAMILIES(X) \
   X(regression)              \
   X(binary)                  \
+  X(multiclass)              \
   X(vmath)

@@ -22,6 +22,10 @@ from .classification import (  # noqa: E402
     BinaryCrossEntropy, BinaryFocal, Hinge, Logistic, SmoothHinge, SquaredHinge,
     binary_cross_entropy, binary_focal, hinge, logistic, smooth_hinge, squared_hinge,
 )
+from .multiclass import (  # noqa: E402
+    CategoricalCrossEntropy, SparseCategoricalCrossEntropy, categorical_cross_entropy,
+    class_weights, log_softmax, logsumexp, smooth_labels, softmax, sparse_categorical_cross_entropy,
+)
 from .regression import (  # noqa: E402
     MAE, MSE, Huber, LogCosh, Quantile, SmoothL1, huber, log_cosh, mae, mse, quantile, smooth_l1,
 )
@@ -33,4 +37,7 @@ __all__ = [
     "mse", "mae", "huber", "smooth_l1", "quantile", "log_cosh",
     "BinaryCrossEntropy", "Logistic", "BinaryFocal", "Hinge", "SquaredHinge", "SmoothHinge",
     "binary_cross_entropy", "logistic", "binary_focal", "hinge", "squared_hinge", "smooth_hinge",
+    "SparseCategoricalCrossEntropy", "CategoricalCrossEntropy", "sparse_categorical_cross_entropy",
+    "categorical_cross_entropy", "logsumexp", "softmax", "log_softmax", "smooth_labels",
+    "class_weights",
 ]

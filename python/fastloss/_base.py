@@ -224,13 +224,14 @@ class ElementwiseLoss(Loss):
 
 def _check_sign_labels(y_true) -> None:
     """Binary labels must be -1/+1 or 0/1; reports the first offending element."""
+    if hasattr(y_true, "__cuda_array_interface__"):
+        return  # device labels are not inspected from the host
     y = y_true if isinstance(y_true, np.ndarray) else np.asarray(y_true)
     if y.dtype.kind not in "biuf":
         return  # the kernel call raises the dtype error
-    ok = (np.abs(y) == 1) | (y == 0)
-    if not ok.all():
-        i = int(np.flatnonzero(~ok.ravel())[0])
-        where = np.unravel_index(i, y.shape) if y.ndim > 1 else i
+    i = _core.first_bad_sign_label(y)
+    if i >= 0:
+        where = tuple(int(k) for k in np.unravel_index(i, y.shape)) if y.ndim > 1 else i
         raise ValueError(f"y_true must hold binary labels in {{-1, +1}} or {{0, 1}}; "
                          f"y_true[{where}] = {y.ravel()[i].item()!r}")
 

@@ -50,7 +50,11 @@ BASELINE_NAMES = ("numpy", "torch", "sklearn")
 
 # Hyper-parameters used for the benchmark (defaults otherwise). Quantile 0.9 rather than the
 # symmetric default 0.5 so that the two branches of the gradient differ.
-BENCH_PARAMS: Dict[str, Dict[str, Any]] = {"quantile": {"quantile": 0.9}}
+BENCH_PARAMS: Dict[str, Dict[str, Any]] = {
+    "quantile": {"quantile": 0.9},
+    "binary_cross_entropy": {"from_logits": True},
+    "binary_focal": {"from_logits": True, "gamma": 2.0},
+}
 
 # Tolerances of the correctness check against the NumPy baseline (value: relative; gradient:
 # max |g - g_ref| relative to max |g_ref|).
@@ -151,7 +155,10 @@ def _data_sign(n: int, dtype: np.dtype, rng: np.random.Generator) -> Tuple[np.nd
 
 _DATA = {"regression": _data_regression, "binary": _data_binary, "sign": _data_sign}
 # Which data each loss gets; a loss not listed tries these kinds in order until one is accepted.
-_DATA_KIND: Dict[str, str] = {}
+_DATA_KIND: Dict[str, str] = {
+    "binary_cross_entropy": "binary", "binary_focal": "binary", "logistic": "sign",
+    "hinge": "sign", "squared_hinge": "sign", "smooth_hinge": "sign",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,9 +270,52 @@ def _np_log_cosh(loss: Any, y: np.ndarray, p: np.ndarray) -> Callable[[], Tuple[
     return fn
 
 
+def _np_bce_logits(loss: Any, y: np.ndarray, p: np.ndarray) -> Callable[[], Tuple[float, np.ndarray]]:
+    """Stable: l = max(z, 0) - y z + log1p(exp(-|z|)); g = (sigmoid(z) - y) / n with the sigmoid
+    from the same exp(-|z|). Fastest of this, np.logaddexp(0, z) - y z, and scipy's expit."""
+    n = p.size
+    e, t, g = _touched(p.shape, p.dtype), _touched(p.shape, p.dtype), _touched(p.shape, p.dtype)
+    pos = np.empty(p.shape, dtype=bool)
+
+    def fn() -> Tuple[float, np.ndarray]:
+        np.abs(p, out=e)
+        np.negative(e, out=e)
+        np.exp(e, out=e)                      # e = exp(-|z|)
+        np.log1p(e, out=t)
+        v = float(t.sum(dtype=np.float64)) + float(np.maximum(p, 0, out=g).sum(dtype=np.float64))
+        v -= float(np.dot(y, p))
+        np.add(e, 1, out=t)
+        np.reciprocal(t, out=t)               # 1 / (1 + e)
+        np.greater_equal(p, 0, out=pos)
+        np.multiply(e, t, out=g)              # sigmoid(-|z|)
+        np.copyto(g, t, where=pos)            # sigmoid(z)
+        np.subtract(g, y, out=g)
+        np.multiply(g, 1.0 / n, out=g)
+        return v / n, g
+    return fn
+
+
+def _np_hinge(loss: Any, y: np.ndarray, p: np.ndarray) -> Callable[[], Tuple[float, np.ndarray]]:
+    """l = max(0, 1 - y z); g = -y [y z < 1] / n."""
+    n = p.size
+    m, g = _touched(p.shape, p.dtype), _touched(p.shape, p.dtype)
+    act = np.empty(p.shape, dtype=bool)
+
+    def fn() -> Tuple[float, np.ndarray]:
+        np.multiply(y, p, out=m)
+        np.subtract(1, m, out=m)
+        np.greater(m, 0, out=act)
+        v = float(np.maximum(m, 0, out=m).sum(dtype=np.float64)) / n
+        np.multiply(y, -1.0 / n, out=g)
+        g[~act] = 0
+        return v, g
+    return fn
+
+
 _NUMPY: Dict[str, Callable[..., Callable[[], Tuple[float, np.ndarray]]]] = {
     "mse": _np_mse, "mae": _np_mae, "huber": _np_huber, "smooth_l1": _np_smooth_l1,
     "quantile": _np_quantile, "log_cosh": _np_log_cosh,
+    "binary_cross_entropy": _np_bce_logits, "hinge": _np_hinge,
 }
 
 
@@ -301,6 +351,26 @@ def _torch_forward(name: str, loss: Any) -> Optional[Callable[[Any, Any], Any]]:
             r = yp - yt
             return (r + F.softplus(-2.0 * r) - _LOG2).mean()
         return log_cosh
+    if name == "binary_cross_entropy" and loss.from_logits:
+        pw = float(loss.pos_weight)
+        return lambda yp, yt: F.binary_cross_entropy_with_logits(
+            yp, yt, pos_weight=None if pw == 1.0 else torch.tensor(pw, dtype=yp.dtype))
+    if name == "binary_focal" and loss.from_logits:
+        gamma, alpha = float(loss.gamma), loss.alpha
+
+        def focal(yp: Any, yt: Any) -> Any:  # torchvision's sigmoid_focal_loss, composed
+            prob = torch.sigmoid(yp)
+            ce = F.binary_cross_entropy_with_logits(yp, yt, reduction="none")
+            p_t = prob * yt + (1 - prob) * (1 - yt)
+            out = ce * (1 - p_t) ** gamma
+            if alpha is not None:
+                out = (alpha * yt + (1 - alpha) * (1 - yt)) * out
+            return out.mean()
+        return focal
+    if name == "logistic":
+        return lambda yp, yt: F.soft_margin_loss(yp, yt)
+    if name == "hinge":
+        return lambda yp, yt: torch.clamp(1 - yt * yp, min=0).mean()
     return None
 
 
@@ -322,7 +392,7 @@ def _torch_factory(name: str) -> Callable[..., Optional[Callable[[], Tuple[float
     return factory
 
 
-_TORCH = {name: _torch_factory(name) for name in _NUMPY}
+_TORCH = {name: _torch_factory(name) for name in (*_NUMPY, "binary_focal", "logistic")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,6 +418,8 @@ def _sk_loss_object(name: str, loss: Any) -> Any:
         return mod.HuberLoss(delta=float(loss.delta))
     if name == "smooth_l1":
         return mod.HuberLoss(delta=float(loss.beta)) if loss.beta > 0 else mod.AbsoluteError()
+    if name == "binary_cross_entropy" and loss.from_logits and loss.pos_weight == 1.0:
+        return mod.HalfBinomialLoss()  # log(1 + exp(z)) - y z: ours with 0/1 labels
     return None
 
 
@@ -365,7 +437,8 @@ def _sklearn_factory(name: str) -> Callable[..., Optional[Callable[[], Tuple[flo
     return factory
 
 
-_SKLEARN = {name: _sklearn_factory(name) for name in ("mse", "mae", "huber", "smooth_l1", "quantile")}
+_SKLEARN = {name: _sklearn_factory(name)
+            for name in ("mse", "mae", "huber", "smooth_l1", "quantile", "binary_cross_entropy")}
 
 
 # --------------------------------------------------------------------------------------------

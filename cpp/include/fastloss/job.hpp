@@ -49,4 +49,39 @@ struct ElementwiseJob {
 // values are written instead). Writes grad_out/hess_out when set.
 using ElementwiseFn = double (*)(const ElementwiseJob&);
 
+// One call of the softmax cross-entropy family on a (rows, K) matrix `x` of logits (or
+// probabilities) whose columns are contiguous. Targets are one label per row (sparse) or a row of
+// K target probabilities (dense). Labels were validated by the binding (0 <= t < K or ignored).
+struct CrossEntropyJob {
+  index_t rows = 0, K = 0;
+  const void* x = nullptr;  // dtype T
+  index_t x_stride = 0;     // elements between rows
+  bool from_logits = true;
+  double eps = 1e-7;        // probability clamp when !from_logits
+  const std::int64_t* labels = nullptr;  // sparse targets, or null
+  std::int64_t ignore_index = 0;
+  bool has_ignore = false;
+  const void* targets = nullptr;  // dense targets (dtype T), or null
+  index_t targets_stride = 0;
+  const double* class_weight = nullptr;  // (K,) or null
+  double class_weight_sum = 0.0;         // sum of class_weight (K without)
+  double smoothing = 0.0;
+  const double* sample_weight = nullptr;  // (rows,) or null
+  void* loss_out = nullptr;               // (rows,) weighted per-row losses, dtype T, or null
+  void* grad_out = nullptr;               // (rows, K), or null
+  index_t grad_stride = 0;
+  void* hess_out = nullptr;
+  index_t hess_stride = 0;
+  double grad_scale = 1.0;  // 1/normalizer for the mean
+  int threads = 1;
+};
+// Returns the sum of the weighted per-row losses (deterministic).
+using CrossEntropyFn = double (*)(const CrossEntropyJob&);
+
+// Row-wise log-sum-exp / softmax / log-softmax of a (rows, K) matrix into `out` (rows or
+// rows x K, dtype T, contiguous).
+enum class SoftmaxMode : int { logsumexp = 0, softmax = 1, log_softmax = 2 };
+using SoftmaxFn = void (*)(SoftmaxMode mode, const void* x, index_t x_stride, index_t rows,
+                           index_t K, void* out, int threads);
+
 }  // namespace fastloss

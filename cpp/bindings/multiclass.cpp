@@ -1,0 +1,197 @@
+// Binding of the softmax family: cross-entropy on (..., K) logits or probabilities with sparse
+// labels or dense targets, and row-wise logsumexp / softmax / log_softmax.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "../cpu/kernels.hpp"
+#include "arrays.hpp"
+
+namespace py = pybind11;
+
+namespace fastloss::bind {
+namespace {
+
+// `x` as (rows, K) with contiguous columns and a uniform row stride (copied when needed).
+struct RowView {
+  py::array array;
+  index_t rows = 0, K = 0, stride = 0;
+};
+
+RowView row_view(py::array x, const char* name) {
+  if (x.ndim() < 1) throw py::value_error(std::string(name) + " must have a class axis (last); got a 0-d array");
+  RowView v;
+  v.K = x.shape(x.ndim() - 1);
+  if (v.K < 1) throw py::value_error(std::string(name) + " must have at least one class (last axis)");
+  v.rows = x.size() / v.K;
+  const auto item = static_cast<index_t>(x.itemsize());
+  const bool cols = v.K == 1 || x.strides(x.ndim() - 1) == item;
+  if (x.ndim() == 2 && cols && x.strides(0) % item == 0) {
+    v.stride = x.strides(0) / item;
+  } else if (x.ndim() == 1) {
+    v.stride = v.K;
+    if (!cols) x = numpy().attr("ascontiguousarray")(x);
+  } else {
+    x = numpy().attr("ascontiguousarray")(x);
+    v.stride = v.K;
+  }
+  v.array = x;
+  return v;
+}
+
+std::vector<index_t> leading(const std::vector<index_t>& shape) {
+  return std::vector<index_t>(shape.begin(), shape.end() - 1);
+}
+
+py::tuple cross_entropy(const py::object& target_obj, const py::object& x_obj, bool dense,
+                        bool from_logits, double eps, const py::object& class_weight_obj,
+                        const py::object& ignore_obj, double smoothing,
+                        const py::object& weight_obj, const std::string& reduction_name,
+                        bool want_grad, bool want_hess, const py::object& out_obj,
+                        const py::object& grad_out_obj, const py::object& hess_out_obj) {
+  const Reduction reduction = parse_reduction(reduction_name);
+  if (reduction != Reduction::none && !out_obj.is_none())
+    throw py::value_error("out= is only used with reduction='none'");
+  want_grad = want_grad || want_hess;
+  py::array x = as_real_array(x_obj, "y_pred");
+  const DType T = dtype_of(x);
+  const auto xshape = shape_of(x);
+  RowView v = row_view(x, "y_pred");
+  const auto rshape = leading(xshape);
+
+  CrossEntropyJob job;
+  job.rows = v.rows;
+  job.K = v.K;
+  job.x = v.array.data();
+  job.x_stride = v.stride;
+  job.from_logits = from_logits;
+  job.eps = eps;
+  job.smoothing = smoothing;
+  job.threads = get_num_threads();
+
+  py::array labels, targets, cw, sw;
+  if (dense) {
+    targets = as_real_array(target_obj, "y_true", T);
+    if (shape_of(targets) != xshape)
+      throw py::value_error("y_true (target probabilities) and y_pred must have the same shape; got y_true " +
+                            shape_str(shape_of(targets)) + " and y_pred " + shape_str(xshape));
+    targets = numpy().attr("ascontiguousarray")(targets, numpy_dtype(T));
+    job.targets = targets.data();
+    job.targets_stride = v.K;
+  } else {
+    py::array given = py::isinstance<py::array>(target_obj) ? py::reinterpret_borrow<py::array>(target_obj)
+                                                            : py::array(numpy().attr("asarray")(target_obj));
+    const char kind = given.dtype().kind();
+    if (kind != 'i' && kind != 'u')
+      throw py::type_error("y_true (class labels) must be an integer array; got dtype " +
+                           py::str(given.dtype()).cast<std::string>());
+    if (shape_of(given) != rshape)
+      throw py::value_error("y_true (class labels) must have the shape of y_pred without its class axis " +
+                            shape_str(rshape) + "; got " + shape_str(shape_of(given)));
+    labels = numpy().attr("ascontiguousarray")(given, "int64");
+    job.labels = static_cast<const std::int64_t*>(labels.data());
+    if (!ignore_obj.is_none()) job.has_ignore = true, job.ignore_index = ignore_obj.cast<std::int64_t>();
+  }
+  job.class_weight_sum = static_cast<double>(v.K);
+  if (!class_weight_obj.is_none()) {
+    cw = numpy().attr("ascontiguousarray")(class_weight_obj, "float64");
+    if (cw.ndim() != 1 || cw.shape(0) != v.K)
+      throw py::value_error("class_weight must have one weight per class (" + std::to_string(v.K) +
+                            "); got shape " + shape_str(shape_of(cw)));
+    job.class_weight = static_cast<const double*>(cw.data());
+    double total = 0.0;
+    for (index_t k = 0; k < v.K; ++k) total += job.class_weight[k];
+    job.class_weight_sum = total;
+  }
+  if (!weight_obj.is_none()) {
+    sw = numpy().attr("ascontiguousarray")(as_real_array(weight_obj, "sample_weight"), "float64");
+    if (shape_of(sw) != rshape)
+      throw py::value_error("sample_weight must have one weight per row, shape " + shape_str(rshape) +
+                            "; got " + shape_str(shape_of(sw)));
+    job.sample_weight = static_cast<const double*>(sw.data());
+    for (index_t r = 0; r < v.rows; ++r)
+      if (!(job.sample_weight[r] >= 0.0 && job.sample_weight[r] <= std::numeric_limits<double>::max()))
+        throw py::value_error("sample_weight must be finite and non-negative");
+  }
+
+  // Labels in range (or ignored), and the normalizer of the mean: PyTorch's, the summed weight of
+  // the rows that count (sample weight times the target's class weight for labels).
+  double norm = 0.0;
+  for (index_t r = 0; r < v.rows; ++r) {
+    const double s = job.sample_weight ? job.sample_weight[r] : 1.0;
+    if (dense) {
+      norm += s;
+      continue;
+    }
+    const std::int64_t t = job.labels[r];
+    if (job.has_ignore && t == job.ignore_index) continue;
+    if (t < 0 || t >= v.K) {
+      std::string where = std::to_string(r);
+      throw py::value_error("y_true[" + where + "] = " + std::to_string(t) + " is not a class index in [0, " +
+                            std::to_string(v.K) + ")" +
+                            (job.has_ignore ? " nor ignore_index (" + std::to_string(job.ignore_index) + ")" : ""));
+    }
+    norm += s * (job.class_weight ? job.class_weight[t] : 1.0);
+  }
+
+  OutBuffer out, grad, hess;
+  if (reduction == Reduction::none) out = make_output(out_obj, "out", rshape, T, true);
+  if (want_grad) grad = make_output(grad_out_obj, "grad_out", xshape, T, true);
+  if (want_hess) hess = make_output(hess_out_obj, "hess_out", xshape, T, true);
+  if (reduction == Reduction::none) job.loss_out = out.view().ptr;
+  if (want_grad) job.grad_out = grad.view().ptr, job.grad_stride = v.K;
+  if (want_hess) job.hess_out = hess.view().ptr, job.hess_stride = v.K;
+  // An empty mean (every row ignored or weightless) is NaN and its gradient zero.
+  job.grad_scale = reduction == Reduction::mean ? (norm > 0 ? 1.0 / norm : 0.0) : 1.0;
+
+  double total = 0.0;
+  if (v.rows > 0) {
+    const CrossEntropyFn fn = kernels().cross_entropy[T == DType::f32 ? 0 : 1];
+    py::gil_scoped_release nogil;
+    total = fn(job);
+  }
+  if (reduction == Reduction::none) out.finish();
+  if (want_grad) grad.finish();
+  if (want_hess) hess.finish();
+  double value = total;
+  if (reduction == Reduction::mean) value = norm > 0 ? total / norm : std::numeric_limits<double>::quiet_NaN();
+  return py::make_tuple(value, reduction == Reduction::none ? out.user : py::none(),
+                        want_grad ? grad.user : py::none(), want_hess ? hess.user : py::none());
+}
+
+py::array softmax(const py::object& x_obj, int mode) {
+  if (mode < 0 || mode > 2) throw py::value_error("unknown softmax mode");
+  py::array x = as_real_array(x_obj, "x");
+  const DType T = dtype_of(x);
+  RowView v = row_view(x, "x");
+  const auto shape = shape_of(x);
+  py::array out(numpy_dtype(T), mode == 0 ? leading(shape) : shape);
+  const SoftmaxFn fn = kernels().softmax[T == DType::f32 ? 0 : 1];
+  const void* src = v.array.data();
+  void* dst = out.mutable_data();
+  const int threads = get_num_threads();
+  {
+    py::gil_scoped_release nogil;
+    fn(static_cast<SoftmaxMode>(mode), src, v.stride, v.rows, v.K, dst, threads);
+  }
+  return out;
+}
+
+}  // namespace
+
+void bind_multiclass(py::module_& m) {
+  m.def("cross_entropy", &cross_entropy, py::arg("y_true"), py::arg("y_pred"), py::arg("dense"),
+        py::arg("from_logits"), py::arg("eps"), py::arg("class_weight"), py::arg("ignore_index"),
+        py::arg("label_smoothing"), py::arg("sample_weight"), py::arg("reduction"),
+        py::arg("want_grad"), py::arg("want_hess"), py::arg("out"), py::arg("grad_out"),
+        py::arg("hess_out"));
+  m.def("softmax", &softmax, py::arg("x"), py::arg("mode"),
+        "row-wise over the last axis: 0 logsumexp, 1 softmax, 2 log_softmax");
+}
+
+}  // namespace fastloss::bind

@@ -1,0 +1,15 @@
+// Softmax-family kernels (cross-entropy, logsumexp, softmax) for one ISA.
+#include "../losses/cross_entropy.hpp"
+
+#include "kernels.hpp"
+
+namespace fastloss {
+
+void FL_REGISTER_FN(multiclass)(KernelTable& t) {
+  t.cross_entropy[0] = &losses::cross_entropy<float>;
+  t.cross_entropy[1] = &losses::cross_entropy<double>;
+  t.softmax[0] = &losses::softmax_rows<float>;
+  t.softmax[1] = &losses::softmax_rows<double>;
+}
+
+}  // namespace fastloss

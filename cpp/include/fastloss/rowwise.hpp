@@ -1,0 +1,82 @@
+// Building blocks for row-wise kernels (softmax family): lane reductions over one row, the online
+// pieces of a numerically stable softmax, and the deterministic driver over rows.
+#pragma once
+
+#include "fastloss/config.hpp"
+#include "fastloss/reduce.hpp"
+#include "fastloss/vmath.hpp"
+
+FL_NAMESPACE_BEGIN
+
+inline constexpr index_t kRowBlock = 16;  // rows per reduction block (fixed: determinism)
+
+// max over x[0..K) in fixed lanes (vectorizes without -ffast-math); NaN is skipped here and
+// propagates through the exp sum instead.
+template <class T>
+inline T row_max(const T* x, index_t K) {
+  T m[kLanes];
+  for (int j = 0; j < kLanes; ++j) m[j] = -__builtin_huge_val();
+  index_t i = 0;
+  for (; i + kLanes <= K; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+  for (int j = 0; i + j < K; ++j) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+  T r = m[0];
+  for (int j = 1; j < kLanes; ++j) r = m[j] > r ? m[j] : r;
+  return r;
+}
+
+// sum_k exp(x_k - shift) in double lanes; the exponentials are stored into e (may be null).
+template <class T>
+inline double row_exp_sum(const T* x, index_t K, T shift, T* e) {
+  double acc[kLanes] = {};
+  index_t i = 0;
+  for (; i + kLanes <= K; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      const T v = vm::exp(x[i + j] - shift);
+      if (e) e[i + j] = v;
+      acc[j] += static_cast<double>(v);
+    }
+  for (int j = 0; i + j < K; ++j) {
+    const T v = vm::exp(x[i + j] - shift);
+    if (e) e[i + j] = v;
+    acc[j] += static_cast<double>(v);
+  }
+  return pairwise_sum(acc, kLanes);
+}
+
+// sum_k w_k z_k in double lanes (w null: sum_k z_k); a zero weight removes its term even where
+// z_k is infinite.
+template <class T>
+inline double row_weighted_sum(const T* z, const double* w, index_t K) {
+  double acc[kLanes] = {};
+  index_t i = 0;
+  for (; i + kLanes <= K; i += kLanes)
+    for (int j = 0; j < kLanes; ++j)
+      acc[j] += w ? (w[i + j] == 0.0 ? 0.0 : w[i + j] * double(z[i + j])) : double(z[i + j]);
+  for (int j = 0; i + j < K; ++j)
+    acc[j] += w ? (w[i + j] == 0.0 ? 0.0 : w[i + j] * double(z[i + j])) : double(z[i + j]);
+  return pairwise_sum(acc, kLanes);
+}
+
+// The shift that makes a row's softmax well defined: its max, or 0 where a +inf logit is
+// present (the row is then rewritten so that the +inf classes share the probability equally).
+template <class T>
+inline bool row_has_pos_inf(T m) {
+  return m == static_cast<T>(__builtin_huge_val());
+}
+
+// Runs row_fn(r) -> double for every row; returns the deterministic sum (blocks of kRowBlock
+// rows, summed in row order, then the fixed pairwise tree of blocked_sum).
+template <class RowFn>
+double sum_over_rows(index_t rows, index_t K, int threads, RowFn&& row_fn) {
+  return blocked_sum(
+      rows, kRowBlock, threads,
+      [&](index_t r0, index_t len) {
+        double s = 0.0;
+        for (index_t r = r0; r < r0 + len; ++r) s += row_fn(r);
+        return s;
+      },
+      K);
+}
+
+FL_NAMESPACE_END

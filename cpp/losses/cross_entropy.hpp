@@ -1,0 +1,197 @@
+// Softmax cross-entropy (spec sections 3.2, 3.3, 8.1, 8.2): sparse labels or dense target rows,
+// on logits or probabilities, with class weights, ignore_index and label smoothing, value, gradient
+// and Hessian diagonal of one row in one fused pass.
+//
+// Logits (PyTorch's cross_entropy semantics). With p = softmax(z), smoothing a, weights w (1
+// without), W = sum w:
+//   sparse: l = (1-a) w_t (lse - z_t) + (a/K) (W lse - sum_k w_k z_k)
+//           dl/dz_k = ((1-a) w_t + a W/K) p_k - (a/K) w_k - (1-a) w_t [k = t]
+//   dense (q = (1-a) y + a/K): l = sum_k w_k q_k (lse - z_k)
+//           dl/dz_k = (sum_j w_j q_j) p_k - w_k q_k
+//   Hessian diagonal: c p_k (1 - p_k), c the coefficient of p_k above.
+// Probabilities p (clamped below at eps; rows are used as given, not renormalized):
+//   l = -sum_k w_k q_k log p_k (sparse: q = (1-a) onehot(t) + a/K), dl/dp_k = -w_k q_k / p_k,
+//   Hessian w_k q_k / p_k^2.
+// One pass per row: the row is read from memory once (max), then from cache (exp, stored into the
+// gradient row as scratch; and the final scaling). A +inf logit makes the +inf classes share the
+// probability equally (the limit); NaN propagates within its row only; ignored rows write zeros.
+#pragma once
+
+#include <cstdlib>
+
+#include "fastloss/job.hpp"
+#include "fastloss/rowwise.hpp"
+
+FL_NAMESPACE_BEGIN
+namespace losses {
+
+template <class T, bool G, bool H, bool Dense>
+double ce_logits_row(const CrossEntropyJob& job, index_t r, const T* z, double s, std::int64_t t) {
+  const index_t K = job.K;
+  const double a = job.smoothing, aK = a / double(K);
+  const double* w = job.class_weight;
+  T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
+  T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
+  const T* y = Dense ? static_cast<const T*>(job.targets) + r * job.targets_stride : nullptr;
+
+  // Everything that reads z is taken before the exp pass: the gradient may be written in place
+  // over the logits (grad_out = y_pred).
+  double c, wt = 0.0, zt = 0.0, wq = 0.0, wqz = 0.0;
+  if constexpr (Dense) {
+    // sum_k w_k q_k and sum_k w_k q_k z_k, q = (1-a) y + a/K; a zero target weight removes its
+    // term even where z_k = -inf.
+    for (index_t k = 0; k < K; ++k) {
+      const double wqk = (w ? w[k] : 1.0) * ((1 - a) * double(y[k]) + aK);
+      wq += wqk;
+      wqz += wqk == 0.0 ? 0.0 : wqk * double(z[k]);
+    }
+    c = wq;
+  } else {
+    wt = w ? w[t] : 1.0;
+    zt = double(z[t]);
+    if (a > 0) wqz = row_weighted_sum(z, w, K);  // sum_k w_k z_k
+    c = (1 - a) * wt + aK * job.class_weight_sum;
+  }
+  const T m = row_max(z, K);
+  const double S = row_exp_sum(z, K, m, g);  // g holds exp(z - m) until the final pass
+  const double lse = double(m) + vm::log(S);
+  double loss;
+  if constexpr (Dense) {
+    loss = wq * lse - wqz;
+  } else {
+    loss = (1 - a) * wt * (lse - zt);
+    if (a > 0) loss += aK * (job.class_weight_sum * lse - wqz);
+  }
+  if constexpr (G) {
+    const double sc = s * job.grad_scale;
+    const T A = static_cast<T>(c * sc / S);  // p_k = e_k / S
+    for (index_t k = 0; k < K; ++k) {
+      const T e = g[k];
+      double sub;
+      if constexpr (Dense) sub = (w ? w[k] : 1.0) * ((1 - a) * double(y[k]) + aK);
+      else sub = aK * (w ? w[k] : 1.0);
+      g[k] = A * e - static_cast<T>(sc * sub);
+      if constexpr (H) {
+        const T p = static_cast<T>(double(e) / S);
+        h[k] = static_cast<T>(c * sc) * p * (T(1) - p);
+      }
+    }
+    if constexpr (!Dense) g[t] -= static_cast<T>(sc * (1 - a) * wt);
+  }
+  return s * loss;
+}
+
+template <class T, bool G, bool H, bool Dense>
+double ce_probs_row(const CrossEntropyJob& job, index_t r, const T* p, double s, std::int64_t t) {
+  const index_t K = job.K;
+  const double a = job.smoothing, aK = a / double(K);
+  const double* w = job.class_weight;
+  const T eps = static_cast<T>(job.eps);
+  T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
+  T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
+  const T* y = Dense ? static_cast<const T*>(job.targets) + r * job.targets_stride : nullptr;
+  const double sc = s * job.grad_scale;
+  double loss = 0.0;
+  for (index_t k = 0; k < K; ++k) {
+    double q;
+    if constexpr (Dense) q = (1 - a) * double(y[k]) + aK;
+    else q = aK + (k == t ? 1 - a : 0.0);
+    const double wq = (w ? w[k] : 1.0) * q;
+    const T pc = p[k] < eps ? eps : p[k];  // NaN passes through
+    if (wq != 0.0) loss -= wq * double(vm::log(pc));
+    if constexpr (G) g[k] = static_cast<T>(-sc * wq / double(pc));
+    if constexpr (H) h[k] = static_cast<T>(sc * wq / (double(pc) * double(pc)));
+  }
+  return s * loss;
+}
+
+// +inf logits: the limit of the softmax gives the +inf classes equal shares; the row is rewritten
+// (0 for +inf, -inf for finite, NaN kept) into a scratch row and computed as usual.
+template <class T, bool G, bool H, bool Dense>
+double ce_row(const CrossEntropyJob& job, index_t r) {
+  const T* x = static_cast<const T*>(job.x) + r * job.x_stride;
+  const double s = job.sample_weight ? job.sample_weight[r] : 1.0;
+  std::int64_t t = 0;
+  if constexpr (!Dense) {
+    t = job.labels[r];
+    if (job.has_ignore && t == job.ignore_index) {  // contributes nothing, whatever its logits
+      T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
+      T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
+      for (index_t k = 0; G && k < job.K; ++k) g[k] = T(0);
+      for (index_t k = 0; H && k < job.K; ++k) h[k] = T(0);
+      if (job.loss_out) static_cast<T*>(job.loss_out)[r] = T(0);
+      return 0.0;
+    }
+  }
+  double l;
+  if (!job.from_logits) {
+    l = ce_probs_row<T, G, H, Dense>(job, r, x, s, t);
+  } else if (row_has_pos_inf(row_max(x, job.K))) {
+    T* tmp = static_cast<T*>(std::malloc(sizeof(T) * job.K));
+    const T inf = static_cast<T>(__builtin_huge_val());
+    for (index_t k = 0; k < job.K; ++k) tmp[k] = x[k] == inf ? T(0) : (x[k] != x[k] ? x[k] : -inf);
+    l = ce_logits_row<T, G, H, Dense>(job, r, tmp, s, t);
+    std::free(tmp);
+  } else {
+    l = ce_logits_row<T, G, H, Dense>(job, r, x, s, t);
+  }
+  if (job.loss_out) static_cast<T*>(job.loss_out)[r] = static_cast<T>(l);
+  return l;
+}
+
+template <class T, bool G, bool H, bool Dense>
+double run_ce(const CrossEntropyJob& job) {
+  return sum_over_rows(job.rows, job.K, job.threads,
+                       [&](index_t r) { return ce_row<T, G, H, Dense>(job, r); });
+}
+
+template <class T>
+double cross_entropy(const CrossEntropyJob& job) {
+  const bool g = job.grad_out, h = job.hess_out, dense = job.targets;
+  if (dense) {
+    if (h) return run_ce<T, true, true, true>(job);
+    if (g) return run_ce<T, true, false, true>(job);
+    return run_ce<T, false, false, true>(job);
+  }
+  if (h) return run_ce<T, true, true, false>(job);
+  if (g) return run_ce<T, true, false, false>(job);
+  return run_ce<T, false, false, false>(job);
+}
+
+// Row-wise logsumexp / softmax / log_softmax, with the same treatment of +inf as cross_entropy
+// (logsumexp: +inf; a row of -inf only: logsumexp -inf, softmax NaN).
+template <class T>
+void softmax_rows(SoftmaxMode mode, const void* xv, index_t xs, index_t rows, index_t K, void* outv,
+                  int threads) {
+  sum_over_rows(rows, K, threads, [&](index_t r) {
+    const T* x = static_cast<const T*>(xv) + r * xs;
+    T* out = static_cast<T*>(outv) + (mode == SoftmaxMode::logsumexp ? r : r * K);
+    const T inf = static_cast<T>(__builtin_huge_val());
+    T m = row_max(x, K);
+    T* tmp = nullptr;
+    if (row_has_pos_inf(m)) {
+      if (mode == SoftmaxMode::logsumexp) return *out = inf, 0.0;
+      tmp = static_cast<T*>(std::malloc(sizeof(T) * K));
+      for (index_t k = 0; k < K; ++k) tmp[k] = x[k] == inf ? T(0) : (x[k] != x[k] ? x[k] : -inf);
+      x = tmp;
+      m = T(0);
+    }
+    if (mode == SoftmaxMode::logsumexp && m == -inf) return *out = -inf, 0.0;
+    const double S = row_exp_sum(x, K, m, mode == SoftmaxMode::softmax ? out : nullptr);
+    const double lse = double(m) + vm::log(S);
+    if (mode == SoftmaxMode::logsumexp) {
+      *out = static_cast<T>(lse);
+    } else if (mode == SoftmaxMode::softmax) {
+      const T inv = static_cast<T>(1.0 / S);
+      for (index_t k = 0; k < K; ++k) out[k] *= inv;
+    } else {
+      const T l = static_cast<T>(lse);
+      for (index_t k = 0; k < K; ++k) out[k] = x[k] - l;
+    }
+    std::free(tmp);
+    return 0.0;
+  });
+}
+
+}  // namespace losses
+FL_NAMESPACE_END

@@ -1,0 +1,237 @@
+"""Multi-class losses on a class axis (the last one): softmax cross-entropy with sparse labels or
+target distributions, on logits or probabilities, with class weights, ignore_index and label
+smoothing, computed by one fused pass per row; and the softmax utilities.
+
+Normalization of ``reduction="mean"`` follows PyTorch's ``cross_entropy``: with labels, the sum of
+the losses divided by the summed weight of the rows that count (sample weight times the class
+weight of the row's label; ignored rows count 0); with target distributions, divided by the
+summed sample weights (the number of rows without weights). A mean over no counted row is NaN,
+with a zero gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from . import _core
+from ._base import Loss, Param, _check_reduction
+from .classification import EPS, FROM_LOGITS, _smoothing
+
+__all__ = ["SparseCategoricalCrossEntropy", "CategoricalCrossEntropy", "logsumexp", "softmax",
+           "log_softmax", "smooth_labels", "class_weights"]
+
+
+def _class_weight(name: str, value: Any) -> Optional[np.ndarray]:
+    if value is None:
+        return None
+    w = np.array(value, dtype=np.float64)
+    if w.ndim != 1 or w.size == 0:
+        raise ValueError(f"{name} must be a 1-D sequence with one weight per class; got shape {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"{name} must be finite and non-negative")
+    w.setflags(write=False)
+    return w
+
+
+def _ignore_index(name: str, value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int or None; got {value!r}")
+    return int(value)
+
+
+CLASS_WEIGHT = Param("class_weight", None, _class_weight, "one weight per class, or None")
+SMOOTHING = Param("label_smoothing", 0.0, _smoothing, "mass spread uniformly over the K classes")
+
+
+class _SoftmaxCrossEntropy(Loss):
+    """The contract of ElementwiseLoss on (..., K) predictions: value, value_and_grad,
+    grad_hess, value_grad_hess; reductions over rows; ``sample_weight`` per row."""
+
+    dense = False
+    family, convex, robust, smooth = "classification", True, False, True
+
+    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
+             hess_out):
+        return _core.cross_entropy(
+            y_true, y_pred, self.dense, self.from_logits, self.eps, self.class_weight,
+            getattr(self, "ignore_index", None), self.label_smoothing, sample_weight,
+            _check_reduction(reduction or self.reduction), want_grad, want_hess, out, grad_out,
+            hess_out)
+
+    def __call__(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None):
+        """The loss value: a float (``"mean"``/``"sum"``) or the per-row array (``"none"``)."""
+        value, rows, _, _ = self._run(y_true, y_pred, sample_weight, reduction, False, False, out,
+                                      None, None)
+        return value if rows is None else rows
+
+    def value_and_grad(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None,
+                       grad_out=None):
+        """``(value, grad)``; ``grad`` has the shape and dtype of ``y_pred``. ``grad_out=y_pred``
+        computes the gradient in place over the logits."""
+        value, rows, grad, _ = self._run(y_true, y_pred, sample_weight, reduction, True, False, out,
+                                         grad_out, None)
+        return (value if rows is None else rows), grad
+
+    def grad_hess(self, y_true, y_pred, sample_weight=None, *, reduction=None, grad_out=None,
+                  hess_out=None):
+        """``(grad, hess)``: gradient and Hessian diagonal with respect to ``y_pred``."""
+        reduction = reduction or self.reduction
+        _, _, grad, hess = self._run(y_true, y_pred, sample_weight,
+                                     "sum" if reduction == "none" else reduction, True, True, None,
+                                     grad_out, hess_out)
+        return grad, hess
+
+    def value_grad_hess(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None,
+                        grad_out=None, hess_out=None):
+        """``(value, grad, hess)`` from the same single pass."""
+        value, rows, grad, hess = self._run(y_true, y_pred, sample_weight, reduction, True, True,
+                                            out, grad_out, hess_out)
+        return (value if rows is None else rows), grad, hess
+
+
+class SparseCategoricalCrossEntropy(_SoftmaxCrossEntropy):
+    """Cross-entropy with integer class labels: ``y_true`` (...) and ``y_pred`` (..., K).
+
+    On logits (``from_logits=True``), with ``p = softmax(z)``, class weights ``w`` and smoothing
+    ``a``: ``l = (1-a) w_t (logsumexp(z) - z_t) + (a/K) sum_k w_k (logsumexp(z) - z_k)``, exactly
+    PyTorch's ``cross_entropy(z, t, weight=w, ignore_index=..., label_smoothing=a)`` including its
+    mean normalization. Gradient ``c p_k - (a/K) w_k - (1-a) w_t [k = t]`` with
+    ``c = (1-a) w_t + a sum(w)/K``; Hessian diagonal ``c p_k (1 - p_k)``. One pass per row: the
+    logits are read once from memory and the gradient written once. A +inf logit takes the
+    probability (shared among +inf classes); a class at -inf that is not the target contributes
+    nothing; rows whose label is ``ignore_index`` contribute nothing, whatever their logits.
+
+    On probabilities: ``l = -sum_k w_k q_k log(max(p_k, eps))`` with the smoothed one-hot ``q``;
+    rows are used as given (not renormalized).
+
+    Labels must be integers in ``[0, K)`` (or ``ignore_index``): anything else is a ValueError
+    naming the first bad row.
+
+    Parameters
+    ----------
+    from_logits : bool, default False
+    class_weight : sequence of K floats or None
+    ignore_index : int or None, default None
+    label_smoothing : float in [0, 1), default 0.0
+    eps : float in (0, 0.5), default 1e-7
+        Probability clamp (``from_logits=False`` only).
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> loss = fl.SparseCategoricalCrossEntropy(from_logits=True)
+    >>> round(loss(np.array([0, 2]), np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])), 6)
+    0.669079
+    """
+
+    function_name = "sparse_categorical_cross_entropy"
+    params = (FROM_LOGITS, CLASS_WEIGHT, Param("ignore_index", None, _ignore_index,
+                                               "label whose rows are skipped"), SMOOTHING, EPS)
+
+
+class CategoricalCrossEntropy(_SoftmaxCrossEntropy):
+    """Cross-entropy with target distributions: ``y_true`` and ``y_pred`` both (..., K).
+
+    ``l = sum_k w_k q_k (logsumexp(z) - z_k)`` with ``q = (1-a) y + a/K``: PyTorch's
+    ``cross_entropy`` with probability targets (its mean divides by the number of rows). Gradient
+    ``(sum_j w_j q_j) p_k - w_k q_k``. On probabilities ``-sum_k w_k q_k log(max(p_k, eps))``.
+
+    Parameters
+    ----------
+    from_logits : bool, default False
+    class_weight : sequence of K floats or None
+    label_smoothing : float in [0, 1), default 0.0
+    eps : float in (0, 0.5), default 1e-7
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> loss = fl.CategoricalCrossEntropy(from_logits=True)
+    >>> round(loss(np.array([[1.0, 0.0]]), np.array([[0.0, 0.0]])), 6)
+    0.693147
+    """
+
+    function_name = "categorical_cross_entropy"
+    dense = True
+    params = (FROM_LOGITS, CLASS_WEIGHT, SMOOTHING, EPS)
+
+
+sparse_categorical_cross_entropy = SparseCategoricalCrossEntropy.functional
+categorical_cross_entropy = CategoricalCrossEntropy.functional
+
+
+def _rows(x, axis: int):
+    x = np.asarray(x)
+    if x.ndim == 0:
+        raise ValueError("x must have at least one axis")
+    return np.moveaxis(x, axis, -1) if axis not in (-1, x.ndim - 1) else x
+
+
+def logsumexp(x, axis: int = -1) -> np.ndarray:
+    """``log(sum(exp(x)))`` along ``axis``, stable (max shift); +inf if any element is +inf."""
+    return _core.softmax(_rows(x, axis), 0)
+
+
+def softmax(x, axis: int = -1) -> np.ndarray:
+    """Stable softmax along ``axis`` (+inf entries share the probability)."""
+    return np.moveaxis(_core.softmax(_rows(x, axis), 1), -1, axis)
+
+
+def log_softmax(x, axis: int = -1) -> np.ndarray:
+    """``x - logsumexp(x)`` along ``axis``."""
+    return np.moveaxis(_core.softmax(_rows(x, axis), 2), -1, axis)
+
+
+def smooth_labels(y, alpha: float, num_classes: Optional[int] = None) -> np.ndarray:
+    """``(1 - alpha) y + alpha / K`` for one-hot/probability rows ``y`` (..., K), or for integer
+    labels (one-hot encoded first; ``num_classes`` defaults to ``max + 1``)."""
+    alpha = _smoothing("alpha", alpha)
+    y = np.asarray(y)
+    if y.dtype.kind in "iu":
+        k = int(y.max()) + 1 if num_classes is None else int(num_classes)
+        if y.size and (y.min() < 0 or y.max() >= k):
+            raise ValueError(f"labels must lie in [0, {k})")
+        y = np.eye(k)[y]
+    y = y.astype(np.result_type(y.dtype, np.float32), copy=False)
+    return (1 - alpha) * y + alpha / y.shape[-1]
+
+
+def class_weights(labels, scheme: str = "inverse", *, beta: float = 0.999,
+                  num_classes: Optional[int] = None) -> np.ndarray:
+    """Per-class weights from integer labels (spec 8.2), normalized so that the mean weight over
+    the samples is 1 (``sum_k n_k w_k = n``).
+
+    ``"inverse"``: 1/n_k; ``"inverse_sqrt"``: 1/sqrt(n_k); ``"effective"``: (1 - beta) /
+    (1 - beta^n_k) (Cui et al. 2019, ``beta`` in [0, 1)). Classes absent from ``labels`` get
+    weight 0. The normalization makes the weights average 1 over the classes present, as in
+    scikit-learn's ``compute_class_weight("balanced")`` (which equals ``"inverse"`` up to that
+    factor).
+    """
+    y = np.asarray(labels)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integers; got dtype {y.dtype}")
+    if y.size and y.min() < 0:
+        raise ValueError("labels must be non-negative")
+    k = (int(y.max()) + 1 if y.size else 0) if num_classes is None else int(num_classes)
+    counts = np.bincount(y.ravel(), minlength=k).astype(np.float64)
+    if counts.size > k:
+        raise ValueError(f"labels must lie in [0, {k})")
+    present = counts > 0
+    w = np.zeros(k)
+    if scheme == "inverse":
+        w[present] = 1.0 / counts[present]
+    elif scheme == "inverse_sqrt":
+        w[present] = 1.0 / np.sqrt(counts[present])
+    elif scheme == "effective":
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"beta must lie in [0, 1); got {beta}")
+        w[present] = (1.0 - beta) / (1.0 - beta ** counts[present])
+    else:
+        raise ValueError(f"scheme must be 'inverse', 'inverse_sqrt' or 'effective'; got {scheme!r}")
+    if present.any():
+        w *= y.size / float(np.dot(counts, w))
+    return w
