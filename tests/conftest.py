@@ -17,7 +17,9 @@ Helpers (import them with ``from conftest import ...``)
 assert_elementwise_close   per-element comparison in ULPs of the compute dtype
 assert_value_close         reduced values (Python floats) with a per-dtype relative tolerance
 assert_bitwise_equal       exact equality of bits (NaN-aware), for determinism tests
+reference_atol             allowances for outputs that cancel (binary losses with soft labels)
 make_loss / LOSS_CASES     construct every regression loss configuration from reference.py
+BINARY_CASES               the same for the binary-classification kernels
 """
 
 from __future__ import annotations
@@ -82,19 +84,30 @@ def rng(request):
 
 
 def make_loss(name, params=None, **kwargs):
-    """The fastloss class for kernel ``name`` built with ``params``."""
-    cls = getattr(fastloss, R.REFERENCES[name].cls_name)
-    return cls(**dict(params or {}), **kwargs)
+    """The fastloss class for kernel ``name`` built with ``params`` (plus the constructor arguments
+    that select that kernel, e.g. ``from_logits=True`` for ``bce_logits``)."""
+    ref = R.REFERENCES[name]
+    cls = getattr(fastloss, ref.cls_name)
+    return cls(**{**ref.base_params, **dict(params or {}), **kwargs})
 
 
 def _case_id(name, params):
     return name + "".join(f"-{k}={v}" for k, v in params.items())
 
 
-LOSS_CASES = [(n, p) for n, ref in R.REFERENCES.items() for p in ref.param_sets]
+def loss_cases(family):
+    """(kernel name, params) for every reference of ``family`` and every param set."""
+    return [(n, p) for n, ref in R.REFERENCES.items() if ref.family == family
+            for p in ref.param_sets]
+
+
+LOSS_CASES = loss_cases("regression")
 LOSS_CASE_IDS = [_case_id(n, p) for n, p in LOSS_CASES]
-DEFAULT_CASES = [(n, ref.param_sets[0]) for n, ref in R.REFERENCES.items()]
-DEFAULT_CASE_IDS = list(R.REFERENCES)
+DEFAULT_CASES = [(n, ref.param_sets[0]) for n, ref in R.REFERENCES.items()
+                 if ref.family == "regression"]
+DEFAULT_CASE_IDS = [n for n, _ in DEFAULT_CASES]
+BINARY_CASES = loss_cases("binary")
+BINARY_CASE_IDS = [_case_id(n, p) for n, p in BINARY_CASES]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -177,6 +190,24 @@ def assert_bitwise_equal(a, b, what=""):
         i = diff[0]
         raise AssertionError(f"{what}: {diff.size} elements differ bitwise; first at flat index "
                              f"{i}: {fa[i]!r} vs {fb[i]!r}")
+
+
+def reference_atol(name, y_true, y_pred, params=None, sample_weight=None, reduction="mean",
+                   dtype=None, ulps=ELEMENT_ULPS):
+    """Absolute allowances (value, grad, hess) for kernels whose outputs may cancel or go through
+    pow (``Reference.scales``): ``ulps`` eps times the term scales, weighted and reduced like the
+    outputs, plus the smallest normal number of the dtype (products of several factors lose
+    their relative accuracy when an intermediate underflows: results below the normal range are
+    compared absolutely). None for references without scales (the plain ULP comparison
+    applies)."""
+    if R.REFERENCES[name].scales is None:
+        return None
+    dt = np.dtype(dtype) if dtype is not None else R.compute_dtype(y_pred)
+    ls, gs, hs = R.elementwise_scales(name, y_true, y_pred, params, dt)
+    v, g, h = R.reduce_reference(ls, gs, hs, sample_weight, reduction)
+    e, tiny = ulps * float(np.finfo(dt).eps), float(np.finfo(dt).tiny)
+    with np.errstate(all="ignore"):
+        return e * v + (0.0 if np.ndim(v) == 0 else tiny), e * g + tiny, e * h + tiny
 
 
 def ulp_tolerance(dtype, ulps=ELEMENT_ULPS):

@@ -28,6 +28,7 @@ from conftest import (
     assert_bitwise_equal,
     assert_elementwise_close,
     assert_value_close,
+    reference_atol,
 )
 
 KERNELS = sorted(_core.elementwise_kernels)
@@ -40,13 +41,27 @@ SENTINEL = -12345.0
 PARALLEL_N = 150_001  # above the OpenMP threshold, several superblocks, a ragged tail
 
 
+def _kernel_names(cls):
+    """The C++ kernels a class uses: ``cls.kernel``, or every value of its ``cls.kernels`` mapping
+    (one class, several kernels: ``BinaryCrossEntropy.kernels = {False: "bce_probs", True:
+    "bce_logits"}`` keyed by ``from_logits``)."""
+    kernels = getattr(cls, "kernels", None)
+    return list(kernels.values()) if kernels else [cls.kernel]
+
+
 def _info_by_kernel():
-    return {info.cls.kernel: info for info in fl.losses()
-            if isinstance(info.cls, type) and issubclass(info.cls, ElementwiseLoss)}
+    return {kernel: info for info in fl.losses()
+            if isinstance(info.cls, type) and issubclass(info.cls, ElementwiseLoss)
+            for kernel in _kernel_names(info.cls)}
+
+
+def _params(name, params=None):
+    """``params`` plus the constructor arguments that select kernel ``name``."""
+    return {**R.REFERENCES[name].base_params, **dict(params or {})}
 
 
 def loss_for(name, **kwargs):
-    return getattr(fl, R.REFERENCES[name].cls_name)(**kwargs)
+    return getattr(fl, R.REFERENCES[name].cls_name)(**_params(name, kwargs))
 
 
 def inputs(name, rng, shape, dtype=np.float64):
@@ -69,6 +84,10 @@ def assert_same_results(a, b, what=""):
 
 
 def test_every_kernel_has_a_registered_class_and_vice_versa():
+    # The union of the kernels the registered classes use is the C++ list, each used by one class.
+    used = [k for info in fl.losses() if isinstance(info.cls, type)
+            and issubclass(info.cls, ElementwiseLoss) for k in _kernel_names(info.cls)]
+    assert len(used) == len(set(used)), f"a kernel is claimed by two classes: {sorted(used)}"
     by_kernel = _info_by_kernel()
     assert set(by_kernel) == set(_core.elementwise_kernels), (
         "kernels without a Python class: "
@@ -82,7 +101,11 @@ def test_every_kernel_has_a_reference_entry():
     missing = sorted(set(_core.elementwise_kernels) - set(R.REFERENCES))
     assert not missing, f"add these kernels to tests/reference.py REFERENCES: {missing}"
     for name, ref in R.REFERENCES.items():
-        assert getattr(fl, ref.cls_name).kernel == name
+        assert name in _kernel_names(getattr(fl, ref.cls_name))
+        # The instance built with the entry's base_params runs this very kernel.
+        loss = loss_for(name)
+        assert getattr(loss, "_kernel_name", type(loss).kernel) == name
+        assert loss._id == _core.elementwise_kernels[name]
 
 
 @pytest.mark.parametrize("name", KERNELS)
@@ -144,6 +167,7 @@ def test_functional_equals_class(rng, name):
     y, p = inputs(name, rng, (301,))
     w = rng.uniform(0, 2, size=301)
     for params in R.REFERENCES[name].param_sets:
+        params = _params(name, params)
         cls = info.cls(**params)
         for reduction in REDUCTIONS:
             a = info.function(y, p, sample_weight=w, reduction=reduction, **params)
@@ -182,6 +206,7 @@ def test_get_loss(name):
         loss = fl.get_loss(key)
         assert type(loss) is info.cls
     for params in R.REFERENCES[name].param_sets:
+        params = _params(name, params)
         assert fl.get_loss(info.name, **params).get_params() == info.cls(**params).get_params()
 
 
@@ -355,12 +380,16 @@ def test_mixed_dtypes(rng, name):
                                         all_outputs(loss, ref_y, pp, ref_w, red),
                                         f"y {ydt.__name__} p {pdt.__name__} w {wdt.__name__} {red}")
                 v, g, h = all_outputs(loss, yy, pp, ww, "mean")
-                ev, eg, _ = R.reference(name, yy, pp, None, ww.astype(np.float64), "mean")
+                ev, eg, _ = R.reference(name, yy, pp, _params(name), ww.astype(np.float64),
+                                        "mean")
                 assert_value_close(v, ev, pdt)
                 assert g.dtype == pdt
-                assert_elementwise_close(g, eg, pdt, what="mixed-dtype mean grad")
-    # Integer labels.
-    labels = rng.integers(-3, 4, size=5000)
+                atol = reference_atol(name, yy, pp, _params(name), ww.astype(np.float64), "mean")
+                assert_elementwise_close(g, eg, pdt, atol=None if atol is None else atol[1],
+                                         what="mixed-dtype mean grad")
+    # Integer labels (valid ones, for losses that validate their labels).
+    int_labels = R.REFERENCES[name].int_labels
+    labels = rng.integers(-3, 4, size=5000) if int_labels is None else int_labels(rng, 5000)
     for ldt in (np.int64, np.int32, np.uint8, np.bool_):
         lab = np.abs(labels).astype(ldt) if ldt in (np.uint8, np.bool_) else labels.astype(ldt)
         for pdt in DTYPES:
@@ -444,7 +473,7 @@ def test_strided_inputs_equal_contiguous(isa, rng, name, dtype):
 
 
 _BROADCAST_SCRIPT = textwrap.dedent("""
-    import numpy as np, fastloss as fl, sys
+    import ast, numpy as np, fastloss as fl, sys
     failures = []
     def check(label, loss, y, p, w=None):
         yc, pc = np.ascontiguousarray(y), np.ascontiguousarray(p)
@@ -460,17 +489,21 @@ _BROADCAST_SCRIPT = textwrap.dedent("""
                 if not np.array_equal(np.asarray(x), np.asarray(z), equal_nan=True):
                     failures.append(f"{label} {red}: {x!r} != {z!r}")
                     return
-    loss = getattr(fl, sys.argv[1])()
+    loss = getattr(fl, sys.argv[1])(**ast.literal_eval(sys.argv[2]))
+    # Losses that validate {-1, +1} labels get the signs of the same numbers as y_true.
+    L = ((lambda a: np.where(np.asarray(a) > 0, 1.0, -1.0)) if sys.argv[3] == "pm1"
+         else (lambda a: a))
     n = 24
     p = np.linspace(-3, 3, n)
-    check("y_true = broadcast scalar", loss, np.broadcast_to(np.float64(0.5), (n,)), p)
-    check("y_pred = broadcast scalar", loss, p, np.broadcast_to(np.float64(0.5), (n,)))
+    check("y_true = broadcast scalar", loss, np.broadcast_to(L(np.float64(0.5)), (n,)), p)
+    check("y_pred = broadcast scalar", loss, L(p), np.broadcast_to(np.float64(0.5), (n,)))
     col = np.linspace(-1, 1, 6).reshape(6, 1)
     P = np.linspace(-2, 2, 24).reshape(6, 4)
-    check("y_true = broadcast column", loss, np.broadcast_to(col, (6, 4)), P)
-    check("y_pred = broadcast column", loss, P, np.broadcast_to(col, (6, 4)))
-    check("y_true = broadcast row", loss, np.broadcast_to(np.arange(4.0), (6, 4)), P)
-    check("weights = broadcast scalar", loss, P, P + 1, np.broadcast_to(np.float64(2.0), (6, 4)))
+    check("y_true = broadcast column", loss, np.broadcast_to(L(col), (6, 4)), P)
+    check("y_pred = broadcast column", loss, L(P), np.broadcast_to(col, (6, 4)))
+    check("y_true = broadcast row", loss, np.broadcast_to(L(np.arange(4.0)), (6, 4)), P)
+    check("weights = broadcast scalar", loss, L(P), P + 1,
+          np.broadcast_to(np.float64(2.0), (6, 4)))
     print("\\n".join(failures))
     sys.exit(1 if failures else 0)
 """)
@@ -480,7 +513,9 @@ _BROADCAST_SCRIPT = textwrap.dedent("""
 def test_broadcast_zero_stride_inputs_equal_contiguous(name):
     """np.broadcast_to views (stride 0) are strided inputs too. Run in a subprocess: a kernel that
     reads a stride-0 view as contiguous reads past the end of the buffer."""
-    proc = subprocess.run([sys.executable, "-c", _BROADCAST_SCRIPT, R.REFERENCES[name].cls_name],
+    ref = R.REFERENCES[name]
+    proc = subprocess.run([sys.executable, "-c", _BROADCAST_SCRIPT, ref.cls_name,
+                           repr(ref.base_params), ref.labels],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr[-2000:]}"
 
@@ -726,7 +761,8 @@ def test_thread_count_does_not_change_bits(isa, rng, name, dtype):
 def test_fma_targets_agree_bitwise_and_baseline_closely(rng, name, dtype):
     loss = loss_for(name)
     y, p, w = _determinism_inputs(name, rng, dtype)
-    y[:20] = np.nan if dtype == np.float64 else y[:20]
+    if dtype == np.float64:  # NaN in the labels, or in y_pred where a NaN label is a ValueError
+        (p if R.REFERENCES[name].labels == "pm1" else y)[:20] = np.nan
     results = {}
     for isa in AVAILABLE_ISAS:
         fl.select_isa(isa)

@@ -48,6 +48,65 @@ std::vector<index_t> leading(const std::vector<index_t>& shape) {
   return std::vector<index_t>(shape.begin(), shape.end() - 1);
 }
 
+// Integer class labels of shape `rshape`, as a contiguous int64 array.
+py::array int_labels(const py::object& obj, const std::vector<index_t>& rshape) {
+  py::array given = py::isinstance<py::array>(obj) ? py::reinterpret_borrow<py::array>(obj)
+                                                   : py::array(numpy().attr("asarray")(obj));
+  const char kind = given.dtype().kind();
+  if (kind != 'i' && kind != 'u')
+    throw py::type_error("y_true (class labels) must be an integer array; got dtype " +
+                         py::str(given.dtype()).cast<std::string>());
+  if (shape_of(given) != rshape)
+    throw py::value_error("y_true (class labels) must have the shape of y_pred without its class axis " +
+                          shape_str(rshape) + "; got " + shape_str(shape_of(given)));
+  return numpy().attr("ascontiguousarray")(given, "int64");
+}
+
+// class_weight (K,) as contiguous float64 (kept alive in `keep`), its sum in *total; null if None.
+const double* class_weights(const py::object& obj, index_t K, py::array& keep, double* total) {
+  *total = static_cast<double>(K);
+  if (obj.is_none()) return nullptr;
+  keep = numpy().attr("ascontiguousarray")(obj, "float64");
+  if (keep.ndim() != 1 || keep.shape(0) != K)
+    throw py::value_error("class_weight must have one weight per class (" + std::to_string(K) +
+                          "); got shape " + shape_str(shape_of(keep)));
+  const double* w = static_cast<const double*>(keep.data());
+  *total = 0.0;
+  for (index_t k = 0; k < K; ++k) *total += w[k];
+  return w;
+}
+
+// sample_weight, one finite non-negative weight per row; null if None.
+const double* row_weights(const py::object& obj, const std::vector<index_t>& rshape, py::array& keep) {
+  if (obj.is_none()) return nullptr;
+  keep = numpy().attr("ascontiguousarray")(as_real_array(obj, "sample_weight"), "float64");
+  if (shape_of(keep) != rshape)
+    throw py::value_error("sample_weight must have one weight per row, shape " + shape_str(rshape) +
+                          "; got " + shape_str(shape_of(keep)));
+  const double* w = static_cast<const double*>(keep.data());
+  for (index_t r = 0; r < keep.size(); ++r)
+    if (!(w[r] >= 0.0 && w[r] <= std::numeric_limits<double>::max()))
+      throw py::value_error("sample_weight must be finite and non-negative");
+  return w;
+}
+
+// Checks every label is a class index (or the ignored label) and returns the normalizer of the
+// mean, PyTorch's: the summed sample weight times class weight of the rows that count.
+double label_normalizer(const std::int64_t* labels, index_t rows, index_t K, const std::int64_t* ignore,
+                        const double* sw, const double* cw) {
+  double norm = 0.0;
+  for (index_t r = 0; r < rows; ++r) {
+    const std::int64_t t = labels[r];
+    if (ignore && t == *ignore) continue;
+    if (t < 0 || t >= K)
+      throw py::value_error("y_true[" + std::to_string(r) + "] = " + std::to_string(t) +
+                            " is not a class index in [0, " + std::to_string(K) + ")" +
+                            (ignore ? " nor ignore_index (" + std::to_string(*ignore) + ")" : ""));
+    norm += (sw ? sw[r] : 1.0) * (cw ? cw[t] : 1.0);
+  }
+  return norm;
+}
+
 py::tuple cross_entropy(const py::object& target_obj, const py::object& x_obj, bool dense,
                         bool from_logits, double eps, const py::object& class_weight_obj,
                         const py::object& ignore_obj, double smoothing,
@@ -84,59 +143,20 @@ py::tuple cross_entropy(const py::object& target_obj, const py::object& x_obj, b
     job.targets = targets.data();
     job.targets_stride = v.K;
   } else {
-    py::array given = py::isinstance<py::array>(target_obj) ? py::reinterpret_borrow<py::array>(target_obj)
-                                                            : py::array(numpy().attr("asarray")(target_obj));
-    const char kind = given.dtype().kind();
-    if (kind != 'i' && kind != 'u')
-      throw py::type_error("y_true (class labels) must be an integer array; got dtype " +
-                           py::str(given.dtype()).cast<std::string>());
-    if (shape_of(given) != rshape)
-      throw py::value_error("y_true (class labels) must have the shape of y_pred without its class axis " +
-                            shape_str(rshape) + "; got " + shape_str(shape_of(given)));
-    labels = numpy().attr("ascontiguousarray")(given, "int64");
+    labels = int_labels(target_obj, rshape);
     job.labels = static_cast<const std::int64_t*>(labels.data());
     if (!ignore_obj.is_none()) job.has_ignore = true, job.ignore_index = ignore_obj.cast<std::int64_t>();
   }
-  job.class_weight_sum = static_cast<double>(v.K);
-  if (!class_weight_obj.is_none()) {
-    cw = numpy().attr("ascontiguousarray")(class_weight_obj, "float64");
-    if (cw.ndim() != 1 || cw.shape(0) != v.K)
-      throw py::value_error("class_weight must have one weight per class (" + std::to_string(v.K) +
-                            "); got shape " + shape_str(shape_of(cw)));
-    job.class_weight = static_cast<const double*>(cw.data());
-    double total = 0.0;
-    for (index_t k = 0; k < v.K; ++k) total += job.class_weight[k];
-    job.class_weight_sum = total;
-  }
-  if (!weight_obj.is_none()) {
-    sw = numpy().attr("ascontiguousarray")(as_real_array(weight_obj, "sample_weight"), "float64");
-    if (shape_of(sw) != rshape)
-      throw py::value_error("sample_weight must have one weight per row, shape " + shape_str(rshape) +
-                            "; got " + shape_str(shape_of(sw)));
-    job.sample_weight = static_cast<const double*>(sw.data());
-    for (index_t r = 0; r < v.rows; ++r)
-      if (!(job.sample_weight[r] >= 0.0 && job.sample_weight[r] <= std::numeric_limits<double>::max()))
-        throw py::value_error("sample_weight must be finite and non-negative");
-  }
-
-  // Labels in range (or ignored), and the normalizer of the mean: PyTorch's, the summed weight of
-  // the rows that count (sample weight times the target's class weight for labels).
+  job.class_weight = class_weights(class_weight_obj, v.K, cw, &job.class_weight_sum);
+  job.sample_weight = row_weights(weight_obj, rshape, sw);
+  // The mean's normalizer: PyTorch's (see label_normalizer); with target rows, the summed sample
+  // weights (the number of rows without).
   double norm = 0.0;
-  for (index_t r = 0; r < v.rows; ++r) {
-    const double s = job.sample_weight ? job.sample_weight[r] : 1.0;
-    if (dense) {
-      norm += s;
-      continue;
-    }
-    const std::int64_t t = job.labels[r];
-    if (job.has_ignore && t == job.ignore_index) continue;
-    if (t < 0 || t >= v.K) {
-      std::string where = std::to_string(r);
-      throw py::value_error("y_true[" + where + "] = " + std::to_string(t) + " is not a class index in [0, " +
-                            std::to_string(v.K) + ")" +
-                            (job.has_ignore ? " nor ignore_index (" + std::to_string(job.ignore_index) + ")" : ""));
-    }
-    norm += s * (job.class_weight ? job.class_weight[t] : 1.0);
+  if (dense) {
+    for (index_t r = 0; r < v.rows; ++r) norm += job.sample_weight ? job.sample_weight[r] : 1.0;
+  } else {
+    norm = label_normalizer(job.labels, v.rows, v.K, job.has_ignore ? &job.ignore_index : nullptr,
+                            job.sample_weight, job.class_weight);
   }
 
   OutBuffer out, grad, hess;
@@ -152,6 +172,62 @@ py::tuple cross_entropy(const py::object& target_obj, const py::object& x_obj, b
   double total = 0.0;
   if (v.rows > 0) {
     const CrossEntropyFn fn = kernels().cross_entropy[T == DType::f32 ? 0 : 1];
+    py::gil_scoped_release nogil;
+    total = fn(job);
+  }
+  if (reduction == Reduction::none) out.finish();
+  if (want_grad) grad.finish();
+  if (want_hess) hess.finish();
+  double value = total;
+  if (reduction == Reduction::mean) value = norm > 0 ? total / norm : std::numeric_limits<double>::quiet_NaN();
+  return py::make_tuple(value, reduction == Reduction::none ? out.user : py::none(),
+                        want_grad ? grad.user : py::none(), want_hess ? hess.user : py::none());
+}
+
+py::tuple multi_margin(const py::object& label_obj, const py::object& x_obj, bool crammer_singer,
+                       int p, double margin, const py::object& class_weight_obj,
+                       const py::object& weight_obj, const std::string& reduction_name,
+                       bool want_grad, bool want_hess, const py::object& out_obj,
+                       const py::object& grad_out_obj, const py::object& hess_out_obj) {
+  const Reduction reduction = parse_reduction(reduction_name);
+  if (reduction != Reduction::none && !out_obj.is_none())
+    throw py::value_error("out= is only used with reduction='none'");
+  want_grad = want_grad || want_hess;
+  py::array x = as_real_array(x_obj, "y_pred");
+  const DType T = dtype_of(x);
+  const auto xshape = shape_of(x);
+  RowView v = row_view(x, "y_pred");
+  const auto rshape = leading(xshape);
+  MultiMarginJob job;
+  job.rows = v.rows;
+  job.K = v.K;
+  job.x = v.array.data();
+  job.x_stride = v.stride;
+  job.crammer_singer = crammer_singer;
+  job.p = p;
+  job.margin = margin;
+  job.threads = get_num_threads();
+  py::array labels = int_labels(label_obj, rshape), cw, sw;
+  job.labels = static_cast<const std::int64_t*>(labels.data());
+  double cw_sum = 0.0;
+  job.class_weight = class_weights(class_weight_obj, v.K, cw, &cw_sum);
+  job.sample_weight = row_weights(weight_obj, rshape, sw);
+  label_normalizer(job.labels, v.rows, v.K, nullptr, nullptr, nullptr);  // range check
+  // PyTorch's mean: over rows (class weights do not normalize); weighted rows by their weights.
+  double norm = 0.0;
+  for (index_t r = 0; r < v.rows; ++r) norm += job.sample_weight ? job.sample_weight[r] : 1.0;
+
+  OutBuffer out, grad, hess;
+  if (reduction == Reduction::none) out = make_output(out_obj, "out", rshape, T, true);
+  if (want_grad) grad = make_output(grad_out_obj, "grad_out", xshape, T, true);
+  if (want_hess) hess = make_output(hess_out_obj, "hess_out", xshape, T, true);
+  if (reduction == Reduction::none) job.loss_out = out.view().ptr;
+  if (want_grad) job.grad_out = grad.view().ptr, job.grad_stride = v.K;
+  if (want_hess) job.hess_out = hess.view().ptr, job.hess_stride = v.K;
+  job.grad_scale = reduction == Reduction::mean ? (norm > 0 ? 1.0 / norm : 0.0) : 1.0;
+  double total = 0.0;
+  if (v.rows > 0) {
+    const MultiMarginFn fn = kernels().multi_margin[T == DType::f32 ? 0 : 1];
     py::gil_scoped_release nogil;
     total = fn(job);
   }
@@ -190,6 +266,10 @@ void bind_multiclass(py::module_& m) {
         py::arg("label_smoothing"), py::arg("sample_weight"), py::arg("reduction"),
         py::arg("want_grad"), py::arg("want_hess"), py::arg("out"), py::arg("grad_out"),
         py::arg("hess_out"));
+  m.def("multi_margin", &multi_margin, py::arg("y_true"), py::arg("y_pred"),
+        py::arg("crammer_singer"), py::arg("p"), py::arg("margin"), py::arg("class_weight"),
+        py::arg("sample_weight"), py::arg("reduction"), py::arg("want_grad"), py::arg("want_hess"),
+        py::arg("out"), py::arg("grad_out"), py::arg("hess_out"));
   m.def("softmax", &softmax, py::arg("x"), py::arg("mode"),
         "row-wise over the last axis: 0 logsumexp, 1 softmax, 2 log_softmax");
 }

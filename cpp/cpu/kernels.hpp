@@ -45,6 +45,7 @@ struct KernelTable {
   VmathFn vmath[kNumVmath][2] = {};
   CrossEntropyFn cross_entropy[2] = {};
   SoftmaxFn softmax[2] = {};
+  MultiMarginFn multi_margin[2] = {};
 };
 
 // Each family translation unit, compiled once per ISA, defines register_<family>_<isa>.

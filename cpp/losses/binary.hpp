@@ -124,7 +124,8 @@ struct FocalLogits {
       const T r = m > T(0) ? dm * s2 / m : dm;
       const T dce = yn * s.sig - y * s.sig_neg;
       const T gr = gamma * r;
-      const T gr_ce = gamma == T(0) ? T(0) : gr * ce;
+      // r = 0 where the logit saturates (s2 = 0) while ce may be infinite: the product's limit is 0.
+      const T gr_ce = gamma == T(0) || r == T(0) ? T(0) : gr * ce;
       if constexpr (G) g = af * (gr_ce + dce);
       if constexpr (H) {
         const T curv = gamma == T(0) ? T(0) : ((gamma - T(1)) * r + (T(1) - T(2) * s.sig)) * gr_ce;

@@ -65,16 +65,23 @@ double ce_logits_row(const CrossEntropyJob& job, index_t r, const T* z, double s
   if constexpr (G) {
     const double sc = s * job.grad_scale;
     const T A = static_cast<T>(c * sc / S);  // p_k = e_k / S
-    for (index_t k = 0; k < K; ++k) {
-      const T e = g[k];
-      double sub;
-      if constexpr (Dense) sub = (w ? w[k] : 1.0) * ((1 - a) * double(y[k]) + aK);
-      else sub = aK * (w ? w[k] : 1.0);
-      g[k] = A * e - static_cast<T>(sc * sub);
-      if constexpr (H) {
-        const T p = static_cast<T>(double(e) / S);
-        h[k] = static_cast<T>(c * sc) * p * (T(1) - p);
+    if constexpr (H) {
+      const T Ah = static_cast<T>(c * sc), invS = static_cast<T>(1.0 / S);
+      for (index_t k = 0; k < K; ++k) {
+        const T p = g[k] * invS;
+        h[k] = Ah * p * (T(1) - p);
       }
+    }
+    // g_k = A e_k - sc * (target weight of class k)
+    if (Dense || w) {
+      for (index_t k = 0; k < K; ++k) {
+        const double wk = w ? w[k] : 1.0;
+        const double sub = Dense ? wk * ((1 - a) * double(y[k]) + aK) : aK * wk;
+        g[k] = A * g[k] - static_cast<T>(sc * sub);
+      }
+    } else {
+      const T B = static_cast<T>(sc * aK);
+      for (index_t k = 0; k < K; ++k) g[k] = A * g[k] - B;
     }
     if constexpr (!Dense) g[t] -= static_cast<T>(sc * (1 - a) * wt);
   }

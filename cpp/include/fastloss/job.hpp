@@ -78,6 +78,27 @@ struct CrossEntropyJob {
 // Returns the sum of the weighted per-row losses (deterministic).
 using CrossEntropyFn = double (*)(const CrossEntropyJob&);
 
+// Multi-class hinge on (rows, K) scores with one label per row (validated, none ignored).
+struct MultiMarginJob {
+  index_t rows = 0, K = 0;
+  const void* x = nullptr;
+  index_t x_stride = 0;
+  const std::int64_t* labels = nullptr;
+  bool crammer_singer = false;  // else Weston-Watkins
+  int p = 1;
+  double margin = 1.0;
+  const double* class_weight = nullptr;
+  const double* sample_weight = nullptr;
+  void* loss_out = nullptr;
+  void* grad_out = nullptr;
+  index_t grad_stride = 0;
+  void* hess_out = nullptr;
+  index_t hess_stride = 0;
+  double grad_scale = 1.0;
+  int threads = 1;
+};
+using MultiMarginFn = double (*)(const MultiMarginJob&);
+
 // Row-wise log-sum-exp / softmax / log-softmax of a (rows, K) matrix into `out` (rows or
 // rows x K, dtype T, contiguous).
 enum class SoftmaxMode : int { logsumexp = 0, softmax = 1, log_softmax = 2 };

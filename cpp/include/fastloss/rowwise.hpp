@@ -10,32 +10,47 @@ FL_NAMESPACE_BEGIN
 
 inline constexpr index_t kRowBlock = 16;  // rows per reduction block (fixed: determinism)
 
-// max over x[0..K) in fixed lanes (vectorizes without -ffast-math); NaN is skipped here and
-// propagates through the exp sum instead.
+// max over x[0..K). GCC vector extensions: the compare-select vectorizes without -ffast-math
+// (a scalar reduction would not), lowered to the ISA's width. NaN is skipped here and propagates
+// through the exp sum instead; the max itself does not depend on the order.
 template <class T>
 inline T row_max(const T* x, index_t K) {
-  T m[kLanes];
-  for (int j = 0; j < kLanes; ++j) m[j] = -__builtin_huge_val();
+  typedef T V __attribute__((vector_size(64)));
+  constexpr int L = 64 / sizeof(T);
+  const T ninf = static_cast<T>(-__builtin_huge_val());
+  V m;
+  for (int j = 0; j < L; ++j) m[j] = ninf;
   index_t i = 0;
-  for (; i + kLanes <= K; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
-  for (int j = 0; i + j < K; ++j) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
-  T r = m[0];
-  for (int j = 1; j < kLanes; ++j) r = m[j] > r ? m[j] : r;
+  for (; i + L <= K; i += L) {
+    V v;
+    __builtin_memcpy(&v, x + i, sizeof v);
+    m = v > m ? v : m;
+  }
+  T r = ninf;
+  for (int j = 0; j < L; ++j) r = m[j] > r ? m[j] : r;
+  for (; i < K; ++i) r = x[i] > r ? x[i] : r;
   return r;
 }
 
-// sum_k exp(x_k - shift) in double lanes; the exponentials are stored into e (may be null).
+// sum_k exp(x_k - shift), the exponentials stored into e (may be null). Lanes accumulate in T
+// over chunks of kExpChunk elements (16 terms per lane: bounded rounding), then in double.
+inline constexpr index_t kExpChunk = 16 * kLanes;
+
 template <class T>
 inline double row_exp_sum(const T* x, index_t K, T shift, T* e) {
   double acc[kLanes] = {};
   index_t i = 0;
-  for (; i + kLanes <= K; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) {
-      const T v = vm::exp(x[i + j] - shift);
-      if (e) e[i + j] = v;
-      acc[j] += static_cast<double>(v);
-    }
+  while (i + kLanes <= K) {
+    T part[kLanes] = {};
+    const index_t stop = min_(i + kExpChunk, K);
+    for (; i + kLanes <= stop; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) {
+        const T v = vm::exp(x[i + j] - shift);
+        if (e) e[i + j] = v;
+        part[j] += v;
+      }
+    for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(part[j]);
+  }
   for (int j = 0; i + j < K; ++j) {
     const T v = vm::exp(x[i + j] - shift);
     if (e) e[i + j] = v;
