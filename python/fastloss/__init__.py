@@ -23,8 +23,9 @@ from .classification import (  # noqa: E402
     binary_cross_entropy, binary_focal, hinge, logistic, smooth_hinge, squared_hinge,
 )
 from .multiclass import (  # noqa: E402
-    CategoricalCrossEntropy, SparseCategoricalCrossEntropy, categorical_cross_entropy,
-    class_weights, log_softmax, logsumexp, smooth_labels, softmax, sparse_categorical_cross_entropy,
+    CategoricalCrossEntropy, MultiClassHinge, SparseCategoricalCrossEntropy,
+    categorical_cross_entropy, class_weights, log_softmax, logsumexp, multi_class_hinge,
+    smooth_labels, softmax, sparse_categorical_cross_entropy,
 )
 from .regression import (  # noqa: E402
     MAE, MSE, Huber, LogCosh, Quantile, SmoothL1, huber, log_cosh, mae, mse, quantile, smooth_l1,
@@ -38,6 +39,7 @@ __all__ = [
     "BinaryCrossEntropy", "Logistic", "BinaryFocal", "Hinge", "SquaredHinge", "SmoothHinge",
     "binary_cross_entropy", "logistic", "binary_focal", "hinge", "squared_hinge", "smooth_hinge",
     "SparseCategoricalCrossEntropy", "CategoricalCrossEntropy", "sparse_categorical_cross_entropy",
-    "categorical_cross_entropy", "logsumexp", "softmax", "log_softmax", "smooth_labels",
+    "categorical_cross_entropy", "MultiClassHinge", "multi_class_hinge",
+    "logsumexp", "softmax", "log_softmax", "smooth_labels",
     "class_weights",
 ]

@@ -16,10 +16,11 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core
-from ._base import Loss, Param, _check_reduction
+from ._base import Loss, Param, _check_reduction, finite_float
 from .classification import EPS, FROM_LOGITS, _smoothing
 
-__all__ = ["SparseCategoricalCrossEntropy", "CategoricalCrossEntropy", "logsumexp", "softmax",
+__all__ = ["SparseCategoricalCrossEntropy", "CategoricalCrossEntropy", "MultiClassHinge",
+           "logsumexp", "softmax",
            "log_softmax", "smooth_labels", "class_weights"]
 
 
@@ -47,20 +48,16 @@ CLASS_WEIGHT = Param("class_weight", None, _class_weight, "one weight per class,
 SMOOTHING = Param("label_smoothing", 0.0, _smoothing, "mass spread uniformly over the K classes")
 
 
-class _SoftmaxCrossEntropy(Loss):
-    """The contract of ElementwiseLoss on (..., K) predictions: value, value_and_grad,
-    grad_hess, value_grad_hess; reductions over rows; ``sample_weight`` per row."""
+class _RowLoss(Loss):
+    """The contract of ElementwiseLoss on (..., K) predictions with a class axis: value,
+    value_and_grad, grad_hess, value_grad_hess; reductions over rows; ``sample_weight`` per row.
+    Subclasses define ``_run`` (one kernel call)."""
 
-    dense = False
-    family, convex, robust, smooth = "classification", True, False, True
+    family = "classification"
 
     def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
              hess_out):
-        return _core.cross_entropy(
-            y_true, y_pred, self.dense, self.from_logits, self.eps, self.class_weight,
-            getattr(self, "ignore_index", None), self.label_smoothing, sample_weight,
-            _check_reduction(reduction or self.reduction), want_grad, want_hess, out, grad_out,
-            hess_out)
+        raise NotImplementedError
 
     def __call__(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None):
         """The loss value: a float (``"mean"``/``"sum"``) or the per-row array (``"none"``)."""
@@ -91,6 +88,19 @@ class _SoftmaxCrossEntropy(Loss):
         value, rows, grad, hess = self._run(y_true, y_pred, sample_weight, reduction, True, True,
                                             out, grad_out, hess_out)
         return (value if rows is None else rows), grad, hess
+
+
+class _SoftmaxCrossEntropy(_RowLoss):
+    dense = False
+    convex, robust, smooth = True, False, True
+
+    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
+             hess_out):
+        return _core.cross_entropy(
+            y_true, y_pred, self.dense, self.from_logits, self.eps, self.class_weight,
+            getattr(self, "ignore_index", None), self.label_smoothing, sample_weight,
+            _check_reduction(reduction or self.reduction), want_grad, want_hess, out, grad_out,
+            hess_out)
 
 
 class SparseCategoricalCrossEntropy(_SoftmaxCrossEntropy):
@@ -160,7 +170,71 @@ class CategoricalCrossEntropy(_SoftmaxCrossEntropy):
     params = (FROM_LOGITS, CLASS_WEIGHT, SMOOTHING, EPS)
 
 
+def _form(name: str, value: Any) -> str:
+    if value not in ("weston_watkins", "crammer_singer"):
+        raise ValueError(f"{name} must be 'weston_watkins' or 'crammer_singer'; got {value!r}")
+    return value
+
+
+def _power(name: str, value: Any) -> int:
+    if isinstance(value, bool) or value not in (1, 2):
+        raise ValueError(f"{name} must be 1 or 2; got {value!r}")
+    return int(value)
+
+
+def _margin(name: str, value: Any) -> float:
+    v = finite_float(name, value)
+    if v < 0:
+        raise ValueError(f"{name} must be >= 0; got {v}")
+    return v
+
+
+class MultiClassHinge(_RowLoss):
+    """Multi-class hinge on scores ``y_pred`` (..., K) with integer labels (...), in PyTorch's
+    ``multi_margin_loss`` semantics.
+
+    With ``u_k = margin - z_t + z_k`` and the class weight ``w_t`` of the label:
+
+    - ``form="weston_watkins"`` (PyTorch): ``l = w_t / K * sum_{k != t} max(0, u_k)^p``
+    - ``form="crammer_singer"``: ``l = w_t * max(0, u_{k*})^p``, ``k* = argmax_{k != t} z_k``
+      (the first on ties)
+
+    The mean divides by the number of rows (the summed sample weights), as PyTorch does. The
+    gradient is ``w p u^(p-1)`` (divided by K for Weston-Watkins) on each active class and minus
+    their sum on the label; the Hessian diagonal is the exact a.e. value (0 for ``p = 1``).
+
+    Parameters
+    ----------
+    form : "weston_watkins" or "crammer_singer", default "weston_watkins"
+    p : 1 or 2, default 1
+    margin : float >= 0, default 1.0
+    class_weight : sequence of K floats or None
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> round(fl.MultiClassHinge()(np.array([0]), np.array([[1.0, 0.5, -1.0]])), 6)
+    0.166667
+    >>> fl.MultiClassHinge(form="crammer_singer")(np.array([0]), np.array([[1.0, 0.5, -1.0]]))
+    0.5
+    """
+
+    function_name = "multi_class_hinge"
+    params = (Param("form", "weston_watkins", _form, "weston_watkins or crammer_singer"),
+              Param("p", 1, _power, "power of the hinge, 1 or 2"),
+              Param("margin", 1.0, _margin, "required score gap"), CLASS_WEIGHT)
+    convex, robust, smooth, hessian = True, False, False, "a.e."
+
+    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
+             hess_out):
+        return _core.multi_margin(
+            y_true, y_pred, self.form == "crammer_singer", self.p, self.margin, self.class_weight,
+            sample_weight, _check_reduction(reduction or self.reduction), want_grad, want_hess,
+            out, grad_out, hess_out)
+
+
 sparse_categorical_cross_entropy = SparseCategoricalCrossEntropy.functional
+multi_class_hinge = MultiClassHinge.functional
 categorical_cross_entropy = CategoricalCrossEntropy.functional
 
 
