@@ -57,14 +57,42 @@ def save_array(path: str, array: np.ndarray) -> None:
         np.savetxt(p, array, delimiter="," if p.suffix == ".csv" else " ", fmt="%.17g")
 
 
-def synthetic(n: int, seed: int = 0, dtype: str = "float64"):
-    """Regression-style data: y ~ N(0, 1), prediction = y + noise with 1 % outliers."""
+def synthetic(loss, n: int, seed: int = 0, dtype: str = "float64", num_classes: int = 10):
+    """Built-in data that suits `loss`:
+
+    - regression: y ~ N(0, 1), prediction = y + N(0, 0.3^2) noise with 1 % outliers (20 sigma);
+    - binary: labels from a logistic model (0/1, or -1/+1 for the margin losses); logits, or
+      probabilities when the loss takes probabilities;
+    - multi-class: labels (n,) and logits (n, num_classes), or softmax probabilities, or one-hot
+      targets for CategoricalCrossEntropy;
+    - a vector of quantiles: predictions (n, q).
+    """
     rng = np.random.default_rng(seed)
-    y = rng.standard_normal(n)
-    p = y + 0.3 * rng.standard_normal(n)
-    outliers = rng.random(n) < 0.01
-    p[outliers] += rng.standard_normal(int(outliers.sum())) * 20
-    return y.astype(dtype), p.astype(dtype)
+    if loss.family != "classification":
+        y = rng.standard_normal(n)
+        p = y + 0.3 * rng.standard_normal(n)
+        outliers = rng.random(n) < 0.01
+        p[outliers] += rng.standard_normal(int(outliers.sum())) * 20
+        q = np.size(getattr(loss, "quantile", 0.5))
+        if not np.isscalar(getattr(loss, "quantile", 0.5)):
+            p = p[:, None] + np.linspace(-1, 1, q)[None, :] * 0.3
+        return y.astype(dtype), p.astype(dtype)
+    from_logits = getattr(loss, "from_logits", True)
+    if hasattr(loss, "kernel") or hasattr(loss, "kernels"):  # binary, elementwise
+        z = 2.0 * rng.standard_normal(n)
+        y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(np.float64)
+        if getattr(loss, "sign_labels", False):
+            y = 2 * y - 1
+        p = z + rng.standard_normal(n) if from_logits else 1 / (1 + np.exp(-z))
+        return y.astype(dtype), p.astype(dtype)
+    z = 2.0 * rng.standard_normal((n, num_classes))
+    labels = z.argmax(axis=1)
+    z += rng.standard_normal(z.shape)
+    p = z if from_logits else np.exp(z - z.max(1, keepdims=True))
+    if not from_logits:
+        p /= p.sum(1, keepdims=True)
+    y = np.eye(num_classes)[labels].astype(dtype) if getattr(loss, "dense", False) else labels
+    return y, p.astype(dtype)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -87,7 +115,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     loss = get_loss(args.loss, **_parse_params(args.param))
     if args.synthetic:
-        y_true, y_pred = synthetic(args.synthetic, args.seed, args.dtype)
+        y_true, y_pred = synthetic(loss, args.synthetic, args.seed, args.dtype)
         source = f"synthetic n={args.synthetic} seed={args.seed}"
     else:
         if not (args.y_true and args.y_pred):
