@@ -109,7 +109,7 @@ double label_normalizer(const std::int64_t* labels, index_t rows, index_t K, con
 
 py::tuple cross_entropy(const py::object& target_obj, const py::object& x_obj, bool dense,
                         bool from_logits, double eps, const py::object& class_weight_obj,
-                        const py::object& ignore_obj, double smoothing,
+                        const py::object& ignore_obj, double smoothing, double focal_gamma,
                         const py::object& weight_obj, const std::string& reduction_name,
                         bool want_grad, bool want_hess, const py::object& out_obj,
                         const py::object& grad_out_obj, const py::object& hess_out_obj) {
@@ -131,7 +131,11 @@ py::tuple cross_entropy(const py::object& target_obj, const py::object& x_obj, b
   job.from_logits = from_logits;
   job.eps = eps;
   job.smoothing = smoothing;
+  job.focal_gamma = focal_gamma;
   job.threads = get_num_threads();
+  const bool focal = focal_gamma >= 0;
+  if (focal && (dense || !from_logits || smoothing != 0.0))
+    throw py::value_error("the softmax focal loss takes labels and logits, without label smoothing");
 
   py::array labels, targets, cw, sw;
   if (dense) {
@@ -155,8 +159,9 @@ py::tuple cross_entropy(const py::object& target_obj, const py::object& x_obj, b
   if (dense) {
     for (index_t r = 0; r < v.rows; ++r) norm += job.sample_weight ? job.sample_weight[r] : 1.0;
   } else {
+    // The focal loss's alpha does not normalize: its mean is over the counted rows.
     norm = label_normalizer(job.labels, v.rows, v.K, job.has_ignore ? &job.ignore_index : nullptr,
-                            job.sample_weight, job.class_weight);
+                            job.sample_weight, focal ? nullptr : job.class_weight);
   }
 
   OutBuffer out, grad, hess;
@@ -263,7 +268,7 @@ py::array softmax(const py::object& x_obj, int mode) {
 void bind_multiclass(py::module_& m) {
   m.def("cross_entropy", &cross_entropy, py::arg("y_true"), py::arg("y_pred"), py::arg("dense"),
         py::arg("from_logits"), py::arg("eps"), py::arg("class_weight"), py::arg("ignore_index"),
-        py::arg("label_smoothing"), py::arg("sample_weight"), py::arg("reduction"),
+        py::arg("label_smoothing"), py::arg("focal_gamma"), py::arg("sample_weight"), py::arg("reduction"),
         py::arg("want_grad"), py::arg("want_hess"), py::arg("out"), py::arg("grad_out"),
         py::arg("hess_out"));
   m.def("multi_margin", &multi_margin, py::arg("y_true"), py::arg("y_pred"),

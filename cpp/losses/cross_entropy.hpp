@@ -112,6 +112,49 @@ double ce_probs_row(const CrossEntropyJob& job, index_t r, const T* p, double s,
   return s * loss;
 }
 
+// Softmax focal loss (Lin et al. 2017) on logits with a label t: with p = softmax(z),
+// om = 1 - p_t (summed from the other classes: no cancellation), L = -log p_t, alpha_t:
+//   l = alpha_t om^gamma L,   dl/dz_k = c (p_k - [k = t]),  c = alpha_t om^gamma (gamma p_t L/om + 1)
+//   d2l/dz_k2 = c p_k (1 - p_k) - Q (d_k / om)^2,  d_k = p_k - [k = t],
+//   Q = alpha_t gamma om^gamma p_t om ((L - 2) - (gamma - 1) p_t L/om)
+// L/om -> 1 as om -> 0 (a confident correct row), where every term stays finite.
+template <class T, bool G, bool H>
+double focal_logits_row(const CrossEntropyJob& job, index_t r, const T* z, double s, std::int64_t t) {
+  const index_t K = job.K;
+  const double gamma = job.focal_gamma, at = job.class_weight ? job.class_weight[t] : 1.0;
+  T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
+  T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
+  T* scratch = G ? g : static_cast<T*>(std::malloc(sizeof(T) * K));
+  const double zt = double(z[t]);
+  const T m = row_max(z, K);
+  const double S = row_exp_sum(z, K, m, scratch);
+  const double et = double(scratch[t]);
+  double other = 0.0;  // sum of the other classes' exponentials, in order (exact enough for om)
+  for (index_t k = 0; k < K; ++k) other += k == t ? 0.0 : double(scratch[k]);
+  const double om = other / S, pt = et / S;
+  const double L = om < 0.5 && et > 0 ? vm::log1p(other / et) : double(m) + vm::log(S) - zt;
+  const double R = om > 0 ? L / om : 1.0;
+  const double f = gamma == 0 ? 1.0 : vm::exp(gamma * vm::log(om));
+  const double loss = at * f * L;
+  if constexpr (G) {
+    const double sc = s * job.grad_scale, c = at * f * (gamma * pt * R + 1.0);
+    const double Q = om > 0 ? at * gamma * f * pt * om * ((L - 2.0) - (gamma - 1.0) * pt * R) : 0.0;
+    const T A = static_cast<T>(sc * c / S);
+    for (index_t k = 0; k < K; ++k) {
+      const double e = double(g[k]);
+      if constexpr (H) {
+        const double p = e / S, d = (k == t ? p - 1.0 : p), ratio = om > 0 ? d / om : 0.0;
+        h[k] = static_cast<T>(sc * (c * p * (1.0 - p) - Q * ratio * ratio));
+      }
+      g[k] = A * static_cast<T>(e);
+    }
+    g[t] -= static_cast<T>(sc * c);
+  } else {
+    std::free(scratch);
+  }
+  return s * loss;
+}
+
 // +inf logits: the limit of the softmax gives the +inf classes equal shares; the row is rewritten
 // (0 for +inf, -inf for finite, NaN kept) into a scratch row and computed as usual.
 template <class T, bool G, bool H, bool Dense>
@@ -130,18 +173,19 @@ double ce_row(const CrossEntropyJob& job, index_t r) {
       return 0.0;
     }
   }
-  double l;
-  if (!job.from_logits) {
-    l = ce_probs_row<T, G, H, Dense>(job, r, x, s, t);
-  } else if (row_has_pos_inf(row_max(x, job.K))) {
-    T* tmp = static_cast<T*>(std::malloc(sizeof(T) * job.K));
+  const T* z = x;
+  T* tmp = nullptr;
+  if (job.from_logits && row_has_pos_inf(row_max(x, job.K))) {
+    tmp = static_cast<T*>(std::malloc(sizeof(T) * job.K));
     const T inf = static_cast<T>(__builtin_huge_val());
     for (index_t k = 0; k < job.K; ++k) tmp[k] = x[k] == inf ? T(0) : (x[k] != x[k] ? x[k] : -inf);
-    l = ce_logits_row<T, G, H, Dense>(job, r, tmp, s, t);
-    std::free(tmp);
-  } else {
-    l = ce_logits_row<T, G, H, Dense>(job, r, x, s, t);
+    z = tmp;
   }
+  double l;
+  if (!job.from_logits) l = ce_probs_row<T, G, H, Dense>(job, r, x, s, t);
+  else if (!Dense && job.focal_gamma >= 0) l = focal_logits_row<T, G, H>(job, r, z, s, t);
+  else l = ce_logits_row<T, G, H, Dense>(job, r, z, s, t);
+  std::free(tmp);
   if (job.loss_out) static_cast<T*>(job.loss_out)[r] = static_cast<T>(l);
   return l;
 }

@@ -66,6 +66,7 @@ struct CrossEntropyJob {
   const double* class_weight = nullptr;  // (K,) or null
   double class_weight_sum = 0.0;         // sum of class_weight (K without)
   double smoothing = 0.0;
+  double focal_gamma = -1.0;  // >= 0: softmax focal loss (sparse, logits); class_weight is alpha
   const double* sample_weight = nullptr;  // (rows,) or null
   void* loss_out = nullptr;               // (rows,) weighted per-row losses, dtype T, or null
   void* grad_out = nullptr;               // (rows, K), or null
