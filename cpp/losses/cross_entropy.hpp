@@ -129,8 +129,11 @@ double focal_logits_row(const CrossEntropyJob& job, index_t r, const T* z, doubl
   const T m = row_max(z, K);
   const double S = row_exp_sum(z, K, m, scratch);
   const double et = double(scratch[t]);
-  double other = 0.0;  // sum of the other classes' exponentials, in order (exact enough for om)
-  for (index_t k = 0; k < K; ++k) other += k == t ? 0.0 : double(scratch[k]);
+  // The other classes' exponentials summed apart (no 1 - p_t cancellation): the label's entry is
+  // zeroed for one lane sum and put back.
+  scratch[t] = T(0);
+  const double other = lane_sum(scratch, K);
+  scratch[t] = static_cast<T>(et);
   const double om = other / S, pt = et / S;
   const double L = om < 0.5 && et > 0 ? vm::log1p(other / et) : double(m) + vm::log(S) - zt;
   const double R = om > 0 ? L / om : 1.0;

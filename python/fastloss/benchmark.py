@@ -39,7 +39,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-__all__ = ["run", "format_table", "measure_triad_bandwidth", "main", "SIZES", "QUICK_SIZES"]
+__all__ = ["run", "format_table", "run_multiclass", "format_multiclass_table",
+           "measure_triad_bandwidth", "main", "SIZES", "QUICK_SIZES"]
 
 SCHEMA = 1
 SIZES = (10**3, 10**4, 10**5, 10**6, 10**7)
@@ -766,8 +767,129 @@ def _check(dtype: str, fl_value: float, fl_grad: np.ndarray, fl_value_only: floa
 
 def _elementwise_losses() -> Dict[str, Any]:
     import fastloss
+    from fastloss._base import ElementwiseLoss
 
-    return {info.name: info for info in fastloss.losses() if hasattr(info.cls, "value_and_grad")}
+    return {info.name: info for info in fastloss.losses() if issubclass(info.cls, ElementwiseLoss)}
+
+
+# --------------------------------------------------------------------------------------------
+# Multi-class (row-wise) losses: logits (rows, K), labels (rows,). Value + gradient of the mean,
+# fastloss with a preallocated grad_out vs PyTorch forward+backward and a careful NumPy softmax.
+# GB/s counts the logits read and the gradient written once (8 B per float32 logit).
+# --------------------------------------------------------------------------------------------
+
+MULTICLASS_SHAPES = [(65536, 1000)]
+MULTICLASS_QUICK_SHAPES = [(8192, 1000)]
+
+
+def _np_softmax_ce(z: np.ndarray, t: np.ndarray) -> Callable[[], Tuple[float, np.ndarray]]:
+    """max shift, exp in place, one division per row: the fastest NumPy form we found."""
+    n = z.shape[0]
+    e = np.empty_like(z)
+    rows = np.arange(n)
+
+    def fn() -> Tuple[float, np.ndarray]:
+        m = z.max(axis=1, keepdims=True)
+        np.subtract(z, m, out=e)
+        np.exp(e, out=e)
+        s = e.sum(axis=1, keepdims=True, dtype=np.float64)
+        v = float(np.mean(np.log(s[:, 0]) + m[:, 0] - z[rows, t]))
+        np.multiply(e, (1.0 / (s * n)).astype(z.dtype), out=e)
+        e[rows, t] -= 1.0 / n
+        return v, e
+    return fn
+
+
+def _torch_multiclass(name: str, z: np.ndarray, t: np.ndarray, gamma: float
+                      ) -> Optional[Callable[[], Tuple[float, Any]]]:
+    torch = _try_import("torch")
+    if torch is None:
+        return None
+    F = torch.nn.functional
+    tz = torch.from_numpy(z).requires_grad_()
+    tt = torch.from_numpy(t)
+
+    def fn() -> Tuple[float, Any]:
+        tz.grad = None
+        if name == "sparse_categorical_cross_entropy":
+            out = F.cross_entropy(tz, tt)
+        else:  # softmax focal composed from torch ops
+            logp = F.log_softmax(tz, dim=1).gather(1, tt[:, None])[:, 0]
+            out = (-(1 - logp.exp()) ** gamma * logp).mean()
+        out.backward()
+        return out.item(), tz.grad
+    return fn
+
+
+def run_multiclass(shapes: Optional[Sequence[Tuple[int, int]]] = None, threads: Iterable[int] = THREADS,
+                   quick: bool = False, progress: Optional[Callable[[str], None]] = None,
+                   bandwidth: Optional[Dict[int, float]] = None, seed: int = 0) -> List[Dict[str, Any]]:
+    """float32 value+gradient of the sparse softmax cross-entropy and the softmax focal loss."""
+    import fastloss
+
+    say = progress or (lambda msg: None)
+    budget = dict(_QUICK if quick else _FULL)
+    rng = np.random.default_rng(seed)
+    rows_out = []
+    for (n, k) in (shapes or (MULTICLASS_QUICK_SHAPES if quick else MULTICLASS_SHAPES)):
+        z = rng.standard_normal((n, k)).astype(np.float32)
+        t = rng.integers(0, k, n)
+        g = _touched(z.shape, z.dtype)
+        for name, loss in (("sparse_categorical_cross_entropy",
+                            fastloss.SparseCategoricalCrossEntropy(from_logits=True)),
+                           ("sparse_categorical_focal", fastloss.SparseCategoricalFocal(gamma=2.0))):
+            for th in threads:
+                say(f"{name} {n}x{k} threads={th}")
+                impls: Dict[str, Callable[[], Any]] = {}
+
+                def ours(loss=loss, th=th) -> Any:
+                    with fastloss.num_threads(th):
+                        return loss.value_and_grad(t, z, grad_out=g)
+                impls["fastloss"] = ours
+                if name == "sparse_categorical_cross_entropy":
+                    impls["numpy"] = _np_softmax_ce(z, t)
+                tf = _torch_multiclass(name, z, t, 2.0)
+                if tf is not None:
+                    torch = _try_import("torch")
+
+                    def theirs(tf=tf, th=th) -> Any:
+                        torch.set_num_threads(th)
+                        return tf()
+                    impls["torch"] = theirs
+                v, grad = impls["fastloss"]()
+                checks = {}
+                for nm, fn in impls.items():
+                    if nm != "fastloss":
+                        bv, bg = fn()
+                        checks[nm] = bool(np.isclose(v, bv, rtol=1e-4)
+                                          and np.allclose(grad, _as_numpy(bg), rtol=1e-3, atol=1e-9))
+                pools = {"fastloss": "fastloss", "torch": "torch"}
+                res = _measure(impls, budget, None, pools=pools, gap_s=0.01)
+                times = {nm: r["times_s"] for nm, r in res.items()}
+                med = {nm: r["median_s"] for nm, r in res.items()}
+                gbs = 8 * n * k / med["fastloss"] / 1e9
+                rows_out.append({
+                    "loss": name, "rows": n, "classes": k, "threads": th, "ms": med["fastloss"] * 1e3,
+                    "gbs": gbs, "pct_triad": (100 * gbs / bandwidth[th]) if bandwidth and th in bandwidth else None,
+                    "speedup": {nm: _paired_speedup(times[nm], times["fastloss"]) for nm in impls if nm != "fastloss"},
+                    "check_ok": all(checks.values())})
+    return rows_out
+
+
+def format_multiclass_table(rows: Sequence[Dict[str, Any]]) -> str:
+    lines = ["", "multi-class, float32 value+gradient of the mean (labels + logits; GB/s at 8 B/logit):",
+             f"{'loss':34} {'rows x K':>12} {'thr':>3} {'ms':>8} {'GB/s':>6} {'%triad':>7} "
+             f"{'vs numpy':>9} {'vs torch':>9} check"]
+    for r in rows:
+        sp = r["speedup"]
+        pct = f"{r['pct_triad']:.0f}%" if r["pct_triad"] is not None else "—"
+        lines.append(
+            f"{r['loss']:34} {str(r['rows']) + 'x' + str(r['classes']):>12} {r['threads']:>3} "
+            f"{r['ms']:8.2f} {r['gbs']:6.1f} {pct:>7} "
+            f"{(format(sp['numpy'], '.1f') + 'x') if 'numpy' in sp else '—':>9} "
+            f"{(format(sp['torch'], '.1f') + 'x') if 'torch' in sp else '—':>9} "
+            f"{'OK' if r['check_ok'] else 'FAIL'}")
+    return "\n".join(lines)
 
 
 def _parse_list(text: str, conv: Callable[[str], Any]) -> List[Any]:
@@ -1203,6 +1325,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"fastloss bench: error: {e}", file=sys.stderr)
         return 2
     print(format_table(res))
+    if losses is None:  # the whole benchmark: the multi-class kernels too
+        bw = {int(t): v["gbps_median"] for t, v in res["triad"].items()}
+        res["multiclass"] = run_multiclass(threads=threads, quick=args.quick, progress=progress,
+                                           bandwidth=bw)
+        print(format_multiclass_table(res["multiclass"]))
     if args.json:
         d = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(d, exist_ok=True)
@@ -1210,6 +1337,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             json.dump(_jsonable(res), f, indent=1)
         print(f"saved {args.json}")
     failed = [r for r in res["rows"] if r.get("check") and not r["check"]["ok"]]
+    failed += [r for r in res.get("multiclass", []) if not r["check_ok"]]
     if failed:
         print(f"{len(failed)} row(s) FAILED the correctness check", file=sys.stderr)
         return 1
