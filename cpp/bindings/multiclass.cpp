@@ -59,6 +59,15 @@ py::array int_labels(const py::object& obj, const std::vector<index_t>& rshape) 
   if (shape_of(given) != rshape)
     throw py::value_error("y_true (class labels) must have the shape of y_pred without its class axis " +
                           shape_str(rshape) + "; got " + shape_str(shape_of(given)));
+  if (kind == 'u' && given.itemsize() == 8) {  // beyond int64: report as given, before the cast
+    py::array big = numpy().attr("flatnonzero")(given.attr("__gt__")(py::int_(INT64_MAX)));
+    if (big.size() > 0) {
+      const auto i = py::cast<index_t>(big.attr("__getitem__")(0));
+      throw py::value_error("y_true[" + std::to_string(i) + "] = " +
+                            py::str(given.attr("ravel")().attr("__getitem__")(i)).cast<std::string>() +
+                            " is not a class index");
+    }
+  }
   return numpy().attr("ascontiguousarray")(given, "int64");
 }
 

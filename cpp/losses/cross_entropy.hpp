@@ -35,32 +35,33 @@ double ce_logits_row(const CrossEntropyJob& job, index_t r, const T* z, double s
   const T* y = Dense ? static_cast<const T*>(job.targets) + r * job.targets_stride : nullptr;
 
   // Everything that reads z is taken before the exp pass: the gradient may be written in place
-  // over the logits (grad_out = y_pred).
-  double c, wt = 0.0, zt = 0.0, wq = 0.0, wqz = 0.0;
+  // over the logits (grad_out = y_pred). Logits enter relative to the row max m, so that
+  // lse - z_k = log S - (z_k - m) keeps its accuracy for confident rows.
+  const T m = row_max(z, K);
+  double c, wt = 0.0, dt = 0.0, wq = 0.0, wqd = 0.0;
   if constexpr (Dense) {
-    // sum_k w_k q_k and sum_k w_k q_k z_k, q = (1-a) y + a/K; a zero target weight removes its
-    // term even where z_k = -inf.
+    // sum_k w_k q_k and sum_k w_k q_k (z_k - m), q = (1-a) y + a/K; a zero target weight
+    // removes its term even where z_k = -inf.
     for (index_t k = 0; k < K; ++k) {
       const double wqk = (w ? w[k] : 1.0) * ((1 - a) * double(y[k]) + aK);
       wq += wqk;
-      wqz += wqk == 0.0 ? 0.0 : wqk * double(z[k]);
+      wqd += wqk == 0.0 ? 0.0 : wqk * (double(z[k]) - double(m));
     }
     c = wq;
   } else {
     wt = w ? w[t] : 1.0;
-    zt = double(z[t]);
-    if (a > 0) wqz = row_weighted_sum(z, w, K);  // sum_k w_k z_k
+    dt = double(z[t]) - double(m);
+    if (a > 0) wqd = row_weighted_sum(z, w, K) - job.class_weight_sum * double(m);  // sum w (z - m)
     c = (1 - a) * wt + aK * job.class_weight_sum;
   }
-  const T m = row_max(z, K);
   const double S = row_exp_sum(z, K, m, g);  // g holds exp(z - m) until the final pass
-  const double lse = double(m) + vm::log(S);
+  const double log_s = vm::log(S);
   double loss;
   if constexpr (Dense) {
-    loss = wq * lse - wqz;
+    loss = wq * log_s - wqd;
   } else {
-    loss = (1 - a) * wt * (lse - zt);
-    if (a > 0) loss += aK * (job.class_weight_sum * lse - wqz);
+    loss = (1 - a) * wt * (log_s - dt);
+    if (a > 0) loss += aK * (job.class_weight_sum * log_s - wqd);
   }
   if constexpr (G) {
     const double sc = s * job.grad_scale;
@@ -232,15 +233,14 @@ void softmax_rows(SoftmaxMode mode, const void* xv, index_t xs, index_t rows, in
     }
     if (mode == SoftmaxMode::logsumexp && m == -inf) return *out = -inf, 0.0;
     const double S = row_exp_sum(x, K, m, mode == SoftmaxMode::softmax ? out : nullptr);
-    const double lse = double(m) + vm::log(S);
     if (mode == SoftmaxMode::logsumexp) {
-      *out = static_cast<T>(lse);
+      *out = static_cast<T>(double(m) + vm::log(S));
     } else if (mode == SoftmaxMode::softmax) {
       const T inv = static_cast<T>(1.0 / S);
       for (index_t k = 0; k < K; ++k) out[k] *= inv;
-    } else {
-      const T l = static_cast<T>(lse);
-      for (index_t k = 0; k < K; ++k) out[k] = x[k] - l;
+    } else {  // (x - m) - log S: no rounding at the size of m
+      const T log_s = static_cast<T>(vm::log(S));
+      for (index_t k = 0; k < K; ++k) out[k] = (x[k] - m) - log_s;
     }
     std::free(tmp);
     return 0.0;
