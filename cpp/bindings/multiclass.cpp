@@ -143,8 +143,8 @@ py::tuple cross_entropy(const py::object& target_obj, const py::object& x_obj, b
   job.focal_gamma = focal_gamma;
   job.threads = get_num_threads();
   const bool focal = focal_gamma >= 0;
-  if (focal && (dense || !from_logits || smoothing != 0.0))
-    throw py::value_error("the softmax focal loss takes labels and logits, without label smoothing");
+  if (focal && (!from_logits || smoothing != 0.0))
+    throw py::value_error("the softmax focal loss takes logits, without label smoothing");
 
   py::array labels, targets, cw, sw;
   if (dense) {

@@ -159,6 +159,75 @@ double focal_logits_row(const CrossEntropyJob& job, index_t r, const T* z, doubl
   return s * loss;
 }
 
+// Softmax focal loss with target rows q (Keras' CategoricalFocalCrossentropy on logits):
+//   l = sum_k a_k q_k O_k^gamma L_k,  O_k = 1 - p_k, L_k = -log p_k, a_k = alpha_k (1 without)
+//   c_k = a_k q_k O_k^gamma (gamma p_k L_k / O_k + 1),  C = sum_k c_k
+//   dl/dz_j = p_j C - c_j
+//   d2l/dz_j2 = p_j O_j C - p_j c'_j O_j^2 - p_j^2 sum_{k != j} c'_k p_k
+//   c'_k O_k^2 = a_k q_k gamma O_k^(gamma+1) ((L_k - 2) - (gamma - 1) p_k L_k / O_k)
+// Only the most probable class M can have a tiny O (p_M > 1/2): its O_M is summed from the other
+// classes, its L_M = log1p(O_M / p_M), and sum_{k != j} excludes it without cancellation.
+template <class T, bool G, bool H>
+double focal_dense_row(const CrossEntropyJob& job, index_t r, const T* z, double s) {
+  const index_t K = job.K;
+  const double gamma = job.focal_gamma;
+  const double* alpha = job.class_weight;
+  const T* q = static_cast<const T*>(job.targets) + r * job.targets_stride;
+  T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
+  T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
+  T* e = G ? g : static_cast<T*>(std::malloc(sizeof(T) * K));
+  const T m = row_max(z, K);
+  index_t M = 0;
+  for (index_t k = 1; k < K; ++k) M = z[k] > z[M] ? k : M;
+  const double S = row_exp_sum(z, K, m, e), log_s = vm::log(S);
+  const double eM = double(e[M]);
+  e[M] = T(0);
+  const double other_M = lane_sum(e, K);
+  e[M] = static_cast<T>(eM);
+  struct Terms {
+    double loss, c, cpO2, cp;  // cp = c'_k p_k (0 where O_k = 0)
+  };
+  auto terms = [&](index_t k, double ek) {
+    Terms t{0, 0, 0, 0};
+    const double wq = (alpha ? alpha[k] : 1.0) * double(q[k]);
+    if (wq == 0.0) return t;
+    const double p = ek / S;
+    const double O = k == M ? other_M / S : 1.0 - p;
+    const double L = k == M && O < 0.5 && ek > 0 ? vm::log1p(other_M / ek)
+                                                 : log_s - (double(z[k]) - double(m));
+    const double R = O > 0 ? L / O : 1.0;
+    const double f = gamma == 0 ? 1.0 : vm::exp(gamma * vm::log(O));
+    t.loss = wq * f * L;
+    t.c = wq * f * (gamma * p * R + 1.0);
+    t.cpO2 = wq * gamma * f * O * ((L - 2.0) - (gamma - 1.0) * p * R) * p;  // p c' O^2
+    t.cp = O > 0 ? t.cpO2 / (O * O) : 0.0;
+    return t;
+  };
+  double loss = 0.0, C = 0.0, D = 0.0;
+  for (index_t k = 0; k < K; ++k) {
+    const Terms t = terms(k, double(e[k]));
+    loss += t.loss;
+    C += t.c;
+    D += k == M ? 0.0 : t.cp;  // D: over k != M
+  }
+  if constexpr (G) {
+    const double sc = s * job.grad_scale;
+    const Terms tM = terms(M, eM);
+    for (index_t k = 0; k < K; ++k) {
+      const double ek = double(e[k]), p = ek / S;
+      const Terms t = terms(k, ek);
+      if constexpr (H) {
+        const double others = k == M ? D : D - t.cp + tM.cp;  // sum_{j != k} c'_j p_j
+        h[k] = static_cast<T>(sc * (p * (1.0 - p) * C - t.cpO2 - p * p * others));
+      }
+      g[k] = static_cast<T>(sc * (p * C - t.c));
+    }
+  } else {
+    std::free(e);
+  }
+  return s * loss;
+}
+
 // +inf logits: the limit of the softmax gives the +inf classes equal shares; the row is rewritten
 // (0 for +inf, -inf for finite, NaN kept) into a scratch row and computed as usual.
 template <class T, bool G, bool H, bool Dense>
@@ -188,6 +257,7 @@ double ce_row(const CrossEntropyJob& job, index_t r) {
   double l;
   if (!job.from_logits) l = ce_probs_row<T, G, H, Dense>(job, r, x, s, t);
   else if (!Dense && job.focal_gamma >= 0) l = focal_logits_row<T, G, H>(job, r, z, s, t);
+  else if (Dense && job.focal_gamma >= 0) l = focal_dense_row<T, G, H>(job, r, z, s);
   else l = ce_logits_row<T, G, H, Dense>(job, r, z, s, t);
   std::free(tmp);
   if (job.loss_out) static_cast<T*>(job.loss_out)[r] = static_cast<T>(l);
