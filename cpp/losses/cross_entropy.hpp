@@ -138,11 +138,12 @@ double focal_logits_row(const CrossEntropyJob& job, index_t r, const T* z, doubl
   const double om = other / S, pt = et / S;
   const double L = om < 0.5 && et > 0 ? vm::log1p(other / et) : double(m) + vm::log(S) - zt;
   const double R = om > 0 ? L / om : 1.0;
+  const double pR = pt == 0 ? 0.0 : pt * R;  // its limit where the label's logit is -inf (L = inf)
   const double f = gamma == 0 ? 1.0 : vm::exp(gamma * vm::log(om));
   const double loss = at * f * L;
   if constexpr (G) {
-    const double sc = s * job.grad_scale, c = at * f * (gamma * pt * R + 1.0);
-    const double Q = om > 0 ? at * gamma * f * pt * om * ((L - 2.0) - (gamma - 1.0) * pt * R) : 0.0;
+    const double sc = s * job.grad_scale, c = at * f * (gamma * pR + 1.0);
+    const double Q = om > 0 && pt > 0 ? at * gamma * f * pt * om * ((L - 2.0) - (gamma - 1.0) * pR) : 0.0;
     const T A = static_cast<T>(sc * c / S);
     for (index_t k = 0; k < K; ++k) {
       const double e = double(g[k]);
@@ -152,7 +153,7 @@ double focal_logits_row(const CrossEntropyJob& job, index_t r, const T* z, doubl
       }
       g[k] = A * static_cast<T>(e);
     }
-    g[t] -= static_cast<T>(sc * c);
+    g[t] = static_cast<T>(-sc * c * om);  // c (p_t - 1) without the cancellation of p_t - 1
   } else {
     std::free(scratch);
   }
@@ -175,7 +176,10 @@ double focal_dense_row(const CrossEntropyJob& job, index_t r, const T* z, double
   const T* q = static_cast<const T*>(job.targets) + r * job.targets_stride;
   T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
   T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
-  T* e = G ? g : static_cast<T*>(std::malloc(sizeof(T) * K));
+  // The exponentials go into the gradient row, unless it is the logits row itself (in place):
+  // the per-class terms read z again in the final pass.
+  const bool scratch = !G || static_cast<const void*>(g) == static_cast<const void*>(z);
+  T* e = scratch ? static_cast<T*>(std::malloc(sizeof(T) * K)) : g;
   const T m = row_max(z, K);
   index_t M = 0;
   for (index_t k = 1; k < K; ++k) M = z[k] > z[M] ? k : M;
@@ -196,35 +200,38 @@ double focal_dense_row(const CrossEntropyJob& job, index_t r, const T* z, double
     const double L = k == M && O < 0.5 && ek > 0 ? vm::log1p(other_M / ek)
                                                  : log_s - (double(z[k]) - double(m));
     const double R = O > 0 ? L / O : 1.0;
+    const double pR = p == 0 ? 0.0 : p * R;  // its limit where z_k = -inf (L = inf)
     const double f = gamma == 0 ? 1.0 : vm::exp(gamma * vm::log(O));
     t.loss = wq * f * L;
-    t.c = wq * f * (gamma * p * R + 1.0);
-    t.cpO2 = wq * gamma * f * O * ((L - 2.0) - (gamma - 1.0) * p * R) * p;  // p c' O^2
+    t.c = wq * f * (gamma * pR + 1.0);
+    t.cpO2 = p == 0 ? 0.0 : wq * gamma * f * O * ((L - 2.0) - (gamma - 1.0) * pR) * p;  // p c' O^2
     t.cp = O > 0 ? t.cpO2 / (O * O) : 0.0;
     return t;
   };
-  double loss = 0.0, C = 0.0, D = 0.0;
+  double loss = 0.0, C_other = 0.0, D = 0.0;  // C_other, D: sums over k != M
   for (index_t k = 0; k < K; ++k) {
     const Terms t = terms(k, double(e[k]));
     loss += t.loss;
-    C += t.c;
-    D += k == M ? 0.0 : t.cp;  // D: over k != M
+    C_other += k == M ? 0.0 : t.c;
+    D += k == M ? 0.0 : t.cp;
   }
   if constexpr (G) {
     const double sc = s * job.grad_scale;
     const Terms tM = terms(M, eM);
+    const double C = C_other + tM.c, O_M = other_M / S;
     for (index_t k = 0; k < K; ++k) {
-      const double ek = double(e[k]), p = ek / S;
-      const Terms t = terms(k, ek);
+      const double ek = double(e[k]), p = ek / S, O = k == M ? O_M : 1.0 - p;
+      const Terms t = k == M ? tM : terms(k, ek);
       if constexpr (H) {
         const double others = k == M ? D : D - t.cp + tM.cp;  // sum_{j != k} c'_j p_j
-        h[k] = static_cast<T>(sc * (p * (1.0 - p) * C - t.cpO2 - p * p * others));
+        h[k] = static_cast<T>(sc * (p * O * C - t.cpO2 - p * p * others));
       }
-      g[k] = static_cast<T>(sc * (p * C - t.c));
+      // p C - c; for the top class p (C - c_M) - O_M c_M, without the cancellation of p - 1
+      const double gk = k == M ? p * C_other - O_M * tM.c : p * C - t.c;
+      g[k] = static_cast<T>(sc * gk);
     }
-  } else {
-    std::free(e);
   }
+  if (scratch) std::free(e);
   return s * loss;
 }
 
