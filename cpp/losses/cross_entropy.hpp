@@ -128,6 +128,8 @@ double focal_logits_row(const CrossEntropyJob& job, index_t r, const T* z, doubl
   T* scratch = G ? g : static_cast<T*>(std::malloc(sizeof(T) * K));
   const double zt = double(z[t]);
   const T m = row_max(z, K);
+  index_t M = 0;  // the most probable class, whose 1 - p_M may cancel (Hessian only)
+  for (index_t k = 1; H && k < K; ++k) M = z[k] > z[M] ? k : M;
   const double S = row_exp_sum(z, K, m, scratch);
   const double et = double(scratch[t]);
   // The other classes' exponentials summed apart (no 1 - p_t cancellation): the label's entry is
@@ -145,11 +147,19 @@ double focal_logits_row(const CrossEntropyJob& job, index_t r, const T* z, doubl
     const double sc = s * job.grad_scale, c = at * f * (gamma * pR + 1.0);
     const double Q = om > 0 && pt > 0 ? at * gamma * f * pt * om * ((L - 2.0) - (gamma - 1.0) * pR) : 0.0;
     const T A = static_cast<T>(sc * c / S);
+    double O_M = 0.0;  // 1 - p_M summed from the other classes, for a dominant M other than t
+    if (H && M != t) {
+      const T eM = g[M];
+      g[M] = T(0);
+      O_M = lane_sum(g, K) / S;
+      g[M] = eM;
+    }
     for (index_t k = 0; k < K; ++k) {
       const double e = double(g[k]);
       if constexpr (H) {
-        const double p = e / S, d = (k == t ? p - 1.0 : p), ratio = om > 0 ? d / om : 0.0;
-        h[k] = static_cast<T>(sc * (c * p * (1.0 - p) - Q * ratio * ratio));
+        const double p = e / S, O = k == t ? om : (k == M ? O_M : 1.0 - p);
+        const double ratio = k == t ? -1.0 : (om > 0 ? p / om : 0.0);  // (p_k - [k = t]) / om
+        h[k] = static_cast<T>(sc * (c * p * O - Q * ratio * ratio));
       }
       g[k] = A * static_cast<T>(e);
     }
