@@ -434,3 +434,42 @@ def test_monotone(isa, dtype, data):
         # 2^32 floats it happens 7 times, for softplus/log_sigmoid next to exact midpoints).
         back = ulp_distance(y[1:], y[:-1]).astype(np.float64) * (y[1:] < y[:-1])
         assert back.size == 0 or back.max() <= 1, (name, xs, y)
+
+
+# exp_nonpos: exp on x <= 0 (softmax, logistic tails), subnormal results rounded once.
+EXP_NONPOS_FLUSH = {np.float32: -104.0, np.float64: -746.0}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_exp_nonpos_accuracy_and_edges(isa, dtype):
+    rng = np.random.default_rng(7)
+    lo = EXP_NONPOS_FLUSH[dtype]
+    x = np.concatenate([
+        -rng.uniform(0, -lo, 200_000), -np.exp(rng.uniform(-40, np.log(-lo), 100_000)),
+        [0.0, -0.0, lo, lo * (1 - 1e-7), -np.log(2) / 2, -np.log(2) * 3 / 2],
+    ]).astype(dtype)
+    y = run("exp_nonpos", x)
+    ref = np.exp(x.astype(np.longdouble))
+    assert ulp_distance(y, ref.astype(dtype)).max() <= 1  # <= 1 ULP from the rounded reference
+    err = np.abs(y.astype(np.longdouble) - ref) / ulp_of(ref.astype(dtype), dtype)
+    assert err.max() <= 2.0
+    tiny = np.finfo(dtype).tiny  # subnormal results: rounded once from the exact value
+    xs = np.log(np.array([tiny / 3, tiny / 1000, tiny * 0.7], np.longdouble)).astype(dtype)
+    assert ulp_distance(run("exp_nonpos", xs), np.exp(xs.astype(np.longdouble)).astype(dtype)).max() <= 1
+    below = np.array([lo * 1.0001, 10 * lo, -np.inf], dtype)
+    assert np.array_equal(run("exp_nonpos", below), np.zeros(3, dtype))
+    assert np.isnan(run("exp_nonpos", np.array([np.nan], dtype)))[0]
+    assert run("exp_nonpos", np.array([0.0], dtype))[0] == 1.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_log1p_unit_accuracy(isa, dtype):
+    """log1p_unit: log1p on [0, 1] only, <= 2 ULP."""
+    rng = np.random.default_rng(8)
+    x = np.concatenate([rng.uniform(0, 1, 200_000), np.exp(rng.uniform(-80, 0, 100_000)),
+                        [0.0, 1.0, np.finfo(dtype).tiny, 1e-30, 0.5]]).astype(dtype)
+    y = run("log1p_unit", x)
+    ref = np.log1p(x.astype(np.longdouble))
+    err = np.abs(y.astype(np.longdouble) - ref) / ulp_of(ref.astype(dtype), dtype)
+    assert err.max() <= 2.0
+    assert np.isnan(run("log1p_unit", np.array([np.nan], dtype)))[0]

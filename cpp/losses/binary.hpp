@@ -9,14 +9,14 @@
 FL_NAMESPACE_BEGIN
 namespace losses {
 
-// softplus(z), softplus(-z), sigmoid(z), sigmoid(-z) from one exp and one log1p, each to full
-// relative accuracy on both tails (no 1 - sigmoid cancellation).
+// softplus(z), softplus(-z), sigmoid(z), sigmoid(-z) from one exp(-|z|) and one log1p of it, each
+// to full relative accuracy on both tails (no 1 - sigmoid cancellation), subnormals included.
 template <class T>
 struct LogisticParts {
   T sp, sp_neg, sig, sig_neg;
   FL_HD FL_INLINE explicit LogisticParts(T z) {
     const T a = z < T(0) ? -z : z;
-    const T e = vm::exp(-a), l = vm::log1p(e), inv = T(1) / (T(1) + e);
+    const T e = vm::exp_nonpos(-a), l = vm::log1p_unit(e), inv = T(1) / (T(1) + e);
     const bool pos = z >= T(0);
     sp = (pos ? z : T(0)) + l;
     sp_neg = (pos ? T(0) : -z) + l;

@@ -32,7 +32,8 @@ inline T row_max(const T* x, index_t K) {
   return r;
 }
 
-// sum_k exp(x_k - shift), the exponentials stored into e (may be null). Lanes accumulate in T
+// sum_k exp(x_k - shift) for shift = the row max (so every exponent is <= 0: exp_nonpos), the
+// exponentials stored into e (may be null). Lanes accumulate in T
 // over chunks of kExpChunk elements (16 terms per lane: bounded rounding), then in double.
 inline constexpr index_t kExpChunk = 16 * kLanes;
 
@@ -45,14 +46,14 @@ inline double row_exp_sum(const T* x, index_t K, T shift, T* e) {
     const index_t stop = min_(i + kExpChunk, K);
     for (; i + kLanes <= stop; i += kLanes)
       for (int j = 0; j < kLanes; ++j) {
-        const T v = vm::exp(x[i + j] - shift);
+        const T v = vm::exp_nonpos(x[i + j] - shift);
         if (e) e[i + j] = v;
         part[j] += v;
       }
     for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(part[j]);
   }
   for (int j = 0; i + j < K; ++j) {
-    const T v = vm::exp(x[i + j] - shift);
+    const T v = vm::exp_nonpos(x[i + j] - shift);
     if (e) e[i + j] = v;
     acc[j] += static_cast<double>(v);
   }

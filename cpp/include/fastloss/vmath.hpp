@@ -69,7 +69,7 @@
 
 // One list of every vm:: function, for generated bindings/dispatch: X(name) per function.
 #define FASTLOSS_VMATH_FUNCS(X) \
-  X(exp) X(expm1) X(log) X(log1p) X(tanh) X(softplus) X(sigmoid) X(log_sigmoid)
+  X(exp) X(expm1) X(log) X(log1p) X(tanh) X(softplus) X(sigmoid) X(log_sigmoid) X(exp_nonpos) X(log1p_unit)
 
 FL_NAMESPACE_BEGIN
 namespace vm {
@@ -488,6 +488,71 @@ FASTLOSS_VM_DEFINE_(sigmoid)
 // log(sigmoid(x)) = -softplus(-x): same error as softplus.
 FL_HD FL_INLINE float log_sigmoid(float x) { return -detail::softplus_t<float>(-x); }
 FL_HD FL_INLINE double log_sigmoid(double x) { return -detail::softplus_t<double>(-x); }
+
+// exp_nonpos(x): exp for x <= 0 only (x - max of a softmax row; -|z| in the logistic losses).
+// Half the cost of exp: one Cody-Waite reduction, one polynomial, 2^k by an integer add, no
+// overflow path. Error (measured): <= 1.08 ULP for float over every x in [-104, 0], subnormal
+// results included (rounded once); double <= 1 ULP (Taylor to r^14 on |r| <= ln2/2).
+// exp_nonpos(-inf) = 0, NaN -> NaN. Positive x is outside the domain (the result is not exp(x)).
+FL_HD FL_INLINE float exp_nonpos(float x) {
+  const float shift = 0x1.8p23f;  // x*log2(e) + 1.5*2^23 holds round(x*log2(e)) in its low bits
+  const float z = fma_(x, 0x1.715476p+0f, shift), kd = z - shift;
+  float r = fma_(kd, -0x1.62e400p-1f, x);
+  r = fma_(kd, -0x1.7f7d1cp-20f, r);
+  float p = 0x1.6d4320p-10f;  // (exp(r) - 1 - r) / r^2, near-minimax on |r| <= ln2/2
+  p = fma_(p, r, 0x1.120b6ep-7f);
+  p = fma_(p, r, 0x1.5554eap-5f);
+  p = fma_(p, r, 0x1.5554dcp-3f);
+  p = fma_(p, r, 0x1.000000p-1f);
+  const float m = 1.0f + fma_(r * r, p, r);
+  // 2^k into the exponent field; below the normal range, 2^(k+64) and one exact scaling by
+  // 2^-64, so that subnormal results are rounded once.
+  const std::uint32_t k = detail::to_bits(z) - detail::to_bits(shift);
+  const float normal = detail::from_bits(detail::to_bits(m) + (k << 23));
+  const float small = detail::from_bits(detail::to_bits(m) + ((k + 64u) << 23)) * 0x1p-64f;
+  const float res = kd < -125.0f ? small : normal;
+  return x < -104.0f ? 0.0f : (x != x ? x : res);
+}
+// log1p_unit(x): log1p for x in [0, 1] only (log1p(exp(-|z|)) in the logistic losses). float:
+// 2 atanh(s), s = x / (2 + x), as x - s x + 2 s u P(u) (u = s^2, P near-minimax of degree 5 on
+// [0, 1/9]): <= 1.32 ULP with FMA, 1.6 without (every float in [0, 1], measured), a quarter of
+// log1p's cost. double: log1p itself. NaN -> NaN.
+FL_HD FL_INLINE float log1p_unit(float x) {
+  const float s = x / (2.0f + x), u = s * s;
+  float p = 0x1.efb75ep-4f;
+  p = fma_(p, u, 0x1.b73b64p-4f);
+  p = fma_(p, u, 0x1.2506aap-3f);
+  p = fma_(p, u, 0x1.9996acp-3f);
+  p = fma_(p, u, 0x1.555558p-2f);
+  return fma_(s + s, p * u, fma_(-s, x, x));  // 2s = x - s x: the leading term x is exact
+}
+FL_HD FL_INLINE double log1p_unit(double x) { return log1p(x); }
+
+FL_HD FL_INLINE double exp_nonpos(double x) {
+  const double shift = 0x1.8p52;
+  const double z = fma_(x, 0x1.71547652b82fep+0, shift), kd = z - shift;
+  double r = fma_(kd, -0x1.62e42fee00000p-1, x);
+  r = fma_(kd, -0x1.a39ef35793c76p-33, r);
+  double p = 0x1.93974a8c07c9dp-37;  // Taylor coefficients 1/n!, n = 14 .. 2
+  p = fma_(p, r, 0x1.6124613a86d09p-33);
+  p = fma_(p, r, 0x1.1eed8eff8d898p-29);
+  p = fma_(p, r, 0x1.ae64567f544e4p-26);
+  p = fma_(p, r, 0x1.27e4fb7789f5cp-22);
+  p = fma_(p, r, 0x1.71de3a556c734p-19);
+  p = fma_(p, r, 0x1.a01a01a01a01ap-16);
+  p = fma_(p, r, 0x1.a01a01a01a01ap-13);
+  p = fma_(p, r, 0x1.6c16c16c16c17p-10);
+  p = fma_(p, r, 0x1.1111111111111p-7);
+  p = fma_(p, r, 0x1.5555555555555p-5);
+  p = fma_(p, r, 0x1.5555555555555p-3);
+  p = fma_(p, r, 0x1.0000000000000p-1);
+  const double m = 1.0 + fma_(r * r, p, r);
+  const std::uint64_t k = detail::to_bits(z) - detail::to_bits(shift);
+  const double normal = detail::from_bits(detail::to_bits(m) + (k << 52));
+  const double small = detail::from_bits(detail::to_bits(m) + ((k + 64u) << 52)) * 0x1p-64;
+  const double res = kd < -1021.0 ? small : normal;
+  return x < -746.0 ? 0.0 : (x != x ? x : res);
+}
 
 }  // namespace vm
 FL_NAMESPACE_END
