@@ -1,5 +1,6 @@
 #include "arrays.hpp"
 
+#include <limits>
 #include <stdexcept>
 
 namespace fastloss::bind {
@@ -184,6 +185,32 @@ ElementwisePlan plan_elementwise(const std::vector<index_t>& pred, const std::ve
     }
   }
   return plan;
+}
+
+CallOutputs::CallOutputs(Reduction reduction_, bool want_grad, bool want_hess, const py::object& out,
+                         const py::object& grad_out, const py::object& hess_out,
+                         const std::vector<index_t>& value_shape,
+                         const std::vector<index_t>& pred_shape, DType dtype, bool contiguous)
+    : reduction(reduction_), grad(want_grad || want_hess), hess(want_hess) {
+  if (reduction != Reduction::none && !out.is_none())
+    throw py::value_error("out= is only used with reduction='none'");
+  if (reduction == Reduction::none) values = make_output(out, "out", value_shape, dtype, contiguous);
+  if (grad) gradient = make_output(grad_out, "grad_out", pred_shape, dtype, contiguous);
+  if (hess) hessian = make_output(hess_out, "hess_out", pred_shape, dtype, contiguous);
+}
+
+void CallOutputs::finish() {
+  if (reduction == Reduction::none) values.finish();
+  if (grad) gradient.finish();
+  if (hess) hessian.finish();
+}
+
+py::tuple CallOutputs::result(double total, double norm) const {
+  double value = total;
+  if (reduction == Reduction::mean)
+    value = norm > 0 ? total / norm : std::numeric_limits<double>::quiet_NaN();
+  return py::make_tuple(value, reduction == Reduction::none ? values.user : py::none(),
+                        grad ? gradient.user : py::none(), hess ? hessian.user : py::none());
 }
 
 void set_gradient_scale(double normalizer, bool mean, double* grad_scale, double* weight_prescale) {

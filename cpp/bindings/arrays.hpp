@@ -63,6 +63,21 @@ struct ElementwisePlan {
 ElementwisePlan plan_elementwise(const std::vector<index_t>& pred, const std::vector<index_t>& truth,
                                  const std::vector<index_t>* weight, const std::vector<index_t>* aux);
 
+// The caller-visible outputs of one loss call: per-element (or per-row) values for
+// reduction="none", the gradient and the Hessian diagonal, all of y_pred's dtype.
+struct CallOutputs {
+  Reduction reduction;
+  bool grad, hess;
+  OutBuffer values, gradient, hessian;
+  CallOutputs(Reduction reduction, bool want_grad, bool want_hess, const py::object& out,
+              const py::object& grad_out, const py::object& hess_out,
+              const std::vector<index_t>& value_shape, const std::vector<index_t>& pred_shape,
+              DType dtype, bool contiguous);
+  void finish();  // copies temporaries back into the caller's buffers
+  // (value, values | None, grad | None, hess | None); the mean is total / norm, NaN for norm 0.
+  py::tuple result(double total, double norm) const;
+};
+
 // Sets grad_scale and weight_prescale for a normalizer (see ElementwiseJob).
 void set_gradient_scale(double normalizer, bool mean, double* grad_scale, double* weight_prescale);
 

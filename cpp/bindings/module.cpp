@@ -75,10 +75,6 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
                       const py::object& hess_out_obj) {
   if (loss < 0 || loss >= kNumElementwise) throw py::value_error("unknown elementwise loss id");
   const Reduction reduction = parse_reduction(reduction_name);
-  if (reduction != Reduction::none && !out_obj.is_none())
-    throw py::value_error("out= is only used with reduction='none'");
-  want_grad = want_grad || want_hess;
-
   py::array y_pred = as_real_array(y_pred_obj, "y_pred");
   const DType T = dtype_of(y_pred);
   py::array y_true = as_real_array(y_true_obj, "y_true", T);
@@ -108,10 +104,8 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
   if (has_aux) job.aux = flat_input(py::reinterpret_borrow<py::array>(aux), Bcast::col, plan.aux_period, keep);
   if (weighted) job.weight = flat_input(py::reinterpret_borrow<py::array>(w), plan.weight, plan.weight_period, keep);
 
-  OutBuffer out, grad, hess;
-  if (reduction == Reduction::none) out = make_output(out_obj, "out", pshape, T);
-  if (want_grad) grad = make_output(grad_out_obj, "grad_out", pshape, T);
-  if (want_hess) hess = make_output(hess_out_obj, "hess_out", pshape, T);
+  CallOutputs outs(reduction, want_grad, want_hess, out_obj, grad_out_obj, hess_out_obj, pshape,
+                   pshape, T, false);
 
   // Normalizer of the mean: sum of weights over all elements (n without weights).
   double norm = static_cast<double>(n);
@@ -126,9 +120,9 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
     throw py::value_error("sample_weight sums to zero: the weighted mean is undefined");
   set_gradient_scale(norm, reduction == Reduction::mean, &job.grad_scale, &job.weight_prescale);
 
-  if (reduction == Reduction::none) job.loss_out = out.view();
-  if (want_grad) job.grad_out = grad.view();
-  if (want_hess) job.hess_out = hess.view();
+  if (reduction == Reduction::none) job.loss_out = outs.values.view();
+  if (outs.grad) job.grad_out = outs.gradient.view();
+  if (outs.hess) job.hess_out = outs.hessian.view();
   job.y_pred = y_pred.data();
   if (!flat_stride(y_pred, &job.y_pred_stride)) {
     y_pred = numpy().attr("ascontiguousarray")(y_pred);
@@ -142,16 +136,8 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
     py::gil_scoped_release nogil;
     total = fn(job);
   }
-  if (reduction == Reduction::none) out.finish();
-  if (want_grad) grad.finish();
-  if (want_hess) hess.finish();
-
-  double value = total;
-  if (reduction == Reduction::mean)
-    value = n > 0 ? total / norm : std::numeric_limits<double>::quiet_NaN();
-  return py::make_tuple(value, reduction == Reduction::none ? py::object(out.user) : py::none(),
-                        want_grad ? py::object(grad.user) : py::none(),
-                        want_hess ? py::object(hess.user) : py::none());
+  outs.finish();
+  return outs.result(total, norm);
 }
 
 py::array vmath(const std::string& name, const py::array& x) {

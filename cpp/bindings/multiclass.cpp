@@ -116,6 +116,23 @@ double label_normalizer(const std::int64_t* labels, index_t rows, index_t K, con
   return norm;
 }
 
+// Outputs, gradient scale, kernel call and result of one row-wise call (the jobs share these
+// fields). An empty mean (every row ignored or weightless) is NaN with a zero gradient.
+template <class Job, class Fn>
+py::tuple run_rows(Job& job, Fn fn, double norm, CallOutputs& outs, index_t K) {
+  if (outs.reduction == Reduction::none) job.loss_out = outs.values.view().ptr;
+  if (outs.grad) job.grad_out = outs.gradient.view().ptr, job.grad_stride = K;
+  if (outs.hess) job.hess_out = outs.hessian.view().ptr, job.hess_stride = K;
+  job.grad_scale = outs.reduction == Reduction::mean ? (norm > 0 ? 1.0 / norm : 0.0) : 1.0;
+  double total = 0.0;
+  if (job.rows > 0) {
+    py::gil_scoped_release nogil;
+    total = fn(job);
+  }
+  outs.finish();
+  return outs.result(total, norm);
+}
+
 py::tuple cross_entropy(const py::object& target_obj, const py::object& x_obj, bool dense,
                         bool from_logits, double eps, const py::object& class_weight_obj,
                         const py::object& ignore_obj, double smoothing, double focal_gamma,
@@ -123,9 +140,6 @@ py::tuple cross_entropy(const py::object& target_obj, const py::object& x_obj, b
                         bool want_grad, bool want_hess, const py::object& out_obj,
                         const py::object& grad_out_obj, const py::object& hess_out_obj) {
   const Reduction reduction = parse_reduction(reduction_name);
-  if (reduction != Reduction::none && !out_obj.is_none())
-    throw py::value_error("out= is only used with reduction='none'");
-  want_grad = want_grad || want_hess;
   py::array x = as_real_array(x_obj, "y_pred");
   const DType T = dtype_of(x);
   const auto xshape = shape_of(x);
@@ -173,29 +187,9 @@ py::tuple cross_entropy(const py::object& target_obj, const py::object& x_obj, b
                             job.sample_weight, focal ? nullptr : job.class_weight);
   }
 
-  OutBuffer out, grad, hess;
-  if (reduction == Reduction::none) out = make_output(out_obj, "out", rshape, T, true);
-  if (want_grad) grad = make_output(grad_out_obj, "grad_out", xshape, T, true);
-  if (want_hess) hess = make_output(hess_out_obj, "hess_out", xshape, T, true);
-  if (reduction == Reduction::none) job.loss_out = out.view().ptr;
-  if (want_grad) job.grad_out = grad.view().ptr, job.grad_stride = v.K;
-  if (want_hess) job.hess_out = hess.view().ptr, job.hess_stride = v.K;
-  // An empty mean (every row ignored or weightless) is NaN and its gradient zero.
-  job.grad_scale = reduction == Reduction::mean ? (norm > 0 ? 1.0 / norm : 0.0) : 1.0;
-
-  double total = 0.0;
-  if (v.rows > 0) {
-    const CrossEntropyFn fn = kernels().cross_entropy[T == DType::f32 ? 0 : 1];
-    py::gil_scoped_release nogil;
-    total = fn(job);
-  }
-  if (reduction == Reduction::none) out.finish();
-  if (want_grad) grad.finish();
-  if (want_hess) hess.finish();
-  double value = total;
-  if (reduction == Reduction::mean) value = norm > 0 ? total / norm : std::numeric_limits<double>::quiet_NaN();
-  return py::make_tuple(value, reduction == Reduction::none ? out.user : py::none(),
-                        want_grad ? grad.user : py::none(), want_hess ? hess.user : py::none());
+  CallOutputs outs(reduction, want_grad, want_hess, out_obj, grad_out_obj, hess_out_obj, rshape,
+                   xshape, T, true);
+  return run_rows(job, kernels().cross_entropy[T == DType::f32 ? 0 : 1], norm, outs, v.K);
 }
 
 py::tuple multi_margin(const py::object& label_obj, const py::object& x_obj, bool crammer_singer,
@@ -204,9 +198,6 @@ py::tuple multi_margin(const py::object& label_obj, const py::object& x_obj, boo
                        bool want_grad, bool want_hess, const py::object& out_obj,
                        const py::object& grad_out_obj, const py::object& hess_out_obj) {
   const Reduction reduction = parse_reduction(reduction_name);
-  if (reduction != Reduction::none && !out_obj.is_none())
-    throw py::value_error("out= is only used with reduction='none'");
-  want_grad = want_grad || want_hess;
   py::array x = as_real_array(x_obj, "y_pred");
   const DType T = dtype_of(x);
   const auto xshape = shape_of(x);
@@ -231,27 +222,9 @@ py::tuple multi_margin(const py::object& label_obj, const py::object& x_obj, boo
   double norm = 0.0;
   for (index_t r = 0; r < v.rows; ++r) norm += job.sample_weight ? job.sample_weight[r] : 1.0;
 
-  OutBuffer out, grad, hess;
-  if (reduction == Reduction::none) out = make_output(out_obj, "out", rshape, T, true);
-  if (want_grad) grad = make_output(grad_out_obj, "grad_out", xshape, T, true);
-  if (want_hess) hess = make_output(hess_out_obj, "hess_out", xshape, T, true);
-  if (reduction == Reduction::none) job.loss_out = out.view().ptr;
-  if (want_grad) job.grad_out = grad.view().ptr, job.grad_stride = v.K;
-  if (want_hess) job.hess_out = hess.view().ptr, job.hess_stride = v.K;
-  job.grad_scale = reduction == Reduction::mean ? (norm > 0 ? 1.0 / norm : 0.0) : 1.0;
-  double total = 0.0;
-  if (v.rows > 0) {
-    const MultiMarginFn fn = kernels().multi_margin[T == DType::f32 ? 0 : 1];
-    py::gil_scoped_release nogil;
-    total = fn(job);
-  }
-  if (reduction == Reduction::none) out.finish();
-  if (want_grad) grad.finish();
-  if (want_hess) hess.finish();
-  double value = total;
-  if (reduction == Reduction::mean) value = norm > 0 ? total / norm : std::numeric_limits<double>::quiet_NaN();
-  return py::make_tuple(value, reduction == Reduction::none ? out.user : py::none(),
-                        want_grad ? grad.user : py::none(), want_hess ? hess.user : py::none());
+  CallOutputs outs(reduction, want_grad, want_hess, out_obj, grad_out_obj, hess_out_obj, rshape,
+                   xshape, T, true);
+  return run_rows(job, kernels().multi_margin[T == DType::f32 ? 0 : 1], norm, outs, v.K);
 }
 
 py::array softmax(const py::object& x_obj, int mode) {

@@ -119,6 +119,43 @@ class Loss:
             args.append(f"reduction={self.reduction!r}")
         return f"{type(self).__name__}({', '.join(args)})"
 
+    # The contract every loss obeys, over one kernel call: _run(y_true, y_pred, sample_weight,
+    # reduction, want_grad, want_hess, out, grad_out, hess_out) -> (value, per-element values |
+    # None, grad | None, hess | None).
+    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
+             hess_out):
+        raise NotImplementedError
+
+    def __call__(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None):
+        """The loss value: a float (``"mean"``/``"sum"``) or the per-element array (``"none"``)."""
+        value, per_elem, _, _ = self._run(y_true, y_pred, sample_weight, reduction, False, False,
+                                          out, None, None)
+        return value if per_elem is None else per_elem
+
+    def value_and_grad(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None,
+                       grad_out=None):
+        """``(value, grad)`` in one pass; ``grad`` has the shape and dtype of ``y_pred``."""
+        value, per_elem, grad, _ = self._run(y_true, y_pred, sample_weight, reduction, True, False,
+                                             out, grad_out, None)
+        return (value if per_elem is None else per_elem), grad
+
+    def grad_hess(self, y_true, y_pred, sample_weight=None, *, reduction=None, grad_out=None,
+                  hess_out=None):
+        """``(grad, hess)``: gradient and Hessian diagonal with respect to ``y_pred``."""
+        reduction = reduction or self.reduction
+        # Per-element derivatives under "none" are those of "sum"; no per-element values needed.
+        _, _, grad, hess = self._run(y_true, y_pred, sample_weight,
+                                     "sum" if reduction == "none" else reduction, True, True, None,
+                                     grad_out, hess_out)
+        return grad, hess
+
+    def value_grad_hess(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None,
+                        grad_out=None, hess_out=None):
+        """``(value, grad, hess)`` from the same single pass."""
+        value, per_elem, grad, hess = self._run(y_true, y_pred, sample_weight, reduction, True, True,
+                                                out, grad_out, hess_out)
+        return (value if per_elem is None else per_elem), grad, hess
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         name = cls.__dict__.get("function_name") or cls.__dict__.get("kernel")
@@ -190,36 +227,6 @@ class ElementwiseLoss(Loss):
         return kernels.elementwise(
             self._id, self._kernel_params, y_true, y_pred, sample_weight, self._aux,
             reduction or self.reduction, want_grad, want_hess, out, grad_out, hess_out)
-
-    def __call__(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None):
-        """The loss value: a float (``"mean"``/``"sum"``) or the per-element array (``"none"``)."""
-        value, per_elem, _, _ = self._run(y_true, y_pred, sample_weight, reduction, False, False,
-                                          out, None, None)
-        return value if per_elem is None else per_elem
-
-    def value_and_grad(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None,
-                       grad_out=None):
-        """``(value, grad)`` in one pass; ``grad`` has the shape and dtype of ``y_pred``."""
-        value, per_elem, grad, _ = self._run(y_true, y_pred, sample_weight, reduction, True, False,
-                                             out, grad_out, None)
-        return (value if per_elem is None else per_elem), grad
-
-    def grad_hess(self, y_true, y_pred, sample_weight=None, *, reduction=None, grad_out=None,
-                  hess_out=None):
-        """``(grad, hess)``: gradient and Hessian diagonal with respect to ``y_pred``."""
-        reduction = reduction or self.reduction
-        # Per-element derivatives under "none" are those of "sum"; no per-element values needed.
-        _, _, grad, hess = self._run(y_true, y_pred, sample_weight,
-                                     "sum" if reduction == "none" else reduction, True, True, None,
-                                     grad_out, hess_out)
-        return grad, hess
-
-    def value_grad_hess(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None,
-                        grad_out=None, hess_out=None):
-        """``(value, grad, hess)`` from the same single pass."""
-        value, per_elem, grad, hess = self._run(y_true, y_pred, sample_weight, reduction, True, True,
-                                                out, grad_out, hess_out)
-        return (value if per_elem is None else per_elem), grad, hess
 
 
 def _check_sign_labels(y_true) -> None:

@@ -51,45 +51,11 @@ SMOOTHING = Param("label_smoothing", 0.0, _smoothing, "mass spread uniformly ove
 
 
 class _RowLoss(Loss):
-    """The contract of ElementwiseLoss on (..., K) predictions with a class axis: value,
-    value_and_grad, grad_hess, value_grad_hess; reductions over rows; ``sample_weight`` per row.
-    Subclasses define ``_run`` (one kernel call)."""
+    """The Loss contract on (..., K) predictions with a class axis (the last): reductions over
+    rows, ``sample_weight`` per row, per-row values for ``reduction="none"``; ``grad_out=y_pred``
+    computes the gradient in place over the logits. Subclasses define ``_run``."""
 
     family = "classification"
-
-    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-             hess_out):
-        raise NotImplementedError
-
-    def __call__(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None):
-        """The loss value: a float (``"mean"``/``"sum"``) or the per-row array (``"none"``)."""
-        value, rows, _, _ = self._run(y_true, y_pred, sample_weight, reduction, False, False, out,
-                                      None, None)
-        return value if rows is None else rows
-
-    def value_and_grad(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None,
-                       grad_out=None):
-        """``(value, grad)``; ``grad`` has the shape and dtype of ``y_pred``. ``grad_out=y_pred``
-        computes the gradient in place over the logits."""
-        value, rows, grad, _ = self._run(y_true, y_pred, sample_weight, reduction, True, False, out,
-                                         grad_out, None)
-        return (value if rows is None else rows), grad
-
-    def grad_hess(self, y_true, y_pred, sample_weight=None, *, reduction=None, grad_out=None,
-                  hess_out=None):
-        """``(grad, hess)``: gradient and Hessian diagonal with respect to ``y_pred``."""
-        reduction = reduction or self.reduction
-        _, _, grad, hess = self._run(y_true, y_pred, sample_weight,
-                                     "sum" if reduction == "none" else reduction, True, True, None,
-                                     grad_out, hess_out)
-        return grad, hess
-
-    def value_grad_hess(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None,
-                        grad_out=None, hess_out=None):
-        """``(value, grad, hess)`` from the same single pass."""
-        value, rows, grad, hess = self._run(y_true, y_pred, sample_weight, reduction, True, True,
-                                            out, grad_out, hess_out)
-        return (value if rows is None else rows), grad, hess
 
 
 class _SoftmaxCrossEntropy(_RowLoss):
