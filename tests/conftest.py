@@ -210,6 +210,22 @@ def reference_atol(name, y_true, y_pred, params=None, sample_weight=None, reduct
         return e * v + (0.0 if np.ndim(v) == 0 else tiny), e * g + tiny, e * h + tiny
 
 
+def fd_grad_hess(loss, y, x, w, reduction, steps):
+    """Central differences, element by element, of the reduced value (-> gradient) and of the
+    gradient (-> Hessian diagonal) of `loss` at `x`; `steps[i]` is the step of element i."""
+    n = x.size
+    fd_g, fd_h = np.empty(n), np.empty(n)
+    for i in range(n):
+        pp, pm = x.copy(), x.copy()
+        pp[i] += steps[i]
+        pm[i] -= steps[i]
+        vp, gp = loss.value_and_grad(y, pp, sample_weight=w, reduction=reduction)
+        vm, gm = loss.value_and_grad(y, pm, sample_weight=w, reduction=reduction)
+        fd_g[i] = (vp - vm) / (pp[i] - pm[i])
+        fd_h[i] = (gp[i] - gm[i]) / (pp[i] - pm[i])
+    return fd_g, fd_h
+
+
 def ulp_tolerance(dtype, ulps=ELEMENT_ULPS):
     """``ulps`` units of relative precision of ``dtype`` (for assert_allclose's rtol)."""
     return ulps * float(np.finfo(dtype).eps)

@@ -36,6 +36,7 @@ from conftest import (
     VALUE_RTOL,
     assert_bitwise_equal,
     assert_elementwise_close,
+    fd_grad_hess,
     make_loss,
     reference_atol,
 )
@@ -745,16 +746,8 @@ def test_fastloss_derivatives_match_finite_differences(rng, name, params, reduct
     w = rng.uniform(0.2, 2.0, size=n) if weighted else None
     loss = make_loss(name, params)
     _, g, h = loss.value_grad_hess(y, x, sample_weight=w, reduction=reduction)
-    fd_g, fd_h = np.empty(n), np.empty(n)
-    for i in range(n):
-        step = 1e-6 * (min(x[i], 1 - x[i]) if name in PROB_KERNELS else max(1.0, abs(x[i])))
-        pp, pm = x.copy(), x.copy()
-        pp[i] += step
-        pm[i] -= step
-        vp, gp = loss.value_and_grad(y, pp, sample_weight=w, reduction=reduction)
-        vm, gm = loss.value_and_grad(y, pm, sample_weight=w, reduction=reduction)
-        fd_g[i] = (vp - vm) / (pp[i] - pm[i])
-        fd_h[i] = (gp[i] - gm[i]) / (pp[i] - pm[i])
+    steps = 1e-6 * (np.minimum(x, 1 - x) if name in PROB_KERNELS else np.maximum(1.0, np.abs(x)))
+    fd_g, fd_h = fd_grad_hess(loss, y, x, w, reduction, steps)
     scale = 1.0 if reduction == "sum" else 1.0 / (n if w is None else w.sum())
     np.testing.assert_allclose(g, fd_g, rtol=1e-5, atol=1e-6 * scale)
     np.testing.assert_allclose(h, fd_h, rtol=1e-5, atol=1e-6 * scale)

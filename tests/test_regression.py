@@ -28,6 +28,7 @@ from conftest import (
     LOSS_CASES,
     assert_bitwise_equal,
     assert_elementwise_close,
+    fd_grad_hess,
     assert_value_close,
     make_loss,
 )
@@ -471,17 +472,7 @@ def test_fastloss_derivatives_match_finite_differences(rng, name, params, reduct
     w = rng.uniform(0.2, 2.0, size=n) if weighted else None
     loss = make_loss(name, params)
     _, g, h = loss.value_grad_hess(y, p, sample_weight=w, reduction=reduction)
-    fd_g = np.empty(n)
-    fd_h = np.empty(n)
-    for i in range(n):
-        step = 1e-6 * max(1.0, abs(p[i]))
-        pp, pm = p.copy(), p.copy()
-        pp[i] += step
-        pm[i] -= step
-        vp, gp = loss.value_and_grad(y, pp, sample_weight=w, reduction=reduction)
-        vm, gm = loss.value_and_grad(y, pm, sample_weight=w, reduction=reduction)
-        fd_g[i] = (vp - vm) / (pp[i] - pm[i])
-        fd_h[i] = (gp[i] - gm[i]) / (pp[i] - pm[i])
+    fd_g, fd_h = fd_grad_hess(loss, y, p, w, reduction, 1e-6 * np.maximum(1.0, np.abs(p)))
     scale = 1.0 if reduction == "sum" else 1.0 / (n if w is None else w.sum())
     np.testing.assert_allclose(g, fd_g, rtol=1e-5, atol=1e-6 * scale)
     np.testing.assert_allclose(h, fd_h, rtol=1e-5, atol=1e-6 * scale)

@@ -44,6 +44,16 @@ RowView row_view(py::array x, const char* name) {
   return v;
 }
 
+// The row geometry every row-wise job starts from.
+template <class Job>
+void set_rows(Job& job, const RowView& v) {
+  job.rows = v.rows;
+  job.K = v.K;
+  job.x = v.array.data();
+  job.x_stride = v.stride;
+  job.threads = get_num_threads();
+}
+
 std::vector<index_t> leading(const std::vector<index_t>& shape) {
   return std::vector<index_t>(shape.begin(), shape.end() - 1);
 }
@@ -147,15 +157,11 @@ py::tuple cross_entropy(const py::object& target_obj, const py::object& x_obj, b
   const auto rshape = leading(xshape);
 
   CrossEntropyJob job;
-  job.rows = v.rows;
-  job.K = v.K;
-  job.x = v.array.data();
-  job.x_stride = v.stride;
+  set_rows(job, v);
   job.from_logits = from_logits;
   job.eps = eps;
   job.smoothing = smoothing;
   job.focal_gamma = focal_gamma;
-  job.threads = get_num_threads();
   const bool focal = focal_gamma >= 0;
   if (focal && (!from_logits || smoothing != 0.0))
     throw py::value_error("the softmax focal loss takes logits, without label smoothing");
@@ -204,14 +210,10 @@ py::tuple multi_margin(const py::object& label_obj, const py::object& x_obj, boo
   RowView v = row_view(x, "y_pred");
   const auto rshape = leading(xshape);
   MultiMarginJob job;
-  job.rows = v.rows;
-  job.K = v.K;
-  job.x = v.array.data();
-  job.x_stride = v.stride;
+  set_rows(job, v);
   job.crammer_singer = crammer_singer;
   job.p = p;
   job.margin = margin;
-  job.threads = get_num_threads();
   py::array labels = int_labels(label_obj, rshape), cw, sw;
   job.labels = static_cast<const std::int64_t*>(labels.data());
   double cw_sum = 0.0;

@@ -146,7 +146,23 @@ def _nonneg(name: str, value: Any) -> float:
     return v
 
 
-class SparseCategoricalFocal(_SoftmaxCrossEntropy):
+class _SoftmaxFocal(_SoftmaxCrossEntropy):
+    """The softmax focal losses share the cross-entropy kernel: logits only, alpha in the class
+    weight slot, gamma switching the kernel to the focal form."""
+
+    convex = False
+    from_logits, eps, label_smoothing = True, 1e-7, 0.0
+
+    @property
+    def class_weight(self):
+        return self.alpha
+
+    @property
+    def _focal_gamma(self):
+        return self.gamma
+
+
+class SparseCategoricalFocal(_SoftmaxFocal):
     """Softmax focal loss (Lin et al. 2017) on logits (..., K) with integer labels (...):
     ``l = alpha_t (1 - p_t)^gamma (-log p_t)``, ``p = softmax(z)``.
 
@@ -174,19 +190,9 @@ class SparseCategoricalFocal(_SoftmaxCrossEntropy):
     params = (Param("gamma", 2.0, _nonneg, "focusing parameter"),
               Param("alpha", None, _class_weight, "one weight per class, or None"),
               Param("ignore_index", None, _ignore_index, "label whose rows are skipped"))
-    convex = False
-    from_logits, eps, label_smoothing = True, 1e-7, 0.0
-
-    @property
-    def class_weight(self):
-        return self.alpha
-
-    @property
-    def _focal_gamma(self):
-        return self.gamma
 
 
-class CategoricalFocal(_SoftmaxCrossEntropy):
+class CategoricalFocal(_SoftmaxFocal):
     """Softmax focal loss with target distributions (Keras' ``CategoricalFocalCrossentropy`` on
     logits): ``l = -sum_k alpha_k y_k (1 - p_k)^gamma log p_k``, ``p = softmax(z)``; ``y_true``
     and ``y_pred`` both (..., K).
@@ -212,16 +218,6 @@ class CategoricalFocal(_SoftmaxCrossEntropy):
     dense = True
     params = (Param("gamma", 2.0, _nonneg, "focusing parameter"),
               Param("alpha", None, _class_weight, "one weight per class, or None"))
-    convex = False
-    from_logits, eps, label_smoothing = True, 1e-7, 0.0
-
-    @property
-    def class_weight(self):
-        return self.alpha
-
-    @property
-    def _focal_gamma(self):
-        return self.gamma
 
 
 def _form(name: str, value: Any) -> str:
