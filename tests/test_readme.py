@@ -1,10 +1,11 @@
-"""The README's tour is runnable as written (every python block of the README)."""
+"""The README's tour and every page under docs/ are runnable as written (every python block)."""
 
 from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def python_blocks(text):
@@ -16,11 +17,13 @@ def python_blocks(text):
     return blocks
 
 
-def test_readme_python_blocks_run():
-    if not README.exists():
-        pytest.skip("README.md not beside tests/ (installed tests)")
-    blocks = python_blocks(README.read_text())
-    assert blocks, "the README has no python example"
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_python_blocks_run(page):
+    if not page.exists():
+        pytest.skip(f"{page.name} not beside tests/ (installed tests)")
+    blocks = python_blocks(page.read_text())
+    assert blocks, f"{page.name} has no python example"
+    namespace = {}  # one namespace per page: later blocks build on earlier ones
     for code in blocks:
         # "..." bodies in the tour stand for the user's own code
-        exec(compile(code.replace(": ...", ": pass"), "README.md", "exec"), {})
+        exec(compile(code.replace(": ...", ": pass"), page.name, "exec"), namespace)
