@@ -46,6 +46,7 @@ struct KernelTable {
   CrossEntropyFn cross_entropy[2] = {};
   SoftmaxFn softmax[2] = {};
   MultiMarginFn multi_margin[2] = {};
+  DistillationFn distillation[2] = {};
 };
 
 // Each family translation unit, compiled once per ISA, defines register_<family>_<isa>.

@@ -23,8 +23,8 @@ from .classification import (  # noqa: E402
     binary_cross_entropy, binary_focal, hinge, logistic, smooth_hinge, squared_hinge,
 )
 from .multiclass import (  # noqa: E402
-    CategoricalCrossEntropy, CategoricalFocal, MultiClassHinge, SparseCategoricalCrossEntropy, SparseCategoricalFocal,
-    categorical_cross_entropy, categorical_focal, sparse_categorical_focal, class_weights, log_softmax, logsumexp, multi_class_hinge,
+    CategoricalCrossEntropy, CategoricalFocal, Distillation, KLDivergence, MultiClassHinge, SparseCategoricalCrossEntropy, SparseCategoricalFocal,
+    categorical_cross_entropy, categorical_focal, distillation, kl_divergence, sparse_categorical_focal, class_weights, log_softmax, logsumexp, multi_class_hinge,
     smooth_labels, softmax, sparse_categorical_cross_entropy,
 )
 from .regression import (  # noqa: E402
@@ -41,6 +41,7 @@ __all__ = [
     "SparseCategoricalCrossEntropy", "CategoricalCrossEntropy", "sparse_categorical_cross_entropy",
     "categorical_cross_entropy", "MultiClassHinge", "multi_class_hinge",
     "SparseCategoricalFocal", "sparse_categorical_focal", "CategoricalFocal", "categorical_focal",
+    "Distillation", "distillation", "KLDivergence", "kl_divergence",
     "logsumexp", "softmax", "log_softmax", "smooth_labels",
     "class_weights",
 ]
