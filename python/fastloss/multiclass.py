@@ -293,6 +293,15 @@ class _TemperedSoftmaxKL(_RowLoss):
     inputs = ("teacher_logits",)
     convex, robust, smooth = True, False, True
 
+    def synthetic(self, n: int, rng: np.random.Generator, dtype: str, num_classes: int = 10):
+        """CLI data: labels from teacher logits, student logits = teacher's + noise."""
+        teacher = 2.0 * rng.standard_normal((n, num_classes))
+        student = (teacher + rng.standard_normal(teacher.shape)).astype(dtype)
+        labels = teacher.argmax(axis=1)
+        if self.inputs:
+            return labels, student, {"teacher_logits": teacher.astype(dtype)}
+        return teacher.astype(dtype), student, {}
+
     def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
              hess_out, teacher_logits):
         return _core.distillation(
