@@ -65,9 +65,19 @@ def synthetic(loss, n: int, seed: int = 0, dtype: str = "float64", num_classes: 
       probabilities when the loss takes probabilities;
     - multi-class: labels (n,) and logits (n, num_classes), or softmax probabilities, or one-hot
       targets for CategoricalCrossEntropy;
-    - a vector of quantiles: predictions (n, q).
+    - a vector of quantiles: predictions (n, q);
+    - consistency: two noisy views (n, num_classes) of the same logits (softmax probabilities
+      unless the loss takes logits).
     """
     rng = np.random.default_rng(seed)
+    if loss.family == "consistency":  # two views of the same inputs: logits, or their softmax
+        from .multiclass import softmax
+
+        z = 2.0 * rng.standard_normal((n, num_classes))
+        views = (z, z + 0.5 * rng.standard_normal(z.shape))
+        if not getattr(loss, "from_logits", False):
+            views = tuple(softmax(v) for v in views)
+        return tuple(v.astype(dtype) for v in views)
     if loss.family != "classification":
         y = rng.standard_normal(n)
         p = y + 0.3 * rng.standard_normal(n)
