@@ -289,3 +289,23 @@ def test_errors(rng):
     with pytest.raises(ValueError, match="sample_weight"):
         acc.update(np.array([0, 1]), np.zeros((2, 3)), np.array([1.0, -1.0]))
     assert (acc.total, acc.normalizer, acc.batches) == before
+
+
+def test_every_registered_loss_declares_its_normalizer():
+    # Streaming needs each loss's mean denominator: a loss class added without one fails here.
+    from fastloss._base import ElementwiseLoss, Loss
+    from fastloss.cli import synthetic
+
+    for info in fl.losses():
+        assert info.cls._normalizer is not Loss._normalizer, (
+            f"{info.cls.__name__} does not define _normalizer (the denominator of its mean)")
+        if info.family not in ("regression", "classification", "consistency"):
+            continue  # synthetic data below only knows these families
+        loss = info.cls()
+        y, p = synthetic(loss, 50, seed=1)
+        rows = p.shape if isinstance(loss, ElementwiseLoss) else p.shape[:-1]
+        w = np.random.default_rng(2).uniform(0, 2, rows)
+        for weights in (None, w):
+            total = loss(y, p, weights, reduction="sum")
+            assert total / loss._normalizer(y, p, weights) == pytest.approx(
+                loss(y, p, weights), rel=RTOL), info.name
