@@ -9,6 +9,8 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastloss as fl
 from fastloss.accumulate import _ExactSum
@@ -309,3 +311,25 @@ def test_every_registered_loss_declares_its_normalizer():
             total = loss(y, p, weights, reduction="sum")
             assert total / loss._normalizer(y, p, weights) == pytest.approx(
                 loss(y, p, weights), rel=RTOL), info.name
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 300), k=st.integers(1, 12), seed=st.integers(0, 2**32 - 1),
+       zero_weights=st.booleans())
+def test_property_chunkings(n, k, seed, zero_weights):
+    rng = np.random.default_rng(seed)
+    loss = fl.SparseCategoricalCrossEntropy(from_logits=True, class_weight=CW5, ignore_index=-100)
+    y = rng.integers(0, 5, n)
+    y[rng.random(n) < 0.2] = -100
+    z = 3 * rng.standard_normal((n, 5))
+    w = rng.uniform(0, 2, n)
+    if zero_weights:
+        w[rng.random(n) < 0.5] = 0.0
+    cuts = _random_cuts(rng, n, k)
+    acc, g = _accumulate(loss, y, z, w, cuts)
+    value, grad = loss.value_and_grad(y, z, w)
+    if math.isnan(value):  # nothing counted: NaN and a zero gradient both ways
+        assert math.isnan(acc.value()) and acc.scale == 0.0 and not np.any(g * acc.scale)
+    else:
+        assert acc.value() == pytest.approx(value, rel=RTOL, abs=0.0)
+        np.testing.assert_allclose(g * acc.scale, grad, rtol=RTOL, atol=1e-300)
