@@ -62,8 +62,9 @@ class ConsistencyMSE(Loss):
     On probabilities (default) ``p = y_pred``, ``q = y_true``. With ``from_logits=True``,
     ``p = softmax(y_pred / T)`` and ``q = softmax(y_true / T)`` for the temperature ``T``;
     gradient ``(1/T) p_j (g_j - sum_k p_k g_k)`` with ``g = 2 (p - q)``, and the exact Hessian
-    diagonal. The mean divides by the summed row weights (the number of rows): Mean Teacher's
-    ``softmax_mse_loss`` divided by the batch size is this mean divided by ``K``.
+    diagonal. The mean divides by the summed row weights (the number of rows; a mean over zero
+    weight is NaN with a zero gradient): Mean Teacher's ``softmax_mse_loss`` divided by the batch
+    size is this mean divided by ``K``.
 
     The loss is symmetric: the gradient with respect to ``y_true`` (when both views are trained)
     is ``value_and_grad(y_pred, y_true)[1]``.
