@@ -253,3 +253,16 @@ def test_registry_functionals_and_doctests():
     assert "teacher_logits" in fl.distillation.__doc__
     assert repr(fl.Distillation(alpha=0.25)) == "Distillation(alpha=0.25, temperature=2.0)"
     assert doctest.testmod(fastloss.multiclass).failed == 0
+
+
+def test_gradient_accumulation_over_chunks_equals_one_shot(rng):
+    y, z, t = problem(rng, rows=300, K=9)
+    w = rng.random(300)
+    loss = fl.Distillation(alpha=0.3, temperature=2.5)
+    value, grad = loss.value_and_grad(y, z, w, teacher_logits=t)
+    acc = fl.GradientAccumulator(loss)
+    cuts = [0, 1, 1, 57, 200, 300]
+    grads = [acc.update(y[a:b], z[a:b], w[a:b], teacher_logits=t[a:b])
+             for a, b in zip(cuts[:-1], cuts[1:])]
+    assert acc.value() == pytest.approx(value, rel=1e-12)
+    np.testing.assert_allclose(np.concatenate(grads) * acc.scale, grad, rtol=1e-12, atol=1e-300)

@@ -30,6 +30,16 @@ from .multiclass import (  # noqa: E402
 from .regression import (  # noqa: E402
     MAE, MSE, Huber, LogCosh, Quantile, SmoothL1, huber, log_cosh, mae, mse, quantile, smooth_l1,
 )
+from .accumulate import GradientAccumulator  # noqa: E402
+from .composite import MultiTask, MultiTaskResult, UncertaintyResult, UncertaintyWeighting  # noqa: E402
+from .consistency import (  # noqa: E402
+    ConsistencyMSE, GraphConsistency, GridConsistency, TemporalConsistency, consistency_mse,
+)
+from .progressive import (  # noqa: E402
+    SelfPaced, SelfPacedResult, curriculum_fraction, curriculum_indices, self_paced_objective,
+    self_paced_weights,
+)
+from .regularizers import L1, L2, ElasticNet, Regularized  # noqa: E402
 
 __all__ = [
     "__version__", "build_info", "get_num_threads", "set_num_threads", "num_threads", "select_isa",
@@ -44,4 +54,10 @@ __all__ = [
     "Distillation", "distillation", "KLDivergence", "kl_divergence",
     "logsumexp", "softmax", "log_softmax", "smooth_labels",
     "class_weights",
+    "GradientAccumulator",
+    "MultiTask", "MultiTaskResult", "UncertaintyWeighting", "UncertaintyResult",
+    "ConsistencyMSE", "consistency_mse", "TemporalConsistency", "GraphConsistency", "GridConsistency",
+    "SelfPaced", "SelfPacedResult", "self_paced_weights", "self_paced_objective",
+    "curriculum_fraction", "curriculum_indices",
+    "L1", "L2", "ElasticNet", "Regularized",
 ]

@@ -139,6 +139,12 @@ class Loss:
         return self._run(y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out,
                          grad_out, hess_out, **inputs)
 
+    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
+        """The denominator of this loss's ``reduction="mean"`` on these (already validated)
+        inputs: ``mean = sum / _normalizer``. Exact streaming (``fastloss.GradientAccumulator``)
+        adds these up over micro-batches."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare the normalizer of its mean")
+
     def __call__(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None, **inputs):
         """The loss value: a float (``"mean"``/``"sum"``) or the per-element array (``"none"``)."""
         value, per_elem, _, _ = self._call(y_true, y_pred, sample_weight, reduction, False, False,
@@ -234,6 +240,15 @@ class ElementwiseLoss(Loss):
 
     def _column_params(self) -> Optional[np.ndarray]:
         return None
+
+    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
+        # The sum of the weights over all elements: a weight of y_pred's shape, or of its leading
+        # axes repeated over the trailing ones (as the kernel broadcasts it).
+        n = int(np.size(y_pred))
+        if sample_weight is None:
+            return float(n)
+        w = np.asarray(sample_weight, dtype=np.float64)
+        return float(w.sum()) * (n // w.size) if w.size else 0.0
 
     def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
              hess_out):

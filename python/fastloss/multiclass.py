@@ -57,6 +57,12 @@ class _RowLoss(Loss):
 
     family = "classification"
 
+    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
+        # The mean is over rows: their summed sample weights (the number of rows without).
+        if sample_weight is None:
+            return float(np.prod(np.shape(y_pred)[:-1], dtype=np.int64))
+        return float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
+
 
 class _SoftmaxCrossEntropy(_RowLoss):
     dense = False
@@ -70,6 +76,22 @@ class _SoftmaxCrossEntropy(_RowLoss):
             getattr(self, "ignore_index", None), self.label_smoothing, self._focal_gamma, sample_weight,
             _check_reduction(reduction or self.reduction), want_grad, want_hess, out, grad_out,
             hess_out)
+
+    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
+        if self.dense:
+            return super()._normalizer(y_true, y_pred, sample_weight)
+        # PyTorch's mean with labels (cpp/bindings/multiclass.cpp, label_normalizer): the summed
+        # sample weight times class weight of the rows that count; ignored rows count 0. The focal
+        # loss's alpha does not normalize.
+        labels = np.asarray(y_true).astype(np.int64, copy=False)
+        w = (np.ones(labels.shape) if sample_weight is None
+             else np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), labels.shape))
+        ignore = getattr(self, "ignore_index", None)
+        counted = labels != ignore if ignore is not None else np.ones(labels.shape, dtype=bool)
+        w = w[counted]
+        if self.class_weight is not None and self._focal_gamma < 0:
+            w = w * self.class_weight[labels[counted]]
+        return float(w.sum())
 
 
 class SparseCategoricalCrossEntropy(_SoftmaxCrossEntropy):
