@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 __all__ = ["ADVICE", "Finding", "ConvergenceReport", "errors_of", "fit_linear_rate", "convergence_order",
-           "classify_convergence", "detect_plateau", "detect_oscillation", "detect_explosion",
+           "classify_convergence", "detect_plateau", "detect_oscillation", "detect_explosion", "explosion_at",
            "analyze_convergence", "StoppingRule"]
 
 # What to do about each finding: spec 8.6 ("Common Issues"), with the landscape reasons of 7.1-7.3.
@@ -210,31 +210,42 @@ def detect_oscillation(values, window: int = 20, min_sign_changes: float = 0.5,
             for a, b in _segments(osc, gap=window)]
 
 
+def explosion_at(f0: float, fk: float, gk: Optional[float] = None, g_recent=None,
+                 growth: float = 10.0, grad_growth: float = 100.0) -> Tuple[Optional[str], Optional[str]]:
+    """The explosion rule for one step ``k``: (message about the loss ``fk`` against the first
+    loss ``f0``, message about the gradient norm ``gk`` against the median of ``g_recent``, the
+    norms of up to 100 steps before it); None where there is nothing to report."""
+    loss_msg = grad_msg = None
+    if not math.isfinite(fk):
+        loss_msg = f"loss is {fk}"
+    elif math.isfinite(f0) and fk > f0 + growth * max(abs(f0), np.finfo(np.float64).tiny):
+        loss_msg = f"loss grew from {f0:.4g} to {fk:.4g}"
+    if gk is not None:
+        recent = np.asarray([] if g_recent is None else g_recent, dtype=np.float64)
+        recent = recent[np.isfinite(recent)]
+        if not math.isfinite(gk):
+            grad_msg = f"gradient norm is {gk}"
+        elif len(recent) >= 3 and np.median(recent) > 0 and gk > grad_growth * np.median(recent):
+            grad_msg = f"gradient norm {gk:.4g} is {gk / np.median(recent):.3g} times the recent median"
+    return loss_msg, grad_msg
+
+
 def detect_explosion(values, grad_norms=None, growth: float = 10.0,
                      grad_growth: float = 100.0) -> List[Finding]:
+    """The first step where the loss explodes and the first where the gradient norm does."""
     f = _as_history(values)
-    findings = []
-    bad = np.flatnonzero(~np.isfinite(f))
-    if bad.size:
-        findings.append(Finding("explosion", int(bad[0]), f"loss is {f[bad[0]]} at step {bad[0]}"))
-    if len(f):
-        finite = np.where(np.isfinite(f), f, -np.inf)
-        high = np.flatnonzero(finite > f[0] + growth * max(abs(f[0]), np.finfo(np.float64).tiny))
-        if high.size:
-            findings.append(Finding("explosion", int(high[0]), f"loss grew from {f[0]:.4g} to "
-                                    f"{f[high[0]]:.4g} at step {high[0]}"))
-    if grad_norms is not None:
-        g = _as_history(grad_norms, "grad_norms")
-        bad = np.flatnonzero(~np.isfinite(g))
-        if bad.size:
-            findings.append(Finding("explosion", int(bad[0]), f"gradient norm is {g[bad[0]]} at step {bad[0]}"))
-        for k in range(3, len(g)):
-            ref = np.median(g[:k][np.isfinite(g[:k])]) if np.isfinite(g[:k]).any() else math.nan
-            if np.isfinite(g[k]) and ref > 0 and g[k] > grad_growth * ref:
-                findings.append(Finding("explosion", k, f"gradient norm {g[k]:.4g} at step {k} is "
-                                        f"{g[k] / ref:.3g} times the median before it"))
-                break
-    return sorted(findings, key=lambda x: x.step)
+    g = None if grad_norms is None else _as_history(grad_norms, "grad_norms")
+    found: Dict[int, Finding] = {}
+    for k in range(max(len(f), 0 if g is None else len(g))):
+        msgs = explosion_at(f[0] if len(f) else math.nan, f[k] if k < len(f) else 0.0,
+                            None if g is None or k >= len(g) else float(g[k]),
+                            None if g is None else g[max(0, k - 100):k], growth, grad_growth)
+        for slot, msg in enumerate(msgs):
+            if msg and slot not in found:
+                found[slot] = Finding("explosion", k, f"{msg} at step {k}")
+        if len(found) == 2:
+            break
+    return sorted(found.values(), key=lambda x: x.step)
 
 
 @dataclass
