@@ -49,7 +49,9 @@ ADVICE = {
                "conditioning (spec 7.1); check the learning rate, try momentum or a second-order "
                "method, and look at the Hessian's condition number.",
     "stalled": "Loss stopped decreasing while the gradient is not small: check the gradients and the "
-               "learning rate (spec 8.6); a learning-rate schedule may have decayed too far.",
+               "learning rate (spec 8.6; a schedule may have decayed too far); slow progress along "
+               "the flat directions of an ill-conditioned Hessian looks the same (spec 7.1, 7.2): "
+               "compare the condition number.",
     "oscillation": "Loss oscillating: reduce the learning rate, increase the batch size (spec 8.6); "
                    "momentum smooths the updates, and oscillation may indicate poor conditioning "
                    "(spec 7.2).",
@@ -92,11 +94,11 @@ def errors_of(values, target: Optional[float] = None) -> np.ndarray:
     f = _as_history(values)
     if not np.all(np.isfinite(f)):
         f = f[:int(np.argmin(np.isfinite(f)))]
+    # A difference of two rounded values is exact only to ~eps |f|: keep those well above that.
     if target is None:
-        e, scale = f[:-1] - f[1:], np.maximum(np.abs(f[:-1]), np.abs(f[1:]))
+        e, noise = f[:-1] - f[1:], 1e4 * np.finfo(np.float64).eps * np.maximum(np.abs(f[:-1]), np.abs(f[1:]))
     else:
-        e, scale = f - target, np.maximum(np.abs(f), abs(target))
-    noise = 16 * np.finfo(np.float64).eps * scale
+        e, noise = f - target, 16 * np.finfo(np.float64).eps * np.maximum(np.abs(f), abs(target))
     bad = np.nonzero(e <= noise)[0]
     return e[:bad[0]] if bad.size else e
 
