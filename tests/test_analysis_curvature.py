@@ -63,11 +63,12 @@ def test_central_difference_hvp_matches_differences_of_the_value(model, rng):
     np.testing.assert_allclose(obj.hvp(theta, v), H @ v, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("block_size", [1, 4])
 @pytest.mark.parametrize("which", ["top", "bottom", "both"])
-def test_lanczos_matches_dense_eigh(which, rng):
+def test_lanczos_matches_dense_eigh(which, block_size, rng):
     obj, theta, X, _ = _logistic_problem(rng)
     exact = np.linalg.eigh(_logistic_hessian(X, theta, obj.l2))[0][::-1]
-    spec = fa.hessian_eigenvalues(obj, theta, k=3, which=which, tol=1e-8, seed=1)
+    spec = fa.hessian_eigenvalues(obj, theta, k=3, which=which, tol=1e-8, seed=1, block_size=block_size)
     want = {"top": exact[:3], "bottom": exact[-3:], "both": np.r_[exact[:3], exact[-3:]]}[which]
     assert spec.converged
     np.testing.assert_allclose(spec.eigenvalues, want, rtol=1e-8)
@@ -76,15 +77,17 @@ def test_lanczos_matches_dense_eigh(which, rng):
         np.testing.assert_allclose(H @ vec, lam * vec, atol=1e-6 * exact[0])
 
 
-def test_lanczos_finds_repeated_eigenvalues_after_restart(rng):
+@pytest.mark.parametrize("block_size", [1, 3])
+def test_lanczos_finds_repeated_eigenvalues_after_restart(block_size, rng):
     # 5 samples, 10 features: the eigenvalue l2 has multiplicity 6; a full run must find all copies
     X, y = rng.standard_normal((5, 10)), rng.integers(0, 2, 5).astype(float)
     obj = fa.Objective(fa.LogisticRegression(10), X, y, l2=0.1)
     theta = np.zeros(11)
-    spec = fa.hessian_eigenvalues(obj, theta, k=11, which="top")
+    spec = fa.hessian_eigenvalues(obj, theta, k=11, which="top", block_size=block_size)
     np.testing.assert_allclose(spec.eigenvalues, np.linalg.eigvalsh(obj.hessian(theta))[::-1],
                                rtol=1e-10, atol=1e-12)
     assert np.sum(np.isclose(spec.eigenvalues, 0.1)) == 6
+    assert spec.n_matvec == 11
 
 
 def test_softmax_and_mlp_spectrum_against_dense(rng):

@@ -51,7 +51,7 @@ def landscape(n: int = 2000, d: int = 20, condition: float = 1e4, steps: int = 3
     ev = spectrum.eigenvalues
     printer(f"problem: logistic regression, n={n}, d={d}, feature-scale condition {condition:g}, "
             f"{steps} gradient steps of 1/lambda_max = {lr:.4g}")
-    printer(f"Hessian spectrum at the end point (Lanczos, {spectrum.iterations} HVPs, "
+    printer(f"Hessian spectrum at the end point (Lanczos, {spectrum.n_matvec} HVPs, "
             f"converged={spectrum.converged}):")
     printer("  top:    " + "  ".join(f"{v:.6g}" for v in ev[:k]))
     printer("  bottom: " + "  ".join(f"{v:.6g}" for v in ev[k:]))
