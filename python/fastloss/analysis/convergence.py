@@ -60,8 +60,10 @@ ADVICE = {
     "diverging": "Diverging: lower the learning rate and clip the gradients (spec 8.6); check the "
                  "gradients and the data for non-finite values.",
     "sublinear": "Sublinear convergence, slower than O(rho^k) (spec 7.3): typical of non-smooth or "
-                 "not strongly convex objectives; a smooth loss (Huber, smooth hinge), L2 "
-                 "regularization or a second-order method converges faster.",
+                 "not strongly convex objectives, and of ill-conditioned ones before the slowest "
+                 "direction dominates (a spread of Hessian eigenvalues, spec 7.2: compare the "
+                 "condition number); a smooth loss (Huber, smooth hinge), L2 regularization, "
+                 "rescaled features or a second-order method converge faster.",
     "slow_linear": "Linear convergence with rho close to 1: the Hessian is ill-conditioned (spec 7.2); "
                    "rescale the features, precondition, or use momentum / a second-order method.",
 }
