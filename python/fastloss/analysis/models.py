@@ -9,9 +9,9 @@ A model maps one flat vector ``theta`` to predictions and back-propagates a cota
 - ``vjp(theta, X, cotangent)``: ``J(theta)^T cotangent``, a flat vector like ``theta``;
 - ``linear``: predictions are affine in ``theta``; such models also give ``jvp(theta, X, v) = J v``.
 
-``Objective(model, loss, X, y)`` is ``L(theta) = loss(y, model.predict(theta, X)) + l2/2 ||theta||^2``
+``Objective(model, X, y, loss)`` is ``L(theta) = loss(y, model.predict(theta, X)) + l2/2 ||theta||^2``
 (the penalty covers every parameter, biases included) with its gradient and Hessian-vector
-products. For a linear model with an elementwise loss (the loss's Hessian with respect to the
+products (``hvp`` also takes a block ``(n_params, b)`` of vectors). For a linear model with an elementwise loss (the loss's Hessian with respect to the
 predictions is diagonal) the HVP is exact: ``J^T diag(h) J v + l2 v`` with ``h`` the loss's Hessian
 diagonal from ``loss.grad_hess`` (cached per theta, so each HVP costs one ``J v`` and one ``J^T u``).
 Otherwise (the MLP, the softmax cross-entropy whose Hessian over a row is ``diag(p) - p p^T``, not
