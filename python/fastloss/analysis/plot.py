@@ -94,11 +94,11 @@ def plot_history(history, ax=None, log: bool = True, per_class: bool = True):
 
 
 def plot_spectrum(spectrum, ax=None, **kwargs: Any):
-    """Hessian eigenvalues (a ``Spectrum`` or an array) by rank, on a symmetric-log scale."""
+    """Hessian eigenvalues (a ``Spectrum`` or an array) in decreasing order, symmetric-log scale."""
     ax = _new_axes(ax)
     ev = np.asarray(getattr(spectrum, "eigenvalues", spectrum), dtype=np.float64)
     ax.plot(np.arange(1, len(ev) + 1), ev, "o", **kwargs)
     ax.set_yscale("symlog", linthresh=max(float(np.min(np.abs(ev[ev != 0]), initial=1.0)), 1e-300))
-    ax.set_xlabel("rank")
+    ax.set_xlabel("eigenvalue, in decreasing order (top k, then bottom k)")
     ax.set_ylabel("Hessian eigenvalue")
     return ax
