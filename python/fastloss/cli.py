@@ -1,4 +1,5 @@
-"""Command line: ``fastloss list | info | eval | bench`` (also ``python -m fastloss``)."""
+"""Command line: ``fastloss list | info | eval | bench | landscape | check-grad`` (also
+``python -m fastloss``)."""
 
 from __future__ import annotations
 
@@ -202,7 +203,43 @@ def build_parser() -> argparse.ArgumentParser:
     be = sub.add_parser("bench", help="benchmark table vs NumPy / PyTorch / scikit-learn")
     be.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
     be.add_argument("--json", metavar="FILE", help="save all results as JSON")
+    _add_analysis_parsers(sub)
     return parser
+
+
+def _add_analysis_parsers(sub) -> None:
+    """``landscape`` and ``check-grad``: the fastloss.analysis tools (docs/analysis.md)."""
+    la = sub.add_parser("landscape", help="spectrum, condition number and convergence of gradient "
+                        "descent on an ill-conditioned logistic regression; writes a PNG")
+    la.add_argument("--n", type=int, default=2000, help="samples")
+    la.add_argument("--d", type=int, default=20, help="features")
+    la.add_argument("--condition", type=float, default=1e4, help="spread of the feature scales squared")
+    la.add_argument("--steps", type=int, default=300, help="gradient-descent steps")
+    la.add_argument("--k", type=int, default=5, help="eigenvalues at each end")
+    la.add_argument("--seed", type=int, default=0)
+    la.add_argument("--out", default="landscape.png", help="PNG to write ('' for none)")
+    cg = sub.add_parser("check-grad", help="gradient and Hessian-diagonal check of a loss")
+    cg.add_argument("loss", help="loss name (see `fastloss list`)")
+    cg.add_argument("--param", action="append", default=[], metavar="K=V")
+    cg.add_argument("--n", type=int, default=200, help="synthetic samples")
+    cg.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    cg.add_argument("--seed", type=int, default=0)
+    cg.add_argument("--no-hessian", action="store_true", help="check the gradient only")
+
+
+def cmd_landscape(args: argparse.Namespace) -> int:
+    from .analysis.commands import landscape
+
+    landscape(args.n, args.d, args.condition, args.steps, args.k, args.seed, args.out or None)
+    return 0
+
+
+def cmd_check_grad(args: argparse.Namespace) -> int:
+    from .analysis.commands import check_grad_command
+
+    ok = check_grad_command(args.loss, _parse_params(args.param), args.n, args.dtype, args.seed,
+                            not args.no_hessian)
+    return 0 if ok else 1
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -215,7 +252,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "eval" and args.dtype is None and args.synthetic:
         args.dtype = "float64"
     try:
-        return {"list": cmd_list, "info": cmd_info, "eval": cmd_eval}[args.command](args)
+        return {"list": cmd_list, "info": cmd_info, "eval": cmd_eval, "landscape": cmd_landscape,
+                "check-grad": cmd_check_grad}[args.command](args)
     except (ValueError, TypeError) as e:
         print(f"fastloss {args.command}: error: {e}", file=sys.stderr)
         return 2
