@@ -12,8 +12,8 @@ from fastloss.cli import synthetic
 @pytest.mark.parametrize("name", [info.name for info in fl.losses()])
 def test_every_registered_loss_passes(name, dtype):
     loss = fl.get_loss(name)
-    y_true, y_pred = synthetic(loss, 60, seed=1, dtype=dtype)
-    report = fa.check_grad(loss, y_true, y_pred)
+    y_true, y_pred, inputs = synthetic(loss, 60, seed=1, dtype=dtype)
+    report = fa.check_grad(loss, y_true, y_pred, **inputs)
     assert report.all_passed, str(report)
     assert report.n_checked == min(y_pred.size, 200)
     assert report.rtol == fa.gradcheck.DEFAULT_RTOL[np.dtype(dtype)]
@@ -35,7 +35,7 @@ class _WrongHessian(fl.LogCosh):
 
 def test_catches_a_wrong_gradient():
     loss = _WrongGradient()
-    y, p = synthetic(loss, 50, seed=2)
+    y, p, _ = synthetic(loss, 50, seed=2)
     report = fa.check_grad(loss, y, p, hessian=False)
     assert not report.passed and not report.all_passed
     assert report.worst_index == (7,)
@@ -45,7 +45,7 @@ def test_catches_a_wrong_gradient():
 
 def test_catches_a_wrong_hessian():
     loss = _WrongHessian()
-    y, p = synthetic(loss, 50, seed=2)
+    y, p, _ = synthetic(loss, 50, seed=2)
     report = fa.check_grad(loss, y, p)
     assert report.passed and not report.hessian.passed and not report.all_passed
 

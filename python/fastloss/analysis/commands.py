@@ -99,8 +99,8 @@ def check_grad_command(name: str, params: Dict[str, Any], n: int = 200, dtype: s
     from ..cli import synthetic
 
     loss = get_loss(name, **params)
-    y_true, y_pred = synthetic(loss, n, seed, dtype)
-    result = check_grad(loss, y_true, y_pred, hessian=hessian, seed=seed)
+    y_true, y_pred, inputs = synthetic(loss, n, seed, dtype)
+    result = check_grad(loss, y_true, y_pred, hessian=hessian, seed=seed, **inputs)
     printer(f"{loss!r} on {n} synthetic samples ({dtype}):")
     printer(str(result))
     return result.all_passed

@@ -99,18 +99,20 @@ def _central(f: Callable[[np.ndarray], Any], x: np.ndarray, indices: np.ndarray,
 
 def check_grad(fn, *args, sample_weight=None, reduction: Optional[str] = None, hessian: bool = True,
                rtol: Optional[float] = None, atol: Optional[float] = None, max_elements: int = 200,
-               seed: Any = 0) -> GradCheck:
+               seed: Any = 0, **inputs) -> GradCheck:
     """Check analytic derivatives against central differences; returns a ``GradCheck`` report.
 
-    ``check_grad(loss, y_true, y_pred, sample_weight=None, reduction=None)``: the loss's gradient
-    (``value_and_grad``) and, with ``hessian=True``, its Hessian diagonal (``grad_hess``).
+    ``check_grad(loss, y_true, y_pred, sample_weight=None, reduction=None, **inputs)``: the loss's
+    gradient (``value_and_grad``) and, with ``hessian=True``, its Hessian diagonal (``grad_hess``);
+    ``inputs`` are the extra keyword arrays the loss takes (e.g. ``teacher_logits``).
     ``check_grad(objective, theta)``: ``objective.grad`` against differences of
     ``objective.value``, and with ``hessian=True`` the diagonal of ``objective.hvp``.
     """
     if isinstance(fn, Loss):
         if len(args) != 2:
             raise TypeError("check_grad(loss, y_true, y_pred, ...) takes y_true and y_pred")
-        return _check_loss(fn, *args, sample_weight, reduction, hessian, rtol, atol, max_elements, seed)
+        return _check_loss(fn, *args, sample_weight, reduction, hessian, rtol, atol, max_elements, seed,
+                           inputs)
     if hasattr(fn, "value") and hasattr(fn, "grad"):
         if len(args) != 1:
             raise TypeError("check_grad(objective, theta) takes theta")
@@ -119,7 +121,8 @@ def check_grad(fn, *args, sample_weight=None, reduction: Optional[str] = None, h
                     f"{type(fn).__name__}")
 
 
-def _check_loss(loss, y_true, y_pred, sample_weight, reduction, hessian, rtol, atol, max_elements, seed):
+def _check_loss(loss, y_true, y_pred, sample_weight, reduction, hessian, rtol, atol, max_elements, seed,
+                inputs):
     y_pred = np.asarray(y_pred)
     if y_pred.dtype not in (np.float32, np.float64):
         raise TypeError(f"y_pred must be float32 or float64; got {y_pred.dtype}")
@@ -128,13 +131,14 @@ def _check_loss(loss, y_true, y_pred, sample_weight, reduction, hessian, rtol, a
         reduction = "sum"  # per-element derivatives under "none" are those of "sum"
     rtol = DEFAULT_RTOL[y_pred.dtype] if rtol is None else rtol
     idx = _indices(y_pred.size, max_elements, seed)
-    _, grad = loss.value_and_grad(y_true, y_pred, sample_weight, reduction=reduction)
-    value = lambda p: loss(y_true, p, sample_weight, reduction=reduction)  # noqa: E731
+    _, grad = loss.value_and_grad(y_true, y_pred, sample_weight, reduction=reduction, **inputs)
+    value = lambda p: loss(y_true, p, sample_weight, reduction=reduction, **inputs)  # noqa: E731
     numeric = _central(value, y_pred, idx, lambda v, i: v)
     report = _compare("gradient", grad.reshape(-1)[idx], numeric, y_pred.shape, idx, rtol, atol)
     if hessian:
-        _, hess = loss.grad_hess(y_true, y_pred, sample_weight, reduction=reduction)
-        gradient = lambda p: loss.value_and_grad(y_true, p, sample_weight, reduction=reduction)[1]  # noqa: E731
+        _, hess = loss.grad_hess(y_true, y_pred, sample_weight, reduction=reduction, **inputs)
+        gradient = lambda p: loss.value_and_grad(y_true, p, sample_weight, reduction=reduction,  # noqa: E731
+                                                 **inputs)[1]
         numeric_h = _central(gradient, y_pred, idx, lambda g, i: g.reshape(-1)[i])
         report.hessian = _compare("hessian diagonal", hess.reshape(-1)[idx], numeric_h, y_pred.shape,
                                   idx, rtol, atol)

@@ -116,8 +116,8 @@ def _lipschitz(name: str) -> Optional[bool]:
         info = next(i for i in losses() if i.name == name)
         params = {"from_logits": True} if "from_logits" in info.params else {}
         loss = get_loss(name, reduction="sum", **params)
-        y, p = synthetic(loss, 64, seed=0)
-        sizes = [float(np.max(np.abs(loss.value_and_grad(y, p * s)[1]))) for s in (1e2, 1e4)]
+        y, p, inputs = synthetic(loss, 64, seed=0)
+        sizes = [float(np.max(np.abs(loss.value_and_grad(y, p * s, **inputs)[1]))) for s in (1e2, 1e4)]
     except Exception:  # a loss whose inputs the synthetic data does not fit
         return None
     return bool(np.isfinite(sizes).all() and sizes[1] <= 2 * sizes[0] + 1e-12)
