@@ -22,12 +22,15 @@ from ._base import ElementwiseLoss, Loss
 from .multiclass import MultiClassHinge, _SoftmaxCrossEntropy, _SoftmaxFocal
 
 
-def mean_normalizer(loss: Loss, y_true: Any, y_pred: np.ndarray, sample_weight: Optional[np.ndarray]) -> float:
-    """The denominator of ``loss``'s mean over these rows (see the module docs)."""
+def mean_normalizer(loss: Loss, y_true: Any, pred_shape: Tuple[int, ...],
+                    sample_weight: Optional[np.ndarray]) -> float:
+    """The denominator of ``loss``'s mean over these rows (see the module docs), from the labels,
+    the weights and the shape of the predictions (not their values)."""
     w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    size = int(np.prod(pred_shape))
     if isinstance(loss, ElementwiseLoss):
-        return float(y_pred.size) if w is None else float(w.sum()) * (y_pred.size // max(w.size, 1))
-    rows = y_pred.shape[0] if y_pred.ndim > 1 else 1
+        return float(size) if w is None else float(w.sum()) * (size // max(w.size, 1))
+    rows = size // pred_shape[-1] if pred_shape else 1
     row_w = np.ones(rows) if w is None else w.reshape(-1)
     if isinstance(loss, MultiClassHinge) or (isinstance(loss, _SoftmaxCrossEntropy) and loss.dense):
         return float(row_w.sum())
@@ -44,4 +47,4 @@ def partial_sum(loss: Loss, y_true: Any, y_pred: Any, sample_weight: Any = None)
     """``(weighted sum of the loss, mean normalizer)`` over these rows."""
     y_pred = np.asarray(y_pred)
     total = loss(y_true, y_pred, sample_weight, reduction="sum")
-    return total, mean_normalizer(loss, y_true, y_pred, sample_weight)
+    return total, mean_normalizer(loss, y_true, y_pred.shape, sample_weight)
