@@ -138,15 +138,15 @@ class BoostingObjective(LossAdapter):
         w = None if sample_weight is None or np.size(sample_weight) == 0 else np.asarray(sample_weight)
         grad, hess = self.loss.grad_hess(y, margin, w, reduction="sum")
         if self.hessian == "fisher":
-            hess = self._fisher(margin, w)
+            hess = self._fisher(y, margin, w)
         if self.hessian != "exact":
             lower = self.floor if w is None else per_element(w * self.floor, hess.shape)
             np.maximum(hess, lower, out=hess, casting="unsafe")
         return grad, hess
 
-    def _fisher(self, margin: np.ndarray, w: Optional[np.ndarray]) -> np.ndarray:
-        if self.kind == "binary":
-            return _BERNOULLI.grad_hess(np.zeros(margin.shape, np.int8), margin, w, reduction="sum")[1]
+    def _fisher(self, y: np.ndarray, margin: np.ndarray, w: Optional[np.ndarray]) -> np.ndarray:
+        if self.kind == "binary":  # label-free: (pw ys + 1 - ys) = 1 for any label ys
+            return _BERNOULLI.grad_hess(y, margin, w, reduction="sum")[1]
         if self.kind == "multiclass":
             labels = np.zeros(margin.shape[:-1], np.int32)
             return _CATEGORICAL.grad_hess(labels, margin, w, reduction="sum")[1]

@@ -93,7 +93,7 @@ def _plan(loss, y_true, y_pred, sample_weight, reduction):
     reduction = _reduction(loss, reduction)
     p, p_blocks, (y_blocks, w_blocks) = _row_blocks(y_pred, y_true, sample_weight)
     shapes = [(rows,) + p.shape[1:] for rows in p.chunks[0]]
-    normalizers = [dask.delayed(mean_normalizer, pure=True)(loss, yb, shape, wb)
+    normalizers = [dask.delayed(mean_normalizer)(loss, yb, shape, wb)
                    for yb, shape, wb in zip(y_blocks, shapes, w_blocks)]
     return loss, reduction, p, list(zip(y_blocks, p_blocks, w_blocks)), shapes, normalizers
 
@@ -107,18 +107,18 @@ def loss_value(loss: Any, y_true, y_pred, sample_weight=None, *, reduction: Opti
     """The loss value (weighted mean or sum) as a ``dask.delayed`` object: ``.compute()`` gives
     a Python float equal to the in-memory ``loss(y_true, y_pred, sample_weight)``."""
     loss, reduction, _, blocks, _, normalizers = _plan(loss, y_true, y_pred, sample_weight, reduction)
-    sums = [dask.delayed(_block, pure=True)(loss, y, p, w, 1.0, "value") for y, p, w in blocks]
-    return dask.delayed(_merge, pure=True)(sums, normalizers, reduction)
+    sums = [dask.delayed(_block)(loss, y, p, w, 1.0, "value") for y, p, w in blocks]
+    return dask.delayed(_merge)(sums, normalizers, reduction)
 
 
 def value_and_grad(loss: Any, y_true, y_pred, sample_weight=None, *, reduction: Optional[str] = None):
     """``(value, grad)``: the value as a ``dask.delayed`` float and the gradient as a lazy dask
     array of ``y_pred``'s shape and dtype, from one kernel pass per block."""
     loss, reduction, p, blocks, shapes, normalizers = _plan(loss, y_true, y_pred, sample_weight, reduction)
-    scale = dask.delayed(_scale, pure=True)(normalizers, reduction)
-    outs = [dask.delayed(_block, pure=True, nout=2)(loss, y, pb, w, scale, "value_and_grad")
+    scale = dask.delayed(_scale)(normalizers, reduction)
+    outs = [dask.delayed(_block, nout=2)(loss, y, pb, w, scale, "value_and_grad")
             for y, pb, w in blocks]
-    value = dask.delayed(_merge, pure=True)([o[0] for o in outs], normalizers, reduction)
+    value = dask.delayed(_merge)([o[0] for o in outs], normalizers, reduction)
     return value, _lazy([o[1] for o in outs], shapes, p.dtype)
 
 
@@ -126,7 +126,7 @@ def grad_hess(loss: Any, y_true, y_pred, sample_weight=None, *, reduction: Optio
     """``(grad, hess)`` as lazy dask arrays of ``y_pred``'s shape and dtype: the derivatives of
     the global value under ``reduction``."""
     loss, reduction, p, blocks, shapes, normalizers = _plan(loss, y_true, y_pred, sample_weight, reduction)
-    scale = dask.delayed(_scale, pure=True)(normalizers, reduction)
-    outs = [dask.delayed(_block, pure=True, nout=2)(loss, y, pb, w, scale, "grad_hess")
+    scale = dask.delayed(_scale)(normalizers, reduction)
+    outs = [dask.delayed(_block, nout=2)(loss, y, pb, w, scale, "grad_hess")
             for y, pb, w in blocks]
     return (_lazy([o[0] for o in outs], shapes, p.dtype), _lazy([o[1] for o in outs], shapes, p.dtype))
