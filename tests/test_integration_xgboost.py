@@ -109,6 +109,18 @@ def test_native_metric_reports_the_weighted_mean(rng):
     assert result["train"]["focal"][-1] == pytest.approx(expected, rel=1e-5)
 
 
+def test_metric_on_a_builtin_objective_takes_probabilities(rng):
+    X, y, w = task_data("binary", rng)
+    d = xgb.DMatrix(X, label=y, weight=w)
+    result = {}
+    booster = xgb.train(dict(TREE, objective="binary:logistic", eval_metric="logloss"), d, 4,
+                        evals=[(d, "train")], custom_metric=fx.Metric(fl.BinaryCrossEntropy()),
+                        evals_result=result, verbose_eval=False)
+    ours, builtin = result["train"]["binary_cross_entropy"], result["train"]["logloss"]
+    np.testing.assert_allclose(ours, builtin, rtol=1e-5)
+    assert ours[-1] == pytest.approx(fl.BinaryCrossEntropy()(y, booster.predict(d), w), rel=1e-5)
+
+
 def test_sklearn_api_with_weights_and_metric(rng):
     X, y, w = task_data("binary", rng)
     # XGBClassifier runs a callable objective under binary:logistic's link: base_score is a

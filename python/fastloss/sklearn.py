@@ -87,13 +87,12 @@ class _LinearModel(BaseEstimator):
         self.tol = tol
 
     def _make_loss(self) -> Loss:
-        params = dict(self.loss_params or {})
-        cls = type(get_loss(self.loss)) if isinstance(self.loss, str) else None
-        if cls is None:
+        if not isinstance(self.loss, str):
             raise TypeError(f"loss must be a registered loss name; got {type(self.loss).__name__}")
-        if any(p.name == "from_logits" for p in cls.params):
+        params = dict(self.loss_params or {})
+        if any(p.name == "from_logits" for p in type(get_loss(self.loss)).params):
             params.setdefault("from_logits", True)  # a linear model produces scores
-        return cls(**params)
+        return get_loss(self.loss, **params)
 
     def _solve(self, X, y, sample_weight, n_outputs=None):
         """``(coef, intercept, iterations)`` of one fit."""
