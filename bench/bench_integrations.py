@@ -14,7 +14,10 @@
     python bench/bench_integrations.py --size 4e8          # the issue's size: ~3.2 GB per copy
     python bench/bench_integrations.py --only xgboost
 
-Timings are wall-clock medians over ``--repeats`` runs; nothing here asserts a timing.
+Timings are wall-clock medians over ``--repeats`` rounds; within a round the compared functions
+run one after the other, and a ratio is the median of the per-round ratios (robust to a machine
+whose load changes). The Dask cluster and the in-memory arrays cannot coexist at the largest
+sizes, so the Dask ratio compares two separate medians. Nothing here asserts a timing.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, List
+from typing import Callable, Dict, List
 
 import numpy as np
 
@@ -34,14 +37,27 @@ GAMMA, ALPHA = 2.0, 0.25
 FOCAL = fl.BinaryFocal(gamma=GAMMA, alpha=ALPHA, from_logits=True)
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times: List[float] = []
+def paired_times(fns: Dict[str, Callable[[], object]], repeats: int) -> Dict[str, List[float]]:
+    """Times of each function over ``repeats`` rounds, the functions interleaved within a round
+    so that a change of the machine's load hits all of them alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: Dict[str, List[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def ratio(times: Dict[str, List[float]], num: str, den: str) -> float:
+    """Median over the rounds of the per-round ratio ``num / den``."""
+    return statistics.median(a / b for a, b in zip(times[num], times[den]))
+
+
+def median(xs: List[float]) -> float:
+    return statistics.median(xs)
 
 
 def numpy_focal_objective(predt: np.ndarray, dtrain):
@@ -80,14 +96,16 @@ def bench_xgboost(rows: int, rounds: int, repeats: int, threads: int) -> None:
     g_ref, h_ref = numpy_focal_objective(margins, dtrain)
     g, h = ours_exact(margins, dtrain)
     err = max(np.max(np.abs(g - g_ref)) / np.max(np.abs(g_ref)), np.max(np.abs(h - h_ref)) / np.max(np.abs(h_ref)))
-    t_np = median_time(lambda: numpy_focal_objective(margins, dtrain), repeats)
-    t_exact = median_time(lambda: ours_exact(margins, dtrain), repeats)
-    t_default = median_time(lambda: ours_default(margins, dtrain), repeats)
+    t = paired_times({"numpy": lambda: numpy_focal_objective(margins, dtrain),
+                      "exact": lambda: ours_exact(margins, dtrain),
+                      "default": lambda: ours_default(margins, dtrain)}, 3 * repeats)
     print(f"\n[1] XGBoost focal objective call, {rows:.0e} rows, float32 margins, "
           f"{fl.get_num_threads()} fastloss threads (max rel. diff vs NumPy {err:.1e})")
-    print(f"    NumPy focal objective             {t_np * 1e3:8.2f} ms")
-    print(f"    fastloss Objective(exact)         {t_exact * 1e3:8.2f} ms   {t_np / t_exact:6.1f}x   (target >= 10x)")
-    print(f"    fastloss Objective(fisher, dflt)  {t_default * 1e3:8.2f} ms   {t_np / t_default:6.1f}x")
+    print(f"    NumPy focal objective             {median(t['numpy']) * 1e3:8.2f} ms")
+    print(f"    fastloss Objective(exact)         {median(t['exact']) * 1e3:8.2f} ms   "
+          f"{ratio(t, 'numpy', 'exact'):6.1f}x faster   (target >= 10x)")
+    print(f"    fastloss Objective(fisher, dflt)  {median(t['default']) * 1e3:8.2f} ms   "
+          f"{ratio(t, 'numpy', 'default'):6.1f}x faster")
 
     params = {"tree_method": "hist", "max_depth": 6, "eta": 0.3, "base_score": 0.0, "max_bin": 256,
               "nthread": threads}
@@ -95,14 +113,15 @@ def bench_xgboost(rows: int, rounds: int, repeats: int, threads: int) -> None:
     def train(**kw):
         return lambda: xgb.train(dict(params, **kw.get("params", {})), dtrain, rounds, obj=kw.get("obj"))
 
-    t_builtin = median_time(train(params={"objective": "binary:logistic", "base_score": 0.5}), repeats)
-    t_ours = median_time(train(obj=ours_default), repeats)
-    t_npobj = median_time(train(obj=numpy_focal_objective), repeats)
+    t = paired_times({"builtin": train(params={"objective": "binary:logistic", "base_score": 0.5}),
+                      "ours": train(obj=ours_default), "numpy": train(obj=numpy_focal_objective)}, repeats)
     print(f"\n[2] XGBoost training, {rows:.0e} rows x 10 features, depth 6, hist, {rounds} rounds, "
           f"{threads} threads (per round)")
-    print(f"    built-in binary:logistic          {t_builtin / rounds * 1e3:8.1f} ms")
-    print(f"    fastloss focal objective          {t_ours / rounds * 1e3:8.1f} ms   {t_ours / t_builtin:5.2f}x   (target <= 1.2x)")
-    print(f"    NumPy focal objective             {t_npobj / rounds * 1e3:8.1f} ms   {t_npobj / t_builtin:5.2f}x")
+    print(f"    built-in binary:logistic          {median(t['builtin']) / rounds * 1e3:8.1f} ms")
+    print(f"    fastloss focal objective          {median(t['ours']) / rounds * 1e3:8.1f} ms   "
+          f"{ratio(t, 'ours', 'builtin'):5.2f}x the built-in   (target <= 1.2x)")
+    print(f"    NumPy focal objective             {median(t['numpy']) / rounds * 1e3:8.1f} ms   "
+          f"{ratio(t, 'numpy', 'builtin'):5.2f}x the built-in")
 
 
 def bench_dask(size: int, chunk: int, repeats: int) -> None:
@@ -121,12 +140,12 @@ def bench_dask(size: int, chunk: int, repeats: int) -> None:
         y, p = client.persist([y, p])
         distributed.wait([y, p])
         threads = client.run(lambda: os.environ.get("OMP_NUM_THREADS"))
-        t_dask = median_time(lambda: loss_value(mse, y, p).compute(), repeats)
+        t_dask = median(paired_times({"dask": lambda: loss_value(mse, y, p).compute()}, repeats)["dask"])
         del y, p
     rng = np.random.default_rng(1)
     y = rng.standard_normal(size, dtype=np.float32)
     p = rng.standard_normal(size, dtype=np.float32)
-    t_mem = median_time(lambda: mse(y, p), repeats)
+    t_mem = median(paired_times({"memory": lambda: mse(y, p)}, repeats)["memory"])
     print(f"    in-memory fastloss ({fl.get_num_threads()} threads)     {size / t_mem / 1e9:7.2f} G elements/s")
     print(f"    fastloss.dask (2 workers x 1 thread, OMP_NUM_THREADS={sorted(set(threads.values()))}) "
           f"{size / t_dask / 1e9:7.2f} G elements/s   {t_mem / t_dask * 100:5.1f} % (target >= 50 %)")
