@@ -145,3 +145,12 @@ def test_best_constant(rng):
     yc = rng.integers(0, 3, 300)
     c = best_constant(fl.SparseCategoricalCrossEntropy(from_logits=True), yc)
     np.testing.assert_allclose(softmax_ref(c[None, :])[0], np.bincount(yc) / 300, atol=1e-6)
+
+
+def test_families_without_a_known_fisher_curvature():
+    class Other(fl.MSE):  # not registered: no kernel name of its own
+        family, convex = "similarity", False
+
+    assert BoostingObjective(Other()).hessian == "clip"
+    with pytest.raises(ValueError, match="no Fisher curvature"):
+        BoostingObjective(Other(), hessian="fisher")

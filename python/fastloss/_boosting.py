@@ -14,7 +14,7 @@ curvature ``h``. The Hessian policy says where it comes from:
   (categorical, softmax link). It is always positive and does not depend on the label.
 - default (``None``): ``"clip"`` for convex losses with an exact Hessian (MSE, log-cosh,
   logistic, cross-entropy), ``"fisher"`` for the others (MAE, Huber, quantile, hinge family,
-  focal).
+  focal); ``"clip"`` for families other than regression and classification (no Fisher known).
 
 Every policy multiplies by the sample weight; the floor is per unit weight (``floor * w``).
 The default floor, 1e-16, is XGBoost's own for its logistic and softmax objectives.
@@ -31,6 +31,7 @@ from .classification import BinaryCrossEntropy
 from .multiclass import SparseCategoricalCrossEntropy, _RowLoss
 
 HESSIAN_POLICIES = ("exact", "clip", "fisher")
+FISHER_KINDS = ("regression", "binary", "multiclass")
 
 _BERNOULLI = BinaryCrossEntropy(from_logits=True)  # its Hessian is sigmoid(z)(1-sigmoid(z)), any label
 _CATEGORICAL = SparseCategoricalCrossEntropy(from_logits=True)  # p_k (1 - p_k), any label
@@ -46,10 +47,11 @@ def as_loss(loss: Any) -> Loss:
 
 
 def loss_kind(loss: Loss) -> str:
-    """"multiclass" (a class axis), "binary" (classification on one score) or "regression"."""
+    """"multiclass" (a class axis), "binary" (classification on one score), "regression", or
+    the family's own name for the others (no Fisher curvature is known for them)."""
     if isinstance(loss, _RowLoss):
         return "multiclass"
-    return "binary" if loss.family == "classification" else "regression"
+    return {"classification": "binary"}.get(loss.family, loss.family)
 
 
 def check_on_margins(loss: Loss, where: str) -> None:
@@ -119,10 +121,14 @@ class BoostingObjective(LossAdapter):
     def __init__(self, loss: Any, *, hessian: Optional[str] = None, floor: float = 1e-16) -> None:
         super().__init__(loss)
         check_on_margins(self.loss, type(self).__name__)
+        fisher_known = self.kind in FISHER_KINDS
         if hessian is None:
-            hessian = "clip" if self.loss.convex and self.loss.hessian == "exact" else "fisher"
+            exact = self.loss.convex and self.loss.hessian == "exact"
+            hessian = "clip" if exact or not fisher_known else "fisher"
         if hessian not in HESSIAN_POLICIES:
             raise ValueError(f"hessian must be one of {HESSIAN_POLICIES} or None; got {hessian!r}")
+        if hessian == "fisher" and not fisher_known:
+            raise ValueError(f"no Fisher curvature is known for {self.kind!r} losses; use hessian='clip'")
         floor = float(floor)
         if not floor >= 0 or not np.isfinite(floor):
             raise ValueError(f"floor must be finite and >= 0; got {floor}")

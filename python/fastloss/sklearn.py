@@ -53,7 +53,7 @@ class LossMetric:
 
 
 def _response_method(loss: Loss) -> str:
-    if loss_kind(loss) == "regression":
+    if loss_kind(loss) not in ("binary", "multiclass"):
         return "predict"
     return "decision_function" if getattr(loss, "from_logits", True) else "predict_proba"
 

@@ -15,7 +15,9 @@ of the loss in the margins' shape and dtype, under the Hessian policy of
 margin (0.5 by default, not a probability). Set it to :func:`base_score` ``(loss, y)``, the best
 constant margin (``logit(mean(y))`` for logistic losses, the mean for MSE, the quantile for the
 pinball loss), or to 0 to start from nothing; for multi-class give per-row ``base_margin`` instead.
-Predictions (``predict``) are margins too: apply the sigmoid / softmax yourself.
+Predictions (``predict``) are margins too: apply the sigmoid / softmax yourself. Exception:
+``XGBClassifier`` runs a callable objective under ``binary:logistic``'s (``multi:softprob``'s)
+link, so there ``base_score`` is a probability and ``predict_proba`` applies the link.
 
 Notes: fastloss's MSE is ``r**2`` (gradient ``2 r``, Hessian 2), twice XGBoost's
 ``reg:squarederror``; with ``reg_lambda > 0`` or ``min_child_weight`` the two differ by that
