@@ -22,7 +22,6 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import dask
 import dask.array as da
-import numpy as np
 
 from ._base import Loss
 from ._boosting import as_loss
