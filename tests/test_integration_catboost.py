@@ -18,7 +18,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Failed to import numba")
 # CatBoost's own Newton steps, without randomness, from margin 0.
 NEWTON = dict(iterations=8, learning_rate=0.3, depth=3, leaf_estimation_method="Newton",
               leaf_estimation_iterations=1, boost_from_average=False, bootstrap_type="No",
-              random_strength=0, random_seed=0, thread_count=1, verbose=0)
+              random_strength=0, random_seed=0, thread_count=1, verbose=0,
+              allow_writing_files=False)  # no catboost_info/ in the working directory
 
 
 @pytest.mark.parametrize("name", sorted(n for n in CASES if CASES[n][1] != "multiclass"))
