@@ -30,7 +30,7 @@ from .multiclass import (  # noqa: E402
 from .regression import (  # noqa: E402
     MAE, MSE, Huber, LogCosh, Quantile, SmoothL1, huber, log_cosh, mae, mse, quantile, smooth_l1,
 )
-from .accumulate import GradientAccumulator  # noqa: E402
+from .accumulate import GradientAccumulator, partial_sum  # noqa: E402
 from .composite import MultiTask, MultiTaskResult, UncertaintyResult, UncertaintyWeighting  # noqa: E402
 from .consistency import (  # noqa: E402
     ConsistencyMSE, GraphConsistency, GridConsistency, TemporalConsistency, consistency_mse,
@@ -54,7 +54,7 @@ __all__ = [
     "Distillation", "distillation", "KLDivergence", "kl_divergence",
     "logsumexp", "softmax", "log_softmax", "smooth_labels",
     "class_weights",
-    "GradientAccumulator",
+    "GradientAccumulator", "partial_sum",
     "MultiTask", "MultiTaskResult", "UncertaintyWeighting", "UncertaintyResult",
     "ConsistencyMSE", "consistency_mse", "TemporalConsistency", "GraphConsistency", "GridConsistency",
     "SelfPaced", "SelfPacedResult", "self_paced_weights", "self_paced_objective",

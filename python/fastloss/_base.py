@@ -142,7 +142,8 @@ class Loss:
     def _normalizer(self, y_true, y_pred, sample_weight) -> float:
         """The denominator of this loss's ``reduction="mean"`` on these (already validated)
         inputs: ``mean = sum / _normalizer``. Exact streaming (``fastloss.GradientAccumulator``)
-        adds these up over micro-batches."""
+        adds these up over micro-batches. Reads only the labels, the weights and the *shape* of
+        ``y_pred`` (Dask computes it from a shape placeholder, before the predictions exist)."""
         raise NotImplementedError(f"{type(self).__name__} does not declare the normalizer of its mean")
 
     def __call__(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None, **inputs):

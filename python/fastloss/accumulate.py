@@ -19,15 +19,23 @@ micro-batch's own (deterministic) kernel sum, far below 1e-12 relative in float6
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from ._base import Loss
 
-__all__ = ["GradientAccumulator"]
+__all__ = ["GradientAccumulator", "partial_sum"]
 
 _EMPTY_POLICIES = ("skip", "raise")
+
+
+def partial_sum(loss: Loss, y_true, y_pred, sample_weight=None, **inputs) -> Tuple[float, float]:
+    """``(weighted sum of the loss, normalizer of its mean)`` over one piece of the data. Pieces
+    merge by addition: the mean over all of them is ``fsum(sums) / fsum(normalizers)`` (a Dask
+    block, a Spark partition, a CatBoost metric call; see docs/integrations.md)."""
+    total = loss(y_true, y_pred, sample_weight, reduction="sum", **inputs)
+    return total, loss._normalizer(y_true, y_pred, sample_weight)
 
 
 class _ExactSum:

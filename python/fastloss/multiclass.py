@@ -390,6 +390,7 @@ class KLDivergence(_TemperedSoftmaxKL):
     """
 
     function_name = "kl_divergence"
+    dense = True  # y_true is a row of K values (target logits), like a target distribution
     params = (TEMPERATURE,)
     inputs = ()
     alpha, _kl_scale = 0.0, 1.0

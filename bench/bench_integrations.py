@@ -1,0 +1,180 @@
+#!/usr/bin/env python
+"""The integrations' performance targets, as ratios measured in the same run (medians).
+
+1. XGBoost focal objective call on ``--rows`` rows (10^6): ``fastloss.xgboost.Objective`` vs the
+   focal objective a user writes in NumPy (same formula: gradient and exact Hessian).
+   Target: >= 10x.
+2. XGBoost training time per round with that objective vs the built-in ``binary:logistic``.
+   Target: within 1.2x.
+3. Dask: MSE over ``--size`` float32 elements (two arrays) persisted on a 2-worker-process
+   ``distributed.LocalCluster`` vs in-memory fastloss on the same machine (all its cores).
+   Target: >= 50 % of the in-memory throughput.
+
+    python bench/bench_integrations.py --quick
+    python bench/bench_integrations.py --size 4e8          # the issue's size: ~3.2 GB per copy
+    python bench/bench_integrations.py --only xgboost
+
+Timings are wall-clock medians over ``--repeats`` rounds; within a round the compared functions
+run one after the other, and a ratio is the median of the per-round ratios (robust to a machine
+whose load changes). The Dask cluster and the in-memory arrays cannot coexist at the largest
+sizes, so the Dask ratio compares two separate medians. Nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+
+import fastloss as fl
+
+GAMMA, ALPHA = 2.0, 0.25
+FOCAL = fl.BinaryFocal(gamma=GAMMA, alpha=ALPHA, from_logits=True)
+
+
+def paired_times(fns: Dict[str, Callable[[], object]], repeats: int) -> Dict[str, List[float]]:
+    """Times of each function over ``repeats`` rounds, the functions interleaved within a round
+    so that a change of the machine's load hits all of them alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def ratio(times: Dict[str, List[float]], num: str, den: str) -> float:
+    """Median over the rounds of the per-round ratio ``num / den``."""
+    return statistics.median(a / b for a, b in zip(times[num], times[den]))
+
+
+def median(xs: List[float]) -> float:
+    return statistics.median(xs)
+
+
+def numpy_focal_objective(predt: np.ndarray, dtrain):
+    """The focal objective as users write it in NumPy (float64; gradient and exact Hessian of
+    l = -a_t (1 - p_t)^g log p_t with respect to the margin)."""
+    y = dtrain.get_label().astype(np.float64)
+    z = predt.astype(np.float64)
+    p = 1.0 / (1.0 + np.exp(-z))
+    pt = np.where(y == 1, p, 1 - p)
+    at = np.where(y == 1, ALPHA, 1 - ALPHA)
+    s = 2 * y - 1                       # dp_t/dz = s p_t (1 - p_t)
+    q = 1 - pt
+    logpt = np.log(np.clip(pt, 1e-300, None))
+    # d l / d p_t and d2 l / d p_t2
+    d1 = at * (GAMMA * q ** (GAMMA - 1) * logpt - q ** GAMMA / pt)
+    d2 = at * (-GAMMA * (GAMMA - 1) * q ** (GAMMA - 2) * logpt
+               + 2 * GAMMA * q ** (GAMMA - 1) / pt + q ** GAMMA / pt ** 2)
+    dpt = s * pt * q
+    d2pt = s * s * pt * q * (1 - 2 * pt)
+    return d1 * dpt, d2 * dpt ** 2 + d1 * d2pt
+
+
+def bench_xgboost(rows: int, rounds: int, repeats: int, threads: int) -> None:
+    import xgboost as xgb
+
+    from fastloss.xgboost import Objective
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(rows, 10)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] + rng.normal(size=rows) > 2.5).astype(np.float32)
+    dtrain = xgb.DMatrix(X, label=y)
+    margins = (rng.normal(size=rows)).astype(np.float32)  # XGBoost hands float32 margins
+
+    ours_exact = Objective(FOCAL, hessian="exact")
+    ours_default = Objective(FOCAL)  # hessian="fisher": the focal Hessian can be negative
+    g_ref, h_ref = numpy_focal_objective(margins, dtrain)
+    g, h = ours_exact(margins, dtrain)
+    err = max(np.max(np.abs(g - g_ref)) / np.max(np.abs(g_ref)), np.max(np.abs(h - h_ref)) / np.max(np.abs(h_ref)))
+    t = paired_times({"numpy": lambda: numpy_focal_objective(margins, dtrain),
+                      "exact": lambda: ours_exact(margins, dtrain),
+                      "default": lambda: ours_default(margins, dtrain)}, 3 * repeats)
+    print(f"\n[1] XGBoost focal objective call, {rows:.0e} rows, float32 margins, "
+          f"{fl.get_num_threads()} fastloss threads (max rel. diff vs NumPy {err:.1e})")
+    print(f"    NumPy focal objective             {median(t['numpy']) * 1e3:8.2f} ms")
+    print(f"    fastloss Objective(exact)         {median(t['exact']) * 1e3:8.2f} ms   "
+          f"{ratio(t, 'numpy', 'exact'):6.1f}x faster   (target >= 10x)")
+    print(f"    fastloss Objective(fisher, dflt)  {median(t['default']) * 1e3:8.2f} ms   "
+          f"{ratio(t, 'numpy', 'default'):6.1f}x faster")
+
+    params = {"tree_method": "hist", "max_depth": 6, "eta": 0.3, "base_score": 0.0, "max_bin": 256,
+              "nthread": threads}
+
+    def train(**kw):
+        return lambda: xgb.train(dict(params, **kw.get("params", {})), dtrain, rounds, obj=kw.get("obj"))
+
+    t = paired_times({"builtin": train(params={"objective": "binary:logistic", "base_score": 0.5}),
+                      "ours": train(obj=ours_default), "numpy": train(obj=numpy_focal_objective)}, repeats)
+    print(f"\n[2] XGBoost training, {rows:.0e} rows x 10 features, depth 6, hist, {rounds} rounds, "
+          f"{threads} threads (per round)")
+    print(f"    built-in binary:logistic          {median(t['builtin']) / rounds * 1e3:8.1f} ms")
+    print(f"    fastloss focal objective          {median(t['ours']) / rounds * 1e3:8.1f} ms   "
+          f"{ratio(t, 'ours', 'builtin'):5.2f}x the built-in   (target <= 1.2x)")
+    print(f"    NumPy focal objective             {median(t['numpy']) / rounds * 1e3:8.1f} ms   "
+          f"{ratio(t, 'numpy', 'builtin'):5.2f}x the built-in")
+
+
+def bench_dask(size: int, chunk: int, repeats: int) -> None:
+    import dask.array as da
+    import distributed
+
+    from fastloss.dask import loss_value
+
+    mse = fl.MSE()
+    print(f"\n[3] MSE over {size:.1e} float32 elements ({size * 4 / 1e9:.2f} GB per array), "
+          f"chunks of {chunk:.1e}")
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        y = da.random.default_rng(1).standard_normal(size, chunks=chunk, dtype=np.float32)
+        p = da.random.default_rng(2).standard_normal(size, chunks=chunk, dtype=np.float32)
+        y, p = client.persist([y, p])
+        distributed.wait([y, p])
+        threads = client.run(lambda: os.environ.get("OMP_NUM_THREADS"))
+        t_dask = median(paired_times({"dask": lambda: loss_value(mse, y, p).compute()}, repeats)["dask"])
+        del y, p
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal(size, dtype=np.float32)
+    p = rng.standard_normal(size, dtype=np.float32)
+    t_mem = median(paired_times({"memory": lambda: mse(y, p)}, repeats)["memory"])
+    print(f"    in-memory fastloss ({fl.get_num_threads()} threads)     {size / t_mem / 1e9:7.2f} G elements/s")
+    print(f"    fastloss.dask (2 workers x 1 thread, OMP_NUM_THREADS={sorted(set(threads.values()))}) "
+          f"{size / t_dask / 1e9:7.2f} G elements/s   {t_mem / t_dask * 100:5.1f} % (target >= 50 %)")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, few repeats (~1 min)")
+    ap.add_argument("--rows", type=float, default=1e6, help="XGBoost rows (default 1e6)")
+    ap.add_argument("--rounds", type=int, default=20, help="XGBoost boosting rounds timed")
+    ap.add_argument("--size", type=float, default=1e8, help="Dask elements per array (issue: 4e8)")
+    ap.add_argument("--chunk", type=float, default=2.5e7, help="Dask chunk length")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=fl.get_num_threads(),
+                    help="threads of in-memory fastloss and of XGBoost (default: fastloss's)")
+    ap.add_argument("--only", choices=("xgboost", "dask"))
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.rows, args.rounds, args.size, args.chunk, args.repeats = 2e5, 5, 1e7, 2.5e6, 3
+    info = fl.build_info()
+    print(f"fastloss {fl.__version__}, {os.cpu_count()} CPUs, ISA {info['isa_selected']}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    fl.set_num_threads(args.threads)
+    if args.only in (None, "xgboost"):
+        bench_xgboost(int(args.rows), args.rounds, args.repeats, args.threads)
+    if args.only in (None, "dask"):
+        bench_dask(int(args.size), int(args.chunk), args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""What the gradient-boosting adapters (XGBoost, LightGBM, CatBoost) share: the per-sample
+derivatives of a fastloss loss at the booster's raw margins, the Hessian policy, the label
+conversion, and the best constant margin (``base_score`` / ``init_score``).
+
+Boosters fit each tree by a Newton step ``-sum(g) / sum(h)`` per leaf, so they need a positive
+curvature ``h``. The Hessian policy says where it comes from:
+
+- ``"exact"``: the loss's own Hessian diagonal, untouched (it may be 0 for piecewise-linear
+  losses and negative for non-convex ones such as focal; the booster then misbehaves).
+- ``"clip"``: the exact Hessian, raised to at least ``floor``.
+- ``"fisher"``: the curvature of the likelihood the link implies, raised to at least ``floor``:
+  1 for regression (unit-variance Gaussian), ``sigmoid(z) (1 - sigmoid(z))`` for binary losses
+  (Bernoulli, logit link), ``p_k (1 - p_k)`` with ``p = softmax(z)`` for multi-class losses
+  (categorical, softmax link). It is always positive and does not depend on the label.
+- default (``None``): ``"clip"`` for convex losses with an exact Hessian (MSE, log-cosh,
+  logistic, cross-entropy), ``"fisher"`` for the others (MAE, Huber, quantile, hinge family,
+  focal); ``"clip"`` for families other than regression and classification (no Fisher known).
+
+Every policy multiplies by the sample weight; the floor is per unit weight (``floor * w``).
+The default floor, 1e-16, is XGBoost's own for its logistic and softmax objectives.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+from ._base import ElementwiseLoss, Loss, get_loss
+from .classification import BinaryCrossEntropy
+from .multiclass import SparseCategoricalCrossEntropy, _RowLoss
+
+HESSIAN_POLICIES = ("exact", "clip", "fisher")
+FISHER_KINDS = ("regression", "binary", "multiclass")
+
+_BERNOULLI = BinaryCrossEntropy(from_logits=True)  # its Hessian is sigmoid(z)(1-sigmoid(z)), any label
+_CATEGORICAL = SparseCategoricalCrossEntropy(from_logits=True)  # p_k (1 - p_k), any label
+
+
+def as_loss(loss: Any) -> Loss:
+    """A Loss instance, or a registered name (``"huber"``) constructed with its defaults."""
+    if isinstance(loss, str):
+        return get_loss(loss)
+    if not isinstance(loss, Loss):
+        raise TypeError(f"loss must be a fastloss Loss or a registered loss name; got {type(loss).__name__}")
+    return loss
+
+
+def loss_kind(loss: Loss) -> str:
+    """"multiclass" (a class axis), "binary" (classification on one score), "regression", or
+    the family's own name for the others (no Fisher curvature is known for them)."""
+    if isinstance(loss, _RowLoss):
+        return "multiclass"
+    return {"classification": "binary"}.get(loss.family, loss.family)
+
+
+def check_on_margins(loss: Loss, where: str) -> None:
+    """Boosters and linear models produce raw scores: probability-space losses do not apply."""
+    if getattr(loss, "from_logits", True) is False:
+        raise ValueError(f"{where} works on raw margins: construct {type(loss).__name__} with "
+                         f"from_logits=True")
+
+
+def per_element(w: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+    """Row weights broadcast over the trailing axes of a prediction of ``shape``."""
+    return np.broadcast_to(w.reshape(w.shape + (1,) * (len(shape) - w.ndim)), shape)
+
+
+class LossAdapter:
+    """A fastloss loss seen by a booster: label conversion and the weighted-mean metric.
+
+    Module-level and picklable (``xgboost.dask`` ships adapters to the workers). The metric
+    adapters derive from it directly; they evaluate the loss on whatever the booster hands them
+    (margins or probabilities: choose ``from_logits`` accordingly).
+    """
+
+    def __init__(self, loss: Any) -> None:
+        self.loss = as_loss(loss)
+        self.kind = loss_kind(self.loss)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.loss!r})"
+
+    def labels(self, y_true: Any, margin: np.ndarray) -> np.ndarray:
+        """The booster's labels in the loss's convention: integer class indices for sparse
+        multi-class losses (boosters store them as floats), the margin's shape otherwise."""
+        y = np.asarray(y_true)
+        if self.kind == "multiclass" and not getattr(self.loss, "dense", False):
+            y = y.reshape(-1)
+            if y.dtype.kind == "f":
+                yi = y.astype(np.int32)
+                if not np.array_equal(yi, y):
+                    raise ValueError("multi-class labels must be integer class indices 0..K-1")
+                y = yi
+            return y
+        if margin.ndim == 2 and y.ndim == 1 and y.size == margin.size:
+            return y.reshape(margin.shape)  # one label per output, stored flat
+        return y
+
+    def metric_value(self, y_true: Any, margin: Any, sample_weight: Any = None) -> float:
+        """The weighted mean of the loss: what the metric adapters report."""
+        margin = np.asarray(margin)
+        w = None if sample_weight is None or np.size(sample_weight) == 0 else np.asarray(sample_weight)
+        return self.loss(self.labels(y_true, margin), margin, w, reduction="mean")
+
+
+class BoostingObjective(LossAdapter):
+    """Per-sample gradient and Hessian of ``loss`` at raw margins, with a Hessian policy.
+
+    Subclasses adapt the call signature of one booster.
+
+    Parameters
+    ----------
+    loss : fastloss Loss or registered name
+        Binary and multi-class losses must take logits (``from_logits=True`` where it applies).
+    hessian : "exact", "clip", "fisher" or None (default: by the loss, see the module docs)
+    floor : float >= 0, default 1e-16
+        Lower bound of the Hessian per unit weight under "clip" and "fisher".
+    """
+
+    def __init__(self, loss: Any, *, hessian: Optional[str] = None, floor: float = 1e-16) -> None:
+        super().__init__(loss)
+        check_on_margins(self.loss, type(self).__name__)
+        fisher_known = self.kind in FISHER_KINDS
+        if hessian is None:
+            exact = self.loss.convex and self.loss.hessian == "exact"
+            hessian = "clip" if exact or not fisher_known else "fisher"
+        if hessian not in HESSIAN_POLICIES:
+            raise ValueError(f"hessian must be one of {HESSIAN_POLICIES} or None; got {hessian!r}")
+        if hessian == "fisher" and not fisher_known:
+            raise ValueError(f"no Fisher curvature is known for {self.kind!r} losses; use hessian='clip'")
+        floor = float(floor)
+        if not floor >= 0 or not np.isfinite(floor):
+            raise ValueError(f"floor must be finite and >= 0; got {floor}")
+        self.hessian, self.floor = hessian, floor
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.loss!r}, hessian={self.hessian!r}, floor={self.floor!r})"
+
+    def grad_hess(self, y_true: Any, margin: Any, sample_weight: Any = None) -> Tuple[np.ndarray, np.ndarray]:
+        """``(grad, hess)`` of the weighted sum of the loss, each of the margin's shape and dtype."""
+        margin = np.asarray(margin)
+        y = self.labels(y_true, margin)
+        w = None if sample_weight is None or np.size(sample_weight) == 0 else np.asarray(sample_weight)
+        grad, hess = self.loss.grad_hess(y, margin, w, reduction="sum")
+        if self.hessian == "fisher":
+            hess = self._fisher(y, margin, w)
+        if self.hessian != "exact":
+            lower = self.floor if w is None else per_element(w * self.floor, hess.shape)
+            np.maximum(hess, lower, out=hess, casting="unsafe")
+        return grad, hess
+
+    def _fisher(self, y: np.ndarray, margin: np.ndarray, w: Optional[np.ndarray]) -> np.ndarray:
+        if self.kind == "binary":  # label-free: (pw ys + 1 - ys) = 1 for any label ys
+            return _BERNOULLI.grad_hess(y, margin, w, reduction="sum")[1]
+        if self.kind == "multiclass":
+            labels = np.zeros(margin.shape[:-1], np.int32)
+            return _CATEGORICAL.grad_hess(labels, margin, w, reduction="sum")[1]
+        ones = np.ones(margin.shape, margin.dtype)
+        return ones if w is None else ones * per_element(w, margin.shape).astype(margin.dtype)
+
+
+def best_constant(loss: Any, y_true: Any, sample_weight: Any = None, *, n_outputs: Optional[int] = None):
+    """The constant raw margin that minimizes the weighted loss: the right ``base_score``
+    (XGBoost), ``init_score`` (LightGBM) or ``baseline`` (CatBoost) for a fastloss objective.
+
+    A float for one output (found by Brent's method on the mean loss, so it also holds for
+    piecewise-linear losses: the median for MAE, the quantile for Quantile); an array of
+    ``n_outputs`` for multi-class or multi-quantile losses (L-BFGS on the intercept-only model;
+    for softmax losses only differences between classes matter).
+    """
+    from scipy.optimize import minimize, minimize_scalar
+
+    from .scipy import linear_objective
+
+    loss = as_loss(loss)
+    check_on_margins(loss, "best_constant")
+    y = np.asarray(y_true)
+    objective = linear_objective(loss, np.empty((y.shape[0], 0)), y, sample_weight,
+                                 n_outputs=n_outputs)
+    if objective.n_outputs == 1 and isinstance(loss, ElementwiseLoss):
+        scale = max(1.0, float(np.max(np.abs(y)))) if y.size else 1.0
+        res = minimize_scalar(lambda c: objective.fun(np.array([c]))[0], bracket=(-scale, scale))
+        return float(res.x)
+    res = minimize(objective.fun, objective.x0, jac=True, method="L-BFGS-B",
+                   options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 1000})
+    return objective.unpack(res.x)[1]

@@ -1,0 +1,203 @@
+"""scikit-learn adapters: scorers for every fastloss loss, and linear estimators that fit any
+registered loss through SciPy (L-BFGS or Newton-CG over :mod:`fastloss.scipy`).
+
+Scorers
+-------
+``make_scorer("huber", delta=2.0)`` (or a Loss instance) gives a scorer for ``cross_val_score``,
+``GridSearchCV`` ...: the weighted mean loss with ``greater_is_better=False`` (scikit-learn
+reports it negated). The estimator output it scores follows the loss: ``predict`` for regression,
+``decision_function`` for losses on logits/scores, ``predict_proba`` for losses on probabilities.
+Labels must already be in the loss's convention (0/1 or -1/+1, class indices 0..K-1).
+
+Estimators
+----------
+:class:`LinearRegressor` and :class:`LinearClassifier` minimize
+``loss(y, X @ coef + intercept, sample_weight) + alpha / 2 * ||coef||^2`` (the loss's weighted
+mean). ``loss`` is a registered name (``"huber"``) and ``loss_params`` its hyper-parameters (a
+name, not an instance, so that ``sklearn.base.clone`` works). Only the L2 penalty is offered: L1 and
+elastic net need the regularizers (with proximal operators) of the composite-loss work, which plug
+into :class:`fastloss.scipy.LinearObjective` at one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+from scipy.optimize import minimize
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.metrics import make_scorer as _sk_make_scorer
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ._base import Loss, get_loss
+from ._boosting import as_loss, loss_kind
+from .classification import BinaryCrossEntropy, BinaryFocal, Logistic
+from .multiclass import SparseCategoricalCrossEntropy, SparseCategoricalFocal, softmax
+from .scipy import linear_objective
+
+__all__ = ["make_scorer", "LossMetric", "LinearRegressor", "LinearClassifier"]
+
+
+class LossMetric:
+    """``metric(y_true, y_pred, sample_weight=None) -> float``: the loss's weighted mean, as a
+    picklable scikit-learn-style metric."""
+
+    def __init__(self, loss: Loss) -> None:
+        self.loss = loss
+        self.__name__ = loss.function_name
+
+    def __call__(self, y_true, y_pred, sample_weight=None) -> float:
+        return self.loss(np.asarray(y_true), np.asarray(y_pred), sample_weight, reduction="mean")
+
+
+def _response_method(loss: Loss) -> str:
+    if loss_kind(loss) not in ("binary", "multiclass"):
+        return "predict"
+    return "decision_function" if getattr(loss, "from_logits", True) else "predict_proba"
+
+
+def make_scorer(loss: Any, *, response_method: Optional[str] = None, **loss_params: Any):
+    """A scikit-learn scorer (``greater_is_better=False``) for a loss name or instance.
+
+    ``response_method`` defaults to the estimator output the loss takes (see the module docs).
+    """
+    if isinstance(loss, str):
+        loss = get_loss(loss, **loss_params)
+    elif loss_params:
+        raise TypeError("loss_params apply to a loss given by name")
+    loss = as_loss(loss)
+    if loss.inputs:
+        raise TypeError(f"a scorer takes (y_true, y_pred); {type(loss).__name__} also needs "
+                        f"{', '.join(loss.inputs)}")
+    return _sk_make_scorer(LossMetric(loss), greater_is_better=False,
+                           response_method=response_method or _response_method(loss))
+
+
+class _LinearModel(BaseEstimator):
+    """What both linear estimators share: the loss, the penalty, the solver and the fit."""
+
+    def __init__(self, loss: str = "mse", loss_params: Optional[dict] = None, alpha: float = 0.0,
+                 fit_intercept: bool = True, solver: str = "lbfgs", max_iter: int = 1000,
+                 tol: float = 1e-10) -> None:
+        self.loss = loss
+        self.loss_params = loss_params
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+
+    def _make_loss(self) -> Loss:
+        if not isinstance(self.loss, str):
+            raise TypeError(f"loss must be a registered loss name; got {type(self.loss).__name__}")
+        params = dict(self.loss_params or {})
+        if any(p.name == "from_logits" for p in type(get_loss(self.loss)).params):
+            params.setdefault("from_logits", True)  # a linear model produces scores
+        return get_loss(self.loss, **params)
+
+    def _solve(self, X, y, sample_weight, n_outputs=None):
+        """``(coef, intercept, iterations)`` of one fit."""
+        if self.solver not in ("lbfgs", "newton-cg"):
+            raise ValueError(f"solver must be 'lbfgs' or 'newton-cg'; got {self.solver!r}")
+        if not self.alpha >= 0:
+            raise ValueError(f"alpha must be >= 0; got {self.alpha}")
+        self.loss_ = self._make_loss()
+        obj = linear_objective(self.loss_, X, y, sample_weight, l2=self.alpha,
+                               fit_intercept=self.fit_intercept, n_outputs=n_outputs)
+        if self.solver == "lbfgs":
+            res = minimize(obj.fun, obj.x0, jac=True, method="L-BFGS-B",
+                           options={"maxiter": self.max_iter, "gtol": self.tol, "ftol": 1e-15})
+        else:
+            res = minimize(obj.fun, obj.x0, jac=True, hessp=obj.hessp, method="Newton-CG",
+                           options={"maxiter": self.max_iter, "xtol": self.tol})
+        coef, intercept = obj.unpack(res.x)
+        return coef, intercept, int(res.nit)
+
+    def _fitted(self, solution):
+        self.coef_, self.intercept_, self.n_iter_ = solution
+        return self
+
+    def _margins(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return X @ self.coef_ + self.intercept_
+
+
+class LinearRegressor(RegressorMixin, _LinearModel):
+    """Linear regression under any fastloss regression loss (``"mse"``, ``"huber"``,
+    ``"quantile"`` (with a vector of quantiles ``predict`` gives one column per quantile),
+    ``"log_cosh"`` ...), with an L2 penalty ``alpha``.
+
+    Attributes: ``coef_``, ``intercept_``, ``n_iter_``, ``loss_`` (the fitted Loss).
+    """
+
+    def fit(self, X, y, sample_weight=None):
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        return self._fitted(self._solve(X, y, sample_weight))
+
+    def predict(self, X) -> np.ndarray:
+        return self._margins(X)
+
+
+_PROBABILISTIC = (BinaryCrossEntropy, BinaryFocal, Logistic, SparseCategoricalCrossEntropy,
+                  SparseCategoricalFocal)
+
+
+class LinearClassifier(ClassifierMixin, _LinearModel):
+    """Linear classifier under any fastloss classification loss: binary losses (``"logistic"``,
+    ``"binary_focal"``, ``"hinge"``, ``"smooth_hinge"`` ...) on one score, multi-class losses
+    (``"sparse_categorical_cross_entropy"``, ``"multi_class_hinge"`` ...) on one score per class.
+    Any labels; they are encoded in the loss's convention. ``predict_proba`` for the
+    likelihood-based losses (sigmoid / softmax of the scores).
+
+    Attributes: ``classes_``, ``coef_``, ``intercept_``, ``n_iter_``, ``loss_``.
+    """
+
+    def __init__(self, loss: str = "logistic", loss_params: Optional[dict] = None, alpha: float = 1e-4,
+                 fit_intercept: bool = True, solver: str = "lbfgs", max_iter: int = 1000,
+                 tol: float = 1e-10) -> None:
+        super().__init__(loss, loss_params, alpha, fit_intercept, solver, max_iter, tol)
+
+    def fit(self, X, y, sample_weight=None):
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        k = len(self.classes_)
+        if k < 2:
+            raise ValueError(f"LinearClassifier needs samples of at least 2 classes; got {k} class")
+        if loss_kind(self._make_loss()) == "multiclass":
+            return self._fitted(self._solve(X, codes.astype(np.int32), sample_weight, n_outputs=k))
+        if k == 2:
+            return self._fitted(self._solve(X, codes.astype(np.float64), sample_weight))
+        # A binary loss on more classes: one-vs-rest, one score per class.
+        fits = [self._solve(X, (codes == c).astype(np.float64), sample_weight) for c in range(k)]
+        return self._fitted((np.stack([f[0] for f in fits], axis=1), np.array([f[1] for f in fits]),
+                             max(f[2] for f in fits)))
+
+    def decision_function(self, X) -> np.ndarray:
+        """Scores: ``(n,)`` for two classes (positive class ``classes_[1]``), ``(n, K)`` otherwise."""
+        z = self._margins(X)
+        return z[:, 1] - z[:, 0] if z.ndim == 2 and z.shape[1] == 2 else z
+
+    def predict(self, X) -> np.ndarray:
+        z = self._margins(X)
+        return self.classes_[np.argmax(z, axis=1) if z.ndim == 2 else (z > 0).astype(int)]
+
+    def _probabilistic(self) -> bool:
+        return isinstance(self._make_loss(), _PROBABILISTIC)
+
+    @available_if(_probabilistic)
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities: softmax of the scores for multi-class losses, the sigmoid for a
+        binary loss (normalized over the classes when fitted one-vs-rest)."""
+        z = self._margins(X)
+        if loss_kind(self.loss_) == "multiclass":
+            return softmax(z)
+        p = 0.5 * (1.0 + np.tanh(0.5 * z))  # sigmoid without overflow
+        if z.ndim == 1:
+            return np.stack([1.0 - p, p], axis=1)
+        return p / p.sum(axis=1, keepdims=True)

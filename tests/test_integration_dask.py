@@ -1,0 +1,124 @@
+"""fastloss.dask on a real distributed cluster (2 worker processes started here): chunked values,
+gradients and Hessians equal the in-memory ones (1e-12 relative in float64); xgboost.dask trains
+with a fastloss objective.
+
+The workers import fastloss: in CI it is pip-installed; from a source tree, PYTHONPATH reaches the
+worker processes through the environment.
+"""
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+fd = pytest.importorskip("fastloss.dask")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+N, K = 5003, 4
+
+
+def _case(name, rng):
+    """(loss, y_true, y_pred) for each family."""
+    z = rng.normal(0, 2, (N, K))
+    labels = rng.integers(0, K, N)
+    return {
+        "mse": (fl.MSE(), rng.normal(size=N), rng.normal(size=N)),
+        "huber": (fl.Huber(delta=0.5), rng.normal(size=N), rng.normal(size=N)),
+        "quantiles": (fl.Quantile(quantile=[0.1, 0.5, 0.9]), rng.normal(size=N), rng.normal(size=(N, 3))),
+        "logistic": (fl.Logistic(), rng.integers(0, 2, N), rng.normal(size=N)),
+        "focal": (fl.BinaryFocal(gamma=2.0, alpha=0.25, from_logits=True), rng.integers(0, 2, N), rng.normal(size=N)),
+        "cross_entropy": (fl.SparseCategoricalCrossEntropy(from_logits=True, class_weight=[1.0, 2.0, 0.5, 3.0],
+                                                           ignore_index=1, label_smoothing=0.1), labels, z),
+        "softmax_focal": (fl.SparseCategoricalFocal(gamma=1.5, alpha=[1.0, 2.0, 0.5, 3.0]), labels, z),
+        "dense_cross_entropy": (fl.CategoricalCrossEntropy(from_logits=True), fl.softmax(rng.normal(size=(N, K))), z),
+        "multi_hinge": (fl.MultiClassHinge(), labels, z),
+    }[name]
+
+
+CASES = ["mse", "huber", "quantiles", "logistic", "focal", "cross_entropy", "softmax_focal",
+         "dense_cross_entropy", "multi_hinge"]
+
+
+def _chunked(x, rows):
+    return da.from_array(x, chunks=(rows,) + x.shape[1:])
+
+
+def _close(got, expected, rtol):
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("name", CASES)
+def test_chunked_equals_in_memory(client, rng, name, reduction):
+    loss, y, p = _case(name, rng)
+    w = rng.random(N) + 0.1
+    for weights in (None, w):
+        # uneven chunks, the predictions' and the labels' different
+        yd, pd_ = _chunked(y, 700), _chunked(p, 1100)
+        wd = None if weights is None else _chunked(weights, 900)
+        value = fd.loss_value(loss, yd, pd_, wd, reduction=reduction).compute()
+        lazy_value, grad = fd.value_and_grad(loss, yd, pd_, wd, reduction=reduction)
+        g2, h2 = fd.grad_hess(loss, yd, pd_, wd, reduction=reduction)
+        assert isinstance(grad, da.Array) and grad.shape == p.shape and grad.dtype == p.dtype
+        value2, grad, g2, h2 = client.compute([lazy_value, grad, g2, h2], sync=True)
+        ref_value, ref_grad, ref_hess = loss.value_grad_hess(y, p, weights, reduction=reduction)
+        assert isinstance(value, float)
+        assert value == pytest.approx(ref_value, rel=1e-12)
+        assert value2 == pytest.approx(ref_value, rel=1e-12)
+        _close(grad, ref_grad, 1e-12)
+        _close(g2, ref_grad, 1e-12)
+        _close(h2, ref_hess, 1e-12)
+
+
+def test_float32_and_numpy_inputs(client, rng):
+    y = rng.normal(size=N).astype(np.float32)
+    p = rng.normal(size=N).astype(np.float32)
+    value, grad = fd.value_and_grad(fl.LogCosh(), y, _chunked(p, 1000))  # y stays a NumPy array
+    value, grad = client.compute([value, grad], sync=True)
+    ref_value, ref_grad = fl.LogCosh().value_and_grad(y, p)
+    assert grad.dtype == np.float32
+    assert value == pytest.approx(ref_value, rel=1e-6)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-6, atol=1e-12)
+
+
+def test_class_axis_is_never_split(rng):
+    loss, y, p = _case("cross_entropy", rng)
+    _, grad = fd.value_and_grad(loss, y, da.from_array(p, chunks=(1000, 2)))
+    assert grad.chunks[1] == (K,)
+    np.testing.assert_allclose(grad.compute(scheduler="sync"), loss.value_and_grad(y, p)[1], rtol=1e-12, atol=1e-18)
+
+
+def test_errors(rng):
+    p = da.zeros(10, chunks=5)
+    with pytest.raises(ValueError, match="'mean' or 'sum'"):
+        fd.loss_value(fl.MSE(), p, p, reduction="none")
+    with pytest.raises(ValueError, match="rows"):
+        fd.loss_value(fl.MSE(), da.zeros(9, chunks=5), p)
+    assert np.isnan(fd.loss_value(fl.MSE(), p, p, da.zeros(10, chunks=5)).compute(scheduler="sync"))
+
+
+def test_xgboost_dask_training_with_a_fastloss_objective(client, rng):
+    xgb = pytest.importorskip("xgboost")
+    pytest.importorskip("xgboost.dask")
+    fx = pytest.importorskip("fastloss.xgboost")
+    X = rng.normal(size=(2000, 4))
+    y = (X[:, 0] + 0.5 * rng.normal(size=2000) > 0.8).astype(np.float32)
+    dtrain = xgb.dask.DaskDMatrix(client, da.from_array(X, chunks=(500, 4)), da.from_array(y, chunks=500))
+    loss = fl.BinaryFocal(gamma=2.0, alpha=0.75, from_logits=True)
+    out = xgb.dask.train(client, {"tree_method": "hist", "max_depth": 3, "eta": 0.3, "base_score": 0.0,
+                                  "nthread": 1},
+                         dtrain, num_boost_round=5, obj=fx.Objective(loss), evals=[(dtrain, "train")],
+                         custom_metric=fx.Metric(loss))
+    history = out["history"]["train"]["binary_focal"]
+    assert len(history) == 5 and history[-1] < history[0]
+    margins = xgb.dask.predict(client, out["booster"], dtrain, output_margin=True).compute()
+    assert history[-1] == pytest.approx(loss(y, margins.astype(np.float64)), rel=1e-5)

@@ -1,0 +1,136 @@
+"""fastloss.sklearn: scorers for every registered loss; linear estimators that pass
+check_estimator and fit like scikit-learn's own."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+
+pytest.importorskip("sklearn")
+pytest.importorskip("scipy")
+from sklearn.base import BaseEstimator, clone  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import cross_val_score  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from fastloss.sklearn import LinearClassifier, LinearRegressor, make_scorer  # noqa: E402
+
+K = 3
+
+
+class Fixed(BaseEstimator):
+    """A fitted 'estimator' (neither classifier nor regressor, so the scorer passes its output
+    through) whose every response method returns the same array."""
+
+    def __init__(self, output=None):
+        self.output = output
+
+    def fit(self, X, y):
+        return self
+
+    def predict(self, X):
+        return self.output
+
+    decision_function = predict_proba = predict
+
+
+def inputs_for(loss, rng, n=40):
+    """(y_true, estimator output, response method) in the loss's convention."""
+    from fastloss._boosting import loss_kind
+
+    kind, logits = loss_kind(loss), getattr(loss, "from_logits", True)
+    if kind == "regression":
+        return rng.normal(size=n), rng.normal(size=n), "predict"
+    if kind == "binary":
+        y = rng.integers(0, 2, n).astype(float)
+        return (y, rng.normal(size=n), "decision_function") if logits else (y, rng.random(n), "predict_proba")
+    z = rng.normal(size=(n, K))
+    out = (z, "decision_function") if logits else (fl.softmax(z), "predict_proba")
+    y = fl.softmax(rng.normal(size=(n, K))) if getattr(loss, "dense", False) else rng.integers(0, K, n)
+    return (y, *out)
+
+
+@pytest.mark.parametrize("name", [info.name for info in fl.losses()
+                                  if info.family in ("regression", "classification")
+                                  and not info.cls.inputs])  # (y_true, y_pred) losses
+def test_scorer_for_every_registered_loss(name, rng):
+    loss = fl.get_loss(name)
+    y, output, method = inputs_for(loss, rng)
+    scorer = make_scorer(name)
+    assert scorer._response_method == method
+    w = rng.random(len(y)) + 0.1
+    X = np.zeros((len(y), 1))
+    assert scorer(Fixed(output), X, y) == pytest.approx(-loss(y, output))
+    assert scorer(Fixed(output), X, y, sample_weight=w) == pytest.approx(-loss(y, output, w))
+    assert pickle.loads(pickle.dumps(scorer))(Fixed(output), X, y) == pytest.approx(-loss(y, output))
+
+
+def test_scorer_with_params_and_cross_validation(rng):
+    X = rng.normal(size=(120, 3))
+    y = X @ [1.0, 2.0, -1.0] + rng.standard_t(2, size=120)
+    scorer = make_scorer("huber", delta=0.5)
+    assert scorer._score_func.loss.delta == 0.5
+    scores = cross_val_score(LinearRegressor(loss="huber"), X, y, scoring=scorer, cv=3)
+    assert scores.shape == (3,) and np.all(scores < 0)
+    assert make_scorer(fl.Quantile(quantile=0.9))._score_func.loss.quantile == 0.9
+    with pytest.raises(TypeError, match="loss_params"):
+        make_scorer(fl.MSE(), delta=1.0)
+    with pytest.raises(TypeError, match="teacher_logits"):
+        make_scorer("distillation")
+
+
+@parametrize_with_checks([LinearRegressor(), LinearClassifier(loss="sparse_categorical_cross_entropy")])
+def test_check_estimator(estimator, check):
+    check(estimator)
+
+
+def test_classifier_matches_logistic_regression(rng):
+    X = rng.normal(size=(200, 3))
+    y = np.where(X @ [1.0, -1.0, 0.5] + rng.normal(size=200) > 0, "yes", "no")
+    C = 1.0
+    sk = LogisticRegression(C=C, tol=1e-12, max_iter=10000).fit(X, y)
+    ours = LinearClassifier(loss="logistic", alpha=1.0 / (C * len(y))).fit(X, y)
+    np.testing.assert_allclose(ours.coef_, sk.coef_[0], rtol=1e-5)
+    np.testing.assert_allclose(ours.predict_proba(X), sk.predict_proba(X), atol=1e-6)
+    assert list(ours.classes_) == ["no", "yes"]
+    np.testing.assert_array_equal(ours.predict(X), sk.predict(X))
+
+
+def test_one_vs_rest_for_binary_losses_and_newton_cg(rng):
+    X = rng.normal(size=(150, 2))
+    y = np.digitize(X[:, 0] + 0.2 * rng.normal(size=150), [-0.5, 0.5])
+    model = LinearClassifier(loss="smooth_hinge", solver="newton-cg").fit(X, y)
+    assert model.coef_.shape == (2, 3) and model.decision_function(X).shape == (150, 3)
+    assert np.mean(model.predict(X) == y) > 0.8
+    assert not hasattr(model, "predict_proba")  # a margin loss: no probabilities
+    with pytest.raises(TypeError, match="L-BFGS"):
+        LinearClassifier(loss="sparse_categorical_cross_entropy", solver="newton-cg").fit(X, y)
+
+
+def test_regressor_losses_weights_and_quantiles(rng):
+    X = rng.normal(size=(200, 2))
+    y = X @ [2.0, -1.0] + 1.0 + rng.normal(size=200)
+    w = rng.random(200) + 0.5
+    mse = LinearRegressor().fit(X, y, sample_weight=w)
+    sw = np.sqrt(w)
+    A = np.c_[X, np.ones(200)]
+    exact = np.linalg.lstsq(A * sw[:, None], y * sw, rcond=None)[0]
+    np.testing.assert_allclose(np.r_[mse.coef_, mse.intercept_], exact, rtol=1e-7)
+    multi = LinearRegressor(loss="quantile", loss_params={"quantile": [0.1, 0.9]}).fit(X, y)
+    q = multi.predict(X)
+    assert q.shape == (200, 2) and np.all(q[:, 0] < q[:, 1])
+    assert clone(multi).get_params()["loss_params"] == {"quantile": [0.1, 0.9]}
+
+
+def test_estimator_errors(rng):
+    X, y = rng.normal(size=(20, 2)), rng.integers(0, 3, 20)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        LinearClassifier().fit(X, np.zeros(20))
+    with pytest.raises(ValueError, match="solver"):
+        LinearRegressor(solver="sgd").fit(X, y.astype(float))
+    with pytest.raises(ValueError, match="alpha"):
+        LinearRegressor(alpha=-1.0).fit(X, y.astype(float))
+    with pytest.raises(ValueError, match="unknown loss"):
+        LinearRegressor(loss="nope").fit(X, y.astype(float))
