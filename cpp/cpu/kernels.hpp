@@ -46,6 +46,9 @@ struct KernelTable {
   CrossEntropyFn cross_entropy[2] = {};
   SoftmaxFn softmax[2] = {};
   MultiMarginFn multi_margin[2] = {};
+  SsimFn ssim[2] = {};
+  DiceFn dice_sums[2] = {};
+  DiceFn dice_grad[2] = {};
 };
 
 // Each family translation unit, compiled once per ISA, defines register_<family>_<isa>.

@@ -65,9 +65,12 @@ def synthetic(loss, n: int, seed: int = 0, dtype: str = "float64", num_classes: 
       probabilities when the loss takes probabilities;
     - multi-class: labels (n,) and logits (n, num_classes), or softmax probabilities, or one-hot
       targets for CategoricalCrossEntropy;
-    - a vector of quantiles: predictions (n, q).
+    - a vector of quantiles: predictions (n, q);
+    - image and segmentation losses: n images (their ``synthetic`` method).
     """
     rng = np.random.default_rng(seed)
+    if hasattr(loss, "synthetic"):
+        return loss.synthetic(n, rng, dtype)
     if loss.family != "classification":
         y = rng.standard_normal(n)
         p = y + 0.3 * rng.standard_normal(n)
