@@ -29,6 +29,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "fastloss/job.hpp"
 #include "fastloss/reduce.hpp"
@@ -67,20 +68,21 @@ T* alloc(index_t n) {
 template <class T>
 struct RowScratch {
   T* v[5];  // vertical window sums of x, y, xx, yy, xy: W + 2R, reflect-padded
-  T* u[5];  // horizontal results: W
   T* t[3];  // backward vertical sums: W + 2R, zero-padded
   T* term;  // S or CS of one row: W
+  T* zero;  // a row of zeros (window rows outside the cropped maps)
   explicit RowScratch(index_t W) {
     for (auto& p : v) p = alloc<T>(W + 2 * R);
-    for (auto& p : u) p = alloc<T>(W);
     for (auto& p : t) p = alloc<T>(W + 2 * R);
     term = alloc<T>(W);
+    zero = alloc<T>(W);
+    for (index_t j = 0; j < W; ++j) zero[j] = T(0);
   }
   ~RowScratch() {
     for (auto p : v) std::free(p);
-    for (auto p : u) std::free(p);
     for (auto p : t) std::free(p);
     std::free(term);
+    std::free(zero);
   }
   RowScratch(const RowScratch&) = delete;
   RowScratch& operator=(const RowScratch&) = delete;
@@ -100,90 +102,154 @@ struct Plane {
   index_t Wc() const { return W - 2 * R; }
 };
 
-// v += wk (x, y, x^2, y^2, x y) over one image row.
+// GCC generic vectors of 64 bytes (one AVX-512 register, two AVX2 ones, four SSE2 ones).
 template <class T>
-void accumulate_moments(const T* __restrict xr, const T* __restrict yr, T wk, index_t W,
-                        T* __restrict vx, T* __restrict vy, T* __restrict vxx, T* __restrict vyy,
-                        T* __restrict vxy) {
-  for (index_t j = 0; j < W; ++j) {
-    const T a = xr[j], b = yr[j];
-    const T wa = wk * a, wb = wk * b;
-    vx[j] += wa;
-    vy[j] += wb;
-    vxx[j] = fma_(wa, a, vxx[j]);
-    vyy[j] = fma_(wb, b, vyy[j]);
-    vxy[j] = fma_(wa, b, vxy[j]);
-  }
+struct VecOf;
+template <>
+struct VecOf<float> {
+  typedef float type __attribute__((vector_size(64)));
+};
+template <>
+struct VecOf<double> {
+  typedef double type __attribute__((vector_size(64)));
+};
+template <class T>
+using Vec = typename VecOf<T>::type;
+template <class T>
+inline constexpr index_t kVecLen = 64 / sizeof(T);
+template <class T>
+FL_INLINE Vec<T> vload(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class T>
+FL_INLINE void vstore(T* p, const Vec<T>& v) {
+  std::memcpy(p, &v, sizeof v);
 }
 
-// Local statistics of row p (window rows reflected at the borders) at columns [j0, j1) into s.u.
+// U is T (a scalar tail) or Vec<T> (kVecLen<T> consecutive columns): the same formulas, so every
+// column gets the same bits whichever path computes it.
+template <class U, class T>
+FL_INLINE U ld(const T* p) {
+  if constexpr (std::is_same_v<U, T>)
+    return *p;
+  else
+    return vload<T>(p);
+}
+template <class U, class T>
+FL_INLINE void st(T* p, const U& v) {
+  if constexpr (std::is_same_v<U, T>)
+    *p = v;
+  else
+    vstore<T>(p, v);
+}
+
+// sum_k w_k v[k] over the 11 taps (for U = Vec<T>: of kVecLen<T> consecutive windows).
+template <class U, class T>
+FL_INLINE U taps(const T* w, const T* v) {
+  U acc = w[0] * ld<U>(v);
+#pragma GCC unroll 16
+  for (int k = 1; k < kTaps; ++k) acc += w[k] * ld<U>(v + k);
+  return acc;
+}
+
+// Runs body(U{}, j) over [j0, j1): vectors of kVecLen<T> columns, then a scalar tail.
+template <class T, class Body>
+FL_INLINE void columns(index_t j0, index_t j1, Body&& body) {
+  index_t j = j0;
+  for (; j + kVecLen<T> <= j1; j += kVecLen<T>) body(Vec<T>{}, j);
+  for (; j < j1; ++j) body(T{}, j);
+}
+
+// Vertical window sums of x, y, xx, yy, xy for row p (window rows reflected at the borders) into
+// s.v, reflect-padded by R on both sides for the horizontal pass.
 template <class T>
-void window_stats(const Plane<T>& P, const Window<T>& win, index_t p, index_t j0, index_t j1,
-                  RowScratch<T>& s) {
+void vertical_moments(const Plane<T>& P, const Window<T>& win, index_t p, RowScratch<T>& s) {
   const index_t W = P.W;
-  T* __restrict vx = s.v[0] + R;
-  T* __restrict vy = s.v[1] + R;
-  T* __restrict vxx = s.v[2] + R;
-  T* __restrict vyy = s.v[3] + R;
-  T* __restrict vxy = s.v[4] + R;
-  for (index_t j = 0; j < W; ++j) vx[j] = vy[j] = vxx[j] = vyy[j] = vxy[j] = T(0);
+  const T* xr[kTaps];
+  const T* yr[kTaps];
   for (int k = 0; k < kTaps; ++k) {
     const index_t row = reflect(p - R + k, P.H);
-    accumulate_moments(P.x + row * W, P.y + row * W, win.w[k], W, vx, vy, vxx, vyy, vxy);
+    xr[k] = P.x + row * W, yr[k] = P.y + row * W;
   }
-  for (int q = 0; q < 5; ++q) {  // reflect-pad, then correlate along the row
-    T* __restrict v = s.v[q];
+  T* vx = s.v[0] + R;
+  T* vy = s.v[1] + R;
+  T* vxx = s.v[2] + R;
+  T* vyy = s.v[3] + R;
+  T* vxy = s.v[4] + R;
+  const T* w = win.w;
+  // Every column's five sums stay in registers over the 11 rows; products and sums unfused: the
+  // same bits on every ISA.
+  columns<T>(0, W, [&](auto u, index_t j) {
+    using U = decltype(u);
+    U sx = {}, sy = {}, sxx = {}, syy = {}, sxy = {};
+#pragma GCC unroll 16
+    for (int k = 0; k < kTaps; ++k) {
+      const U a = ld<U>(xr[k] + j), b = ld<U>(yr[k] + j);
+      const U wa = w[k] * a, wb = w[k] * b;
+      sx += wa, sy += wb, sxx += wa * a, syy += wb * b, sxy += wa * b;
+    }
+    st(vx + j, sx), st(vy + j, sy), st(vxx + j, sxx), st(vyy + j, syy), st(vxy + j, sxy);
+  });
+  for (int q = 0; q < 5; ++q) {
+    T* v = s.v[q];
     for (index_t i = 0; i < R; ++i) {
       v[R - 1 - i] = v[R + i];
       v[R + W + i] = v[R + W - 1 - i];
     }
-    T* __restrict u = s.u[q];
-    for (index_t j = j0; j < j1; ++j) u[j] = T(0);
-    for (int k = 0; k < kTaps; ++k) {
-      const T wk = win.w[k];
-      const T* __restrict vk = v + k;
-      for (index_t j = j0; j < j1; ++j) u[j] = fma_(wk, vk[j], u[j]);
-    }
   }
 }
 
-// S (CS when `cs`) of row p at columns [j0, j1) into s.term; with G, the coefficient maps a, b, c
+// S (CS when CS) of row p at columns [j0, j1) into s.term; with G, the coefficient maps a, b, c
 // of that row (p in the cropped region, [j0, j1) the cropped columns).
-template <class T, bool G>
+template <class T, bool G, bool CS>
 void row_terms(const Plane<T>& P, const Window<T>& win, index_t p, index_t j0, index_t j1, T c1,
-               T c2, bool cs, RowScratch<T>& s) {
-  window_stats(P, win, p, j0, j1, s);
-  const T *__restrict ux = s.u[0], *__restrict uy = s.u[1], *__restrict uxx = s.u[2],
-          *__restrict uyy = s.u[3], *__restrict uxy = s.u[4];
+               T c2, RowScratch<T>& s) {
+  vertical_moments(P, win, p, s);
+  const T *__restrict vx = s.v[0], *__restrict vy = s.v[1], *__restrict vxx = s.v[2],
+          *__restrict vyy = s.v[3], *__restrict vxy = s.v[4];  // column j's window starts at j
+  const T* __restrict w = win.w;
   T* __restrict term = s.term;
   T *__restrict a = nullptr, *__restrict b = nullptr, *__restrict c = nullptr;
   if constexpr (G) {
     const index_t off = (p - R) * P.Wc() - R;  // cropped storage, indexed by column j
     a = P.a + off, b = P.b + off, c = P.c + off;
   }
-  for (index_t j = j0; j < j1; ++j) {
-    const T mx = ux[j], my = uy[j];
-    const T mxy = mx * my, mxx = mx * mx, myy = my * my;
-    const T A1 = T(2) * mxy + c1, A2 = T(2) * (uxy[j] - mxy) + c2;
-    const T B1 = mxx + myy + c1, B2 = (uxx[j] - mxx) + (uyy[j] - myy) + c2;
-    if (cs) {
-      const T inv = T(1) / B2, v = A2 * inv;
-      term[j] = v;
+  columns<T>(j0, j1, [&](auto u, index_t j) {
+    using U = decltype(u);
+    const U mx = taps<U>(w, vx + j), my = taps<U>(w, vy + j);
+    const U uxx = taps<U>(w, vxx + j), uyy = taps<U>(w, vyy + j), uxy = taps<U>(w, vxy + j);
+    const U mxy = mx * my, mxx = mx * mx, myy = my * my;
+    const U A1 = T(2) * mxy + c1, A2 = T(2) * (uxy - mxy) + c2;
+    const U B1 = mxx + myy + c1, B2 = (uxx - mxx) + (uyy - myy) + c2;
+    if constexpr (CS) {
+      const U inv = T(1) / B2, v = A2 * inv;
+      st(term + j, v);
       if constexpr (G) {
-        a[j] = T(2) * inv;
-        b[j] = T(-2) * v * inv;
-        c[j] = T(2) * (my * v - mx) * inv;
+        st(a + j, T(2) * inv);
+        st(b + j, T(-2) * v * inv);
+        st(c + j, T(2) * (my * v - mx) * inv);
       }
     } else {
-      const T invD = T(1) / (B1 * B2), v = A1 * A2 * invD;
-      term[j] = v;
+      const U invB2 = T(1) / B2, invD = invB2 / B1, v = A1 * A2 * invD;
+      st(term + j, v);
       if constexpr (G) {
-        a[j] = T(2) * A1 * invD;
-        b[j] = T(-2) * v / B2;
-        c[j] = T(2) * (mx * (A2 - A1) - my * (B2 - B1) * v) * invD;
+        st(a + j, T(2) * A1 * invD);
+        st(b + j, T(-2) * v * invB2);
+        st(c + j, T(2) * (mx * (A2 - A1) - my * (B2 - B1) * v) * invD);
       }
     }
-  }
+  });
+}
+
+template <class T, bool G>
+void row_terms(const Plane<T>& P, const Window<T>& win, index_t p, index_t j0, index_t j1, T c1,
+               T c2, bool cs, RowScratch<T>& s) {
+  if (cs)
+    row_terms<T, G, true>(P, win, p, j0, j1, c1, c2, s);
+  else
+    row_terms<T, G, false>(P, win, p, j0, j1, c1, c2, s);
 }
 
 // Row q of the gradient: out[j] = scale (x F'(a) + y F'(b) + F'(c)).
@@ -191,37 +257,40 @@ template <class T>
 void backward_row(const Plane<T>& P, const Window<T>& win, index_t q, T scale, T* __restrict out,
                   RowScratch<T>& s) {
   const index_t W = P.W, Wc = P.Wc();
-  const T* maps[3] = {P.a, P.b, P.c};
-  // Window rows p = q - R + k that lie in the cropped region [R, H - R).
-  const int k0 = static_cast<int>(q < 2 * R ? 2 * R - q : 0);
-  const int k1 = static_cast<int>(min_<index_t>(kTaps, P.H - q));
-  for (int m = 0; m < 3; ++m) {
-    T* __restrict t = s.t[m];
-    for (index_t j = 0; j < 2 * R; ++j) t[j] = t[W + j] = T(0);
-    T* __restrict tc = t + 2 * R;  // column j of the cropped map sits at t[R + j]
-    for (index_t j = 0; j < Wc; ++j) tc[j] = T(0);
-    for (int k = k0; k < k1; ++k) {
-      const T* __restrict src = maps[m] + (q - 2 * R + k) * Wc;
-      const T wk = win.w[k];
-      for (index_t j = 0; j < Wc; ++j) tc[j] = fma_(wk, src[j], tc[j]);
-    }
+  const T* __restrict w = win.w;
+  // Window rows p = q - R + k of the maps; rows outside the cropped region [R, H - R) are zero.
+  const T* ra[kTaps];
+  const T* rb[kTaps];
+  const T* rc[kTaps];
+  for (int k = 0; k < kTaps; ++k) {
+    const index_t p = q - R + k;
+    const bool in = p >= R && p < P.H - R;
+    const index_t off = (p - R) * Wc;
+    ra[k] = in ? P.a + off : s.zero, rb[k] = in ? P.b + off : s.zero, rc[k] = in ? P.c + off : s.zero;
   }
-  T* __restrict ga = s.u[0];
-  T* __restrict gb = s.u[1];
-  T* __restrict gc = s.u[2];
-  T* g[3] = {ga, gb, gc};
-  for (int m = 0; m < 3; ++m) {
-    T* __restrict gm = g[m];
-    for (index_t j = 0; j < W; ++j) gm[j] = T(0);
+  // Column j of the cropped maps sits at t[2R + j - R] = t[R + j]: zero margins of 2R each side.
+  T* __restrict ta = s.t[0];
+  T* __restrict tb = s.t[1];
+  T* __restrict tc = s.t[2];
+  for (index_t j = 0; j < 2 * R; ++j) ta[j] = tb[j] = tc[j] = ta[W + j] = tb[W + j] = tc[W + j] = T(0);
+  columns<T>(0, Wc, [&](auto u, index_t j) {
+    using U = decltype(u);
+    U sa = {}, sb = {}, sc = {};
+#pragma GCC unroll 16
     for (int k = 0; k < kTaps; ++k) {
-      const T wk = win.w[k];
-      const T* __restrict tk = s.t[m] + k;
-      for (index_t j = 0; j < W; ++j) gm[j] = fma_(wk, tk[j], gm[j]);
+      sa += w[k] * ld<U>(ra[k] + j);
+      sb += w[k] * ld<U>(rb[k] + j);
+      sc += w[k] * ld<U>(rc[k] + j);
     }
-  }
+    st(ta + 2 * R + j, sa), st(tb + 2 * R + j, sb), st(tc + 2 * R + j, sc);
+  });
   const T* __restrict xr = P.x + q * W;
   const T* __restrict yr = P.y + q * W;
-  for (index_t j = 0; j < W; ++j) out[j] = scale * fma_(xr[j], ga[j], fma_(yr[j], gb[j], gc[j]));
+  columns<T>(0, W, [&](auto u, index_t j) {
+    using U = decltype(u);
+    st(out + j, scale * (ld<U>(xr + j) * taps<U>(w, ta + j) + ld<U>(yr + j) * taps<U>(w, tb + j) +
+                         taps<U>(w, tc + j)));
+  });
 }
 
 // Sum over the cropped row of s.term, in double (fixed lane order).
