@@ -25,8 +25,21 @@ py::array contiguous(const py::object& obj, const char* name, DType T, const std
   return numpy().attr("ascontiguousarray")(a, numpy_dtype(T));
 }
 
+// A caller buffer the kernel writes directly: C-contiguous, writeable, dtype T, `shape`.
+void* direct_output(const py::object& obj, const char* name, DType T, const std::vector<index_t>& shape) {
+  if (obj.is_none()) return nullptr;
+  if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy.ndarray");
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (a.dtype().kind() != 'f' || dtype_of(a) != T || shape_of(a) != shape || !a.writeable() ||
+      !(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + ": expected a writeable C-contiguous array of shape " +
+                          shape_str(shape));
+  return a.mutable_data();
+}
+
 py::tuple ssim(const py::object& x_obj, const py::object& y_obj, double c1, double c2,
-               const py::object& scale_weights_obj, const py::object& grad_scale_obj, bool want_map) {
+               const py::object& scale_weights_obj, const py::object& grad_scale_obj, bool want_map,
+               const py::object& grad_out) {
   py::array y = as_real_array(y_obj, "y_pred");
   const DType T = dtype_of(y);
   const auto shape = shape_of(y);
@@ -60,9 +73,8 @@ py::tuple ssim(const py::object& x_obj, const py::object& y_obj, double c1, doub
   if (!grad_scale_obj.is_none()) {
     gscale = contiguous(grad_scale_obj, "grad_scale", DType::f64, {job.planes});
     job.grad_scale = static_cast<const double*>(gscale.data());
-    py::array g(numpy_dtype(T), shape);
-    job.grad_out = g.mutable_data();
-    grad = g;
+    grad = grad_out.is_none() ? py::object(py::array(numpy_dtype(T), shape)) : grad_out;
+    job.grad_out = direct_output(grad, "grad_out", T, shape);
   }
   if (want_map) {
     py::array m(numpy_dtype(T), shape);
@@ -104,6 +116,7 @@ DiceCall dice_call(const py::object& y_true, const py::object& z_obj, int activa
       throw py::value_error("labels must have shape " + shape_str({job.N, job.S}) + "; got " + shape_str(shape_of(t)));
     call.targets = numpy().attr("ascontiguousarray")(t);
     job.labels = static_cast<const std::int64_t*>(call.targets.data());
+    // Labels outside [0, C) match no class (the Python layer rejects them up front).
   } else {
     call.targets = contiguous(t, "y_true", call.T, call.shape);
     job.targets = call.targets.data();
@@ -113,8 +126,10 @@ DiceCall dice_call(const py::object& y_true, const py::object& z_obj, int activa
   return call;
 }
 
-py::array dice_sums(const py::object& y_true, const py::object& y_pred, int activation) {
+py::array dice_sums(const py::object& y_true, const py::object& y_pred, int activation,
+                    const py::object& probs_out) {
   DiceCall call = dice_call(y_true, y_pred, activation);
+  call.job.probs = direct_output(probs_out, "probs_out", call.T, call.shape);
   py::array_t<double> sums(std::vector<index_t>{call.job.N, call.job.C, kDiceSums});
   call.job.sums = sums.mutable_data();
   if (call.job.N * call.job.C * call.job.S > 0) {
@@ -127,13 +142,15 @@ py::array dice_sums(const py::object& y_true, const py::object& y_pred, int acti
   return sums;
 }
 
-py::array dice_grad(const py::object& y_true, const py::object& y_pred, int activation,
-                    const py::object& coef_obj) {
+py::object dice_grad(const py::object& y_true, const py::object& y_pred, int activation,
+                     const py::object& coef_obj, const py::object& grad_out, bool probs_in_grad) {
   DiceCall call = dice_call(y_true, y_pred, activation);
   py::array coef = contiguous(coef_obj, "coef", DType::f64, {call.job.N, call.job.C, 3});
   call.job.coef = static_cast<const double*>(coef.data());
-  py::array grad(numpy_dtype(call.T), call.shape);
-  call.job.grad_out = grad.mutable_data();
+  py::object grad = grad_out;
+  if (grad.is_none()) grad = py::array(numpy_dtype(call.T), call.shape);
+  call.job.grad_out = direct_output(grad, "grad_out", call.T, call.shape);
+  if (probs_in_grad) call.job.probs = call.job.grad_out;
   if (call.job.N * call.job.C * call.job.S > 0) {
     const DiceFn fn = kernels().dice_grad[call.T == DType::f32 ? 0 : 1];
     py::gil_scoped_release nogil;
@@ -142,16 +159,36 @@ py::array dice_grad(const py::object& y_true, const py::object& y_pred, int acti
   return grad;
 }
 
+// Flat index of the first label outside [0, C), or -1.
+index_t first_bad_label(const py::array_t<std::int64_t, py::array::c_style>& labels, std::int64_t C) {
+  const std::int64_t* l = labels.data();
+  const index_t n = labels.size();
+  py::gil_scoped_release nogil;
+  bool bad = false;
+  for (index_t i = 0; i < n; ++i) bad |= static_cast<std::uint64_t>(l[i]) >= static_cast<std::uint64_t>(C);
+  if (!bad) return -1;
+  for (index_t i = 0; i < n; ++i)
+    if (l[i] < 0 || l[i] >= C) return i;
+  return -1;
+}
+
 }  // namespace
 
 void bind_image(py::module_& m) {
   m.def("ssim", &ssim, py::arg("y_true"), py::arg("y_pred"), py::arg("c1"), py::arg("c2"),
         py::arg("scale_weights"), py::arg("grad_scale"), py::arg("want_map"),
+        py::arg("grad_out") = py::none(),
         "per-plane SSIM (or MS-SSIM) of (planes, H, W) stacks; (values, grad | None, map | None)");
   m.def("dice_sums", &dice_sums, py::arg("y_true"), py::arg("y_pred"), py::arg("activation"),
-        "(N, C, 5) sums of p g, p, p^2, g, g^2 over S; activation 0 none, 1 sigmoid, 2 softmax");
+        py::arg("probs_out") = py::none(),
+        "(N, C, 5) sums of p g, p, p^2, g, g^2 over S; activation 0 none, 1 sigmoid, 2 softmax; "
+        "the activations into probs_out when given");
+  m.def("first_bad_label", &first_bad_label, py::arg("labels"), py::arg("num_classes"),
+        "flat index of the first label outside [0, num_classes), or -1");
   m.def("dice_grad", &dice_grad, py::arg("y_true"), py::arg("y_pred"), py::arg("activation"),
-        py::arg("coef"), "gradient w.r.t. y_pred from d loss / d p = a g + b + c p per (n, c)");
+        py::arg("coef"), py::arg("grad_out") = py::none(), py::arg("probs_in_grad") = false,
+        "gradient w.r.t. y_pred from d loss / d p = a g + b + c p per (n, c), into grad_out; "
+        "with probs_in_grad, grad_out holds the activations of dice_sums on entry");
 }
 
 }  // namespace fastloss::bind

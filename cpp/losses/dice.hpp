@@ -13,6 +13,7 @@
 #include <omp.h>
 
 #include <cstdlib>
+#include <cstring>
 
 #include "fastloss/job.hpp"
 #include "fastloss/reduce.hpp"
@@ -79,6 +80,18 @@ void block_target(const DiceJob& job, index_t n, index_t c, index_t i0, index_t 
   }
 }
 
+// The activations of a block to / from job.probs.
+template <class T>
+void store_block(const DiceJob& job, index_t n, index_t i0, index_t len, const T* __restrict p) {
+  T* dst = static_cast<T*>(job.probs) + n * job.C * job.S + i0;
+  for (index_t c = 0; c < job.C; ++c) std::memcpy(dst + c * job.S, p + c * kBlock, sizeof(T) * len);
+}
+template <class T>
+void load_block(const DiceJob& job, index_t n, index_t i0, index_t len, T* __restrict p) {
+  const T* src = static_cast<const T*>(job.probs) + n * job.C * job.S + i0;
+  for (index_t c = 0; c < job.C; ++c) std::memcpy(p + c * kBlock, src + c * job.S, sizeof(T) * len);
+}
+
 // Per-thread block buffers: probabilities (C x kBlock), targets, softmax temporaries.
 template <class T>
 struct Scratch {
@@ -116,6 +129,7 @@ void dice_sums(const DiceJob& job) {
     for (index_t u = 0; u < units; ++u) {
       const index_t n = u / nb, i0 = (u % nb) * kBlock, len = min_(kBlock, S - i0);
       block_probs(job, n, i0, len, s.p, s.tmp);
+      if (job.probs) store_block(job, n, i0, len, s.p);
       for (index_t c = 0; c < C; ++c) {
         block_target(job, n, c, i0, len, s.g);
         const T* __restrict pc = s.p + c * kBlock;
@@ -169,7 +183,10 @@ void dice_grad(const DiceJob& job) {
 #pragma omp for schedule(static)
     for (index_t u = 0; u < units; ++u) {
       const index_t n = u / nb, i0 = (u % nb) * kBlock, len = min_(kBlock, S - i0);
-      block_probs(job, n, i0, len, s.p, s.tmp);
+      if (job.probs)
+        load_block(job, n, i0, len, s.p);
+      else
+        block_probs(job, n, i0, len, s.p, s.tmp);
       for (index_t c = 0; c < C; ++c) {
         block_target(job, n, c, i0, len, s.g);
         const double* k = job.coef + (n * C + c) * 3;

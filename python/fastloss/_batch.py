@@ -69,6 +69,14 @@ def check_out(buffer, name: str, shape: Sequence[int], dtype: np.dtype) -> None:
         raise ValueError(f"{name} is read-only")
 
 
+def direct_buffer(buffer, shape):
+    """A C-contiguous view of ``shape`` onto the caller's (checked) buffer, for a kernel to write
+    directly; None when there is no buffer or it is not C-contiguous."""
+    if buffer is not None and buffer.flags.c_contiguous:
+        return buffer.reshape(shape)
+    return None
+
+
 def deliver(result: np.ndarray, buffer) -> np.ndarray:
     """``result`` copied into the caller's (checked) buffer, or ``result`` itself."""
     if buffer is None:

@@ -25,8 +25,8 @@ import numpy as np
 
 from . import _core
 from ._base import Loss, Param, positive
-from ._batch import (check_out, check_same_shape, deliver, item_weights, real_array,
-                     reduce_items)
+from ._batch import (check_out, check_same_shape, deliver, direct_buffer, item_weights,
+                     real_array, reduce_items)
 
 __all__ = ["SSIMLoss", "MSSSIMLoss", "ssim_loss", "ms_ssim_loss", "WINDOW", "MS_SSIM_WEIGHTS"]
 
@@ -118,13 +118,16 @@ class _ImageLoss(Loss):
             check_out(grad_out, "grad_out", np.shape(y_pred), y.dtype)
         # loss_n = 1 - mean_c sim_nc, so d loss_n / d sim_nc = -1 / C.
         plane_scale = np.repeat(np.ravel(scale) * (-1.0 / channels), channels) if want_grad else None
-        values, grad, _ = _core.ssim(x, y, *self._constants(), self._scales, plane_scale, False)
+        direct = None if self.channels_last or not want_grad else direct_buffer(grad_out, y.shape)
+        values, grad, _ = _core.ssim(x, y, *self._constants(), self._scales, plane_scale, False,
+                                     direct)
         losses = 1.0 - values.reshape(batch + (channels,)).mean(axis=-1)
         value, per_item, _ = reduce_items(losses, weights, reduction)
         if per_item is not None:
             per_item = deliver(np.asarray(per_item, dtype=y.dtype), out)
         if want_grad:
-            grad = deliver(self._unplane(grad, np.ndim(y_pred), batch, channels), grad_out)
+            grad = grad_out if direct is not None else deliver(
+                self._unplane(grad, np.ndim(y_pred), batch, channels), grad_out)
         return value, per_item, grad, None
 
     def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):

@@ -27,8 +27,9 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core
+from ._runtime import get_num_threads
 from ._base import Loss, Param, non_negative
-from ._batch import check_out, deliver, item_weights, real_array, reduce_items
+from ._batch import check_out, deliver, direct_buffer, item_weights, real_array, reduce_items
 from .image import _flag
 from .multiclass import _class_weight
 
@@ -36,6 +37,7 @@ __all__ = ["DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "dice_loss", "gener
            "tversky_loss"]
 
 _ACTIVATIONS = {None: 0, "sigmoid": 1, "softmax": 2}
+CHUNK_BYTES = 1 << 20  # predictions per thread per chunk of images: both passes while in cache
 # Columns of the kernel's per-(image, class) sums.
 _PG, _P, _P2, _G, _G2 = range(5)
 
@@ -75,11 +77,11 @@ class _SoftDice(Loss):
             raise ValueError(f"class_weight must have one weight per class ({C}); got {weight.size}")
         t = np.asarray(y_true)
         if t.dtype.kind in "iu" and t.shape == (N,) + z.shape[2:]:
-            if t.size and (t.min() < 0 or t.max() >= C):
-                bad = int(np.flatnonzero((t.ravel() < 0) | (t.ravel() >= C))[0])
-                raise ValueError(f"y_true (labels) must lie in [0, {C}); y_true.flat[{bad}] = "
-                                 f"{t.ravel()[bad]}")
             target = np.ascontiguousarray(t, dtype=np.int64).reshape(N, -1)
+            bad = _core.first_bad_label(target, C)
+            if bad >= 0:
+                raise ValueError(f"y_true (labels) must lie in [0, {C}); y_true.flat[{bad}] = "
+                                 f"{target.ravel()[bad]}")
         elif t.shape == z.shape:
             target = real_array(t, "y_true", z.dtype).reshape(N, C, -1)
         else:
@@ -101,21 +103,42 @@ class _SoftDice(Loss):
         if want_grad:
             check_out(grad_out, "grad_out", np.shape(y_pred), z.dtype)
         act = _ACTIVATIONS[self.activation]
-        sums = _core.dice_sums(target, z, act)
-        if self.batch:
-            sums = sums.sum(axis=0, keepdims=True)
-        # Per group (image, or the batch): loss (G,), d loss / d (I, P, P2) per class (G, C, 3).
-        losses, dsums = self._group_loss(sums)
-        value, per_item, scale = reduce_items(losses if not self.batch else losses[0], weights, reduction)
+        if not want_grad:
+            losses = self._losses(_core.dice_sums(target, z, act))[0]
+            grad = None
+        else:
+            direct = direct_buffer(grad_out, z.shape)
+            losses, grad = self._value_and_grad(target, z, act, items, weights, reduction, direct)
+            grad = grad_out if direct is not None else deliver(grad.reshape(np.shape(y_pred)), grad_out)
+        value, per_item, _ = reduce_items(losses if not self.batch else losses[0], weights, reduction)
         if per_item is not None:
             per_item = deliver(np.asarray(per_item, dtype=z.dtype), out)
-        grad = None
-        if want_grad:
-            coef = np.reshape(scale, (-1, 1, 1)) * dsums
-            coef[..., 2] *= 2.0  # d (sum p^2) / d p = 2 p
-            coef = np.ascontiguousarray(np.broadcast_to(coef, (z.shape[0], C, 3)))
-            grad = deliver(_core.dice_grad(target, z, act, coef).reshape(np.shape(y_pred)), grad_out)
         return value, per_item, grad, None
+
+    def _losses(self, sums):
+        """Per-group losses and derivatives from per-image sums (summed first with batch=True)."""
+        return self._group_loss(sums.sum(axis=0, keepdims=True) if self.batch else sums)
+
+    def _value_and_grad(self, target, z, act, items, weights, reduction, grad=None):
+        """Per-group losses and the gradient (N, C, S). Images are processed in chunks of about
+        CHUNK_BYTES of predictions per thread, both passes per chunk while it is in cache; the first pass
+        leaves the activations in the gradient buffer for the second (with batch=True the
+        coefficients need every image: one chunk). ``grad``: a C-contiguous buffer, or None."""
+        N, C, S = z.shape
+        if grad is None:
+            grad = np.empty(z.shape, dtype=z.dtype)
+        scale = np.reshape(reduce_items(np.zeros(items), weights, reduction)[2], (-1, 1, 1))
+        step = N if self.batch else max(1, CHUNK_BYTES * get_num_threads() // (C * S * z.itemsize))
+        losses = []
+        for n0 in range(0, N, step):
+            part = slice(n0, n0 + step)
+            loss, dsums = self._losses(_core.dice_sums(target[part], z[part], act, grad[part]))
+            coef = (scale if self.batch else scale[part]) * dsums
+            coef[..., 2] *= 2.0  # d (sum p^2) / d p = 2 p
+            coef = np.ascontiguousarray(np.broadcast_to(coef, (grad[part].shape[0], C, 3)))
+            _core.dice_grad(target[part], z[part], act, coef, grad[part], True)
+            losses.append(loss)
+        return np.concatenate(losses), grad
 
     def _class_mean(self, f, df):
         """Class-weighted mean of per-class losses f (G, C) and their derivatives (G, C, 3)."""

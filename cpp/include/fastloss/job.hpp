@@ -139,6 +139,9 @@ struct DiceJob {
   double* sums = nullptr;        // (N, C, kDiceSums), pass 1
   const double* coef = nullptr;  // (N, C, 3), pass 2
   void* grad_out = nullptr;      // (N, C, S), pass 2
+  // (N, C, S) activations: written by pass 1 and read (not recomputed) by pass 2 when set; may be
+  // grad_out itself (pass 2 then overwrites them with the gradient).
+  void* probs = nullptr;
   int threads = 1;
 };
 using DiceFn = void (*)(const DiceJob&);
