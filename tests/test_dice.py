@@ -241,3 +241,26 @@ def test_registry_and_cli(capsys):
     for name in names:
         assert cli.main(["eval", name, "--synthetic", "2", "--param", "activation=softmax"]) == 0
     assert "shape: [2, 4, 64, 64]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_simd_targets_agree(rng, dtype):
+    """FMA targets (AVX2, AVX-512) agree to the bit; the baseline (no FMA) to rounding."""
+    from conftest import AVAILABLE_ISAS
+
+    g, labels, z = make_inputs(rng, (2, 4, 20, 30), "softmax")
+    z = z.astype(dtype)
+    results = {}
+    for isa in AVAILABLE_ISAS:
+        fl.select_isa(isa)
+        results[isa] = fl.DiceLoss(activation="softmax", squared=True).value_and_grad(labels, z)
+    fma = [isa for isa in AVAILABLE_ISAS if isa != "baseline"]
+    for isa in fma[1:]:
+        assert_bitwise_equal(results[isa][0], results[fma[0]][0], isa)
+        assert_bitwise_equal(results[isa][1], results[fma[0]][1], isa)
+    for isa in AVAILABLE_ISAS:
+        v, gr = results[isa]
+        v0, g0 = results[AVAILABLE_ISAS[-1]]
+        assert v == pytest.approx(v0, rel=1e-5 if dtype == np.float32 else 1e-12)
+        np.testing.assert_allclose(gr, g0, rtol=0, atol=(1e-6 if dtype == np.float32 else 1e-14)
+                                   * np.abs(g0).max())

@@ -327,3 +327,21 @@ def test_registry_and_cli(capsys):
     assert fl.get_loss("ssim_loss", data_range=255.0).data_range == 255.0
     assert cli.main(["eval", "ssim_loss", "--synthetic", "2", "--json"]) == 0
     assert '"shape": [\n    2,\n    3,' in capsys.readouterr().out
+
+
+def test_simd_targets_agree_bitwise(rng):
+    """No fused multiply-add anywhere in the SSIM kernels: every compiled target gives the same
+    bits (baseline included)."""
+    from conftest import AVAILABLE_ISAS
+
+    x, y = images(rng, (2, 3, 30, 41), dtype=np.float32)
+    results = {}
+    for isa in AVAILABLE_ISAS:
+        fl.select_isa(isa)
+        results[isa] = (fl.SSIMLoss().value_and_grad(x, y),
+                        fl.MSSSIMLoss(weights=(0.5, 0.5)).value_and_grad(x, y))
+    first = results[AVAILABLE_ISAS[0]]
+    for isa, res in results.items():
+        for (v, g), (v0, g0) in zip(res, first):
+            assert_bitwise_equal(v, v0, isa)
+            assert_bitwise_equal(g, g0, isa)

@@ -34,6 +34,11 @@
 #include "fastloss/job.hpp"
 #include "fastloss/reduce.hpp"
 
+// The 64-byte vectors below only travel between always-inlined functions: no call ever passes one,
+// so GCC's note about their ABI on targets without AVX-512 does not apply.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 FL_NAMESPACE_BEGIN
 namespace losses {
 namespace ssim_detail {
@@ -497,3 +502,5 @@ void ssim(const SsimJob& job) {
 
 }  // namespace losses
 FL_NAMESPACE_END
+
+#pragma GCC diagnostic pop
