@@ -26,6 +26,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -74,11 +75,13 @@ template <class T>
 struct RowScratch {
   T* v[5];  // vertical window sums of x, y, xx, yy, xy: W + 2R, reflect-padded
   T* t[3];  // backward vertical sums: W + 2R, zero-padded
-  T* term;  // S or CS of one row: W
-  T* zero;  // a row of zeros (window rows outside the cropped maps)
+  T* term;     // S or CS of one row: W
+  T* zero;     // a row of zeros (window rows outside the cropped maps)
+  T* ring[3];  // the last kTaps cropped rows of the maps a, b, c (streaming SSIM)
   explicit RowScratch(index_t W) {
     for (auto& p : v) p = alloc<T>(W + 2 * R);
     for (auto& p : t) p = alloc<T>(W + 2 * R);
+    for (auto& p : ring) p = alloc<T>(kTaps * (W - 2 * R));
     term = alloc<T>(W);
     zero = alloc<T>(W);
     for (index_t j = 0; j < W; ++j) zero[j] = T(0);
@@ -86,6 +89,7 @@ struct RowScratch {
   ~RowScratch() {
     for (auto p : v) std::free(p);
     for (auto p : t) std::free(p);
+    for (auto p : ring) std::free(p);
     std::free(term);
     std::free(zero);
   }
@@ -206,21 +210,19 @@ void vertical_moments(const Plane<T>& P, const Window<T>& win, index_t p, RowScr
   }
 }
 
-// S (CS when CS) of row p at columns [j0, j1) into s.term; with G, the coefficient maps a, b, c
-// of that row (p in the cropped region, [j0, j1) the cropped columns).
+// S (CS when CS) of row p at columns [j0, j1) into s.term; with G, the coefficients a, b, c of
+// that row into the cropped rows ar, br, cr (p in the cropped region, [j0, j1) the cropped
+// columns; column j at index j - R).
 template <class T, bool G, bool CS>
 void row_terms(const Plane<T>& P, const Window<T>& win, index_t p, index_t j0, index_t j1, T c1,
-               T c2, RowScratch<T>& s) {
+               T c2, RowScratch<T>& s, T* ar, T* br, T* cr) {
   vertical_moments(P, win, p, s);
   const T *__restrict vx = s.v[0], *__restrict vy = s.v[1], *__restrict vxx = s.v[2],
           *__restrict vyy = s.v[3], *__restrict vxy = s.v[4];  // column j's window starts at j
   const T* __restrict w = win.w;
   T* __restrict term = s.term;
   T *__restrict a = nullptr, *__restrict b = nullptr, *__restrict c = nullptr;
-  if constexpr (G) {
-    const index_t off = (p - R) * P.Wc() - R;  // cropped storage, indexed by column j
-    a = P.a + off, b = P.b + off, c = P.c + off;
-  }
+  if constexpr (G) a = ar - R, b = br - R, c = cr - R;
   columns<T>(j0, j1, [&](auto u, index_t j) {
     using U = decltype(u);
     const U mx = taps<U>(w, vx + j), my = taps<U>(w, vy + j);
@@ -250,17 +252,18 @@ void row_terms(const Plane<T>& P, const Window<T>& win, index_t p, index_t j0, i
 
 template <class T, bool G>
 void row_terms(const Plane<T>& P, const Window<T>& win, index_t p, index_t j0, index_t j1, T c1,
-               T c2, bool cs, RowScratch<T>& s) {
+               T c2, bool cs, RowScratch<T>& s, T* ar = nullptr, T* br = nullptr, T* cr = nullptr) {
   if (cs)
-    row_terms<T, G, true>(P, win, p, j0, j1, c1, c2, s);
+    row_terms<T, G, true>(P, win, p, j0, j1, c1, c2, s, ar, br, cr);
   else
-    row_terms<T, G, false>(P, win, p, j0, j1, c1, c2, s);
+    row_terms<T, G, false>(P, win, p, j0, j1, c1, c2, s, ar, br, cr);
 }
 
-// Row q of the gradient: out[j] = scale (x F'(a) + y F'(b) + F'(c)).
-template <class T>
+// Row q of the gradient: out[j] = scale (x F'(a) + y F'(b) + F'(c)); map_row(m, p) is the
+// cropped row p (in [R, H - R)) of map m (0: a, 1: b, 2: c).
+template <class T, class MapRow>
 void backward_row(const Plane<T>& P, const Window<T>& win, index_t q, T scale, T* __restrict out,
-                  RowScratch<T>& s) {
+                  RowScratch<T>& s, MapRow&& map_row) {
   const index_t W = P.W, Wc = P.Wc();
   const T* __restrict w = win.w;
   // Window rows p = q - R + k of the maps; rows outside the cropped region [R, H - R) are zero.
@@ -270,8 +273,8 @@ void backward_row(const Plane<T>& P, const Window<T>& win, index_t q, T scale, T
   for (int k = 0; k < kTaps; ++k) {
     const index_t p = q - R + k;
     const bool in = p >= R && p < P.H - R;
-    const index_t off = (p - R) * Wc;
-    ra[k] = in ? P.a + off : s.zero, rb[k] = in ? P.b + off : s.zero, rc[k] = in ? P.c + off : s.zero;
+    ra[k] = in ? map_row(0, p) : s.zero, rb[k] = in ? map_row(1, p) : s.zero;
+    rc[k] = in ? map_row(2, p) : s.zero;
   }
   // Column j of the cropped maps sits at t[2R + j - R] = t[R + j]: zero margins of 2R each side.
   T* __restrict ta = s.t[0];
@@ -316,14 +319,23 @@ void rows_loop(index_t n, bool par, F&& f) {
   }
 }
 
+// map_row for maps stored whole in P.a, P.b, P.c.
+template <class T>
+auto stored_rows(const Plane<T>& P) {
+  return [&P](int m, index_t p) -> const T* {
+    return (m == 0 ? P.a : m == 1 ? P.b : P.c) + (p - R) * P.Wc();
+  };
+}
+
 // Mean of S or CS over the cropped region of plane P; with G, fills P.a, P.b, P.c. `row_sums`
 // holds Hc doubles. With `par`, must be called by every thread of a parallel region.
 template <class T, bool G>
 double plane_mean(const Plane<T>& P, const Window<T>& win, T c1, T c2, bool cs, double* row_sums,
                   RowScratch<T>& s, bool par) {
   const index_t Hc = P.Hc();
+  const index_t Wc = P.Wc();
   rows_loop(Hc, par, [&](index_t i) {
-    row_terms<T, G>(P, win, R + i, R, P.W - R, c1, c2, cs, s);
+    row_terms<T, G>(P, win, R + i, R, P.W - R, c1, c2, cs, s, P.a + i * Wc, P.b + i * Wc, P.c + i * Wc);
     row_sums[i] = cropped_row_sum(P, s);
   });
   double total = 0.0;
@@ -350,32 +362,60 @@ void pool2(const T* src, index_t H, index_t W, T* dst) {
   }
 }
 
-// Plain SSIM of one plane (value, gradient and map as requested).
+// Gradient rows [q0, q1) of plane P, streaming: each forward row's coefficients go into a ring of
+// kTaps rows (s.ring), and gradient row q is written as soon as the forward rows of its window
+// (q - R .. q + R) are done; the forward rows q0 - R .. q1 + R - 1 (a halo of R rows each side
+// when the plane is split into bands). row_sums[p - R] receives the cropped sum of S of each
+// forward row p in [q0, q1). Without G: the forward rows in [q0, q1) only.
+template <class T, bool G>
+void ssim_band(const Plane<T>& P, const Window<T>& win, T c1, T c2, index_t q0, index_t q1, T scale,
+               T* out, double* row_sums, RowScratch<T>& s) {
+  const index_t H = P.H, W = P.W, Wc = P.Wc();
+  const index_t p0 = G ? std::max(R, q0 - R) : std::max(R, q0);
+  const index_t p1 = G ? std::min(H - R, q1 + R) : std::min(H - R, q1);
+  auto ring_row = [&](int m, index_t p) -> T* { return s.ring[m] + ((p - R) % kTaps) * Wc; };
+  index_t q = q0;
+  for (index_t p = p0; p < p1; ++p) {
+    row_terms<T, G, false>(P, win, p, R, W - R, c1, c2, s, ring_row(0, p), ring_row(1, p), ring_row(2, p));
+    if (p >= q0 && p < q1) row_sums[p - R] = cropped_row_sum(P, s);
+    if constexpr (G)
+      for (; q < q1 && q + R <= p; ++q) backward_row(P, win, q, scale, out + q * W, s, ring_row);
+  }
+  if constexpr (G)
+    for (; q < q1; ++q) backward_row(P, win, q, scale, out + q * W, s, ring_row);
+}
+
+// Plain SSIM of plane i (value, gradient and map as requested). With `par` (called by every
+// thread of a parallel region), each thread takes a band of rows.
 template <class T>
-double ssim_plane(const SsimJob& job, index_t i, RowScratch<T>& s, T* maps, double* row_sums,
-                  bool par) {
+double ssim_plane(const SsimJob& job, index_t i, RowScratch<T>& s, double* row_sums, bool par) {
   const Window<T> win;
   const index_t H = job.H, W = job.W, HW = H * W;
   const T c1 = static_cast<T>(job.c1), c2 = static_cast<T>(job.c2);
-  Plane<T> P{static_cast<const T*>(job.x) + i * HW, static_cast<const T*>(job.y) + i * HW, H, W};
-  const bool G = job.grad_out != nullptr;
-  double value;
-  if (G) {
-    const index_t n = P.Hc() * P.Wc();
-    P.a = maps, P.b = maps + n, P.c = maps + 2 * n;
-    value = plane_mean<T, true>(P, win, c1, c2, false, row_sums, s, par);
-    T* out = static_cast<T*>(job.grad_out) + i * HW;
+  const Plane<T> P{static_cast<const T*>(job.x) + i * HW, static_cast<const T*>(job.y) + i * HW, H, W};
+  const index_t Hc = P.Hc(), n = Hc * P.Wc();
+  const int nb = par ? omp_get_num_threads() : 1, b = par ? omp_get_thread_num() : 0;
+  const index_t q0 = H * b / nb, q1 = H * (b + 1) / nb;  // this thread's band
+  if (job.grad_out) {
     const T scale = static_cast<T>(job.grad_scale[i] / static_cast<double>(n));
-    rows_loop(H, par, [&](index_t q) { backward_row(P, win, q, scale, out + q * W, s); });
+    ssim_band<T, true>(P, win, c1, c2, q0, q1, scale, static_cast<T*>(job.grad_out) + i * HW, row_sums, s);
   } else {
-    value = plane_mean<T, false>(P, win, c1, c2, false, row_sums, s, par);
+    ssim_band<T, false>(P, win, c1, c2, q0, q1, T(0), nullptr, row_sums, s);
   }
   if (job.map_out) {
     T* map = static_cast<T*>(job.map_out) + i * HW;
-    rows_loop(H, par, [&](index_t p) {
+    for (index_t p = q0; p < q1; ++p) {
       row_terms<T, false>(P, win, p, 0, W, c1, c2, false, s);
       std::memcpy(map + p * W, s.term, sizeof(T) * W);
-    });
+    }
+  }
+  double value = 0.0;
+  if (par) {
+#pragma omp barrier
+#pragma omp single copyprivate(value)
+    value = pairwise_sum(row_sums, Hc) / static_cast<double>(n);
+  } else {
+    value = pairwise_sum(row_sums, Hc) / static_cast<double>(n);
   }
   return value;
 }
@@ -444,7 +484,7 @@ double ms_ssim_plane(const SsimJob& job, index_t i, RowScratch<T>& s, T* work, d
       const index_t Hn = k + 1 < M ? P[k + 1].H : 0, Wn = k + 1 < M ? P[k + 1].W : 0;
       const T up = k == 0 ? static_cast<T>(job.grad_scale[i]) : T(1);
       for (index_t q = 0; q < P[k].H; ++q) {
-        backward_row(P[k], win, q, scale, gk + q * P[k].W, s);
+        backward_row(P[k], win, q, scale, gk + q * P[k].W, s, stored_rows(P[k]));
         if (fine_coarse && q / 2 < Hn) {
           const T* cr = fine_coarse + (q / 2) * Wn;
           T* o = gk + q * P[k].W;
@@ -462,26 +502,23 @@ double ms_ssim_plane(const SsimJob& job, index_t i, RowScratch<T>& s, T* work, d
 template <class T>
 void ssim(const SsimJob& job) {
   using namespace ssim_detail;
-  const index_t H = job.H, W = job.W, Hc = H - 2 * R, Wc = W - 2 * R;
+  const index_t H = job.H, W = job.W, Hc = H - 2 * R;
   const bool G = job.grad_out != nullptr, ms = job.scale_weights != nullptr;
-  // Per-thread working memory: the maps of one plane (or the pyramid for MS-SSIM) and row sums.
-  const index_t work = ms ? (G ? 6 * pyramid_size(H, W, job.scales) : 2 * pyramid_size(H, W, job.scales))
-                          : (G ? 3 * Hc * Wc : 0);
+  // Per-thread working memory for MS-SSIM: the pyramid and its maps (SSIM streams rows instead).
+  const index_t work = !ms ? 0 : (G ? 6 : 2) * pyramid_size(H, W, job.scales);
   const int threads = job.threads;
   const bool by_rows = !ms && threads > 1 && job.planes < threads && H * W >= kParallelMinWork;
-  if (by_rows) {  // few large planes: the threads share each plane's rows
-    T* maps = alloc<T>(work);
+  if (by_rows) {  // few large planes: each thread takes a band of every plane's rows
     double* row_sums = alloc<double>(Hc);
 #pragma omp parallel num_threads(threads)
     {
       RowScratch<T> s(W);
       for (index_t i = 0; i < job.planes; ++i) {
-        const double v = ssim_plane<T>(job, i, s, maps, row_sums, true);
+        const double v = ssim_plane<T>(job, i, s, row_sums, true);
 #pragma omp single
         job.plane_value[i] = v;
       }
     }
-    std::free(maps);
     std::free(row_sums);
     return;
   }
@@ -489,13 +526,13 @@ void ssim(const SsimJob& job) {
 #pragma omp parallel num_threads(par ? threads : 1)
   {
     RowScratch<T> s(W);
-    T* maps = alloc<T>(work);
+    T* work_buf = ms ? alloc<T>(work) : nullptr;
     double* row_sums = alloc<double>(Hc);
 #pragma omp for schedule(dynamic, 1)
     for (index_t i = 0; i < job.planes; ++i)
-      job.plane_value[i] = ms ? ms_ssim_plane<T>(job, i, s, maps, row_sums)
-                              : ssim_plane<T>(job, i, s, maps, row_sums, false);
-    std::free(maps);
+      job.plane_value[i] = ms ? ms_ssim_plane<T>(job, i, s, work_buf, row_sums)
+                              : ssim_plane<T>(job, i, s, row_sums, false);
+    std::free(work_buf);
     std::free(row_sums);
   }
 }
