@@ -5,6 +5,9 @@
 //     axis), and per (n, c) the sums of p g, p, p^2, g, g^2 (g: the target, or the one-hot label);
 //   pass 2 (dice_grad): with per-(n, c) coefficients, d loss / d p = a g + b + c p, chained through
 //     the activation: sigmoid p (1 - p) d, softmax p_c (d_c - sum_k p_k d_k).
+// With job.probs, pass 1 writes the activations there and pass 2 reads them instead of computing
+// them again; probs may be the gradient buffer, overwritten in place by pass 2 (explicit vector
+// loads and stores at the same index: well defined).
 // Layout (N, C, S): pixels contiguous, classes S apart. Work unit: one image, one block of kBlock
 // pixels (all classes); block sums in fixed double lanes, combined pairwise in block order, so the
 // sums are bitwise independent of the thread count.
@@ -13,153 +16,192 @@
 #include <omp.h>
 
 #include <cstdlib>
-#include <cstring>
 
 #include "fastloss/job.hpp"
 #include "fastloss/reduce.hpp"
+#include "fastloss/simd.hpp"
 #include "fastloss/vmath.hpp"
 
 FL_NAMESPACE_BEGIN
 namespace losses {
 namespace dice_detail {
 
-// p[c * kBlock + i] = activation(z) of image n, pixels [i0, i0 + len), every class.
-template <class T>
-void block_probs(const DiceJob& job, index_t n, index_t i0, index_t len, T* __restrict p,
-                 T* __restrict tmp) {
-  const index_t C = job.C, S = job.S;
-  const T* z = static_cast<const T*>(job.z) + n * C * S + i0;
-  switch (job.activation) {
-    case Activation::none:
-      for (index_t c = 0; c < C; ++c)
-        for (index_t i = 0; i < len; ++i) p[c * kBlock + i] = z[c * S + i];
-      break;
-    case Activation::sigmoid:
-      for (index_t c = 0; c < C; ++c) {
-        const T* __restrict zc = z + c * S;
-        T* __restrict pc = p + c * kBlock;
-        for (index_t i = 0; i < len; ++i) pc[i] = vm::sigmoid(zc[i]);
+using namespace simd;
+
+// One block: image n, pixels [i0, i0 + len). The rows of class c: z(c), p(c) (job.probs or the
+// thread's scratch, kBlock apart), and the target g(c)[i] (a label compare, or the target row).
+template <class T, bool Labels>
+struct Block {
+  const DiceJob& job;
+  index_t n, i0, len;
+  T* scratch;
+  const T* z(index_t c) const { return static_cast<const T*>(job.z) + (n * job.C + c) * job.S + i0; }
+  T* p(index_t c) const {
+    return job.probs ? static_cast<T*>(job.probs) + (n * job.C + c) * job.S + i0 : scratch + c * kBlock;
+  }
+  const std::int64_t* labels() const { return job.labels + n * job.S + i0; }
+  const T* targets(index_t c) const {
+    return static_cast<const T*>(job.targets) + (n * job.C + c) * job.S + i0;
+  }
+};
+
+// p = activation(z) of every class of the block (identity: p is z itself, nothing written).
+template <class T, bool L>
+void activate(const Block<T, L>& b, T* __restrict tmp) {
+  const index_t C = b.job.C, len = b.len;
+  if (b.job.activation == Activation::sigmoid) {
+    for (index_t c = 0; c < C; ++c) {
+      const T* __restrict zc = b.z(c);
+      T* __restrict pc = b.p(c);
+      for (index_t i = 0; i < len; ++i) pc[i] = vm::sigmoid(zc[i]);
+    }
+  } else if (b.job.activation == Activation::softmax) {
+    T* __restrict m = tmp;  // the max over classes, then 1 / sum
+    T* __restrict sum = tmp + kBlock;
+    const T* __restrict z0 = b.z(0);
+    for (index_t i = 0; i < len; ++i) m[i] = z0[i], sum[i] = T(0);
+    for (index_t c = 1; c < C; ++c) {
+      const T* __restrict zc = b.z(c);
+      for (index_t i = 0; i < len; ++i) m[i] = zc[i] > m[i] ? zc[i] : m[i];
+    }
+    for (index_t c = 0; c < C; ++c) {
+      const T* __restrict zc = b.z(c);
+      T* __restrict pc = b.p(c);
+      for (index_t i = 0; i < len; ++i) {
+        pc[i] = vm::exp(zc[i] - m[i]);
+        sum[i] += pc[i];
       }
-      break;
-    case Activation::softmax: {
-      T* __restrict m = tmp;  // running max, then 1 / sum
-      for (index_t i = 0; i < len; ++i) m[i] = z[i];
-      for (index_t c = 1; c < C; ++c) {
-        const T* __restrict zc = z + c * S;
-        for (index_t i = 0; i < len; ++i) m[i] = zc[i] > m[i] ? zc[i] : m[i];
-      }
-      T* __restrict sum = tmp + kBlock;
-      for (index_t i = 0; i < len; ++i) sum[i] = T(0);
-      for (index_t c = 0; c < C; ++c) {
-        const T* __restrict zc = z + c * S;
-        T* __restrict pc = p + c * kBlock;
-        for (index_t i = 0; i < len; ++i) {
-          pc[i] = vm::exp(zc[i] - m[i]);
-          sum[i] += pc[i];
-        }
-      }
-      for (index_t i = 0; i < len; ++i) m[i] = T(1) / sum[i];
-      for (index_t c = 0; c < C; ++c) {
-        T* __restrict pc = p + c * kBlock;
-        for (index_t i = 0; i < len; ++i) pc[i] *= m[i];
-      }
-      break;
+    }
+    for (index_t i = 0; i < len; ++i) m[i] = T(1) / sum[i];
+    for (index_t c = 0; c < C; ++c) {
+      T* __restrict pc = b.p(c);
+      for (index_t i = 0; i < len; ++i) pc[i] *= m[i];
     }
   }
 }
 
-// g of class c, image n, pixels [i0, i0 + len).
-template <class T>
-void block_target(const DiceJob& job, index_t n, index_t c, index_t i0, index_t len, T* __restrict g) {
-  if (job.labels) {
-    const std::int64_t* __restrict lab = job.labels + n * job.S + i0;
-    for (index_t i = 0; i < len; ++i) g[i] = lab[i] == c ? T(1) : T(0);
-  } else {
-    const T* __restrict t = static_cast<const T*>(job.targets) + (n * job.C + c) * job.S + i0;
-    for (index_t i = 0; i < len; ++i) g[i] = t[i];
+template <class T, bool L>
+const T* probs_row(const Block<T, L>& b, index_t c) {
+  return b.job.activation == Activation::none ? b.z(c) : b.p(c);
+}
+
+// The sums of p g, p, p^2, g, g^2 of class c over the block, in kLanes double lanes each.
+template <class T, bool L>
+void class_sums(const Block<T, L>& b, index_t c, double* out) {
+  const T* __restrict pc = probs_row(b, c);
+  const std::int64_t* __restrict lab = L ? b.labels() : nullptr;
+  const T* __restrict tc = L ? nullptr : b.targets(c);
+  double acc[kDiceSums][kLanes] = {};
+  auto add = [&](index_t i, int l) {
+    const double pv = pc[i];
+    const double gv = L ? (lab[i] == c ? 1.0 : 0.0) : static_cast<double>(tc[i]);
+    acc[0][l] += pv * gv;
+    acc[1][l] += pv;
+    acc[2][l] += pv * pv;
+    acc[3][l] += gv;
+    acc[4][l] += gv * gv;
+  };
+  index_t i = 0;
+  for (; i + kLanes <= b.len; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) add(i + l, l);
+  for (int l = 0; i + l < b.len; ++l) add(i + l, l);
+  for (int q = 0; q < kDiceSums; ++q) out[q] = pairwise_sum(acc[q], kLanes);
+}
+
+// The gradient of the block (in place over p when job.probs == job.grad_out).
+template <class T, bool L>
+void block_grad(const Block<T, L>& b, T* __restrict dot) {
+  const DiceJob& job = b.job;
+  const index_t C = job.C, len = b.len;
+  const double* coef = job.coef + b.n * C * 3;
+  const std::int64_t* lab = L ? b.labels() : nullptr;
+  auto out_row = [&](index_t c) { return static_cast<T*>(job.grad_out) + (b.n * C + c) * job.S + b.i0; };
+  // d loss / d p of class c at pixels [i, i + width of U)
+  auto dloss = [&](auto tag, index_t c, const T* pc, const T* tc, index_t i) {
+    using U = typename decltype(tag)::type;
+    U g;
+    if constexpr (L) {
+      if constexpr (std::is_same_v<U, T>) {
+        g = lab[i] == c ? T(1) : T(0);
+      } else {
+        for (index_t l = 0; l < kVecLen<T>; ++l) g[l] = lab[i + l] == c ? T(1) : T(0);
+      }
+    } else {
+      g = ld<U>(tc + i);
+    }
+    return static_cast<T>(coef[3 * c]) * g + static_cast<T>(coef[3 * c + 1]) +
+           static_cast<T>(coef[3 * c + 2]) * ld<U>(pc + i);
+  };
+  if (job.activation == Activation::softmax) {
+    for (index_t i = 0; i < len; ++i) dot[i] = T(0);
+    for (index_t c = 0; c < C; ++c) {
+      const T* pc = probs_row(b, c);
+      const T* tc = L ? nullptr : b.targets(c);
+      columns<T>(0, len, [&](auto tag, index_t i) {
+        using U = typename decltype(tag)::type;
+        st(dot + i, ld<U>(dot + i) + ld<U>(pc + i) * dloss(tag, c, pc, tc, i));
+      });
+    }
+  }
+  for (index_t c = 0; c < C; ++c) {
+    const T* pc = probs_row(b, c);
+    const T* tc = L ? nullptr : b.targets(c);
+    T* oc = out_row(c);
+    columns<T>(0, len, [&](auto tag, index_t i) {
+      using U = typename decltype(tag)::type;
+      const U d = dloss(tag, c, pc, tc, i), p = ld<U>(pc + i);
+      if (job.activation == Activation::softmax)
+        st(oc + i, p * (d - ld<U>(dot + i)));
+      else if (job.activation == Activation::sigmoid)
+        st(oc + i, d * (p * (T(1) - p)));
+      else
+        st(oc + i, d);
+    });
   }
 }
 
-// The activations of a block to / from job.probs.
-template <class T>
-void store_block(const DiceJob& job, index_t n, index_t i0, index_t len, const T* __restrict p) {
-  T* dst = static_cast<T*>(job.probs) + n * job.C * job.S + i0;
-  for (index_t c = 0; c < job.C; ++c) std::memcpy(dst + c * job.S, p + c * kBlock, sizeof(T) * len);
-}
-template <class T>
-void load_block(const DiceJob& job, index_t n, index_t i0, index_t len, T* __restrict p) {
-  const T* src = static_cast<const T*>(job.probs) + n * job.C * job.S + i0;
-  for (index_t c = 0; c < job.C; ++c) std::memcpy(p + c * kBlock, src + c * job.S, sizeof(T) * len);
-}
-
-// Per-thread block buffers: probabilities (C x kBlock), targets, softmax temporaries.
+// Per-thread buffers: activations of a block (when not kept in job.probs), softmax temporaries.
 template <class T>
 struct Scratch {
   T* p;
-  T* g;
   T* tmp;
-  explicit Scratch(index_t C) {
-    p = static_cast<T*>(std::malloc(sizeof(T) * C * kBlock));
-    g = static_cast<T*>(std::malloc(sizeof(T) * kBlock));
-    tmp = static_cast<T*>(std::malloc(sizeof(T) * 2 * kBlock));
-  }
+  explicit Scratch(index_t C)
+      : p(static_cast<T*>(std::malloc(sizeof(T) * C * kBlock))),
+        tmp(static_cast<T*>(std::malloc(sizeof(T) * 2 * kBlock))) {}
   ~Scratch() {
     std::free(p);
-    std::free(g);
     std::free(tmp);
   }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
 };
 
-}  // namespace dice_detail
-
-template <class T>
-void dice_sums(const DiceJob& job) {
-  using namespace dice_detail;
-  const index_t N = job.N, C = job.C, S = job.S;
-  const index_t nb = (S + kBlock - 1) / kBlock, units = N * nb;
-  // part[(unit * C + c) * kDiceSums + q]
-  double* part = static_cast<double*>(std::malloc(sizeof(double) * units * C * kDiceSums + 1));
-  const bool par = job.threads > 1 && units > 1 && N * C * S >= kParallelMinWork;
+// Runs f(block) over every (image, block of pixels), in parallel over blocks when large enough.
+template <class T, bool L, class F>
+void for_blocks(const DiceJob& job, F&& f) {
+  const index_t nb = (job.S + kBlock - 1) / kBlock, units = job.N * nb;
+  const bool par = job.threads > 1 && units > 1 && job.N * job.C * job.S >= kParallelMinWork;
 #pragma omp parallel num_threads(par ? job.threads : 1)
   {
-    Scratch<T> s(C);
+    Scratch<T> s(job.C);
 #pragma omp for schedule(static)
     for (index_t u = 0; u < units; ++u) {
-      const index_t n = u / nb, i0 = (u % nb) * kBlock, len = min_(kBlock, S - i0);
-      block_probs(job, n, i0, len, s.p, s.tmp);
-      if (job.probs) store_block(job, n, i0, len, s.p);
-      for (index_t c = 0; c < C; ++c) {
-        block_target(job, n, c, i0, len, s.g);
-        const T* __restrict pc = s.p + c * kBlock;
-        const T* __restrict g = s.g;
-        double acc[kDiceSums][kLanes] = {};
-        index_t i = 0;
-        for (; i + kLanes <= len; i += kLanes)
-          for (int l = 0; l < kLanes; ++l) {
-            const double pv = pc[i + l], gv = g[i + l];
-            acc[0][l] += pv * gv;
-            acc[1][l] += pv;
-            acc[2][l] += pv * pv;
-            acc[3][l] += gv;
-            acc[4][l] += gv * gv;
-          }
-        for (int l = 0; i + l < len; ++l) {
-          const double pv = pc[i + l], gv = g[i + l];
-          acc[0][l] += pv * gv;
-          acc[1][l] += pv;
-          acc[2][l] += pv * pv;
-          acc[3][l] += gv;
-          acc[4][l] += gv * gv;
-        }
-        double* out = part + (u * C + c) * kDiceSums;
-        for (int q = 0; q < kDiceSums; ++q) out[q] = pairwise_sum(acc[q], kLanes);
-      }
+      const index_t i0 = (u % nb) * kBlock;
+      f(Block<T, L>{job, u / nb, i0, min_(kBlock, job.S - i0), s.p}, u, s.tmp);
     }
   }
-  // Combine the blocks of each image in block order.
-  double* col = static_cast<double*>(std::malloc(sizeof(double) * nb));
+}
+
+template <class T, bool L>
+void sums(const DiceJob& job) {
+  const index_t N = job.N, C = job.C, nb = (job.S + kBlock - 1) / kBlock;
+  // part[(unit * C + c) * kDiceSums + q]
+  double* part = static_cast<double*>(std::malloc(sizeof(double) * (N * nb * C * kDiceSums + 1)));
+  for_blocks<T, L>(job, [&](const Block<T, L>& b, index_t u, T* tmp) {
+    activate(b, tmp);
+    for (index_t c = 0; c < C; ++c) class_sums(b, c, part + (u * C + c) * kDiceSums);
+  });
+  double* col = static_cast<double*>(std::malloc(sizeof(double) * nb));  // blocks in order
   for (index_t n = 0; n < N; ++n)
     for (index_t c = 0; c < C; ++c)
       for (int q = 0; q < kDiceSums; ++q) {
@@ -170,64 +212,30 @@ void dice_sums(const DiceJob& job) {
   std::free(part);
 }
 
+template <class T, bool L>
+void grad(const DiceJob& job) {
+  for_blocks<T, L>(job, [&](const Block<T, L>& b, index_t, T* tmp) {
+    if (!job.probs) activate(b, tmp);
+    block_grad(b, tmp);
+  });
+}
+
+}  // namespace dice_detail
+
+template <class T>
+void dice_sums(const DiceJob& job) {
+  if (job.labels)
+    dice_detail::sums<T, true>(job);
+  else
+    dice_detail::sums<T, false>(job);
+}
+
 template <class T>
 void dice_grad(const DiceJob& job) {
-  using namespace dice_detail;
-  const index_t N = job.N, C = job.C, S = job.S;
-  const index_t nb = (S + kBlock - 1) / kBlock, units = N * nb;
-  const bool par = job.threads > 1 && units > 1 && N * C * S >= kParallelMinWork;
-#pragma omp parallel num_threads(par ? job.threads : 1)
-  {
-    Scratch<T> s(C);
-    T* d = static_cast<T*>(std::malloc(sizeof(T) * C * kBlock));  // d loss / d p
-#pragma omp for schedule(static)
-    for (index_t u = 0; u < units; ++u) {
-      const index_t n = u / nb, i0 = (u % nb) * kBlock, len = min_(kBlock, S - i0);
-      if (job.probs)
-        load_block(job, n, i0, len, s.p);
-      else
-        block_probs(job, n, i0, len, s.p, s.tmp);
-      for (index_t c = 0; c < C; ++c) {
-        block_target(job, n, c, i0, len, s.g);
-        const double* k = job.coef + (n * C + c) * 3;
-        const T ka = static_cast<T>(k[0]), kb = static_cast<T>(k[1]), kc = static_cast<T>(k[2]);
-        const T* __restrict pc = s.p + c * kBlock;
-        const T* __restrict g = s.g;
-        T* __restrict dc = d + c * kBlock;
-        for (index_t i = 0; i < len; ++i) dc[i] = fma_(ka, g[i], fma_(kc, pc[i], kb));
-      }
-      T* out = static_cast<T*>(job.grad_out) + n * C * S + i0;
-      if (job.activation == Activation::softmax) {
-        T* __restrict dot = s.tmp;
-        for (index_t i = 0; i < len; ++i) dot[i] = T(0);
-        for (index_t c = 0; c < C; ++c) {
-          const T* __restrict pc = s.p + c * kBlock;
-          const T* __restrict dc = d + c * kBlock;
-          for (index_t i = 0; i < len; ++i) dot[i] = fma_(pc[i], dc[i], dot[i]);
-        }
-        for (index_t c = 0; c < C; ++c) {
-          const T* __restrict pc = s.p + c * kBlock;
-          const T* __restrict dc = d + c * kBlock;
-          T* __restrict oc = out + c * S;
-          for (index_t i = 0; i < len; ++i) oc[i] = pc[i] * (dc[i] - dot[i]);
-        }
-      } else if (job.activation == Activation::sigmoid) {
-        for (index_t c = 0; c < C; ++c) {
-          const T* __restrict pc = s.p + c * kBlock;
-          const T* __restrict dc = d + c * kBlock;
-          T* __restrict oc = out + c * S;
-          for (index_t i = 0; i < len; ++i) oc[i] = dc[i] * (pc[i] * (T(1) - pc[i]));
-        }
-      } else {
-        for (index_t c = 0; c < C; ++c) {
-          const T* __restrict dc = d + c * kBlock;
-          T* __restrict oc = out + c * S;
-          for (index_t i = 0; i < len; ++i) oc[i] = dc[i];
-        }
-      }
-    }
-    std::free(d);
-  }
+  if (job.labels)
+    dice_detail::grad<T, true>(job);
+  else
+    dice_detail::grad<T, false>(job);
 }
 
 }  // namespace losses

@@ -34,15 +34,13 @@
 
 #include "fastloss/job.hpp"
 #include "fastloss/reduce.hpp"
-
-// The 64-byte vectors below only travel between always-inlined functions: no call ever passes one,
-// so GCC's note about their ABI on targets without AVX-512 does not apply.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpsabi"
+#include "fastloss/simd.hpp"
 
 FL_NAMESPACE_BEGIN
 namespace losses {
 namespace ssim_detail {
+
+using namespace simd;
 
 inline constexpr index_t R = 5;            // filter radius: 11 taps
 inline constexpr int kTaps = 2 * R + 1;
@@ -111,49 +109,6 @@ struct Plane {
   index_t Wc() const { return W - 2 * R; }
 };
 
-// GCC generic vectors of 64 bytes (one AVX-512 register, two AVX2 ones, four SSE2 ones).
-template <class T>
-struct VecOf;
-template <>
-struct VecOf<float> {
-  typedef float type __attribute__((vector_size(64)));
-};
-template <>
-struct VecOf<double> {
-  typedef double type __attribute__((vector_size(64)));
-};
-template <class T>
-using Vec = typename VecOf<T>::type;
-template <class T>
-inline constexpr index_t kVecLen = 64 / sizeof(T);
-template <class T>
-FL_INLINE Vec<T> vload(const T* p) {
-  Vec<T> v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <class T>
-FL_INLINE void vstore(T* p, const Vec<T>& v) {
-  std::memcpy(p, &v, sizeof v);
-}
-
-// U is T (a scalar tail) or Vec<T> (kVecLen<T> consecutive columns): the same formulas, so every
-// column gets the same bits whichever path computes it.
-template <class U, class T>
-FL_INLINE U ld(const T* p) {
-  if constexpr (std::is_same_v<U, T>)
-    return *p;
-  else
-    return vload<T>(p);
-}
-template <class U, class T>
-FL_INLINE void st(T* p, const U& v) {
-  if constexpr (std::is_same_v<U, T>)
-    *p = v;
-  else
-    vstore<T>(p, v);
-}
-
 // sum_k w_k v[k] over the 11 taps (for U = Vec<T>: of kVecLen<T> consecutive windows).
 template <class U, class T>
 FL_INLINE U taps(const T* w, const T* v) {
@@ -161,14 +116,6 @@ FL_INLINE U taps(const T* w, const T* v) {
 #pragma GCC unroll 16
   for (int k = 1; k < kTaps; ++k) acc += w[k] * ld<U>(v + k);
   return acc;
-}
-
-// Runs body(U{}, j) over [j0, j1): vectors of kVecLen<T> columns, then a scalar tail.
-template <class T, class Body>
-FL_INLINE void columns(index_t j0, index_t j1, Body&& body) {
-  index_t j = j0;
-  for (; j + kVecLen<T> <= j1; j += kVecLen<T>) body(Vec<T>{}, j);
-  for (; j < j1; ++j) body(T{}, j);
 }
 
 // Vertical window sums of x, y, xx, yy, xy for row p (window rows reflected at the borders) into
@@ -190,8 +137,8 @@ void vertical_moments(const Plane<T>& P, const Window<T>& win, index_t p, RowScr
   const T* w = win.w;
   // Every column's five sums stay in registers over the 11 rows; products and sums unfused: the
   // same bits on every ISA.
-  columns<T>(0, W, [&](auto u, index_t j) {
-    using U = decltype(u);
+  columns<T>(0, W, [&](auto tag, index_t j) {
+    using U = typename decltype(tag)::type;
     U sx = {}, sy = {}, sxx = {}, syy = {}, sxy = {};
 #pragma GCC unroll 16
     for (int k = 0; k < kTaps; ++k) {
@@ -223,8 +170,8 @@ void row_terms(const Plane<T>& P, const Window<T>& win, index_t p, index_t j0, i
   T* __restrict term = s.term;
   T *__restrict a = nullptr, *__restrict b = nullptr, *__restrict c = nullptr;
   if constexpr (G) a = ar - R, b = br - R, c = cr - R;
-  columns<T>(j0, j1, [&](auto u, index_t j) {
-    using U = decltype(u);
+  columns<T>(j0, j1, [&](auto tag, index_t j) {
+    using U = typename decltype(tag)::type;
     const U mx = taps<U>(w, vx + j), my = taps<U>(w, vy + j);
     const U uxx = taps<U>(w, vxx + j), uyy = taps<U>(w, vyy + j), uxy = taps<U>(w, vxy + j);
     const U mxy = mx * my, mxx = mx * mx, myy = my * my;
@@ -281,8 +228,8 @@ void backward_row(const Plane<T>& P, const Window<T>& win, index_t q, T scale, T
   T* __restrict tb = s.t[1];
   T* __restrict tc = s.t[2];
   for (index_t j = 0; j < 2 * R; ++j) ta[j] = tb[j] = tc[j] = ta[W + j] = tb[W + j] = tc[W + j] = T(0);
-  columns<T>(0, Wc, [&](auto u, index_t j) {
-    using U = decltype(u);
+  columns<T>(0, Wc, [&](auto tag, index_t j) {
+    using U = typename decltype(tag)::type;
     U sa = {}, sb = {}, sc = {};
 #pragma GCC unroll 16
     for (int k = 0; k < kTaps; ++k) {
@@ -294,8 +241,8 @@ void backward_row(const Plane<T>& P, const Window<T>& win, index_t q, T scale, T
   });
   const T* __restrict xr = P.x + q * W;
   const T* __restrict yr = P.y + q * W;
-  columns<T>(0, W, [&](auto u, index_t j) {
-    using U = decltype(u);
+  columns<T>(0, W, [&](auto tag, index_t j) {
+    using U = typename decltype(tag)::type;
     st(out + j, scale * (ld<U>(xr + j) * taps<U>(w, ta + j) + ld<U>(yr + j) * taps<U>(w, tb + j) +
                          taps<U>(w, tc + j)));
   });
@@ -539,5 +486,3 @@ void ssim(const SsimJob& job) {
 
 }  // namespace losses
 FL_NAMESPACE_END
-
-#pragma GCC diagnostic pop
