@@ -35,11 +35,11 @@ struct Block {
   const DiceJob& job;
   index_t n, i0, len;
   T* scratch;
+  const T* labels_t;  // with labels: the block's labels as T (exact below 2^24 classes)
   const T* z(index_t c) const { return static_cast<const T*>(job.z) + (n * job.C + c) * job.S + i0; }
   T* p(index_t c) const {
     return job.probs ? static_cast<T*>(job.probs) + (n * job.C + c) * job.S + i0 : scratch + c * kBlock;
   }
-  const std::int64_t* labels() const { return job.labels + n * job.S + i0; }
   const T* targets(index_t c) const {
     return static_cast<const T*>(job.targets) + (n * job.C + c) * job.S + i0;
   }
@@ -89,12 +89,12 @@ const T* probs_row(const Block<T, L>& b, index_t c) {
 template <class T, bool L>
 void class_sums(const Block<T, L>& b, index_t c, double* out) {
   const T* __restrict pc = probs_row(b, c);
-  const std::int64_t* __restrict lab = L ? b.labels() : nullptr;
-  const T* __restrict tc = L ? nullptr : b.targets(c);
+  const T* __restrict gc = L ? b.labels_t : b.targets(c);
+  const T cls = static_cast<T>(c);
   double acc[kDiceSums][kLanes] = {};
   auto add = [&](index_t i, int l) {
     const double pv = pc[i];
-    const double gv = L ? (lab[i] == c ? 1.0 : 0.0) : static_cast<double>(tc[i]);
+    const double gv = L ? (gc[i] == cls ? 1.0 : 0.0) : static_cast<double>(gc[i]);
     acc[0][l] += pv * gv;
     acc[1][l] += pv;
     acc[2][l] += pv * pv;
@@ -114,21 +114,12 @@ void block_grad(const Block<T, L>& b, T* __restrict dot) {
   const DiceJob& job = b.job;
   const index_t C = job.C, len = b.len;
   const double* coef = job.coef + b.n * C * 3;
-  const std::int64_t* lab = L ? b.labels() : nullptr;
   auto out_row = [&](index_t c) { return static_cast<T*>(job.grad_out) + (b.n * C + c) * job.S + b.i0; };
-  // d loss / d p of class c at pixels [i, i + width of U)
+  // d loss / d p of class c at pixels [i, i + width of U); tc: the targets or the labels as T
   auto dloss = [&](auto tag, index_t c, const T* pc, const T* tc, index_t i) {
     using U = typename decltype(tag)::type;
-    U g;
-    if constexpr (L) {
-      if constexpr (std::is_same_v<U, T>) {
-        g = lab[i] == c ? T(1) : T(0);
-      } else {
-        for (index_t l = 0; l < kVecLen<T>; ++l) g[l] = lab[i + l] == c ? T(1) : T(0);
-      }
-    } else {
-      g = ld<U>(tc + i);
-    }
+    const U zero = {}, one = zero + T(1), t = ld<U>(tc + i);
+    const U g = L ? (t == static_cast<T>(c) ? one : zero) : t;
     return static_cast<T>(coef[3 * c]) * g + static_cast<T>(coef[3 * c + 1]) +
            static_cast<T>(coef[3 * c + 2]) * ld<U>(pc + i);
   };
@@ -136,7 +127,7 @@ void block_grad(const Block<T, L>& b, T* __restrict dot) {
     for (index_t i = 0; i < len; ++i) dot[i] = T(0);
     for (index_t c = 0; c < C; ++c) {
       const T* pc = probs_row(b, c);
-      const T* tc = L ? nullptr : b.targets(c);
+      const T* tc = L ? b.labels_t : b.targets(c);
       columns<T>(0, len, [&](auto tag, index_t i) {
         using U = typename decltype(tag)::type;
         st(dot + i, ld<U>(dot + i) + ld<U>(pc + i) * dloss(tag, c, pc, tc, i));
@@ -145,7 +136,7 @@ void block_grad(const Block<T, L>& b, T* __restrict dot) {
   }
   for (index_t c = 0; c < C; ++c) {
     const T* pc = probs_row(b, c);
-    const T* tc = L ? nullptr : b.targets(c);
+    const T* tc = L ? b.labels_t : b.targets(c);
     T* oc = out_row(c);
     columns<T>(0, len, [&](auto tag, index_t i) {
       using U = typename decltype(tag)::type;
@@ -165,12 +156,15 @@ template <class T>
 struct Scratch {
   T* p;
   T* tmp;
+  T* labels;
   explicit Scratch(index_t C)
       : p(static_cast<T*>(std::malloc(sizeof(T) * C * kBlock))),
-        tmp(static_cast<T*>(std::malloc(sizeof(T) * 2 * kBlock))) {}
+        tmp(static_cast<T*>(std::malloc(sizeof(T) * 2 * kBlock))),
+        labels(static_cast<T*>(std::malloc(sizeof(T) * kBlock))) {}
   ~Scratch() {
     std::free(p);
     std::free(tmp);
+    std::free(labels);
   }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
@@ -186,8 +180,13 @@ void for_blocks(const DiceJob& job, F&& f) {
     Scratch<T> s(job.C);
 #pragma omp for schedule(static)
     for (index_t u = 0; u < units; ++u) {
-      const index_t i0 = (u % nb) * kBlock;
-      f(Block<T, L>{job, u / nb, i0, min_(kBlock, job.S - i0), s.p}, u, s.tmp);
+      const index_t n = u / nb, i0 = (u % nb) * kBlock, len = min_(kBlock, job.S - i0);
+      if constexpr (L) {
+        const std::int64_t* __restrict lab = job.labels + n * job.S + i0;
+        T* __restrict lt = s.labels;
+        for (index_t i = 0; i < len; ++i) lt[i] = static_cast<T>(lab[i]);
+      }
+      f(Block<T, L>{job, n, i0, len, s.p, s.labels}, u, s.tmp);
     }
   }
 }
