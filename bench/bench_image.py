@@ -16,7 +16,12 @@ What is timed (float32):
 - Dice (softmax over 4 classes, one-hot targets) value + gradient vs the NumPy formulation below
   (precomputed one-hot targets, fewest passes); fastloss also with integer labels.
 
-Baselines run single-threaded; fastloss at each thread count asked. Values are cross-checked.
+Baselines run single-threaded; fastloss at each thread count asked. Values are cross-checked
+(the exit status is 1 when a check fails, never because of a timing).
+
+On a machine whose cores are shared with other busy processes, libgomp's default spin-waiting
+between parallel regions can make the 2-thread timings many times slower than 1 thread; compare
+with ``OMP_WAIT_POLICY=passive``.
 """
 
 from __future__ import annotations

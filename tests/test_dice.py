@@ -214,7 +214,7 @@ def test_errors(rng):
     with pytest.raises(ValueError, match="class_weight must have one weight per class"):
         fl.DiceLoss(class_weight=[1.0, 2.0])(g, z)
     with pytest.raises(ValueError, match="class_weight must not sum to zero"):
-        fl.DiceLoss(class_weight=[0.0, 0.0, 0.0])(g, z)
+        fl.DiceLoss(class_weight=[0.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="batch=True"):
         fl.DiceLoss(batch=True)(g, z, sample_weight=np.ones(2))
     with pytest.raises(ValueError, match="activation must be"):

@@ -53,7 +53,14 @@ ACTIVATION = Param("activation", None, _activation,
 SMOOTH_NR = Param("smooth_nr", 1e-5, non_negative, "added to the numerator")
 SMOOTH_DR = Param("smooth_dr", 1e-5, non_negative, "added to the denominator")
 BATCH = Param("batch", False, _flag, "sum over the batch before the ratio (one loss per batch)")
-CLASS_WEIGHT = Param("class_weight", None, _class_weight, "one weight per class, or None")
+def _class_weight_with_mass(name: str, value: Any) -> Optional[np.ndarray]:
+    w = _class_weight(name, value)
+    if w is not None and not w.sum() > 0:
+        raise ValueError(f"{name} must not sum to zero (the loss is their weighted mean)")
+    return w
+
+
+CLASS_WEIGHT = Param("class_weight", None, _class_weight_with_mass, "one weight per class, or None")
 
 
 class _SoftDice(Loss):
@@ -121,9 +128,9 @@ class _SoftDice(Loss):
 
     def _value_and_grad(self, target, z, act, items, weights, reduction, grad=None):
         """Per-group losses and the gradient (N, C, S). Images are processed in chunks of about
-        CHUNK_BYTES of predictions per thread, both passes per chunk while it is in cache; the first pass
-        leaves the activations in the gradient buffer for the second (with batch=True the
-        coefficients need every image: one chunk). ``grad``: a C-contiguous buffer, or None."""
+        CHUNK_BYTES of predictions per thread, both passes per chunk while it is in cache; the
+        first pass leaves the activations in the gradient buffer for the second (with batch=True
+        the coefficients need every image: one chunk). ``grad``: a C-contiguous buffer, or None."""
         N, C, S = z.shape
         if grad is None:
             grad = np.empty(z.shape, dtype=z.dtype)
@@ -144,8 +151,6 @@ class _SoftDice(Loss):
         """Class-weighted mean of per-class losses f (G, C) and their derivatives (G, C, 3)."""
         w = np.ones(f.shape[1]) if self.class_weight is None else self.class_weight
         total = w.sum()
-        if not total > 0:
-            raise ValueError("class_weight must not sum to zero")
         return f @ w / total, df * (w / total)[None, :, None]
 
     def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):
