@@ -20,8 +20,14 @@
 // last row/column is dropped); MS = prod_{s<M-1} relu(CS_s)^w_s * relu(S_{M-1})^w_{M-1}, and the
 // gradient flows back through each pooling (its adjoint spreads a quarter to each source pixel).
 //
+// SSIM streams rows: the coefficient rows of the last 11 forward rows live in a ring, and each
+// gradient row is written as soon as its window's forward rows are done (the data stay in cache,
+// no per-plane buffers). MS-SSIM keeps every scale's maps (its coefficients need all the scales'
+// values first). Filters run on explicit 64-byte vectors (fastloss/simd.hpp) with every column's
+// sums in registers; no fused multiply-add, so every ISA gives the same bits.
 // Work is per plane (deterministic: row sums in fixed lanes, combined pairwise in row order);
-// OpenMP over planes, or over rows of one plane when there are fewer planes than threads.
+// OpenMP over planes, or over bands of rows (with a halo of R forward rows) when there are fewer
+// planes than threads.
 #pragma once
 
 #include <omp.h>
@@ -254,18 +260,6 @@ double cropped_row_sum(const Plane<T>& P, const RowScratch<T>& s) {
   return lane_sum(s.term + R, P.Wc());
 }
 
-// Runs f(i) for i in [0, n): in parallel when `par` (inside an enclosing parallel region: a
-// work-shared loop), else serially.
-template <class F>
-void rows_loop(index_t n, bool par, F&& f) {
-  if (par) {
-#pragma omp for schedule(static)
-    for (index_t i = 0; i < n; ++i) f(i);
-  } else {
-    for (index_t i = 0; i < n; ++i) f(i);
-  }
-}
-
 // map_row for maps stored whole in P.a, P.b, P.c.
 template <class T>
 auto stored_rows(const Plane<T>& P) {
@@ -274,26 +268,21 @@ auto stored_rows(const Plane<T>& P) {
   };
 }
 
-// Mean of S or CS over the cropped region of plane P; with G, fills P.a, P.b, P.c. `row_sums`
-// holds Hc doubles. With `par`, must be called by every thread of a parallel region.
+// Mean of S or CS over the cropped region of plane P; with G, fills P.a, P.b, P.c (MS-SSIM keeps
+// the maps of every scale: its gradient coefficients need all the scales' values first).
+// `row_sums` holds Hc doubles.
 template <class T, bool G>
 double plane_mean(const Plane<T>& P, const Window<T>& win, T c1, T c2, bool cs, double* row_sums,
-                  RowScratch<T>& s, bool par) {
-  const index_t Hc = P.Hc();
-  const index_t Wc = P.Wc();
-  rows_loop(Hc, par, [&](index_t i) {
-    row_terms<T, G>(P, win, R + i, R, P.W - R, c1, c2, cs, s, P.a + i * Wc, P.b + i * Wc, P.c + i * Wc);
+                  RowScratch<T>& s) {
+  const index_t Hc = P.Hc(), Wc = P.Wc();
+  for (index_t i = 0; i < Hc; ++i) {
+    if constexpr (G)
+      row_terms<T, G>(P, win, R + i, R, P.W - R, c1, c2, cs, s, P.a + i * Wc, P.b + i * Wc, P.c + i * Wc);
+    else
+      row_terms<T, G>(P, win, R + i, R, P.W - R, c1, c2, cs, s);
     row_sums[i] = cropped_row_sum(P, s);
-  });
-  double total = 0.0;
-  if (par) {
-#pragma omp barrier
-#pragma omp single copyprivate(total)
-    total = pairwise_sum(row_sums, Hc) / static_cast<double>(Hc * P.Wc());
-  } else {
-    total = pairwise_sum(row_sums, Hc) / static_cast<double>(Hc * P.Wc());
   }
-  return total;
+  return pairwise_sum(row_sums, Hc) / static_cast<double>(Hc * Wc);
 }
 
 // 2x2 average pooling (odd last row/column dropped).
@@ -404,9 +393,9 @@ double ms_ssim_plane(const SsimJob& job, index_t i, RowScratch<T>& s, T* work, d
       const index_t n = P[k].Hc() * P[k].Wc();
       P[k].a = cur, P[k].b = cur + n, P[k].c = cur + 2 * n;
       cur += 3 * n;
-      val[k] = plane_mean<T, true>(P[k], win, c1, c2, !last, row_sums, s, false);
+      val[k] = plane_mean<T, true>(P[k], win, c1, c2, !last, row_sums, s);
     } else {
-      val[k] = plane_mean<T, false>(P[k], win, c1, c2, !last, row_sums, s, false);
+      val[k] = plane_mean<T, false>(P[k], win, c1, c2, !last, row_sums, s);
     }
     H /= 2, W /= 2;
   }
