@@ -295,7 +295,7 @@ def test_errors(rng):
 
 def test_every_registered_loss_declares_its_normalizer():
     # Streaming needs each loss's mean denominator: a loss class added without one fails here.
-    from fastloss._base import ElementwiseLoss, Loss
+    from fastloss._base import Loss
     from fastloss.cli import synthetic
 
     for info in fl.losses():
@@ -303,8 +303,8 @@ def test_every_registered_loss_declares_its_normalizer():
             f"{info.cls.__name__} does not define _normalizer (the denominator of its mean)")
         loss = info.cls()
         y, p, inputs = synthetic(loss, 50, seed=1)  # the CLI's data suits every registered loss
-        rows = p.shape if isinstance(loss, ElementwiseLoss) else p.shape[:-1]
-        w = np.random.default_rng(2).uniform(0, 2, rows)
+        items = np.shape(loss(y, p, reduction="none", **inputs))  # one weight per item
+        w = np.random.default_rng(2).uniform(0, 2, items)
         for weights in (None, w):
             total = loss(y, p, weights, reduction="sum", **inputs)
             assert total / loss._normalizer(y, p, weights) == pytest.approx(

@@ -47,6 +47,9 @@ struct KernelTable {
   SoftmaxFn softmax[2] = {};
   MultiMarginFn multi_margin[2] = {};
   DistillationFn distillation[2] = {};
+  SsimFn ssim[2] = {};
+  DiceFn dice_sums[2] = {};
+  DiceFn dice_grad[2] = {};
 };
 
 // Each family translation unit, compiled once per ISA, defines register_<family>_<isa>.

@@ -29,4 +29,5 @@
   X(binary)                  \
   X(multiclass)              \
   X(distillation)            \
+  X(image)                   \
   X(vmath)

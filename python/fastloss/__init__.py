@@ -27,6 +27,10 @@ from .multiclass import (  # noqa: E402
     categorical_cross_entropy, categorical_focal, distillation, kl_divergence, sparse_categorical_focal, class_weights, log_softmax, logsumexp, multi_class_hinge,
     smooth_labels, softmax, sparse_categorical_cross_entropy,
 )
+from .image import MSSSIMLoss, SSIMLoss, ms_ssim_loss, ssim_loss  # noqa: E402
+from .segmentation import (  # noqa: E402
+    DiceLoss, GeneralizedDiceLoss, TverskyLoss, dice_loss, generalized_dice_loss, tversky_loss,
+)
 from .regression import (  # noqa: E402
     MAE, MSE, Huber, LogCosh, Quantile, SmoothL1, huber, log_cosh, mae, mse, quantile, smooth_l1,
 )
@@ -60,4 +64,7 @@ __all__ = [
     "SelfPaced", "SelfPacedResult", "self_paced_weights", "self_paced_objective",
     "curriculum_fraction", "curriculum_indices",
     "L1", "L2", "ElasticNet", "Regularized",
+    "SSIMLoss", "MSSSIMLoss", "ssim_loss", "ms_ssim_loss",
+    "DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "dice_loss", "generalized_dice_loss",
+    "tversky_loss",
 ]

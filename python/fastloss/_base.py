@@ -96,7 +96,9 @@ class Loss:
     convex: bool = False
     robust: bool = False
     smooth: bool = False
-    hessian: str = "exact"  # "exact", or "a.e." where it is the almost-everywhere value 0
+    # "exact"; "a.e." where it is the almost-everywhere value 0; "none" where the loss provides
+    # no Hessian diagonal (grad_hess raises NotImplementedError)
+    hessian: str = "exact"
 
     def __init__(self, *, reduction: str = "mean", **kwargs: Any) -> None:
         self.reduction = _check_reduction(reduction)

@@ -68,7 +68,8 @@ def synthetic(loss, n: int, seed: int = 0, dtype: str = "float64", num_classes: 
       probabilities when the loss takes probabilities;
     - multi-class: labels (n,) and logits (n, num_classes), or softmax probabilities, or one-hot
       targets for CategoricalCrossEntropy;
-    - a vector of quantiles: predictions (n, q).
+    - a vector of quantiles: predictions (n, q);
+    - image and segmentation losses: n images (their ``synthetic`` method).
     """
     rng = np.random.default_rng(seed)
     own = getattr(loss, "synthetic", None)

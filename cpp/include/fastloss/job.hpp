@@ -129,4 +129,44 @@ enum class SoftmaxMode : int { logsumexp = 0, softmax = 1, log_softmax = 2 };
 using SoftmaxFn = void (*)(SoftmaxMode mode, const void* x, index_t x_stride, index_t rows,
                            index_t K, void* out, int threads);
 
+// SSIM / MS-SSIM over `planes` contiguous (H, W) images of dtype T (y_true x, y_pred y). The value
+// of a plane is the mean of the SSIM map over the window-valid region (scikit-image's crop), or
+// MS-SSIM with `scales` exponents. See cpp/losses/ssim.hpp.
+struct SsimJob {
+  index_t planes = 0, H = 0, W = 0;
+  const void* x = nullptr;
+  const void* y = nullptr;
+  double c1 = 0.0, c2 = 0.0;              // (K1 L)^2, (K2 L)^2
+  const double* scale_weights = nullptr;  // MS-SSIM exponents (null: plain SSIM)
+  int scales = 1;
+  double* plane_value = nullptr;          // (planes,) SSIM or MS-SSIM of each plane
+  void* grad_out = nullptr;               // (planes, H, W) or null
+  const double* grad_scale = nullptr;     // (planes,): grad_out = grad_scale * d value / d y
+  void* map_out = nullptr;                // (planes, H, W) SSIM map (plain SSIM), or null
+  int threads = 1;
+};
+using SsimFn = void (*)(const SsimJob&);
+
+// Soft Dice family on (N, C, S) predictions (probabilities or logits), targets (N, C, S) of dtype T
+// or integer labels (N, S). Pass 1 accumulates per (n, c) the sums of p g, p, p^2, g, g^2; pass 2
+// writes the gradient from per-(n, c) coefficients of d loss / d p = a g + b + c p.
+// See cpp/losses/dice.hpp.
+enum class Activation : int { none = 0, sigmoid = 1, softmax = 2 };
+inline constexpr int kDiceSums = 5;
+struct DiceJob {
+  index_t N = 0, C = 0, S = 0;
+  const void* z = nullptr;
+  const void* targets = nullptr;
+  const std::int64_t* labels = nullptr;
+  Activation activation = Activation::none;
+  double* sums = nullptr;        // (N, C, kDiceSums), pass 1
+  const double* coef = nullptr;  // (N, C, 3), pass 2
+  void* grad_out = nullptr;      // (N, C, S), pass 2
+  // (N, C, S) activations: written by pass 1 and read (not recomputed) by pass 2 when set; may be
+  // grad_out itself (pass 2 then overwrites them with the gradient).
+  void* probs = nullptr;
+  int threads = 1;
+};
+using DiceFn = void (*)(const DiceJob&);
+
 }  // namespace fastloss

@@ -82,7 +82,9 @@ def _indices(size: int, max_elements: int, seed: Any) -> np.ndarray:
 
 def _central(f: Callable[[np.ndarray], Any], x: np.ndarray, indices: np.ndarray, pick) -> np.ndarray:
     """``(f(x + h e_i) - f(x - h e_i)) / 2h`` for each flat index i, through ``pick(f(.), i)``."""
-    x = np.array(x, dtype=np.float64)  # a private float64 copy, perturbed one element at a time
+    # a private C-ordered float64 copy, perturbed one element at a time through its flat view
+    # (the view of a non-C-ordered copy would be a copy, and the perturbation lost)
+    x = np.array(x, dtype=np.float64, order="C")
     flat = x.reshape(-1)
     out = np.empty(len(indices))
     for j, i in enumerate(indices):
@@ -135,7 +137,7 @@ def _check_loss(loss, y_true, y_pred, sample_weight, reduction, hessian, rtol, a
     value = lambda p: loss(y_true, p, sample_weight, reduction=reduction, **inputs)  # noqa: E731
     numeric = _central(value, y_pred, idx, lambda v, i: v)
     report = _compare("gradient", grad.reshape(-1)[idx], numeric, y_pred.shape, idx, rtol, atol)
-    if hessian:
+    if hessian and loss.hessian != "none":  # "none": the loss provides no Hessian diagonal
         _, hess = loss.grad_hess(y_true, y_pred, sample_weight, reduction=reduction, **inputs)
         gradient = lambda p: loss.value_and_grad(y_true, p, sample_weight, reduction=reduction,  # noqa: E731
                                                  **inputs)[1]

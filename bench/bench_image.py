@@ -1,0 +1,184 @@
+#!/usr/bin/env python
+"""Image and segmentation losses: fastloss vs scikit-image, NumPy (and pytorch_msssim / PyTorch
+when installed), ratios measured in the same run (medians of several repeats)::
+
+    python bench/bench_image.py            # SSIM on 16 x 3 x 256 x 256, Dice on 16 x 4 x 256 x 256
+    python bench/bench_image.py --quick    # 4 images, fewer repeats
+    python bench/bench_image.py --threads 1,2
+
+What is timed (float32):
+
+- SSIM value + gradient: ``SSIMLoss().value_and_grad(x, y, grad_out=g)`` vs scikit-image's
+  ``structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+  data_range=1, gradient=True)`` looping over images and channels (it takes one plane or one
+  image at a time); pytorch_msssim ``ssim`` forward + backward when installed.
+- MS-SSIM value + gradient vs pytorch_msssim ``ms_ssim`` forward + backward (when installed).
+- Dice (softmax over 4 classes, one-hot targets) value + gradient vs the NumPy formulation below
+  (precomputed one-hot targets, fewest passes); fastloss also with integer labels.
+
+Baselines run single-threaded; fastloss at each thread count asked. Values are cross-checked
+(the exit status is 1 when a check fails, never because of a timing).
+
+On a machine whose cores are shared with other busy processes, libgomp's default spin-waiting
+between parallel regions can make the 2-thread timings many times slower than 1 thread; compare
+with ``OMP_WAIT_POLICY=passive``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import fastloss as fl
+
+
+def median_time(fn, repeats):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def images(n, c, side, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, c, side // 8, side // 8), dtype=np.float32).repeat(8, 2).repeat(8, 3)
+    y = np.clip(x + 0.1 * rng.standard_normal(x.shape, dtype=np.float32), 0, 1)
+    return x, y
+
+
+def skimage_ssim(x, y):
+    from skimage.metrics import structural_similarity
+
+    grad = np.empty_like(y)
+    total = 0.0
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            s, grad[n, c] = structural_similarity(
+                x[n, c], y[n, c], data_range=1.0, gaussian_weights=True, sigma=1.5,
+                use_sample_covariance=False, gradient=True)
+            total += s
+    return 1 - total / (x.shape[0] * x.shape[1]), grad
+
+
+def torch_fn(kind, x, y):
+    """pytorch_msssim forward + backward, or None when not installed."""
+    try:
+        import torch
+        import pytorch_msssim
+    except ImportError:
+        return None
+    torch.set_num_threads(1)
+    f = pytorch_msssim.ssim if kind == "ssim" else pytorch_msssim.ms_ssim
+    tx = torch.from_numpy(x)
+
+    def run():
+        ty = torch.from_numpy(y).requires_grad_()
+        loss = 1 - f(tx, ty, data_range=1.0)
+        loss.backward()
+        return loss.item(), ty.grad
+
+    return run
+
+
+def numpy_dice(g, z, smooth=1e-5):
+    """Softmax Dice (mean over images and classes) and its gradient w.r.t. the logits, NumPy."""
+    N, C = z.shape[:2]
+    p = z - z.max(axis=1, keepdims=True)
+    np.exp(p, out=p)
+    p /= p.sum(axis=1, keepdims=True)
+    inter = np.einsum("ncij,ncij->nc", p, g)
+    den = p.sum(axis=(2, 3)) + g.sum(axis=(2, 3)) + smooth
+    num = 2 * inter + smooth
+    value = float(np.mean(1 - num / den))
+    a = (-2 / den / (N * C)).astype(z.dtype)[:, :, None, None]
+    b = (num / den**2 / (N * C)).astype(z.dtype)[:, :, None, None]
+    d = a * g + b
+    d -= np.einsum("ncij,ncij->nij", p, d)[:, None]
+    d *= p
+    return value, d
+
+
+def row(name, base_name, t_base, t_fl, threads, note=""):
+    print(f"{name:<28} {base_name:<22} {t_base * 1e3:>10.1f} ms  fastloss({threads}t) "
+          f"{t_fl * 1e3:>8.1f} ms  speedup {t_base / t_fl:>7.1f}x {note}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="4 images, 3 repeats")
+    ap.add_argument("--threads", default=None, help="comma-separated thread counts (default: 1 and the default)")
+    ap.add_argument("--repeats", type=int, default=None)
+    args = ap.parse_args(argv)
+    n = 4 if args.quick else 16
+    repeats = args.repeats or (3 if args.quick else 7)
+    base_repeats = max(1, repeats // 2) if not args.quick else 1
+    default_threads = fl.get_num_threads()
+    threads = sorted({int(t) for t in args.threads.split(",")} if args.threads else {1, default_threads})
+    ok = True
+    print(f"fastloss {fl.__version__}, ISA {fl.build_info()['isa_selected']}, float32, "
+          f"median of {repeats} (baselines {base_repeats})")
+
+    # SSIM ------------------------------------------------------------------------------------
+    x, y = images(n, 3, 256)
+    loss, gbuf = fl.SSIMLoss(), np.empty_like(y)
+    shape = "x".join(map(str, x.shape))
+    ref_value, ref_grad = skimage_ssim(x, y)
+    t_sk = median_time(lambda: skimage_ssim(x, y), base_repeats)
+    t_torch = None
+    torch_run = torch_fn("ssim", x, y)
+    if torch_run:
+        t_torch = median_time(torch_run, base_repeats)
+    for t in threads:
+        with fl.num_threads(t):
+            value, grad = loss.value_and_grad(x, y, grad_out=gbuf)
+            t_fl = median_time(lambda: loss.value_and_grad(x, y, grad_out=gbuf), repeats)
+        ok &= abs(value - ref_value) < 1e-5
+        row(f"SSIM v+g {shape}", "scikit-image loop", t_sk, t_fl, t,
+            f"|dvalue| {abs(value - ref_value):.1e}")
+        if t_torch:
+            row(f"SSIM v+g {shape}", "pytorch_msssim f+b", t_torch, t_fl, t)
+
+    # MS-SSIM (needs >= 176 x 176) --------------------------------------------------------------
+    ms_run = torch_fn("ms_ssim", x, y)
+    if ms_run:
+        ms = fl.MSSSIMLoss()
+        t_torch = median_time(ms_run, base_repeats)
+        for t in threads:
+            with fl.num_threads(t):
+                value, _ = ms.value_and_grad(x, y, grad_out=gbuf)
+                t_fl = median_time(lambda: ms.value_and_grad(x, y, grad_out=gbuf), repeats)
+            ok &= abs(value - ms_run()[0]) < 1e-4
+            row(f"MS-SSIM v+g {shape}", "pytorch_msssim f+b", t_torch, t_fl, t)
+
+    # Dice --------------------------------------------------------------------------------------
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, (n, 32, 32)).repeat(8, 1).repeat(8, 2)
+    g = np.ascontiguousarray(np.moveaxis(np.eye(4, dtype=np.float32)[labels], -1, 1))
+    z = (2 * g + rng.standard_normal(g.shape, dtype=np.float32)).astype(np.float32)
+    dice, dbuf = fl.DiceLoss(activation="softmax"), np.empty_like(z)
+    shape = "x".join(map(str, z.shape))
+    ref_value, ref_grad = numpy_dice(g, z)
+    t_np = median_time(lambda: numpy_dice(g, z), max(base_repeats, 3))
+    for t in threads:
+        with fl.num_threads(t):
+            value, grad = dice.value_and_grad(g, z, grad_out=dbuf)
+            t_fl = median_time(lambda: dice.value_and_grad(g, z, grad_out=dbuf), repeats)
+            t_lab = median_time(lambda: dice.value_and_grad(labels, z, grad_out=dbuf), repeats)
+        err = float(np.abs(grad - ref_grad).max() / np.abs(ref_grad).max())
+        ok &= abs(value - ref_value) < 1e-5 and err < 1e-4
+        row(f"Dice softmax v+g {shape}", "NumPy (one-hot)", t_np, t_fl, t, f"grad rel.err {err:.1e}")
+        row(f"Dice softmax v+g {shape}", "NumPy (one-hot)", t_np, t_lab, t, "fastloss given labels")
+    if not ok:
+        print("CORRECTNESS CHECK FAILED", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

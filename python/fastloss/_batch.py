@@ -1,0 +1,85 @@
+"""The Loss contract for losses with one value per item of a batch (an image, a segmentation):
+input checks, per-item weights, reductions, and caller output buffers. Everything here runs
+before (checks) or after (reduction, delivery) the kernel, on arrays of one value per item."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def real_array(value, name: str, dtype: Optional[np.dtype] = None) -> np.ndarray:
+    """``value`` as a float32/float64 ndarray (``dtype`` if given; integers and bools become
+    float64); complex, object and string arrays are a TypeError naming the argument."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array; got dtype {a.dtype}")
+    target = dtype if dtype is not None else (a.dtype if a.dtype in FLOATS else np.dtype(np.float64))
+    return a.astype(target, copy=False)
+
+
+def check_same_shape(y_true: np.ndarray, y_pred: np.ndarray) -> None:
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred must have the same shape; got y_true {y_true.shape} "
+                         f"and y_pred {y_pred.shape}")
+
+
+def item_weights(sample_weight, shape: Tuple[int, ...], reduction: str) -> Optional[np.ndarray]:
+    """Validated float64 weights, one per item (``shape``), or None."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(real_array(sample_weight, "sample_weight"), dtype=np.float64)
+    if w.shape != shape:
+        raise ValueError(f"sample_weight must have one weight per item, shape {shape}; got {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("sample_weight must be finite and non-negative")
+    if reduction == "mean" and w.size and not np.sum(w) > 0:
+        raise ValueError("sample_weight sums to zero: the weighted mean is undefined")
+    return w
+
+
+def reduce_items(losses: np.ndarray, weights: Optional[np.ndarray], reduction: str):
+    """``(value, per_item | None, scale)``: the reduced value (a float; None for "none"), the
+    weighted per-item values for "none", and ``scale = d value / d losses`` (per item; for
+    "none" the derivative of each returned value)."""
+    losses = np.asarray(losses, dtype=np.float64)
+    w = np.ones(losses.shape) if weights is None else weights
+    if reduction == "none":
+        return None, w * losses, w
+    total = float(np.sum(w * losses))
+    if reduction == "sum":
+        return total, None, w
+    norm = float(np.sum(w))
+    return (total / norm if norm > 0 else float("nan")), None, (w / norm if norm > 0 else 0 * w)
+
+
+def check_out(buffer, name: str, shape: Sequence[int], dtype: np.dtype) -> None:
+    """A caller buffer must be a writeable ndarray of exactly ``shape`` and ``dtype``."""
+    if buffer is None:
+        return
+    if not isinstance(buffer, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray; got {type(buffer).__name__}")
+    if buffer.shape != tuple(shape) or buffer.dtype != dtype:
+        raise ValueError(f"{name} must have shape {tuple(shape)} and dtype {dtype}; got "
+                         f"{buffer.shape} {buffer.dtype}")
+    if not buffer.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+
+
+def direct_buffer(buffer, shape):
+    """A C-contiguous view of ``shape`` onto the caller's (checked) buffer, for a kernel to write
+    directly; None when there is no buffer or it is not C-contiguous."""
+    if buffer is not None and buffer.flags.c_contiguous:
+        return buffer.reshape(shape)
+    return None
+
+
+def deliver(result: np.ndarray, buffer) -> np.ndarray:
+    """``result`` copied into the caller's (checked) buffer, or ``result`` itself."""
+    if buffer is None:
+        return result
+    np.copyto(buffer, result)
+    return buffer

@@ -1,0 +1,306 @@
+"""Segmentation losses (spec 5.5): soft Dice, generalized Dice and Tversky.
+
+Layout (MONAI's): predictions ``y_pred`` of shape ``(N, C, *spatial)`` -- probabilities, or logits
+with ``activation="sigmoid"`` (each class independently: binary or multi-label) or
+``activation="softmax"`` (over the class axis). Binary segmentation is ``C = 1``. Targets
+``y_true``: the same shape (one-hot or soft), or integer labels ``(N, *spatial)`` in ``[0, C)``
+(one-hot encoded inside).
+
+Sums run over the spatial axes of each image and class (with ``batch=True``, over the batch too):
+``I = sum p g``, ``P = sum p``, ``G = sum g`` (``sum p^2``, ``sum g^2`` with ``squared=True``).
+Per-class losses are combined with the class weights (their weighted mean over classes) into one
+loss per image (one for the batch with ``batch=True``); ``reduction`` then combines the images:
+``"mean"`` (weighted by ``sample_weight``, one weight per image), ``"sum"``, ``"none"`` (one value
+per image; a 0-d array with ``batch=True``). ``smooth_nr`` is added to the numerator and
+``smooth_dr`` to the denominator (MONAI's names and defaults, 1e-5: they keep an empty class
+finite); MONAI's ``reduction="mean"`` over images and classes is the default here without class
+weights.
+
+Gradients with respect to ``y_pred`` (the logits when an activation is given) are exact; computed
+by two fused passes over the pixels (the per-class sums, then the gradient). No Hessian.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from . import _core
+from ._runtime import get_num_threads
+from ._base import Loss, Param, non_negative
+from ._batch import check_out, deliver, direct_buffer, item_weights, real_array, reduce_items
+from .image import _flag
+from .multiclass import _class_weight
+
+__all__ = ["DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "dice_loss", "generalized_dice_loss",
+           "tversky_loss"]
+
+_ACTIVATIONS = {None: 0, "sigmoid": 1, "softmax": 2}
+CHUNK_BYTES = 1 << 20  # predictions per thread per chunk of images: both passes while in cache
+# Columns of the kernel's per-(image, class) sums.
+_PG, _P, _P2, _G, _G2 = range(5)
+
+
+def _activation(name: str, value: Any) -> Optional[str]:
+    if value not in _ACTIVATIONS:
+        raise ValueError(f"{name} must be None (probabilities), 'sigmoid' or 'softmax'; got {value!r}")
+    return value
+
+
+ACTIVATION = Param("activation", None, _activation,
+                   "None (probabilities), 'sigmoid' or 'softmax' (logits)")
+SMOOTH_NR = Param("smooth_nr", 1e-5, non_negative, "added to the numerator")
+SMOOTH_DR = Param("smooth_dr", 1e-5, non_negative, "added to the denominator")
+BATCH = Param("batch", False, _flag, "sum over the batch before the ratio (one loss per batch)")
+def _class_weight_with_mass(name: str, value: Any) -> Optional[np.ndarray]:
+    w = _class_weight(name, value)
+    if w is not None and not w.sum() > 0:
+        raise ValueError(f"{name} must not sum to zero (the loss is their weighted mean)")
+    return w
+
+
+CLASS_WEIGHT = Param("class_weight", None, _class_weight_with_mass, "one weight per class, or None")
+
+
+class _SoftDice(Loss):
+    """The Dice family over per-(image, class) sums; subclasses define ``_group_loss``."""
+
+    family = "segmentation"
+    convex, robust, smooth, hessian = False, False, True, "none"
+
+    def _inputs(self, y_true, y_pred):
+        """``(target, z, batch_shape, C)`` with z (N, C, S) and target (N, C, S) or labels (N, S)."""
+        z = real_array(y_pred, "y_pred")
+        if z.ndim < 2:
+            raise ValueError(f"y_pred must be (N, C, *spatial); got shape {z.shape}")
+        if z.size == 0:
+            raise ValueError(f"empty input: y_pred has shape {z.shape}")
+        N, C = z.shape[:2]
+        if self.activation == "softmax" and C < 2:
+            raise ValueError(f"activation='softmax' needs at least 2 classes; y_pred has shape {z.shape}")
+        weight = getattr(self, "class_weight", None)
+        if weight is not None and weight.size != C:
+            raise ValueError(f"class_weight must have one weight per class ({C}); got {weight.size}")
+        t = np.asarray(y_true)
+        if t.dtype.kind in "iu" and t.shape == (N,) + z.shape[2:]:
+            target = np.ascontiguousarray(t, dtype=np.int64).reshape(N, -1)
+            bad = _core.first_bad_label(target, C)
+            if bad >= 0:
+                raise ValueError(f"y_true (labels) must lie in [0, {C}); y_true.flat[{bad}] = "
+                                 f"{target.ravel()[bad]}")
+        elif t.shape == z.shape:
+            target = real_array(t, "y_true", z.dtype).reshape(N, C, -1)
+        else:
+            raise ValueError(f"y_true must have the shape of y_pred {z.shape} (targets) or "
+                             f"{(N,) + z.shape[2:]} (integer labels); got {t.shape}")
+        return target, z.reshape(N, C, -1), (() if self.batch else (N,)), C
+
+    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
+        # the mean is over images; with batch=True the loss is one ratio over the whole batch,
+        # which no sum of per-chunk values reproduces
+        if self.batch:
+            raise NotImplementedError(f"{type(self).__name__}(batch=True) is not a sum over images: "
+                                      "it cannot be accumulated or split into chunks")
+        if sample_weight is None:
+            return float(np.shape(y_pred)[0])
+        return float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
+
+    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
+             hess_out):
+        if want_hess:
+            raise NotImplementedError(f"{type(self).__name__} does not provide a Hessian diagonal")
+        reduction = reduction or self.reduction
+        target, z, items, C = self._inputs(y_true, y_pred)
+        if self.batch and sample_weight is not None:
+            raise ValueError("sample_weight weighs images; with batch=True there is one loss per batch")
+        weights = item_weights(sample_weight, items, reduction)
+        if reduction == "none":
+            check_out(out, "out", items, z.dtype)
+        if want_grad:
+            check_out(grad_out, "grad_out", np.shape(y_pred), z.dtype)
+        act = _ACTIVATIONS[self.activation]
+        if not want_grad:
+            losses = self._losses(_core.dice_sums(target, z, act))[0]
+            grad = None
+        else:
+            direct = direct_buffer(grad_out, z.shape)
+            losses, grad = self._value_and_grad(target, z, act, items, weights, reduction, direct)
+            grad = grad_out if direct is not None else deliver(grad.reshape(np.shape(y_pred)), grad_out)
+        value, per_item, _ = reduce_items(losses if not self.batch else losses[0], weights, reduction)
+        if per_item is not None:
+            per_item = deliver(np.asarray(per_item, dtype=z.dtype), out)
+        return value, per_item, grad, None
+
+    def _losses(self, sums):
+        """Per-group losses and derivatives from per-image sums (summed first with batch=True)."""
+        return self._group_loss(sums.sum(axis=0, keepdims=True) if self.batch else sums)
+
+    def _value_and_grad(self, target, z, act, items, weights, reduction, grad=None):
+        """Per-group losses and the gradient (N, C, S). Images are processed in chunks of about
+        CHUNK_BYTES of predictions per thread, both passes per chunk while it is in cache; the
+        first pass leaves the activations in the gradient buffer for the second (with batch=True
+        the coefficients need every image: one chunk). ``grad``: a C-contiguous buffer, or None."""
+        N, C, S = z.shape
+        if grad is None:
+            grad = np.empty(z.shape, dtype=z.dtype)
+        scale = np.reshape(reduce_items(np.zeros(items), weights, reduction)[2], (-1, 1, 1))
+        step = N if self.batch else max(1, CHUNK_BYTES * get_num_threads() // (C * S * z.itemsize))
+        losses = []
+        for n0 in range(0, N, step):
+            part = slice(n0, n0 + step)
+            loss, dsums = self._losses(_core.dice_sums(target[part], z[part], act, grad[part]))
+            coef = (scale if self.batch else scale[part]) * dsums
+            coef[..., 2] *= 2.0  # d (sum p^2) / d p = 2 p
+            coef = np.ascontiguousarray(np.broadcast_to(coef, (grad[part].shape[0], C, 3)))
+            _core.dice_grad(target[part], z[part], act, coef, grad[part], True)
+            losses.append(loss)
+        return np.concatenate(losses), grad
+
+    def _class_mean(self, f, df):
+        """Class-weighted mean of per-class losses f (G, C) and their derivatives (G, C, 3)."""
+        w = np.ones(f.shape[1]) if self.class_weight is None else self.class_weight
+        total = w.sum()
+        return f @ w / total, df * (w / total)[None, :, None]
+
+    def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):
+        """Built-in data for the CLI: labels of 4 classes on 64 x 64 images (8 x 8 blocks) and
+        logits (or probabilities) that mostly agree."""
+        labels = rng.integers(0, 4, (n, 8, 8)).repeat(8, axis=1).repeat(8, axis=2)
+        z = 3.0 * np.moveaxis(np.eye(4)[labels], -1, 1) + rng.standard_normal((n, 4, 64, 64))
+        if self.activation is None:
+            z = np.exp(z - z.max(axis=1, keepdims=True))
+            z /= z.sum(axis=1, keepdims=True)
+        return labels, z.astype(dtype), {}
+
+
+class DiceLoss(_SoftDice):
+    """Soft Dice loss, binary or multi-class, on probabilities or logits.
+
+    ``1 - (2 I + smooth_nr) / (P + G + smooth_dr)`` per class, averaged over the classes
+    (weighted by ``class_weight``), one value per image.
+
+    ``I = sum p g``, ``P = sum p`` and ``G = sum g`` over the spatial axes (``sum p^2`` and
+    ``sum g^2`` with ``squared=True``, Milletari et al. 2016), ``p = activation(y_pred)``: MONAI's
+    ``DiceLoss(sigmoid=..., softmax=..., squared_pred=..., batch=...)``. Gradient
+    ``d l / d p = -2 g / D + N' / D^2`` (``2 p N' / D^2`` when squared) chained through the
+    activation, with ``N' = 2 I + smooth_nr`` and ``D`` the denominator. No Hessian.
+
+    Parameters
+    ----------
+    activation : None, "sigmoid" or "softmax", default None
+    smooth_nr, smooth_dr : float >= 0, default 1e-5
+    squared : bool, default False
+    class_weight : sequence of C floats or None
+    batch : bool, default False
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> g = np.array([[[1.0, 1.0, 0.0, 0.0]]])           # (N=1, C=1, S=4)
+    >>> round(fl.DiceLoss(smooth_nr=0, smooth_dr=0)(g, np.array([[[0.9, 0.6, 0.2, 0.1]]])), 6)
+    0.210526
+    """
+
+    function_name = "dice_loss"
+    params = (ACTIVATION, SMOOTH_NR, SMOOTH_DR, Param("squared", False, _flag, "squared denominators"),
+              CLASS_WEIGHT, BATCH)
+
+    def _group_loss(self, sums):
+        I = sums[..., _PG]
+        P, G = (sums[..., _P2], sums[..., _G2]) if self.squared else (sums[..., _P], sums[..., _G])
+        num, den = 2 * I + self.smooth_nr, P + G + self.smooth_dr
+        zero = np.zeros_like(I)
+        dP = num / den**2
+        df = np.stack([-2 / den, zero if self.squared else dP, dP if self.squared else zero], axis=-1)
+        return self._class_mean(1 - num / den, df)
+
+
+class TverskyLoss(_SoftDice):
+    """Tversky loss (Salehi et al. 2017): Dice with weighted false positives and negatives.
+
+    ``1 - (TP + smooth_nr) / (TP + alpha FP + beta FN + smooth_dr)`` per class, averaged over the
+    classes (weighted by ``class_weight``), one value per image; ``alpha = beta = 0.5`` is the
+    soft Dice loss.
+
+    ``TP = sum p g``, ``FP = sum p (1 - g)``, ``FN = sum (1 - p) g`` over the spatial axes,
+    ``p = activation(y_pred)``: MONAI's ``TverskyLoss``. ``alpha`` weighs false positives,
+    ``beta`` false negatives. Exact gradient; no Hessian.
+
+    Parameters
+    ----------
+    alpha, beta : float >= 0, default 0.5, 0.5
+    activation : None, "sigmoid" or "softmax", default None
+    smooth_nr, smooth_dr : float >= 0, default 1e-5
+    class_weight : sequence of C floats or None
+    batch : bool, default False
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> g = np.array([[[1.0, 1.0, 0.0, 0.0]]])
+    >>> round(fl.TverskyLoss(alpha=0.3, beta=0.7, smooth_nr=0, smooth_dr=0)(g, np.array([[[0.9, 0.6, 0.2, 0.1]]])), 6)
+    0.226804
+    """
+
+    function_name = "tversky_loss"
+    params = (Param("alpha", 0.5, non_negative, "weight of false positives"),
+              Param("beta", 0.5, non_negative, "weight of false negatives"),
+              ACTIVATION, SMOOTH_NR, SMOOTH_DR, CLASS_WEIGHT, BATCH)
+
+    def _group_loss(self, sums):
+        tp, P, G = sums[..., _PG], sums[..., _P], sums[..., _G]
+        a, b = self.alpha, self.beta
+        num = tp + self.smooth_nr
+        den = tp * (1 - a - b) + a * P + b * G + self.smooth_dr
+        df = np.stack([-(den - num * (1 - a - b)) / den**2, a * num / den**2, np.zeros_like(tp)],
+                      axis=-1)
+        return self._class_mean(1 - num / den, df)
+
+
+class GeneralizedDiceLoss(_SoftDice):
+    """Generalized Dice loss (Sudre et al. 2017) with inverse-square-volume class weights.
+
+    ``1 - (2 sum_c w_c I_c + smooth_nr) / (sum_c w_c (P_c + G_c) + smooth_dr)`` per image, with
+    inverse-square-volume weights ``w_c = 1 / G_c^2``.
+
+    ``I_c = sum p g``, ``P_c = sum p``, ``G_c = sum g`` over the spatial axes of class c,
+    ``p = activation(y_pred)``. A class absent from an image (``G_c = 0``) takes the largest
+    weight of the present classes (MONAI's ``GeneralizedDiceLoss``, ``w_type="square"``). The
+    weights depend on the targets only and are constants for the gradient. No Hessian.
+
+    Parameters
+    ----------
+    activation : None, "sigmoid" or "softmax", default None
+    smooth_nr, smooth_dr : float >= 0, default 1e-5
+    batch : bool, default False
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> g = np.array([[[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]])
+    >>> p = np.array([[[0.9, 0.6, 0.2, 0.1], [0.1, 0.4, 0.8, 0.9]]])
+    >>> round(fl.GeneralizedDiceLoss(smooth_nr=0, smooth_dr=0)(g, p), 6)
+    0.2
+    """
+
+    function_name = "generalized_dice_loss"
+    params = (ACTIVATION, SMOOTH_NR, SMOOTH_DR, BATCH)
+    class_weight = None
+
+    def _group_loss(self, sums):
+        I, P, G = sums[..., _PG], sums[..., _P], sums[..., _G]
+        with np.errstate(divide="ignore"):
+            w = 1.0 / G**2
+        absent = np.isinf(w)
+        w[absent] = 0.0
+        w = w + absent * w.max(axis=1, keepdims=True)
+        num = 2 * (w * I).sum(axis=1) + self.smooth_nr
+        den = (w * (P + G)).sum(axis=1) + self.smooth_dr
+        df = np.stack([-2 * w / den[:, None], w * (num / den**2)[:, None], np.zeros_like(w)], axis=-1)
+        return 1 - num / den, df
+
+
+dice_loss = DiceLoss.functional
+tversky_loss = TverskyLoss.functional
+generalized_dice_loss = GeneralizedDiceLoss.functional
