@@ -8,6 +8,7 @@
 #include "fastloss/job.hpp"
 #include "fastloss/vmath.hpp"
 #include "../losses/registry.hpp"
+#include "../losses/similarity_jobs.hpp"
 
 #define FL_CAT_(a, b) a##_##b
 #define FL_CAT(a, b) FL_CAT_(a, b)
@@ -46,6 +47,7 @@ struct KernelTable {
   CrossEntropyFn cross_entropy[2] = {};
   SoftmaxFn softmax[2] = {};
   MultiMarginFn multi_margin[2] = {};
+  SimilarityKernels similarity[2] = {};
 };
 
 // Each family translation unit, compiled once per ISA, defines register_<family>_<isa>.

@@ -30,6 +30,15 @@ from .multiclass import (  # noqa: E402
 from .regression import (  # noqa: E402
     MAE, MSE, Huber, LogCosh, Quantile, SmoothL1, huber, log_cosh, mae, mse, quantile, smooth_l1,
 )
+from .similarity import (  # noqa: E402
+    ArcFace, BatchContrastive, BatchTripletMargin, CenterLoss, Contrastive, CosFace, TripletMargin,
+    pairwise_distances, pairwise_distances_backward, update_centers,
+)
+
+arcface, cosface, contrastive, batch_contrastive = (
+    ArcFace.functional, CosFace.functional, Contrastive.functional, BatchContrastive.functional)
+triplet_margin, batch_triplet_margin, center_loss = (
+    TripletMargin.functional, BatchTripletMargin.functional, CenterLoss.functional)
 
 __all__ = [
     "__version__", "build_info", "get_num_threads", "set_num_threads", "num_threads", "select_isa",
@@ -43,4 +52,8 @@ __all__ = [
     "SparseCategoricalFocal", "sparse_categorical_focal", "CategoricalFocal", "categorical_focal",
     "logsumexp", "softmax", "log_softmax", "smooth_labels",
     "class_weights",
+    "pairwise_distances", "pairwise_distances_backward", "update_centers",
+    "Contrastive", "BatchContrastive", "TripletMargin", "BatchTripletMargin", "CenterLoss",
+    "CosFace", "ArcFace", "contrastive", "batch_contrastive", "triplet_margin",
+    "batch_triplet_margin", "center_loss", "cosface", "arcface",
 ]
