@@ -203,13 +203,12 @@ void mine_triplets(const MineJob& job) {
         const double dap = double(row[poss[k]]);
         double cp = 0.0;
         for (index_t q = 0; q < nn; ++q) {
-          const double x = dap - double(negs[q].v);
+          const double h = dap - double(negs[q].v) + job.margin;
           double l, dl;
           if (job.soft) {
-            l = vm::softplus(x), dl = vm::sigmoid(x);
+            l = vm::softplus(h), dl = vm::sigmoid(h);
             cnt += 1.0;
           } else {
-            const double h = x + job.margin;
             const bool active = h > 0.0 || h != h;
             l = active ? h : 0.0, dl = active ? 1.0 : 0.0;
             cnt += active ? 1.0 : 0.0;

@@ -147,7 +147,7 @@ METRIC = Param("metric", "euclidean", _metric, "'euclidean', 'sqeuclidean' or 'c
 NORM_EPS = Param("eps", 1e-8, positive, "cosine: rows are divided by max(|x|, eps)")
 PAIR_EPS = Param("eps", 1e-6, non_negative, "distance |x1 - x2 + eps|_p (PyTorch's pairwise_distance)")
 P_NORM = Param("p", 2.0, _norm_degree, "degree of the norm (>= 1, or inf)")
-SOFT = Param("soft", False, _bool, "softplus(d_ap - d_an) instead of the hinge (margin unused)")
+SOFT = Param("soft", False, _bool, "softplus(d_ap - d_an + margin) instead of the hinge")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -306,9 +306,9 @@ class _SimilarityLoss(Loss):
 
 def _hinge_or_soft(x: np.ndarray, margin: float, soft: bool):
     """(loss, derivative) of the triplet term at x = d_ap - d_an."""
-    if soft:
-        return np.logaddexp(0.0, x), 0.5 * (1.0 + np.tanh(0.5 * x))
     h = x + margin
+    if soft:
+        return np.logaddexp(0.0, h), 0.5 * (1.0 + np.tanh(0.5 * h))
     return np.maximum(h, 0.0), (h > 0).astype(np.float64)
 
 
@@ -446,7 +446,8 @@ class TripletMargin(_SimilarityLoss):
 
     Inputs ``(anchor, positive, negative)``, each (N, D). ``swap=True`` uses
     ``min(d(a, n), d(p, n))`` as the negative distance (Balntas et al. 2016). ``soft=True`` is the
-    soft-margin variant ``softplus(d(a, p) - d(a, n))`` (Hermans et al. 2017; ``margin`` unused).
+    smooth variant ``softplus(d(a, p) - d(a, n) + margin)`` (with ``margin=0``, the soft margin of
+    Hermans et al. 2017; pytorch-metric-learning's ``smooth_loss``).
     Gradients ``(d anchor, d positive, d negative)``; the hinge's kink takes derivative 0.
     """
 
@@ -493,7 +494,7 @@ class BatchTripletMargin(_LabelledBatch):
 
     Inputs ``(labels, embeddings)``; ``d`` is the ``metric`` distance (see
     :func:`pairwise_distances`), ``t = d(a, p) - d(a, n)``, and each triplet costs
-    ``max(0, t + margin)`` (``soft=True``: ``softplus(t)``). A positive of anchor ``a`` is any other
+    ``max(0, t + margin)`` (``soft=True``: ``softplus(t + margin)``). A positive of anchor ``a`` is any other
     row with its label, a negative any row with another label. ``mining``:
 
     - ``"all"`` (batch-all): every triplet; the mean divides by the number of active triplets
