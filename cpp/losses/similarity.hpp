@@ -143,11 +143,15 @@ void mine_triplets(const MineJob& job) {
       std::memset(job.coef + a * n, 0, sizeof(double) * n);
       return;
     }
-    // Scratch: the distance row, then negatives (value, index) and positive indices.
-    char* mem = static_cast<char*>(std::malloc(n * (sizeof(T) + sizeof(Cand<T>) + sizeof(index_t))));
-    T* row = reinterpret_cast<T*>(mem);
-    Cand<T>* negs = reinterpret_cast<Cand<T>*>(mem + n * sizeof(T));
-    index_t* poss = reinterpret_cast<index_t*>(mem + n * (sizeof(T) + sizeof(Cand<T>)));
+    // Scratch: negatives (value, index), sorted positives and buckets (semi-hard), positive
+    // indices, the distance row.
+    Cand<T>* negs = static_cast<Cand<T>*>(
+        std::malloc((3 * n + 2) * sizeof(Cand<T>) + n * (sizeof(index_t) + 2 * sizeof(T))));
+    Cand<T>* sorted_pos = negs + n;
+    Cand<T>* bucket = sorted_pos + n + 1;
+    index_t* poss = reinterpret_cast<index_t*>(bucket + n + 1);
+    T* row = reinterpret_cast<T*>(poss + n);
+    T* sorted_v = row + n;  // the sorted positives' distances
     dist_row_any(job.metric, gram + a * n, n, job.sqn ? job.sqn[a] : 0.0, job.sqn, row);
     index_t np = 0, nn = 0;
     for (index_t j = 0; j < n; ++j) {
@@ -173,27 +177,36 @@ void mine_triplets(const MineJob& job) {
         emit(o + k, poss[k], negs[pick].i);
       }
     } else if (job.mode == kMineSemiHard) {
-      // Per positive p: the closest negative farther than p ((distance, index) minimum over
-      // {d_an > d_ap}); without one, the farthest negative (lowest index on ties). Negatives
-      // sorted once; each positive's candidates are a suffix of that order, found by bisection.
-      std::sort(negs, negs + nn, cand_less<T>);
-      index_t far = 0;  // farthest: largest non-NaN value, lowest index among equals
-      for (index_t k = 0; k < nn; ++k)
-        if (negs[k].v == negs[k].v && (negs[far].v != negs[far].v || negs[k].v > negs[far].v ||
-                                       (negs[k].v == negs[far].v && negs[k].i < negs[far].i)))
-          far = k;
-      for (index_t k = 0; k < np; ++k) {
-        const T dap = row[poss[k]];
-        // First sorted negative with v > dap (NaN entries are last and never qualify).
-        index_t lo = 0, hi = nn;
-        while (lo < hi) {
-          const index_t mid = (lo + hi) / 2;
-          if (negs[mid].v > dap) hi = mid;
-          else if (negs[mid].v != negs[mid].v) hi = mid;  // NaN region
-          else lo = mid + 1;
+      // Per positive p: the closest negative farther than p (the (distance, index) minimum over
+      // {d_an > d_ap}); without one, the farthest negative (lowest index on ties). With the
+      // positives sorted by distance, negative v is a candidate for the r(v) closest positives
+      // (r(v) = #{d_ap < v}): each bucket r keeps its minimal negative, and positive k (sorted)
+      // takes the minimum over the buckets r > k. O(negatives * log(positives)) per anchor.
+      for (index_t k = 0; k < np; ++k) sorted_pos[k] = Cand<T>{row[poss[k]], k};
+      std::sort(sorted_pos, sorted_pos + np, cand_less<T>);
+      for (index_t k = 0; k < np; ++k) sorted_v[k] = sorted_pos[k].v;
+      for (index_t b = 0; b <= np; ++b) bucket[b] = Cand<T>{T(0), -1};
+      index_t far = -1;  // farthest: largest non-NaN value, lowest index among equals
+      for (index_t q = 0; q < nn; ++q) {
+        const T v = negs[q].v;
+        if (v != v) continue;
+        if (far < 0 || v > negs[far].v) far = q;
+        // r(v) = #{sorted_v < v} (NaN ones are last): branch-free lower bound.
+        const T* base = sorted_v;
+        for (index_t len = np; len > 1;) {
+          const index_t half = len / 2;
+          base = base[half] < v ? base + half : base;
+          len -= half;
         }
-        const bool found = lo < nn && negs[lo].v > dap;
-        emit(o + k, poss[k], found ? negs[lo].i : negs[far].i);
+        const index_t lo = (base - sorted_v) + (np > 0 && *base < v);
+        if (lo > 0 && (bucket[lo].i < 0 || v < bucket[lo].v)) bucket[lo] = negs[q];
+      }
+      Cand<T> best{T(0), -1};
+      for (index_t k = np - 1; k >= 0; --k) {  // best = minimum over buckets k+1 .. np
+        const Cand<T>& c = bucket[k + 1];
+        if (c.i >= 0 && (best.i < 0 || c.v < best.v || (c.v == best.v && c.i < best.i))) best = c;
+        const index_t slot = sorted_pos[k].i;
+        emit(o + slot, poss[slot], best.i >= 0 ? best.i : (far >= 0 ? negs[far].i : negs[0].i));
       }
     } else {  // batch-all: every (p, n) of the anchor
       double* c = job.coef + a * n;
@@ -221,7 +234,7 @@ void mine_triplets(const MineJob& job) {
       }
       job.loss_sum[a] = loss, job.count[a] = cnt;
     }
-    std::free(mem);
+    std::free(negs);
   });
 }
 
