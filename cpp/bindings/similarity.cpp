@@ -99,6 +99,18 @@ py::tuple mine(const py::array& gram, const py::object& sqn, const py::array& la
   job.n = n, job.gram = gram.data(), job.sqn = metric != kCosine ? cdata<double>(sqn) : nullptr;
   job.labels = y, job.class_count = static_cast<const std::int64_t*>(class_count.data());
   job.metric = metric, job.mode = mode, job.seed = seed, job.margin = margin, job.soft = soft;
+  // Rows grouped by class, each group in index order (a stable counting sort).
+  std::vector<std::int64_t> start(K + 1, 0), members(n);
+  for (index_t i = 0; i < n; ++i) ++start[y[i] + 1];
+  for (index_t k = 0; k < K; ++k) start[k + 1] += start[k];
+  if (start[K] != n) throw py::value_error("class_count does not match labels");
+  {
+    std::vector<std::int64_t> fill(start.begin(), start.end() - 1);
+    for (index_t i = 0; i < n; ++i) members[fill[y[i]]++] = i;
+  }
+  for (index_t k = 0; k < K; ++k)
+    if (start[k + 1] - start[k] != job.class_count[k]) throw py::value_error("class_count does not match labels");
+  job.members = members.data(), job.class_start = start.data();
   job.threads = get_num_threads();
   py::tuple result;
   if (mode == kMineAll) {

@@ -146,18 +146,20 @@ void mine_triplets(const MineJob& job) {
     // Scratch: negatives (value, index), sorted positives and buckets (semi-hard), positive
     // indices, the distance row.
     Cand<T>* negs = static_cast<Cand<T>*>(
-        std::malloc((3 * n + 2) * sizeof(Cand<T>) + n * (sizeof(index_t) + 2 * sizeof(T))));
+        std::malloc((3 * n + 2) * sizeof(Cand<T>) + n * (sizeof(index_t) + 2 * sizeof(T)) + 64 * sizeof(T)));
     Cand<T>* sorted_pos = negs + n;
     Cand<T>* bucket = sorted_pos + n + 1;
     index_t* poss = reinterpret_cast<index_t*>(bucket + n + 1);
     T* row = reinterpret_cast<T*>(poss + n);
     T* sorted_v = row + n;  // the sorted positives' distances
     dist_row_any(job.metric, gram + a * n, n, job.sqn ? job.sqn[a] : 0.0, job.sqn, row);
+    // Positives: the anchor's class members but itself, in index order.
     index_t np = 0, nn = 0;
-    for (index_t j = 0; j < n; ++j) {
-      if (y[j] != ya) negs[nn++] = Cand<T>{row[j], j};
-      else if (j != a) poss[np++] = j;
-    }
+    for (index_t k = job.class_start[ya]; k < job.class_start[ya + 1]; ++k)
+      if (job.members[k] != a) poss[np++] = job.members[k];
+    if (job.mode == kMineRandom || job.mode == kMineAll)
+      for (index_t j = 0; j < n; ++j)
+        if (y[j] != ya) negs[nn++] = Cand<T>{row[j], j};
     const index_t o = job.mode == kMineAll ? 0 : job.offset[a];
     auto emit = [&](index_t t, index_t p, index_t ng) {
       job.anchor[t] = a, job.pos[t] = p, job.neg[t] = ng;
@@ -165,9 +167,11 @@ void mine_triplets(const MineJob& job) {
     };
     if (job.mode == kMineHard) {
       // Hardest positive (largest distance) and hardest negative (smallest); lowest index on ties.
-      index_t bp = poss[0], bn = negs[0].i;
+      index_t bp = poss[0], bn = -1;
       for (index_t k = 1; k < np; ++k) bp = row[poss[k]] > row[bp] ? poss[k] : bp;
-      for (index_t k = 1; k < nn; ++k) bn = negs[k].v < row[bn] ? negs[k].i : bn;
+      T bv = T(0);
+      for (index_t j = 0; j < n; ++j)
+        if (y[j] != ya && (bn < 0 || row[j] < bv)) bn = j, bv = row[j];
       emit(o, bp, bn);
     } else if (job.mode == kMineRandom) {
       const std::uint64_t ha = splitmix64(job.seed + splitmix64(std::uint64_t(a)));
@@ -186,27 +190,38 @@ void mine_triplets(const MineJob& job) {
       std::sort(sorted_pos, sorted_pos + np, cand_less<T>);
       for (index_t k = 0; k < np; ++k) sorted_v[k] = sorted_pos[k].v;
       for (index_t b = 0; b <= np; ++b) bucket[b] = Cand<T>{T(0), -1};
+      // Few positives: r(v) by a branch-free count over a +inf-padded block (vectorizes).
+      const bool linear = np <= 32;
+      const index_t padded = (np + 15) / 16 * 16;
+      for (index_t k = np; linear && k < padded; ++k) sorted_v[k] = T(__builtin_huge_val());
       index_t far = -1;  // farthest: largest non-NaN value, lowest index among equals
-      for (index_t q = 0; q < nn; ++q) {
-        const T v = negs[q].v;
-        if (v != v) continue;
-        if (far < 0 || v > negs[far].v) far = q;
-        // r(v) = #{sorted_v < v} (NaN ones are last): branch-free lower bound.
-        const T* base = sorted_v;
-        for (index_t len = np; len > 1;) {
-          const index_t half = len / 2;
-          base = base[half] < v ? base + half : base;
-          len -= half;
+      T far_v = T(0);
+      for (index_t j = 0; j < n; ++j) {
+        const T v = row[j];
+        if (y[j] == ya || v != v) continue;
+        if (far < 0 || v > far_v) far = j, far_v = v;
+        index_t r = 0;  // r(v) = #{sorted_v < v} (NaN ones are last)
+        if (linear) {
+          for (index_t k = 0; k < padded; ++k) r += sorted_v[k] < v;
+        } else {
+          const T* base = sorted_v;
+          for (index_t len = np; len > 1;) {
+            const index_t half = len / 2;
+            base = base[half] < v ? base + half : base;
+            len -= half;
+          }
+          r = (base - sorted_v) + (*base < v);
         }
-        const index_t lo = (base - sorted_v) + (np > 0 && *base < v);
-        if (lo > 0 && (bucket[lo].i < 0 || v < bucket[lo].v)) bucket[lo] = negs[q];
+        if (r > 0 && (bucket[r].i < 0 || v < bucket[r].v)) bucket[r] = Cand<T>{v, j};
       }
       Cand<T> best{T(0), -1};
       for (index_t k = np - 1; k >= 0; --k) {  // best = minimum over buckets k+1 .. np
         const Cand<T>& c = bucket[k + 1];
         if (c.i >= 0 && (best.i < 0 || c.v < best.v || (c.v == best.v && c.i < best.i))) best = c;
         const index_t slot = sorted_pos[k].i;
-        emit(o + slot, poss[slot], best.i >= 0 ? best.i : (far >= 0 ? negs[far].i : negs[0].i));
+        index_t first_neg = 0;  // all negative distances NaN: the first negative
+        while (far < 0 && y[first_neg] == ya) ++first_neg;
+        emit(o + slot, poss[slot], best.i >= 0 ? best.i : (far >= 0 ? far : first_neg));
       }
     } else {  // batch-all: every (p, n) of the anchor
       double* c = job.coef + a * n;

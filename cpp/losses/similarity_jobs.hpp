@@ -17,6 +17,7 @@ struct MineJob {
   const double* sqn = nullptr;  // squared norms (unused for cosine)
   const std::int64_t* labels = nullptr;  // class ids 0..K-1
   const std::int64_t* class_count = nullptr;
+  const std::int64_t *members = nullptr, *class_start = nullptr;  // rows by class, index order
   int metric = kEuclidean, mode = kMineHard;
   std::uint64_t seed = 0;
   // Sparse modes: anchor a writes its triplets from offset[a] on (offset has n + 1 entries).
