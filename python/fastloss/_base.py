@@ -174,15 +174,13 @@ class Loss:
 
 
 def _make_functional(cls: type) -> Callable:
-    # Most losses take (y_true, y_pred); the similarity losses name more inputs (cls.inputs).
-    def functional(*inputs, sample_weight=None, reduction="mean", **params):
-        return cls(reduction=reduction, **params)(*inputs, sample_weight=sample_weight)
+    def functional(y_true, y_pred, *, sample_weight=None, reduction="mean", **params):
+        return cls(reduction=reduction, **params)(y_true, y_pred, sample_weight=sample_weight)
 
     functional.__name__ = functional.__qualname__ = cls.function_name
-    names = ", ".join(getattr(cls, "inputs", None) or ("y_true", "y_pred"))
     functional.__doc__ = (
         f"Functional form of :class:`fastloss.{cls.__name__}`: returns the loss value.\n\n"
-        f"``{cls.function_name}({names}, *, sample_weight=None, reduction='mean', "
+        f"``{cls.function_name}(y_true, y_pred, *, sample_weight=None, reduction='mean', "
         + ", ".join(f"{p.name}={p.default!r}" for p in cls.params)
         + ")``"
     )

@@ -68,8 +68,6 @@ def synthetic(loss, n: int, seed: int = 0, dtype: str = "float64", num_classes: 
     - a vector of quantiles: predictions (n, q).
     """
     rng = np.random.default_rng(seed)
-    if loss.family == "similarity":  # labels/embeddings (and class weights or centers)
-        return loss._synthetic(rng, n, dtype)
     if loss.family != "classification":
         y = rng.standard_normal(n)
         p = y + 0.3 * rng.standard_normal(n)
@@ -117,25 +115,23 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     loss = get_loss(args.loss, **_parse_params(args.param))
     if args.synthetic:
-        inputs = synthetic(loss, args.synthetic, args.seed, args.dtype)
+        y_true, y_pred = synthetic(loss, args.synthetic, args.seed, args.dtype)
         source = f"synthetic n={args.synthetic} seed={args.seed}"
     else:
         if not (args.y_true and args.y_pred):
             raise SystemExit("fastloss eval: give --y-true and --y-pred files, or --synthetic N")
-        inputs = load_array(args.y_true), load_array(args.y_pred)
+        y_true, y_pred = load_array(args.y_true), load_array(args.y_pred)
         if args.dtype:
-            inputs = inputs[0], inputs[1].astype(args.dtype)
+            y_pred = y_pred.astype(args.dtype)
         source = f"{args.y_true}, {args.y_pred}"
     weight = load_array(args.sample_weight) if args.sample_weight else None
     start = time.perf_counter()
-    value, grad = loss.value_and_grad(*inputs, sample_weight=weight, reduction=args.reduction)
+    value, grad = loss.value_and_grad(y_true, y_pred, sample_weight=weight, reduction=args.reduction)
     elapsed = time.perf_counter() - start
-    if isinstance(grad, tuple):  # several differentiable inputs: reported together
-        grad = np.concatenate([np.ravel(g) for g in grad]).astype(grad[0].dtype)
     report = {
         "loss": repr(loss),
         "data": source,
-        "shape": list(np.shape(inputs[1])),
+        "shape": list(np.shape(y_pred)),
         "dtype": str(grad.dtype),
         "reduction": args.reduction,
         "value": value if np.isscalar(value) else None,

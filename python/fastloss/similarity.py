@@ -27,13 +27,14 @@ Conventions
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Optional, Tuple
 
 import numpy as np
 
 from . import _core
-from ._base import Loss, Param, _check_reduction, finite_float, non_negative, positive
+from ._base import _REGISTRY, Loss, Param, _check_reduction, finite_float, non_negative, positive
 from .classification import _bool
 
 __all__ = ["pairwise_distances", "pairwise_distances_backward", "Contrastive", "BatchContrastive",
@@ -257,41 +258,67 @@ def pairwise_distances_backward(grad_output, x, y=None, *, metric: str = "euclid
 
 
 class _SimilarityLoss(Loss):
-    """Losses on several inputs: ``loss(*inputs, sample_weight=None, reduction=None)``.
+    """Losses on several inputs: ``loss(*inputs, sample_weight=None, reduction=None)``; the inputs
+    may also be passed by name (``loss(labels, embeddings, weight=W)``).
 
-    Subclasses name their ``inputs`` and define ``_compute(inputs, sample_weight, reduction,
-    want_grad) -> (value or per-item array, grads tuple | None, extra)``.
+    Subclasses name their inputs in ``arguments`` and define ``_compute(inputs, sample_weight,
+    reduction, want_grad) -> (value or per-item array, grads tuple | None, extra)``.
     """
 
     family = "similarity"
     hessian = "none"
-    inputs: Tuple[str, ...] = ()
+    arguments: Tuple[str, ...] = ()
     grads: Tuple[str, ...] = ()  # the differentiable inputs, in the order value_and_grad returns
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("function_name")
+        if name is not None:  # the functional form takes this loss's inputs
+            fn = _functional(cls)
+            _REGISTRY[name] = dataclasses.replace(_REGISTRY[name], function=fn)
+            cls.functional = staticmethod(fn)
 
     def _compute(self, inputs, sample_weight, reduction, want_grad):
         raise NotImplementedError
 
-    def _check_arity(self, inputs):
-        if len(inputs) != len(self.inputs):
-            raise TypeError(f"{type(self).__name__} takes {len(self.inputs)} inputs "
-                            f"({', '.join(self.inputs)}); got {len(inputs)}")
+    def _bind(self, args, named):
+        """The inputs in ``arguments`` order, from positional and named arguments."""
+        names = self.arguments
+        unknown = set(named) - set(names)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s) {sorted(unknown)}")
+        twice = set(names[:len(args)]) & set(named)
+        if len(args) > len(names) or twice:
+            raise TypeError(f"{type(self).__name__} takes {len(names)} inputs ({', '.join(names)}); "
+                            f"got {len(args)} positional" + (f" and {sorted(twice)} again" if twice else ""))
+        inputs = list(args) + [named[k] for k in names[len(args):] if k in named]
+        if len(inputs) != len(names):
+            raise TypeError(f"{type(self).__name__} takes {len(names)} inputs ({', '.join(names)}); "
+                            f"missing {', '.join(names[len(inputs):])}")
+        return tuple(inputs)
 
-    def _eval(self, inputs, sample_weight, reduction, want_grad):
-        self._check_arity(inputs)
+    def _eval(self, inputs, sample_weight, reduction, want_grad, named=None):
+        inputs = self._bind(inputs, named or {})
         reduction = _check_reduction(reduction or self.reduction)
         value, grads, extra = self._compute(inputs, sample_weight, reduction, want_grad)
         if grads is not None and len(grads) == 1:
             grads = grads[0]
         return value, grads, extra
 
-    def __call__(self, *inputs, sample_weight=None, reduction=None):
+    def __call__(self, *inputs, sample_weight=None, reduction=None, **named):
         """The loss value: a float (``"mean"``/``"sum"``) or the per-item array (``"none"``)."""
-        return self._eval(inputs, sample_weight, reduction, False)[0]
+        return self._eval(inputs, sample_weight, reduction, False, named)[0]
 
-    def value_and_grad(self, *inputs, sample_weight=None, reduction=None):
+    def value_and_grad(self, *inputs, sample_weight=None, reduction=None, **named):
         """``(value, grad)``: ``grad`` w.r.t. the differentiable inputs (``grads`` order)."""
-        value, grads, _ = self._eval(inputs, sample_weight, reduction, True)
+        value, grads, _ = self._eval(inputs, sample_weight, reduction, True, named)
         return value, grads
+
+    def synthetic(self, n, rng, dtype):
+        """Built-in data for ``fastloss eval --synthetic``: (first input, second input,
+        {name: later input})."""
+        data = self._synthetic(rng, n, dtype)
+        return data[0], data[1], dict(zip(self.arguments[2:], data[2:]))
 
     def grad_hess(self, *args, **kwargs):
         raise TypeError(f"{type(self).__name__} has no Hessian diagonal; use value_and_grad")
@@ -308,6 +335,19 @@ class _SimilarityLoss(Loss):
             return total, w
         norm = float(np.sum(w))
         return (total / norm if norm > 0 else math.nan), (w / norm if norm > 0 else 0 * w)
+
+
+def _functional(cls: type):
+    def functional(*inputs, sample_weight=None, reduction="mean", **params):
+        named = {k: params.pop(k) for k in cls.arguments if k in params}
+        return cls(reduction=reduction, **params)(*inputs, sample_weight=sample_weight, **named)
+
+    functional.__name__ = functional.__qualname__ = cls.function_name
+    functional.__doc__ = (
+        f"Functional form of :class:`fastloss.{cls.__name__}`: returns the loss value.\n\n"
+        f"``{cls.function_name}({', '.join(cls.arguments)}, *, sample_weight=None, reduction='mean', "
+        + ", ".join(f"{p.name}={p.default!r}" for p in cls.params) + ")``")
+    return functional
 
 
 def _hinge_or_soft(x: np.ndarray, margin: float, soft: bool):
@@ -340,7 +380,7 @@ class Contrastive(_SimilarityLoss):
     """
 
     function_name = "contrastive"
-    inputs = ("similar", "x1", "x2")
+    arguments = ("similar", "x1", "x2")
     grads = ("x1", "x2")
     params = (MARGIN, P_NORM, PAIR_EPS)
     smooth = False
@@ -389,7 +429,7 @@ def _clustered(rng, n, dtype, dim=16):
 class _LabelledBatch(_SimilarityLoss):
     """Batch losses on ``(labels, embeddings)``: labels are any integers (equal = same class)."""
 
-    inputs = ("labels", "embeddings")
+    arguments = ("labels", "embeddings")
     grads = ("embeddings",)
 
     def _batch(self, labels, embeddings, sample_weight):
@@ -458,12 +498,12 @@ class TripletMargin(_SimilarityLoss):
     """
 
     function_name = "triplet_margin"
-    inputs = ("anchor", "positive", "negative")
-    grads = inputs
+    arguments = ("anchor", "positive", "negative")
+    grads = arguments
     params = (MARGIN, P_NORM, PAIR_EPS, Param("swap", False, _bool, "distance swap"), SOFT)
 
     def _compute(self, inputs, sample_weight, reduction, want_grad):
-        arrays = [_real(v, name, 2) for v, name in zip(inputs, self.inputs)]
+        arrays = [_real(v, name, 2) for v, name in zip(inputs, self.arguments)]
         _same_shape(arrays[0], arrays[1], "anchor", "positive")
         _same_shape(arrays[0], arrays[2], "anchor", "negative")
         w = _weights(sample_weight, arrays[0].shape[0])
@@ -542,12 +582,13 @@ class BatchTripletMargin(_LabelledBatch):
     params = (MARGIN, Param("mining", "hard", _mining, "'all', 'hard', 'semi-hard' or 'random'"),
               METRIC, SOFT, Param("seed", 0, _seed, "seed of random mining"), NORM_EPS)
 
-    def __call__(self, *inputs, sample_weight=None, reduction=None, return_triplets=False):
-        value, _, triplets = self._eval(inputs, sample_weight, reduction, False)
+    def __call__(self, *inputs, sample_weight=None, reduction=None, return_triplets=False, **named):
+        value, _, triplets = self._eval(inputs, sample_weight, reduction, False, named)
         return (value, triplets()) if return_triplets else value
 
-    def value_and_grad(self, *inputs, sample_weight=None, reduction=None, return_triplets=False):
-        value, grad, triplets = self._eval(inputs, sample_weight, reduction, True)
+    def value_and_grad(self, *inputs, sample_weight=None, reduction=None, return_triplets=False,
+                       **named):
+        value, grad, triplets = self._eval(inputs, sample_weight, reduction, True, named)
         return (value, grad, triplets()) if return_triplets else (value, grad)
 
     def mine(self, labels, embeddings) -> np.ndarray:
@@ -638,7 +679,7 @@ class CenterLoss(_SimilarityLoss):
     """
 
     function_name = "center_loss"
-    inputs = ("labels", "features", "centers")
+    arguments = ("labels", "features", "centers")
     grads = ("features", "centers")
     convex, smooth = True, True
 
@@ -711,7 +752,7 @@ def update_centers(labels, features, centers, alpha: float = 0.5, *, out=None) -
 class _MarginSoftmax(_SimilarityLoss):
     """Shared body of CosFace and ArcFace (see their docs)."""
 
-    inputs = ("labels", "embeddings", "weight")
+    arguments = ("labels", "embeddings", "weight")
     grads = ("embeddings", "weight")
     _arc = False
     eps = 1e-12  # row normalization x / max(|x|, eps) (PyTorch's F.normalize)
