@@ -229,6 +229,49 @@ py::tuple multi_margin(const py::object& label_obj, const py::object& x_obj, boo
   return run_rows(job, kernels().multi_margin[T == DType::f32 ? 0 : 1], norm, outs, v.K);
 }
 
+// Distillation (labels given) or the tempered-softmax KL (labels None, alpha 0) between teacher
+// and student logits of the same shape; the mean is over rows (summed sample weights).
+py::tuple distillation(const py::object& label_obj, const py::object& x_obj,
+                       const py::object& teacher_obj, double alpha, double temperature,
+                       double kl_scale, const py::object& weight_obj,
+                       const std::string& reduction_name, bool want_grad, bool want_hess,
+                       const py::object& out_obj, const py::object& grad_out_obj,
+                       const py::object& hess_out_obj) {
+  const Reduction reduction = parse_reduction(reduction_name);
+  py::array x = as_real_array(x_obj, "y_pred");
+  const DType T = dtype_of(x);
+  const auto xshape = shape_of(x);
+  RowView v = row_view(x, "y_pred");
+  const auto rshape = leading(xshape);
+  DistillationJob job;
+  set_rows(job, v);
+  job.alpha = alpha;
+  job.temperature = temperature;
+  job.kl_scale = kl_scale;
+  py::array teacher = as_real_array(teacher_obj, "teacher_logits", T);
+  if (shape_of(teacher) != xshape)
+    throw py::value_error("teacher_logits and y_pred must have the same shape; got teacher_logits " +
+                          shape_str(shape_of(teacher)) + " and y_pred " + shape_str(xshape));
+  RowView tv = row_view(numpy().attr("asarray")(teacher, numpy_dtype(T)), "teacher_logits");
+  job.teacher = tv.array.data();
+  job.teacher_stride = tv.stride;
+  py::array labels, sw;
+  if (!label_obj.is_none()) {
+    labels = int_labels(label_obj, rshape);
+    job.labels = static_cast<const std::int64_t*>(labels.data());
+    label_normalizer(job.labels, v.rows, v.K, nullptr, nullptr, nullptr);  // range check
+  } else if (alpha != 0.0) {
+    throw py::value_error("y_true (class labels) are required when alpha > 0");
+  }
+  job.sample_weight = row_weights(weight_obj, rshape, sw);
+  double norm = 0.0;
+  for (index_t r = 0; r < v.rows; ++r) norm += job.sample_weight ? job.sample_weight[r] : 1.0;
+
+  CallOutputs outs(reduction, want_grad, want_hess, out_obj, grad_out_obj, hess_out_obj, rshape,
+                   xshape, T, true);
+  return run_rows(job, kernels().distillation[T == DType::f32 ? 0 : 1], norm, outs, v.K);
+}
+
 py::array softmax(const py::object& x_obj, int mode) {
   if (mode < 0 || mode > 2) throw py::value_error("unknown softmax mode");
   py::array x = as_real_array(x_obj, "x");
@@ -257,6 +300,10 @@ void bind_multiclass(py::module_& m) {
         py::arg("hess_out"));
   m.def("multi_margin", &multi_margin, py::arg("y_true"), py::arg("y_pred"),
         py::arg("crammer_singer"), py::arg("p"), py::arg("margin"), py::arg("class_weight"),
+        py::arg("sample_weight"), py::arg("reduction"), py::arg("want_grad"), py::arg("want_hess"),
+        py::arg("out"), py::arg("grad_out"), py::arg("hess_out"));
+  m.def("distillation", &distillation, py::arg("y_true"), py::arg("y_pred"),
+        py::arg("teacher_logits"), py::arg("alpha"), py::arg("temperature"), py::arg("kl_scale"),
         py::arg("sample_weight"), py::arg("reduction"), py::arg("want_grad"), py::arg("want_hess"),
         py::arg("out"), py::arg("grad_out"), py::arg("hess_out"));
   m.def("softmax", &softmax, py::arg("x"), py::arg("mode"),

@@ -47,6 +47,7 @@ struct KernelTable {
   CrossEntropyFn cross_entropy[2] = {};
   SoftmaxFn softmax[2] = {};
   MultiMarginFn multi_margin[2] = {};
+  DistillationFn distillation[2] = {};
   SimilarityKernels similarity[2] = {};
 };
 

@@ -267,8 +267,7 @@ double ce_row(const CrossEntropyJob& job, index_t r) {
   T* tmp = nullptr;
   if (job.from_logits && row_has_pos_inf(row_max(x, job.K))) {
     tmp = static_cast<T*>(std::malloc(sizeof(T) * job.K));
-    const T inf = static_cast<T>(__builtin_huge_val());
-    for (index_t k = 0; k < job.K; ++k) tmp[k] = x[k] == inf ? T(0) : (x[k] != x[k] ? x[k] : -inf);
+    pos_inf_limit(x, job.K, tmp);
     z = tmp;
   }
   double l;
@@ -314,7 +313,7 @@ void softmax_rows(SoftmaxMode mode, const void* xv, index_t xs, index_t rows, in
     if (row_has_pos_inf(m)) {
       if (mode == SoftmaxMode::logsumexp) return *out = inf, 0.0;
       tmp = static_cast<T*>(std::malloc(sizeof(T) * K));
-      for (index_t k = 0; k < K; ++k) tmp[k] = x[k] == inf ? T(0) : (x[k] != x[k] ? x[k] : -inf);
+      pos_inf_limit(x, K, tmp);
       x = tmp;
       m = T(0);
     }

@@ -28,5 +28,6 @@
   X(regression)              \
   X(binary)                  \
   X(multiclass)              \
+  X(distillation)            \
   X(similarity)              \
   X(vmath)

@@ -23,13 +23,23 @@ from .classification import (  # noqa: E402
     binary_cross_entropy, binary_focal, hinge, logistic, smooth_hinge, squared_hinge,
 )
 from .multiclass import (  # noqa: E402
-    CategoricalCrossEntropy, CategoricalFocal, MultiClassHinge, SparseCategoricalCrossEntropy, SparseCategoricalFocal,
-    categorical_cross_entropy, categorical_focal, sparse_categorical_focal, class_weights, log_softmax, logsumexp, multi_class_hinge,
+    CategoricalCrossEntropy, CategoricalFocal, Distillation, KLDivergence, MultiClassHinge, SparseCategoricalCrossEntropy, SparseCategoricalFocal,
+    categorical_cross_entropy, categorical_focal, distillation, kl_divergence, sparse_categorical_focal, class_weights, log_softmax, logsumexp, multi_class_hinge,
     smooth_labels, softmax, sparse_categorical_cross_entropy,
 )
 from .regression import (  # noqa: E402
     MAE, MSE, Huber, LogCosh, Quantile, SmoothL1, huber, log_cosh, mae, mse, quantile, smooth_l1,
 )
+from .accumulate import GradientAccumulator  # noqa: E402
+from .composite import MultiTask, MultiTaskResult, UncertaintyResult, UncertaintyWeighting  # noqa: E402
+from .consistency import (  # noqa: E402
+    ConsistencyMSE, GraphConsistency, GridConsistency, TemporalConsistency, consistency_mse,
+)
+from .progressive import (  # noqa: E402
+    SelfPaced, SelfPacedResult, curriculum_fraction, curriculum_indices, self_paced_objective,
+    self_paced_weights,
+)
+from .regularizers import L1, L2, ElasticNet, Regularized  # noqa: E402
 from .similarity import (  # noqa: E402
     ArcFace, BatchContrastive, BatchTripletMargin, CenterLoss, Contrastive, CosFace, TripletMargin,
     pairwise_distances, pairwise_distances_backward, update_centers,
@@ -50,8 +60,15 @@ __all__ = [
     "SparseCategoricalCrossEntropy", "CategoricalCrossEntropy", "sparse_categorical_cross_entropy",
     "categorical_cross_entropy", "MultiClassHinge", "multi_class_hinge",
     "SparseCategoricalFocal", "sparse_categorical_focal", "CategoricalFocal", "categorical_focal",
+    "Distillation", "distillation", "KLDivergence", "kl_divergence",
     "logsumexp", "softmax", "log_softmax", "smooth_labels",
     "class_weights",
+    "GradientAccumulator",
+    "MultiTask", "MultiTaskResult", "UncertaintyWeighting", "UncertaintyResult",
+    "ConsistencyMSE", "consistency_mse", "TemporalConsistency", "GraphConsistency", "GridConsistency",
+    "SelfPaced", "SelfPacedResult", "self_paced_weights", "self_paced_objective",
+    "curriculum_fraction", "curriculum_indices",
+    "L1", "L2", "ElasticNet", "Regularized",
     "pairwise_distances", "pairwise_distances_backward", "update_centers",
     "Contrastive", "BatchContrastive", "TripletMargin", "BatchTripletMargin", "CenterLoss",
     "CosFace", "ArcFace", "contrastive", "batch_contrastive", "triplet_margin",

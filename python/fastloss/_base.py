@@ -120,40 +120,59 @@ class Loss:
         return f"{type(self).__name__}({', '.join(args)})"
 
     # The contract every loss obeys, over one kernel call: _run(y_true, y_pred, sample_weight,
-    # reduction, want_grad, want_hess, out, grad_out, hess_out) -> (value, per-element values |
-    # None, grad | None, hess | None).
+    # reduction, want_grad, want_hess, out, grad_out, hess_out, **inputs) -> (value, per-element
+    # values | None, grad | None, hess | None). `inputs` are the extra keyword-only arrays a loss
+    # declares in ``inputs`` (e.g. Distillation's ``teacher_logits``), each required.
+    inputs: Tuple[str, ...] = ()
+
     def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-             hess_out):
+             hess_out, **inputs):
         raise NotImplementedError
 
-    def __call__(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None):
+    def _call(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
+              hess_out, inputs):
+        if set(inputs) != set(self.inputs):
+            missing, unknown = set(self.inputs) - set(inputs), set(inputs) - set(self.inputs)
+            raise TypeError(f"{type(self).__name__} "
+                            + (f"needs the keyword argument(s) {sorted(missing)}" if missing
+                               else f"got unexpected keyword argument(s) {sorted(unknown)}"))
+        return self._run(y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out,
+                         grad_out, hess_out, **inputs)
+
+    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
+        """The denominator of this loss's ``reduction="mean"`` on these (already validated)
+        inputs: ``mean = sum / _normalizer``. Exact streaming (``fastloss.GradientAccumulator``)
+        adds these up over micro-batches."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare the normalizer of its mean")
+
+    def __call__(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None, **inputs):
         """The loss value: a float (``"mean"``/``"sum"``) or the per-element array (``"none"``)."""
-        value, per_elem, _, _ = self._run(y_true, y_pred, sample_weight, reduction, False, False,
-                                          out, None, None)
+        value, per_elem, _, _ = self._call(y_true, y_pred, sample_weight, reduction, False, False,
+                                           out, None, None, inputs)
         return value if per_elem is None else per_elem
 
     def value_and_grad(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None,
-                       grad_out=None):
+                       grad_out=None, **inputs):
         """``(value, grad)`` in one pass; ``grad`` has the shape and dtype of ``y_pred``."""
-        value, per_elem, grad, _ = self._run(y_true, y_pred, sample_weight, reduction, True, False,
-                                             out, grad_out, None)
+        value, per_elem, grad, _ = self._call(y_true, y_pred, sample_weight, reduction, True, False,
+                                              out, grad_out, None, inputs)
         return (value if per_elem is None else per_elem), grad
 
     def grad_hess(self, y_true, y_pred, sample_weight=None, *, reduction=None, grad_out=None,
-                  hess_out=None):
+                  hess_out=None, **inputs):
         """``(grad, hess)``: gradient and Hessian diagonal with respect to ``y_pred``."""
         reduction = reduction or self.reduction
         # Per-element derivatives under "none" are those of "sum"; no per-element values needed.
-        _, _, grad, hess = self._run(y_true, y_pred, sample_weight,
-                                     "sum" if reduction == "none" else reduction, True, True, None,
-                                     grad_out, hess_out)
+        _, _, grad, hess = self._call(y_true, y_pred, sample_weight,
+                                      "sum" if reduction == "none" else reduction, True, True, None,
+                                      grad_out, hess_out, inputs)
         return grad, hess
 
     def value_grad_hess(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None,
-                        grad_out=None, hess_out=None):
+                        grad_out=None, hess_out=None, **inputs):
         """``(value, grad, hess)`` from the same single pass."""
-        value, per_elem, grad, hess = self._run(y_true, y_pred, sample_weight, reduction, True, True,
-                                                out, grad_out, hess_out)
+        value, per_elem, grad, hess = self._call(y_true, y_pred, sample_weight, reduction, True, True,
+                                                 out, grad_out, hess_out, inputs)
         return (value if per_elem is None else per_elem), grad, hess
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -175,12 +194,15 @@ class Loss:
 
 def _make_functional(cls: type) -> Callable:
     def functional(y_true, y_pred, *, sample_weight=None, reduction="mean", **params):
-        return cls(reduction=reduction, **params)(y_true, y_pred, sample_weight=sample_weight)
+        inputs = {name: params.pop(name) for name in cls.inputs if name in params}
+        return cls(reduction=reduction, **params)(y_true, y_pred, sample_weight=sample_weight, **inputs)
 
     functional.__name__ = functional.__qualname__ = cls.function_name
     functional.__doc__ = (
         f"Functional form of :class:`fastloss.{cls.__name__}`: returns the loss value.\n\n"
-        f"``{cls.function_name}(y_true, y_pred, *, sample_weight=None, reduction='mean', "
+        f"``{cls.function_name}(y_true, y_pred, *, "
+        + "".join(f"{name}, " for name in cls.inputs)
+        + "sample_weight=None, reduction='mean', "
         + ", ".join(f"{p.name}={p.default!r}" for p in cls.params)
         + ")``"
     )
@@ -218,6 +240,15 @@ class ElementwiseLoss(Loss):
 
     def _column_params(self) -> Optional[np.ndarray]:
         return None
+
+    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
+        # The sum of the weights over all elements: a weight of y_pred's shape, or of its leading
+        # axes repeated over the trailing ones (as the kernel broadcasts it).
+        n = int(np.size(y_pred))
+        if sample_weight is None:
+            return float(n)
+        w = np.asarray(sample_weight, dtype=np.float64)
+        return float(w.sum()) * (n // w.size) if w.size else 0.0
 
     def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
              hess_out):

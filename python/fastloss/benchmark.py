@@ -800,7 +800,30 @@ def _np_softmax_ce(z: np.ndarray, t: np.ndarray) -> Callable[[], Tuple[float, np
     return fn
 
 
-def _torch_multiclass(name: str, z: np.ndarray, t: np.ndarray, gamma: float
+def _np_distillation(z: np.ndarray, t: np.ndarray, teacher: np.ndarray, alpha: float, T: float
+                     ) -> Callable[[], Tuple[float, np.ndarray]]:
+    """alpha CE + (1 - alpha) T^2 KL(softmax(teacher/T) || softmax(z/T)), written with NumPy."""
+    n = z.shape[0]
+    rows = np.arange(n)
+
+    def log_softmax(x: np.ndarray) -> np.ndarray:
+        x = x - x.max(axis=1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+    def fn() -> Tuple[float, np.ndarray]:
+        logp1, logq, logp = log_softmax(z), log_softmax(z / T), log_softmax(teacher / T)
+        p = np.exp(logp)
+        kl = float((p * (logp - logq)).sum()) / n
+        ce = -float(logp1[rows, t].sum()) / n
+        g = alpha * np.exp(logp1) + (1 - alpha) * T * (np.exp(logq) - p)
+        g[rows, t] -= alpha
+        g /= n
+        return alpha * ce + (1 - alpha) * T * T * kl, g
+    return fn
+
+
+def _torch_multiclass(name: str, z: np.ndarray, t: np.ndarray, gamma: float,
+                      teacher: Optional[np.ndarray] = None
                       ) -> Optional[Callable[[], Tuple[float, Any]]]:
     torch = _try_import("torch")
     if torch is None:
@@ -808,11 +831,16 @@ def _torch_multiclass(name: str, z: np.ndarray, t: np.ndarray, gamma: float
     F = torch.nn.functional
     tz = torch.from_numpy(z).requires_grad_()
     tt = torch.from_numpy(t)
+    th = torch.from_numpy(teacher) if teacher is not None else None
 
     def fn() -> Tuple[float, Any]:
         tz.grad = None
         if name == "sparse_categorical_cross_entropy":
             out = F.cross_entropy(tz, tt)
+        elif name == "distillation":  # alpha = 0.5, T = 2: Hinton's composition
+            out = 0.5 * F.cross_entropy(tz, tt) + 0.5 * 4.0 * F.kl_div(
+                F.log_softmax(tz / 2.0, dim=1), F.log_softmax(th / 2.0, dim=1), log_target=True,
+                reduction="batchmean")
         else:  # softmax focal composed from torch ops
             logp = F.log_softmax(tz, dim=1).gather(1, tt[:, None])[:, 0]
             out = (-(1 - logp.exp()) ** gamma * logp).mean()
@@ -824,7 +852,8 @@ def _torch_multiclass(name: str, z: np.ndarray, t: np.ndarray, gamma: float
 def run_multiclass(shapes: Optional[Sequence[Tuple[int, int]]] = None, threads: Iterable[int] = THREADS,
                    quick: bool = False, progress: Optional[Callable[[str], None]] = None,
                    bandwidth: Optional[Dict[int, float]] = None, seed: int = 0) -> List[Dict[str, Any]]:
-    """float32 value+gradient of the sparse softmax cross-entropy and the softmax focal loss."""
+    """float32 value+gradient of the sparse softmax cross-entropy, the softmax focal loss and
+    distillation (alpha 0.5, T 2; teacher logits read besides the student's)."""
     import fastloss
 
     say = progress or (lambda msg: None)
@@ -834,21 +863,28 @@ def run_multiclass(shapes: Optional[Sequence[Tuple[int, int]]] = None, threads: 
     for (n, k) in (shapes or (MULTICLASS_QUICK_SHAPES if quick else MULTICLASS_SHAPES)):
         z = rng.standard_normal((n, k)).astype(np.float32)
         t = rng.integers(0, k, n)
+        teacher = rng.standard_normal((n, k)).astype(np.float32)
         g = _touched(z.shape, z.dtype)
-        for name, loss in (("sparse_categorical_cross_entropy",
-                            fastloss.SparseCategoricalCrossEntropy(from_logits=True)),
-                           ("sparse_categorical_focal", fastloss.SparseCategoricalFocal(gamma=2.0))):
+        # (name, loss, extra inputs, bytes moved per logit)
+        for name, loss, inputs, nbytes in (
+                ("sparse_categorical_cross_entropy",
+                 fastloss.SparseCategoricalCrossEntropy(from_logits=True), {}, 8),
+                ("sparse_categorical_focal", fastloss.SparseCategoricalFocal(gamma=2.0), {}, 8),
+                ("distillation", fastloss.Distillation(alpha=0.5, temperature=2.0),
+                 {"teacher_logits": teacher}, 12)):
             for th in threads:
                 say(f"{name} {n}x{k} threads={th}")
                 impls: Dict[str, Callable[[], Any]] = {}
 
-                def ours(loss=loss, th=th) -> Any:
+                def ours(loss=loss, th=th, inputs=inputs) -> Any:
                     with fastloss.num_threads(th):
-                        return loss.value_and_grad(t, z, grad_out=g)
+                        return loss.value_and_grad(t, z, grad_out=g, **inputs)
                 impls["fastloss"] = ours
                 if name == "sparse_categorical_cross_entropy":
                     impls["numpy"] = _np_softmax_ce(z, t)
-                tf = _torch_multiclass(name, z, t, 2.0)
+                elif name == "distillation":
+                    impls["numpy"] = _np_distillation(z, t, teacher, 0.5, 2.0)
+                tf = _torch_multiclass(name, z, t, 2.0, teacher)
                 if tf is not None:
                     torch = _try_import("torch")
 
@@ -867,7 +903,7 @@ def run_multiclass(shapes: Optional[Sequence[Tuple[int, int]]] = None, threads: 
                 res = _measure(impls, budget, None, pools=pools, gap_s=0.01)
                 times = {nm: r["times_s"] for nm, r in res.items()}
                 med = {nm: r["median_s"] for nm, r in res.items()}
-                gbs = 8 * n * k / med["fastloss"] / 1e9
+                gbs = nbytes * n * k / med["fastloss"] / 1e9
                 rows_out.append({
                     "loss": name, "rows": n, "classes": k, "threads": th, "ms": med["fastloss"] * 1e3,
                     "gbs": gbs, "pct_triad": (100 * gbs / bandwidth[th]) if bandwidth and th in bandwidth else None,
@@ -877,7 +913,8 @@ def run_multiclass(shapes: Optional[Sequence[Tuple[int, int]]] = None, threads: 
 
 
 def format_multiclass_table(rows: Sequence[Dict[str, Any]]) -> str:
-    lines = ["", "multi-class, float32 value+gradient of the mean (labels + logits; GB/s at 8 B/logit):",
+    lines = ["", "multi-class, float32 value+gradient of the mean (labels + logits; GB/s at 8 B/logit, "
+             "12 with the teacher's):",
              f"{'loss':34} {'rows x K':>12} {'thr':>3} {'ms':>8} {'GB/s':>6} {'%triad':>7} "
              f"{'vs numpy':>9} {'vs torch':>9} check"]
     for r in rows:

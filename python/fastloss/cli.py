@@ -58,7 +58,9 @@ def save_array(path: str, array: np.ndarray) -> None:
 
 
 def synthetic(loss, n: int, seed: int = 0, dtype: str = "float64", num_classes: int = 10):
-    """Built-in data that suits `loss`:
+    """Built-in data that suits `loss`, as ``(y_true, y_pred, inputs)`` (``inputs``: the extra
+    keyword arrays the loss declares, e.g. ``teacher_logits``). A loss with its own
+    ``synthetic(n, rng, dtype)`` method supplies its data; otherwise:
 
     - regression: y ~ N(0, 1), prediction = y + N(0, 0.3^2) noise with 1 % outliers (20 sigma);
     - binary: labels from a logistic model (0/1, or -1/+1 for the margin losses); logits, or
@@ -68,6 +70,14 @@ def synthetic(loss, n: int, seed: int = 0, dtype: str = "float64", num_classes: 
     - a vector of quantiles: predictions (n, q).
     """
     rng = np.random.default_rng(seed)
+    own = getattr(loss, "synthetic", None)
+    if own is not None:
+        return own(n, rng, dtype)
+    y, p = _synthetic_pair(loss, n, rng, dtype, num_classes)
+    return y, p, {}
+
+
+def _synthetic_pair(loss, n: int, rng: np.random.Generator, dtype: str, num_classes: int):
     if loss.family != "classification":
         y = rng.standard_normal(n)
         p = y + 0.3 * rng.standard_normal(n)
@@ -115,19 +125,23 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     loss = get_loss(args.loss, **_parse_params(args.param))
     if args.synthetic:
-        y_true, y_pred = synthetic(loss, args.synthetic, args.seed, args.dtype)
+        y_true, y_pred, inputs = synthetic(loss, args.synthetic, args.seed, args.dtype)
         source = f"synthetic n={args.synthetic} seed={args.seed}"
     else:
         if not (args.y_true and args.y_pred):
             raise SystemExit("fastloss eval: give --y-true and --y-pred files, or --synthetic N")
         y_true, y_pred = load_array(args.y_true), load_array(args.y_pred)
+        inputs = {k: load_array(v) for k, v in _parse_params(args.input).items()}
         if args.dtype:
             y_pred = y_pred.astype(args.dtype)
         source = f"{args.y_true}, {args.y_pred}"
     weight = load_array(args.sample_weight) if args.sample_weight else None
     start = time.perf_counter()
-    value, grad = loss.value_and_grad(y_true, y_pred, sample_weight=weight, reduction=args.reduction)
+    value, grad = loss.value_and_grad(y_true, y_pred, sample_weight=weight, reduction=args.reduction,
+                                      **inputs)
     elapsed = time.perf_counter() - start
+    if isinstance(grad, tuple):  # several differentiable inputs (similarity losses): reported together
+        grad = np.concatenate([np.ravel(g) for g in grad]).astype(grad[0].dtype)
     report = {
         "loss": repr(loss),
         "data": source,
@@ -176,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--y-true", help=".npy or .csv file")
     ev.add_argument("--y-pred", help=".npy or .csv file")
     ev.add_argument("--sample-weight", help=".npy or .csv file")
+    ev.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
+                    help="an extra input the loss takes, e.g. teacher_logits=t.npy (repeatable)")
     ev.add_argument("--synthetic", type=int, metavar="N", help="use N built-in synthetic samples")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--dtype", choices=["float32", "float64"], default=None)

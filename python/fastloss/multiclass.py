@@ -16,12 +16,12 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core
-from ._base import Loss, Param, _check_reduction, finite_float
+from ._base import Loss, Param, _check_reduction, finite_float, positive
 from .classification import EPS, FROM_LOGITS, _smoothing
 
 __all__ = ["SparseCategoricalCrossEntropy", "CategoricalCrossEntropy", "SparseCategoricalFocal",
            "CategoricalFocal",
-           "MultiClassHinge",
+           "MultiClassHinge", "Distillation", "KLDivergence",
            "logsumexp", "softmax",
            "log_softmax", "smooth_labels", "class_weights"]
 
@@ -57,6 +57,12 @@ class _RowLoss(Loss):
 
     family = "classification"
 
+    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
+        # The mean is over rows: their summed sample weights (the number of rows without).
+        if sample_weight is None:
+            return float(np.prod(np.shape(y_pred)[:-1], dtype=np.int64))
+        return float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
+
 
 class _SoftmaxCrossEntropy(_RowLoss):
     dense = False
@@ -70,6 +76,22 @@ class _SoftmaxCrossEntropy(_RowLoss):
             getattr(self, "ignore_index", None), self.label_smoothing, self._focal_gamma, sample_weight,
             _check_reduction(reduction or self.reduction), want_grad, want_hess, out, grad_out,
             hess_out)
+
+    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
+        if self.dense:
+            return super()._normalizer(y_true, y_pred, sample_weight)
+        # PyTorch's mean with labels (cpp/bindings/multiclass.cpp, label_normalizer): the summed
+        # sample weight times class weight of the rows that count; ignored rows count 0. The focal
+        # loss's alpha does not normalize.
+        labels = np.asarray(y_true).astype(np.int64, copy=False)
+        w = (np.ones(labels.shape) if sample_weight is None
+             else np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), labels.shape))
+        ignore = getattr(self, "ignore_index", None)
+        counted = labels != ignore if ignore is not None else np.ones(labels.shape, dtype=bool)
+        w = w[counted]
+        if self.class_weight is not None and self._focal_gamma < 0:
+            w = w * self.class_weight[labels[counted]]
+        return float(w.sum())
 
 
 class SparseCategoricalCrossEntropy(_SoftmaxCrossEntropy):
@@ -276,11 +298,115 @@ class MultiClassHinge(_RowLoss):
             out, grad_out, hess_out)
 
 
+def _unit_interval(name: str, value: Any) -> float:
+    v = finite_float(name, value)
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1]; got {v}")
+    return v
+
+
+TEMPERATURE = Param("temperature", 1.0, positive, "softmax temperature T > 0")
+
+
+class _TemperedSoftmaxKL(_RowLoss):
+    """The distillation kernel: ``alpha`` CE on labels plus ``(1 - alpha) kl_scale`` KL between
+    the tempered softmaxes of the teacher and the student; the mean is over rows."""
+
+    inputs = ("teacher_logits",)
+    convex, robust, smooth = True, False, True
+
+    def synthetic(self, n: int, rng: np.random.Generator, dtype: str, num_classes: int = 10):
+        """CLI data: labels from teacher logits, student logits = teacher's + noise."""
+        teacher = 2.0 * rng.standard_normal((n, num_classes))
+        student = (teacher + rng.standard_normal(teacher.shape)).astype(dtype)
+        labels = teacher.argmax(axis=1)
+        if self.inputs:
+            return labels, student, {"teacher_logits": teacher.astype(dtype)}
+        return teacher.astype(dtype), student, {}
+
+    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
+             hess_out, teacher_logits):
+        return _core.distillation(
+            y_true, y_pred, teacher_logits, self.alpha, self.temperature, self._kl_scale,
+            sample_weight, _check_reduction(reduction or self.reduction), want_grad, want_hess,
+            out, grad_out, hess_out)
+
+
+class Distillation(_TemperedSoftmaxKL):
+    """Teacher-student distillation (Hinton et al. 2015) from logits, in one fused pass per row:
+    ``l = alpha CE(y, z) + (1 - alpha) T^2 KL(softmax(t/T) || softmax(z/T))``.
+
+    ``y_true`` are the hard labels (...), ``y_pred`` the student logits ``z`` (..., K) and
+    ``teacher_logits`` ``t`` (keyword, same shape as ``y_pred``). ``T^2`` keeps the soft term's
+    gradient on the scale of the hard one. The mean is over rows (``kl_div(...,
+    reduction="batchmean")`` in PyTorch), weighted by ``sample_weight``. The gradient with respect
+    to the student logits is ``alpha (softmax(z) - onehot(y)) + (1 - alpha) T (softmax(z/T) -
+    softmax(t/T))``; the Hessian diagonal is ``alpha p (1 - p) + (1 - alpha) q (1 - q)`` with
+    ``p = softmax(z)``, ``q = softmax(z/T)``. Both logit rows are read once from memory; +inf and
+    -inf logits take the softmax limits (a teacher class at -inf contributes nothing).
+
+    Parameters
+    ----------
+    alpha : float in [0, 1], default 0.5
+        Weight of the hard-label cross-entropy.
+    temperature : float > 0, default 2.0
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> z, t = np.array([[2.0, 0.0, -1.0]]), np.array([[1.0, 1.0, -2.0]])
+    >>> round(fl.Distillation(alpha=0.5, temperature=2.0)(np.array([0]), z, teacher_logits=t), 6)
+    0.315461
+    """
+
+    function_name = "distillation"
+    params = (Param("alpha", 0.5, _unit_interval, "weight of the hard-label cross-entropy"),
+              Param("temperature", 2.0, positive, "softmax temperature T > 0"))
+
+    @property
+    def _kl_scale(self) -> float:
+        return self.temperature ** 2
+
+
+class KLDivergence(_TemperedSoftmaxKL):
+    """KL divergence between tempered softmaxes, from logits:
+    ``l = KL(softmax(t/T) || softmax(z/T)) = sum_k p_k (log p_k - log q_k)``.
+
+    ``y_true`` are the target logits ``t`` (..., K) (a teacher's, or a second view's for
+    consistency training), ``y_pred`` the logits ``z`` of the same shape. PyTorch's
+    ``kl_div(log_softmax(z/T), log_softmax(t/T), log_target=True, reduction="batchmean")`` (the
+    mean is over rows). Gradient ``(softmax(z/T) - softmax(t/T)) / T``, Hessian diagonal
+    ``q (1 - q) / T^2``; no ``T^2`` factor (that is Distillation's convention).
+
+    Parameters
+    ----------
+    temperature : float > 0, default 1.0
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> round(fl.KLDivergence()(np.array([[0.0, 0.0]]), np.array([[1.0, -1.0]])), 6)
+    0.433781
+    """
+
+    function_name = "kl_divergence"
+    params = (TEMPERATURE,)
+    inputs = ()
+    alpha, _kl_scale = 0.0, 1.0
+
+    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
+             hess_out):
+        return super()._run(None, y_pred, sample_weight, reduction, want_grad, want_hess, out,
+                            grad_out, hess_out, teacher_logits=y_true)
+
+
 sparse_categorical_cross_entropy = SparseCategoricalCrossEntropy.functional
 sparse_categorical_focal = SparseCategoricalFocal.functional
 categorical_focal = CategoricalFocal.functional
 multi_class_hinge = MultiClassHinge.functional
 categorical_cross_entropy = CategoricalCrossEntropy.functional
+distillation = Distillation.functional
+kl_divergence = KLDivergence.functional
 
 
 def _rows(x, axis: int):

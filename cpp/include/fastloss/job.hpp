@@ -100,6 +100,29 @@ struct MultiMarginJob {
 };
 using MultiMarginFn = double (*)(const MultiMarginJob&);
 
+// Distillation on (rows, K) student logits `x` with teacher logits of the same shape (spec 6.2):
+//   l = alpha CE(label, x) + (1 - alpha) kl_scale KL(softmax(t/T) || softmax(x/T)),
+// kl_scale = T^2 for Hinton's distillation, 1 for the plain KL between tempered softmaxes.
+// labels may be null when alpha = 0 (validated by the binding).
+struct DistillationJob {
+  index_t rows = 0, K = 0;
+  const void* x = nullptr;  // dtype T
+  index_t x_stride = 0;
+  const void* teacher = nullptr;  // dtype T
+  index_t teacher_stride = 0;
+  const std::int64_t* labels = nullptr;
+  double alpha = 0.5, temperature = 1.0, kl_scale = 1.0;
+  const double* sample_weight = nullptr;
+  void* loss_out = nullptr;
+  void* grad_out = nullptr;
+  index_t grad_stride = 0;
+  void* hess_out = nullptr;
+  index_t hess_stride = 0;
+  double grad_scale = 1.0;
+  int threads = 1;
+};
+using DistillationFn = double (*)(const DistillationJob&);
+
 // Row-wise log-sum-exp / softmax / log-softmax of a (rows, K) matrix into `out` (rows or
 // rows x K, dtype T, contiguous).
 enum class SoftmaxMode : int { logsumexp = 0, softmax = 1, log_softmax = 2 };

@@ -2,6 +2,8 @@
 // pieces of a numerically stable softmax, and the deterministic driver over rows.
 #pragma once
 
+#include <cstdlib>
+
 #include "fastloss/config.hpp"
 #include "fastloss/reduce.hpp"
 #include "fastloss/vmath.hpp"
@@ -32,13 +34,14 @@ inline T row_max(const T* x, index_t K) {
   return r;
 }
 
-// sum_k exp(x_k - shift) for shift = the row max (so every exponent is <= 0: exp_nonpos), the
-// exponentials stored into e (may be null). Lanes accumulate in T
-// over chunks of kExpChunk elements (16 terms per lane: bounded rounding), then in double.
+// sum_k exp((x_k - shift) * scale) for shift = the row max and scale > 0 (so every exponent is
+// <= 0: exp_nonpos), the exponentials stored into e (may be null). scale is 1/temperature (exactly
+// 1 for the plain softmax). Lanes accumulate in T over chunks of kExpChunk elements (16 terms per
+// lane: bounded rounding), then in double.
 inline constexpr index_t kExpChunk = 16 * kLanes;
 
 template <class T>
-inline double row_exp_sum(const T* x, index_t K, T shift, T* e) {
+inline double row_exp_sum(const T* x, index_t K, T shift, T* e, T scale = T(1)) {
   double acc[kLanes] = {};
   index_t i = 0;
   while (i + kLanes <= K) {
@@ -46,14 +49,14 @@ inline double row_exp_sum(const T* x, index_t K, T shift, T* e) {
     const index_t stop = min_(i + kExpChunk, K);
     for (; i + kLanes <= stop; i += kLanes)
       for (int j = 0; j < kLanes; ++j) {
-        const T v = vm::exp_nonpos(x[i + j] - shift);
+        const T v = vm::exp_nonpos((x[i + j] - shift) * scale);
         if (e) e[i + j] = v;
         part[j] += v;
       }
     for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(part[j]);
   }
   for (int j = 0; i + j < K; ++j) {
-    const T v = vm::exp_nonpos(x[i + j] - shift);
+    const T v = vm::exp_nonpos((x[i + j] - shift) * scale);
     if (e) e[i + j] = v;
     acc[j] += static_cast<double>(v);
   }
@@ -81,6 +84,13 @@ inline bool row_has_pos_inf(T m) {
   return m == static_cast<T>(__builtin_huge_val());
 }
 
+// The softmax limit of a row holding +inf: +inf -> 0, finite -> -inf, NaN kept (into out).
+template <class T>
+inline void pos_inf_limit(const T* x, index_t K, T* out) {
+  const T inf = static_cast<T>(__builtin_huge_val());
+  for (index_t k = 0; k < K; ++k) out[k] = x[k] == inf ? T(0) : (x[k] != x[k] ? x[k] : -inf);
+}
+
 // Runs row_fn(r) -> double for every row; returns the deterministic sum (blocks of kRowBlock
 // rows, summed in row order, then the fixed pairwise tree of blocked_sum).
 template <class RowFn>
@@ -90,6 +100,22 @@ double sum_over_rows(index_t rows, index_t K, int threads, RowFn&& row_fn) {
       [&](index_t r0, index_t len) {
         double s = 0.0;
         for (index_t r = r0; r < r0 + len; ++r) s += row_fn(r);
+        return s;
+      },
+      K);
+}
+
+// sum_over_rows for rows that need scratch: row_fn(r, buf) gets `scratch` elements of T, allocated
+// once per block of rows.
+template <class T, class RowFn>
+double sum_over_rows_scratch(index_t rows, index_t K, index_t scratch, int threads, RowFn&& row_fn) {
+  return blocked_sum(
+      rows, kRowBlock, threads,
+      [&](index_t r0, index_t len) {
+        T* buf = static_cast<T*>(std::malloc(sizeof(T) * scratch));
+        double s = 0.0;
+        for (index_t r = r0; r < r0 + len; ++r) s += row_fn(r, buf);
+        std::free(buf);
         return s;
       },
       K);

@@ -1,0 +1,14 @@
+// Distillation / tempered-softmax KL kernels for one ISA (its own translation unit: the fused row
+// body compiles apart from the cross-entropy family).
+#include "../losses/distillation.hpp"
+
+#include "kernels.hpp"
+
+namespace fastloss {
+
+void FL_REGISTER_FN(distillation)(KernelTable& t) {
+  t.distillation[0] = &losses::distillation<float>;
+  t.distillation[1] = &losses::distillation<double>;
+}
+
+}  // namespace fastloss

@@ -1,0 +1,98 @@
+// Teacher-student distillation and the KL divergence between tempered softmaxes (spec 6.2, 6.4),
+// value, gradient and Hessian diagonal of one row in one fused pass over the student and teacher
+// logits.
+//
+// With z the student logits, t the teacher's, temperature T, q = softmax(z/T), p = softmax(t/T),
+// p1 = softmax(z), label y and c2 = (1 - alpha) kl_scale / T:
+//   l = alpha (logsumexp(z) - z_y) + (1 - alpha) kl_scale KL(p || q)
+//   KL(p || q) = sum_k p_k (u_k - v_k) - log S_t + log S_q,   u = (t - max t)/T, v = (z - max z)/T
+//   dl/dz_k = alpha (p1_k - [k = y]) + c2 (q_k - p_k)
+//   d2l/dz_k2 = alpha p1_k (1 - p1_k) + (c2 / T) q_k (1 - q_k)
+// Terms with p_k = 0 contribute nothing (a teacher class at -inf); a student class at -inf where
+// the teacher puts mass gives +inf. +inf logits take the softmax limit (equal shares), as in
+// cross_entropy.hpp. Both rows are read once from memory; the exponentials live in a row scratch.
+#pragma once
+
+#include "fastloss/job.hpp"
+#include "fastloss/rowwise.hpp"
+
+FL_NAMESPACE_BEGIN
+namespace losses {
+
+template <class T, bool G, bool H>
+double distill_row(const DistillationJob& job, index_t r, const T* z, const T* t, T* et, T* eq) {
+  const index_t K = job.K;
+  const double alpha = job.alpha, invT = 1.0 / job.temperature;
+  const T scale = static_cast<T>(invT);
+  const double s = job.sample_weight ? job.sample_weight[r] : 1.0;
+  const bool hard = alpha > 0.0, plain = job.temperature == 1.0;
+  T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
+  T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
+
+  // Everything that reads z happens before the gradient row is written (it may be z itself).
+  const T mz = row_max(z, K), mt = row_max(t, K);
+  const double dy = hard ? double(z[job.labels[r]]) - double(mz) : 0.0;
+  const double St = row_exp_sum(t, K, mt, et, scale);
+  const double Sq = row_exp_sum(z, K, mz, eq, scale);
+  // sum_k p_k (u_k - v_k) in double lanes, skipping p_k = 0
+  double acc[kLanes] = {};
+  auto term = [&](index_t k) {
+    const double d = (double(t[k]) - double(mt)) - (double(z[k]) - double(mz));
+    return et[k] == T(0) ? 0.0 : double(et[k]) * d;
+  };
+  index_t i = 0;
+  for (; i + kLanes <= K; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) acc[j] += term(i + j);
+  for (int j = 0; i + j < K; ++j) acc[j] += term(i + j);
+  const double kl = pairwise_sum(acc, kLanes) * invT / St - vm::log(St) + vm::log(Sq);
+  // softmax(z) for the hard term: the tempered one when T = 1, else exponentials into g
+  double S1 = Sq;
+  const T* e1 = eq;
+  if (hard && !plain) {
+    S1 = row_exp_sum(z, K, mz, g);
+    e1 = g;
+  }
+  const double loss = (hard ? alpha * (vm::log(S1) - dy) : 0.0) + (1.0 - alpha) * job.kl_scale * kl;
+
+  if constexpr (G) {
+    const double sc = s * job.grad_scale, c2 = (1.0 - alpha) * job.kl_scale * invT;
+    const T A1 = static_cast<T>(hard ? sc * alpha / S1 : 0.0);
+    const T Aq = static_cast<T>(sc * c2 / Sq), At = static_cast<T>(sc * c2 / St);
+    if constexpr (H) {
+      const T B1 = static_cast<T>(hard ? sc * alpha : 0.0), Bq = static_cast<T>(sc * c2 * invT);
+      const T inv1 = static_cast<T>(1.0 / S1), invq = static_cast<T>(1.0 / Sq);
+      for (index_t k = 0; k < K; ++k) {
+        const T p1 = e1[k] * inv1, q = eq[k] * invq;
+        h[k] = B1 * p1 * (T(1) - p1) + Bq * q * (T(1) - q);
+      }
+    }
+    for (index_t k = 0; k < K; ++k) g[k] = A1 * e1[k] + Aq * eq[k] - At * et[k];
+    if (hard) g[job.labels[r]] -= static_cast<T>(sc * alpha);
+  }
+  return s * loss;
+}
+
+// Scratch per row: teacher exponentials, tempered student exponentials, and the +inf limits of
+// both rows.
+template <class T, bool G, bool H>
+double distill_rows(const DistillationJob& job, index_t r, T* buf) {
+  const index_t K = job.K;
+  const T* z = static_cast<const T*>(job.x) + r * job.x_stride;
+  const T* t = static_cast<const T*>(job.teacher) + r * job.teacher_stride;
+  if (row_has_pos_inf(row_max(z, K))) pos_inf_limit(z, K, buf + 2 * K), z = buf + 2 * K;
+  if (row_has_pos_inf(row_max(t, K))) pos_inf_limit(t, K, buf + 3 * K), t = buf + 3 * K;
+  const double l = distill_row<T, G, H>(job, r, z, t, buf, buf + K);
+  if (job.loss_out) static_cast<T*>(job.loss_out)[r] = static_cast<T>(l);
+  return l;
+}
+
+template <class T>
+double distillation(const DistillationJob& job) {
+  auto run = [&](auto row) { return sum_over_rows_scratch<T>(job.rows, job.K, 4 * job.K, job.threads, row); };
+  if (job.hess_out) return run([&](index_t r, T* buf) { return distill_rows<T, true, true>(job, r, buf); });
+  if (job.grad_out) return run([&](index_t r, T* buf) { return distill_rows<T, true, false>(job, r, buf); });
+  return run([&](index_t r, T* buf) { return distill_rows<T, false, false>(job, r, buf); });
+}
+
+}  // namespace losses
+FL_NAMESPACE_END
