@@ -90,6 +90,17 @@ def _class_ids(y: Any, n: int, num_classes: int, name: str = "labels") -> np.nda
     return a
 
 
+def _rows_and_table(labels, x, table, x_name: str, table_name: str):
+    """Validated (class ids, rows (N, D), class table (C, D)): labels index the table's rows."""
+    x, t = _real(x, x_name, 2), _real(table, table_name, 2)
+    if x.shape[1] != t.shape[1]:
+        raise ValueError(f"{x_name} and {table_name} must have the same dimension D; got {x_name} "
+                         f"{x.shape} and {table_name} {t.shape} ({table_name} is (num_classes, D))")
+    if t.shape[0] < 1:
+        raise ValueError(f"{table_name} must have at least one class row")
+    return _class_ids(labels, x.shape[0], t.shape[0]), x, t
+
+
 def _weights(w: Any, n: int) -> Optional[np.ndarray]:
     if w is None:
         return None
@@ -684,12 +695,7 @@ class CenterLoss(_SimilarityLoss):
     convex, smooth = True, True
 
     def _compute(self, inputs, sample_weight, reduction, want_grad):
-        labels, x, c = inputs
-        x, c = _real(x, "features", 2), _real(c, "centers", 2)
-        if x.shape[1] != c.shape[1]:
-            raise ValueError(f"features and centers must have the same dimension D; got features "
-                             f"{x.shape} and centers {c.shape}")
-        y = _class_ids(labels, x.shape[0], c.shape[0])
+        y, x, c = _rows_and_table(*inputs, "features", "centers")
         w = _weights(sample_weight, x.shape[0])
         dts = (x.dtype, c.dtype)
         x, c = _common(x, c)
@@ -728,11 +734,7 @@ def update_centers(labels, features, centers, alpha: float = 0.5, *, out=None) -
     alpha = finite_float("alpha", alpha)
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1]; got {alpha}")
-    x, c = _real(features, "features", 2), _real(centers, "centers", 2)
-    if x.shape[1] != c.shape[1]:
-        raise ValueError(f"features and centers must have the same dimension D; got features "
-                         f"{x.shape} and centers {c.shape}")
-    y = _class_ids(labels, x.shape[0], c.shape[0])
+    y, x, c = _rows_and_table(labels, features, centers, "features", "centers")
     if out is not None:
         if not isinstance(out, np.ndarray) or out.shape != c.shape or out.dtype != c.dtype:
             raise ValueError(f"out must be an ndarray of shape {c.shape} and dtype {c.dtype}")
@@ -758,14 +760,7 @@ class _MarginSoftmax(_SimilarityLoss):
     eps = 1e-12  # row normalization x / max(|x|, eps) (PyTorch's F.normalize)
 
     def _compute(self, inputs, sample_weight, reduction, want_grad):
-        labels, x, W = inputs
-        x, W = _real(x, "embeddings", 2), _real(W, "weight", 2)
-        if x.shape[1] != W.shape[1]:
-            raise ValueError(f"embeddings and weight must have the same dimension D; got embeddings "
-                             f"{x.shape} and weight {W.shape} (weight is (num_classes, D))")
-        if W.shape[0] < 1:
-            raise ValueError("weight must have at least one class row")
-        y = _class_ids(labels, x.shape[0], W.shape[0])
+        y, x, W = _rows_and_table(*inputs, "embeddings", "weight")
         w = _weights(sample_weight, x.shape[0])
         dts = (x.dtype, W.dtype)
         x, W = _common(x, W)
