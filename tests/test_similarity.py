@@ -583,6 +583,34 @@ def test_cli_eval_synthetic(name, capsys):
     assert '"value"' in out and "grad_l2_norm" in out
 
 
+def test_inputs_by_position_or_name(rng):
+    # Like the library's loss(y_true, y_pred, sample_weight, **inputs): positional arguments fill
+    # the inputs not given by name; one more positional is the sample weight.
+    a, p, n = (rng.standard_normal((12, 4)) for _ in range(3))
+    w = rng.uniform(0.5, 1.5, 12)
+    loss = fl.TripletMargin(margin=2.0)
+    v = loss(a, p, n, sample_weight=w)
+    assert loss(a, p, n, w) == v and loss(a, p, w, negative=n) == v
+    assert loss(anchor=a, positive=p, negative=n) == loss(a, p, n)
+    labels = rng.integers(0, 3, 12)
+    W = rng.standard_normal((3, 4))
+    assert fl.CosFace()(labels, a, weight=W) == fl.CosFace()(labels, a, W)
+    assert fl.cosface(labels, a, weight=W, margin=0.2) == fl.CosFace(margin=0.2)(labels, a, W)
+
+
+def test_gradient_accumulator_streams_decomposable_losses(rng):
+    # CosFace's mean is over rows: micro-batches reproduce the full batch exactly.
+    labels = rng.integers(0, 5, 40)
+    x, W = rng.standard_normal((40, 6)), rng.standard_normal((5, 6))
+    loss = fl.CosFace(scale=10.0)
+    acc = fl.GradientAccumulator(loss)
+    parts = [acc.update(labels[i:i + 16], x[i:i + 16], weight=W) for i in range(0, 40, 16)]
+    v, (gx, gw) = loss.value_and_grad(labels, x, W)
+    assert acc.value() == pytest.approx(v, rel=1e-12)
+    np.testing.assert_allclose(np.concatenate([g[0] for g in parts]) * acc.scale, gx, rtol=1e-10)
+    np.testing.assert_allclose(sum(g[1] for g in parts) * acc.scale, gw, rtol=1e-10, atol=1e-15)
+
+
 def test_errors(rng):
     labels, x = clustered(rng, 10, 3, 2)
     W = rng.standard_normal((4, 3))
@@ -616,8 +644,12 @@ def test_errors(rng):
         fl.CenterLoss()(labels, x, W[:2], sample_weight=np.ones(3))
     with pytest.raises(ValueError, match="p must be >= 1"):
         fl.TripletMargin(p=0.5)
-    with pytest.raises(TypeError, match="takes 3 inputs"):
+    with pytest.raises(TypeError, match="missing negative"):
         fl.TripletMargin()(x, x)
+    with pytest.raises(TypeError, match="positional arguments"):
+        fl.TripletMargin()(x, x, x, np.ones(10), np.ones(10))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        fl.ArcFace()(labels, x, weights=W)
     c = np.zeros((2, 3))
     with pytest.raises(ValueError, match="alpha must lie"):
         fl.update_centers(labels, x, c, alpha=2.0)

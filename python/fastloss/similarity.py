@@ -292,24 +292,28 @@ class _SimilarityLoss(Loss):
     def _compute(self, inputs, sample_weight, reduction, want_grad):
         raise NotImplementedError
 
-    def _bind(self, args, named):
-        """The inputs in ``arguments`` order, from positional and named arguments."""
+    def _bind(self, args, named, sample_weight):
+        """(inputs in ``arguments`` order, sample_weight) from the call's arguments, like the
+        library's ``loss(y_true, y_pred, sample_weight, **inputs)``: positional arguments fill
+        the inputs not given by name, in order; one more positional is the sample weight."""
         names = self.arguments
         unknown = set(named) - set(names)
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s) {sorted(unknown)}")
-        twice = set(names[:len(args)]) & set(named)
-        if len(args) > len(names) or twice:
-            raise TypeError(f"{type(self).__name__} takes {len(names)} inputs ({', '.join(names)}); "
-                            f"got {len(args)} positional" + (f" and {sorted(twice)} again" if twice else ""))
-        inputs = list(args) + [named[k] for k in names[len(args):] if k in named]
-        if len(inputs) != len(names):
-            raise TypeError(f"{type(self).__name__} takes {len(names)} inputs ({', '.join(names)}); "
-                            f"missing {', '.join(names[len(inputs):])}")
-        return tuple(inputs)
+        free = [k for k in names if k not in named]
+        if len(args) > len(free) + 1 or (len(args) == len(free) + 1 and sample_weight is not None):
+            raise TypeError(f"{type(self).__name__} takes the inputs ({', '.join(names)}) and "
+                            f"sample_weight; got {len(args)} positional arguments")
+        if len(args) < len(free):
+            raise TypeError(f"{type(self).__name__} takes the inputs ({', '.join(names)}); "
+                            f"missing {', '.join(free[len(args):])}")
+        bound = dict(named, **dict(zip(free, args)))
+        if len(args) > len(free):
+            sample_weight = args[-1]
+        return tuple(bound[k] for k in names), sample_weight
 
     def _eval(self, inputs, sample_weight, reduction, want_grad, named=None):
-        inputs = self._bind(inputs, named or {})
+        inputs, sample_weight = self._bind(inputs, named or {}, sample_weight)
         reduction = _check_reduction(reduction or self.reduction)
         value, grads, extra = self._compute(inputs, sample_weight, reduction, want_grad)
         if grads is not None and len(grads) == 1:
@@ -320,10 +324,16 @@ class _SimilarityLoss(Loss):
         """The loss value: a float (``"mean"``/``"sum"``) or the per-item array (``"none"``)."""
         return self._eval(inputs, sample_weight, reduction, False, named)[0]
 
-    def value_and_grad(self, *inputs, sample_weight=None, reduction=None, **named):
+    def value_and_grad(self, *inputs, sample_weight=None, reduction=None, grad_out=None, **named):
         """``(value, grad)``: ``grad`` w.r.t. the differentiable inputs (``grads`` order)."""
+        _no_grad_out(grad_out)
         value, grads, _ = self._eval(inputs, sample_weight, reduction, True, named)
         return value, grads
+
+    def _normalizer(self, first, second, sample_weight=None) -> float:
+        """The denominator of the mean: the summed weights (the number of items without)."""
+        w = _weights(sample_weight, np.shape(first)[0])
+        return float(np.shape(first)[0]) if w is None else float(np.sum(w))
 
     def synthetic(self, n, rng, dtype):
         """Built-in data for ``fastloss eval --synthetic``: (first input, second input,
@@ -346,6 +356,12 @@ class _SimilarityLoss(Loss):
             return total, w
         norm = float(np.sum(w))
         return (total / norm if norm > 0 else math.nan), (w / norm if norm > 0 else 0 * w)
+
+
+def _no_grad_out(grad_out) -> None:
+    if grad_out is not None:
+        raise TypeError("grad_out is not supported by the similarity losses (their gradients are "
+                        "freshly allocated arrays)")
 
 
 def _functional(cls: type):
@@ -469,6 +485,15 @@ class BatchContrastive(_LabelledBatch):
     """
 
     function_name = "batch_contrastive"
+
+    def _normalizer(self, labels, embeddings, sample_weight=None) -> float:
+        """The denominator of the mean: the summed pair weights ``sum_{i<j} w_i w_j``."""
+        n = np.shape(embeddings)[0]
+        w = _weights(sample_weight, n)
+        if w is None:
+            return n * (n - 1) / 2.0
+        return float((np.sum(w) ** 2 - np.sum(w * w)) / 2)
+
     params = (Param("pos_margin", 0.0, non_negative, "distance below which similar pairs cost 0"),
               Param("neg_margin", 1.0, non_negative, "distance beyond which dissimilar pairs cost 0"),
               METRIC, NORM_EPS)
@@ -574,6 +599,9 @@ class BatchTripletMargin(_LabelledBatch):
     anchor, the (weighted) sum of its triplet losses. The gradient is with respect to the
     embeddings (the mined triplets held fixed; hinge kinks take derivative 0).
 
+    Streamed by ``fastloss.GradientAccumulator``, the triplets are mined within each
+    micro-batch.
+
     ``return_triplets=True`` (``__call__`` and ``value_and_grad``) appends the (T, 3) int64 array of
     (anchor, positive, negative) row indices: the mined triplets, or for ``"all"`` the active ones.
 
@@ -594,17 +622,22 @@ class BatchTripletMargin(_LabelledBatch):
               METRIC, SOFT, Param("seed", 0, _seed, "seed of random mining"), NORM_EPS)
 
     def __call__(self, *inputs, sample_weight=None, reduction=None, return_triplets=False, **named):
-        value, _, triplets = self._eval(inputs, sample_weight, reduction, False, named)
+        value, _, (triplets, _) = self._eval(inputs, sample_weight, reduction, False, named)
         return (value, triplets()) if return_triplets else value
 
     def value_and_grad(self, *inputs, sample_weight=None, reduction=None, return_triplets=False,
-                       **named):
-        value, grad, triplets = self._eval(inputs, sample_weight, reduction, True, named)
+                       grad_out=None, **named):
+        _no_grad_out(grad_out)
+        value, grad, (triplets, _) = self._eval(inputs, sample_weight, reduction, True, named)
         return (value, grad, triplets()) if return_triplets else (value, grad)
 
     def mine(self, labels, embeddings) -> np.ndarray:
         """The (T, 3) triplets the loss uses (see the class documentation)."""
-        return self._eval((labels, embeddings), None, "sum", False)[2]()
+        return self._eval((labels, embeddings), None, "sum", False)[2][0]()
+
+    def _normalizer(self, labels, embeddings, sample_weight=None) -> float:
+        """The denominator of the mean: the summed anchor weights of the counted triplets."""
+        return self._eval((labels, embeddings), sample_weight, "sum", False)[2][1]
 
     def _compute(self, inputs, sample_weight, reduction, want_grad):
         x, ids, counts, w = self._batch(*inputs, sample_weight)
@@ -635,14 +668,14 @@ class BatchTripletMargin(_LabelledBatch):
                 value, scale = total, wt
             else:
                 value, scale = (total / norm, wt / norm) if norm > 0 else (0.0, 0 * wt)
-        triplets = lambda: np.stack([a, p, ng], axis=1)  # noqa: E731
+        extra = (lambda: np.stack([a, p, ng], axis=1)), float(np.sum(wt))
         if not want_grad:
-            return value, None, triplets
+            return value, None, extra
         c = scale * dl
         grad = _core.sim_pair_grad(xr, sqn, metric, self.eps, np.concatenate([a, a]),
                                    np.concatenate([p, ng]), np.concatenate([dap, dan]),
                                    np.concatenate([c, -c]))
-        return value, (grad,), triplets
+        return value, (grad,), extra
 
     def _batch_all(self, x, xr, sqn, gram, ids, counts, w, reduction, want_grad):
         n = x.shape[0]
@@ -671,11 +704,12 @@ class BatchTripletMargin(_LabelledBatch):
                 rows.append(np.stack([np.full(pi.size, a), pos[pi], neg[ni]], axis=1))
             return np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, 3), np.int64)
 
+        extra = triplets, float(np.sum(w * count))
         if not want_grad:
-            return value, None, triplets
+            return value, None, extra
         g = (coef * scale[:, None]).astype(x.dtype)
         gx, _ = _dense_backward(g, d, xr, sqn, xr, sqn, self.metric, self.eps, True)
-        return value, (gx,), triplets
+        return value, (gx,), extra
 
 
 class CenterLoss(_SimilarityLoss):
