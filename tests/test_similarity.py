@@ -657,3 +657,26 @@ def test_errors(rng):
     ro.setflags(write=False)
     with pytest.raises(ValueError, match="writeable"):
         fl.update_centers(labels, x, c, out=ro)
+
+
+def test_strided_inputs_equal_contiguous(rng):
+    labels, x = clustered(rng, 30, 8, 4)
+    big = np.zeros((30, 16))
+    big[:, ::2] = x
+    view = big[:, ::2]
+    for loss in (fl.BatchTripletMargin(mining="semi-hard"), fl.BatchContrastive()):
+        assert_bitwise_equal(loss.value_and_grad(labels, view)[1], loss.value_and_grad(labels, x)[1])
+    W = rng.standard_normal((4, 16))[:, ::2]
+    a, b = fl.ArcFace().value_and_grad(labels, view, W)[1], fl.ArcFace().value_and_grad(
+        labels, x, np.ascontiguousarray(W))[1]
+    for u, v in zip(a, b):
+        assert_bitwise_equal(u, v)
+
+
+def test_nan_embeddings_propagate(rng):
+    labels, x = clustered(rng, 20, 3, 3)
+    x[4, 1] = np.nan
+    for mining in ("all", "hard", "semi-hard", "random"):
+        assert math.isnan(fl.BatchTripletMargin(mining=mining)(labels, x))
+    W = rng.standard_normal((3, 3))
+    assert math.isnan(fl.ArcFace()(labels, x, W))
