@@ -680,3 +680,11 @@ def test_nan_embeddings_propagate(rng):
         assert math.isnan(fl.BatchTripletMargin(mining=mining)(labels, x))
     W = rng.standard_normal((3, 3))
     assert math.isnan(fl.ArcFace()(labels, x, W))
+
+
+def test_doctests():
+    import doctest
+
+    import fastloss.similarity as mod
+    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert result.attempted >= 5 and result.failed == 0, result

@@ -117,7 +117,8 @@ def _weights(w: Any, n: int) -> Optional[np.ndarray]:
 
 def _same_shape(a: np.ndarray, b: np.ndarray, na: str, nb: str) -> None:
     if a.shape != b.shape:
-        raise ValueError(f"{na} and {nb} must have the same shape; got {na} {a.shape} and {nb} {b.shape}")
+        raise ValueError(f"{na} and {nb} must have the same shape; got {na} {a.shape} and "
+                         f"{nb} {b.shape}")
 
 
 def _metric(name: str, value: Any) -> str:
@@ -127,9 +128,9 @@ def _metric(name: str, value: Any) -> str:
 
 
 def _norm_degree(name: str, value: Any) -> float:
-    v = float(value) if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) else None
-    if v is None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number; got {value!r}")
+    v = float(value)
     if not (v >= 1.0):
         raise ValueError(f"{name} must be >= 1 (a norm), or inf; got {v}")
     return v
@@ -142,7 +143,8 @@ def _mining(name: str, value: Any) -> str:
 
 
 def _seed(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**64:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+            or not 0 <= value < 2**64:
         raise ValueError(f"{name} must be an integer in [0, 2**64); got {value!r}")
     return int(value)
 
@@ -157,7 +159,8 @@ def _angle(name: str, value: Any) -> float:
 MARGIN = Param("margin", 1.0, non_negative, "the margin (>= 0)")
 METRIC = Param("metric", "euclidean", _metric, "'euclidean', 'sqeuclidean' or 'cosine'")
 NORM_EPS = Param("eps", 1e-8, positive, "cosine: rows are divided by max(|x|, eps)")
-PAIR_EPS = Param("eps", 1e-6, non_negative, "distance |x1 - x2 + eps|_p (PyTorch's pairwise_distance)")
+PAIR_EPS = Param("eps", 1e-6, non_negative,
+                 "distance |x1 - x2 + eps|_p (PyTorch's pairwise_distance)")
 P_NORM = Param("p", 2.0, _norm_degree, "degree of the norm (>= 1, or inf)")
 SOFT = Param("soft", False, _bool, "softplus(d_ap - d_an + margin) instead of the hinge")
 
@@ -252,7 +255,8 @@ def pairwise_distances_backward(grad_output, x, y=None, *, metric: str = "euclid
     g = _real(grad_output, "grad_output", 2)
     shape = (x.shape[0], (x if y is None else y).shape[0])
     if g.shape != shape:
-        raise ValueError(f"grad_output must have the distance matrix's shape {shape}; got {g.shape}")
+        raise ValueError(f"grad_output must have the distance matrix's shape {shape}; "
+                         f"got {g.shape}")
     g = np.ascontiguousarray(g, dtype=x.dtype)
     xr, nx = _rows(x, metric, eps)
     yr, ny = (xr, nx) if y is None else _rows(y, metric, eps)
@@ -299,7 +303,8 @@ class _SimilarityLoss(Loss):
         names = self.arguments
         unknown = set(named) - set(names)
         if unknown:
-            raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s) {sorted(unknown)}")
+            raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s) "
+                            f"{sorted(unknown)}")
         free = [k for k in names if k not in named]
         if len(args) > len(free) + 1 or (len(args) == len(free) + 1 and sample_weight is not None):
             raise TypeError(f"{type(self).__name__} takes the inputs ({', '.join(names)}) and "
@@ -372,7 +377,8 @@ def _functional(cls: type):
     functional.__name__ = functional.__qualname__ = cls.function_name
     functional.__doc__ = (
         f"Functional form of :class:`fastloss.{cls.__name__}`: returns the loss value.\n\n"
-        f"``{cls.function_name}({', '.join(cls.arguments)}, *, sample_weight=None, reduction='mean', "
+        f"``{cls.function_name}({', '.join(cls.arguments)}, *, sample_weight=None, "
+        "reduction='mean', "
         + ", ".join(f"{p.name}={p.default!r}" for p in cls.params) + ")``")
     return functional
 
@@ -387,7 +393,8 @@ def _hinge_or_soft(x: np.ndarray, margin: float, soft: bool):
 
 def _pnorm_grads(a, b, p, eps, dist, coef):
     """coef * d|a - b + eps|_p / da (the gradient for b is its negative)."""
-    return _core.sim_paired_distance_grad(a, b, p, eps, dist, np.ascontiguousarray(coef, np.float64))
+    coef = np.ascontiguousarray(coef, np.float64)
+    return _core.sim_paired_distance_grad(a, b, p, eps, dist, coef)
 
 
 class Contrastive(_SimilarityLoss):
@@ -402,7 +409,8 @@ class Contrastive(_SimilarityLoss):
     --------
     >>> import numpy as np, fastloss as fl
     >>> loss = fl.Contrastive(margin=2.0, eps=0.0)
-    >>> loss(np.array([1, 0]), np.array([[0.0, 0.0], [0.0, 0.0]]), np.array([[3.0, 4.0], [1.0, 0.0]]))
+    >>> x1, x2 = np.array([[0.0, 0.0], [0.0, 0.0]]), np.array([[3.0, 4.0], [1.0, 0.0]])
+    >>> loss(np.array([1, 0]), x1, x2)
     6.5
     """
 
@@ -420,7 +428,8 @@ class Contrastive(_SimilarityLoss):
         if y.dtype.kind not in "biuf":
             raise TypeError(f"similar must be a numeric or boolean array; got dtype {y.dtype}")
         if y.shape != (x1.shape[0],):
-            raise ValueError(f"similar must have shape ({x1.shape[0]},), one flag per pair; got {y.shape}")
+            raise ValueError(f"similar must have shape ({x1.shape[0]},), one flag per pair; "
+                             f"got {y.shape}")
         y = y.astype(np.float64)
         if not np.all((y == 0) | (y == 1)):
             i = int(np.flatnonzero((y != 0) & (y != 1))[0])
@@ -495,7 +504,8 @@ class BatchContrastive(_LabelledBatch):
         return float((np.sum(w) ** 2 - np.sum(w * w)) / 2)
 
     params = (Param("pos_margin", 0.0, non_negative, "distance below which similar pairs cost 0"),
-              Param("neg_margin", 1.0, non_negative, "distance beyond which dissimilar pairs cost 0"),
+              Param("neg_margin", 1.0, non_negative,
+                    "distance beyond which dissimilar pairs cost 0"),
               METRIC, NORM_EPS)
 
     def _compute(self, inputs, sample_weight, reduction, want_grad):
@@ -576,13 +586,13 @@ class BatchTripletMargin(_LabelledBatch):
 
     Inputs ``(labels, embeddings)``; ``d`` is the ``metric`` distance (see
     :func:`pairwise_distances`), ``t = d(a, p) - d(a, n)``, and each triplet costs
-    ``max(0, t + margin)`` (``soft=True``: ``softplus(t + margin)``). A positive of anchor ``a`` is any other
-    row with its label, a negative any row with another label. ``mining``:
+    ``max(0, t + margin)`` (``soft=True``: ``softplus(t + margin)``). A positive of anchor ``a``
+    is any other row with its label, a negative any row with another label. ``mining``:
 
     - ``"all"`` (batch-all): every triplet; the mean divides by the number of active triplets
       (``t + margin > 0``; with ``soft``, all of them).
-    - ``"hard"`` (batch-hard, Hermans et al. 2017): per anchor, its farthest positive and its closest
-      negative; the mean is over anchors.
+    - ``"hard"`` (batch-hard, Hermans et al. 2017): per anchor, its farthest positive and its
+      closest negative; the mean is over anchors.
     - ``"semi-hard"`` (Schroff et al. 2015, FaceNet; TensorFlow Addons' ``triplet_semihard_loss``):
       per anchor-positive pair, the closest negative farther than the positive
       (``d(a, n) > d(a, p)``); where none exists (fallback), the farthest negative. Mean over
@@ -847,8 +857,8 @@ class ArcFace(_MarginSoftmax):
 
     Where ``t_y + m > pi`` (``cos t_y <= cos(pi - m)``) the target logit is
     ``s (cos t_y - m sin(pi - m))`` instead (InsightFace's fallback, which keeps it decreasing in
-    the angle); with ``easy_margin=True`` the margin applies only where ``cos t_y > 0`` (the logit is
-    ``s cos t_y`` elsewhere). At ``|cos t_y| = 1`` the derivative of ``sin t_y`` is taken as 0.
+    the angle); with ``easy_margin=True`` the margin applies only where ``cos t_y > 0`` (the logit
+    is ``s cos t_y`` elsewhere). At ``|cos t_y| = 1`` the derivative of ``sin t_y`` is taken as 0.
     Inputs, normalization and gradients as :class:`CosFace`. Without the fallback regime, matches
     pytorch-metric-learning's ``ArcFaceLoss`` (its margin is in degrees).
     """
