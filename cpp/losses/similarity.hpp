@@ -146,7 +146,7 @@ void mine_triplets(const MineJob& job) {
     // Scratch: negatives (value, index), sorted positives and buckets (semi-hard), positive
     // indices, the distance row.
     Cand<T>* negs = static_cast<Cand<T>*>(
-        std::malloc((3 * n + 2) * sizeof(Cand<T>) + n * (sizeof(index_t) + 2 * sizeof(T)) + 64 * sizeof(T)));
+        std::malloc((3 * n + 2) * sizeof(Cand<T>) + n * (sizeof(index_t) + 2 * sizeof(T))));
     Cand<T>* sorted_pos = negs + n;
     Cand<T>* bucket = sorted_pos + n + 1;
     index_t* poss = reinterpret_cast<index_t*>(bucket + n + 1);
@@ -190,10 +190,17 @@ void mine_triplets(const MineJob& job) {
       std::sort(sorted_pos, sorted_pos + np, cand_less<T>);
       for (index_t k = 0; k < np; ++k) sorted_v[k] = sorted_pos[k].v;
       for (index_t b = 0; b <= np; ++b) bucket[b] = Cand<T>{T(0), -1};
-      // Few positives: r(v) by a branch-free count over a +inf-padded block (vectorizes).
+      // Few positives: r(v) for the whole row first, one vectorized compare-and-count pass per
+      // positive (the negatives' storage is free in this mode).
       const bool linear = np <= 32;
-      const index_t padded = (np + 15) / 16 * 16;
-      for (index_t k = np; linear && k < padded; ++k) sorted_v[k] = T(__builtin_huge_val());
+      std::int32_t* rank = reinterpret_cast<std::int32_t*>(negs);
+      if (linear) {
+        for (index_t j = 0; j < n; ++j) rank[j] = 0;
+        for (index_t k = 0; k < np; ++k) {
+          const T sv = sorted_v[k];
+          for (index_t j = 0; j < n; ++j) rank[j] += sv < row[j];
+        }
+      }
       index_t far = -1;  // farthest: largest non-NaN value, lowest index among equals
       T far_v = T(0);
       for (index_t j = 0; j < n; ++j) {
@@ -202,7 +209,7 @@ void mine_triplets(const MineJob& job) {
         if (far < 0 || v > far_v) far = j, far_v = v;
         index_t r = 0;  // r(v) = #{sorted_v < v} (NaN ones are last)
         if (linear) {
-          for (index_t k = 0; k < padded; ++k) r += sorted_v[k] < v;
+          r = rank[j];
         } else {
           const T* base = sorted_v;
           for (index_t len = np; len > 1;) {
