@@ -340,6 +340,18 @@ def test_mining_ties_lowest_index():
     assert tuple(t[0]) == (0, 1, 3) and tuple(t[1]) == (0, 2, 3)
 
 
+def test_mining_with_a_negative_on_the_anchor(rng):
+    # Zero distances: a negative equal to its anchor is the hardest; the anchor itself never is.
+    labels, x = clustered(rng, 40, 3, 4)
+    x[5] = x[2]
+    labels[5] = (labels[2] + 1) % 4
+    D = fl.pairwise_distances(x)
+    for mining in ("hard", "semi-hard"):
+        got = fl.BatchTripletMargin(mining=mining).mine(labels, x)
+        np.testing.assert_array_equal(got, brute_force_mine(labels, D, mining))
+    assert tuple(fl.BatchTripletMargin(mining="hard").mine(labels, x)[2][[0, 2]]) == (2, 5)
+
+
 def test_semi_hard_fallback():
     # Every negative is closer than the positive: the farthest negative is taken.
     x = np.array([[0.0], [10.0], [1.0], [2.0]])

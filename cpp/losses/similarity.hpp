@@ -146,12 +146,12 @@ void mine_triplets(const MineJob& job) {
     // Scratch: negatives (value, index), sorted positives and buckets (semi-hard), positive
     // indices, the distance row.
     Cand<T>* negs = static_cast<Cand<T>*>(
-        std::malloc((3 * n + 2) * sizeof(Cand<T>) + n * (sizeof(index_t) + 2 * sizeof(T))));
+        std::malloc((3 * n + 2) * sizeof(Cand<T>) + n * (sizeof(index_t) + 3 * sizeof(T))));
     Cand<T>* sorted_pos = negs + n;
     Cand<T>* bucket = sorted_pos + n + 1;
     index_t* poss = reinterpret_cast<index_t*>(bucket + n + 1);
     T* row = reinterpret_cast<T*>(poss + n);
-    T* sorted_v = row + n;  // the sorted positives' distances
+    T* sorted_v = row + n;  // the sorted positives' distances; scratch (2 n) in batch-hard
     dist_row_any(job.metric, gram + a * n, n, job.sqn ? job.sqn[a] : 0.0, job.sqn, row);
     // Positives: the anchor's class members but itself, in index order.
     index_t np = 0, nn = 0;
@@ -167,11 +167,21 @@ void mine_triplets(const MineJob& job) {
     };
     if (job.mode == kMineHard) {
       // Hardest positive (largest distance) and hardest negative (smallest); lowest index on ties.
+      // The negatives' minimum is the row's minimum once the anchor and its positives are set
+      // to +inf (a vectorized max of the negated row; NaN skipped), then its first index.
       index_t bp = poss[0], bn = -1;
       for (index_t k = 1; k < np; ++k) bp = row[poss[k]] > row[bp] ? poss[k] : bp;
-      T bv = T(0);
-      for (index_t j = 0; j < n; ++j)
-        if (y[j] != ya && (bn < 0 || row[j] < bv)) bn = j, bv = row[j];
+      const T inf = T(__builtin_huge_val()), daa = row[a];
+      for (index_t k = 0; k < np; ++k) sorted_v[k] = row[poss[k]], row[poss[k]] = inf;
+      row[a] = inf;
+      for (index_t j = 0; j < n; ++j) sorted_v[np + j] = -row[j];
+      const T mn = -row_max(sorted_v + np, n);
+      for (index_t j = 0; j < n && bn < 0; ++j)
+        if (row[j] == mn && y[j] != ya) bn = j;
+      for (index_t j = 0; j < n && bn < 0; ++j)  // every negative distance NaN or +inf
+        if (y[j] != ya) bn = j;
+      for (index_t k = 0; k < np; ++k) row[poss[k]] = sorted_v[k];
+      row[a] = daa;
       emit(o, bp, bn);
     } else if (job.mode == kMineRandom) {
       const std::uint64_t ha = splitmix64(job.seed + splitmix64(std::uint64_t(a)));
