@@ -8,6 +8,7 @@
 #include "fastloss/job.hpp"
 #include "fastloss/vmath.hpp"
 #include "../losses/registry.hpp"
+#include "../losses/similarity_jobs.hpp"
 
 #define FL_CAT_(a, b) a##_##b
 #define FL_CAT(a, b) FL_CAT_(a, b)
@@ -50,6 +51,7 @@ struct KernelTable {
   SsimFn ssim[2] = {};
   DiceFn dice_sums[2] = {};
   DiceFn dice_grad[2] = {};
+  SimilarityKernels similarity[2] = {};
 };
 
 // Each family translation unit, compiled once per ISA, defines register_<family>_<isa>.

@@ -30,4 +30,5 @@
   X(multiclass)              \
   X(distillation)            \
   X(image)                   \
+  X(similarity)              \
   X(vmath)

@@ -44,6 +44,15 @@ from .progressive import (  # noqa: E402
     self_paced_weights,
 )
 from .regularizers import L1, L2, ElasticNet, Regularized  # noqa: E402
+from .similarity import (  # noqa: E402
+    ArcFace, BatchContrastive, BatchTripletMargin, CenterLoss, Contrastive, CosFace, TripletMargin,
+    pairwise_distances, pairwise_distances_backward, update_centers,
+)
+
+arcface, cosface, contrastive, batch_contrastive = (
+    ArcFace.functional, CosFace.functional, Contrastive.functional, BatchContrastive.functional)
+triplet_margin, batch_triplet_margin, center_loss = (
+    TripletMargin.functional, BatchTripletMargin.functional, CenterLoss.functional)
 
 __all__ = [
     "__version__", "build_info", "get_num_threads", "set_num_threads", "num_threads", "select_isa",
@@ -67,4 +76,8 @@ __all__ = [
     "SSIMLoss", "MSSSIMLoss", "ssim_loss", "ms_ssim_loss",
     "DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "dice_loss", "generalized_dice_loss",
     "tversky_loss",
+    "pairwise_distances", "pairwise_distances_backward", "update_centers",
+    "Contrastive", "BatchContrastive", "TripletMargin", "BatchTripletMargin", "CenterLoss",
+    "CosFace", "ArcFace", "contrastive", "batch_contrastive", "triplet_margin",
+    "batch_triplet_margin", "center_loss", "cosface", "arcface",
 ]

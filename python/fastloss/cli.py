@@ -142,6 +142,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     value, grad = loss.value_and_grad(y_true, y_pred, sample_weight=weight, reduction=args.reduction,
                                       **inputs)
     elapsed = time.perf_counter() - start
+    if isinstance(grad, tuple):  # several differentiable inputs (similarity losses): reported together
+        grad = np.concatenate([np.ravel(g) for g in grad]).astype(grad[0].dtype)
     report = {
         "loss": repr(loss),
         "data": source,

@@ -123,6 +123,28 @@ def check_grad(fn, *args, sample_weight=None, reduction: Optional[str] = None, h
                     f"{type(fn).__name__}")
 
 
+def _check_inputs(loss, y_true, y_pred, sample_weight, reduction, rtol, atol, max_elements, seed,
+                  inputs):
+    """Losses with several differentiable inputs (``loss.grads``, e.g. the similarity losses):
+    each input's gradient is checked; the report is the worst of them (its ``what`` names the
+    input), ``n_checked`` counts every checked element."""
+    arrays = dict(zip(loss.arguments, (y_true, y_pred)), **inputs)
+    _, grads = loss.value_and_grad(sample_weight=sample_weight, reduction=reduction, **arrays)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    reports = []
+    for name, grad in zip(loss.grads, grads):
+        x = np.asarray(arrays[name])
+        idx = _indices(x.size, max_elements, seed)
+        value = lambda v, name=name: loss(sample_weight=sample_weight, reduction=reduction,  # noqa: E731
+                                          **{**arrays, name: v})
+        numeric = _central(value, x, idx, lambda v, i: v)
+        reports.append(_compare(f"gradient w.r.t. {name}", np.asarray(grad).reshape(-1)[idx], numeric,
+                                x.shape, idx, rtol, atol))
+    worst = min(reports, key=lambda r: (r.passed, -r.max_rel_error))
+    worst.n_checked = sum(r.n_checked for r in reports)
+    return worst
+
+
 def _check_loss(loss, y_true, y_pred, sample_weight, reduction, hessian, rtol, atol, max_elements, seed,
                 inputs):
     y_pred = np.asarray(y_pred)
@@ -132,6 +154,9 @@ def _check_loss(loss, y_true, y_pred, sample_weight, reduction, hessian, rtol, a
     if reduction == "none":
         reduction = "sum"  # per-element derivatives under "none" are those of "sum"
     rtol = DEFAULT_RTOL[y_pred.dtype] if rtol is None else rtol
+    if getattr(loss, "grads", ()):
+        return _check_inputs(loss, y_true, y_pred, sample_weight, reduction, rtol, atol, max_elements,
+                             seed, inputs)
     idx = _indices(y_pred.size, max_elements, seed)
     _, grad = loss.value_and_grad(y_true, y_pred, sample_weight, reduction=reduction, **inputs)
     value = lambda p: loss(y_true, p, sample_weight, reduction=reduction, **inputs)  # noqa: E731

@@ -99,10 +99,12 @@ _RULES = (
           params=lambda c: {"from_logits": True}),
     _Rule("multiclass", "multi_class_hinge", 0.5, "multi-class margin loss (SVM)"),
     _Rule("similarity", "contrastive", 3, "pair-based similarity learning (spec 8.5)"),
-    _Rule("similarity", "triplet", 3, "triplet-based similarity learning (spec 8.5)"),
+    _Rule("similarity", "batch_contrastive", 2.5, "pair-based, over all pairs of a labelled batch"),
+    _Rule("similarity", "triplet_margin", 3, "triplet-based similarity learning (spec 8.5)"),
+    _Rule("similarity", "batch_triplet_margin", 3, "triplet-based with batch-hard or semi-hard "
+          "mining of a labelled batch (spec 8.5)"),
     _Rule("similarity", "arcface", 2.5, "many classes: additive angular margin (spec 8.5)"),
     _Rule("similarity", "cosface", 2.5, "many classes: large margin cosine (spec 8.5)"),
-    _Rule("similarity", "large_margin_cosine", 2.5, "many classes: large margin cosine, CosFace (spec 8.5)"),
 )
 
 
