@@ -169,6 +169,7 @@ py::array vmath(const std::string& name, const py::array& x) {
 
 namespace fastloss::bind {
 void bind_multiclass(py::module_& m);
+void bind_transport(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -191,6 +192,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("hess_out"));
   m.def("vmath", &vmath, py::arg("name"), py::arg("x"));
   bind_multiclass(m);
+  bind_transport(m);
   m.def("first_bad_sign_label", &check_sign_labels, py::arg("y_true"),
         "flat index of the first label not in {-1, 0, +1}, or -1");
 

@@ -46,6 +46,10 @@ struct KernelTable {
   CrossEntropyFn cross_entropy[2] = {};
   SoftmaxFn softmax[2] = {};
   MultiMarginFn multi_margin[2] = {};
+  Wasserstein1dFn wasserstein_1d[2] = {};
+  SinkhornIterateFn sinkhorn_iterate[2] = {};
+  SinkhornFinishFn sinkhorn_finish[2] = {};
+  SqEuclideanFn sq_euclidean[2] = {};
 };
 
 // Each family translation unit, compiled once per ISA, defines register_<family>_<isa>.

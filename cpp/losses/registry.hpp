@@ -28,4 +28,5 @@
   X(regression)              \
   X(binary)                  \
   X(multiclass)              \
+  X(transport)               \
   X(vmath)

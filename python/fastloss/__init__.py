@@ -27,6 +27,10 @@ from .multiclass import (  # noqa: E402
     categorical_cross_entropy, categorical_focal, sparse_categorical_focal, class_weights, log_softmax, logsumexp, multi_class_hinge,
     smooth_labels, softmax, sparse_categorical_cross_entropy,
 )
+from .transport import (  # noqa: E402
+    SinkhornLoss, SinkhornResult, SlicedWasserstein, Wasserstein1D, random_projections, sinkhorn,
+    sliced_wasserstein, wasserstein_1d,
+)
 from .regression import (  # noqa: E402
     MAE, MSE, Huber, LogCosh, Quantile, SmoothL1, huber, log_cosh, mae, mse, quantile, smooth_l1,
 )
@@ -43,4 +47,6 @@ __all__ = [
     "SparseCategoricalFocal", "sparse_categorical_focal", "CategoricalFocal", "categorical_focal",
     "logsumexp", "softmax", "log_softmax", "smooth_labels",
     "class_weights",
+    "Wasserstein1D", "SlicedWasserstein", "SinkhornLoss", "SinkhornResult", "wasserstein_1d",
+    "sliced_wasserstein", "sinkhorn", "random_projections",
 ]
