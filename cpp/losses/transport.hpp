@@ -125,6 +125,10 @@ inline T shifted_row_max(const T* h, const T* c, T inv_eps, T* s, index_t K) {
   return r;
 }
 
+// One Sinkhorn sweep is a few microseconds of work per 1e4 entries: below this size a parallel
+// region (and its barrier, every half-iteration) costs more than it saves.
+inline constexpr index_t kSinkhornParallelMin = index_t(1) << 17;
+
 // out_i = -LSE_k(h_k - c_ik * inv_eps) for the `rows` rows of c (rows x K), in parallel over rows.
 template <class T>
 void lse_update(const T* c, index_t rows, index_t K, const double* log_w, const double* pot,
@@ -132,7 +136,7 @@ void lse_update(const T* c, index_t rows, index_t K, const double* log_w, const 
   T* hT = static_cast<T*>(std::malloc(sizeof(T) * K));
   for (index_t k = 0; k < K; ++k) hT[k] = static_cast<T>(log_w[k] + pot[k]);
   const T ie = static_cast<T>(inv_eps);
-  const bool par = threads > 1 && rows * K >= kParallelMinWork;
+  const bool par = threads > 1 && rows * K >= kSinkhornParallelMin;
 #pragma omp parallel num_threads(threads) if (par)
   {
     T* s = static_cast<T*>(std::malloc(sizeof(T) * K));

@@ -31,6 +31,8 @@ from .transport import (  # noqa: E402
     SinkhornLoss, SinkhornResult, SlicedWasserstein, Wasserstein1D, random_projections, sinkhorn,
     sliced_wasserstein, wasserstein_1d,
 )
+from .adversarial import AdversarialLoss, GradientPenalty, R1Penalty, wasserstein_critic  # noqa: E402
+from .perceptual import PerceptualLoss, perceptual  # noqa: E402
 from .regression import (  # noqa: E402
     MAE, MSE, Huber, LogCosh, Quantile, SmoothL1, huber, log_cosh, mae, mse, quantile, smooth_l1,
 )
@@ -49,4 +51,6 @@ __all__ = [
     "class_weights",
     "Wasserstein1D", "SlicedWasserstein", "SinkhornLoss", "SinkhornResult", "wasserstein_1d",
     "sliced_wasserstein", "sinkhorn", "random_projections",
+    "AdversarialLoss", "GradientPenalty", "R1Penalty", "wasserstein_critic",
+    "PerceptualLoss", "perceptual",
 ]

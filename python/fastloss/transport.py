@@ -84,11 +84,12 @@ def _weights(w: Any, shape: tuple, name: str) -> Optional[np.ndarray]:
     return np.ascontiguousarray(a)
 
 
-def _samples(x: Any, name: str, ndim: tuple) -> np.ndarray:
+def _samples(x: Any, name: str, ndim: tuple, axis: int) -> np.ndarray:
+    """``x`` as a real array of ``ndim`` dimensions whose samples run along ``axis`` (non-empty)."""
     a = _real(x, name)
     if a.ndim not in ndim:
         raise ValueError(f"{name} must have {' or '.join(map(str, ndim))} dimensions; got shape {a.shape}")
-    if a.shape[-1 if ndim == (1, 2) else 0] == 0:
+    if a.shape[axis] == 0:
         raise ValueError(f"{name} is an empty distribution (shape {a.shape})")
     return a
 
@@ -168,8 +169,8 @@ class Wasserstein1D(Loss):
 
     def _w1d(self, y_true, y_pred, sample_weight, true_weight, reduction, want_grad, want_hess):
         reduction = _check_reduction(reduction or self.reduction)
-        u = _samples(y_true, "y_true", (1, 2))
-        v = _samples(y_pred, "y_pred", (1, 2))
+        u = _samples(y_true, "y_true", (1, 2), -1)
+        v = _samples(y_pred, "y_pred", (1, 2), -1)
         if u.ndim != v.ndim or u.shape[:-1] != v.shape[:-1]:
             raise ValueError(f"y_true and y_pred must both be 1-D, or 2-D with the same number of "
                              f"rows; got y_true {u.shape} and y_pred {v.shape}")
@@ -255,8 +256,8 @@ class SlicedWasserstein(Loss):
     value_grad_hess = grad_hess
 
     def _sliced(self, y_true, y_pred, sample_weight, true_weight, projections, want_grad):
-        x = _samples(y_true, "y_true", (2,))
-        y = _samples(y_pred, "y_pred", (2,))
+        x = _samples(y_true, "y_true", (2,), 0)
+        y = _samples(y_pred, "y_pred", (2,), 0)
         if x.shape[1] != y.shape[1]:
             raise ValueError(f"y_true and y_pred must have the same dimension (columns); got "
                              f"y_true {x.shape} and y_pred {y.shape}")
@@ -379,7 +380,7 @@ def sinkhorn(x=None, y=None, *, cost=None, a=None, b=None, epsilon, max_iter=100
     else:
         if x is None or y is None:
             raise ValueError("give the point clouds x and y, or cost=")
-        xs, ys = (_samples(v, name, (1, 2)) for v, name in ((x, "x"), (y, "y")))
+        xs, ys = (_samples(v, name, (1, 2), 0) for v, name in ((x, "x"), (y, "y")))
         xs = xs.reshape(xs.shape[0], -1) if xs.ndim == 2 else xs[:, None]
         ys = ys.reshape(ys.shape[0], -1) if ys.ndim == 2 else ys[:, None]
         if xs.shape[1] != ys.shape[1]:
