@@ -330,3 +330,14 @@ def test_sliced_float32_and_errors(rng):
         fl.sliced_wasserstein(x, y, projections=np.ones((2, 5)))
     with pytest.raises(ValueError, match=">= 1"):
         fl.SlicedWasserstein(n_projections=0)
+
+
+@pytest.mark.parametrize("name", ["wasserstein_1d", "sliced_wasserstein", "sinkhorn_loss", "perceptual"])
+def test_cli_eval_synthetic(capsys, name):
+    import json
+
+    from fastloss import cli
+
+    assert cli.main(["eval", name, "--synthetic", "64", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert np.isfinite(report["value"]) and report["grad_l2_norm"] > 0

@@ -65,9 +65,18 @@ def synthetic(loss, n: int, seed: int = 0, dtype: str = "float64", num_classes: 
       probabilities when the loss takes probabilities;
     - multi-class: labels (n,) and logits (n, num_classes), or softmax probabilities, or one-hot
       targets for CategoricalCrossEntropy;
-    - a vector of quantiles: predictions (n, q).
+    - a vector of quantiles: predictions (n, q);
+    - distributions: samples N(0, 1) and N(0.5, 1.2^2), n of each (1-D for wasserstein_1d, else
+      (n, 2) point clouds); perceptual: two layers of (n, 8, 16, 16) and (n, 16, 8, 8) features.
     """
     rng = np.random.default_rng(seed)
+    if loss.family == "distribution":
+        shape = (n,) if loss.function_name == "wasserstein_1d" else (n, 2)
+        return (rng.standard_normal(shape).astype(dtype),
+                (0.5 + 1.2 * rng.standard_normal(shape)).astype(dtype))
+    if loss.family == "perceptual":
+        y = [rng.standard_normal(s).astype(dtype) for s in ((n, 8, 16, 16), (n, 16, 8, 8))]
+        return y, [f + 0.3 * rng.standard_normal(f.shape).astype(dtype) for f in y]
     if loss.family != "classification":
         y = rng.standard_normal(n)
         p = y + 0.3 * rng.standard_normal(n)
@@ -128,10 +137,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     value, grad = loss.value_and_grad(y_true, y_pred, sample_weight=weight, reduction=args.reduction)
     elapsed = time.perf_counter() - start
+    if isinstance(grad, list):  # one gradient per feature map (perceptual)
+        shape, grad = [list(np.shape(g)) for g in grad], np.concatenate([np.ravel(g) for g in grad])
+    else:
+        shape = list(np.shape(y_pred))
     report = {
         "loss": repr(loss),
         "data": source,
-        "shape": list(np.shape(y_pred)),
+        "shape": shape,
         "dtype": str(grad.dtype),
         "reduction": args.reduction,
         "value": value if np.isscalar(value) else None,
