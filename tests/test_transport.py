@@ -338,6 +338,7 @@ def test_cli_eval_synthetic(capsys, name):
 
     from fastloss import cli
 
-    assert cli.main(["eval", name, "--synthetic", "64", "--json"]) == 0
+    params = ["--param", "epsilon=1.0"] if name == "sinkhorn_loss" else []
+    assert cli.main(["eval", name, "--synthetic", "64", "--json", *params]) == 0
     report = json.loads(capsys.readouterr().out)
     assert np.isfinite(report["value"]) and report["grad_l2_norm"] > 0
