@@ -181,7 +181,7 @@ def test_sinkhorn_matches_pot_cost_matrix(rng):
     expected = float(ot.sinkhorn2(a, b, M, 0.3, stopThr=1e-13, numItermax=100000))
     assert r.cost == pytest.approx(expected, rel=1e-9)
     np.testing.assert_allclose(r.plan.sum(axis=1), a, rtol=1e-12)  # rows exact
-    assert np.linalg.norm(r.plan.sum(axis=0) - b) == pytest.approx(r.error, rel=1e-3, abs=1e-15)
+    assert np.linalg.norm(r.plan.sum(axis=0) - b) == pytest.approx(r.error, rel=1e-3, abs=1e-14)
 
 
 def test_sinkhorn_point_clouds_match_pot(rng):
@@ -342,3 +342,19 @@ def test_cli_eval_synthetic(capsys, name):
     assert cli.main(["eval", name, "--synthetic", "64", "--json", *params]) == 0
     report = json.loads(capsys.readouterr().out)
     assert np.isfinite(report["value"]) and report["grad_l2_norm"] > 0
+
+
+def test_sinkhorn_zero_weights_match_pot(rng):
+    ot = pytest.importorskip("ot")
+    x, y, a, b = _clouds(rng, 20, 15, 2)
+    a[[0, 7]] = 0.0
+    b[3] = 0.0
+    M = ot.dist(x, y)
+    r = fl.sinkhorn(x, y, a=a, b=b, epsilon=0.5, tol=1e-12, return_plan=True)
+    ia, ib = a > 0, b > 0  # POT divides by zero weights: solve on the weighted points, embed
+    P = np.zeros((20, 15))
+    P[np.ix_(ia, ib)] = ot.sinkhorn(a[ia] / a.sum(), b[ib] / b.sum(), M[np.ix_(ia, ib)], 0.5,
+                                    stopThr=1e-13)
+    assert r.converged and np.all(np.isfinite(r.plan))
+    np.testing.assert_allclose(r.plan, P, rtol=1e-8, atol=1e-15)
+    assert np.all(r.plan[[0, 7]] == 0) and np.all(r.plan[:, 3] == 0)

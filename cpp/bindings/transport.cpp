@@ -101,21 +101,21 @@ py::tuple sinkhorn(const py::object& cost, const py::object& x, const py::object
     job.x = expect(x, "x", dt, {n, job.d}).data();
     job.y = expect(y, "y", dt, {m, job.d}).data();
     C = py::array(dt, {n, m});
-    Ct = py::array(dt, {m, n});
+    if (want_grad) Ct = py::array(dt, {m, n});  // grad_y reads the plan by columns
   } else {
     C = py::reinterpret_borrow<py::array>(cost);
     dt = C.dtype();
     expect(cost, "cost", dt, {n, m});
-    Ct = numpy().attr("ascontiguousarray")(C.attr("T"));
   }
   const DType T = dtype_of(C);
   const int f = T == DType::f32 ? 0 : 1;
-  std::vector<double> log_a(n), log_b(m), F(n, 0.0), G(m, 0.0), scratch(m);
+  std::vector<double> log_a(n), log_b(m), F(n, 0.0), G(m, 0.0);
+  py::array K(dt, {n, m});
   for (index_t i = 0; i < n; ++i) log_a[i] = std::log(a.data()[i]);
   for (index_t j = 0; j < m; ++j) log_b[j] = std::log(b.data()[j]);
   job.a = a.data(), job.b = b.data(), job.log_a = log_a.data(), job.log_b = log_b.data();
   job.inv_eps = 1.0 / eps;
-  job.F = F.data(), job.G = G.data(), job.scratch = scratch.data();
+  job.F = F.data(), job.G = G.data(), job.K = K.mutable_data();
   job.max_iter = max_iter, job.tol = tol;
   job.threads = get_num_threads();
   py::object plan = py::none(), gx = py::none(), gy = py::none();
@@ -126,12 +126,12 @@ py::tuple sinkhorn(const py::object& cost, const py::object& x, const py::object
   };
   job.plan_out = data(plan), job.grad_x = data(gx), job.grad_y = data(gy);
   double transport_cost;
+  void* c_out = points ? C.mutable_data() : nullptr;
+  void* ct_out = points && want_grad ? Ct.mutable_data() : nullptr;
+  job.C = C.data(), job.Ct = ct_out;
   {
     py::gil_scoped_release nogil;
-    if (points)
-      kernels().sq_euclidean[f](job.x, job.y, n, m, job.d, C.mutable_data(), Ct.mutable_data(),
-                                job.threads);
-    job.C = C.data(), job.Ct = Ct.data();
+    if (points) kernels().sq_euclidean[f](job.x, job.y, n, m, job.d, c_out, ct_out, job.threads);
     kernels().sinkhorn_iterate[f](job);
     transport_cost = kernels().sinkhorn_finish[f](job);
   }

@@ -8,12 +8,13 @@
 // (d = v_j - u_i), w p (p-1) |d|^(p-2) to its second derivative (the sort order is locally fixed).
 //
 // Sinkhorn, scaled potentials F = f/eps, G = g/eps, plan P_ij = a_i b_j exp(F_i + G_j - C_ij/eps):
-//   F_i = -LSE_j(log b_j + G_j - C_ij/eps)    (rows exact)
-//   G_j = -LSE_i(log a_i + F_i - C_ij/eps)    (columns exact; read from C's transpose: contiguous)
-// The column sums of a row-exact state are b_j exp(G_j - G_j'), G' the next G, so the marginal
-// error of each state comes out of the next update for free: ||b (exp(G - G') - 1)||_2.
-// Every row is reduced by one thread in a fixed order, sums over rows are blocked: the results do
-// not depend on the thread count.
+// the log-domain updates F_i = -LSE_j(log b_j + G_j - C_ij/eps) (rows exact) and
+// G_j = -LSE_i(log a_i + F_i - C_ij/eps) (columns exact) cost one exp per entry each; the
+// stabilized iteration below runs the equivalent scaling updates on the plan of the current
+// potentials (matrix-vector products) and falls back to these log-domain updates (absorption)
+// whenever a scaling leaves a safe range, so nothing under- or overflows for any eps.
+// Every row or column is reduced by one thread in a fixed order, sums over rows are blocked: the
+// results do not depend on the thread count.
 #pragma once
 
 #include <cmath>
@@ -126,52 +127,153 @@ inline T shifted_row_max(const T* h, const T* c, T inv_eps, T* s, index_t K) {
 }
 
 // One Sinkhorn sweep is a few microseconds of work per 1e4 entries: below this size a parallel
-// region (and its barrier, every half-iteration) costs more than it saves.
+// region (and its barrier, twice per iteration) costs more than it saves.
 inline constexpr index_t kSinkhornParallelMin = index_t(1) << 17;
 
-// out_i = -LSE_k(h_k - c_ik * inv_eps) for the `rows` rows of c (rows x K), in parallel over rows.
+// Absorption (the log-domain step, exact for the rows): F_i = -LSE_j(log b_j + G_j - C_ij/eps)
+// and K_ij = a_i b_j exp(F_i + G_j - C_ij/eps), the plan of (F, G), whose rows sum to a_i.
 template <class T>
-void lse_update(const T* c, index_t rows, index_t K, const double* log_w, const double* pot,
-                double inv_eps, double* out, int threads) {
-  T* hT = static_cast<T*>(std::malloc(sizeof(T) * K));
-  for (index_t k = 0; k < K; ++k) hT[k] = static_cast<T>(log_w[k] + pot[k]);
+void absorb_rows(const T* C, index_t n, index_t m, const double* a, const double* log_b,
+                 const double* G, double inv_eps, double* F, T* K, int threads) {
+  T* hT = static_cast<T*>(std::malloc(sizeof(T) * m));
+  for (index_t j = 0; j < m; ++j) hT[j] = static_cast<T>(log_b[j] + G[j]);
   const T ie = static_cast<T>(inv_eps);
-  const bool par = threads > 1 && rows * K >= kSinkhornParallelMin;
+  const bool par = threads > 1 && n * m >= kSinkhornParallelMin;
 #pragma omp parallel num_threads(threads) if (par)
   {
-    T* s = static_cast<T*>(std::malloc(sizeof(T) * K));
+    T* s = static_cast<T*>(std::malloc(sizeof(T) * m));
 #pragma omp for schedule(static)
-    for (index_t i = 0; i < rows; ++i) {
-      const T mx = shifted_row_max(hT, c + i * K, ie, s, K);
-      const double S = row_exp_sum(s, K, mx, static_cast<T*>(nullptr));
-      out[i] = -(double(mx) + vm::log(S));
+    for (index_t i = 0; i < n; ++i) {
+      T* k = K + i * m;
+      const T mx = shifted_row_max(hT, C + i * m, ie, s, m);
+      const double S = row_exp_sum(s, m, mx, k);
+      F[i] = -(double(mx) + vm::log(S));
+      const T scale = static_cast<T>(a[i] / S);
+      for (index_t j = 0; j < m; ++j) k[j] *= scale;
     }
     std::free(s);
   }
   std::free(hT);
 }
 
+// The exact column update G_j = -LSE_i(log a_i + F_i - C_ij/eps), streaming the rows of C (two
+// passes: max, then sum of exp), vectorized over columns; each column's order over i is fixed.
+template <class T>
+void column_lse(const T* C, index_t n, index_t m, const double* log_a, const double* F,
+                double inv_eps, double* G, int threads) {
+  T* hT = static_cast<T*>(std::malloc(sizeof(T) * n));
+  for (index_t i = 0; i < n; ++i) hT[i] = static_cast<T>(log_a[i] + F[i]);
+  T* mx = static_cast<T*>(std::malloc(sizeof(T) * m));
+  const T ie = static_cast<T>(inv_eps), ninf = static_cast<T>(-HUGE_VAL);
+  for (index_t j = 0; j < m; ++j) mx[j] = ninf, G[j] = 0.0;
+  for (index_t i = 0; i < n; ++i)
+    for (index_t j = 0; j < m; ++j) {
+      const T t = hT[i] - C[i * m + j] * ie;
+      mx[j] = t > mx[j] ? t : mx[j];
+    }
+  for (index_t i = 0; i < n; ++i)
+    for (index_t j = 0; j < m; ++j) G[j] += double(vm::exp_nonpos(hT[i] - C[i * m + j] * ie - mx[j]));
+  for (index_t j = 0; j < m; ++j) G[j] = -(double(mx[j]) + vm::log(G[j]));
+  std::free(mx);
+  std::free(hT);
+}
+
+// Rows are split into this many chunks (fewer for small n: the split depends on the size alone),
+// each with its own partial column sums, combined in chunk order: deterministic for any threads.
+inline constexpr index_t kColumnChunks = 16;
+
+// u_i = a_i / sum_j K_ij v_j (the row update) and cs_j = sum_i u_i K_ij (the column sums of the
+// new state) in ONE pass over K: each row is summed again while it is in cache.
+template <class T>
+void scale_rows_sum_columns(const T* K, index_t n, index_t m, const double* a, const double* v,
+                            double* u, double* cs, double* partial, int threads) {
+  const index_t chunks = min_(n, kColumnChunks);
+  const bool par = threads > 1 && n * m >= kSinkhornParallelMin;
+#pragma omp parallel for schedule(static) num_threads(threads) if (par)
+  for (index_t c = 0; c < chunks; ++c) {
+    const index_t i0 = n * c / chunks, i1 = n * (c + 1) / chunks;
+    double* p = partial + c * m;
+    for (index_t j = 0; j < m; ++j) p[j] = 0.0;
+    for (index_t i = i0; i < i1; ++i) {
+      const T* k = K + i * m;
+      u[i] = a[i] > 0 ? a[i] / lane_dot(k, v, m) : 1.0;  // a weightless row needs no scaling
+      const double ui = u[i];
+      for (index_t j = 0; j < m; ++j) p[j] += ui * double(k[j]);
+    }
+  }
+  for (index_t j = 0; j < m; ++j) cs[j] = partial[j];
+  for (index_t c = 1; c < chunks; ++c)
+    for (index_t j = 0; j < m; ++j) cs[j] += partial[c * m + j];
+}
+
+// Whether some x_k lies outside [1/tau, tau] (or is NaN).
+inline bool out_of_range(const double* x, index_t len, double tau) {
+  bool bad = false;
+  for (index_t k = 0; k < len; ++k) bad |= !(x[k] >= 1.0 / tau && x[k] <= tau);
+  return bad;
+}
+
+// Stabilized Sinkhorn (Schmitzer 2019): scaling iterations u = a / (K v), v = b / (K^T u) on the
+// plan K of the log-domain potentials (both products in one pass over K, no exp), with
+// the scalings absorbed into the potentials (an exact log-domain row update, and K recomputed)
+// whenever one leaves [1/tau, tau]; a column that underflowed entirely gets the exact log-domain
+// column update first. Entries of K that underflow are below tau^2 * (smallest normal) in the
+// plan: negligible. The column error of each row-exact state comes with the next K^T u.
 template <class T>
 void sinkhorn_iterate(SinkhornJob& job) {
   const index_t n = job.n, m = job.m;
   const T* C = static_cast<const T*>(job.C);
-  const T* Ct = static_cast<const T*>(job.Ct);
+  T* K = static_cast<T*>(job.K);
+  const double tau = sizeof(T) == 4 ? 1e8 : 1e50;
+  double* u = static_cast<double*>(std::malloc(sizeof(double) * n));
+  double* v = static_cast<double*>(std::malloc(sizeof(double) * m));
+  double* cs = static_cast<double*>(std::malloc(sizeof(double) * m));
   double* sq = static_cast<double*>(std::malloc(sizeof(double) * m));
+  double* partial = static_cast<double*>(std::malloc(sizeof(double) * m * min_(n, kColumnChunks)));
+  auto row_update = [&] { scale_rows_sum_columns(K, n, m, job.a, v, u, cs, partial, job.threads); };
+  auto absorb = [&] {  // G already holds the absorbed column scalings; F, K, u from the rows
+    absorb_rows(C, n, m, job.a, job.log_b, job.G, job.inv_eps, job.F, K, job.threads);
+    for (index_t j = 0; j < m; ++j) v[j] = 1.0;
+    row_update();
+  };
+  absorb();
   job.iterations = 0;
   job.error = HUGE_VAL;
   for (int it = 1; it <= job.max_iter; ++it) {
-    lse_update(C, n, m, job.log_b, job.G, job.inv_eps, job.F, job.threads);
-    lse_update(Ct, m, n, job.log_a, job.F, job.inv_eps, job.scratch, job.threads);
+    // The state (u, v) is row-exact and cs = K^T u: its column error.
     for (index_t j = 0; j < m; ++j) {
-      const double e = job.b[j] * vm::expm1(job.G[j] - job.scratch[j]);
+      const double e = v[j] * cs[j] - job.b[j];
       sq[j] = e * e;
     }
     job.iterations = it;
     job.error = std::sqrt(lane_sum(sq, m));
     if (!(job.error >= job.tol) || it == job.max_iter) break;  // NaN stops too
-    for (index_t j = 0; j < m; ++j) job.G[j] = job.scratch[j];
+    for (index_t j = 0; j < m; ++j) v[j] = job.b[j] > 0 ? job.b[j] / cs[j] : 1.0;
+    if (out_of_range(v, m, tau)) {
+      bool finite = true;
+      for (index_t j = 0; j < m; ++j) finite &= v[j] > 0.0 && v[j] <= HUGE_VAL / 2;
+      if (finite) {
+        for (index_t j = 0; j < m; ++j) job.G[j] += vm::log(v[j]);
+      } else {  // a column that underflowed entirely: its exact log-domain update
+        for (index_t i = 0; i < n; ++i) job.F[i] += vm::log(u[i]);
+        column_lse(C, n, m, job.log_a, job.F, job.inv_eps, job.G, job.threads);
+      }
+      absorb();
+      continue;
+    }
+    row_update();
+    if (out_of_range(u, n, tau)) {
+      for (index_t j = 0; j < m; ++j) job.G[j] += vm::log(v[j]);
+      absorb();
+    }
   }
+  for (index_t i = 0; i < n; ++i) job.F[i] += vm::log(u[i]);
+  for (index_t j = 0; j < m; ++j) job.G[j] += vm::log(v[j]);
+  std::free(partial);
   std::free(sq);
+  std::free(cs);
+  std::free(v);
+  std::free(u);
 }
 
 // For every row i of c (rows x K, the cost or its transpose): P_ik = exp(la_i + pa_i + lb_k + pb_k
@@ -258,7 +360,7 @@ void sq_euclidean(const void* xv, const void* yv, index_t n, index_t m, index_t 
       }
   };
   fill(x, y, n, m, static_cast<T*>(Cv));
-  fill(y, x, m, n, static_cast<T*>(Ctv));  // (a - b)^2 == (b - a)^2 bitwise: Ct is C's transpose
+  if (Ctv) fill(y, x, m, n, static_cast<T*>(Ctv));  // (a - b)^2 == (b - a)^2 bitwise: Ct is C's transpose
 }
 
 }  // namespace losses

@@ -361,14 +361,18 @@ def sinkhorn(x=None, y=None, *, cost=None, a=None, b=None, epsilon, max_iter=100
     squared Euclidean distance ``C_ij = |x_i - y_j|^2``, or a cost matrix ``cost`` (n, m). ``a``
     (n,) and ``b`` (m,) are the weights (uniform by default; normalized to sum 1).
 
-    The iteration updates the scaled potentials by row and column log-sum-exps (stable for any
-    ``epsilon``: no kernel matrix ``exp(-C/eps)`` is formed, nothing under/overflows), until the
-    marginal error ``||P^T 1 - b||_2`` of the row-exact plan falls below ``tol`` (checked every
-    iteration, at no extra cost) or ``max_iter`` iterations ran; then it emits a
-    ``RuntimeWarning`` carrying the error reached (never silent) and returns the last plan.
-    ``tol`` defaults to 1e-9 for float64 and 1e-5 for float32 inputs (float32 potentials and
-    costs cannot resolve marginals much below ~1e-6; with ``C/eps`` large, use float64).
-    Deterministic for any number of threads. Memory: the cost matrix and its transpose.
+    Log-domain stabilized Sinkhorn (Schmitzer 2019): scaling iterations (two matrix-vector
+    products, no exp) run on the plan of the current log-domain potentials, and are absorbed into
+    the potentials by an exact log-sum-exp update (our vector exp/log) whenever a scaling leaves
+    [1e-50, 1e50] (float32: [1e-8, 1e8]) or a column underflows. The kernel ``exp(-C/eps)`` is
+    never formed, so nothing under- or overflows for any ``epsilon``. The iteration stops when
+    the marginal error ``||P^T 1 - b||_2`` of the row-exact plan falls below ``tol`` (POT's
+    criterion, checked every iteration at no extra cost) or after ``max_iter`` iterations; then it
+    emits a ``RuntimeWarning`` carrying the error reached (never silent) and returns the last plan.
+    ``tol`` defaults to 1e-9 for float64 and 1e-5 for float32 inputs (float32 costs and plans
+    cannot resolve marginals much below ~1e-6; with ``C/eps`` large, use float64).
+    Deterministic for any number of threads. Memory: the cost matrix and a workspace of its size
+    (and its transpose with ``grad=True``).
 
     Returns a :class:`SinkhornResult`.
 

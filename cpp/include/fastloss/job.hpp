@@ -131,9 +131,9 @@ struct Wasserstein1dJob {
 };
 using Wasserstein1dFn = void (*)(const Wasserstein1dJob&);
 
-// Log-domain Sinkhorn on an n x m cost matrix C (and its transpose Ct, both dtype T, contiguous)
-// with marginals a, b (normalized, with their logs). Scaled potentials F = f/eps, G = g/eps: the
-// plan is P_ij = a_i b_j exp(F_i + G_j - C_ij/eps). iterate() runs until the column marginal error
+// Log-domain stabilized Sinkhorn on an n x m cost matrix C (dtype T, contiguous; its transpose Ct
+// only for grad_y) with marginals a, b (normalized, with their logs). Scaled potentials F = f/eps,
+// G = g/eps: the plan is P_ij = a_i b_j exp(F_i + G_j - C_ij/eps). iterate() runs until the column marginal error
 // ||P^T 1 - b||_2 of a row-exact state is below tol or max_iter iterations have run, and leaves
 // that state in F, G with its error and the iterations done. finish() returns <P, C>, writes the
 // plan (n x m, T) and, for point clouds x (n x d) and y (m x d) under the squared Euclidean cost,
@@ -149,7 +149,7 @@ struct SinkhornJob {
   double inv_eps = 1.0;
   double* F = nullptr;       // n
   double* G = nullptr;       // m
-  double* scratch = nullptr; // m: the next G
+  void* K = nullptr;         // n x m, dtype T: workspace (the plan of the last absorbed potentials)
   int max_iter = 1000;
   double tol = 1e-9;
   int iterations = 0;        // out
