@@ -358,3 +358,11 @@ def test_sinkhorn_zero_weights_match_pot(rng):
     assert r.converged and np.all(np.isfinite(r.plan))
     np.testing.assert_allclose(r.plan, P, rtol=1e-8, atol=1e-15)
     assert np.all(r.plan[[0, 7]] == 0) and np.all(r.plan[:, 3] == 0)
+
+
+def test_w1d_ties():
+    u, v = np.array([0.0, 1.0, 1.0, 2.0]), np.array([1.0, 1.0, 3.0, 0.5])
+    for p in (1.0, 1.5, 2.0):
+        value, grad, hess = fl.Wasserstein1D(p=p).value_grad_hess(u, v)
+        assert value == pytest.approx(ref_wasserstein_1d(u, v, p=p), rel=1e-14)
+        assert np.all(np.isfinite(grad)) and not np.any(np.isnan(hess))

@@ -35,8 +35,7 @@ FL_INLINE PowTerms pow_terms(double d, double p) {
   if (p == 1.0) return {ad, s, 0.0};
   if (p == 2.0) return {d * d, 2.0 * d, 2.0};
   const double pm1 = ad == 0.0 ? 0.0 : std::pow(ad, p - 1.0);
-  return {pm1 * ad, p * pm1 * s, ad == 0.0 ? (p < 2.0 ? HUGE_VAL : (p == 2.0 ? 2.0 : 0.0))
-                                           : p * (p - 1.0) * pm1 / ad};
+  return {pm1 * ad, p * pm1 * s, ad == 0.0 ? (p < 2.0 ? HUGE_VAL : 0.0) : p * (p - 1.0) * pm1 / ad};
 }
 
 template <class T>
@@ -67,10 +66,12 @@ double wasserstein_1d_row(const Wasserstein1dJob& job, index_t r) {
     const double end = u_last && v_last ? 1.0 : (advance_u ? cu : cv);
     const double mass = end > t ? end - t : 0.0;
     t = end > t ? end : t;
-    const PowTerms pt = pow_terms(vval - uval, p);
-    total += mass * pt.value;
-    gj += mass * pt.slope;
-    hj += mass * pt.curvature;
+    if (mass > 0) {  // ties give empty segments (whose infinite curvature must not count)
+      const PowTerms pt = pow_terms(vval - uval, p);
+      total += mass * pt.value;
+      gj += mass * pt.slope;
+      hj += mass * pt.curvature;
+    }
     if (u_last && v_last) break;
     if (advance_u) {
       ++i;
