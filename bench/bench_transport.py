@@ -139,7 +139,11 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--epsilon", type=float, default=0.01, help="Sinkhorn epsilon (cost/max)")
     parser.add_argument("--tol", type=float, default=1e-9, help="Sinkhorn marginal tolerance")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="fastloss threads (set OPENBLAS_NUM_THREADS alike for NumPy/POT)")
     args = parser.parse_args(argv)
+    if args.threads:
+        fl.set_num_threads(args.threads)
     repeats = args.repeats or (3 if args.quick else 7)
     info = fl.build_info()
     print(f"fastloss {fl.__version__}  isa={info.get('isa_selected')}  threads={fl.get_num_threads()}")
