@@ -197,9 +197,14 @@ void scale_rows_sum_columns(const T* K, index_t n, index_t m, const double* a, c
     for (index_t j = 0; j < m; ++j) p[j] = 0.0;
     for (index_t i = i0; i < i1; ++i) {
       const T* k = K + i * m;
-      u[i] = a[i] > 0 ? a[i] / lane_dot(k, v, m) : 1.0;  // a weightless row needs no scaling
+      double acc[kLanes] = {};  // K_i . v in fixed lanes (lane_dot's order, fused multiply-adds)
+      index_t j = 0;
+      for (; j + kLanes <= m; j += kLanes)
+        for (int l = 0; l < kLanes; ++l) acc[l] = fma_(double(k[j + l]), v[j + l], acc[l]);
+      for (int l = 0; j + l < m; ++l) acc[l] = fma_(double(k[j + l]), v[j + l], acc[l]);
+      u[i] = a[i] > 0 ? a[i] / pairwise_sum(acc, kLanes) : 1.0;  // a weightless row: no scaling
       const double ui = u[i];
-      for (index_t j = 0; j < m; ++j) p[j] += ui * double(k[j]);
+      for (index_t jj = 0; jj < m; ++jj) p[jj] = fma_(ui, double(k[jj]), p[jj]);
     }
   }
   for (index_t j = 0; j < m; ++j) cs[j] = partial[j];
@@ -226,8 +231,8 @@ void sinkhorn_iterate(SinkhornJob& job) {
   const T* C = static_cast<const T*>(job.C);
   T* K = static_cast<T*>(job.K);
   const double tau = sizeof(T) == 4 ? 1e8 : 1e50;
-  double* u = static_cast<double*>(std::malloc(sizeof(double) * n));
-  double* v = static_cast<double*>(std::malloc(sizeof(double) * m));
+  double* u = job.u;
+  double* v = job.v;
   double* cs = static_cast<double*>(std::malloc(sizeof(double) * m));
   double* sq = static_cast<double*>(std::malloc(sizeof(double) * m));
   double* partial = static_cast<double*>(std::malloc(sizeof(double) * m * min_(n, kColumnChunks)));
@@ -273,8 +278,6 @@ void sinkhorn_iterate(SinkhornJob& job) {
   std::free(partial);
   std::free(sq);
   std::free(cs);
-  std::free(v);
-  std::free(u);
 }
 
 // For every row i of c (rows x K, the cost or its transpose): P_ik = exp(la_i + pa_i + lb_k + pb_k
@@ -283,7 +286,8 @@ void sinkhorn_iterate(SinkhornJob& job) {
 template <class T>
 double plan_rows(const T* c, index_t rows, index_t K, const double* la, const double* pa,
                  const double* lb, const double* pb, double inv_eps, T* plan, const T* p,
-                 const T* q, index_t d, T* grad, int threads) {
+                 const T* q, index_t d, T* grad, int threads, const T* W = nullptr,
+                 const double* su = nullptr, const double* sv = nullptr) {
   T* hT = static_cast<T*>(std::malloc(sizeof(T) * K));
   for (index_t k = 0; k < K; ++k) hT[k] = static_cast<T>(lb[k] + pb[k]);
   const T ie = static_cast<T>(inv_eps);
@@ -297,7 +301,12 @@ double plan_rows(const T* c, index_t rows, index_t K, const double* la, const do
     for (index_t i = 0; i < rows; ++i) {
       const T* ci = c + i * K;
       const T shift = static_cast<T>(la[i] + pa[i]);
-      for (index_t k = 0; k < K; ++k) s[k] = vm::exp(static_cast<T>(shift + hT[k] - ci[k] * ie));
+      if (W) {  // the iteration's plan: P_ik = su_i W_ik sv_k, no exp
+        const T* wi = W + i * K;
+        for (index_t k = 0; k < K; ++k) s[k] = static_cast<T>(su[i] * double(wi[k]) * sv[k]);
+      } else {
+        for (index_t k = 0; k < K; ++k) s[k] = vm::exp(static_cast<T>(shift + hT[k] - ci[k] * ie));
+      }
       if (plan) __builtin_memcpy(plan + i * K, s, sizeof(T) * K);
       double acc_c[kLanes] = {};
       index_t k = 0;
@@ -334,7 +343,8 @@ double sinkhorn_finish(const SinkhornJob& job) {
   const T* y = static_cast<const T*>(job.y);
   const double cost = plan_rows(static_cast<const T*>(job.C), job.n, job.m, job.log_a, job.F,
                                 job.log_b, job.G, job.inv_eps, static_cast<T*>(job.plan_out), x, y,
-                                job.d, static_cast<T*>(job.grad_x), job.threads);
+                                job.d, static_cast<T*>(job.grad_x), job.threads,
+                                static_cast<const T*>(job.K), job.u, job.v);
   if (job.grad_y)
     plan_rows(static_cast<const T*>(job.Ct), job.m, job.n, job.log_b, job.G, job.log_a, job.F,
               job.inv_eps, static_cast<T*>(nullptr), y, x, job.d, static_cast<T*>(job.grad_y),

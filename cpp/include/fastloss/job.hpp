@@ -135,7 +135,7 @@ using Wasserstein1dFn = void (*)(const Wasserstein1dJob&);
 // only for grad_y) with marginals a, b (normalized, with their logs). Scaled potentials F = f/eps,
 // G = g/eps: the plan is P_ij = a_i b_j exp(F_i + G_j - C_ij/eps). iterate() runs until the column marginal error
 // ||P^T 1 - b||_2 of a row-exact state is below tol or max_iter iterations have run, and leaves
-// that state in F, G with its error and the iterations done. finish() returns <P, C>, writes the
+// that state in F, G (and in K, u, v) with its error and the iterations done. finish() returns <P, C>, writes the
 // plan (n x m, T) and, for point clouds x (n x d) and y (m x d) under the squared Euclidean cost,
 // the gradients of the entropic objective w.r.t. x and y (envelope theorem), where requested.
 struct SinkhornJob {
@@ -149,7 +149,9 @@ struct SinkhornJob {
   double inv_eps = 1.0;
   double* F = nullptr;       // n
   double* G = nullptr;       // m
-  void* K = nullptr;         // n x m, dtype T: workspace (the plan of the last absorbed potentials)
+  void* K = nullptr;         // n x m, dtype T: the plan of the last absorbed potentials
+  double* u = nullptr;       // n, m: its final scalings (the plan is u_i K_ij v_j)
+  double* v = nullptr;
   int max_iter = 1000;
   double tol = 1e-9;
   int iterations = 0;        // out
