@@ -4,6 +4,11 @@ same run (median of several interleaved repeats)::
 
     python bench/bench_transport.py            # n = 10^6 (1-D), 1000 x 1000 (Sinkhorn)
     python bench/bench_transport.py --quick    # smaller sizes, fewer repeats
+    OPENBLAS_NUM_THREADS=1 python bench/bench_transport.py --threads 1   # one core each side
+
+On a machine whose cores are busy, compare single-threaded: an idle-spinning or descheduled thread
+makes every multi-threaded BLAS call (POT) or OpenMP region pay a scheduler time slice, which
+swamps the ratios.
 
 Cases:
   w1d        exact 1-D Wasserstein p = 1, value AND gradient (fastloss) vs SciPy's
