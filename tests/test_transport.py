@@ -367,3 +367,15 @@ def test_w1d_ties():
         value, grad, hess = fl.Wasserstein1D(p=p).value_grad_hess(u, v)
         assert value == pytest.approx(ref_wasserstein_1d(u, v, p=p), rel=1e-14)
         assert np.all(np.isfinite(grad)) and not np.any(np.isnan(hess))
+
+
+def test_sinkhorn_underflowing_column(rng):
+    # C / eps reaches 2000 for the far point: its whole column of exp(-C/eps) underflows
+    x = np.linspace(0, 1, 20)[:, None]
+    y = np.r_[np.linspace(0, 1, 9), [10.0]][:, None]
+    r = fl.sinkhorn(x, y, epsilon=0.05, return_plan=True, max_iter=100000, tol=1e-6)  # slow: C/eps large
+    assert r.converged and np.all(np.isfinite(r.plan)) and np.all(np.isfinite(r.g))
+    assert r.plan.sum(axis=0)[-1] == pytest.approx(0.1, rel=1e-4)
+    ot = pytest.importorskip("ot")
+    emd = float(ot.emd2(ot.unif(20), ot.unif(10), ot.dist(x, y)))
+    assert r.cost == pytest.approx(emd, rel=1e-2)

@@ -258,11 +258,9 @@ void sinkhorn_iterate(SinkhornJob& job) {
     if (!(job.error >= job.tol) || it == job.max_iter) break;  // NaN stops too
     for (index_t j = 0; j < m; ++j) v[j] = job.b[j] > 0 ? job.b[j] / cs[j] : 1.0;
     if (out_of_range(v, m, tau)) {
-      bool finite = true;
-      for (index_t j = 0; j < m; ++j) finite &= v[j] > 0.0 && v[j] <= HUGE_VAL / 2;
-      if (finite) {
+      if (!out_of_range(v, m, tau * tau)) {
         for (index_t j = 0; j < m; ++j) job.G[j] += vm::log(v[j]);
-      } else {  // a column that underflowed entirely: its exact log-domain update
+      } else {  // a column that (nearly) underflowed entirely: its exact log-domain update
         for (index_t i = 0; i < n; ++i) job.F[i] += vm::log(u[i]);
         column_lse(C, n, m, job.log_a, job.F, job.inv_eps, job.G, job.threads);
       }
