@@ -15,7 +15,7 @@ def test_every_registered_loss_passes(name, dtype):
     y_true, y_pred, inputs = synthetic(loss, 60, seed=1, dtype=dtype)
     report = fa.check_grad(loss, y_true, y_pred, **inputs)
     assert report.all_passed, str(report)
-    if not getattr(loss, "grads", ()):  # one differentiable input, y_pred
+    if not getattr(loss, "grads", ()) and not isinstance(y_pred, list):  # one input, y_pred
         assert report.n_checked == min(y_pred.size, 200)
     assert report.rtol == fa.gradcheck.DEFAULT_RTOL[np.dtype(dtype)]
 

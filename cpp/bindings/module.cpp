@@ -171,6 +171,7 @@ namespace fastloss::bind {
 void bind_multiclass(py::module_& m);
 void bind_image(py::module_& m);
 void bind_similarity(py::module_& m);
+void bind_transport(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -195,6 +196,7 @@ PYBIND11_MODULE(_core, m) {
   bind_multiclass(m);
   bind_image(m);
   bind_similarity(m);
+  bind_transport(m);
   m.def("first_bad_sign_label", &check_sign_labels, py::arg("y_true"),
         "flat index of the first label not in {-1, 0, +1}, or -1");
 

@@ -52,6 +52,10 @@ struct KernelTable {
   DiceFn dice_sums[2] = {};
   DiceFn dice_grad[2] = {};
   SimilarityKernels similarity[2] = {};
+  Wasserstein1dFn wasserstein_1d[2] = {};
+  SinkhornIterateFn sinkhorn_iterate[2] = {};
+  SinkhornFinishFn sinkhorn_finish[2] = {};
+  SqEuclideanFn sq_euclidean[2] = {};
 };
 
 // Each family translation unit, compiled once per ISA, defines register_<family>_<isa>.

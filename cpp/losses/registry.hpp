@@ -31,4 +31,5 @@
   X(distillation)            \
   X(image)                   \
   X(similarity)              \
+  X(transport)               \
   X(vmath)

@@ -31,6 +31,12 @@ from .image import MSSSIMLoss, SSIMLoss, ms_ssim_loss, ssim_loss  # noqa: E402
 from .segmentation import (  # noqa: E402
     DiceLoss, GeneralizedDiceLoss, TverskyLoss, dice_loss, generalized_dice_loss, tversky_loss,
 )
+from .transport import (  # noqa: E402
+    SinkhornLoss, SinkhornResult, SlicedWasserstein, Wasserstein1D, random_projections, sinkhorn,
+    sliced_wasserstein, wasserstein_1d,
+)
+from .adversarial import AdversarialLoss, GradientPenalty, R1Penalty, wasserstein_critic  # noqa: E402
+from .perceptual import PerceptualLoss, perceptual  # noqa: E402
 from .regression import (  # noqa: E402
     MAE, MSE, Huber, LogCosh, Quantile, SmoothL1, huber, log_cosh, mae, mse, quantile, smooth_l1,
 )
@@ -80,4 +86,8 @@ __all__ = [
     "Contrastive", "BatchContrastive", "TripletMargin", "BatchTripletMargin", "CenterLoss",
     "CosFace", "ArcFace", "contrastive", "batch_contrastive", "triplet_margin",
     "batch_triplet_margin", "center_loss", "cosface", "arcface",
+    "Wasserstein1D", "SlicedWasserstein", "SinkhornLoss", "SinkhornResult", "wasserstein_1d",
+    "sliced_wasserstein", "sinkhorn", "random_projections",
+    "AdversarialLoss", "GradientPenalty", "R1Penalty", "wasserstein_critic",
+    "PerceptualLoss", "perceptual",
 ]

@@ -69,7 +69,7 @@ def synthetic(loss, n: int, seed: int = 0, dtype: str = "float64", num_classes: 
     - multi-class: labels (n,) and logits (n, num_classes), or softmax probabilities, or one-hot
       targets for CategoricalCrossEntropy;
     - a vector of quantiles: predictions (n, q);
-    - image and segmentation losses: n images (their ``synthetic`` method).
+    - losses on images, embeddings, distributions or feature maps: their ``synthetic`` method.
     """
     rng = np.random.default_rng(seed)
     own = getattr(loss, "synthetic", None)
@@ -142,12 +142,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     value, grad = loss.value_and_grad(y_true, y_pred, sample_weight=weight, reduction=args.reduction,
                                       **inputs)
     elapsed = time.perf_counter() - start
-    if isinstance(grad, tuple):  # several differentiable inputs (similarity losses): reported together
-        grad = np.concatenate([np.ravel(g) for g in grad]).astype(grad[0].dtype)
+    if isinstance(grad, (tuple, list)):  # one gradient per input (similarity) or feature map
+        shape, grad = [list(np.shape(g)) for g in grad], np.concatenate([np.ravel(g) for g in grad])
+    else:
+        shape = list(np.shape(y_pred))
     report = {
         "loss": repr(loss),
         "data": source,
-        "shape": list(np.shape(y_pred)),
+        "shape": shape,
         "dtype": str(grad.dtype),
         "reduction": args.reduction,
         "value": value if np.isscalar(value) else None,

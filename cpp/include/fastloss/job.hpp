@@ -168,5 +168,67 @@ struct DiceJob {
   int threads = 1;
 };
 using DiceFn = void (*)(const DiceJob&);
+// Exact 1-D optimal transport (cost |x - y|^p) between two weighted empirical distributions, one
+// pair per row: u is rows x n, v rows x m (dtype T, contiguous). An order (the row's argsort, int64)
+// may be null when the row is already sorted; weights are null (uniform), one row shared by every
+// row (stride 0) or one row each, normalized by inv_sum (per row). The merge of the two quantile
+// functions writes W_p^p per row into `values` and d/dv (scaled by grad_scale) in v's own order.
+struct Wasserstein1dJob {
+  index_t rows = 0, n = 0, m = 0;
+  double p = 1.0;
+  const void* u = nullptr;
+  const void* v = nullptr;
+  const std::int64_t* u_order = nullptr;
+  const std::int64_t* v_order = nullptr;
+  const double* u_w = nullptr;
+  const double* v_w = nullptr;
+  index_t u_w_stride = 0, v_w_stride = 0;
+  const double* u_inv_sum = nullptr;  // one per row (null with uniform weights)
+  const double* v_inv_sum = nullptr;
+  double* values = nullptr;           // rows
+  void* grad_out = nullptr;           // rows x m, dtype T, or null
+  void* hess_out = nullptr;           // rows x m, dtype T, or null
+  double grad_scale = 1.0;
+  int threads = 1;
+};
+using Wasserstein1dFn = void (*)(const Wasserstein1dJob&);
+
+// Log-domain stabilized Sinkhorn on an n x m cost matrix C (dtype T, contiguous; its transpose Ct
+// only for grad_y) with marginals a, b (normalized, with their logs). Scaled potentials F = f/eps,
+// G = g/eps: the plan is P_ij = a_i b_j exp(F_i + G_j - C_ij/eps). iterate() runs until the column marginal error
+// ||P^T 1 - b||_2 of a row-exact state is below tol or max_iter iterations have run, and leaves
+// that state in F, G (and in K, u, v) with its error and the iterations done. finish() returns <P, C>, writes the
+// plan (n x m, T) and, for point clouds x (n x d) and y (m x d) under the squared Euclidean cost,
+// the gradients of the entropic objective w.r.t. x and y (envelope theorem), where requested.
+struct SinkhornJob {
+  index_t n = 0, m = 0, d = 0;
+  const void* C = nullptr;
+  const void* Ct = nullptr;
+  const double* a = nullptr;
+  const double* b = nullptr;
+  const double* log_a = nullptr;
+  const double* log_b = nullptr;
+  double inv_eps = 1.0;
+  double* F = nullptr;       // n
+  double* G = nullptr;       // m
+  void* K = nullptr;         // n x m, dtype T: the plan of the last absorbed potentials
+  double* u = nullptr;       // n, m: its final scalings (the plan is u_i K_ij v_j)
+  double* v = nullptr;
+  int max_iter = 1000;
+  double tol = 1e-9;
+  int iterations = 0;        // out
+  double error = 0.0;        // out
+  void* plan_out = nullptr;  // n x m, dtype T
+  const void* x = nullptr;   // n x d, dtype T (point clouds; null with a given cost)
+  const void* y = nullptr;   // m x d
+  void* grad_x = nullptr;    // n x d, dtype T
+  void* grad_y = nullptr;    // m x d, dtype T
+  int threads = 1;
+};
+using SinkhornIterateFn = void (*)(SinkhornJob&);
+using SinkhornFinishFn = double (*)(const SinkhornJob&);
+// C (n x m) and Ct (m x n) of squared Euclidean distances between the rows of x (n x d) and y (m x d).
+using SqEuclideanFn = void (*)(const void* x, const void* y, index_t n, index_t m, index_t d, void* C,
+                               void* Ct, int threads);
 
 }  // namespace fastloss

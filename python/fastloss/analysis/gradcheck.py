@@ -123,40 +123,61 @@ def check_grad(fn, *args, sample_weight=None, reduction: Optional[str] = None, h
                     f"{type(fn).__name__}")
 
 
-def _check_inputs(loss, y_true, y_pred, sample_weight, reduction, rtol, atol, max_elements, seed,
-                  inputs):
-    """Losses with several differentiable inputs (``loss.grads``, e.g. the similarity losses):
-    each input's gradient is checked; the report is the worst of them (its ``what`` names the
-    input), ``n_checked`` counts every checked element."""
-    arrays = dict(zip(loss.arguments, (y_true, y_pred)), **inputs)
-    _, grads = loss.value_and_grad(sample_weight=sample_weight, reduction=reduction, **arrays)
-    grads = grads if isinstance(grads, tuple) else (grads,)
+def _check_parts(parts, grads, rtol, atol, max_elements, seed) -> GradCheck:
+    """Several differentiable arrays, ``parts = [(label, array, value(array))]`` with their
+    analytic ``grads``: each is checked; the report is the worst (its ``what`` names the part),
+    ``n_checked`` counts every checked element."""
     reports = []
-    for name, grad in zip(loss.grads, grads):
-        x = np.asarray(arrays[name])
+    for (label, x, value), grad in zip(parts, grads):
+        x = np.asarray(x)
         idx = _indices(x.size, max_elements, seed)
-        value = lambda v, name=name: loss(sample_weight=sample_weight, reduction=reduction,  # noqa: E731
-                                          **{**arrays, name: v})
         numeric = _central(value, x, idx, lambda v, i: v)
-        reports.append(_compare(f"gradient w.r.t. {name}", np.asarray(grad).reshape(-1)[idx], numeric,
+        reports.append(_compare(f"gradient w.r.t. {label}", np.asarray(grad).reshape(-1)[idx], numeric,
                                 x.shape, idx, rtol, atol))
     worst = min(reports, key=lambda r: (r.passed, -r.max_rel_error))
     worst.n_checked = sum(r.n_checked for r in reports)
     return worst
 
 
+def _check_inputs(loss, y_true, y_pred, sample_weight, reduction, rtol, atol, max_elements, seed,
+                  inputs):
+    """Losses with several differentiable inputs (``loss.grads``, e.g. the similarity losses)."""
+    arrays = dict(zip(loss.arguments, (y_true, y_pred)), **inputs)
+    _, grads = loss.value_and_grad(sample_weight=sample_weight, reduction=reduction, **arrays)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    parts = [(name, arrays[name],
+              lambda v, name=name: loss(sample_weight=sample_weight, reduction=reduction,
+                                        **{**arrays, name: v}))
+             for name in loss.grads]
+    return _check_parts(parts, grads, rtol, atol, max_elements, seed)
+
+
+def _check_layers(loss, y_true, y_pred, sample_weight, reduction, rtol, atol, max_elements, seed,
+                  inputs):
+    """``y_pred`` given as a list of arrays (feature maps of a perceptual loss): each layer."""
+    _, grads = loss.value_and_grad(y_true, y_pred, sample_weight, reduction=reduction, **inputs)
+    parts = [(f"y_pred[{layer}]", x,
+              lambda v, layer=layer: loss(y_true, [v if k == layer else p for k, p in enumerate(y_pred)],
+                                          sample_weight, reduction=reduction, **inputs))
+             for layer, x in enumerate(y_pred)]
+    return _check_parts(parts, grads, rtol, atol, max_elements, seed)
+
+
 def _check_loss(loss, y_true, y_pred, sample_weight, reduction, hessian, rtol, atol, max_elements, seed,
                 inputs):
-    y_pred = np.asarray(y_pred)
-    if y_pred.dtype not in (np.float32, np.float64):
-        raise TypeError(f"y_pred must be float32 or float64; got {y_pred.dtype}")
+    layers = isinstance(y_pred, (list, tuple))
+    dtype = np.asarray(y_pred[0] if layers else y_pred).dtype
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"y_pred must be float32 or float64; got {dtype}")
     reduction = reduction or loss.reduction
     if reduction == "none":
         reduction = "sum"  # per-element derivatives under "none" are those of "sum"
-    rtol = DEFAULT_RTOL[y_pred.dtype] if rtol is None else rtol
-    if getattr(loss, "grads", ()):
-        return _check_inputs(loss, y_true, y_pred, sample_weight, reduction, rtol, atol, max_elements,
-                             seed, inputs)
+    rtol = DEFAULT_RTOL[dtype] if rtol is None else rtol
+    if layers or getattr(loss, "grads", ()):
+        check = _check_layers if layers else _check_inputs
+        return check(loss, y_true, y_pred, sample_weight, reduction, rtol, atol, max_elements, seed,
+                     inputs)
+    y_pred = np.asarray(y_pred)
     idx = _indices(y_pred.size, max_elements, seed)
     _, grad = loss.value_and_grad(y_true, y_pred, sample_weight, reduction=reduction, **inputs)
     value = lambda p: loss(y_true, p, sample_weight, reduction=reduction, **inputs)  # noqa: E731

@@ -1,0 +1,153 @@
+"""Perceptual (feature-matching) loss (spec section 5.3) over feature maps that the user's own
+network computes."""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+import numpy as np
+
+from ._base import Loss, Param, _check_reduction
+from .regression import MAE, MSE
+
+__all__ = ["PerceptualLoss", "perceptual"]
+
+
+def _distance(name: str, value: Any) -> str:
+    if value not in ("l2", "l1"):
+        raise ValueError(f"{name} must be 'l2' or 'l1'; got {value!r}")
+    return value
+
+
+def _layer_weights(name: str, value: Any) -> Optional[tuple]:
+    if value is None:
+        return None
+    w = np.asarray(value, dtype=np.float64)
+    if w.ndim != 1 or w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"{name} must be a non-empty sequence of finite non-negative weights")
+    return tuple(float(v) for v in w)
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return value
+
+
+def _layers(x: Any, name: str) -> List[np.ndarray]:
+    arrays = [x] if isinstance(x, np.ndarray) else list(x)
+    out = []
+    for i, a in enumerate(arrays):
+        a = np.asarray(a)
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"{name}[{i}] must hold real numbers; got dtype {a.dtype}")
+        if a.ndim < 1 or a.size == 0:
+            raise ValueError(f"{name}[{i}] must be a non-empty array with a batch axis (first); "
+                             f"got shape {a.shape}")
+        out.append(a)
+    if not out:
+        raise ValueError(f"{name} must hold at least one feature map")
+    return out
+
+
+class PerceptualLoss(Loss):
+    """Perceptual loss ``sum_l w_l d(phi_l(x), phi_l(y))`` between feature maps.
+
+    **The network is yours**: fastloss ships no pretrained model. Compute the feature maps
+    ``phi_l`` of the target and of the prediction with your own network (VGG, ResNet, ...), pass
+    them as two lists of arrays (batch axis first, layer l of the same shape in both), and
+    backpropagate the returned gradients (w.r.t. the prediction's features) through your network.
+
+    Per sample n and layer l, ``d_l[n] = sum |phi_l(y)[n] - phi_l(x)[n]|^q / F_l`` over the
+    sample's feature elements, q = 2 (``distance="l2"``, the spec's squared distance) or 1
+    (``"l1"``), ``F_l`` the number of elements per sample of layer l when ``normalize=True``
+    (Johnson et al. 2016's normalization by feature size; 1 otherwise). The per-sample loss
+    ``sum_l w_l d_l[n]`` is reduced over the batch like every fastloss loss (``sample_weight`` per
+    sample). ``value_and_grad`` returns the list of gradients, one per layer, with the shapes and
+    dtypes of the prediction's features; the Hessian diagonal is ``2 w_l / F_l`` (l2) or the a.e.
+    value 0 (l1), scaled like the gradient. Each layer is one pass of the fused MSE/MAE kernel.
+
+    Parameters
+    ----------
+    layer_weights : sequence of floats >= 0, or None (1 for every layer)
+    distance : "l2" (default) or "l1"
+    normalize : bool, default True
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> feats_true = [np.zeros((2, 3, 4, 4)), np.zeros((2, 8, 2, 2))]
+    >>> feats_pred = [np.ones((2, 3, 4, 4)), np.full((2, 8, 2, 2), 2.0)]
+    >>> fl.PerceptualLoss(layer_weights=[1.0, 0.5])(feats_true, feats_pred)
+    3.0
+    """
+
+    function_name = "perceptual"
+    family = "perceptual"
+    params = (Param("layer_weights", None, _layer_weights, "weight of each layer (None: 1 each)"),
+              Param("distance", "l2", _distance, "'l2' (squared) or 'l1'"),
+              Param("normalize", True, _bool, "divide each layer by its feature size"))
+    smooth = True
+
+    def synthetic(self, n: int, rng: np.random.Generator, dtype: str):
+        """CLI data: two layers of (n, 8, 16, 16) and (n, 16, 8, 8) features, and noisy copies."""
+        y = [rng.standard_normal(s).astype(dtype) for s in ((n, 8, 16, 16), (n, 16, 8, 8))]
+        return y, [f + 0.3 * rng.standard_normal(f.shape).astype(dtype) for f in y], {}
+
+    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
+        # the mean is over samples (the first axis of every feature map)
+        if sample_weight is None:
+            return float(np.shape(y_pred[0])[0])
+        return float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
+
+    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
+             hess_out):
+        if out is not None or grad_out is not None or hess_out is not None:
+            raise TypeError("PerceptualLoss takes no out=/grad_out=/hess_out= buffers")
+        reduction = _check_reduction(reduction or self.reduction)
+        truth, pred = _layers(y_true, "y_true"), _layers(y_pred, "y_pred")
+        if len(truth) != len(pred):
+            raise ValueError(f"y_true and y_pred must hold the same number of feature maps; got "
+                             f"{len(truth)} and {len(pred)}")
+        weights = self.layer_weights or (1.0,) * len(pred)
+        if len(weights) != len(pred):
+            raise ValueError(f"layer_weights has {len(weights)} weights for {len(pred)} layers")
+        n = pred[0].shape[0]
+        for i, (t, p) in enumerate(zip(truth, pred)):
+            if t.shape != p.shape:
+                raise ValueError(f"layer {i}: y_true {t.shape} and y_pred {p.shape} differ in shape")
+            if p.shape[0] != n:
+                raise ValueError(f"layer {i} has batch size {p.shape[0]}, layer 0 has {n}")
+        w = None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+                raise ValueError(f"sample_weight must be {n} finite non-negative weights (one per "
+                                 f"sample); got shape {w.shape}")
+        # d(value)/d(per-sample loss n): w_n / sum(w) for the mean, w_n otherwise.
+        sw = np.ones(n) if w is None else w
+        per_sample_scale = sw / sw.sum() if reduction == "mean" else sw
+        kernel = MSE() if self.distance == "l2" else MAE()
+        per_sample = np.zeros(n)
+        grads, hesses = [], []
+        for wl, t, p in zip(weights, truth, pred):
+            size = p.size // n
+            scale = wl / size if self.normalize else wl
+            res = kernel.value_grad_hess(t, p, reduction="none") if want_hess else \
+                kernel.value_and_grad(t, p, reduction="none") if want_grad else \
+                (kernel(t, p, reduction="none"),)
+            per_sample += scale * res[0].reshape(n, -1).sum(axis=1, dtype=np.float64)
+            if want_grad or want_hess:
+                factor = (scale * per_sample_scale).astype(res[1].dtype).reshape(
+                    (n,) + (1,) * (p.ndim - 1))
+                grads.append(np.multiply(res[1], factor, out=res[1]))
+                if want_hess:
+                    hesses.append(np.multiply(res[2], factor, out=res[2]))
+        if reduction == "none":
+            return None, per_sample * sw, grads or None, hesses or None
+        total = float(np.dot(sw, per_sample))
+        value = total / float(sw.sum()) if reduction == "mean" else total
+        return value, None, grads or None, hesses or None
+
+
+perceptual = PerceptualLoss.functional
