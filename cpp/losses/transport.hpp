@@ -127,11 +127,12 @@ inline T shifted_row_max(const T* h, const T* c, T inv_eps, T* s, index_t K) {
   return r;
 }
 
-// Sinkhorn enters a parallel region (and its barrier) at least once per iteration. A barrier waits
-// for the slowest thread: on a loaded machine, a descheduled one costs a scheduler time slice
-// (milliseconds; measured: 1000 x 1000 f64 took 18 ms on one thread, 450 ms on two busy cores).
-// Below 4M entries (~1 ms per pass) the iteration therefore stays on one thread.
-inline constexpr index_t kSinkhornParallelMin = index_t(1) << 22;
+// Sinkhorn enters a parallel region (and its barrier) at least once per iteration. On an idle
+// machine two threads halve a 1000 x 1000 f64 solve (17 -> 9 ms); on cores shared with other busy
+// processes a barrier can wait a scheduler time slice for a descheduled thread (measured: 18 ms on
+// one thread, 450 ms on two busy cores; OMP_WAIT_POLICY=passive or one thread avoids it). Below
+// 256K entries (a pass of ~0.1 ms) the iteration stays on one thread.
+inline constexpr index_t kSinkhornParallelMin = index_t(1) << 18;
 
 // Absorption (the log-domain step, exact for the rows): F_i = -LSE_j(log b_j + G_j - C_ij/eps)
 // and K_ij = a_i b_j exp(F_i + G_j - C_ij/eps), the plan of (F, G), whose rows sum to a_i.
