@@ -23,9 +23,11 @@ from .classification import (  # noqa: E402
     binary_cross_entropy, binary_focal, hinge, logistic, smooth_hinge, squared_hinge,
 )
 from .multiclass import (  # noqa: E402
-    CategoricalCrossEntropy, CategoricalFocal, Distillation, KLDivergence, MultiClassHinge, SparseCategoricalCrossEntropy, SparseCategoricalFocal,
-    categorical_cross_entropy, categorical_focal, distillation, kl_divergence, sparse_categorical_focal, class_weights, log_softmax, logsumexp, multi_class_hinge,
-    smooth_labels, softmax, sparse_categorical_cross_entropy,
+    CategoricalCrossEntropy, CategoricalFocal, Distillation, KLDivergence, MultiClassHinge,
+    SparseCategoricalCrossEntropy, SparseCategoricalFocal,
+    categorical_cross_entropy, categorical_focal, class_weights, distillation, kl_divergence,
+    log_softmax, logsumexp, multi_class_hinge, smooth_labels, softmax,
+    sparse_categorical_cross_entropy, sparse_categorical_focal,
 )
 from .image import MSSSIMLoss, SSIMLoss, ms_ssim_loss, ssim_loss  # noqa: E402
 from .segmentation import (  # noqa: E402
