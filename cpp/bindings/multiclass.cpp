@@ -44,6 +44,13 @@ RowView row_view(py::array x, const char* name) {
   return v;
 }
 
+// y_pred of a row-wise loss: its (rows, K) view, dtype, shape and the shape of its rows.
+struct Prediction {
+  RowView v;
+  DType T;
+  std::vector<index_t> shape, rshape;
+};
+
 // The row geometry every row-wise job starts from.
 template <class Job>
 void set_rows(Job& job, const RowView& v) {
@@ -56,6 +63,20 @@ void set_rows(Job& job, const RowView& v) {
 
 std::vector<index_t> leading(const std::vector<index_t>& shape) {
   return std::vector<index_t>(shape.begin(), shape.end() - 1);
+}
+
+Prediction prediction_rows(const py::object& x_obj) {
+  py::array x = as_real_array(x_obj, "y_pred");
+  Prediction p{row_view(x, "y_pred"), dtype_of(x), shape_of(x), {}};
+  p.rshape = leading(p.shape);
+  return p;
+}
+
+// The normalizer of a mean over rows: the summed sample weights (the number of rows without).
+double row_weight_sum(const double* sw, index_t rows) {
+  double norm = 0.0;
+  for (index_t r = 0; r < rows; ++r) norm += sw ? sw[r] : 1.0;
+  return norm;
 }
 
 // Integer class labels of shape `rshape`, as a contiguous int64 array.
@@ -150,11 +171,10 @@ py::tuple cross_entropy(const py::object& target_obj, const py::object& x_obj, b
                         bool want_grad, bool want_hess, const py::object& out_obj,
                         const py::object& grad_out_obj, const py::object& hess_out_obj) {
   const Reduction reduction = parse_reduction(reduction_name);
-  py::array x = as_real_array(x_obj, "y_pred");
-  const DType T = dtype_of(x);
-  const auto xshape = shape_of(x);
-  RowView v = row_view(x, "y_pred");
-  const auto rshape = leading(xshape);
+  const Prediction pred = prediction_rows(x_obj);
+  const RowView& v = pred.v;
+  const DType T = pred.T;
+  const auto &xshape = pred.shape, &rshape = pred.rshape;
 
   CrossEntropyJob job;
   set_rows(job, v);
@@ -186,7 +206,7 @@ py::tuple cross_entropy(const py::object& target_obj, const py::object& x_obj, b
   // weights (the number of rows without).
   double norm = 0.0;
   if (dense) {
-    for (index_t r = 0; r < v.rows; ++r) norm += job.sample_weight ? job.sample_weight[r] : 1.0;
+    norm = row_weight_sum(job.sample_weight, v.rows);
   } else {
     // The focal loss's alpha does not normalize: its mean is over the counted rows.
     norm = label_normalizer(job.labels, v.rows, v.K, job.has_ignore ? &job.ignore_index : nullptr,
@@ -204,11 +224,10 @@ py::tuple multi_margin(const py::object& label_obj, const py::object& x_obj, boo
                        bool want_grad, bool want_hess, const py::object& out_obj,
                        const py::object& grad_out_obj, const py::object& hess_out_obj) {
   const Reduction reduction = parse_reduction(reduction_name);
-  py::array x = as_real_array(x_obj, "y_pred");
-  const DType T = dtype_of(x);
-  const auto xshape = shape_of(x);
-  RowView v = row_view(x, "y_pred");
-  const auto rshape = leading(xshape);
+  const Prediction pred = prediction_rows(x_obj);
+  const RowView& v = pred.v;
+  const DType T = pred.T;
+  const auto &xshape = pred.shape, &rshape = pred.rshape;
   MultiMarginJob job;
   set_rows(job, v);
   job.crammer_singer = crammer_singer;
@@ -221,8 +240,7 @@ py::tuple multi_margin(const py::object& label_obj, const py::object& x_obj, boo
   job.sample_weight = row_weights(weight_obj, rshape, sw);
   label_normalizer(job.labels, v.rows, v.K, nullptr, nullptr, nullptr);  // range check
   // PyTorch's mean: over rows (class weights do not normalize); weighted rows by their weights.
-  double norm = 0.0;
-  for (index_t r = 0; r < v.rows; ++r) norm += job.sample_weight ? job.sample_weight[r] : 1.0;
+  const double norm = row_weight_sum(job.sample_weight, v.rows);
 
   CallOutputs outs(reduction, want_grad, want_hess, out_obj, grad_out_obj, hess_out_obj, rshape,
                    xshape, T, true);
@@ -238,11 +256,10 @@ py::tuple distillation(const py::object& label_obj, const py::object& x_obj,
                        const py::object& out_obj, const py::object& grad_out_obj,
                        const py::object& hess_out_obj) {
   const Reduction reduction = parse_reduction(reduction_name);
-  py::array x = as_real_array(x_obj, "y_pred");
-  const DType T = dtype_of(x);
-  const auto xshape = shape_of(x);
-  RowView v = row_view(x, "y_pred");
-  const auto rshape = leading(xshape);
+  const Prediction pred = prediction_rows(x_obj);
+  const RowView& v = pred.v;
+  const DType T = pred.T;
+  const auto &xshape = pred.shape, &rshape = pred.rshape;
   DistillationJob job;
   set_rows(job, v);
   job.alpha = alpha;
@@ -264,8 +281,7 @@ py::tuple distillation(const py::object& label_obj, const py::object& x_obj,
     throw py::value_error("y_true (class labels) are required when alpha > 0");
   }
   job.sample_weight = row_weights(weight_obj, rshape, sw);
-  double norm = 0.0;
-  for (index_t r = 0; r < v.rows; ++r) norm += job.sample_weight ? job.sample_weight[r] : 1.0;
+  const double norm = row_weight_sum(job.sample_weight, v.rows);
 
   CallOutputs outs(reduction, want_grad, want_hess, out_obj, grad_out_obj, hess_out_obj, rshape,
                    xshape, T, true);
