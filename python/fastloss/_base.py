@@ -138,8 +138,14 @@ class Loss:
             raise TypeError(f"{type(self).__name__} "
                             + (f"needs the keyword argument(s) {sorted(missing)}" if missing
                                else f"got unexpected keyword argument(s) {sorted(unknown)}"))
-        return self._run(y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out,
-                         grad_out, hess_out, **inputs)
+        result = self._run(y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out,
+                           grad_out, hess_out, **inputs)
+        if len(result) == 5:  # a kernel's (total, norm, values, grad, hess)
+            total, norm, values, grad, hess = result
+            if (reduction or self.reduction) == "mean":
+                total = total / norm if norm > 0 else math.nan
+            return total, values, grad, hess
+        return result
 
     def _normalizer(self, y_true, y_pred, sample_weight) -> float:
         """The denominator of this loss's ``reduction="mean"`` on these (already validated)
