@@ -1520,3 +1520,12 @@ def test_doctests():
     assert result.failed == 0
     for cls in (fl.SparseCategoricalCrossEntropy, fl.CategoricalCrossEntropy):
         assert "Examples" in cls.__doc__
+
+
+def test_every_row_kernel_has_a_registered_class():
+    # A row-wise kernel (cpp/losses/registry.hpp) is reached through the class of the same name.
+    from fastloss import _core
+    from fastloss.multiclass import _RowLoss
+    names = {info.name for info in fl.losses() if issubclass(info.cls, _RowLoss)}
+    assert set(_core.row_kernels) <= names, sorted(set(_core.row_kernels) - names)
+    assert sorted(_core.row_kernels.values()) == list(range(len(_core.row_kernels)))

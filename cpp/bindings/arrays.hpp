@@ -82,4 +82,36 @@ struct CallOutputs {
 // Sets grad_scale and weight_prescale for a normalizer (see ElementwiseJob).
 void set_gradient_scale(double normalizer, bool mean, double* grad_scale, double* weight_prescale);
 
+// `x` as (rows, K) with contiguous columns and a uniform row stride (copied when needed; with
+// `contiguous`, whenever the stride is not K).
+struct RowView {
+  py::array array;
+  index_t rows = 0, K = 0, stride = 0;
+};
+RowView row_view(py::array x, const char* name, bool contiguous);
+std::vector<index_t> leading(const std::vector<index_t>& shape);  // the shape without its last axis
+
+// A row-wise call after every check, before any work: the job (host pointers into `keep`, no
+// outputs yet), y_pred's dtype, the mean's denominator and the caller-visible outputs.
+struct RowCall {
+  RowJob job;
+  DType dtype;
+  double norm;
+  std::vector<py::object> keep;
+  CallOutputs outs;
+};
+// `spec` is the loss's (cpp/losses/registry.hpp); with `contiguous` every (rows, K) input is
+// C-contiguous (row stride K).
+RowCall plan_rows(const RowSpec& spec, const std::vector<double>& params, const py::object& y_true,
+                  const py::object& y_pred, const py::object& sample_weight, const py::object& extra,
+                  const py::object& class_weight, const py::object& ignore_index,
+                  const std::string& reduction, bool want_grad, bool want_hess,
+                  const py::object& out, const py::object& grad_out, const py::object& hess_out,
+                  bool contiguous);
+
+// Sets grad_scale and weight_prescale for the mean's denominator `norm` of an elementwise call of
+// n elements (see ElementwiseJob); a weighted mean whose weights sum to zero is an error.
+void set_gradient_scale(Reduction reduction, bool weighted, index_t n, double norm,
+                        double* grad_scale, double* weight_prescale);
+
 }  // namespace fastloss::bind

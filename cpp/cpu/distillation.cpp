@@ -7,8 +7,7 @@
 namespace fastloss {
 
 void FL_REGISTER_FN(distillation)(KernelTable& t) {
-  t.distillation[0] = &losses::distillation<float>;
-  t.distillation[1] = &losses::distillation<double>;
+  FASTLOSS_DISTILLATION_LOSSES(FL_REGISTER_ROWWISE)
 }
 
 }  // namespace fastloss

@@ -18,6 +18,10 @@
 #define FL_REGISTER_ELEMENTWISE(name, Body)                                                      \
   t.elementwise[static_cast<int>(ElementwiseId::name)][0] = &run_elementwise<losses::Body, float>; \
   t.elementwise[static_cast<int>(ElementwiseId::name)][1] = &run_elementwise<losses::Body, double>;
+#define FL_REGISTER_ROWWISE(name, Body)                                          \
+  t.rowwise[static_cast<int>(RowId::name)][0] = &run_rows<losses::Body, float>;  \
+  t.rowwise[static_cast<int>(RowId::name)][1] = &run_rows<losses::Body, double>; \
+  t.row_spec[static_cast<int>(RowId::name)] = losses::Body<double>::spec;
 
 namespace fastloss {
 
@@ -28,6 +32,14 @@ enum class ElementwiseId : int {
   count
 };
 inline constexpr int kNumElementwise = static_cast<int>(ElementwiseId::count);
+
+enum class RowId : int {
+#define FL_ENUM(name, Body) name,
+  FASTLOSS_ROW_LOSSES(FL_ENUM)
+#undef FL_ENUM
+  count
+};
+inline constexpr int kNumRow = static_cast<int>(RowId::count);
 
 enum class VmathId : int {
 #define FL_ENUM(name) name,
@@ -44,10 +56,9 @@ struct KernelTable {
   const char* isa = nullptr;
   ElementwiseFn elementwise[kNumElementwise][2] = {};  // [loss][0: float32, 1: float64]
   VmathFn vmath[kNumVmath][2] = {};
-  CrossEntropyFn cross_entropy[2] = {};
+  RowFn rowwise[kNumRow][2] = {};
+  RowSpec row_spec[kNumRow] = {};
   SoftmaxFn softmax[2] = {};
-  MultiMarginFn multi_margin[2] = {};
-  DistillationFn distillation[2] = {};
   SsimFn ssim[2] = {};
   DiceFn dice_sums[2] = {};
   DiceFn dice_grad[2] = {};

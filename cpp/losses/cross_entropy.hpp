@@ -25,10 +25,16 @@
 FL_NAMESPACE_BEGIN
 namespace losses {
 
+// A call's hyper-parameters (focal_gamma < 0: plain cross-entropy).
+struct CeParams {
+  bool from_logits;
+  double eps, smoothing, focal_gamma;
+};
+
 template <class T, bool G, bool H, bool Dense>
-double ce_logits_row(const CrossEntropyJob& job, index_t r, const T* z, double s, std::int64_t t) {
+FL_HD double ce_logits_row(const RowJob& job, const CeParams& p, index_t r, const T* z, double s, std::int64_t t) {
   const index_t K = job.K;
-  const double a = job.smoothing, aK = a / double(K);
+  const double a = p.smoothing, aK = a / double(K);
   const double* w = job.class_weight;
   T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
   T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
@@ -90,11 +96,11 @@ double ce_logits_row(const CrossEntropyJob& job, index_t r, const T* z, double s
 }
 
 template <class T, bool G, bool H, bool Dense>
-double ce_probs_row(const CrossEntropyJob& job, index_t r, const T* p, double s, std::int64_t t) {
+FL_HD double ce_probs_row(const RowJob& job, const CeParams& prm, index_t r, const T* p, double s, std::int64_t t) {
   const index_t K = job.K;
-  const double a = job.smoothing, aK = a / double(K);
+  const double a = prm.smoothing, aK = a / double(K);
   const double* w = job.class_weight;
-  const T eps = static_cast<T>(job.eps);
+  const T eps = static_cast<T>(prm.eps);
   T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
   T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
   const T* y = Dense ? static_cast<const T*>(job.targets) + r * job.targets_stride : nullptr;
@@ -120,12 +126,13 @@ double ce_probs_row(const CrossEntropyJob& job, index_t r, const T* p, double s,
 //   Q = alpha_t gamma om^gamma p_t om ((L - 2) - (gamma - 1) p_t L/om)
 // L/om -> 1 as om -> 0 (a confident correct row), where every term stays finite.
 template <class T, bool G, bool H>
-double focal_logits_row(const CrossEntropyJob& job, index_t r, const T* z, double s, std::int64_t t) {
+FL_HD double focal_logits_row(const RowJob& job, const CeParams& p, index_t r, const T* z, double s,
+                               std::int64_t t, T* buf) {
   const index_t K = job.K;
-  const double gamma = job.focal_gamma, at = job.class_weight ? job.class_weight[t] : 1.0;
+  const double gamma = p.focal_gamma, at = job.class_weight ? job.class_weight[t] : 1.0;
   T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
   T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
-  T* scratch = G ? g : static_cast<T*>(std::malloc(sizeof(T) * K));
+  T* scratch = G ? g : buf;
   const double zt = double(z[t]);
   const T m = row_max(z, K);
   index_t M = 0;  // the most probable class, whose 1 - p_M may cancel (Hessian only)
@@ -164,8 +171,6 @@ double focal_logits_row(const CrossEntropyJob& job, index_t r, const T* z, doubl
       g[k] = A * static_cast<T>(e);
     }
     g[t] = static_cast<T>(-sc * c * om);  // c (p_t - 1) without the cancellation of p_t - 1
-  } else {
-    std::free(scratch);
   }
   return s * loss;
 }
@@ -179,9 +184,9 @@ double focal_logits_row(const CrossEntropyJob& job, index_t r, const T* z, doubl
 // Only the most probable class M can have a tiny O (p_M > 1/2): its O_M is summed from the other
 // classes, its L_M = log1p(O_M / p_M), and sum_{k != j} excludes it without cancellation.
 template <class T, bool G, bool H>
-double focal_dense_row(const CrossEntropyJob& job, index_t r, const T* z, double s) {
+FL_HD double focal_dense_row(const RowJob& job, const CeParams& p, index_t r, const T* z, double s, T* buf) {
   const index_t K = job.K;
-  const double gamma = job.focal_gamma;
+  const double gamma = p.focal_gamma;
   const double* alpha = job.class_weight;
   const T* q = static_cast<const T*>(job.targets) + r * job.targets_stride;
   T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
@@ -189,7 +194,7 @@ double focal_dense_row(const CrossEntropyJob& job, index_t r, const T* z, double
   // The exponentials go into the gradient row, unless it is the logits row itself (in place):
   // the per-class terms read z again in the final pass.
   const bool scratch = !G || static_cast<const void*>(g) == static_cast<const void*>(z);
-  T* e = scratch ? static_cast<T*>(std::malloc(sizeof(T) * K)) : g;
+  T* e = scratch ? buf : g;
   const T m = row_max(z, K);
   index_t M = 0;
   for (index_t k = 1; k < K; ++k) M = z[k] > z[M] ? k : M;
@@ -241,63 +246,50 @@ double focal_dense_row(const CrossEntropyJob& job, index_t r, const T* z, double
       g[k] = static_cast<T>(sc * gk);
     }
   }
-  if (scratch) std::free(e);
   return s * loss;
 }
 
 // +inf logits: the limit of the softmax gives the +inf classes equal shares; the row is rewritten
-// (0 for +inf, -inf for finite, NaN kept) into a scratch row and computed as usual.
+// (0 for +inf, -inf for finite, NaN kept) into the first scratch row and computed as usual; the
+// focal forms use the second as their own scratch.
 template <class T, bool G, bool H, bool Dense>
-double ce_row(const CrossEntropyJob& job, index_t r) {
+FL_HD double ce_row(const RowJob& job, const CeParams& p, index_t r, T* buf) {
   const T* x = static_cast<const T*>(job.x) + r * job.x_stride;
   const double s = job.sample_weight ? job.sample_weight[r] : 1.0;
   std::int64_t t = 0;
-  if constexpr (!Dense) {
-    t = job.labels[r];
-    if (job.has_ignore && t == job.ignore_index) {  // contributes nothing, whatever its logits
-      T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
-      T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
-      for (index_t k = 0; G && k < job.K; ++k) g[k] = T(0);
-      for (index_t k = 0; H && k < job.K; ++k) h[k] = T(0);
-      if (job.loss_out) static_cast<T*>(job.loss_out)[r] = T(0);
-      return 0.0;
-    }
-  }
+  if constexpr (!Dense) t = job.labels[r];
   const T* z = x;
-  T* tmp = nullptr;
-  if (job.from_logits && row_has_pos_inf(row_max(x, job.K))) {
-    tmp = static_cast<T*>(std::malloc(sizeof(T) * job.K));
-    pos_inf_limit(x, job.K, tmp);
-    z = tmp;
+  if (p.from_logits && row_has_pos_inf(row_max(x, job.K))) {
+    pos_inf_limit(x, job.K, buf);
+    z = buf;
   }
   double l;
-  if (!job.from_logits) l = ce_probs_row<T, G, H, Dense>(job, r, x, s, t);
-  else if (!Dense && job.focal_gamma >= 0) l = focal_logits_row<T, G, H>(job, r, z, s, t);
-  else if (Dense && job.focal_gamma >= 0) l = focal_dense_row<T, G, H>(job, r, z, s);
-  else l = ce_logits_row<T, G, H, Dense>(job, r, z, s, t);
-  std::free(tmp);
-  if (job.loss_out) static_cast<T*>(job.loss_out)[r] = static_cast<T>(l);
+  if (!p.from_logits) l = ce_probs_row<T, G, H, Dense>(job, p, r, x, s, t);
+  else if (!Dense && p.focal_gamma >= 0) l = focal_logits_row<T, G, H>(job, p, r, z, s, t, buf + job.K);
+  else if (Dense && p.focal_gamma >= 0) l = focal_dense_row<T, G, H>(job, p, r, z, s, buf + job.K);
+  else l = ce_logits_row<T, G, H, Dense>(job, p, r, z, s, t);
   return l;
 }
 
-template <class T, bool G, bool H, bool Dense>
-double run_ce(const CrossEntropyJob& job) {
-  return sum_over_rows(job.rows, job.K, job.threads,
-                       [&](index_t r) { return ce_row<T, G, H, Dense>(job, r); });
-}
-
-template <class T>
-double cross_entropy(const CrossEntropyJob& job) {
-  const bool g = job.grad_out, h = job.hess_out, dense = job.targets;
-  if (dense) {
-    if (h) return run_ce<T, true, true, true>(job);
-    if (g) return run_ce<T, true, false, true>(job);
-    return run_ce<T, false, false, true>(job);
+// The four row bodies of this file. Parameters: cross-entropy (from_logits, eps,
+// label_smoothing); focal (gamma), on logits, its alpha in the class-weight slot.
+template <class T, bool Dense, bool Focal>
+struct SoftmaxCrossEntropy {
+  // PyTorch's mean with labels weights rows by their label's class weight; the focal loss's
+  // alpha does not normalize.
+  static constexpr RowSpec spec{Dense ? RowTarget::rows : RowTarget::labels, nullptr, !Focal, 2};
+  CeParams p;
+  explicit SoftmaxCrossEntropy(const double* v)
+      : p(Focal ? CeParams{true, 1e-7, 0.0, v[0]} : CeParams{v[0] != 0.0, v[1], v[2], -1.0}) {}
+  template <bool G, bool H>
+  FL_HD double row(const RowJob& job, index_t r, T* buf) const {
+    return ce_row<T, G, H, Dense>(job, p, r, buf);
   }
-  if (h) return run_ce<T, true, true, false>(job);
-  if (g) return run_ce<T, true, false, false>(job);
-  return run_ce<T, false, false, false>(job);
-}
+};
+template <class T> using SparseCrossEntropy = SoftmaxCrossEntropy<T, false, false>;
+template <class T> using CategoricalCrossEntropy = SoftmaxCrossEntropy<T, true, false>;
+template <class T> using SparseFocal = SoftmaxCrossEntropy<T, false, true>;
+template <class T> using CategoricalFocal = SoftmaxCrossEntropy<T, true, true>;
 
 // Row-wise logsumexp / softmax / log_softmax, with the same treatment of +inf as cross_entropy
 // (logsumexp: +inf; a row of -inf only: logsumexp -inf, softmax NaN).

@@ -20,12 +20,13 @@ FL_NAMESPACE_BEGIN
 namespace losses {
 
 template <class T, bool G, bool H>
-double distill_row(const DistillationJob& job, index_t r, const T* z, const T* t, T* et, T* eq) {
+FL_HD double distill_row(const RowJob& job, double alpha, double temperature, double kl_scale, index_t r,
+                   const T* z, const T* t, T* et, T* eq) {
   const index_t K = job.K;
-  const double alpha = job.alpha, invT = 1.0 / job.temperature;
+  const double invT = 1.0 / temperature;
   const T scale = static_cast<T>(invT);
   const double s = job.sample_weight ? job.sample_weight[r] : 1.0;
-  const bool hard = alpha > 0.0, plain = job.temperature == 1.0;
+  const bool hard = alpha > 0.0, plain = temperature == 1.0;
   T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
   T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
 
@@ -52,10 +53,10 @@ double distill_row(const DistillationJob& job, index_t r, const T* z, const T* t
     S1 = row_exp_sum(z, K, mz, g);
     e1 = g;
   }
-  const double loss = (hard ? alpha * (vm::log(S1) - dy) : 0.0) + (1.0 - alpha) * job.kl_scale * kl;
+  const double loss = (hard ? alpha * (vm::log(S1) - dy) : 0.0) + (1.0 - alpha) * kl_scale * kl;
 
   if constexpr (G) {
-    const double sc = s * job.grad_scale, c2 = (1.0 - alpha) * job.kl_scale * invT;
+    const double sc = s * job.grad_scale, c2 = (1.0 - alpha) * kl_scale * invT;
     const T A1 = static_cast<T>(hard ? sc * alpha / S1 : 0.0);
     const T Aq = static_cast<T>(sc * c2 / Sq), At = static_cast<T>(sc * c2 / St);
     if constexpr (H) {
@@ -72,27 +73,28 @@ double distill_row(const DistillationJob& job, index_t r, const T* z, const T* t
   return s * loss;
 }
 
+// Parameters: (alpha, temperature, kl_scale); labels may be None when alpha = 0 (the tempered KL).
 // Scratch per row: teacher exponentials, tempered student exponentials, and the +inf limits of
 // both rows.
-template <class T, bool G, bool H>
-double distill_rows(const DistillationJob& job, index_t r, T* buf) {
-  const index_t K = job.K;
-  const T* z = static_cast<const T*>(job.x) + r * job.x_stride;
-  const T* t = static_cast<const T*>(job.teacher) + r * job.teacher_stride;
-  if (row_has_pos_inf(row_max(z, K))) pos_inf_limit(z, K, buf + 2 * K), z = buf + 2 * K;
-  if (row_has_pos_inf(row_max(t, K))) pos_inf_limit(t, K, buf + 3 * K), t = buf + 3 * K;
-  const double l = distill_row<T, G, H>(job, r, z, t, buf, buf + K);
-  if (job.loss_out) static_cast<T*>(job.loss_out)[r] = static_cast<T>(l);
-  return l;
-}
-
 template <class T>
-double distillation(const DistillationJob& job) {
-  auto run = [&](auto row) { return sum_over_rows_scratch<T>(job.rows, job.K, 4 * job.K, job.threads, row); };
-  if (job.hess_out) return run([&](index_t r, T* buf) { return distill_rows<T, true, true>(job, r, buf); });
-  if (job.grad_out) return run([&](index_t r, T* buf) { return distill_rows<T, true, false>(job, r, buf); });
-  return run([&](index_t r, T* buf) { return distill_rows<T, false, false>(job, r, buf); });
-}
+struct Distillation {
+  static const char* check(const RowJob& job) {
+    return !job.labels && job.params[0] != 0.0 ? "y_true (class labels) are required when alpha > 0"
+                                               : nullptr;
+  }
+  static constexpr RowSpec spec{RowTarget::optional_labels, "teacher_logits", false, 4, &check};
+  double alpha, temperature, kl_scale;
+  explicit Distillation(const double* v) : alpha(v[0]), temperature(v[1]), kl_scale(v[2]) {}
+  template <bool G, bool H>
+  FL_HD double row(const RowJob& job, index_t r, T* buf) const {
+    const index_t K = job.K;
+    const T* z = static_cast<const T*>(job.x) + r * job.x_stride;
+    const T* t = static_cast<const T*>(job.extra) + r * job.extra_stride;
+    if (row_has_pos_inf(row_max(z, K))) pos_inf_limit(z, K, buf + 2 * K), z = buf + 2 * K;
+    if (row_has_pos_inf(row_max(t, K))) pos_inf_limit(t, K, buf + 3 * K), t = buf + 3 * K;
+    return distill_row<T, G, H>(job, alpha, temperature, kl_scale, r, z, t, buf, buf + K);
+  }
+};
 
 }  // namespace losses
 FL_NAMESPACE_END

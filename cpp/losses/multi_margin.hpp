@@ -12,23 +12,36 @@
 FL_NAMESPACE_BEGIN
 namespace losses {
 
-template <class T, bool G, bool H>
-double multi_margin_row(const MultiMarginJob& job, index_t r) {
+// Parameters: (crammer_singer, p, margin).
+template <class T>
+struct MultiMargin {
+  static constexpr RowSpec spec{RowTarget::labels};
+  bool crammer_singer;
+  int p;
+  double margin;
+  explicit MultiMargin(const double* v) : crammer_singer(v[0] != 0.0), p(int(v[1])), margin(v[2]) {}
+  template <bool G, bool H>
+  FL_HD double row(const RowJob& job, index_t r, T*) const;
+};
+
+template <class T>
+template <bool G, bool H>
+FL_HD double MultiMargin<T>::row(const RowJob& job, index_t r, T*) const {
   const index_t K = job.K;
   const T* z = static_cast<const T*>(job.x) + r * job.x_stride;
   const std::int64_t t = job.labels[r];
   const double s = job.sample_weight ? job.sample_weight[r] : 1.0;
   const double wt = job.class_weight ? job.class_weight[t] : 1.0;
-  const double norm = job.crammer_singer ? 1.0 : 1.0 / double(K);
+  const double norm = crammer_singer ? 1.0 : 1.0 / double(K);
   const double coef = wt * norm, sc = s * job.grad_scale * coef;
   T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
   T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
-  const double margin = job.margin, zt = double(z[t]);
+  const double zt = double(z[t]);
   double loss = 0.0, gt = 0.0, ht = 0.0;
-  auto term = [&](double u) { return u > 0 ? (job.p == 2 ? u * u : u) : (u == u ? 0.0 : u); };
-  auto slope = [&](double u) { return u > 0 ? (job.p == 2 ? 2 * u : 1.0) : (u == u ? 0.0 : u); };
-  auto curve = [&](double u) { return u > 0 && job.p == 2 ? 2.0 : (u == u ? 0.0 : u); };
-  if (!job.crammer_singer) {
+  auto term = [&](double u) { return u > 0 ? (p == 2 ? u * u : u) : (u == u ? 0.0 : u); };
+  auto slope = [&](double u) { return u > 0 ? (p == 2 ? 2 * u : 1.0) : (u == u ? 0.0 : u); };
+  auto curve = [&](double u) { return u > 0 && p == 2 ? 2.0 : (u == u ? 0.0 : u); };
+  if (!crammer_singer) {
     for (index_t k = 0; k < K; ++k) {
       const double u = k == t ? 0.0 : margin - zt + double(z[k]);
       loss += k == t ? 0.0 : term(u);
@@ -60,17 +73,7 @@ double multi_margin_row(const MultiMarginJob& job, index_t r) {
   }
   if constexpr (G) g[t] = static_cast<T>(-sc * gt);
   if constexpr (H) h[t] = static_cast<T>(sc * ht);
-  const double l = s * coef * loss;
-  if (job.loss_out) static_cast<T*>(job.loss_out)[r] = static_cast<T>(l);
-  return l;
-}
-
-template <class T>
-double multi_margin(const MultiMarginJob& job) {
-  auto run = [&](auto row) { return sum_over_rows(job.rows, job.K, job.threads, row); };
-  if (job.hess_out) return run([&](index_t r) { return multi_margin_row<T, true, true>(job, r); });
-  if (job.grad_out) return run([&](index_t r) { return multi_margin_row<T, true, false>(job, r); });
-  return run([&](index_t r) { return multi_margin_row<T, false, false>(job, r); });
+  return s * coef * loss;
 }
 
 }  // namespace losses

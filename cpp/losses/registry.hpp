@@ -23,6 +23,18 @@
 
 #define FASTLOSS_ELEMENTWISE_LOSSES(X) FASTLOSS_REGRESSION_LOSSES(X) FASTLOSS_BINARY_LOSSES(X)
 
+// Row-wise losses on a class axis: X(python_name, BodyTemplate), the body declaring its RowSpec.
+#define FASTLOSS_MULTICLASS_LOSSES(X)                          \
+  X(sparse_categorical_cross_entropy, SparseCrossEntropy)      \
+  X(categorical_cross_entropy, CategoricalCrossEntropy)        \
+  X(sparse_categorical_focal, SparseFocal)                     \
+  X(categorical_focal, CategoricalFocal)                       \
+  X(multi_class_hinge, MultiMargin)
+
+#define FASTLOSS_DISTILLATION_LOSSES(X) X(distillation, Distillation)
+
+#define FASTLOSS_ROW_LOSSES(X) FASTLOSS_MULTICLASS_LOSSES(X) FASTLOSS_DISTILLATION_LOSSES(X)
+
 // Kernel families, each compiled once per ISA: cpp/cpu/<family>.cpp defines register_<family>.
 #define FASTLOSS_FAMILIES(X) \
   X(regression)              \

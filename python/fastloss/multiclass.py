@@ -57,6 +57,11 @@ class _RowLoss(Loss):
 
     family = "classification"
 
+    @property
+    def _row_id(self) -> int:
+        # The C++ row kernel of this name (cpp/losses/registry.hpp, FASTLOSS_ROW_LOSSES).
+        return _core.row_kernels[self.function_name]
+
     def _normalizer(self, y_true, y_pred, sample_weight) -> float:
         # The mean is over rows: their summed sample weights (the number of rows without).
         if sample_weight is None:
@@ -71,11 +76,13 @@ class _SoftmaxCrossEntropy(_RowLoss):
 
     def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
              hess_out):
-        return _core.cross_entropy(
-            y_true, y_pred, self.dense, self.from_logits, self.eps, self.class_weight,
-            getattr(self, "ignore_index", None), self.label_smoothing, self._focal_gamma, sample_weight,
-            _check_reduction(reduction or self.reduction), want_grad, want_hess, out, grad_out,
-            hess_out)
+        return _core.rowwise(
+            self._row_id, self._row_params(), y_true, y_pred, sample_weight, None, self.class_weight,
+            getattr(self, "ignore_index", None), _check_reduction(reduction or self.reduction),
+            want_grad, want_hess, out, grad_out, hess_out)
+
+    def _row_params(self):
+        return [float(self.from_logits), self.eps, self.label_smoothing]
 
     def _normalizer(self, y_true, y_pred, sample_weight) -> float:
         if self.dense:
@@ -182,6 +189,9 @@ class _SoftmaxFocal(_SoftmaxCrossEntropy):
     @property
     def _focal_gamma(self):
         return self.gamma
+
+    def _row_params(self):
+        return [self.gamma]
 
 
 class SparseCategoricalFocal(_SoftmaxFocal):
@@ -292,10 +302,10 @@ class MultiClassHinge(_RowLoss):
 
     def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
              hess_out):
-        return _core.multi_margin(
-            y_true, y_pred, self.form == "crammer_singer", self.p, self.margin, self.class_weight,
-            sample_weight, _check_reduction(reduction or self.reduction), want_grad, want_hess,
-            out, grad_out, hess_out)
+        return _core.rowwise(
+            self._row_id, [float(self.form == "crammer_singer"), self.p, self.margin], y_true, y_pred,
+            sample_weight, None, self.class_weight, None, _check_reduction(reduction or self.reduction),
+            want_grad, want_hess, out, grad_out, hess_out)
 
 
 def _unit_interval(name: str, value: Any) -> float:
@@ -326,10 +336,11 @@ class _TemperedSoftmaxKL(_RowLoss):
 
     def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
              hess_out, teacher_logits):
-        return _core.distillation(
-            y_true, y_pred, teacher_logits, self.alpha, self.temperature, self._kl_scale,
-            sample_weight, _check_reduction(reduction or self.reduction), want_grad, want_hess,
-            out, grad_out, hess_out)
+        return _core.rowwise(
+            _core.row_kernels["distillation"], [self.alpha, self.temperature, self._kl_scale], y_true,
+            y_pred, sample_weight, teacher_logits, None, None,
+            _check_reduction(reduction or self.reduction), want_grad, want_hess, out, grad_out,
+            hess_out)
 
 
 class Distillation(_TemperedSoftmaxKL):

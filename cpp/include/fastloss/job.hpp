@@ -49,25 +49,25 @@ struct ElementwiseJob {
 // values are written instead). Writes grad_out/hess_out when set.
 using ElementwiseFn = double (*)(const ElementwiseJob&);
 
-// One call of the softmax cross-entropy family on a (rows, K) matrix `x` of logits (or
-// probabilities) whose columns are contiguous. Targets are one label per row (sparse) or a row of
-// K target probabilities (dense). Labels were validated by the binding (0 <= t < K or ignored).
-struct CrossEntropyJob {
+// One call of a row-wise loss on a (rows, K) matrix `x` of logits or scores (y_pred) whose columns
+// are contiguous: every row-wise loss shares this job; its own hyper-parameters arrive in the flat
+// `params` list (decoded by its body, cpp/losses/<loss>.hpp). Labels were validated by the binding
+// (0 <= t < K or ignored); ignored rows are written as zeros by the driver (rowwise.hpp).
+struct RowJob {
   index_t rows = 0, K = 0;
   const void* x = nullptr;  // dtype T
   index_t x_stride = 0;     // elements between rows
-  bool from_logits = true;
-  double eps = 1e-7;        // probability clamp when !from_logits
-  const std::int64_t* labels = nullptr;  // sparse targets, or null
+  const std::int64_t* labels = nullptr;  // one class label per row, or null
   std::int64_t ignore_index = 0;
   bool has_ignore = false;
-  const void* targets = nullptr;  // dense targets (dtype T), or null
+  const void* targets = nullptr;  // a row of K values per row (dtype T), or null
   index_t targets_stride = 0;
+  const void* extra = nullptr;    // a second (rows, K) input of dtype T (teacher logits), or null
+  index_t extra_stride = 0;
   const double* class_weight = nullptr;  // (K,) or null
   double class_weight_sum = 0.0;         // sum of class_weight (K without)
-  double smoothing = 0.0;
-  double focal_gamma = -1.0;  // >= 0: softmax focal loss (sparse, logits); class_weight is alpha
   const double* sample_weight = nullptr;  // (rows,) or null
+  const double* params = nullptr;
   void* loss_out = nullptr;               // (rows,) weighted per-row losses, dtype T, or null
   void* grad_out = nullptr;               // (rows, K), or null
   index_t grad_stride = 0;
@@ -77,51 +77,24 @@ struct CrossEntropyJob {
   int threads = 1;
 };
 // Returns the sum of the weighted per-row losses (deterministic).
-using CrossEntropyFn = double (*)(const CrossEntropyJob&);
+using RowFn = double (*)(const RowJob&);
 
-// Multi-class hinge on (rows, K) scores with one label per row (validated, none ignored).
-struct MultiMarginJob {
-  index_t rows = 0, K = 0;
-  const void* x = nullptr;
-  index_t x_stride = 0;
-  const std::int64_t* labels = nullptr;
-  bool crammer_singer = false;  // else Weston-Watkins
-  int p = 1;
-  double margin = 1.0;
-  const double* class_weight = nullptr;
-  const double* sample_weight = nullptr;
-  void* loss_out = nullptr;
-  void* grad_out = nullptr;
-  index_t grad_stride = 0;
-  void* hess_out = nullptr;
-  index_t hess_stride = 0;
-  double grad_scale = 1.0;
-  int threads = 1;
+// What the binding reads and checks for a row-wise loss, declared beside its body.
+enum class RowTarget : int {
+  labels = 0,           // y_true: one integer class label per row
+  optional_labels = 1,  // the same, or None (the loss's check() says when they are required)
+  rows = 2,             // y_true: a row of K target values per row, y_pred's shape
 };
-using MultiMarginFn = double (*)(const MultiMarginJob&);
-
-// Distillation on (rows, K) student logits `x` with teacher logits of the same shape (spec 6.2):
-//   l = alpha CE(label, x) + (1 - alpha) kl_scale KL(softmax(t/T) || softmax(x/T)),
-// kl_scale = T^2 for Hinton's distillation, 1 for the plain KL between tempered softmaxes.
-// labels may be null when alpha = 0 (validated by the binding).
-struct DistillationJob {
-  index_t rows = 0, K = 0;
-  const void* x = nullptr;  // dtype T
-  index_t x_stride = 0;
-  const void* teacher = nullptr;  // dtype T
-  index_t teacher_stride = 0;
-  const std::int64_t* labels = nullptr;
-  double alpha = 0.5, temperature = 1.0, kl_scale = 1.0;
-  const double* sample_weight = nullptr;
-  void* loss_out = nullptr;
-  void* grad_out = nullptr;
-  index_t grad_stride = 0;
-  void* hess_out = nullptr;
-  index_t hess_stride = 0;
-  double grad_scale = 1.0;
-  int threads = 1;
+struct RowSpec {
+  RowTarget target = RowTarget::labels;
+  const char* extra = nullptr;  // name of a second input of y_pred's shape, or null
+  // The mean's denominator with labels: the summed sample weight times the class weight of each
+  // counted row's label (PyTorch's cross_entropy) when true, else the summed sample weights.
+  bool class_weight_normalizes = false;
+  int scratch_rows = 0;  // rows of K elements of scratch the body needs per row
+  // A check of the hyper-parameters against the inputs: an error message, or null.
+  const char* (*check)(const RowJob&) = nullptr;
 };
-using DistillationFn = double (*)(const DistillationJob&);
 
 // Row-wise log-sum-exp / softmax / log-softmax of a (rows, K) matrix into `out` (rows or
 // rows x K, dtype T, contiguous).

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "fastloss/config.hpp"
+#include "fastloss/job.hpp"
 #include "fastloss/reduce.hpp"
 #include "fastloss/vmath.hpp"
 
@@ -41,7 +42,7 @@ inline T row_max(const T* x, index_t K) {
 inline constexpr index_t kExpChunk = 16 * kLanes;
 
 template <class T>
-inline double row_exp_sum(const T* x, index_t K, T shift, T* e, T scale = T(1)) {
+FL_HD inline double row_exp_sum(const T* x, index_t K, T shift, T* e, T scale = T(1)) {
   double acc[kLanes] = {};
   index_t i = 0;
   while (i + kLanes <= K) {
@@ -66,7 +67,7 @@ inline double row_exp_sum(const T* x, index_t K, T shift, T* e, T scale = T(1)) 
 // sum_k w_k z_k in double lanes (w null: sum_k z_k); a zero weight removes its term even where
 // z_k is infinite.
 template <class T>
-inline double row_weighted_sum(const T* z, const double* w, index_t K) {
+FL_HD inline double row_weighted_sum(const T* z, const double* w, index_t K) {
   double acc[kLanes] = {};
   index_t i = 0;
   for (; i + kLanes <= K; i += kLanes)
@@ -80,13 +81,13 @@ inline double row_weighted_sum(const T* z, const double* w, index_t K) {
 // The shift that makes a row's softmax well defined: its max, or 0 where a +inf logit is
 // present (the row is then rewritten so that the +inf classes share the probability equally).
 template <class T>
-inline bool row_has_pos_inf(T m) {
+FL_HD inline bool row_has_pos_inf(T m) {
   return m == static_cast<T>(__builtin_huge_val());
 }
 
 // The softmax limit of a row holding +inf: +inf -> 0, finite -> -inf, NaN kept (into out).
 template <class T>
-inline void pos_inf_limit(const T* x, index_t K, T* out) {
+FL_HD inline void pos_inf_limit(const T* x, index_t K, T* out) {
   const T inf = static_cast<T>(__builtin_huge_val());
   for (index_t k = 0; k < K; ++k) out[k] = x[k] == inf ? T(0) : (x[k] != x[k] ? x[k] : -inf);
 }
@@ -119,6 +120,43 @@ double sum_over_rows_scratch(index_t rows, index_t K, index_t scratch, int threa
         return s;
       },
       K);
+}
+
+// One row of any row-wise loss, on the CPU and the GPU: Body<T>::row<G, H>(job, r, scratch) ->
+// the row's weighted loss, writing its gradient and Hessian rows. Ignored rows (a label equal to
+// ignore_index) contribute nothing and write zeros, whatever their inputs; per-row values go to
+// loss_out.
+template <class Body, class T, bool G, bool H>
+FL_HD double row_value(const Body& body, const RowJob& job, index_t r, T* buf) {
+  double l = 0.0;
+  if (job.has_ignore && job.labels[r] == job.ignore_index) {
+    for (index_t k = 0; G && k < job.K; ++k) static_cast<T*>(job.grad_out)[r * job.grad_stride + k] = T(0);
+    for (index_t k = 0; H && k < job.K; ++k) static_cast<T*>(job.hess_out)[r * job.hess_stride + k] = T(0);
+  } else {
+    l = body.template row<G, H>(job, r, buf);
+  }
+  if (job.loss_out) static_cast<T*>(job.loss_out)[r] = static_cast<T>(l);
+  return l;
+}
+
+// The CPU driver of every row-wise loss: the rows summed in the fixed order of sum_over_rows,
+// with the scratch rows the body's spec asks for.
+template <template <class> class Body, class T, bool G, bool H>
+double run_rows_gh(const RowJob& job) {
+  const Body<T> body(job.params);
+  auto row = [&](index_t r, T* buf) { return row_value<Body<T>, T, G, H>(body, job, r, buf); };
+  constexpr int scratch = Body<T>::spec.scratch_rows;
+  if constexpr (scratch == 0)
+    return sum_over_rows(job.rows, job.K, job.threads, [&](index_t r) { return row(r, nullptr); });
+  else
+    return sum_over_rows_scratch<T>(job.rows, job.K, scratch * job.K, job.threads, row);
+}
+
+template <template <class> class Body, class T>
+double run_rows(const RowJob& job) {
+  if (job.hess_out) return run_rows_gh<Body, T, true, true>(job);
+  if (job.grad_out) return run_rows_gh<Body, T, true, false>(job);
+  return run_rows_gh<Body, T, false, false>(job);
 }
 
 FL_NAMESPACE_END
