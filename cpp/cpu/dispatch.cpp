@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <stdexcept>
 
@@ -12,37 +13,30 @@
 namespace fastloss {
 namespace {
 
+// Whether this CPU runs each ISA's kernels.
+[[maybe_unused]] bool supports_baseline() { return true; }
+#if defined(__x86_64__) || defined(_M_X64)
+[[maybe_unused]] bool supports_avx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+[[maybe_unused]] bool supports_avx512() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && supports_avx2();
+}
+#endif
+
 struct IsaEntry {
   const char* name;
-  void (*fill)(KernelTable&);
   bool (*supported)();
 };
 
-#define FL_FILL_FN(target)                      \
-  [](KernelTable& t) {                          \
-    t.isa = #target;                            \
-    FASTLOSS_FAMILIES(FL_CALL_REGISTER_##target) \
-  }
-#define FL_CALL_REGISTER_baseline(family) register_##family##_baseline(t);
-#define FL_CALL_REGISTER_avx2(family) register_##family##_avx2(t);
-#define FL_CALL_REGISTER_avx512(family) register_##family##_avx512(t);
-
+// The ISAs CMake compiled, in increasing preference.
 const IsaEntry kIsas[] = {
-    {"baseline", FL_FILL_FN(baseline), [] { return true; }},
-#if defined(FASTLOSS_HAVE_X86_ISAS)
-    {"avx2", FL_FILL_FN(avx2),
-     [] {
-       __builtin_cpu_init();
-       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-     }},
-    {"avx512", FL_FILL_FN(avx512),
-     [] {
-       __builtin_cpu_init();
-       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-              __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-     }},
-#endif
+#define FL_ISA_ENTRY(isa) {#isa, &supports_##isa},
+    FASTLOSS_ISAS(FL_ISA_ENTRY)
+#undef FL_ISA_ENTRY
 };
 constexpr int kNumIsas = sizeof(kIsas) / sizeof(kIsas[0]);
 
@@ -59,8 +53,18 @@ int find_isa(const std::string& name) {
 
 void select_index(int i) { g_selected.store(&g_tables[i]); }
 
+// Every family's register function compiled for ISA i fills its table.
+void fill(int i) {
+  KernelTable& t = g_tables[i];
+  t.isa = kIsas[i].name;
+#define FL_CALL_REGISTER(family, target) \
+  if (std::strcmp(t.isa, #target) == 0) register_##family##_##target(t);
+  FASTLOSS_KERNEL_UNITS(FL_CALL_REGISTER)
+#undef FL_CALL_REGISTER
+}
+
 void init() {
-  for (int i = 0; i < kNumIsas; ++i) kIsas[i].fill(g_tables[i]);
+  for (int i = 0; i < kNumIsas; ++i) fill(i);
   int best = 0;
   for (int i = 0; i < kNumIsas; ++i)
     if (kIsas[i].supported()) best = i;

@@ -35,13 +35,4 @@
 
 #define FASTLOSS_ROW_LOSSES(X) FASTLOSS_MULTICLASS_LOSSES(X) FASTLOSS_DISTILLATION_LOSSES(X)
 
-// Kernel families, each compiled once per ISA: cpp/cpu/<family>.cpp defines register_<family>.
-#define FASTLOSS_FAMILIES(X) \
-  X(regression)              \
-  X(binary)                  \
-  X(multiclass)              \
-  X(distillation)            \
-  X(image)                   \
-  X(similarity)              \
-  X(transport)               \
-  X(vmath)
+// The kernel families and the ISAs they compile for are listed once, in CMakeLists.txt.
