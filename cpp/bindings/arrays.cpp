@@ -128,9 +128,10 @@ OutBuffer make_output(const py::object& given, const char* name, const std::vect
 }
 
 Reduction parse_reduction(const std::string& r) {
-  if (r == "mean") return Reduction::mean;
-  if (r == "sum") return Reduction::sum;
-  if (r == "none") return Reduction::none;
+#define FL_PARSE(id, name) \
+  if (r == name) return Reduction::id;
+  FASTLOSS_REDUCTIONS(FL_PARSE)
+#undef FL_PARSE
   throw py::value_error("reduction must be 'mean', 'sum' or 'none'; got '" + r + "'");
 }
 

@@ -48,7 +48,8 @@ struct OutBuffer {
 OutBuffer make_output(const py::object& given, const char* name, const std::vector<index_t>& shape,
                       DType dtype, bool contiguous = false);
 
-enum class Reduction { mean, sum, none };
+#define FASTLOSS_REDUCTIONS(X) X(mean, "mean") X(sum, "sum") X(none, "none")
+enum class Reduction { FASTLOSS_REDUCTIONS(FL_ENUMERATOR) };
 Reduction parse_reduction(const std::string& r);
 
 // How y_true, sample_weight and a per-column parameter vector map onto y_pred's elements; raises

@@ -99,7 +99,8 @@ struct DiceCall {
 };
 
 DiceCall dice_call(const py::object& y_true, const py::object& z_obj, int activation) {
-  if (activation < 0 || activation > 2) throw py::value_error("unknown activation");
+  if (activation < 0 || activation >= static_cast<int>(Activation::count))
+    throw py::value_error("unknown activation");
   DiceCall call;
   py::array z = as_real_array(z_obj, "y_pred");
   call.T = dtype_of(z);

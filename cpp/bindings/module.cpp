@@ -187,6 +187,20 @@ PYBIND11_MODULE(_core, m) {
   FASTLOSS_VMATH_FUNCS(FL_NAME)
 #undef FL_NAME
   m.attr("vmath_functions") = vm_names;
+  // The C++ enumerations, name -> value, for the Python side.
+#define FL_ENUM_DICT(Type, LIST) \
+  [] {                           \
+    using E = Type;              \
+    py::dict d;                  \
+    LIST(FL_ENUM_ITEM)           \
+    return d;                    \
+  }()
+#define FL_ENUM_ITEM(id, name) d[name] = static_cast<int>(E::id);
+  m.attr("metrics") = FL_ENUM_DICT(Metric, FASTLOSS_METRICS);
+  m.attr("mining") = FL_ENUM_DICT(Mining, FASTLOSS_MINING);
+  m.attr("softmax_modes") = FL_ENUM_DICT(SoftmaxMode, FASTLOSS_SOFTMAX_MODES);
+  m.attr("activations") = FL_ENUM_DICT(Activation, FASTLOSS_ACTIVATIONS);
+  m.attr("reductions") = FL_ENUM_DICT(Reduction, FASTLOSS_REDUCTIONS);
 
   m.def("elementwise", &elementwise, py::arg("loss"), py::arg("params"), py::arg("y_true"),
         py::arg("y_pred"), py::arg("sample_weight"), py::arg("aux"), py::arg("reduction"),

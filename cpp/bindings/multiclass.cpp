@@ -48,7 +48,7 @@ py::tuple rowwise(int loss, const std::vector<double>& params, const py::object&
 }
 
 py::array softmax(const py::object& x_obj, int mode) {
-  if (mode < 0 || mode > 2) throw py::value_error("unknown softmax mode");
+  if (mode < 0 || mode >= static_cast<int>(SoftmaxMode::count)) throw py::value_error("unknown softmax mode");
   py::array x = as_real_array(x_obj, "x");
   const DType T = dtype_of(x);
   RowView v = row_view(x, "x", false);

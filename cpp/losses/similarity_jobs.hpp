@@ -4,13 +4,19 @@
 #include <cstdint>
 
 #include "fastloss/config.hpp"
+#include "fastloss/job.hpp"  // FL_ENUMERATOR
 
 namespace fastloss {
 
-enum Metric : int { kEuclidean = 0, kSqEuclidean = 1, kCosine = 2 };
+// Enumerations reach Python from these lists (_core.metrics, _core.mining): X(enumerator, name).
+#define FASTLOSS_METRICS(X) X(kEuclidean, "euclidean") X(kSqEuclidean, "sqeuclidean") X(kCosine, "cosine")
+#define FASTLOSS_MINING(X) \
+  X(kMineAll, "all") X(kMineHard, "hard") X(kMineSemiHard, "semi-hard") X(kMineRandom, "random")
+
+enum Metric : int { FASTLOSS_METRICS(FL_ENUMERATOR) };
 
 // Triplet mining per anchor row on distances computed from the Gram matrix (see mine_triplets).
-enum Mining : int { kMineAll = 0, kMineHard = 1, kMineSemiHard = 2, kMineRandom = 3 };
+enum Mining : int { FASTLOSS_MINING(FL_ENUMERATOR) };
 struct MineJob {
   index_t n = 0;
   const void* gram = nullptr;  // (n, n), T

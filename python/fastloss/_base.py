@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _core
 
-REDUCTIONS = ("mean", "sum", "none")
+REDUCTIONS = tuple(_core.reductions)
 
 
 def _check_reduction(reduction: str) -> str:

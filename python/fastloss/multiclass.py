@@ -430,17 +430,17 @@ def _rows(x, axis: int):
 
 def logsumexp(x, axis: int = -1) -> np.ndarray:
     """``log(sum(exp(x)))`` along ``axis``, stable (max shift); +inf if any element is +inf."""
-    return _core.softmax(_rows(x, axis), 0)
+    return _core.softmax(_rows(x, axis), _core.softmax_modes["logsumexp"])
 
 
 def softmax(x, axis: int = -1) -> np.ndarray:
     """Stable softmax along ``axis`` (+inf entries share the probability)."""
-    return np.moveaxis(_core.softmax(_rows(x, axis), 1), -1, axis)
+    return np.moveaxis(_core.softmax(_rows(x, axis), _core.softmax_modes["softmax"]), -1, axis)
 
 
 def log_softmax(x, axis: int = -1) -> np.ndarray:
     """``x - logsumexp(x)`` along ``axis``."""
-    return np.moveaxis(_core.softmax(_rows(x, axis), 2), -1, axis)
+    return np.moveaxis(_core.softmax(_rows(x, axis), _core.softmax_modes["log_softmax"]), -1, axis)
 
 
 def smooth_labels(y, alpha: float, num_classes: Optional[int] = None) -> np.ndarray:

@@ -36,7 +36,7 @@ from .multiclass import _class_weight
 __all__ = ["DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "dice_loss", "generalized_dice_loss",
            "tversky_loss"]
 
-_ACTIVATIONS = {None: 0, "sigmoid": 1, "softmax": 2}
+_ACTIVATIONS = {(None if k == "none" else k): v for k, v in _core.activations.items()}
 CHUNK_BYTES = 1 << 20  # predictions per thread per chunk of images: both passes while in cache
 # Columns of the kernel's per-(image, class) sums.
 _PG, _P, _P2, _G, _G2 = range(5)

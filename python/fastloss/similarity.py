@@ -41,8 +41,8 @@ __all__ = ["pairwise_distances", "pairwise_distances_backward", "Contrastive", "
            "TripletMargin", "BatchTripletMargin", "CenterLoss", "update_centers", "CosFace",
            "ArcFace"]
 
-METRICS = {"euclidean": 0, "sqeuclidean": 1, "cosine": 2}
-MINING = {"all": 0, "hard": 1, "semi-hard": 2, "random": 3}
+METRICS = dict(_core.metrics)
+MINING = dict(_core.mining)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -98,7 +98,11 @@ struct RowSpec {
 
 // Row-wise log-sum-exp / softmax / log-softmax of a (rows, K) matrix into `out` (rows or
 // rows x K, dtype T, contiguous).
-enum class SoftmaxMode : int { logsumexp = 0, softmax = 1, log_softmax = 2 };
+// Enumerations reach Python from these lists (_core.softmax_modes, _core.activations):
+// X(enumerator, name).
+#define FASTLOSS_SOFTMAX_MODES(X) X(logsumexp, "logsumexp") X(softmax, "softmax") X(log_softmax, "log_softmax")
+#define FL_ENUMERATOR(id, name) id,  // every X(enumerator, name) list of this project
+enum class SoftmaxMode : int { FASTLOSS_SOFTMAX_MODES(FL_ENUMERATOR) count };
 using SoftmaxFn = void (*)(SoftmaxMode mode, const void* x, index_t x_stride, index_t rows,
                            index_t K, void* out, int threads);
 
@@ -124,7 +128,8 @@ using SsimFn = void (*)(const SsimJob&);
 // or integer labels (N, S). Pass 1 accumulates per (n, c) the sums of p g, p, p^2, g, g^2; pass 2
 // writes the gradient from per-(n, c) coefficients of d loss / d p = a g + b + c p.
 // See cpp/losses/dice.hpp.
-enum class Activation : int { none = 0, sigmoid = 1, softmax = 2 };
+#define FASTLOSS_ACTIVATIONS(X) X(none, "none") X(sigmoid, "sigmoid") X(softmax, "softmax")
+enum class Activation : int { FASTLOSS_ACTIVATIONS(FL_ENUMERATOR) count };
 inline constexpr int kDiceSums = 5;
 struct DiceJob {
   index_t N = 0, C = 0, S = 0;
