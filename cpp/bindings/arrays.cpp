@@ -191,13 +191,14 @@ ElementwisePlan plan_elementwise(const std::vector<index_t>& pred, const std::ve
 CallOutputs::CallOutputs(Reduction reduction_, bool want_grad, bool want_hess, const py::object& out,
                          const py::object& grad_out, const py::object& hess_out,
                          const std::vector<index_t>& value_shape,
-                         const std::vector<index_t>& pred_shape, DType dtype, bool contiguous)
+                         const std::vector<index_t>& pred_shape, DType dtype, bool contiguous,
+                         MakeOutput make)
     : reduction(reduction_), grad(want_grad || want_hess), hess(want_hess) {
   if (reduction != Reduction::none && !out.is_none())
     throw py::value_error("out= is only used with reduction='none'");
-  if (reduction == Reduction::none) values = make_output(out, "out", value_shape, dtype, contiguous);
-  if (grad) gradient = make_output(grad_out, "grad_out", pred_shape, dtype, contiguous);
-  if (hess) hessian = make_output(hess_out, "hess_out", pred_shape, dtype, contiguous);
+  if (reduction == Reduction::none) values = make(out, "out", value_shape, dtype, contiguous);
+  if (grad) gradient = make(grad_out, "grad_out", pred_shape, dtype, contiguous);
+  if (hess) hessian = make(hess_out, "hess_out", pred_shape, dtype, contiguous);
 }
 
 void CallOutputs::finish() {
@@ -211,7 +212,11 @@ py::tuple CallOutputs::result(double total, double norm) const {
                         grad ? gradient.user : py::none(), hess ? hessian.user : py::none());
 }
 
-void set_gradient_scale(double normalizer, bool mean, double* grad_scale, double* weight_prescale) {
+void set_gradient_scale(Reduction reduction, bool weighted, index_t n, double normalizer,
+                        double* grad_scale, double* weight_prescale) {
+  const bool mean = reduction == Reduction::mean;
+  if (mean && weighted && n > 0 && normalizer == 0.0)
+    throw py::value_error("sample_weight sums to zero: the weighted mean is undefined");
   double pre = 1.0;
   if (mean && normalizer < 0x1p-600) pre = 0x1p600;  // exact rescaling of tiny weights
   if (mean && normalizer > 0x1p600) pre = 0x1p-600;

@@ -64,6 +64,11 @@ struct ElementwisePlan {
 ElementwisePlan plan_elementwise(const std::vector<index_t>& pred, const std::vector<index_t>& truth,
                                  const std::vector<index_t>* weight, const std::vector<index_t>* aux);
 
+// How CallOutputs makes one buffer: make_output for host arrays (the CUDA binding passes its own
+// for device arrays).
+using MakeOutput = OutBuffer (*)(const py::object& given, const char* name,
+                                 const std::vector<index_t>& shape, DType dtype, bool contiguous);
+
 // The caller-visible outputs of one loss call: per-element (or per-row) values for
 // reduction="none", the gradient and the Hessian diagonal, all of y_pred's dtype.
 struct CallOutputs {
@@ -73,15 +78,12 @@ struct CallOutputs {
   CallOutputs(Reduction reduction, bool want_grad, bool want_hess, const py::object& out,
               const py::object& grad_out, const py::object& hess_out,
               const std::vector<index_t>& value_shape, const std::vector<index_t>& pred_shape,
-              DType dtype, bool contiguous);
+              DType dtype, bool contiguous, MakeOutput make = &make_output);
   void finish();  // copies temporaries back into the caller's buffers
   // (total, norm, values | None, grad | None, hess | None): the weighted sum, the mean's
   // denominator and the outputs; Python's one reduction step turns these into the value.
   py::tuple result(double total, double norm) const;
 };
-
-// Sets grad_scale and weight_prescale for a normalizer (see ElementwiseJob).
-void set_gradient_scale(double normalizer, bool mean, double* grad_scale, double* weight_prescale);
 
 // `x` as (rows, K) with contiguous columns and a uniform row stride (copied when needed; with
 // `contiguous`, whenever the stride is not K).

@@ -116,9 +116,7 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
                                            : checked_weight_sum<double>(job.weight, nw, job.threads)) *
            static_cast<double>(plan.weight_period);
   }
-  if (reduction == Reduction::mean && weighted && n > 0 && norm == 0.0)
-    throw py::value_error("sample_weight sums to zero: the weighted mean is undefined");
-  set_gradient_scale(norm, reduction == Reduction::mean, &job.grad_scale, &job.weight_prescale);
+  set_gradient_scale(reduction, weighted, n, norm, &job.grad_scale, &job.weight_prescale);
 
   if (reduction == Reduction::none) job.loss_out = outs.values.view();
   if (outs.grad) job.grad_out = outs.gradient.view();

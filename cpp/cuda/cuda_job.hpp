@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "fastloss/job.hpp"
+
 namespace fastloss::cuda {
 
 using index_t = std::int64_t;
@@ -33,6 +35,14 @@ double elementwise(int loss, bool f32, const CudaJob& job);
 double weight_sum(const void* w, index_t n, bool f32, bool* bad);
 
 int num_elementwise();
+
+// The row-wise losses of FASTLOSS_ROW_LOSSES (ids as in fastloss._core.row_kernels) on a job whose
+// pointers are all device pointers except `params` (read on the host), every (rows, K) input
+// C-contiguous. Returns the sum of the weighted per-row losses: each thread sums its rows in
+// order, then the fixed block tree and the host's pairwise sum (deterministic).
+double rowwise(int loss, bool f32, const RowJob& job);
+const RowSpec& row_spec(int loss);
+int num_rowwise();
 const char* last_error();  // empty when the last call succeeded
 
 }  // namespace fastloss::cuda

@@ -8,15 +8,13 @@
 #include "../losses/binary.hpp"
 #include "../losses/regression.hpp"
 #include "cuda_job.hpp"
+#include "launch.cuh"
 
 namespace fastloss::cuda {
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int kPerThread = 8;
 constexpr index_t kChunk = index_t(kThreads) * kPerThread;  // elements per CUDA block, fixed
-
-thread_local std::string g_error;
 
 struct Params {
   double v[8];
@@ -25,17 +23,6 @@ struct Params {
 template <class T>
 __device__ FL_INLINE T load(const void* p, index_t i) {
   return static_cast<const T*>(p)[i];
-}
-
-// Block-level sum of one double per thread, in a fixed tree.
-__device__ FL_INLINE double block_sum(double v, double* shared) {
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = kThreads / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-    __syncthreads();
-  }
-  return shared[0];
 }
 
 template <template <class> class Body, class T, bool W, bool G, bool H>
@@ -87,47 +74,12 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }
 
-double pairwise(std::vector<double>& x) {
-  size_t n = x.size();
-  if (n == 0) return 0.0;
-  while (n > 1) {
-    const size_t half = n / 2;
-    for (size_t i = 0; i < half; ++i) x[i] = x[2 * i] + x[2 * i + 1];
-    if (n & 1) x[half] = x[n - 1];
-    n = half + (n & 1);
-  }
-  return x[0];
-}
-
-bool check(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return true;
-  g_error = std::string(what) + ": " + cudaGetErrorString(e);
-  return false;
-}
-
-// Launches `launch(grid, partial)` and sums its block partials in a fixed order.
-template <class Launch>
-double run_partials(index_t n, Launch&& launch) {
-  g_error.clear();
-  const index_t blocks = (n + kChunk - 1) / kChunk;
-  if (blocks == 0) return 0.0;
-  double* partial = nullptr;
-  if (!check(cudaMalloc(&partial, sizeof(double) * blocks), "cudaMalloc")) return 0.0;
-  launch(static_cast<unsigned>(blocks), partial);
-  std::vector<double> host(static_cast<size_t>(blocks));
-  check(cudaGetLastError(), "kernel launch") &&
-      check(cudaMemcpy(host.data(), partial, sizeof(double) * blocks, cudaMemcpyDeviceToHost),
-            "kernel");
-  cudaFree(partial);
-  return pairwise(host);
-}
-
 template <template <class> class Body, class T>
 double run(const CudaJob& job) {
   Params prm;
   for (int i = 0; i < 8; ++i) prm.v[i] = job.params[i];
   const bool w = job.weight, g = job.grad_out, h = job.hess_out;
-  return run_partials(job.n, [&](unsigned grid, double* partial) {
+  return run_partials((job.n + kChunk - 1) / kChunk, [&](unsigned grid, double* partial) {
     if (w) {
       if (h) elementwise_kernel<Body, T, true, true, true><<<grid, kThreads>>>(job, prm, partial);
       else if (g) elementwise_kernel<Body, T, true, true, false><<<grid, kThreads>>>(job, prm, partial);
@@ -151,7 +103,7 @@ constexpr int kCount = sizeof(kTable) / sizeof(kTable[0]);
 }  // namespace
 
 int num_elementwise() { return kCount; }
-const char* last_error() { return g_error.c_str(); }
+const char* last_error() { return error_slot().c_str(); }
 
 double elementwise(int loss, bool f32, const CudaJob& job) {
   return kTable[loss][f32 ? 0 : 1](job);
@@ -162,7 +114,7 @@ double weight_sum(const void* w, index_t n, bool f32, bool* bad) {
   *bad = false;
   if (!check(cudaMalloc(&flag, sizeof(int)), "cudaMalloc")) return 0.0;
   cudaMemset(flag, 0, sizeof(int));
-  const double total = run_partials(n, [&](unsigned grid, double* partial) {
+  const double total = run_partials((n + kChunk - 1) / kChunk, [&](unsigned grid, double* partial) {
     if (f32) weight_kernel<float><<<grid, kThreads>>>(static_cast<const float*>(w), n, partial, flag);
     else weight_kernel<double><<<grid, kThreads>>>(static_cast<const double*>(w), n, partial, flag);
   });

@@ -1,6 +1,7 @@
-// fastloss._cuda: the elementwise losses on an NVIDIA GPU. Arrays exposing
+// fastloss._cuda: the elementwise and row-wise losses on an NVIDIA GPU. Arrays exposing
 // __cuda_array_interface__ (CuPy, PyTorch, Numba) are used in place; NumPy arrays are copied to the
-// device and the results copied back. Same contract and shape rules as fastloss._core.
+// device and the results copied back (the row-wise losses take host arrays). Same contract, checks,
+// outputs and (total, norm, values, grad, hess) results as fastloss._core.
 #include <cuda_runtime.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -80,6 +81,53 @@ index_t size_of(const std::vector<index_t>& shape) {
 
 size_t itemsize(DType t) { return t == DType::f32 ? 4 : 8; }
 
+// An output on the device: a device array given by the caller (validated) or allocated with CuPy.
+OutBuffer device_output(const py::object& given, const char* name, const std::vector<index_t>& shape,
+                        DType T, bool) {
+  OutBuffer o;
+  if (given.is_none()) {
+    py::object cupy;
+    try {
+      cupy = py::module_::import("cupy");
+    } catch (py::error_already_set&) {
+      throw py::type_error(std::string("pass ") + name + "= (a device array): allocating one needs CuPy");
+    }
+    o.user = cupy.attr("empty")(py::cast(shape), numpy_dtype(T));
+  } else {
+    o.user = given;
+  }
+  DeviceView v = device_view(o.user, name);
+  if (v.dtype != T || v.shape != shape || v.readonly)
+    throw py::value_error(std::string(name) + " must be a writeable device array of y_pred's shape " +
+                          shape_str(shape) + " and dtype");
+  o.target = o.user;
+  return o;
+}
+
+// Where the kernel writes a requested output of n elements: the device array itself, or a device
+// buffer that copy_back copies into the host array.
+void* kernel_target(bool wanted, const OutBuffer& b, index_t n, DType T, bool on_device,
+                    std::vector<DeviceBuffer>& owned) {
+  if (!wanted) return nullptr;
+  if (on_device) return device_view(b.target, "output").ptr;
+  owned.emplace_back(static_cast<size_t>(n) * itemsize(T));
+  return owned.back().ptr;
+}
+
+void copy_back(CallOutputs& outs, const void* values, const void* grad, const void* hess,
+               index_t n_values, index_t n_pred, DType T) {
+  auto one = [&](const void* dev, OutBuffer& b, index_t n) {
+    if (!dev) return;
+    py::array target = b.target;  // C-contiguous (CallOutputs' contiguous targets)
+    check(cudaMemcpy(target.mutable_data(), dev, static_cast<size_t>(n) * itemsize(T),
+                     cudaMemcpyDeviceToHost),
+          "copy from GPU");
+  };
+  one(values, outs.values, n_values);
+  one(grad, outs.gradient, n_pred);
+  one(hess, outs.hessian, n_pred);
+}
+
 // One call; see fastloss._core.elementwise for the arguments and the returned tuple.
 py::tuple elementwise(int loss, const std::vector<double>& params, const py::object& y_true_obj,
                       const py::object& y_pred_obj, const py::object& weight_obj,
@@ -90,9 +138,6 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
     throw py::value_error("unknown elementwise loss id");
   if (params.size() > 8) throw py::value_error("too many loss parameters");
   const Reduction reduction = parse_reduction(reduction_name);
-  if (reduction != Reduction::none && !out_obj.is_none())
-    throw py::value_error("out= is only used with reduction='none'");
-  want_grad = want_grad || want_hess;
   const bool on_device = is_device(y_pred_obj), weighted = !weight_obj.is_none();
   const bool has_aux = !aux_obj.is_none();
 
@@ -156,44 +201,11 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
     job.aux_period = plan.aux_period;
   }
 
-  // Outputs: device arrays given or allocated with CuPy; host arrays validated by make_output.
-  struct Out {
-    py::object user;
-    OutBuffer host;
-    void* dev = nullptr;
-  };
-  auto output = [&](const py::object& given, const char* name) {
-    Out o;
-    if (on_device) {
-      if (given.is_none()) {
-        py::object cupy;
-        try {
-          cupy = py::module_::import("cupy");
-        } catch (py::error_already_set&) {
-          throw py::type_error(std::string("pass ") + name +
-                               "= (a device array): allocating one needs CuPy");
-        }
-        o.user = cupy.attr("empty")(py::cast(pshape), numpy_dtype(T));
-      } else {
-        o.user = given;
-      }
-      DeviceView v = device_view(o.user, name);
-      if (v.dtype != T || v.shape != pshape || v.readonly)
-        throw py::value_error(std::string(name) + " must be a writeable device array of y_pred's shape " +
-                              shape_str(pshape) + " and dtype");
-      o.dev = v.ptr;
-    } else {
-      o.host = make_output(given, name, pshape, T);
-      o.user = o.host.user;
-      owned.emplace_back(static_cast<size_t>(n) * itemsize(T));
-      o.dev = owned.back().ptr;
-    }
-    return o;
-  };
-  Out out, grad, hess;
-  if (reduction == Reduction::none) out = output(out_obj, "out");
-  if (want_grad) grad = output(grad_out_obj, "grad_out");
-  if (want_hess) hess = output(hess_out_obj, "hess_out");
+  CallOutputs outs(reduction, want_grad, want_hess, out_obj, grad_out_obj, hess_out_obj, pshape,
+                   pshape, T, true, on_device ? &device_output : &make_output);
+  job.loss_out = kernel_target(outs.reduction == Reduction::none, outs.values, n, T, on_device, owned);
+  job.grad_out = kernel_target(outs.grad, outs.gradient, n, T, on_device, owned);
+  job.hess_out = kernel_target(outs.hess, outs.hessian, n, T, on_device, owned);
 
   double norm = static_cast<double>(n);
   if (weighted) {
@@ -203,12 +215,7 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
     check_kernel();
     if (bad) throw py::value_error("sample_weight must be finite and non-negative");
   }
-  if (reduction == Reduction::mean && weighted && n > 0 && norm == 0.0)
-    throw py::value_error("sample_weight sums to zero: the weighted mean is undefined");
-  set_gradient_scale(norm, reduction == Reduction::mean, &job.grad_scale, &job.weight_prescale);
-  job.loss_out = out.dev;
-  job.grad_out = grad.dev;
-  job.hess_out = hess.dev;
+  set_gradient_scale(reduction, weighted, n, norm, &job.grad_scale, &job.weight_prescale);
 
   double total = 0.0;
   if (n > 0) {
@@ -216,19 +223,53 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
     total = fastloss::cuda::elementwise(loss, T == DType::f32, job);
   }
   check_kernel();
-  for (Out* o : {&out, &grad, &hess}) {
-    if (on_device || !o->dev) continue;
-    py::array target = o->host.target;
-    check(cudaMemcpy(target.mutable_data(), o->dev, static_cast<size_t>(n) * itemsize(T),
-                     cudaMemcpyDeviceToHost),
-          "copy from GPU");
-    o->host.finish();
+  if (!on_device) copy_back(outs, job.loss_out, job.grad_out, job.hess_out, n, n, T);
+  outs.finish();
+  return outs.result(total, norm);
+}
+
+// One row-wise call (see fastloss._core.rowwise) on host arrays: planned and checked by the CPU
+// binding's plan_rows, computed by the row bodies compiled for the GPU.
+py::tuple rowwise(int loss, const std::vector<double>& params, const py::object& y_true,
+                  const py::object& y_pred, const py::object& sample_weight, const py::object& extra,
+                  const py::object& class_weight, const py::object& ignore_index,
+                  const std::string& reduction, bool want_grad, bool want_hess,
+                  const py::object& out, const py::object& grad_out, const py::object& hess_out) {
+  if (loss < 0 || loss >= fastloss::cuda::num_rowwise()) throw py::value_error("unknown row-wise loss id");
+  for (const py::object* a : {&y_true, &y_pred, &sample_weight, &extra})
+    if (is_device(*a)) throw py::type_error("the row-wise losses take host (NumPy) arrays");
+  RowCall call = plan_rows(fastloss::cuda::row_spec(loss), params, y_true, y_pred, sample_weight,
+                           extra, class_weight, ignore_index, reduction, want_grad, want_hess, out,
+                           grad_out, hess_out, true);
+  RowJob job = call.job;
+  CallOutputs& outs = call.outs;
+  const index_t rows = job.rows, K = job.K;
+  const size_t item = itemsize(call.dtype), matrix = static_cast<size_t>(rows * K) * item;
+  std::vector<DeviceBuffer> owned;
+  auto upload = [&](const void* host, size_t bytes) -> const void* {
+    if (!host) return nullptr;
+    owned.emplace_back(bytes);
+    check(cudaMemcpy(owned.back().ptr, host, bytes, cudaMemcpyHostToDevice), "copy to GPU");
+    return owned.back().ptr;
+  };
+  job.x = upload(job.x, matrix);
+  job.targets = upload(job.targets, matrix);
+  job.extra = upload(job.extra, matrix);
+  job.labels = static_cast<const std::int64_t*>(upload(job.labels, sizeof(std::int64_t) * rows));
+  job.class_weight = static_cast<const double*>(upload(job.class_weight, sizeof(double) * K));
+  job.sample_weight = static_cast<const double*>(upload(job.sample_weight, sizeof(double) * rows));
+  job.loss_out = kernel_target(outs.reduction == Reduction::none, outs.values, rows, call.dtype, false, owned);
+  job.grad_out = kernel_target(outs.grad, outs.gradient, rows * K, call.dtype, false, owned);
+  job.hess_out = kernel_target(outs.hess, outs.hessian, rows * K, call.dtype, false, owned);
+  double total = 0.0;
+  if (rows > 0) {
+    py::gil_scoped_release nogil;
+    total = fastloss::cuda::rowwise(loss, call.dtype == DType::f32, job);
   }
-  double value = total;
-  if (reduction == Reduction::mean)
-    value = n > 0 ? total / norm : std::numeric_limits<double>::quiet_NaN();
-  return py::make_tuple(value, out.dev ? out.user : py::none(), grad.dev ? grad.user : py::none(),
-                        hess.dev ? hess.user : py::none());
+  check_kernel();
+  copy_back(outs, job.loss_out, job.grad_out, job.hess_out, rows, rows * K, call.dtype);
+  outs.finish();
+  return outs.result(total, call.norm);
 }
 
 }  // namespace
@@ -236,6 +277,7 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "fastloss CUDA kernels (private; used by fastloss for device arrays)";
   m.def("elementwise", &elementwise);
+  m.def("rowwise", &rowwise);
   m.def("device_count", [] {
     int count = 0;
     return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;

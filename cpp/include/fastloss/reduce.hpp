@@ -18,7 +18,7 @@ inline constexpr index_t kParallelMinWork = 32768; // below this many elements: 
 inline constexpr int kLanes = 16;                  // double accumulator lanes inside a block
 
 // Sums x[0..n) in place, pairwise, in an order fixed by n alone.
-inline double pairwise_sum(double* x, index_t n) {
+FL_HD inline double pairwise_sum(double* x, index_t n) {
   if (n == 0) return 0.0;
   while (n > 1) {
     const index_t half = n / 2;
@@ -32,7 +32,7 @@ inline double pairwise_sum(double* x, index_t n) {
 // Sum of one block in kLanes fixed lanes (lane j takes elements j, j+kLanes, ...), lanes combined
 // pairwise. Vectorizes for any ISA with the same order of additions per lane.
 template <class T>
-inline double lane_sum(const T* x, index_t len) {
+FL_HD inline double lane_sum(const T* x, index_t len) {
   double acc[kLanes] = {};
   index_t i = 0;
   for (; i + kLanes <= len; i += kLanes)

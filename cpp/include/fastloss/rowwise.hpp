@@ -17,7 +17,12 @@ inline constexpr index_t kRowBlock = 16;  // rows per reduction block (fixed: de
 // (a scalar reduction would not), lowered to the ISA's width. NaN is skipped here and propagates
 // through the exp sum instead; the max itself does not depend on the order.
 template <class T>
-inline T row_max(const T* x, index_t K) {
+FL_HD inline T row_max(const T* x, index_t K) {
+#if defined(__CUDA_ARCH__)
+  T r = static_cast<T>(-__builtin_huge_val());
+  for (index_t i = 0; i < K; ++i) r = x[i] > r ? x[i] : r;
+  return r;
+#else
   typedef T V __attribute__((vector_size(64)));
   constexpr int L = 64 / sizeof(T);
   const T ninf = static_cast<T>(-__builtin_huge_val());
@@ -33,6 +38,7 @@ inline T row_max(const T* x, index_t K) {
   for (int j = 0; j < L; ++j) r = m[j] > r ? m[j] : r;
   for (; i < K; ++i) r = x[i] > r ? x[i] : r;
   return r;
+#endif
 }
 
 // sum_k exp((x_k - shift) * scale) for shift = the row max and scale > 0 (so every exponent is
