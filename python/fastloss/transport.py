@@ -465,12 +465,12 @@ class SinkhornLoss(_Distributions):
         return KernelResult(r.objective, 1.0, np.asarray(r.objective), r.grad_y, None)
 
     def _solve(self, y_true, y_pred, sample_weight, true_weight, want_grad):
-        # the weights checked under the loss's names for them
-        a = None if true_weight is None else _marginal(true_weight, np.shape(y_true)[0],
-                                                       "true_weight")
-        b = None if sample_weight is None else _marginal(sample_weight, np.shape(y_pred)[0],
-                                                         "sample_weight")
-        return sinkhorn(y_true, y_pred, a=a, b=b, epsilon=self.epsilon,
+        # the weights checked under the loss's names for them (the solver calls them a and b)
+        for w, x, name in ((true_weight, y_true, "true_weight"), (sample_weight, y_pred,
+                                                                  "sample_weight")):
+            if w is not None:
+                _marginal(w, np.shape(x)[0], name)
+        return sinkhorn(y_true, y_pred, a=true_weight, b=sample_weight, epsilon=self.epsilon,
                         max_iter=self.max_iter, tol=self.tol, grad=want_grad)
 
 
