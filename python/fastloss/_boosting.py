@@ -26,39 +26,16 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ._base import ElementwiseLoss, Loss, get_loss
+from ._adapters import as_loss, check_on_margins, loss_kind
+from ._base import ElementwiseLoss
 from .classification import BinaryCrossEntropy
-from .multiclass import SparseCategoricalCrossEntropy, _RowLoss
+from .multiclass import SparseCategoricalCrossEntropy
 
 HESSIAN_POLICIES = ("exact", "clip", "fisher")
 FISHER_KINDS = ("regression", "binary", "multiclass")
 
 _BERNOULLI = BinaryCrossEntropy(from_logits=True)  # its Hessian is sigmoid(z)(1-sigmoid(z)), any label
 _CATEGORICAL = SparseCategoricalCrossEntropy(from_logits=True)  # p_k (1 - p_k), any label
-
-
-def as_loss(loss: Any) -> Loss:
-    """A Loss instance, or a registered name (``"huber"``) constructed with its defaults."""
-    if isinstance(loss, str):
-        return get_loss(loss)
-    if not isinstance(loss, Loss):
-        raise TypeError(f"loss must be a fastloss Loss or a registered loss name; got {type(loss).__name__}")
-    return loss
-
-
-def loss_kind(loss: Loss) -> str:
-    """"multiclass" (a class axis), "binary" (classification on one score), "regression", or
-    the family's own name for the others (no Fisher curvature is known for them)."""
-    if isinstance(loss, _RowLoss):
-        return "multiclass"
-    return {"classification": "binary"}.get(loss.family, loss.family)
-
-
-def check_on_margins(loss: Loss, where: str) -> None:
-    """Boosters and linear models produce raw scores: probability-space losses do not apply."""
-    if getattr(loss, "from_logits", True) is False:
-        raise ValueError(f"{where} works on raw margins: construct {type(loss).__name__} with "
-                         f"from_logits=True")
 
 
 def per_element(w: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:

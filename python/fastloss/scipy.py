@@ -23,8 +23,8 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from ._adapters import as_loss, check_on_margins
 from ._base import ElementwiseLoss, Loss
-from ._boosting import as_loss, check_on_margins
 
 __all__ = ["LinearObjective", "linear_objective"]
 
