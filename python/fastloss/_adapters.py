@@ -1,11 +1,14 @@
 """What every integration shares (scikit-learn, SciPy, Dask and the gradient-boosting adapters):
-resolving a loss given by name, its kind, and the raw-margin check."""
+resolving a loss given by name, its kind, the raw-margin check, and the number of outputs a
+model of it needs."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
-from ._base import Loss, get_loss
+import numpy as np
+
+from ._base import ElementwiseLoss, Loss, get_loss
 from .multiclass import _RowLoss
 
 
@@ -32,3 +35,17 @@ def check_on_margins(loss: Loss, where: str) -> None:
         raise ValueError(f"{where} works on raw margins: construct {type(loss).__name__} with "
                          f"from_logits=True")
 
+
+def output_count(loss: Loss, y: np.ndarray, n_outputs: Optional[int] = None) -> int:
+    """Margins per sample of a model of ``loss`` on labels ``y`` (``n_outputs`` when given): one
+    per class on a class axis, one per quantile, one per target column, else 1."""
+    if n_outputs is not None:
+        return int(n_outputs)
+    if not isinstance(loss, ElementwiseLoss):  # a class axis
+        if getattr(loss, "dense", False):
+            return y.shape[1]
+        return int(y.max()) + 1 if y.size else 1
+    quantiles = getattr(loss, "quantile", None)
+    if isinstance(quantiles, tuple):
+        return len(quantiles)
+    return y.shape[1] if y.ndim == 2 else 1
