@@ -140,7 +140,7 @@ class _Distributions(Loss):
 
     family = "distribution"
 
-    def synthetic(self, n: int, rng: np.random.Generator, dtype: str):
+    def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):
         """CLI data: n samples of N(0, s^2) and of N(0.5 s, (1.2 s)^2), s = 0.5 (costs of order
         one, where Sinkhorn converges at its default epsilon); 1-D for the exact 1-D loss, else
         (n, 2) point clouds."""
