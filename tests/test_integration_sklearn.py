@@ -38,7 +38,7 @@ class Fixed(BaseEstimator):
 
 def inputs_for(loss, rng, n=40):
     """(y_true, estimator output, response method) in the loss's convention."""
-    from fastloss._boosting import loss_kind
+    from fastloss._adapters import loss_kind
 
     kind, logits = loss_kind(loss), getattr(loss, "from_logits", True)
     if kind == "regression":
@@ -79,6 +79,8 @@ def test_scorer_with_params_and_cross_validation(rng):
         make_scorer(fl.MSE(), delta=1.0)
     with pytest.raises(TypeError, match="teacher_logits"):
         make_scorer("distillation")
+    with pytest.raises(TypeError, match="x2"):  # a loss on pairs is no estimator's score
+        make_scorer("contrastive")
 
 
 @parametrize_with_checks([LinearRegressor(), LinearClassifier(loss="sparse_categorical_cross_entropy")])

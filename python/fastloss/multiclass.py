@@ -16,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core
-from ._base import Loss, Param, _check_reduction, finite_float, positive
+from ._base import Loss, Param, finite_float, positive
 from .classification import EPS, FROM_LOGITS, _smoothing
 
 __all__ = ["SparseCategoricalCrossEntropy", "CategoricalCrossEntropy", "SparseCategoricalFocal",
@@ -62,43 +62,35 @@ class _RowLoss(Loss):
         # The C++ row kernel of this name (cpp/losses/registry.hpp, FASTLOSS_ROW_LOSSES).
         return _core.row_kernels[self.function_name]
 
-    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
-        # The mean is over rows: their summed sample weights (the number of rows without).
-        if sample_weight is None:
-            return float(np.prod(np.shape(y_pred)[:-1], dtype=np.int64))
-        return float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
+    def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64",
+                  num_classes: int = 10):
+        """Labels (n,) of the largest of logits ``2 N(0, 1)``, and those logits plus ``N(0, 1)``
+        noise (n, num_classes): softmax probabilities when the loss takes probabilities, one-hot
+        targets when it takes target distributions."""
+        z = 2.0 * rng.standard_normal((n, num_classes))
+        labels = z.argmax(axis=1)
+        z += rng.standard_normal(z.shape)
+        from_logits = getattr(self, "from_logits", True)
+        p = z if from_logits else np.exp(z - z.max(1, keepdims=True))
+        if not from_logits:
+            p /= p.sum(1, keepdims=True)
+        y = np.eye(num_classes)[labels].astype(dtype) if getattr(self, "dense", False) else labels
+        return y, p.astype(dtype), {}
 
 
 class _SoftmaxCrossEntropy(_RowLoss):
     dense = False
     convex, robust, smooth = True, False, True
-    _focal_gamma = -1.0  # the focal loss shares the kernel
 
-    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-             hess_out):
+    def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
+        y_true, y_pred = args
         return _core.rowwise(
             self._row_id, self._row_params(), y_true, y_pred, sample_weight, None, self.class_weight,
-            getattr(self, "ignore_index", None), _check_reduction(reduction or self.reduction),
-            want_grad, want_hess, out, grad_out, hess_out)
+            getattr(self, "ignore_index", None), reduction, want_grad, want_hess, out, grad_out,
+            hess_out)
 
     def _row_params(self):
         return [float(self.from_logits), self.eps, self.label_smoothing]
-
-    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
-        if self.dense:
-            return super()._normalizer(y_true, y_pred, sample_weight)
-        # PyTorch's mean with labels (cpp/bindings/multiclass.cpp, label_normalizer): the summed
-        # sample weight times class weight of the rows that count; ignored rows count 0. The focal
-        # loss's alpha does not normalize.
-        labels = np.asarray(y_true).astype(np.int64, copy=False)
-        w = (np.ones(labels.shape) if sample_weight is None
-             else np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), labels.shape))
-        ignore = getattr(self, "ignore_index", None)
-        counted = labels != ignore if ignore is not None else np.ones(labels.shape, dtype=bool)
-        w = w[counted]
-        if self.class_weight is not None and self._focal_gamma < 0:
-            w = w * self.class_weight[labels[counted]]
-        return float(w.sum())
 
 
 class SparseCategoricalCrossEntropy(_SoftmaxCrossEntropy):
@@ -176,8 +168,8 @@ def _nonneg(name: str, value: Any) -> float:
 
 
 class _SoftmaxFocal(_SoftmaxCrossEntropy):
-    """The softmax focal losses share the cross-entropy kernel: logits only, alpha in the class
-    weight slot, gamma switching the kernel to the focal form."""
+    """The softmax focal losses: the cross-entropy's call on logits, alpha in the class weight
+    slot, gamma their one kernel parameter."""
 
     convex = False
     from_logits, eps, label_smoothing = True, 1e-7, 0.0
@@ -185,10 +177,6 @@ class _SoftmaxFocal(_SoftmaxCrossEntropy):
     @property
     def class_weight(self):
         return self.alpha
-
-    @property
-    def _focal_gamma(self):
-        return self.gamma
 
     def _row_params(self):
         return [self.gamma]
@@ -300,12 +288,12 @@ class MultiClassHinge(_RowLoss):
               Param("margin", 1.0, _nonneg, "required score gap"), CLASS_WEIGHT)
     convex, robust, smooth, hessian = True, False, False, "a.e."
 
-    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-             hess_out):
+    def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
+        y_true, y_pred = args
         return _core.rowwise(
             self._row_id, [float(self.form == "crammer_singer"), self.p, self.margin], y_true, y_pred,
-            sample_weight, None, self.class_weight, None, _check_reduction(reduction or self.reduction),
-            want_grad, want_hess, out, grad_out, hess_out)
+            sample_weight, None, self.class_weight, None, reduction, want_grad, want_hess, out,
+            grad_out, hess_out)
 
 
 def _unit_interval(name: str, value: Any) -> float:
@@ -325,7 +313,8 @@ class _TemperedSoftmaxKL(_RowLoss):
     inputs = ("teacher_logits",)
     convex, robust, smooth = True, False, True
 
-    def synthetic(self, n: int, rng: np.random.Generator, dtype: str, num_classes: int = 10):
+    def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64",
+                  num_classes: int = 10):
         """CLI data: labels from teacher logits, student logits = teacher's + noise."""
         teacher = 2.0 * rng.standard_normal((n, num_classes))
         student = (teacher + rng.standard_normal(teacher.shape)).astype(dtype)
@@ -334,13 +323,15 @@ class _TemperedSoftmaxKL(_RowLoss):
             return labels, student, {"teacher_logits": teacher.astype(dtype)}
         return teacher.astype(dtype), student, {}
 
-    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-             hess_out, teacher_logits):
+    def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out,
+             teacher_logits=None):
+        y_true, y_pred = args
+        if not self.inputs:  # the tempered KL: y_true holds the target logits
+            y_true, teacher_logits = None, y_true
         return _core.rowwise(
             _core.row_kernels["distillation"], [self.alpha, self.temperature, self._kl_scale], y_true,
-            y_pred, sample_weight, teacher_logits, None, None,
-            _check_reduction(reduction or self.reduction), want_grad, want_hess, out, grad_out,
-            hess_out)
+            y_pred, sample_weight, teacher_logits, None, None, reduction, want_grad, want_hess, out,
+            grad_out, hess_out)
 
 
 class Distillation(_TemperedSoftmaxKL):
@@ -405,11 +396,6 @@ class KLDivergence(_TemperedSoftmaxKL):
     params = (TEMPERATURE,)
     inputs = ()
     alpha, _kl_scale = 0.0, 1.0
-
-    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-             hess_out):
-        return super()._run(None, y_pred, sample_weight, reduction, want_grad, want_hess, out,
-                            grad_out, hess_out, teacher_logits=y_true)
 
 
 sparse_categorical_cross_entropy = SparseCategoricalCrossEntropy.functional
