@@ -1529,3 +1529,10 @@ def test_every_row_kernel_has_a_registered_class():
     names = {info.name for info in fl.losses() if issubclass(info.cls, _RowLoss)}
     assert set(_core.row_kernels) <= names, sorted(set(_core.row_kernels) - names)
     assert sorted(_core.row_kernels.values()) == list(range(len(_core.row_kernels)))
+
+
+def test_rowwise_checks_its_parameter_count():
+    from fastloss import _core
+    with pytest.raises(ValueError, match="takes 3 parameters; got 1"):
+        _core.rowwise(_core.row_kernels["multi_class_hinge"], [1.0], np.array([0]), np.zeros((1, 2)),
+                      None, None, None, None, "mean", False, False, None, None, None)

@@ -132,6 +132,9 @@ RowCall plan_rows(const RowSpec& spec, const std::vector<double>& params, const 
                   const std::string& reduction_name, bool want_grad, bool want_hess,
                   const py::object& out_obj, const py::object& grad_out_obj,
                   const py::object& hess_out_obj, bool contiguous) {
+  if (params.size() != static_cast<size_t>(spec.params))
+    throw py::value_error("this loss takes " + std::to_string(spec.params) + " parameters; got " +
+                          std::to_string(params.size()));
   const Reduction reduction = parse_reduction(reduction_name);
   const Prediction pred = prediction_rows(x_obj, contiguous);
   const RowView& v = pred.v;

@@ -277,7 +277,8 @@ template <class T, bool Dense, bool Focal>
 struct SoftmaxCrossEntropy {
   // PyTorch's mean with labels weights rows by their label's class weight; the focal loss's
   // alpha does not normalize.
-  static constexpr RowSpec spec{Dense ? RowTarget::rows : RowTarget::labels, nullptr, !Focal, 2};
+  static constexpr RowSpec spec{Dense ? RowTarget::rows : RowTarget::labels, Focal ? 1 : 3, nullptr,
+                                !Focal, 2};
   CeParams p;
   explicit SoftmaxCrossEntropy(const double* v)
       : p(Focal ? CeParams{true, 1e-7, 0.0, v[0]} : CeParams{v[0] != 0.0, v[1], v[2], -1.0}) {}

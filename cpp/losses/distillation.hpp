@@ -82,7 +82,7 @@ struct Distillation {
     return !job.labels && job.params[0] != 0.0 ? "y_true (class labels) are required when alpha > 0"
                                                : nullptr;
   }
-  static constexpr RowSpec spec{RowTarget::optional_labels, "teacher_logits", false, 4, &check};
+  static constexpr RowSpec spec{RowTarget::optional_labels, 3, "teacher_logits", false, 4, &check};
   double alpha, temperature, kl_scale;
   explicit Distillation(const double* v) : alpha(v[0]), temperature(v[1]), kl_scale(v[2]) {}
   template <bool G, bool H>

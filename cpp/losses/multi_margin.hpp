@@ -15,7 +15,7 @@ namespace losses {
 // Parameters: (crammer_singer, p, margin).
 template <class T>
 struct MultiMargin {
-  static constexpr RowSpec spec{RowTarget::labels};
+  static constexpr RowSpec spec{RowTarget::labels, 3};
   bool crammer_singer;
   int p;
   double margin;

@@ -87,6 +87,7 @@ enum class RowTarget : int {
 };
 struct RowSpec {
   RowTarget target = RowTarget::labels;
+  int params = 0;               // how many values of RowJob::params the body reads
   const char* extra = nullptr;  // name of a second input of y_pred's shape, or null
   // The mean's denominator with labels: the summed sample weight times the class weight of each
   // counted row's label (PyTorch's cross_entropy) when true, else the summed sample weights.
