@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-import math
+import inspect
+import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, TypeVar
 
 import numpy as np
 
 from . import _core
+from ._validate import Check, frozen
+
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # type checkers read the 3.11 branch; at runtime the decorator only records its options
+    def dataclass_transform(**options: Any) -> Callable[[Any], Any]:
+        return lambda cls: cls
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -23,36 +31,80 @@ def _check_reduction(reduction: str) -> str:
 class Param:
     """A hyper-parameter: its name, default, a validator and one line of documentation.
 
-    ``check(value)`` returns the value to store (possibly normalized) or raises ValueError.
+    ``check(name, value)`` returns the value to store (possibly normalized) or raises TypeError
+    (wrong type) or ValueError (out of range). ``annotation`` is the declared type.
     """
 
     name: str
     default: Any
-    check: Callable[[str, Any], Any]
+    check: Check
     doc: str = ""
+    annotation: Any = field(default=inspect.Parameter.empty, repr=False, compare=False)
 
 
-def finite_float(name: str, value: Any) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite; got {v}")
-    return v
+@dataclass(frozen=True)
+class _Field:
+    default: Any
+    check: Check
+    doc: str
 
 
-def positive(name: str, value: Any) -> float:
-    v = finite_float(name, value)
-    if v <= 0:
-        raise ValueError(f"{name} must be > 0; got {v}")
-    return v
+def param(*, default: Any, check: Check, doc: str = "") -> Any:
+    """Declares a hyper-parameter in a Loss subclass's body::
+
+        delta: float = param(default=1.0, check=positive, doc="threshold ...")
+
+    The class gets a keyword-only constructor argument ``delta`` (its signature, as
+    ``dataclasses`` would write it, which type checkers read through ``dataclass_transform``),
+    validated by ``check`` at construction, and an entry in ``cls.params``.
+    """
+    return _Field(default, check, doc)
 
 
-def non_negative(name: str, value: Any) -> float:
-    v = finite_float(name, value)
-    if v < 0:
-        raise ValueError(f"{name} must be >= 0; got {v}")
-    return v
+@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(param,))
+class _LossType(type):
+    """Loss classes are frozen, keyword-only dataclasses for type checkers (PEP 681); at runtime
+    ``Loss.__init_subclass__`` writes the same constructor."""
+
+
+def _declare(cls: type) -> None:
+    """Collects the ``param(...)`` fields of ``cls`` (after those inherited), replaces each by its
+    default as a class attribute, and gives the class its constructor signature."""
+    if "__init__" in cls.__dict__:
+        raise TypeError(f"{cls.__name__}: derive state in __post_init__, not __init__")
+    module = sys.modules.get(cls.__module__)
+    hints = cls.__dict__.get("__annotations__", {})
+    fields: Dict[str, Param] = {}
+    for base in reversed(cls.__mro__[1:]):
+        fields.update(base.__dict__.get("_fields", {}))
+    for name, spec in list(cls.__dict__.items()):
+        if isinstance(spec, _Field):
+            annotation = hints.get(name, inspect.Parameter.empty)
+            if isinstance(annotation, str) and module is not None:
+                try:  # the annotation as an object, for inspect.signature; else its text
+                    annotation = eval(annotation, vars(module))  # noqa: S307
+                except Exception:  # noqa: BLE001
+                    pass
+            fields[name] = Param(name, spec.default, spec.check, spec.doc, annotation)
+            spec.check(name, spec.default)  # a declaration with an invalid default fails here
+            setattr(cls, name, spec.default)
+    cls._fields = fields
+    cls.params = tuple(p for p in fields.values() if p.name != "reduction")
+
+    def __init__(self: Loss, **kwargs: Any) -> None:
+        Loss._construct(self, kwargs)
+
+    ordered = list(cls.params) + [p for p in fields.values() if p.name == "reduction"]
+    __init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)]
+        + [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default,
+                             annotation=p.annotation) for p in ordered])
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    __init__.__doc__ = f"Keyword arguments: {', '.join(p.name for p in ordered)}."
+    cls.__init__ = __init__  # type: ignore[misc]
+
+
+_L = TypeVar("_L", bound="Loss")
 
 
 @dataclass(frozen=True)
@@ -88,35 +140,87 @@ def get_loss(name: str, **params: Any) -> "Loss":
     raise ValueError(f"unknown loss {name!r}; known losses: {known}")
 
 
-class Loss:
-    """Base class. Subclasses declare ``params`` and the properties below; see the module docs."""
+class Loss(metaclass=_LossType):
+    """Base class of every loss.
 
-    params: Tuple[Param, ...] = ()
-    family: str = ""
-    convex: bool = False
-    robust: bool = False
-    smooth: bool = False
+    Hyper-parameters are keyword-only constructor arguments (``inspect.signature(fl.Huber)``
+    lists them), validated at construction and immutable afterwards: assigning an attribute
+    raises AttributeError. ``loss.replace(delta=2.0)`` returns a copy with some parameters
+    changed (validated like the constructor); ``loss.get_params()`` returns them as a dict.
+    Losses compare equal and hash alike when their type, parameters and ``reduction`` are equal;
+    sequence-valued parameters are stored as tuples, and per-class weights as read-only float64
+    arrays, both compared by value.
+
+    Subclasses declare each parameter once, as an annotated field
+    ``delta: float = param(default=1.0, check=positive, doc="...")``, and derive further state
+    (kernel ids, packed parameters) in ``__post_init__``.
+    """
+
+    # Derived from the fields by _declare: the hyper-parameters, in declaration order.
+    params: ClassVar[Tuple[Param, ...]] = ()
+    _fields: ClassVar[Dict[str, Param]] = {}
+    family: ClassVar[str] = ""
+    convex: ClassVar[bool] = False
+    robust: ClassVar[bool] = False
+    smooth: ClassVar[bool] = False
     # "exact"; "a.e." where it is the almost-everywhere value 0; "none" where the loss provides
     # no Hessian diagonal (grad_hess raises NotImplementedError)
-    hessian: str = "exact"
+    hessian: ClassVar[str] = "exact"
+    function_name: ClassVar[str]
+    functional: ClassVar[Callable[..., Any]]
 
-    def __init__(self, *, reduction: str = "mean", **kwargs: Any) -> None:
-        self.reduction = _check_reduction(reduction)
-        names = {p.name for p in self.params}
-        unknown = set(kwargs) - names
+    reduction: str = param(default="mean", check=lambda name, value: _check_reduction(value),
+                           doc="'mean' (sum(w*l)/sum(w)), 'sum' or 'none' (per-item values)")
+
+    def _construct(self, kwargs: Dict[str, Any]) -> None:
+        fields = type(self)._fields
+        unknown = set(kwargs) - set(fields)
         if unknown:
+            names = [p.name for p in self.params]
             raise TypeError(
-                f"{type(self).__name__} got unexpected parameter(s) {sorted(unknown)}; "
-                f"it takes {sorted(names) or 'none'}"
-            )
-        for p in self.params:
-            setattr(self, p.name, p.check(p.name, kwargs.get(p.name, p.default)))
+                f"{type(self).__name__} got unexpected keyword argument(s) {sorted(unknown)}; "
+                f"it takes {names or 'no parameters'} and reduction")
+        for p in fields.values():
+            object.__setattr__(self, p.name, p.check(p.name, kwargs.get(p.name, p.default)))
+        self.__post_init__()
+
+    def __post_init__(self) -> None:
+        """Derives state from the validated parameters (names starting with "_")."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):  # state derived in __post_init__
+            object.__setattr__(self, name, value)
+            return
+        raise AttributeError(
+            f"{type(self).__name__} is immutable: use loss.replace({name}=...) for a copy with "
+            f"another {name}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; cannot delete {name!r}")
 
     def get_params(self) -> Dict[str, Any]:
+        """The hyper-parameters, by name (``reduction`` apart)."""
         return {p.name: getattr(self, p.name) for p in self.params}
 
+    def replace(self: _L, **changes: Any) -> _L:
+        """A copy with some parameters (or ``reduction``) changed, validated like the constructor:
+        ``fl.Huber(delta=1.0).replace(delta=2.0) == fl.Huber(delta=2.0)``."""
+        return type(self)(**{**self.get_params(), "reduction": self.reduction, **changes})
+
+    def _key(self) -> Tuple[Any, ...]:
+        return (self.reduction,) + tuple(frozen(v) for v in self.get_params().values())
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._key() == other._key()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._key()))
+
     def __repr__(self) -> str:
-        args = [f"{k}={v!r}" for k, v in self.get_params().items()]
+        args = [f"{k}={v.tolist() if isinstance(v, np.ndarray) else v!r}"
+                for k, v in self.get_params().items()]
         if self.reduction != "mean":
             args.append(f"reduction={self.reduction!r}")
         return f"{type(self).__name__}({', '.join(args)})"
@@ -125,7 +229,7 @@ class Loss:
     # reduction, want_grad, want_hess, out, grad_out, hess_out, **inputs) -> (value, per-element
     # values | None, grad | None, hess | None). `inputs` are the extra keyword-only arrays a loss
     # declares in ``inputs`` (e.g. Distillation's ``teacher_logits``), each required.
-    inputs: Tuple[str, ...] = ()
+    inputs: ClassVar[Tuple[str, ...]] = ()
 
     def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
              hess_out, **inputs):
@@ -180,6 +284,7 @@ class Loss:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        _declare(cls)
         name = cls.__dict__.get("function_name") or cls.__dict__.get("kernel")
         if name is None:  # an abstract base, not a loss
             return
@@ -193,6 +298,9 @@ class Loss:
             summary=summary,
         )
         cls.functional = staticmethod(fn)
+
+
+_declare(Loss)
 
 
 def _make_functional(cls: type) -> Callable:
@@ -221,14 +329,13 @@ class ElementwiseLoss(Loss):
     returned per-element value).
     """
 
-    kernel: Optional[str] = None  # name in the C++ registry (cpp/losses/registry.hpp)
+    kernel: ClassVar[Optional[str]] = None  # name in the C++ registry (cpp/losses/registry.hpp)
     # Losses with a from_logits switch name one kernel per input space instead.
-    kernels: Optional[Dict[bool, str]] = None
+    kernels: ClassVar[Optional[Dict[bool, str]]] = None
     # True for losses on {-1, +1} (or {0, 1}) labels: other values are rejected before any work.
-    sign_labels: bool = False
+    sign_labels: ClassVar[bool] = False
 
-    def __init__(self, *, reduction: str = "mean", **kwargs: Any) -> None:
-        super().__init__(reduction=reduction, **kwargs)
+    def __post_init__(self) -> None:
         self._id = _core.elementwise_kernels[self._kernel_name]
         self._kernel_params = self._pack_params()
         self._aux = self._column_params()

@@ -15,7 +15,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ._base import finite_float, non_negative
+from ._validate import finite_float, non_negative
 from .classification import BinaryCrossEntropy, Hinge
 from .regression import MSE
 

@@ -17,7 +17,8 @@ from typing import Optional
 
 import numpy as np
 
-from ._base import Loss, Param, _check_reduction, positive
+from ._base import Loss, _check_reduction, param
+from ._validate import positive
 from .classification import FROM_LOGITS
 from .multiclass import softmax
 from .regression import MSE
@@ -85,11 +86,11 @@ class ConsistencyMSE(Loss):
     """
 
     function_name = "consistency_mse"
-    params = (FROM_LOGITS, Param("temperature", 1.0, positive, "softmax temperature T (logits)"))
+    from_logits: bool = FROM_LOGITS
+    temperature: float = param(default=1.0, check=positive, doc="softmax temperature T (logits)")
     family, convex, robust, smooth = "consistency", False, False, True
 
-    def __init__(self, *, reduction: str = "mean", **kwargs) -> None:
-        super().__init__(reduction=reduction, **kwargs)
+    def __post_init__(self) -> None:
         if not self.from_logits and self.temperature != 1.0:
             raise ValueError("temperature applies to logits: use from_logits=True")
 

@@ -3,35 +3,15 @@ network computes."""
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-from ._base import Loss, Param, _check_reduction
+from ._base import Loss, _check_reduction, param
+from ._validate import boolean, choice, floats, non_negative, optional
 from .regression import MAE, MSE
 
 __all__ = ["PerceptualLoss", "perceptual"]
-
-
-def _distance(name: str, value: Any) -> str:
-    if value not in ("l2", "l1"):
-        raise ValueError(f"{name} must be 'l2' or 'l1'; got {value!r}")
-    return value
-
-
-def _layer_weights(name: str, value: Any) -> Optional[tuple]:
-    if value is None:
-        return None
-    w = np.asarray(value, dtype=np.float64)
-    if w.ndim != 1 or w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError(f"{name} must be a non-empty sequence of finite non-negative weights")
-    return tuple(float(v) for v in w)
-
-
-def _bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
-    return value
 
 
 def _layers(x: Any, name: str) -> List[np.ndarray]:
@@ -84,9 +64,10 @@ class PerceptualLoss(Loss):
 
     function_name = "perceptual"
     family = "perceptual"
-    params = (Param("layer_weights", None, _layer_weights, "weight of each layer (None: 1 each)"),
-              Param("distance", "l2", _distance, "'l2' (squared) or 'l1'"),
-              Param("normalize", True, _bool, "divide each layer by its feature size"))
+    layer_weights: Optional[Sequence[float]] = param(
+        default=None, check=optional(floats(non_negative)), doc="weight of each layer (None: 1 each)")
+    distance: str = param(default="l2", check=choice("l2", "l1"), doc="'l2' (squared) or 'l1'")
+    normalize: bool = param(default=True, check=boolean, doc="divide each layer by its feature size")
     smooth = True
 
     def synthetic(self, n: int, rng: np.random.Generator, dtype: str):

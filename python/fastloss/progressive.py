@@ -24,7 +24,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from ._base import Loss, finite_float, non_negative, positive
+from ._base import Loss
+from ._validate import finite_float, non_negative, positive
 
 __all__ = ["self_paced_weights", "self_paced_objective", "SelfPaced", "SelfPacedResult",
            "curriculum_fraction", "curriculum_indices", "PACINGS", "SELF_PACED_REGULARIZERS"]

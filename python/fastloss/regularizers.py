@@ -14,7 +14,8 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ._base import Loss, non_negative, positive
+from ._base import Loss
+from ._validate import non_negative, positive
 
 __all__ = ["L1", "L2", "ElasticNet", "Regularized"]
 

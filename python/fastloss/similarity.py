@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, ClassVar, Optional, Tuple
 
 import numpy as np
 
 from . import _core
-from ._base import _REGISTRY, Loss, Param, _check_reduction, finite_float, non_negative, positive
-from .classification import _bool
+from ._base import _REGISTRY, Loss, _check_reduction, param
+from ._validate import at_least, between, boolean, choice, integer, non_negative, positive
 
 __all__ = ["pairwise_distances", "pairwise_distances_backward", "Contrastive", "BatchContrastive",
            "TripletMargin", "BatchTripletMargin", "CenterLoss", "update_centers", "CosFace",
@@ -121,48 +121,14 @@ def _same_shape(a: np.ndarray, b: np.ndarray, na: str, nb: str) -> None:
                          f"{nb} {b.shape}")
 
 
-def _metric(name: str, value: Any) -> str:
-    if value not in METRICS:
-        raise ValueError(f"{name} must be one of {tuple(METRICS)}; got {value!r}")
-    return value
-
-
-def _norm_degree(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number; got {value!r}")
-    v = float(value)
-    if not (v >= 1.0):
-        raise ValueError(f"{name} must be >= 1 (a norm), or inf; got {v}")
-    return v
-
-
-def _mining(name: str, value: Any) -> str:
-    if value not in MINING:
-        raise ValueError(f"{name} must be one of {tuple(MINING)}; got {value!r}")
-    return value
-
-
-def _seed(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-            or not 0 <= value < 2**64:
-        raise ValueError(f"{name} must be an integer in [0, 2**64); got {value!r}")
-    return int(value)
-
-
-def _angle(name: str, value: Any) -> float:
-    v = non_negative(name, value)
-    if v >= math.pi:
-        raise ValueError(f"{name} must lie in [0, pi) (radians); got {v}")
-    return v
-
-
-MARGIN = Param("margin", 1.0, non_negative, "the margin (>= 0)")
-METRIC = Param("metric", "euclidean", _metric, "'euclidean', 'sqeuclidean' or 'cosine'")
-NORM_EPS = Param("eps", 1e-8, positive, "cosine: rows are divided by max(|x|, eps)")
-PAIR_EPS = Param("eps", 1e-6, non_negative,
-                 "distance |x1 - x2 + eps|_p (PyTorch's pairwise_distance)")
-P_NORM = Param("p", 2.0, _norm_degree, "degree of the norm (>= 1, or inf)")
-SOFT = Param("soft", False, _bool, "softplus(d_ap - d_an + margin) instead of the hinge")
+_metric = choice(*METRICS)
+MARGIN = param(default=1.0, check=non_negative, doc="the margin (>= 0)")
+METRIC = param(default="euclidean", check=_metric, doc="'euclidean', 'sqeuclidean' or 'cosine'")
+NORM_EPS = param(default=1e-8, check=positive, doc="cosine: rows are divided by max(|x|, eps)")
+PAIR_EPS = param(default=1e-6, check=non_negative,
+                 doc="distance |x1 - x2 + eps|_p (PyTorch's pairwise_distance)")
+P_NORM = param(default=2.0, check=at_least(1, allow_inf=True), doc="degree of the norm (>= 1, or inf)")
+SOFT = param(default=False, check=boolean, doc="softplus(d_ap - d_an + margin) instead of the hinge")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -282,8 +248,8 @@ class _SimilarityLoss(Loss):
 
     family = "similarity"
     hessian = "none"
-    arguments: Tuple[str, ...] = ()
-    grads: Tuple[str, ...] = ()  # the differentiable inputs, in the order value_and_grad returns
+    arguments: ClassVar[Tuple[str, ...]] = ()
+    grads: ClassVar[Tuple[str, ...]] = ()  # the differentiable inputs, in the order value_and_grad returns
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -417,7 +383,9 @@ class Contrastive(_SimilarityLoss):
     function_name = "contrastive"
     arguments = ("similar", "x1", "x2")
     grads = ("x1", "x2")
-    params = (MARGIN, P_NORM, PAIR_EPS)
+    margin: float = MARGIN
+    p: float = P_NORM
+    eps: float = PAIR_EPS
     smooth = False
 
     def _compute(self, inputs, sample_weight, reduction, want_grad):
@@ -503,10 +471,12 @@ class BatchContrastive(_LabelledBatch):
             return n * (n - 1) / 2.0
         return float((np.sum(w) ** 2 - np.sum(w * w)) / 2)
 
-    params = (Param("pos_margin", 0.0, non_negative, "distance below which similar pairs cost 0"),
-              Param("neg_margin", 1.0, non_negative,
-                    "distance beyond which dissimilar pairs cost 0"),
-              METRIC, NORM_EPS)
+    pos_margin: float = param(default=0.0, check=non_negative,
+                              doc="distance below which similar pairs cost 0")
+    neg_margin: float = param(default=1.0, check=non_negative,
+                              doc="distance beyond which dissimilar pairs cost 0")
+    metric: str = METRIC
+    eps: float = NORM_EPS
 
     def _compute(self, inputs, sample_weight, reduction, want_grad):
         x, ids, _, w = self._batch(*inputs, sample_weight)
@@ -546,7 +516,11 @@ class TripletMargin(_SimilarityLoss):
     function_name = "triplet_margin"
     arguments = ("anchor", "positive", "negative")
     grads = arguments
-    params = (MARGIN, P_NORM, PAIR_EPS, Param("swap", False, _bool, "distance swap"), SOFT)
+    margin: float = MARGIN
+    p: float = P_NORM
+    eps: float = PAIR_EPS
+    swap: bool = param(default=False, check=boolean, doc="distance swap")
+    soft: bool = SOFT
 
     def _compute(self, inputs, sample_weight, reduction, want_grad):
         arrays = [_real(v, name, 2) for v, name in zip(inputs, self.arguments)]
@@ -628,8 +602,13 @@ class BatchTripletMargin(_LabelledBatch):
     """
 
     function_name = "batch_triplet_margin"
-    params = (MARGIN, Param("mining", "hard", _mining, "'all', 'hard', 'semi-hard' or 'random'"),
-              METRIC, SOFT, Param("seed", 0, _seed, "seed of random mining"), NORM_EPS)
+    margin: float = MARGIN
+    mining: str = param(default="hard", check=choice(*MINING),
+                        doc="'all', 'hard', 'semi-hard' or 'random'")
+    metric: str = METRIC
+    soft: bool = SOFT
+    seed: int = param(default=0, check=integer(0, 2**64), doc="seed of random mining")
+    eps: float = NORM_EPS
 
     def __call__(self, *inputs, sample_weight=None, reduction=None, return_triplets=False, **named):
         value, _, (triplets, _) = self._eval(inputs, sample_weight, reduction, False, named)
@@ -775,9 +754,7 @@ def update_centers(labels, features, centers, alpha: float = 0.5, *, out=None) -
     ``c_j <- c_j - alpha * sum_{i: y_i = j} (c_j - x_i) / (1 + n_j)``, ``n_j`` the count of class
     ``j`` in the batch. Returns new centers, or writes them into ``out`` (``out=centers`` updates
     in place). ``alpha`` in [0, 1]."""
-    alpha = finite_float("alpha", alpha)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1]; got {alpha}")
+    alpha = between(0, 1)("alpha", alpha)
     y, x, c = _rows_and_table(labels, features, centers, "features", "centers")
     if out is not None:
         if not isinstance(out, np.ndarray) or out.shape != c.shape or out.dtype != c.dtype:
@@ -832,7 +809,7 @@ class _MarginSoftmax(_SimilarityLoss):
         return labels, (W[labels] + rng.standard_normal((n, 32))).astype(dtype), W.astype(dtype)
 
 
-SCALE = Param("scale", 64.0, positive, "the scale s of the logits")
+SCALE = param(default=64.0, check=positive, doc="the scale s of the logits")
 
 
 class CosFace(_MarginSoftmax):
@@ -847,7 +824,8 @@ class CosFace(_MarginSoftmax):
     """
 
     function_name = "cosface"
-    params = (SCALE, Param("margin", 0.35, non_negative, "the cosine margin m"))
+    scale: float = SCALE
+    margin: float = param(default=0.35, check=non_negative, doc="the cosine margin m")
     smooth = True
 
 
@@ -864,6 +842,9 @@ class ArcFace(_MarginSoftmax):
     """
 
     function_name = "arcface"
-    params = (SCALE, Param("margin", 0.5, _angle, "the angular margin m (radians)"),
-              Param("easy_margin", False, _bool, "apply the margin only where cos > 0"))
+    scale: float = SCALE
+    margin: float = param(default=0.5, check=between(0, math.pi, "left"),
+                          doc="the angular margin m (radians)")
+    easy_margin: bool = param(default=False, check=boolean,
+                              doc="apply the margin only where cos > 0")
     _arc = True

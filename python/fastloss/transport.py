@@ -18,7 +18,8 @@ import numpy as np
 
 from . import _core
 from ._runtime import get_num_threads
-from ._base import Loss, Param, _check_reduction, finite_float, positive
+from ._base import Loss, _check_reduction, param
+from ._validate import at_least, integer, optional, positive
 
 __all__ = ["Wasserstein1D", "SlicedWasserstein", "SinkhornLoss", "SinkhornResult", "sinkhorn",
            "wasserstein_1d", "sliced_wasserstein", "random_projections"]
@@ -27,33 +28,6 @@ __all__ = ["Wasserstein1D", "SlicedWasserstein", "SinkhornLoss", "SinkhornResult
 # ----------------------------------------------------------------------------------------------
 # argument checks (all before any work)
 # ----------------------------------------------------------------------------------------------
-
-
-def _p(name: str, value: Any) -> float:
-    v = finite_float(name, value)
-    if v < 1:
-        raise ValueError(f"{name} must be >= 1; got {v}")
-    return v
-
-
-def _int_at_least(low: int):
-    def check(name: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an int; got {value!r}")
-        if value < low:
-            raise ValueError(f"{name} must be >= {low}; got {value}")
-        return int(value)
-    return check
-
-
-def _optional_positive(name: str, value: Any) -> Optional[float]:
-    return None if value is None else positive(name, value)
-
-
-def _seed(name: str, value: Any) -> Optional[int]:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
-        raise TypeError(f"{name} must be an int or None; got {value!r}")
-    return None if value is None else int(value)
 
 
 def _real(x: Any, name: str) -> np.ndarray:
@@ -187,7 +161,7 @@ class Wasserstein1D(_Distributions):
     """
 
     function_name = "wasserstein_1d"
-    params = (Param("p", 1.0, _p, "exponent of the ground cost |x - y|^p"),)
+    p: float = param(default=1.0, check=at_least(1), doc="exponent of the ground cost |x - y|^p")
     hessian = "a.e."
 
     def _normalizer(self, y_true, y_pred, sample_weight) -> float:
@@ -275,9 +249,10 @@ class SlicedWasserstein(_Distributions):
     """
 
     function_name = "sliced_wasserstein"
-    params = (Param("n_projections", 50, _int_at_least(1), "number of random directions"),
-              Param("p", 2.0, _p, "exponent of the ground cost"),
-              Param("seed", 0, _seed, "seed of the directions (numpy default_rng)"))
+    n_projections: int = param(default=50, check=integer(1), doc="number of random directions")
+    p: float = param(default=2.0, check=at_least(1), doc="exponent of the ground cost")
+    seed: Optional[int] = param(default=0, check=optional(integer()),
+                                doc="seed of the directions (numpy default_rng)")
     hessian = "none"
 
     def __call__(self, y_true, y_pred, sample_weight=None, *, true_weight=None, projections=None,
@@ -406,7 +381,7 @@ def sinkhorn(x=None, y=None, *, cost=None, a=None, b=None, epsilon, max_iter=100
     (True, [[0.5, 0.0], [0.0, 0.5]])
     """
     eps = positive("epsilon", epsilon)
-    max_iter = _int_at_least(1)("max_iter", max_iter)
+    max_iter = integer(1)("max_iter", max_iter)
     if cost is not None:
         if x is not None or y is not None:
             raise ValueError("give either the point clouds x and y or the cost matrix, not both")
@@ -472,9 +447,10 @@ class SinkhornLoss(_Distributions):
     """
 
     function_name = "sinkhorn_loss"
-    params = (Param("epsilon", 0.1, positive, "entropic regularization"),
-              Param("max_iter", 1000, _int_at_least(1), "iteration limit"),
-              Param("tol", None, _optional_positive, "marginal error to reach"))
+    epsilon: float = param(default=0.1, check=positive, doc="entropic regularization")
+    max_iter: int = param(default=1000, check=integer(1), doc="iteration limit")
+    tol: Optional[float] = param(default=None, check=optional(positive),
+                                 doc="marginal error to reach")
     smooth = True
     hessian = "none"
 
