@@ -135,10 +135,12 @@ def floats(element: Check = finite_float, *, max_size: Optional[int] = None,
                             f"{value!r}")
         else:
             items = list(value)
+            if any(isinstance(v, (list, tuple, np.ndarray)) for v in items):
+                raise ValueError(f"{name} must be a 1-D sequence of numbers; got {value!r}")
+        if max_size is not None and not 1 <= len(items) <= max_size:
+            raise ValueError(f"{name} must hold 1 to {max_size} values; got {len(items)}")
         if not items:
             raise ValueError(f"{name} must not be empty")
-        if max_size is not None and len(items) > max_size:
-            raise ValueError(f"{name} must hold at most {max_size} values; got {len(items)}")
         values = tuple(element(f"{name}[{i}]", v) for i, v in enumerate(items))
         if not as_array:
             return values

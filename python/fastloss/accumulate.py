@@ -72,13 +72,6 @@ class _ExactSum:
         return self.special if self.special != 0.0 else math.fsum(self.partials)
 
 
-def _loss_key(loss: Loss) -> tuple:
-    """What two accumulators must share to be merged: the loss class, reduction and parameters."""
-    params = tuple((k, tuple(np.ravel(v).tolist()) if isinstance(v, np.ndarray) else v)
-                   for k, v in loss.get_params().items())
-    return type(loss), loss.reduction, params
-
-
 class GradientAccumulator:
     """Streams micro-batches of any loss and yields exactly the full batch's value and gradient.
 
@@ -188,12 +181,11 @@ class GradientAccumulator:
     def merge(self, *others: "GradientAccumulator") -> "GradientAccumulator":
         """A new accumulator holding this one's micro-batches and those of ``others`` (same loss,
         reduction and parameters; any order gives the same result)."""
-        key = _loss_key(self.loss)
         for other in others:
             if not isinstance(other, GradientAccumulator):
                 raise TypeError(f"can only merge GradientAccumulator objects; got "
                                 f"{type(other).__name__}")
-            if _loss_key(other.loss) != key:
+            if other.loss != self.loss:  # losses compare by class, reduction and parameters
                 raise ValueError(f"cannot merge accumulators of different losses: {self.loss!r} "
                                  f"and {other.loss!r}")
         merged = GradientAccumulator(self.loss, on_empty=self.on_empty)
