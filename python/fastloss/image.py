@@ -19,7 +19,7 @@ up to the ratio of the pixel counts (uncropped / cropped). The Hessian is not pr
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import numpy as np
 
@@ -90,7 +90,7 @@ class _ImageLoss(Loss):
             return float(np.prod(batch, dtype=np.int64))
         return float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
 
-    def _constants(self):
+    def _constants(self) -> Tuple[float, float]:
         return (self.k1 * self.data_range) ** 2, (self.k2 * self.data_range) ** 2
 
     def _similarity(self, y_true, y_pred):
