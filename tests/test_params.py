@@ -41,6 +41,15 @@ def test_signature_lists_exactly_the_parameters(info):
         info.cls(1.0)  # keyword-only
 
 
+@pytest.mark.parametrize("info", INFOS, ids=IDS)
+def test_functional_signature_lists_the_parameters(info):
+    sig = inspect.signature(info.function)
+    keywords = [k for k, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    assert keywords[-len(info.params) - 2:] == ["sample_weight", "reduction", *info.params]
+    assert {k: sig.parameters[k].default for k in info.params} == info.params
+    assert f"{info.name}(" in info.function.__doc__
+
+
 def test_signature_text():
     assert str(inspect.signature(fl.Huber)) == "(*, delta: float = 1.0, reduction: str = 'mean')"
     assert str(inspect.signature(fl.MSE)) == "(*, reduction: str = 'mean')"

@@ -303,20 +303,31 @@ class Loss(metaclass=_LossType):
 _declare(Loss)
 
 
+def _describe_functional(functional: Callable, cls: Any, positional: Tuple[str, ...],
+                         keyword_inputs: Tuple[str, ...] = ()) -> None:
+    """Names ``functional`` after ``cls`` and gives it a signature that lists the loss's
+    parameters (inspect, IDEs) and a docstring that shows it."""
+    P = inspect.Parameter
+    sig = inspect.Signature(
+        [P(name, P.POSITIONAL_OR_KEYWORD) for name in positional]
+        + [P(name, P.KEYWORD_ONLY) for name in keyword_inputs]
+        + [P("sample_weight", P.KEYWORD_ONLY, default=None),
+           P("reduction", P.KEYWORD_ONLY, default="mean")]
+        + [P(p.name, P.KEYWORD_ONLY, default=p.default, annotation=p.annotation)
+           for p in cls.params])
+    plain = sig.replace(parameters=[p.replace(annotation=P.empty) for p in sig.parameters.values()])
+    functional.__name__ = functional.__qualname__ = cls.function_name
+    functional.__signature__ = sig  # type: ignore[attr-defined]
+    functional.__doc__ = (f"Functional form of :class:`fastloss.{cls.__name__}`: returns the loss "
+                          f"value.\n\n``{cls.function_name}{plain}``")
+
+
 def _make_functional(cls: type) -> Callable:
     def functional(y_true, y_pred, *, sample_weight=None, reduction="mean", **params):
         inputs = {name: params.pop(name) for name in cls.inputs if name in params}
         return cls(reduction=reduction, **params)(y_true, y_pred, sample_weight=sample_weight, **inputs)
 
-    functional.__name__ = functional.__qualname__ = cls.function_name
-    functional.__doc__ = (
-        f"Functional form of :class:`fastloss.{cls.__name__}`: returns the loss value.\n\n"
-        f"``{cls.function_name}(y_true, y_pred, *, "
-        + "".join(f"{name}, " for name in cls.inputs)
-        + "sample_weight=None, reduction='mean', "
-        + ", ".join(f"{p.name}={p.default!r}" for p in cls.params)
-        + ")``"
-    )
+    _describe_functional(functional, cls, ("y_true", "y_pred"), cls.inputs)
     return functional
 
 

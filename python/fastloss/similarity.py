@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Optional, Tuple
 import numpy as np
 
 from . import _core
-from ._base import _REGISTRY, Loss, _check_reduction, param
+from ._base import _REGISTRY, Loss, _check_reduction, _describe_functional, param
 from ._validate import at_least, between, boolean, choice, integer, non_negative, positive
 
 __all__ = ["pairwise_distances", "pairwise_distances_backward", "Contrastive", "BatchContrastive",
@@ -340,12 +340,7 @@ def _functional(cls: type):
         named = {k: params.pop(k) for k in cls.arguments if k in params}
         return cls(reduction=reduction, **params)(*inputs, sample_weight=sample_weight, **named)
 
-    functional.__name__ = functional.__qualname__ = cls.function_name
-    functional.__doc__ = (
-        f"Functional form of :class:`fastloss.{cls.__name__}`: returns the loss value.\n\n"
-        f"``{cls.function_name}({', '.join(cls.arguments)}, *, sample_weight=None, "
-        "reduction='mean', "
-        + ", ".join(f"{p.name}={p.default!r}" for p in cls.params) + ")``")
+    _describe_functional(functional, cls, cls.arguments)
     return functional
 
 
