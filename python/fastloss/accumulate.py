@@ -24,6 +24,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from ._base import Loss
+from ._validate import choice
 
 __all__ = ["GradientAccumulator", "partial_sum"]
 
@@ -118,10 +119,8 @@ class GradientAccumulator:
         if loss.reduction not in ("mean", "sum"):
             raise ValueError(f"the accumulated loss must have reduction 'mean' or 'sum'; got "
                              f"{loss.reduction!r}")
-        if on_empty not in _EMPTY_POLICIES:
-            raise ValueError(f"on_empty must be one of {_EMPTY_POLICIES}; got {on_empty!r}")
         self.loss = loss
-        self.on_empty = on_empty
+        self.on_empty = choice(*_EMPTY_POLICIES)("on_empty", on_empty)
         self.batches = 0  # micro-batches added, empty ones included
         self._sum = _ExactSum()
         self._norm = _ExactSum()

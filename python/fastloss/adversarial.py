@@ -15,7 +15,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ._validate import finite_float, non_negative
+from ._validate import choice, finite_float, non_negative
 from .classification import BinaryCrossEntropy, Hinge
 from .regression import MSE
 
@@ -83,9 +83,7 @@ class AdversarialLoss:
 
     def __init__(self, kind: str = "non_saturating", *, a: float = 0.0, b: float = 1.0,
                  c: float = 1.0) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
-        self.kind = kind
+        self.kind = choice(*KINDS)("kind", kind)
         self.a, self.b, self.c = (finite_float(n, v) for n, v in (("a", a), ("b", b), ("c", c)))
 
     def __repr__(self) -> str:

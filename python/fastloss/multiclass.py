@@ -444,8 +444,7 @@ def class_weights(labels, scheme: str = "inverse", *, beta: float = 0.999,
     elif scheme == "inverse_sqrt":
         w[present] = 1.0 / np.sqrt(counts[present])
     elif scheme == "effective":
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"beta must lie in [0, 1); got {beta}")
+        beta = between(0, 1, "left")("beta", beta)
         w[present] = (1.0 - beta) / (1.0 - beta ** counts[present])
     else:
         raise ValueError(f"scheme must be 'inverse', 'inverse_sqrt' or 'effective'; got {scheme!r}")
