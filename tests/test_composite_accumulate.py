@@ -124,7 +124,7 @@ def test_normalizer_is_the_loss_own_mean_denominator(rng, case):
     for weights in (None, w):
         total = loss(y, p, weights, reduction="sum")
         mean = loss(y, p, weights, reduction="mean")
-        norm = loss._normalizer(y, p, weights)
+        _, norm = fl.partial_sum(loss, y, p, weights)
         assert total / norm == pytest.approx(mean, rel=RTOL)
 
 
@@ -156,7 +156,7 @@ def test_merge_pickled_partial_states_any_order(rng):
     assert len(values) == 1, "merge order changed the result"
     assert merged[0].batches == 12
     assert merged[0].value() == pytest.approx(loss(y, p, w), rel=RTOL, abs=0.0)
-    assert merged[0].normalizer == pytest.approx(loss._normalizer(y, p, w), rel=RTOL)
+    assert merged[0].normalizer == pytest.approx(fl.partial_sum(loss, y, p, w)[1], rel=RTOL)
     # merging leaves its inputs alone
     assert parts[0].value() == shipped[0].value()
 
@@ -300,25 +300,25 @@ def test_errors(rng):
     assert (acc.total, acc.normalizer, acc.batches) == before
 
 
-def test_every_registered_loss_declares_its_normalizer():
-    # Streaming needs each loss's mean denominator: a loss class added without one fails here.
-    from fastloss._base import Loss
+def test_every_registered_loss_streams_by_its_own_denominator():
+    # Streaming needs each loss's mean denominator, which comes from the same kernel call as the
+    # sum; a loss that compares whole batches says so instead.
     from fastloss.cli import synthetic
 
     for info in fl.losses():
-        assert info.cls._normalizer is not Loss._normalizer, (
-            f"{info.cls.__name__} does not define _normalizer (the denominator of its mean)")
         loss = info.cls()
         y, p, inputs = synthetic(loss, 50, seed=1)  # the CLI's data suits every registered loss
-        try:
-            loss._normalizer(y, p, None)
-        except NotImplementedError:  # declared: not a sum over samples (whole distributions)
+        if not loss.chunkable:
+            with pytest.raises(NotImplementedError, match="whole batches"):
+                fl.partial_sum(loss, y, p, **inputs)
+            with pytest.raises(NotImplementedError, match="whole batches"):
+                fl.GradientAccumulator(loss)
             continue
         w = np.random.default_rng(2).uniform(0, 2, np.shape(p[0] if isinstance(p, list) else p)[:1])
         for weights in (None, w):
-            total = loss(y, p, weights, reduction="sum", **inputs)
-            assert total / loss._normalizer(y, p, weights) == pytest.approx(
-                loss(y, p, weights, **inputs), rel=RTOL), info.name
+            total, norm = fl.partial_sum(loss, y, p, sample_weight=weights, **inputs)
+            assert total == loss(y, p, weights, reduction="sum", **inputs), info.name
+            assert total / norm == pytest.approx(loss(y, p, weights, **inputs), rel=RTOL), info.name
 
 
 @settings(max_examples=40, deadline=None)

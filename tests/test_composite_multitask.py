@@ -169,3 +169,97 @@ def test_errors(rng):
         uw(y, p, [0.0, math.inf, 0.0])
     with pytest.raises(ValueError, match="log_vars does not match"):
         uw(y, p, {"depth": 0.0})
+
+
+# Composites take any registered loss: several inputs (a tuple prediction), keyword inputs.
+
+def _any_loss_tasks(rng, n=32, d=6, k=4):
+    labels = rng.integers(0, k, n)
+    x1, x2 = rng.standard_normal((n, d)), rng.standard_normal((n, d))
+    similar = rng.integers(0, 2, n)
+    logits, teacher = rng.standard_normal((n, k)), rng.standard_normal((n, k))
+    centers = rng.standard_normal((k, d))
+    tasks = {"pairs": fl.Contrastive(margin=2.0), "center": fl.CenterLoss(),
+             "kd": fl.Distillation(alpha=0.3, temperature=2.0)}
+    y = {"pairs": similar, "center": labels, "kd": labels}
+    p = {"pairs": (x1, x2), "center": (x1, centers), "kd": logits}
+    inputs = {"kd": {"teacher_logits": teacher}}
+    w = {"pairs": rng.uniform(0, 2, n)}
+    separate = {
+        "pairs": tasks["pairs"].value_and_grad(similar, x1, x2, sample_weight=w["pairs"]),
+        "center": tasks["center"].value_and_grad(labels, x1, centers),
+        "kd": tasks["kd"].value_and_grad(labels, logits, teacher_logits=teacher),
+    }
+    return tasks, y, p, inputs, w, separate
+
+
+def _grads_equal(a, b, scale):
+    a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, scale * y, rtol=1e-15)
+
+
+def test_multitask_takes_losses_with_several_and_keyword_inputs(rng):
+    tasks, y, p, inputs, w, separate = _any_loss_tasks(rng)
+    lam = {"pairs": 0.5, "center": 0.01, "kd": 1.0}
+    r = fl.MultiTask(tasks, weights=lam).evaluate(y, p, w, inputs=inputs)
+    assert r.value == pytest.approx(sum(lam[n] * separate[n][0] for n in tasks), rel=1e-14)
+    for n in tasks:
+        assert r.task_values[n] == separate[n][0]
+        _grads_equal(r.grads[n], separate[n][1], lam[n])
+    assert isinstance(r.grads["pairs"], tuple) and isinstance(r.grads["kd"], np.ndarray)
+    assert fl.MultiTask(tasks)(y, p, w, inputs=inputs) == pytest.approx(
+        sum(separate[n][0] for n in tasks), rel=1e-14)
+    with pytest.raises(TypeError, match="teacher_logits"):
+        fl.MultiTask(tasks).evaluate(y, p, w)
+    with pytest.raises(ValueError, match="inputs"):
+        fl.MultiTask(tasks).evaluate(y, p, w, inputs={"nope": {}})
+
+
+def test_uncertainty_weighting_takes_any_loss_and_precomputed_task_losses(rng):
+    tasks, y, p, inputs, w, separate = _any_loss_tasks(rng)
+    s = np.array([0.3, -0.2, 0.1])
+    r = fl.UncertaintyWeighting(tasks).evaluate(y, p, s, w, inputs=inputs)
+    L = np.array([separate[n][0] for n in tasks])
+    expected = float(np.sum(0.5 * np.exp(-s) * L + 0.5 * s))
+    assert r.value == pytest.approx(expected, rel=1e-14)
+    for c, n in zip(0.5 * np.exp(-s), tasks):
+        _grads_equal(r.grads[n], separate[n][1], c)
+    # The spec form sum L_t / (2 sigma_t^2) + log sigma_t on losses computed elsewhere.
+    uw = fl.UncertaintyWeighting(tasks)
+    value, d_losses, d_s = uw.combine(dict(zip(tasks, L)), s)
+    sigma = np.exp(0.5 * s)
+    assert value == pytest.approx(float(np.sum(L / (2 * sigma ** 2) + np.log(sigma))), rel=1e-14)
+    np.testing.assert_allclose(d_losses, 1 / (2 * sigma ** 2), rtol=1e-15)
+    np.testing.assert_allclose(d_s, r.grad_log_vars, rtol=1e-15)
+    with pytest.raises(ValueError, match="task_losses"):
+        uw.combine([1.0, 2.0], s)
+
+
+def test_self_paced_regularized_and_accumulator_take_any_loss(rng):
+    _, y, p, inputs, w, separate = _any_loss_tasks(rng)
+    labels, (x1, centers) = y["center"], p["center"]
+    center = fl.CenterLoss(reduction="sum")
+    # Self-paced weights over the rows of a loss with two differentiable inputs.
+    r = fl.SelfPaced(center, lam=2.0).evaluate(labels, x1, centers)
+    per = center(labels, x1, centers, reduction="none")
+    v = (per < 2.0).astype(float)
+    _grads_equal(r.grad, center.value_and_grad(labels, x1, centers, sample_weight=v)[1], 1.0)
+    # Regularized: the loss's own inputs, then theta.
+    theta = rng.standard_normal(5)
+    reg = fl.Regularized(fl.Distillation(alpha=0.3, temperature=2.0), fl.L2(0.1))
+    value, g, g_theta = reg.value_and_grad(labels, p["kd"], theta=theta, **inputs["kd"])
+    assert value == pytest.approx(separate["kd"][0] + 0.1 * float(theta @ theta), rel=1e-14)
+    _grads_equal(g, separate["kd"][1], 1.0)
+    assert reg(labels, p["kd"], theta, **inputs["kd"]) == pytest.approx(value, rel=1e-15)
+    # The accumulator streams a multi-input loss exactly.
+    loss = fl.Contrastive(margin=2.0)
+    similar, (a, b) = y["pairs"], p["pairs"]
+    acc = fl.GradientAccumulator(loss)
+    parts = [acc.update(similar[i:i + 10], a[i:i + 10], b[i:i + 10], sample_weight=w["pairs"][i:i + 10])
+             for i in range(0, len(similar), 10)]
+    whole_value, (ga, gb) = loss.value_and_grad(similar, a, b, sample_weight=w["pairs"])
+    assert acc.value() == pytest.approx(whole_value, rel=1e-13)
+    np.testing.assert_allclose(np.concatenate([g[0] for g in parts]) * acc.scale, ga, rtol=1e-12)
+    np.testing.assert_allclose(np.concatenate([g[1] for g in parts]) * acc.scale, gb, rtol=1e-12)

@@ -263,10 +263,10 @@ def test_mypy_passes_correct_use(tmp_path):
         params: Dict[str, Any] = wider.get_params()
         key: int = hash(quantiles)
         y = np.zeros(4)
-        value, per, grad, hess = _core.elementwise(_core.elementwise_kernels["mse"], [], y, y,
+        total, norm, per, grad, hess = _core.elementwise(_core.elementwise_kernels["mse"], [], y, y,
                                                    None, None, "mean", True, False, None, None,
                                                    None)
-        total: float = value
+        mean: float = total / norm
         if grad is not None:
             g: np.ndarray = grad + 1.0
     """)

@@ -206,10 +206,7 @@ void CallOutputs::finish() {
 }
 
 py::tuple CallOutputs::result(double total, double norm) const {
-  double value = total;
-  if (reduction == Reduction::mean)
-    value = norm > 0 ? total / norm : std::numeric_limits<double>::quiet_NaN();
-  return py::make_tuple(value, reduction == Reduction::none ? values.user : py::none(),
+  return py::make_tuple(total, norm, reduction == Reduction::none ? values.user : py::none(),
                         grad ? gradient.user : py::none(), hess ? hessian.user : py::none());
 }
 

@@ -74,7 +74,8 @@ struct CallOutputs {
               const std::vector<index_t>& value_shape, const std::vector<index_t>& pred_shape,
               DType dtype, bool contiguous);
   void finish();  // copies temporaries back into the caller's buffers
-  // (value, values | None, grad | None, hess | None); the mean is total / norm, NaN for norm 0.
+  // (total, norm, values | None, grad | None, hess | None): the weighted sum, the mean's
+  // denominator and the outputs; Python's one reduction step turns these into the value.
   py::tuple result(double total, double norm) const;
 };
 

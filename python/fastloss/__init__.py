@@ -35,7 +35,7 @@ from .segmentation import (  # noqa: E402
 )
 from .transport import (  # noqa: E402
     SinkhornLoss, SinkhornResult, SlicedWasserstein, Wasserstein1D, random_projections, sinkhorn,
-    sliced_wasserstein, wasserstein_1d,
+    sinkhorn_loss, sliced_wasserstein, wasserstein_1d,
 )
 from .adversarial import AdversarialLoss, GradientPenalty, R1Penalty, wasserstein_critic  # noqa: E402
 from .perceptual import PerceptualLoss, perceptual  # noqa: E402
@@ -89,7 +89,7 @@ __all__ = [
     "CosFace", "ArcFace", "contrastive", "batch_contrastive", "triplet_margin",
     "batch_triplet_margin", "center_loss", "cosface", "arcface",
     "Wasserstein1D", "SlicedWasserstein", "SinkhornLoss", "SinkhornResult", "wasserstein_1d",
-    "sliced_wasserstein", "sinkhorn", "random_projections",
+    "sliced_wasserstein", "sinkhorn", "sinkhorn_loss", "random_projections",
     "AdversarialLoss", "GradientPenalty", "R1Penalty", "wasserstein_critic",
     "PerceptualLoss", "perceptual",
 ]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import math
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional, Tuple, TypeVar
 
 import numpy as np
 
@@ -25,6 +26,85 @@ def _check_reduction(reduction: str) -> str:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
     return reduction
+
+
+class KernelResult(NamedTuple):
+    """What one evaluation of a loss returns, before the reduction (``Loss._value``)."""
+
+    total: float  # the sum of the weighted per-item losses, in double
+    norm: float  # the denominator of the mean: the summed weights of the items that count
+    values: Any  # the weighted per-item losses (reduction="none"), else None
+    grad: Any  # d value / d input: an array, a sequence in ``grads`` order, or None
+    hess: Any  # the Hessian diagonal, likewise
+    extra: Any = None  # what a loss returns besides (e.g. the mined triplets)
+
+
+def _writeable(buffer: Any, name: str) -> None:
+    if not isinstance(buffer, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray; got {type(buffer).__name__}")
+    if not buffer.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+
+
+def _check_buffers(out: Any, grad_out: Any, hess_out: Any, n_grads: int) -> None:
+    """Caller buffers are writeable ndarrays; with several differentiable inputs, ``grad_out``
+    and ``hess_out`` are sequences with one buffer (or None) per input. Checked before any work;
+    shapes and dtypes are checked against the results before any buffer is written."""
+    if out is not None:
+        _writeable(out, "out")
+    for name, given in (("grad_out", grad_out), ("hess_out", hess_out)):
+        if given is None:
+            continue
+        if n_grads > 1 or isinstance(given, (list, tuple)):
+            if not isinstance(given, (list, tuple)):
+                raise TypeError(f"{name} must be a tuple of {n_grads} arrays (or None), one per "
+                                f"differentiable input; got {type(given).__name__}")
+            for i, b in enumerate(given):
+                if b is not None:
+                    _writeable(b, f"{name}[{i}]")
+        else:
+            _writeable(given, name)
+
+
+def _pairs(result: Any, given: Any, name: str) -> List[Tuple[Any, Any, str]]:
+    """(result array, caller buffer, name) for each array of one output."""
+    if given is None or result is None:
+        return []
+    if isinstance(given, (list, tuple)):
+        if not isinstance(result, (list, tuple)) or len(result) != len(given):
+            count = len(result) if isinstance(result, (list, tuple)) else 1
+            raise ValueError(f"{name} must hold {count} buffers; got {len(given)}")
+        return [(r, b, f"{name}[{i}]") for i, (r, b) in enumerate(zip(result, given))]
+    return [(result, given, name)]
+
+
+def _deliver(result: KernelResult, out: Any, grad_out: Any, hess_out: Any) -> KernelResult:
+    """The result with its arrays in the caller's buffers. Every buffer's shape and dtype is
+    checked before the first is written: an error leaves them all untouched."""
+    pairs = (_pairs(result.values, out, "out") + _pairs(result.grad, grad_out, "grad_out")
+             + _pairs(result.hess, hess_out, "hess_out"))
+    copies = []
+    for r, b, name in pairs:
+        if b is None or r is b:
+            continue
+        r = np.asarray(r)
+        if b.dtype != r.dtype:
+            raise TypeError(f"{name} must have dtype {r.dtype} (the result's); got {b.dtype}")
+        if b.shape != r.shape:
+            raise ValueError(f"{name} must have shape {r.shape}; got {b.shape}")
+        copies.append((r, b))
+    for r, b in copies:
+        np.copyto(b, r)
+
+    def placed(r: Any, given: Any) -> Any:
+        if given is None or r is None:
+            return r
+        if isinstance(given, (list, tuple)):
+            return type(r)(x if b is None else b for x, b in zip(r, given))
+        return given
+
+    return result._replace(values=placed(result.values, out), grad=placed(result.grad, grad_out),
+                           hess=placed(result.hess, hess_out))
 
 
 @dataclass(frozen=True)
@@ -225,62 +305,128 @@ class Loss(metaclass=_LossType):
             args.append(f"reduction={self.reduction!r}")
         return f"{type(self).__name__}({', '.join(args)})"
 
-    # The contract every loss obeys, over one kernel call: _run(y_true, y_pred, sample_weight,
-    # reduction, want_grad, want_hess, out, grad_out, hess_out, **inputs) -> (value, per-element
-    # values | None, grad | None, hess | None). `inputs` are the extra keyword-only arrays a loss
-    # declares in ``inputs`` (e.g. Distillation's ``teacher_logits``), each required.
+    # The inputs of a call. Positional (or by name): ``arguments``, truth first; keyword-only:
+    # ``inputs`` (required, e.g. Distillation's ``teacher_logits``) and ``optional_inputs``
+    # (default None). ``grads`` names the differentiable arguments, in the order in which
+    # ``value_and_grad`` returns their gradients (one array when there is one).
+    arguments: ClassVar[Tuple[str, ...]] = ("y_true", "y_pred")
+    grads: ClassVar[Tuple[str, ...]] = ("y_pred",)
     inputs: ClassVar[Tuple[str, ...]] = ()
+    optional_inputs: ClassVar[Tuple[str, ...]] = ()
+    # False for losses that compare whole batches (a distance between distributions, a Dice
+    # ratio over the batch): no sum over chunks of the data reproduces them.
+    chunkable: ClassVar[bool] = True
+    # The mean over nothing that counts (a zero denominator): NaN, or 0 for losses whose batch
+    # may legitimately hold nothing to count (no mined triplet, as pytorch-metric-learning).
+    empty_mean: ClassVar[float] = math.nan
 
-    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-             hess_out, **inputs):
+    def _run(self, args: tuple, sample_weight: Any, reduction: str, want_grad: bool,
+             want_hess: bool, out: Any, grad_out: Any, hess_out: Any, **inputs: Any) -> "KernelResult":
+        """One evaluation on the bound ``args`` (in ``arguments`` order). It may write the caller's
+        buffers itself (returning them) or return fresh arrays, which the caller's buffers then
+        receive."""
         raise NotImplementedError
 
-    def _call(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-              hess_out, inputs):
-        if set(inputs) != set(self.inputs):
-            missing, unknown = set(self.inputs) - set(inputs), set(inputs) - set(self.inputs)
-            raise TypeError(f"{type(self).__name__} "
-                            + (f"needs the keyword argument(s) {sorted(missing)}" if missing
-                               else f"got unexpected keyword argument(s) {sorted(unknown)}"))
-        return self._run(y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out,
-                         grad_out, hess_out, **inputs)
+    def _evaluate(self, args: tuple, named: Dict[str, Any], sample_weight: Any, reduction: Any,
+                  want_grad: bool, want_hess: bool, out: Any = None, grad_out: Any = None,
+                  hess_out: Any = None) -> Tuple["KernelResult", str]:
+        """The one call path of every loss: binds and checks the call's arguments, runs the loss
+        once and delivers into the caller's buffers. Returns the result and the reduction."""
+        reduction = self.reduction if reduction is None else _check_reduction(reduction)
+        if want_hess and self.hessian == "none":
+            raise NotImplementedError(f"{type(self).__name__} provides no Hessian diagonal; use "
+                                      "value_and_grad")
+        if out is not None and reduction != "none":
+            raise ValueError("out= is only used with reduction='none'")
+        args, sample_weight, inputs = self._bind(args, named, sample_weight)
+        buffers = out is not None or grad_out is not None or hess_out is not None
+        if buffers:
+            _check_buffers(out, grad_out, hess_out, len(self.grads))
+        result = self._run(args, sample_weight, reduction, want_grad, want_hess, out, grad_out,
+                           hess_out, **inputs)
+        if type(result) is not KernelResult:
+            result = KernelResult(*result)
+        if buffers:
+            result = _deliver(result, out, grad_out, hess_out)
+        return result, reduction
 
-    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
-        """The denominator of this loss's ``reduction="mean"`` on these (already validated)
-        inputs: ``mean = sum / _normalizer``. Exact streaming (``fastloss.GradientAccumulator``)
-        adds these up over micro-batches. Reads only the labels, the weights and the *shape* of
-        ``y_pred`` (Dask computes it from a shape placeholder, before the predictions exist)."""
-        raise NotImplementedError(f"{type(self).__name__} does not declare the normalizer of its mean")
+    def _value(self, result: KernelResult, reduction: str) -> Any:
+        """The value under ``reduction``: the per-item values, the sum, or the mean."""
+        if reduction == "none":
+            return result.values
+        if reduction == "sum":
+            return result.total
+        return result.total / result.norm if result.norm > 0 else self.empty_mean
 
-    def __call__(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None, **inputs):
-        """The loss value: a float (``"mean"``/``"sum"``) or the per-element array (``"none"``)."""
-        value, per_elem, _, _ = self._call(y_true, y_pred, sample_weight, reduction, False, False,
-                                           out, None, None, inputs)
-        return value if per_elem is None else per_elem
+    def _bind(self, args: tuple, named: Dict[str, Any], sample_weight: Any):
+        """``(arguments, sample_weight, keyword inputs)`` from a call, like
+        ``loss(*arguments, sample_weight, **inputs)``: positional values fill the arguments not
+        given by name, in order; one more positional value is the sample weight."""
+        names = self.arguments
+        if len(args) == len(names) and not named and not self.inputs:
+            return args, sample_weight, {}
+        keywords = self.inputs + self.optional_inputs
+        unknown = [k for k in named if k not in names and k not in keywords]
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s) {unknown}; "
+                            f"it takes the inputs {names + keywords}")
+        missing = [k for k in self.inputs if k not in named]
+        if missing:
+            raise TypeError(f"{type(self).__name__} needs the keyword argument(s) {missing}")
+        free = [k for k in names if k not in named]
+        if len(args) > len(free) + 1 or (len(args) == len(free) + 1 and sample_weight is not None):
+            raise TypeError(f"{type(self).__name__} takes the inputs ({', '.join(names)}) and "
+                            f"sample_weight; got {len(args)} positional arguments")
+        if len(args) < len(free):
+            raise TypeError(f"{type(self).__name__} takes the inputs ({', '.join(names)}); "
+                            f"missing {', '.join(free[len(args):])}")
+        bound = dict(zip(free, args))
+        if len(args) > len(free):
+            sample_weight = args[-1]
+        inputs = {k: named.get(k) for k in keywords}
+        return tuple(named[k] if k in named else bound[k] for k in names), sample_weight, inputs
 
-    def value_and_grad(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None,
-                       grad_out=None, **inputs):
-        """``(value, grad)`` in one pass; ``grad`` has the shape and dtype of ``y_pred``."""
-        value, per_elem, grad, _ = self._call(y_true, y_pred, sample_weight, reduction, True, False,
-                                              out, grad_out, None, inputs)
-        return (value if per_elem is None else per_elem), grad
+    def __call__(self, *args: Any, sample_weight: Any = None, reduction: Optional[str] = None,
+                 out: Any = None, **inputs: Any) -> Any:
+        """The loss value: a float (``"mean"``/``"sum"``) or the per-item array (``"none"``,
+        into ``out`` if given)."""
+        result, reduction = self._evaluate(args, inputs, sample_weight, reduction, False, False,
+                                           out)
+        return self._value(result, reduction)
 
-    def grad_hess(self, y_true, y_pred, sample_weight=None, *, reduction=None, grad_out=None,
-                  hess_out=None, **inputs):
-        """``(grad, hess)``: gradient and Hessian diagonal with respect to ``y_pred``."""
-        reduction = reduction or self.reduction
-        # Per-element derivatives under "none" are those of "sum"; no per-element values needed.
-        _, _, grad, hess = self._call(y_true, y_pred, sample_weight,
-                                      "sum" if reduction == "none" else reduction, True, True, None,
-                                      grad_out, hess_out, inputs)
-        return grad, hess
+    def value_and_grad(self, *args: Any, sample_weight: Any = None,
+                       reduction: Optional[str] = None, out: Any = None, grad_out: Any = None,
+                       **inputs: Any) -> Tuple[Any, Any]:
+        """``(value, grad)`` in one pass: the gradient of the returned value with respect to the
+        differentiable inputs (``grads``; for ``"none"``, of their sum) with their shapes and
+        dtypes -- one array, or a tuple in ``grads`` order (``grad_out`` likewise)."""
+        result, reduction = self._evaluate(args, inputs, sample_weight, reduction, True, False,
+                                           out, grad_out)
+        return self._value(result, reduction), result.grad
 
-    def value_grad_hess(self, y_true, y_pred, sample_weight=None, *, reduction=None, out=None,
-                        grad_out=None, hess_out=None, **inputs):
+    def grad_hess(self, *args: Any, sample_weight: Any = None, reduction: Optional[str] = None,
+                  grad_out: Any = None, hess_out: Any = None, **inputs: Any) -> Tuple[Any, Any]:
+        """``(grad, hess)``: the gradient and the Hessian diagonal. NotImplementedError for a
+        loss that provides no Hessian diagonal (``hessian == "none"``)."""
+        # Per-item derivatives under "none" are those of "sum"; no per-item values needed.
+        if reduction == "none" or (reduction is None and self.reduction == "none"):
+            reduction = "sum"
+        result, _ = self._evaluate(args, inputs, sample_weight, reduction, True, True, None,
+                                   grad_out, hess_out)
+        return result.grad, result.hess
+
+    def value_grad_hess(self, *args: Any, sample_weight: Any = None,
+                        reduction: Optional[str] = None, out: Any = None, grad_out: Any = None,
+                        hess_out: Any = None, **inputs: Any) -> Tuple[Any, Any, Any]:
         """``(value, grad, hess)`` from the same single pass."""
-        value, per_elem, grad, hess = self._call(y_true, y_pred, sample_weight, reduction, True, True,
-                                                 out, grad_out, hess_out, inputs)
-        return (value if per_elem is None else per_elem), grad, hess
+        result, reduction = self._evaluate(args, inputs, sample_weight, reduction, True, True,
+                                           out, grad_out, hess_out)
+        return self._value(result, reduction), result.grad, result.hess
+
+    def _require_chunkable(self) -> None:
+        if not self.chunkable:
+            raise NotImplementedError(f"{self!r} compares whole batches: it is not a sum over "
+                                      "items and cannot be accumulated or split into chunks")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -303,14 +449,14 @@ class Loss(metaclass=_LossType):
 _declare(Loss)
 
 
-def _describe_functional(functional: Callable, cls: Any, positional: Tuple[str, ...],
-                         keyword_inputs: Tuple[str, ...] = ()) -> None:
-    """Names ``functional`` after ``cls`` and gives it a signature that lists the loss's
-    parameters (inspect, IDEs) and a docstring that shows it."""
+def _describe_functional(functional: Callable, cls: Any) -> None:
+    """Names ``functional`` after ``cls`` and gives it a signature that lists the loss's inputs
+    and parameters (inspect, IDEs) and a docstring that shows it."""
     P = inspect.Parameter
     sig = inspect.Signature(
-        [P(name, P.POSITIONAL_OR_KEYWORD) for name in positional]
-        + [P(name, P.KEYWORD_ONLY) for name in keyword_inputs]
+        [P(name, P.POSITIONAL_OR_KEYWORD) for name in cls.arguments]
+        + [P(name, P.KEYWORD_ONLY) for name in cls.inputs]
+        + [P(name, P.KEYWORD_ONLY, default=None) for name in cls.optional_inputs]
         + [P("sample_weight", P.KEYWORD_ONLY, default=None),
            P("reduction", P.KEYWORD_ONLY, default="mean")]
         + [P(p.name, P.KEYWORD_ONLY, default=p.default, annotation=p.annotation)
@@ -323,11 +469,13 @@ def _describe_functional(functional: Callable, cls: Any, positional: Tuple[str, 
 
 
 def _make_functional(cls: type) -> Callable:
-    def functional(y_true, y_pred, *, sample_weight=None, reduction="mean", **params):
-        inputs = {name: params.pop(name) for name in cls.inputs if name in params}
-        return cls(reduction=reduction, **params)(y_true, y_pred, sample_weight=sample_weight, **inputs)
+    keywords = cls.arguments + cls.inputs + cls.optional_inputs
 
-    _describe_functional(functional, cls, ("y_true", "y_pred"), cls.inputs)
+    def functional(*args, sample_weight=None, reduction="mean", **params):
+        named = {name: params.pop(name) for name in keywords if name in params}
+        return cls(reduction=reduction, **params)(*args, sample_weight=sample_weight, **named)
+
+    _describe_functional(functional, cls)
     return functional
 
 
@@ -362,23 +510,14 @@ class ElementwiseLoss(Loss):
     def _column_params(self) -> Optional[np.ndarray]:
         return None
 
-    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
-        # The sum of the weights over all elements: a weight of y_pred's shape, or of its leading
-        # axes repeated over the trailing ones (as the kernel broadcasts it).
-        n = int(np.size(y_pred))
-        if sample_weight is None:
-            return float(n)
-        w = np.asarray(sample_weight, dtype=np.float64)
-        return float(w.sum()) * (n // w.size) if w.size else 0.0
-
-    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-             hess_out):
+    def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
+        y_true, y_pred = args
         if self.sign_labels:
             _check_sign_labels(y_true)
         kernels = _core if type(y_pred) is np.ndarray else _kernels_for(y_pred)
-        return kernels.elementwise(
-            self._id, self._kernel_params, y_true, y_pred, sample_weight, self._aux,
-            reduction or self.reduction, want_grad, want_hess, out, grad_out, hess_out)
+        return KernelResult(*kernels.elementwise(
+            self._id, self._kernel_params, y_true, y_pred, sample_weight, self._aux, reduction,
+            want_grad, want_hess, out, grad_out, hess_out))
 
 
 def _check_sign_labels(y_true) -> None:

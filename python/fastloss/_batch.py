@@ -8,6 +8,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from ._base import KernelResult
+
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -41,19 +43,25 @@ def item_weights(sample_weight, shape: Tuple[int, ...], reduction: str) -> Optio
     return w
 
 
-def reduce_items(losses: np.ndarray, weights: Optional[np.ndarray], reduction: str):
-    """``(value, per_item | None, scale)``: the reduced value (a float; None for "none"), the
-    weighted per-item values for "none", and ``scale = d value / d losses`` (per item; for
-    "none" the derivative of each returned value)."""
-    losses = np.asarray(losses, dtype=np.float64)
-    w = np.ones(losses.shape) if weights is None else weights
-    if reduction == "none":
-        return None, w * losses, w
-    total = float(np.sum(w * losses))
-    if reduction == "sum":
-        return total, None, w
+def item_scale(weights: Optional[np.ndarray], shape: Tuple[int, ...], reduction: str):
+    """``(norm, scale)``: the mean's denominator (the summed weights, the number of items without)
+    and ``d value / d loss_i`` per item (for "none", the derivative of each returned value)."""
+    w = np.ones(shape) if weights is None else weights
     norm = float(np.sum(w))
-    return (total / norm if norm > 0 else float("nan")), None, (w / norm if norm > 0 else 0 * w)
+    if reduction != "mean":
+        return norm, w
+    return norm, (w / norm if norm > 0 else 0 * w)
+
+
+def item_result(losses, weights: Optional[np.ndarray], norm: float, reduction: str, dtype,
+                grad=None, hess=None) -> KernelResult:
+    """The result of a per-item loss: the weighted sum, the denominator, and the weighted
+    per-item values (in ``dtype``) for "none"."""
+    wl = np.asarray(losses, dtype=np.float64)
+    if weights is not None:
+        wl = weights * wl
+    values = np.asarray(wl, dtype=dtype) if reduction == "none" else None
+    return KernelResult(float(np.sum(wl)), norm, values, grad, hess)
 
 
 def check_out(buffer, name: str, shape: Sequence[int], dtype: np.dtype) -> None:
@@ -77,9 +85,3 @@ def direct_buffer(buffer, shape):
     return None
 
 
-def deliver(result: np.ndarray, buffer) -> np.ndarray:
-    """``result`` copied into the caller's (checked) buffer, or ``result`` itself."""
-    if buffer is None:
-        return result
-    np.copyto(buffer, result)
-    return buffer

@@ -7,8 +7,9 @@ from numpy.typing import ArrayLike, NDArray
 
 FloatArray = NDArray[np.floating[Any]]
 IntArray = NDArray[np.int64]
-# (value, per-item values under reduction="none", gradient, Hessian diagonal)
-KernelResult = Tuple[float, Optional[FloatArray], Optional[FloatArray], Optional[FloatArray]]
+# (weighted sum, the mean's denominator, per-item values under reduction="none", gradient,
+# Hessian diagonal)
+KernelResult = Tuple[float, float, Optional[FloatArray], Optional[FloatArray], Optional[FloatArray]]
 
 build: Dict[str, int | str]
 elementwise_kernels: Dict[str, int]

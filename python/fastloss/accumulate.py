@@ -19,7 +19,7 @@ micro-batch's own (deterministic) kernel sum, far below 1e-12 relative in float6
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
@@ -31,12 +31,15 @@ __all__ = ["GradientAccumulator", "partial_sum"]
 _EMPTY_POLICIES = ("skip", "raise")
 
 
-def partial_sum(loss: Loss, y_true, y_pred, sample_weight=None, **inputs) -> Tuple[float, float]:
-    """``(weighted sum of the loss, normalizer of its mean)`` over one piece of the data. Pieces
-    merge by addition: the mean over all of them is ``fsum(sums) / fsum(normalizers)`` (a Dask
-    block, a Spark partition, a CatBoost metric call; see docs/integrations.md)."""
-    total = loss(y_true, y_pred, sample_weight, reduction="sum", **inputs)
-    return total, loss._normalizer(y_true, y_pred, sample_weight)
+def partial_sum(loss: Loss, *args, sample_weight=None, **inputs) -> Tuple[float, float]:
+    """``(weighted sum of the loss, denominator of its mean)`` over one piece of the data, from
+    one kernel call (the arguments are the loss's own). Pieces merge by addition: the mean over
+    all of them is ``fsum(sums) / fsum(denominators)`` (a Dask block, a Spark partition, a
+    CatBoost metric call; see docs/integrations.md). NotImplementedError for a loss that compares
+    whole batches (``loss.chunkable`` is False)."""
+    loss._require_chunkable()
+    result, _ = loss._evaluate(args, inputs, sample_weight, "sum", False, False)
+    return result.total, result.norm
 
 
 class _ExactSum:
@@ -119,8 +122,9 @@ class GradientAccumulator:
         if loss.reduction not in ("mean", "sum"):
             raise ValueError(f"the accumulated loss must have reduction 'mean' or 'sum'; got "
                              f"{loss.reduction!r}")
-        self.loss = loss
         self.on_empty = choice(*_EMPTY_POLICIES)("on_empty", on_empty)
+        loss._require_chunkable()
+        self.loss = loss
         self.batches = 0  # micro-batches added, empty ones included
         self._sum = _ExactSum()
         self._norm = _ExactSum()
@@ -129,26 +133,24 @@ class GradientAccumulator:
         return (f"GradientAccumulator({self.loss!r}, batches={self.batches}, "
                 f"sum={self.total:.17g}, normalizer={self.normalizer:.17g})")
 
-    def update(self, y_true, y_pred, sample_weight=None, *, want_grad: bool = True,
-               grad_out=None, **inputs) -> Optional[np.ndarray]:
-        """Adds one micro-batch; returns the gradient of its weighted loss *sum* with respect to
-        ``y_pred`` (shape and dtype of ``y_pred``; into ``grad_out`` if given), or None when
-        ``want_grad=False``. Multiply the accumulated gradients by :attr:`scale` at the end.
-        ``inputs``: the extra keyword arrays the loss takes (e.g. ``teacher_logits``)."""
-        if self.on_empty == "raise" and np.size(y_pred) == 0:
-            raise ValueError(f"empty micro-batch (y_pred shape {np.shape(y_pred)}) and "
-                             f"on_empty='raise'")
-        if want_grad:
-            total, grad = self.loss.value_and_grad(y_true, y_pred, sample_weight, reduction="sum",
-                                                   grad_out=grad_out, **inputs)
-        else:
-            total, grad = self.loss(y_true, y_pred, sample_weight, reduction="sum", **inputs), None
-        # The kernel has validated the inputs: the normalizer cannot fail on them.
-        norm = self.loss._normalizer(y_true, y_pred, sample_weight)
-        self._sum.add(total)
-        self._norm.add(norm)
+    def update(self, *args, sample_weight=None, want_grad: bool = True, grad_out=None,
+               **inputs) -> Optional[Any]:
+        """Adds one micro-batch (the loss's own arguments: ``update(y_true, y_pred)``, or its
+        several inputs, keyword inputs such as ``teacher_logits``); returns the gradient of its
+        weighted loss *sum* (into ``grad_out`` if given; a tuple for a loss with several
+        differentiable inputs), or None when ``want_grad=False``. Multiply the accumulated
+        gradients by :attr:`scale` at the end."""
+        if self.on_empty == "raise":
+            pred = args[1] if len(args) > 1 else inputs.get(self.loss.arguments[1])
+            if np.size(pred) == 0:
+                raise ValueError(f"empty micro-batch ({self.loss.arguments[1]} shape "
+                                 f"{np.shape(pred)}) and on_empty='raise'")
+        result, _ = self.loss._evaluate(args, inputs, sample_weight, "sum", want_grad, False,
+                                        None, grad_out)
+        self._sum.add(result.total)
+        self._norm.add(result.norm)
         self.batches += 1
-        return grad
+        return result.grad
 
     @property
     def total(self) -> float:

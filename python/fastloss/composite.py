@@ -3,7 +3,11 @@
 
 Each task is any fastloss loss with a scalar reduction (``"mean"`` or ``"sum"``), evaluated by
 its own fused kernel; inputs are mappings from task name to array (truth first, prediction
-second, as everywhere). Gradients are returned per task, with respect to that task's prediction.
+second, as everywhere). A task whose loss takes several inputs gets a tuple as its prediction
+(``(x1, x2)`` for a contrastive loss on ``(similar, x1, x2)``; ``(features, centers)`` for the
+center loss), and keyword inputs through ``inputs={task: {"teacher_logits": t}}``. Gradients are
+returned per task, with respect to that task's prediction (a tuple where it has several
+differentiable inputs).
 """
 
 from __future__ import annotations
@@ -60,17 +64,32 @@ class _Tasks:
         self.tasks: Dict[str, Loss] = dict(tasks)
         self.names: Tuple[str, ...] = tuple(self.tasks)
 
-    def _each(self, y_true, y_pred, sample_weight, want_grad):
-        """Every task's (value, grad | None), in task order; all inputs checked before any work."""
+    def _each(self, y_true, y_pred, sample_weight, inputs, want_grad):
+        """Every task's (value, grad | None), in task order; all inputs checked before any work.
+        A task's prediction may be a tuple (the loss's inputs after its first), and ``inputs``
+        maps a task to its keyword inputs (``{"kd": {"teacher_logits": t}}``)."""
         _check_keys("y_true", y_true, self.names)
         _check_keys("y_pred", y_pred, self.names)
         weights = {} if sample_weight is None else sample_weight
         _check_keys("sample_weight", weights, self.names, optional=True)
+        inputs = {} if inputs is None else inputs
+        _check_keys("inputs", inputs, self.names, optional=True)
         out = []
         for name, loss in self.tasks.items():
-            args = (y_true[name], y_pred[name], weights.get(name))
-            out.append(loss.value_and_grad(*args) if want_grad else (loss(*args), None))
+            pred = y_pred[name]
+            args = (y_true[name],) + (tuple(pred) if isinstance(pred, tuple) else (pred,))
+            kwargs = dict(inputs.get(name, {}), sample_weight=weights.get(name))
+            out.append(loss.value_and_grad(*args, **kwargs) if want_grad
+                       else (loss(*args, **kwargs), None))
         return out
+
+
+def _scaled(grad, factor: float):
+    """A task's gradient (an array, or a tuple for a loss with several differentiable inputs),
+    scaled in place (fresh arrays from the task's kernel)."""
+    for g in (grad if isinstance(grad, tuple) else (grad,)):
+        g *= g.dtype.type(factor)
+    return grad
 
 
 class MultiTask(_Tasks):
@@ -105,25 +124,26 @@ class MultiTask(_Tasks):
     def __repr__(self) -> str:
         return f"MultiTask({self.tasks!r}, weights={self.weights!r})"
 
-    def evaluate(self, y_true, y_pred, sample_weight=None, *, want_grad: bool = True):
+    def evaluate(self, y_true, y_pred, sample_weight=None, *, inputs=None,
+                 want_grad: bool = True):
         """:class:`MultiTaskResult` ``(value, task_values, grads)`` from one call per task."""
         total, values, grads = 0.0, {}, ({} if want_grad else None)
         for name, (value, grad) in zip(self.names, self._each(y_true, y_pred, sample_weight,
-                                                             want_grad)):
+                                                             inputs, want_grad)):
             lam = self.weights[name]
             values[name] = value
             total += lam * value
             if want_grad:
-                grad *= grad.dtype.type(lam)  # a fresh array from the task's kernel
-                grads[name] = grad
+                grads[name] = _scaled(grad, lam)
         return MultiTaskResult(total, values, grads)
 
-    def __call__(self, y_true, y_pred, sample_weight=None) -> float:
-        return self.evaluate(y_true, y_pred, sample_weight, want_grad=False).value
+    def __call__(self, y_true, y_pred, sample_weight=None, *, inputs=None) -> float:
+        return self.evaluate(y_true, y_pred, sample_weight, inputs=inputs, want_grad=False).value
 
-    def value_and_grad(self, y_true, y_pred, sample_weight=None):
-        """``(value, {task: d value / d y_pred[task]})``."""
-        r = self.evaluate(y_true, y_pred, sample_weight)
+    def value_and_grad(self, y_true, y_pred, sample_weight=None, *, inputs=None):
+        """``(value, {task: d value / d y_pred[task]})`` (a tuple of gradients for a task whose
+        loss has several differentiable inputs)."""
+        r = self.evaluate(y_true, y_pred, sample_weight, inputs=inputs)
         return r.value, r.grads
 
 
@@ -169,27 +189,41 @@ class UncertaintyWeighting(_Tasks):
             raise ValueError("log_vars must be finite")
         return s
 
-    def evaluate(self, y_true, y_pred, log_vars, sample_weight=None, *, want_grad: bool = True):
+    def combine(self, task_losses, log_vars) -> Tuple[float, np.ndarray, np.ndarray]:
+        """The weighting of task losses computed elsewhere (another framework's, say):
+        ``(L, dL/dL_t, dL/ds_t)`` for ``L = sum_t L_t / (2 sigma_t**2) + log sigma_t`` with
+        ``s_t = log sigma_t**2``; ``task_losses`` and ``log_vars`` are sequences in task order
+        or mappings name -> value."""
+        s = self._log_vars(log_vars)
+        if isinstance(task_losses, Mapping):
+            _check_keys("task_losses", task_losses, self.names)
+            task_losses = [task_losses[n] for n in self.names]
+        task_l = np.asarray(task_losses, dtype=np.float64)
+        if task_l.shape != s.shape:
+            raise ValueError(f"task_losses must hold one value per task ({len(self.names)}: "
+                             f"{list(self.names)}); got shape {task_l.shape}")
+        precision = 0.5 * np.exp(-s)  # 1 / (2 sigma_t^2)
+        total = math.fsum(precision * task_l + 0.5 * s)
+        return total, precision, 0.5 - precision * task_l
+
+    def evaluate(self, y_true, y_pred, log_vars, sample_weight=None, *, inputs=None,
+                 want_grad: bool = True):
         """:class:`UncertaintyResult` ``(value, task_values, grads, grad_log_vars)``; ``log_vars``
         is a sequence in task order or a mapping name -> s_t."""
-        s = self._log_vars(log_vars)
-        results = self._each(y_true, y_pred, sample_weight, want_grad)
+        s = self._log_vars(log_vars)  # checked before any task runs
+        results = self._each(y_true, y_pred, sample_weight, inputs, want_grad)
         values = {n: v for n, (v, _) in zip(self.names, results)}
-        precision = 0.5 * np.exp(-s)  # 1 / (2 sigma_t^2)
-        task_l = np.array([values[n] for n in self.names])
-        total = math.fsum(precision * task_l + 0.5 * s)
+        total, precision, grad_s = self.combine([values[n] for n in self.names], s)
         if not want_grad:
             return UncertaintyResult(total, values, None, None)
-        grads = {}
-        for name, c, (_, grad) in zip(self.names, precision, results):
-            grad *= grad.dtype.type(c)
-            grads[name] = grad
-        return UncertaintyResult(total, values, grads, 0.5 - precision * task_l)
+        grads = {name: _scaled(grad, c) for name, c, (_, grad) in zip(self.names, precision, results)}
+        return UncertaintyResult(total, values, grads, grad_s)
 
-    def __call__(self, y_true, y_pred, log_vars, sample_weight=None) -> float:
-        return self.evaluate(y_true, y_pred, log_vars, sample_weight, want_grad=False).value
+    def __call__(self, y_true, y_pred, log_vars, sample_weight=None, *, inputs=None) -> float:
+        return self.evaluate(y_true, y_pred, log_vars, sample_weight, inputs=inputs,
+                             want_grad=False).value
 
-    def value_and_grad(self, y_true, y_pred, log_vars, sample_weight=None):
+    def value_and_grad(self, y_true, y_pred, log_vars, sample_weight=None, *, inputs=None):
         """``(value, {task: d value / d y_pred[task]}, d value / d log_vars)``."""
-        r = self.evaluate(y_true, y_pred, log_vars, sample_weight)
+        r = self.evaluate(y_true, y_pred, log_vars, sample_weight, inputs=inputs)
         return r.value, r.grads, r.grad_log_vars

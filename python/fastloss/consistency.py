@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 
 from ._base import Loss, _check_reduction, param
+from ._batch import item_result, item_scale
 from ._validate import positive
 from .classification import FROM_LOGITS
 from .multiclass import softmax
@@ -32,26 +33,6 @@ def _real(name: str, a) -> np.ndarray:
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real array; got dtype {a.dtype}")
     return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
-
-
-def _check_out(buf, name: str, shape, dtype) -> None:
-    if buf is None:
-        return
-    if not isinstance(buf, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray")
-    if buf.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype} (the dtype of y_pred); got {buf.dtype}")
-    if buf.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}; got {buf.shape}")
-    if not buf.flags.writeable:
-        raise ValueError(f"{name} is read-only")
-
-
-def _deliver(result: np.ndarray, buf, dtype) -> np.ndarray:
-    if buf is None:
-        return result.astype(dtype, copy=False)
-    np.copyto(buf, result, casting="unsafe")
-    return buf
 
 
 class ConsistencyMSE(Loss):
@@ -103,16 +84,9 @@ class ConsistencyMSE(Loss):
             views = tuple(softmax(v) for v in views)
         return views[0].astype(dtype), views[1].astype(dtype), {}
 
-    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
-        if sample_weight is None:
-            return float(np.prod(np.shape(y_pred)[:-1], dtype=np.int64))
-        return float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
-
-    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-             hess_out):
-        reduction = _check_reduction(reduction or self.reduction)
-        z = _real("y_pred", y_pred)
-        t = _real("y_true", y_true)
+    def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
+        z = _real("y_pred", args[1])
+        t = _real("y_true", args[0])
         if z.ndim == 0:
             raise ValueError("y_pred must have a class axis (..., K)")
         if t.shape != z.shape:
@@ -127,11 +101,6 @@ class ConsistencyMSE(Loss):
                                  f"{w.shape}")
             if not np.all(np.isfinite(w) & (w >= 0)):
                 raise ValueError("sample_weight must be finite and non-negative")
-        if reduction != "none" and out is not None:
-            raise ValueError("out= is only used with reduction='none'")
-        _check_out(out if reduction == "none" else None, "out", rows, z.dtype)
-        _check_out(grad_out if want_grad else None, "grad_out", z.shape, z.dtype)
-        _check_out(hess_out if want_hess else None, "hess_out", z.shape, z.dtype)
 
         inv_t = 1.0 / self.temperature
         if self.from_logits:
@@ -141,15 +110,7 @@ class ConsistencyMSE(Loss):
             p, q = z.astype(np.float64), t.astype(np.float64)
         diff = p - q
         per_row = np.einsum("...k,...k->...", diff, diff)
-        row_scale = np.ones(rows) if w is None else w
-        weighted = per_row * row_scale
-        norm = self._normalizer(t, z, w)
-        total = math.fsum(np.ravel(weighted))
-        if reduction == "mean":
-            value = total / norm if norm > 0 else math.nan
-            row_scale = row_scale * (1.0 / norm if norm > 0 else 0.0)
-        else:
-            value = total
+        norm, row_scale = item_scale(w, rows, reduction)
         c = row_scale[..., None]
 
         grad = hess = None
@@ -161,15 +122,12 @@ class ConsistencyMSE(Loss):
                     s2 = np.einsum("...k,...k->...", p, p)[..., None]
                     h = g + 2.0 * p
                     hess = (p * (1 - p) * (g - gbar) + p * (2 * p * (1 - p) - p * (h - gbar - 2 * s2)))
-                    hess = _deliver(hess * (c * inv_t * inv_t), hess_out, z.dtype)
+                    hess = (hess * (c * inv_t * inv_t)).astype(z.dtype)
                 g = p * (g - gbar) * inv_t
             elif want_hess:
-                hess = _deliver(np.broadcast_to(2.0 * c, z.shape), hess_out, z.dtype)
-            if want_grad:
-                grad = _deliver(g * c, grad_out, z.dtype)
-        if reduction == "none":
-            return value, _deliver(weighted, out, z.dtype), grad, hess
-        return value, None, grad, hess
+                hess = np.broadcast_to(2.0 * c, z.shape).astype(z.dtype)
+            grad = (g * c).astype(z.dtype)
+        return item_result(per_row, w, norm, reduction, z.dtype, grad, hess)
 
 
 consistency_mse = ConsistencyMSE.functional
@@ -196,15 +154,12 @@ class _PairwiseSquares:
         total = norm = 0.0
         grad = np.zeros_like(f) if want_grad else None
         for a, b, w in pairs:
-            fa, fb = f[a], f[b]
+            r, _ = _SUM_OF_SQUARES._evaluate((f[a], f[b]), {}, w, "sum", want_grad, False)
             if want_grad:
-                s, gd = _SUM_OF_SQUARES.value_and_grad(fa, fb, w)
-                _scatter(grad, b, gd)
-                _scatter(grad, a, np.negative(gd, out=gd))
-            else:
-                s = _SUM_OF_SQUARES(fa, fb, w)
-            total += s
-            norm += _SUM_OF_SQUARES._normalizer(fa, fb, w)
+                _scatter(grad, b, r.grad)
+                _scatter(grad, a, np.negative(r.grad, out=r.grad))
+            total += r.total
+            norm += r.norm
         if self.reduction == "sum":
             return total, grad
         if want_grad and norm > 0:

@@ -1,12 +1,12 @@
 """Dask adapter: a fastloss loss over ``dask.array`` inputs larger than one machine.
 
 Each block of rows is evaluated by the fused kernel into a partial sum ``(sum(w l), normalizer)``
-(:func:`fastloss.partial_sum`, each loss's own mean denominator); the partials are merged exactly (``math.fsum``, so the result does not
+(:func:`fastloss.partial_sum`: each loss's own mean denominator, from the same kernel call); the
+partials are merged exactly (``math.fsum``, so the result does not
 depend on the order in which the blocks finish), and the mean divides by the global normalizer,
 the same denominator as the in-memory ``reduction="mean"``. The gradient and Hessian are lazy
 dask arrays, each block scaled by the global normalization (``1 / normalizer`` for the mean), so
-they equal the in-memory derivatives of the global value. The normalizer needs only the labels and
-weights, so gradient blocks stream: no block waits for another's predictions.
+they equal the in-memory derivatives of the global value.
 
 Blocks are rows: arrays are rechunked so that only the first axis is split (a class axis or
 quantile axis stays whole); ``y_true`` and ``sample_weight`` follow ``y_pred``'s row chunks.
@@ -73,64 +73,55 @@ def _merge(sums: Sequence[float], normalizers: Sequence[float], reduction: str) 
     return total / norm if norm > 0 else float("nan")
 
 
-def _normalizer(loss: Loss, y, shape, w) -> float:
-    """The block's share of the mean's denominator: it needs only the shape of the predictions."""
-    return loss._normalizer(y, np.broadcast_to(np.float64(0.0), shape), w)
+def _block(loss: Loss, y, p, w, want_grad: bool, want_hess: bool):
+    """One block, one kernel call: ``(sum of the loss, its mean's denominator, derivatives of the
+    sum)``."""
+    r, _ = loss._evaluate((y, p), {}, w, "sum", want_grad, want_hess)
+    return r.total, r.norm, r.grad, r.hess
 
 
-def _block(loss: Loss, y, p, w, scale: float, want: str):
-    """One block: the sum of the loss and/or the derivatives of the sum times ``scale``."""
-    if want == "value":
-        return loss(y, p, w, reduction="sum")
-    if want == "grad_hess":
-        outs = loss.grad_hess(y, p, w, reduction="sum")
-    else:
-        value, grad = loss.value_and_grad(y, p, w, reduction="sum")
-        outs = (grad,)
-    for d in outs:
-        d *= d.dtype.type(scale)
-    return outs if want == "grad_hess" else (value, outs[0])
+def _scaled(d: np.ndarray, scale: float) -> np.ndarray:
+    """A block's derivative of the sum, in place, times the global factor (``1/denominator``
+    for the mean)."""
+    d *= d.dtype.type(scale)
+    return d
 
 
-def _plan(loss, y_true, y_pred, sample_weight, reduction):
+def _plan(loss, y_true, y_pred, sample_weight, reduction, want_grad, want_hess):
     loss = as_loss(loss)
+    loss._require_chunkable()
     reduction = _reduction(loss, reduction)
     p, p_blocks, (y_blocks, w_blocks) = _row_blocks(y_pred, y_true, sample_weight)
     shapes = [(rows,) + p.shape[1:] for rows in p.chunks[0]]
-    normalizers = [dask.delayed(_normalizer)(loss, yb, shape, wb)
-                   for yb, shape, wb in zip(y_blocks, shapes, w_blocks)]
-    return loss, reduction, p, list(zip(y_blocks, p_blocks, w_blocks)), shapes, normalizers
+    outs = [dask.delayed(_block, nout=4)(loss, yb, pb, wb, want_grad, want_hess)
+            for yb, pb, wb in zip(y_blocks, p_blocks, w_blocks)]
+    sums, norms = [o[0] for o in outs], [o[1] for o in outs]
+    value = dask.delayed(_merge)(sums, norms, reduction)
+    scale = dask.delayed(_scale)(norms, reduction)
 
+    def lazy(i: int) -> da.Array:  # output i of every block, scaled, as one dask array
+        return da.concatenate([da.from_delayed(dask.delayed(_scaled)(o[i], scale), shape=s,
+                                               dtype=p.dtype) for o, s in zip(outs, shapes)],
+                              axis=0)
 
-def _lazy(blocks, shapes, dtype) -> da.Array:
-    return da.concatenate([da.from_delayed(b, shape=s, dtype=dtype) for b, s in zip(blocks, shapes)],
-                          axis=0)
+    return value, lazy
 
 
 def loss_value(loss: Any, y_true, y_pred, sample_weight=None, *, reduction: Optional[str] = None):
     """The loss value (weighted mean or sum) as a ``dask.delayed`` object: ``.compute()`` gives
     a Python float equal to the in-memory ``loss(y_true, y_pred, sample_weight)``."""
-    loss, reduction, _, blocks, _, normalizers = _plan(loss, y_true, y_pred, sample_weight, reduction)
-    sums = [dask.delayed(_block)(loss, y, p, w, 1.0, "value") for y, p, w in blocks]
-    return dask.delayed(_merge)(sums, normalizers, reduction)
+    return _plan(loss, y_true, y_pred, sample_weight, reduction, False, False)[0]
 
 
 def value_and_grad(loss: Any, y_true, y_pred, sample_weight=None, *, reduction: Optional[str] = None):
     """``(value, grad)``: the value as a ``dask.delayed`` float and the gradient as a lazy dask
     array of ``y_pred``'s shape and dtype, from one kernel pass per block."""
-    loss, reduction, p, blocks, shapes, normalizers = _plan(loss, y_true, y_pred, sample_weight, reduction)
-    scale = dask.delayed(_scale)(normalizers, reduction)
-    outs = [dask.delayed(_block, nout=2)(loss, y, pb, w, scale, "value_and_grad")
-            for y, pb, w in blocks]
-    value = dask.delayed(_merge)([o[0] for o in outs], normalizers, reduction)
-    return value, _lazy([o[1] for o in outs], shapes, p.dtype)
+    value, lazy = _plan(loss, y_true, y_pred, sample_weight, reduction, True, False)
+    return value, lazy(2)
 
 
 def grad_hess(loss: Any, y_true, y_pred, sample_weight=None, *, reduction: Optional[str] = None):
     """``(grad, hess)`` as lazy dask arrays of ``y_pred``'s shape and dtype: the derivatives of
     the global value under ``reduction``."""
-    loss, reduction, p, blocks, shapes, normalizers = _plan(loss, y_true, y_pred, sample_weight, reduction)
-    scale = dask.delayed(_scale)(normalizers, reduction)
-    outs = [dask.delayed(_block, nout=2)(loss, y, pb, w, scale, "grad_hess")
-            for y, pb, w in blocks]
-    return (_lazy([o[0] for o in outs], shapes, p.dtype), _lazy([o[1] for o in outs], shapes, p.dtype))
+    _, lazy = _plan(loss, y_true, y_pred, sample_weight, reduction, True, True)
+    return lazy(2), lazy(3)

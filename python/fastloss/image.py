@@ -25,9 +25,9 @@ import numpy as np
 
 from . import _core
 from ._base import Loss, param
+from ._batch import (check_out, check_same_shape, direct_buffer, item_result, item_scale,
+                     item_weights, real_array)
 from ._validate import boolean, floats, positive
-from ._batch import (check_out, check_same_shape, deliver, direct_buffer, item_weights,
-                     real_array, reduce_items)
 
 __all__ = ["SSIMLoss", "MSSSIMLoss", "ssim_loss", "ms_ssim_loss", "WINDOW", "MS_SSIM_WEIGHTS"]
 
@@ -82,14 +82,6 @@ class _ImageLoss(Loss):
         a = planes.reshape(batch + ((channels,) if has_channels else ()) + planes.shape[-2:])
         return np.ascontiguousarray(np.moveaxis(a, -3, -1)) if self.channels_last else a
 
-    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
-        # the mean is over images: their summed weights (their number without)
-        shape = np.shape(y_pred)
-        batch = shape[:-3] if self.channels_last or len(shape) == 4 else shape[:-2]
-        if sample_weight is None:
-            return float(np.prod(batch, dtype=np.int64))
-        return float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
-
     def _constants(self) -> Tuple[float, float]:
         return (self.k1 * self.data_range) ** 2, (self.k2 * self.data_range) ** 2
 
@@ -99,32 +91,26 @@ class _ImageLoss(Loss):
         values, _, _ = _core.ssim(x, y, *self._constants(), self._scales, None, False)
         return values.reshape(batch + (channels,)).mean(axis=-1)
 
-    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-             hess_out):
-        if want_hess:
-            raise NotImplementedError(f"{type(self).__name__} does not provide a Hessian diagonal")
-        reduction = reduction or self.reduction
+    def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
+        y_true, y_pred = args
         x, y, batch, channels = self._planes(y_true, y_pred)
         weights = item_weights(sample_weight, batch, reduction)
         # The gradient's per-image factor does not depend on the values: d value / d loss_n.
-        scale = reduce_items(np.zeros(batch), weights, reduction)[2]
+        norm, scale = item_scale(weights, batch, reduction)
+        # Caller buffers are checked before any is written (the gradient may be written directly).
         if reduction == "none":
             check_out(out, "out", batch, y.dtype)
-        if want_grad:
-            check_out(grad_out, "grad_out", np.shape(y_pred), y.dtype)
+        check_out(grad_out, "grad_out", np.shape(y_pred), y.dtype)
         # loss_n = 1 - mean_c sim_nc, so d loss_n / d sim_nc = -1 / C.
         plane_scale = np.repeat(np.ravel(scale) * (-1.0 / channels), channels) if want_grad else None
         direct = None if self.channels_last or not want_grad else direct_buffer(grad_out, y.shape)
         values, grad, _ = _core.ssim(x, y, *self._constants(), self._scales, plane_scale, False,
                                      direct)
         losses = 1.0 - values.reshape(batch + (channels,)).mean(axis=-1)
-        value, per_item, _ = reduce_items(losses, weights, reduction)
-        if per_item is not None:
-            per_item = deliver(np.asarray(per_item, dtype=y.dtype), out)
         if want_grad:
-            grad = grad_out if direct is not None else deliver(
-                self._unplane(grad, np.ndim(y_pred), batch, channels), grad_out)
-        return value, per_item, grad, None
+            grad = grad_out if direct is not None else self._unplane(grad, np.ndim(y_pred), batch,
+                                                                     channels)
+        return item_result(losses, weights, norm, reduction, y.dtype, grad)
 
     def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):
         """Built-in data for the CLI: n RGB images in [0, 1] (8 x 8 blocks) and noisy copies."""

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
-from ._base import Loss, _check_reduction, param
+from ._base import Loss, param
 from ._validate import between, choice, floats, integer, non_negative, optional, positive
 from .classification import EPS, FROM_LOGITS, LABEL_SMOOTHING
 
@@ -44,41 +44,18 @@ class _RowLoss(Loss):
 
     family = "classification"
 
-    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
-        # The mean is over rows: their summed sample weights (the number of rows without).
-        if sample_weight is None:
-            return float(np.prod(np.shape(y_pred)[:-1], dtype=np.int64))
-        return float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
-
 
 class _SoftmaxCrossEntropy(_RowLoss):
     dense: ClassVar[bool] = False
     convex, robust, smooth = True, False, True
     _focal_gamma = -1.0  # the focal loss shares the kernel
 
-    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-             hess_out):
+    def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
+        y_true, y_pred = args
         return _core.cross_entropy(
             y_true, y_pred, self.dense, self.from_logits, self.eps, self.class_weight,
             getattr(self, "ignore_index", None), self.label_smoothing, self._focal_gamma, sample_weight,
-            _check_reduction(reduction or self.reduction), want_grad, want_hess, out, grad_out,
-            hess_out)
-
-    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
-        if self.dense:
-            return super()._normalizer(y_true, y_pred, sample_weight)
-        # PyTorch's mean with labels (cpp/bindings/multiclass.cpp, label_normalizer): the summed
-        # sample weight times class weight of the rows that count; ignored rows count 0. The focal
-        # loss's alpha does not normalize.
-        labels = np.asarray(y_true).astype(np.int64, copy=False)
-        w = (np.ones(labels.shape) if sample_weight is None
-             else np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), labels.shape))
-        ignore = getattr(self, "ignore_index", None)
-        counted = labels != ignore if ignore is not None else np.ones(labels.shape, dtype=bool)
-        w = w[counted]
-        if self.class_weight is not None and self._focal_gamma < 0:
-            w = w * self.class_weight[labels[counted]]
-        return float(w.sum())
+            reduction, want_grad, want_hess, out, grad_out, hess_out)
 
 
 class SparseCategoricalCrossEntropy(_SoftmaxCrossEntropy):
@@ -270,12 +247,11 @@ class MultiClassHinge(_RowLoss):
     class_weight: ClassWeights = CLASS_WEIGHT
     convex, robust, smooth, hessian = True, False, False, "a.e."
 
-    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-             hess_out):
+    def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
+        y_true, y_pred = args
         return _core.multi_margin(
             y_true, y_pred, self.form == "crammer_singer", self.p, self.margin, self.class_weight,
-            sample_weight, _check_reduction(reduction or self.reduction), want_grad, want_hess,
-            out, grad_out, hess_out)
+            sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out)
 
 
 class _TemperedSoftmaxKL(_RowLoss):
@@ -294,12 +270,14 @@ class _TemperedSoftmaxKL(_RowLoss):
             return labels, student, {"teacher_logits": teacher.astype(dtype)}
         return teacher.astype(dtype), student, {}
 
-    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-             hess_out, teacher_logits):
+    def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out,
+             teacher_logits=None):
+        y_true, y_pred = args
+        if not self.inputs:  # the tempered KL: y_true holds the target logits
+            y_true, teacher_logits = None, y_true
         return _core.distillation(
             y_true, y_pred, teacher_logits, self.alpha, self.temperature, self._kl_scale,
-            sample_weight, _check_reduction(reduction or self.reduction), want_grad, want_hess,
-            out, grad_out, hess_out)
+            sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out)
 
 
 class Distillation(_TemperedSoftmaxKL):
@@ -365,11 +343,6 @@ class KLDivergence(_TemperedSoftmaxKL):
     temperature: float = param(default=1.0, check=positive, doc="softmax temperature T > 0")
     inputs = ()
     alpha, _kl_scale = 0.0, 1.0
-
-    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-             hess_out):
-        return super()._run(None, y_pred, sample_weight, reduction, want_grad, want_hess, out,
-                            grad_out, hess_out, teacher_logits=y_true)
 
 
 sparse_categorical_cross_entropy = SparseCategoricalCrossEntropy.functional

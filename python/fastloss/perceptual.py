@@ -7,7 +7,8 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-from ._base import Loss, _check_reduction, param
+from ._base import Loss, param
+from ._batch import item_result, item_scale
 from ._validate import boolean, choice, floats, non_negative, optional
 from .regression import MAE, MSE
 
@@ -75,18 +76,8 @@ class PerceptualLoss(Loss):
         y = [rng.standard_normal(s).astype(dtype) for s in ((n, 8, 16, 16), (n, 16, 8, 8))]
         return y, [f + 0.3 * rng.standard_normal(f.shape).astype(dtype) for f in y], {}
 
-    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
-        # the mean is over samples (the first axis of every feature map)
-        if sample_weight is None:
-            return float(np.shape(y_pred[0])[0])
-        return float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
-
-    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-             hess_out):
-        if out is not None or grad_out is not None or hess_out is not None:
-            raise TypeError("PerceptualLoss takes no out=/grad_out=/hess_out= buffers")
-        reduction = _check_reduction(reduction or self.reduction)
-        truth, pred = _layers(y_true, "y_true"), _layers(y_pred, "y_pred")
+    def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
+        truth, pred = _layers(args[0], "y_true"), _layers(args[1], "y_pred")
         if len(truth) != len(pred):
             raise ValueError(f"y_true and y_pred must hold the same number of feature maps; got "
                              f"{len(truth)} and {len(pred)}")
@@ -106,29 +97,23 @@ class PerceptualLoss(Loss):
                 raise ValueError(f"sample_weight must be {n} finite non-negative weights (one per "
                                  f"sample); got shape {w.shape}")
         # d(value)/d(per-sample loss n): w_n / sum(w) for the mean, w_n otherwise.
-        sw = np.ones(n) if w is None else w
-        per_sample_scale = sw / sw.sum() if reduction == "mean" else sw
+        norm, per_sample_scale = item_scale(w, (n,), reduction)
         kernel = MSE() if self.distance == "l2" else MAE()
         per_sample = np.zeros(n)
         grads, hesses = [], []
         for wl, t, p in zip(weights, truth, pred):
             size = p.size // n
             scale = wl / size if self.normalize else wl
-            res = kernel.value_grad_hess(t, p, reduction="none") if want_hess else \
-                kernel.value_and_grad(t, p, reduction="none") if want_grad else \
-                (kernel(t, p, reduction="none"),)
-            per_sample += scale * res[0].reshape(n, -1).sum(axis=1, dtype=np.float64)
+            r, _ = kernel._evaluate((t, p), {}, None, "none", want_grad, want_hess)
+            per_sample += scale * r.values.reshape(n, -1).sum(axis=1, dtype=np.float64)
             if want_grad or want_hess:
-                factor = (scale * per_sample_scale).astype(res[1].dtype).reshape(
+                factor = (scale * per_sample_scale).astype(r.grad.dtype).reshape(
                     (n,) + (1,) * (p.ndim - 1))
-                grads.append(np.multiply(res[1], factor, out=res[1]))
+                grads.append(np.multiply(r.grad, factor, out=r.grad))
                 if want_hess:
-                    hesses.append(np.multiply(res[2], factor, out=res[2]))
-        if reduction == "none":
-            return None, per_sample * sw, grads or None, hesses or None
-        total = float(np.dot(sw, per_sample))
-        value = total / float(sw.sum()) if reduction == "mean" else total
-        return value, None, grads or None, hesses or None
+                    hesses.append(np.multiply(r.hess, factor, out=r.hess))
+        return item_result(per_sample, w, norm, reduction, pred[0].dtype, grads or None,
+                           hesses or None)
 
 
 perceptual = PerceptualLoss.functional

@@ -145,15 +145,19 @@ class SelfPaced:
         gamma = f", gamma={self.gamma!r}" if self.gamma is not None else ""
         return f"SelfPaced({self.loss!r}, lam={self.lam!r}, regularizer={self.regularizer!r}{gamma})"
 
-    def evaluate(self, y_true, y_pred, sample_weight=None) -> SelfPacedResult:
-        per_sample = self.loss(y_true, y_pred, sample_weight, reduction="none")
+    def evaluate(self, *args, sample_weight=None, **inputs) -> SelfPacedResult:
+        """The objective, the weights and the gradient; the arguments are the wrapped loss's own
+        (``evaluate(y_true, y_pred)``, its several inputs, keyword inputs such as
+        ``teacher_logits``)."""
+        args, sample_weight, inputs = self.loss._bind(args, inputs, sample_weight)
+        per_sample = self.loss(*args, sample_weight=sample_weight, reduction="none", **inputs)
         v = self_paced_weights(per_sample, self.lam, self.regularizer, self.gamma)
         value = self_paced_objective(per_sample, v, self.lam, self.regularizer, self.gamma)
         w = v
         if sample_weight is not None:  # a weight of leading axes applies to the trailing ones
             sw = np.asarray(sample_weight, dtype=np.float64)
             w = v * sw.reshape(sw.shape + (1,) * (v.ndim - sw.ndim))
-        _, grad = self.loss.value_and_grad(y_true, y_pred, w, reduction="sum")
+        _, grad = self.loss.value_and_grad(*args, sample_weight=w, reduction="sum", **inputs)
         return SelfPacedResult(value, v, grad)
 
 

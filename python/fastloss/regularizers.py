@@ -159,7 +159,9 @@ class Regularized:
 
     ``value_and_grad(y_true, y_pred, theta)`` returns ``(value, dL/dy_pred, dR/dtheta)``: the data
     loss's gradient with respect to its prediction (chain it through your model) and the
-    penalty's gradient with respect to the parameters, in ``theta``'s structure.
+    penalty's gradient with respect to the parameters, in ``theta``'s structure. Any loss: its own
+    arguments come first (several inputs, keyword inputs such as ``teacher_logits``), then
+    ``theta`` (or ``theta=`` by keyword).
 
     Parameters
     ----------
@@ -188,12 +190,25 @@ class Regularized:
     def __repr__(self) -> str:
         return f"Regularized({self.loss!r}, {self.regularizer!r})"
 
-    def __call__(self, y_true, y_pred, theta, sample_weight=None) -> float:
-        penalty = self.regularizer(theta)  # validates theta before the data pass
-        return self.loss(y_true, y_pred, sample_weight) + penalty
+    def _split(self, args, theta):
+        """The loss's arguments and theta (keyword, or the last positional argument)."""
+        if theta is None:
+            if not args:
+                raise TypeError("Regularized needs theta (the parameters)")
+            args, theta = args[:-1], args[-1]
+        return args, theta
 
-    def value_and_grad(self, y_true, y_pred, theta, sample_weight=None,
-                       grad_out: Optional[np.ndarray] = None):
+    def __call__(self, *args, theta=None, sample_weight=None, **inputs) -> float:
+        """``L_data(*args) + R(theta)``: the loss's own arguments, then ``theta``."""
+        args, theta = self._split(args, theta)
+        penalty = self.regularizer(theta)  # validates theta before the data pass
+        return self.loss(*args, sample_weight=sample_weight, **inputs) + penalty
+
+    def value_and_grad(self, *args, theta=None, sample_weight=None, grad_out=None, **inputs):
+        """``(value, dL/dy_pred, dR/dtheta)``; ``dL/dy_pred`` is a tuple for a loss with several
+        differentiable inputs."""
+        args, theta = self._split(args, theta)
         penalty, grad_theta = self.regularizer.value_and_grad(theta)
-        value, grad = self.loss.value_and_grad(y_true, y_pred, sample_weight, grad_out=grad_out)
+        value, grad = self.loss.value_and_grad(*args, sample_weight=sample_weight,
+                                               grad_out=grad_out, **inputs)
         return value + penalty, grad, grad_theta

@@ -29,7 +29,7 @@ import numpy as np
 from . import _core
 from ._runtime import get_num_threads
 from ._base import Loss, param
-from ._batch import check_out, deliver, direct_buffer, item_weights, real_array, reduce_items
+from ._batch import check_out, direct_buffer, item_result, item_scale, item_weights, real_array
 from ._validate import boolean, choice, non_negative
 from .multiclass import CLASS_WEIGHTS, ClassWeights
 
@@ -94,47 +94,38 @@ class _SoftDice(Loss):
                              f"{(N,) + z.shape[2:]} (integer labels); got {t.shape}")
         return target, z.reshape(N, C, -1), (() if self.batch else (N,)), C
 
-    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
-        # the mean is over images; with batch=True the loss is one ratio over the whole batch,
-        # which no sum of per-chunk values reproduces
-        if self.batch:
-            raise NotImplementedError(f"{type(self).__name__}(batch=True) is not a sum over images: "
-                                      "it cannot be accumulated or split into chunks")
-        if sample_weight is None:
-            return float(np.shape(y_pred)[0])
-        return float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
+    @property
+    def chunkable(self) -> bool:  # type: ignore[override]
+        # with batch=True the loss is one ratio over the whole batch: no sum of chunks gives it
+        return not self.batch
 
-    def _run(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-             hess_out):
-        if want_hess:
-            raise NotImplementedError(f"{type(self).__name__} does not provide a Hessian diagonal")
-        reduction = reduction or self.reduction
+    def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
+        y_true, y_pred = args
         target, z, items, C = self._inputs(y_true, y_pred)
         if self.batch and sample_weight is not None:
             raise ValueError("sample_weight weighs images; with batch=True there is one loss per batch")
         weights = item_weights(sample_weight, items, reduction)
+        # Caller buffers are checked before any is written (the gradient may be written directly).
         if reduction == "none":
             check_out(out, "out", items, z.dtype)
-        if want_grad:
-            check_out(grad_out, "grad_out", np.shape(y_pred), z.dtype)
+        check_out(grad_out, "grad_out", np.shape(y_pred), z.dtype)
+        norm, scale = item_scale(weights, items, reduction)
         act = _ACTIVATIONS[self.activation]
         if not want_grad:
             losses = self._losses(_core.dice_sums(target, z, act))[0]
             grad = None
         else:
             direct = direct_buffer(grad_out, z.shape)
-            losses, grad = self._value_and_grad(target, z, act, items, weights, reduction, direct)
-            grad = grad_out if direct is not None else deliver(grad.reshape(np.shape(y_pred)), grad_out)
-        value, per_item, _ = reduce_items(losses if not self.batch else losses[0], weights, reduction)
-        if per_item is not None:
-            per_item = deliver(np.asarray(per_item, dtype=z.dtype), out)
-        return value, per_item, grad, None
+            losses, grad = self._value_and_grad(target, z, act, scale, direct)
+            grad = grad_out if direct is not None else grad.reshape(np.shape(y_pred))
+        return item_result(losses if not self.batch else losses[0], weights, norm, reduction,
+                           z.dtype, grad)
 
     def _losses(self, sums):
         """Per-group losses and derivatives from per-image sums (summed first with batch=True)."""
         return self._group_loss(sums.sum(axis=0, keepdims=True) if self.batch else sums)
 
-    def _value_and_grad(self, target, z, act, items, weights, reduction, grad=None):
+    def _value_and_grad(self, target, z, act, scale, grad=None):
         """Per-group losses and the gradient (N, C, S). Images are processed in chunks of about
         CHUNK_BYTES of predictions per thread, both passes per chunk while it is in cache; the
         first pass leaves the activations in the gradient buffer for the second (with batch=True
@@ -142,7 +133,7 @@ class _SoftDice(Loss):
         N, C, S = z.shape
         if grad is None:
             grad = np.empty(z.shape, dtype=z.dtype)
-        scale = np.reshape(reduce_items(np.zeros(items), weights, reduction)[2], (-1, 1, 1))
+        scale = np.reshape(scale, (-1, 1, 1))  # d value / d loss of each group
         step = N if self.batch else max(1, CHUNK_BYTES * get_num_threads() // (C * S * z.itemsize))
         losses = []
         for n0 in range(0, N, step):

@@ -27,14 +27,14 @@ Conventions
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any, ClassVar, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
 from . import _core
-from ._base import _REGISTRY, Loss, _check_reduction, _describe_functional, param
+from ._base import KernelResult, Loss, param
+from ._batch import item_result, item_scale
 from ._validate import at_least, between, boolean, choice, integer, non_negative, positive
 
 __all__ = ["pairwise_distances", "pairwise_distances_backward", "Contrastive", "BatchContrastive",
@@ -239,72 +239,20 @@ def pairwise_distances_backward(grad_output, x, y=None, *, metric: str = "euclid
 
 
 class _SimilarityLoss(Loss):
-    """Losses on several inputs: ``loss(*inputs, sample_weight=None, reduction=None)``; the inputs
-    may also be passed by name (``loss(labels, embeddings, weight=W)``).
-
-    Subclasses name their inputs in ``arguments`` and define ``_compute(inputs, sample_weight,
-    reduction, want_grad) -> (value or per-item array, grads tuple | None, extra)``.
-    """
+    """Losses on several inputs, named in ``arguments`` (by position or by name, like every
+    fastloss loss); subclasses define ``_compute(inputs, sample_weight, reduction, want_grad)``
+    returning a :class:`KernelResult` whose ``grad`` is the tuple of gradients in ``grads``
+    order."""
 
     family = "similarity"
     hessian = "none"
-    arguments: ClassVar[Tuple[str, ...]] = ()
-    grads: ClassVar[Tuple[str, ...]] = ()  # the differentiable inputs, in the order value_and_grad returns
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        name = cls.__dict__.get("function_name")
-        if name is not None:  # the functional form takes this loss's inputs
-            fn = _functional(cls)
-            _REGISTRY[name] = dataclasses.replace(_REGISTRY[name], function=fn)
-            cls.functional = staticmethod(fn)
-
-    def _compute(self, inputs, sample_weight, reduction, want_grad):
+    def _compute(self, inputs, sample_weight, reduction, want_grad) -> KernelResult:
         raise NotImplementedError
 
-    def _bind(self, args, named, sample_weight):
-        """(inputs in ``arguments`` order, sample_weight) from the call's arguments, like the
-        library's ``loss(y_true, y_pred, sample_weight, **inputs)``: positional arguments fill
-        the inputs not given by name, in order; one more positional is the sample weight."""
-        names = self.arguments
-        unknown = set(named) - set(names)
-        if unknown:
-            raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s) "
-                            f"{sorted(unknown)}")
-        free = [k for k in names if k not in named]
-        if len(args) > len(free) + 1 or (len(args) == len(free) + 1 and sample_weight is not None):
-            raise TypeError(f"{type(self).__name__} takes the inputs ({', '.join(names)}) and "
-                            f"sample_weight; got {len(args)} positional arguments")
-        if len(args) < len(free):
-            raise TypeError(f"{type(self).__name__} takes the inputs ({', '.join(names)}); "
-                            f"missing {', '.join(free[len(args):])}")
-        bound = dict(named, **dict(zip(free, args)))
-        if len(args) > len(free):
-            sample_weight = args[-1]
-        return tuple(bound[k] for k in names), sample_weight
-
-    def _eval(self, inputs, sample_weight, reduction, want_grad, named=None):
-        inputs, sample_weight = self._bind(inputs, named or {}, sample_weight)
-        reduction = _check_reduction(reduction or self.reduction)
-        value, grads, extra = self._compute(inputs, sample_weight, reduction, want_grad)
-        if grads is not None and len(grads) == 1:
-            grads = grads[0]
-        return value, grads, extra
-
-    def __call__(self, *inputs, sample_weight=None, reduction=None, **named):
-        """The loss value: a float (``"mean"``/``"sum"``) or the per-item array (``"none"``)."""
-        return self._eval(inputs, sample_weight, reduction, False, named)[0]
-
-    def value_and_grad(self, *inputs, sample_weight=None, reduction=None, grad_out=None, **named):
-        """``(value, grad)``: ``grad`` w.r.t. the differentiable inputs (``grads`` order)."""
-        _no_grad_out(grad_out)
-        value, grads, _ = self._eval(inputs, sample_weight, reduction, True, named)
-        return value, grads
-
-    def _normalizer(self, first, second, sample_weight=None) -> float:
-        """The denominator of the mean: the summed weights (the number of items without)."""
-        w = _weights(sample_weight, np.shape(first)[0])
-        return float(np.shape(first)[0]) if w is None else float(np.sum(w))
+    def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
+        r = self._compute(args, sample_weight, reduction, want_grad)
+        return r._replace(grad=r.grad[0]) if r.grad is not None and len(r.grad) == 1 else r
 
     def synthetic(self, n, rng, dtype):
         """Built-in data for ``fastloss eval --synthetic``: (first input, second input,
@@ -312,36 +260,11 @@ class _SimilarityLoss(Loss):
         data = self._synthetic(rng, n, dtype)
         return data[0], data[1], dict(zip(self.arguments[2:], data[2:]))
 
-    def grad_hess(self, *args, **kwargs):
-        raise TypeError(f"{type(self).__name__} has no Hessian diagonal; use value_and_grad")
-
-    value_grad_hess = grad_hess
-
-    def _reduce(self, per_item, weight, reduction):
-        """(value, gradient scale per item) for per-item losses under the reduction."""
-        w = np.ones(per_item.shape[0]) if weight is None else weight
-        if reduction == "none":
-            return w * per_item, w
-        total = float(np.sum(w * per_item))
-        if reduction == "sum":
-            return total, w
-        norm = float(np.sum(w))
-        return (total / norm if norm > 0 else math.nan), (w / norm if norm > 0 else 0 * w)
-
-
-def _no_grad_out(grad_out) -> None:
-    if grad_out is not None:
-        raise TypeError("grad_out is not supported by the similarity losses (their gradients are "
-                        "freshly allocated arrays)")
-
-
-def _functional(cls: type):
-    def functional(*inputs, sample_weight=None, reduction="mean", **params):
-        named = {k: params.pop(k) for k in cls.arguments if k in params}
-        return cls(reduction=reduction, **params)(*inputs, sample_weight=sample_weight, **named)
-
-    _describe_functional(functional, cls, cls.arguments)
-    return functional
+    @staticmethod
+    def _reduce(per_item, weight, reduction):
+        """(result without gradients, d value / d per-item loss) for per-item losses."""
+        norm, scale = item_scale(weight, per_item.shape, reduction)
+        return item_result(per_item, weight, norm, reduction, np.float64), scale
 
 
 def _hinge_or_soft(x: np.ndarray, margin: float, soft: bool):
@@ -365,6 +288,15 @@ class Contrastive(_SimilarityLoss):
     Inputs ``(similar, x1, x2)``: ``similar`` (N,) holds 1 for similar pairs and 0 for dissimilar
     ones; ``x1``, ``x2`` are (N, D). Gradients ``(dx1, dx2)`` (``dx2 = -dx1``); ``dl/dd =
     y d - (1 - y) max(0, margin - d)``. The mean is ``sum(w l) / sum(w)``.
+
+    Parameters
+    ----------
+    margin : float >= 0, default 1.0
+        Distance beyond which dissimilar pairs cost nothing.
+    p : float >= 1 or inf, default 2.0
+        Degree of the norm.
+    eps : float >= 0, default 1e-6
+        Added to the difference (PyTorch's ``pairwise_distance``).
 
     Examples
     --------
@@ -403,11 +335,11 @@ class Contrastive(_SimilarityLoss):
         d = _core.sim_paired_distance(x1, x2, self.p, self.eps)
         hinge = np.maximum(self.margin - d, 0.0)
         per = 0.5 * (y * d * d + (1 - y) * hinge * hinge)
-        value, scale = self._reduce(per, w, reduction)
+        r, scale = self._reduce(per, w, reduction)
         if not want_grad:
-            return value, None, None
+            return r
         g = _pnorm_grads(x1, x2, self.p, self.eps, d, scale * (y * d - (1 - y) * hinge))
-        return value, (g.astype(dt[0], copy=False), (-g).astype(dt[1], copy=False)), None
+        return r._replace(grad=(g.astype(dt[0], copy=False), (-g).astype(dt[1], copy=False)))
 
     def _synthetic(self, rng, n, dtype):
         x1 = rng.standard_normal((n, 16))
@@ -454,17 +386,28 @@ class BatchContrastive(_LabelledBatch):
     fewer than two rows has the value 0. ``reduction="none"`` returns the pair losses in condensed
     order ``(0, 1), (0, 2), ..., (N-2, N-1)`` (SciPy's ``pdist``). Gradient with respect to the
     embeddings.
+
+    Parameters
+    ----------
+    pos_margin : float >= 0, default 0.0
+        Distance below which similar pairs cost nothing.
+    neg_margin : float >= 0, default 1.0
+        Distance beyond which dissimilar pairs cost nothing.
+    metric : "euclidean", "sqeuclidean" or "cosine", default "euclidean"
+    eps : float > 0, default 1e-8
+        Cosine metric: rows are divided by ``max(|x|, eps)``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [3.0, 4.0]])
+    >>> round(fl.BatchContrastive(neg_margin=2.0)(np.array([0, 0, 1]), x), 6)
+    0.166667
     """
 
     function_name = "batch_contrastive"
 
-    def _normalizer(self, labels, embeddings, sample_weight=None) -> float:
-        """The denominator of the mean: the summed pair weights ``sum_{i<j} w_i w_j``."""
-        n = np.shape(embeddings)[0]
-        w = _weights(sample_weight, n)
-        if w is None:
-            return n * (n - 1) / 2.0
-        return float((np.sum(w) ** 2 - np.sum(w * w)) / 2)
+    empty_mean = 0.0  # a batch of fewer than two rows has no pair
 
     pos_margin: float = param(default=0.0, check=non_negative,
                               doc="distance below which similar pairs cost 0")
@@ -484,16 +427,13 @@ class BatchContrastive(_LabelledBatch):
         pos, neg = np.maximum(dv - self.pos_margin, 0.0), np.maximum(self.neg_margin - dv, 0.0)
         per = np.where(same, 0.5 * pos * pos, 0.5 * neg * neg)
         pw = None if w is None else w[iu[0]] * w[iu[1]]
-        if reduction == "mean" and per.size == 0:
-            value, scale = 0.0, np.zeros(0)
-        else:
-            value, scale = self._reduce(per, pw, reduction)
+        r, scale = self._reduce(per, pw, reduction)
         if not want_grad:
-            return value, None, None
+            return r
         g = np.zeros((n, n), dtype=x.dtype)
         g[iu] = scale * np.where(same, pos, -neg)
         gx, _ = _dense_backward(g, d, xr, sqn, xr, sqn, self.metric, self.eps, True)
-        return value, (gx,), None
+        return r._replace(grad=(gx,))
 
 
 class TripletMargin(_SimilarityLoss):
@@ -506,6 +446,26 @@ class TripletMargin(_SimilarityLoss):
     smooth variant ``softplus(d(a, p) - d(a, n) + margin)`` (with ``margin=0``, the soft margin of
     Hermans et al. 2017; pytorch-metric-learning's ``smooth_loss``).
     Gradients ``(d anchor, d positive, d negative)``; the hinge's kink takes derivative 0.
+
+    Parameters
+    ----------
+    margin : float >= 0, default 1.0
+    p : float >= 1 or inf, default 2.0
+        Degree of the norm.
+    eps : float >= 0, default 1e-6
+        Added to the differences (PyTorch's ``pairwise_distance``).
+    swap : bool, default False
+        Use ``min(d(a, n), d(p, n))`` as the negative distance.
+    soft : bool, default False
+        ``softplus`` instead of the hinge.
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> a, p, n = np.array([[0.0, 0.0]]), np.array([[1.0, 0.0]]), np.array([[0.0, 1.5]])
+    >>> value, (ga, gp, gn) = fl.TripletMargin(margin=1.0, eps=0.0).value_and_grad(a, p, n)
+    >>> value, ga.tolist(), gn.tolist()
+    (0.5, [[-1.0, 1.0]], [[0.0, -1.0]])
     """
 
     function_name = "triplet_margin"
@@ -532,9 +492,9 @@ class TripletMargin(_SimilarityLoss):
             swapped = dpn < dan
             dan = np.where(swapped, dpn, dan)
         per, dl = _hinge_or_soft(dap - dan, self.margin, self.soft)
-        value, scale = self._reduce(per, w, reduction)
+        r, scale = self._reduce(per, w, reduction)
         if not want_grad:
-            return value, None, None
+            return r
         c = scale * dl
         g_ap = _pnorm_grads(a, p, self.p, self.eps, dap, c)
         g_an = _pnorm_grads(a, n, self.p, self.eps, dan, np.where(swapped, 0.0, c))
@@ -542,12 +502,13 @@ class TripletMargin(_SimilarityLoss):
         if self.swap and swapped.any():
             g_pn = _pnorm_grads(p, n, self.p, self.eps, dan, np.where(swapped, c, 0.0))
             gp, gn = gp - g_pn, gn + g_pn
-        return value, tuple(g.astype(dt, copy=False) for g, dt in zip((ga, gp, gn), dts)), None
+        return r._replace(grad=tuple(g.astype(dt, copy=False) for g, dt in zip((ga, gp, gn), dts)))
 
     def _synthetic(self, rng, n, dtype):
+        # negatives about as far as the positives: most triplets violate the margin
         a = rng.standard_normal((n, 16))
         return (a.astype(dtype), (a + 0.5 * rng.standard_normal((n, 16))).astype(dtype),
-                rng.standard_normal((n, 16)).astype(dtype))
+                (a + 0.6 * rng.standard_normal((n, 16))).astype(dtype))
 
 
 class BatchTripletMargin(_LabelledBatch):
@@ -584,6 +545,18 @@ class BatchTripletMargin(_LabelledBatch):
     ``return_triplets=True`` (``__call__`` and ``value_and_grad``) appends the (T, 3) int64 array of
     (anchor, positive, negative) row indices: the mined triplets, or for ``"all"`` the active ones.
 
+    Parameters
+    ----------
+    margin : float >= 0, default 1.0
+    mining : "all", "hard", "semi-hard" or "random", default "hard"
+    metric : "euclidean", "sqeuclidean" or "cosine", default "euclidean"
+    soft : bool, default False
+        ``softplus`` instead of the hinge.
+    seed : int in [0, 2**64), default 0
+        Seed of ``"random"`` mining.
+    eps : float > 0, default 1e-8
+        Cosine metric: rows are divided by ``max(|x|, eps)``.
+
     Examples
     --------
     >>> import numpy as np, fastloss as fl
@@ -605,23 +578,25 @@ class BatchTripletMargin(_LabelledBatch):
     seed: int = param(default=0, check=integer(0, 2**64), doc="seed of random mining")
     eps: float = NORM_EPS
 
-    def __call__(self, *inputs, sample_weight=None, reduction=None, return_triplets=False, **named):
-        value, _, (triplets, _) = self._eval(inputs, sample_weight, reduction, False, named)
-        return (value, triplets()) if return_triplets else value
+    empty_mean = 0.0  # a batch without any triplet
 
-    def value_and_grad(self, *inputs, sample_weight=None, reduction=None, return_triplets=False,
-                       grad_out=None, **named):
-        _no_grad_out(grad_out)
-        value, grad, (triplets, _) = self._eval(inputs, sample_weight, reduction, True, named)
-        return (value, grad, triplets()) if return_triplets else (value, grad)
+    def __call__(self, *args, sample_weight=None, reduction=None, out=None,
+                 return_triplets=False, **inputs):
+        result, reduction = self._evaluate(args, inputs, sample_weight, reduction, False, False,
+                                           out)
+        value = self._value(result, reduction)
+        return (value, result.extra()) if return_triplets else value
+
+    def value_and_grad(self, *args, sample_weight=None, reduction=None, out=None, grad_out=None,
+                       return_triplets=False, **inputs):
+        result, reduction = self._evaluate(args, inputs, sample_weight, reduction, True, False,
+                                           out, grad_out)
+        value = self._value(result, reduction)
+        return (value, result.grad, result.extra()) if return_triplets else (value, result.grad)
 
     def mine(self, labels, embeddings) -> np.ndarray:
         """The (T, 3) triplets the loss uses (see the class documentation)."""
-        return self._eval((labels, embeddings), None, "sum", False)[2][0]()
-
-    def _normalizer(self, labels, embeddings, sample_weight=None) -> float:
-        """The denominator of the mean: the summed anchor weights of the counted triplets."""
-        return self._eval((labels, embeddings), sample_weight, "sum", False)[2][1]
+        return self._evaluate((labels, embeddings), {}, None, "sum", False, False)[0].extra()
 
     def _compute(self, inputs, sample_weight, reduction, want_grad):
         x, ids, counts, w = self._batch(*inputs, sample_weight)
@@ -642,38 +617,25 @@ class BatchTripletMargin(_LabelledBatch):
         del gram
         per, dl = _hinge_or_soft(dap - dan, self.margin, self.soft)
         wt = w_all[a]
-        if reduction == "none":
-            value = np.bincount(a, weights=wt * per, minlength=n)
-            scale = wt
-        else:
-            total = float(np.sum(wt * per))
-            norm = float(np.sum(wt))
-            if reduction == "sum":
-                value, scale = total, wt
-            else:
-                value, scale = (total / norm, wt / norm) if norm > 0 else (0.0, 0 * wt)
-        extra = (lambda: np.stack([a, p, ng], axis=1)), float(np.sum(wt))
+        norm, scale = item_scale(wt, wt.shape, reduction)
+        r = KernelResult(float(np.sum(wt * per)), norm,
+                         np.bincount(a, weights=wt * per, minlength=n) if reduction == "none"
+                         else None, None, None, lambda: np.stack([a, p, ng], axis=1))
         if not want_grad:
-            return value, None, extra
+            return r
         c = scale * dl
         grad = _core.sim_pair_grad(xr, sqn, metric, self.eps, np.concatenate([a, a]),
                                    np.concatenate([p, ng]), np.concatenate([dap, dan]),
                                    np.concatenate([c, -c]))
-        return value, (grad,), extra
+        return r._replace(grad=(grad,))
 
     def _batch_all(self, x, xr, sqn, gram, ids, counts, w, reduction, want_grad):
         n = x.shape[0]
         metric = METRICS[self.metric]
         loss, count, coef = _core.sim_mine(gram, sqn, ids, counts, metric, MINING["all"], self.seed,
                                            None, self.margin, self.soft)
-        if reduction == "none":
-            value, scale = w * loss, w
-        else:
-            total, norm = float(np.sum(w * loss)), float(np.sum(w * count))
-            if reduction == "sum":
-                value, scale = total, w
-            else:
-                value, scale = (total / norm, w / norm) if norm > 0 else (0.0, 0 * w)
+        norm = float(np.sum(w * count))
+        scale = (w / norm if norm > 0 else 0 * w) if reduction == "mean" else w
         d = gram
         _core.sim_dist_from_gram(d, sqn, sqn, metric, True)
 
@@ -688,12 +650,13 @@ class BatchTripletMargin(_LabelledBatch):
                 rows.append(np.stack([np.full(pi.size, a), pos[pi], neg[ni]], axis=1))
             return np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, 3), np.int64)
 
-        extra = triplets, float(np.sum(w * count))
+        r = KernelResult(float(np.sum(w * loss)), norm, w * loss if reduction == "none" else None,
+                         None, None, triplets)
         if not want_grad:
-            return value, None, extra
+            return r
         g = (coef * scale[:, None]).astype(x.dtype)
         gx, _ = _dense_backward(g, d, xr, sqn, xr, sqn, self.metric, self.eps, True)
-        return value, (gx,), extra
+        return r._replace(grad=(gx,))
 
 
 class CenterLoss(_SimilarityLoss):
@@ -705,6 +668,13 @@ class CenterLoss(_SimilarityLoss):
     ``reduction="sum"``). The paper updates the centers with its own rule instead of their
     gradient: :func:`update_centers`. Combined loss (spec): ``CE + lambda * Center``; see
     ``docs/similarity.md``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> features, centers = np.array([[1.0, 0.0], [0.0, 2.0]]), np.zeros((2, 2))
+    >>> fl.CenterLoss()(np.array([0, 1]), features, centers)
+    1.25
     """
 
     function_name = "center_loss"
@@ -719,12 +689,12 @@ class CenterLoss(_SimilarityLoss):
         x, c = _common(x, c)
         diff = x - c[y]
         per = 0.5 * np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
-        value, scale = self._reduce(per, w, reduction)
+        r, scale = self._reduce(per, w, reduction)
         if not want_grad:
-            return value, None, None
+            return r
         gx = diff * np.asarray(scale, dtype=x.dtype)[:, None]
         gc = -_segment_sum(gx, y, c.shape[0])
-        return value, (gx.astype(dts[0], copy=False), gc.astype(dts[1], copy=False)), None
+        return r._replace(grad=(gx.astype(dts[0], copy=False), gc.astype(dts[1], copy=False)))
 
     def _synthetic(self, rng, n, dtype):
         labels, x = _clustered(rng, n, dtype)
@@ -788,15 +758,14 @@ class _MarginSoftmax(_SimilarityLoss):
         total, rows = _core.sim_margin_softmax(cos, y, self.scale, self.margin, self._arc,
                                                getattr(self, "easy_margin", False), w, grad_scale,
                                                want_grad, reduction == "none")
-        value = rows if reduction == "none" else (
-            total if reduction == "sum" else (total / norm if norm > 0 else math.nan))
+        r = KernelResult(total, norm, rows if reduction == "none" else None, None, None)
         if not want_grad:
-            return value, None, None
+            return r
         gx = np.matmul(cos, wh)
         gw = np.matmul(cos.T, xh)
         _core.sim_normalize_backward(gx, xh, sqx, self.eps)
         _core.sim_normalize_backward(gw, wh, sqw, self.eps)
-        return value, (gx.astype(dts[0], copy=False), gw.astype(dts[1], copy=False)), None
+        return r._replace(grad=(gx.astype(dts[0], copy=False), gw.astype(dts[1], copy=False)))
 
     def _synthetic(self, rng, n, dtype, classes=10):
         W = rng.standard_normal((classes, 32))
@@ -816,6 +785,20 @@ class CosFace(_MarginSoftmax):
     ``max(|row|, 1e-12)``) and ``cos t_j`` is the cosine between embedding and class row ``j``.
     Gradients ``(d embeddings, d weight)``, through the normalization. Mean ``sum(w l)/sum(w)``.
     Matches pytorch-metric-learning's ``CosFaceLoss`` (its weight is our ``weight.T``).
+
+    Parameters
+    ----------
+    scale : float > 0, default 64.0
+        The scale ``s`` of the logits.
+    margin : float >= 0, default 0.35
+        The cosine margin ``m``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> weight, emb = np.eye(2), np.array([[2.0, 0.0], [0.0, 3.0]])
+    >>> round(fl.CosFace(scale=4.0, margin=0.35)(np.array([0, 1]), emb, weight), 6)
+    0.071645
     """
 
     function_name = "cosface"
@@ -834,6 +817,22 @@ class ArcFace(_MarginSoftmax):
     is ``s cos t_y`` elsewhere). At ``|cos t_y| = 1`` the derivative of ``sin t_y`` is taken as 0.
     Inputs, normalization and gradients as :class:`CosFace`. Without the fallback regime, matches
     pytorch-metric-learning's ``ArcFaceLoss`` (its margin is in degrees).
+
+    Parameters
+    ----------
+    scale : float > 0, default 64.0
+        The scale ``s`` of the logits.
+    margin : float in [0, pi), default 0.5
+        The angular margin ``m`` (radians).
+    easy_margin : bool, default False
+        Apply the margin only where ``cos t_y > 0``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> weight, emb = np.eye(2), np.array([[2.0, 0.0], [0.0, 3.0]])
+    >>> round(fl.ArcFace(scale=4.0, margin=0.5)(np.array([0, 1]), emb, weight), 6)
+    0.029449
     """
 
     function_name = "arcface"

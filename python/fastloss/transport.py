@@ -18,11 +18,11 @@ import numpy as np
 
 from . import _core
 from ._runtime import get_num_threads
-from ._base import Loss, _check_reduction, param
+from ._base import KernelResult, Loss, param
 from ._validate import at_least, integer, optional, positive
 
 __all__ = ["Wasserstein1D", "SlicedWasserstein", "SinkhornLoss", "SinkhornResult", "sinkhorn",
-           "wasserstein_1d", "sliced_wasserstein", "random_projections"]
+           "sinkhorn_loss", "wasserstein_1d", "sliced_wasserstein", "random_projections"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -122,10 +122,8 @@ class _Distributions(Loss):
         return ((0.5 * rng.standard_normal(shape)).astype(dtype),
                 (0.25 + 0.6 * rng.standard_normal(shape)).astype(dtype), {})
 
-    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
-        # one value per pair of whole distributions: chunks of samples do not add up
-        raise NotImplementedError(f"{type(self).__name__} compares whole distributions: it is not a "
-                                  "sum over samples and cannot be accumulated over chunks")
+    chunkable = False  # one value per pair of whole distributions: chunks do not add up
+    optional_inputs = ("true_weight",)  # the weights of y_true's samples
 
 
 class Wasserstein1D(_Distributions):
@@ -164,24 +162,11 @@ class Wasserstein1D(_Distributions):
     p: float = param(default=1.0, check=at_least(1), doc="exponent of the ground cost |x - y|^p")
     hessian = "a.e."
 
-    def _normalizer(self, y_true, y_pred, sample_weight) -> float:
-        # the mean is over rows (independent pairs of distributions); the weights are the samples'
-        return float(np.shape(y_pred)[0]) if np.ndim(y_pred) == 2 else 1.0
-
-    def __call__(self, y_true, y_pred, sample_weight=None, *, true_weight=None, reduction=None):
-        return self._w1d(y_true, y_pred, sample_weight, true_weight, reduction, False, False)[0]
-
-    def value_and_grad(self, y_true, y_pred, sample_weight=None, *, true_weight=None, reduction=None):
-        return self._w1d(y_true, y_pred, sample_weight, true_weight, reduction, True, False)[:2]
-
-    def value_grad_hess(self, y_true, y_pred, sample_weight=None, *, true_weight=None, reduction=None):
-        return self._w1d(y_true, y_pred, sample_weight, true_weight, reduction, True, True)
-
-    def grad_hess(self, y_true, y_pred, sample_weight=None, *, true_weight=None, reduction=None):
-        return self._w1d(y_true, y_pred, sample_weight, true_weight, reduction, True, True)[1:]
+    def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out,
+             true_weight=None):
+        return self._w1d(*args, sample_weight, true_weight, reduction, want_grad, want_hess)
 
     def _w1d(self, y_true, y_pred, sample_weight, true_weight, reduction, want_grad, want_hess):
-        reduction = _check_reduction(reduction or self.reduction)
         u = _samples(y_true, "y_true", (1, 2), -1)
         v = _samples(y_pred, "y_pred", (1, 2), -1)
         if u.ndim != v.ndim or u.shape[:-1] != v.shape[:-1]:
@@ -194,21 +179,17 @@ class Wasserstein1D(_Distributions):
         rows = 1 if u.ndim == 1 else u.shape[0]
         u2 = np.ascontiguousarray(u.reshape(rows, -1), dtype=dt)
         v2 = np.ascontiguousarray(v.reshape(rows, -1), dtype=dt)
+        # the mean is over rows (independent pairs of distributions)
         scale = 1.0 / rows if reduction == "mean" else 1.0
         values, grad, hess = _w1d_rows(u2, v2, uw, vw, self.p, scale, want_grad, want_hess)
-        if reduction == "none":
-            value = values if u.ndim == 2 else values.reshape(())
-        else:
-            value = float(values.sum() * scale) if rows > 1 else float(values[0])
         grad = None if grad is None else grad.reshape(v.shape).astype(out_dtype, copy=False)
         hess = None if hess is None else hess.reshape(v.shape).astype(out_dtype, copy=False)
-        return value, grad, hess
+        per_row = values if u.ndim == 2 else values.reshape(())
+        return KernelResult(float(values.sum()), float(rows), per_row if reduction == "none"
+                            else None, grad, hess)
 
 
-def wasserstein_1d(y_true, y_pred, *, true_weight=None, sample_weight=None, p=1.0, reduction="mean"):
-    """Functional form of :class:`Wasserstein1D`: ``W_p^p`` between the two 1-D samples."""
-    return Wasserstein1D(p=p, reduction=reduction)(y_true, y_pred, sample_weight,
-                                                     true_weight=true_weight)
+wasserstein_1d = Wasserstein1D.functional
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,18 +236,13 @@ class SlicedWasserstein(_Distributions):
                                 doc="seed of the directions (numpy default_rng)")
     hessian = "none"
 
-    def __call__(self, y_true, y_pred, sample_weight=None, *, true_weight=None, projections=None,
-                 reduction=None):
-        return self._sliced(y_true, y_pred, sample_weight, true_weight, projections, False)[0]
+    optional_inputs = ("true_weight", "projections")
 
-    def value_and_grad(self, y_true, y_pred, sample_weight=None, *, true_weight=None,
-                       projections=None, reduction=None):
-        return self._sliced(y_true, y_pred, sample_weight, true_weight, projections, True)
-
-    def grad_hess(self, *args, **kwargs):
-        raise NotImplementedError("SlicedWasserstein provides no Hessian")
-
-    value_grad_hess = grad_hess
+    def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out,
+             true_weight=None, projections=None):
+        value, grad = self._sliced(*args, sample_weight, true_weight, projections, want_grad)
+        # one distance between two point clouds, whatever the reduction
+        return KernelResult(value, 1.0, np.asarray(value), grad, None)
 
     def _sliced(self, y_true, y_pred, sample_weight, true_weight, projections, want_grad):
         x = _samples(y_true, "y_true", (2,), 0)
@@ -299,11 +275,7 @@ class SlicedWasserstein(_Distributions):
         return value, grad.astype(out_dtype, copy=False)
 
 
-def sliced_wasserstein(y_true, y_pred, *, n_projections=50, p=2.0, seed=0, projections=None,
-                       true_weight=None, sample_weight=None):
-    """Functional form of :class:`SlicedWasserstein` (the value)."""
-    return SlicedWasserstein(n_projections=n_projections, p=p, seed=seed)(
-        y_true, y_pred, sample_weight, true_weight=true_weight, projections=projections)
+sliced_wasserstein = SlicedWasserstein.functional
 
 
 # ----------------------------------------------------------------------------------------------
@@ -444,6 +416,14 @@ class SinkhornLoss(_Distributions):
     epsilon : float > 0, default 0.1
     max_iter : int >= 1, default 1000
     tol : float > 0 or None (1e-9 in float64, 1e-5 in float32)
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> x = np.array([[0.0], [1.0]])
+    >>> value, grad = fl.SinkhornLoss(epsilon=1.0).value_and_grad(x, x + 0.5)
+    >>> round(value, 6), np.round(grad, 4).tolist()
+    (0.629885, [[0.2311], [0.7689]])
     """
 
     function_name = "sinkhorn_loss"
@@ -454,19 +434,20 @@ class SinkhornLoss(_Distributions):
     smooth = True
     hessian = "none"
 
-    def __call__(self, y_true, y_pred, sample_weight=None, *, true_weight=None, reduction=None):
-        return self._solve(y_true, y_pred, sample_weight, true_weight, False).objective
-
-    def value_and_grad(self, y_true, y_pred, sample_weight=None, *, true_weight=None,
-                       reduction=None):
-        r = self._solve(y_true, y_pred, sample_weight, true_weight, True)
-        return r.objective, r.grad_y
-
-    def grad_hess(self, *args, **kwargs):
-        raise NotImplementedError("SinkhornLoss provides no Hessian")
-
-    value_grad_hess = grad_hess
+    def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out,
+             true_weight=None):
+        r = self._solve(*args, sample_weight, true_weight, want_grad)
+        # one objective between two point clouds, whatever the reduction
+        return KernelResult(r.objective, 1.0, np.asarray(r.objective), r.grad_y, None)
 
     def _solve(self, y_true, y_pred, sample_weight, true_weight, want_grad):
-        return sinkhorn(y_true, y_pred, a=true_weight, b=sample_weight, epsilon=self.epsilon,
+        # the weights checked under the loss's names for them
+        a = None if true_weight is None else _marginal(true_weight, np.shape(y_true)[0],
+                                                       "true_weight")
+        b = None if sample_weight is None else _marginal(sample_weight, np.shape(y_pred)[0],
+                                                         "sample_weight")
+        return sinkhorn(y_true, y_pred, a=a, b=b, epsilon=self.epsilon,
                         max_iter=self.max_iter, tol=self.tol, grad=want_grad)
+
+
+sinkhorn_loss = SinkhornLoss.functional

@@ -173,7 +173,7 @@ def _check_loss(loss, y_true, y_pred, sample_weight, reduction, hessian, rtol, a
     if reduction == "none":
         reduction = "sum"  # per-element derivatives under "none" are those of "sum"
     rtol = DEFAULT_RTOL[dtype] if rtol is None else rtol
-    if layers or getattr(loss, "grads", ()):
+    if layers or len(loss.arguments) > 2:
         check = _check_layers if layers else _check_inputs
         return check(loss, y_true, y_pred, sample_weight, reduction, rtol, atol, max_elements, seed,
                      inputs)
