@@ -205,6 +205,9 @@ def test_subclass_declares_parameters_once():
         class Old(Loss):
             def __init__(self, **kwargs):
                 super().__init__(**kwargs)
+    with pytest.raises(TypeError, match="annotate"):
+        class Unannotated(Loss):
+            scale = param(default=2.0, check=V.positive)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -244,6 +247,11 @@ def test_mypy_checks_constructor_keywords(tmp_path):
 
 
 def test_mypy_passes_correct_use(tmp_path):
+    # every registered loss with each default spelled out: the annotations admit the defaults
+    spelled = "".join(
+        f"        fl.{info.cls.__name__}("
+        + ", ".join(f"{k}={v!r}" for k, v in [*info.params.items(), ("reduction", "none")])
+        + ")\n" for info in INFOS)
     rc, out = _mypy(tmp_path, """
         from typing import Any, Dict
 
@@ -269,7 +277,7 @@ def test_mypy_passes_correct_use(tmp_path):
         mean: float = total / norm
         if grad is not None:
             g: np.ndarray = grad + 1.0
-    """)
+    """ + spelled)
     assert rc == 0, out
 
 

@@ -159,7 +159,10 @@ def _declare(cls: type) -> None:
         fields.update(base.__dict__.get("_fields", {}))
     for name, spec in list(cls.__dict__.items()):
         if isinstance(spec, _Field):
-            annotation = hints.get(name, inspect.Parameter.empty)
+            if name not in hints:  # type checkers only see annotated fields
+                raise TypeError(f"{cls.__name__}.{name}: annotate the parameter "
+                                f"({name}: <type> = param(...))")
+            annotation = hints[name]
             if isinstance(annotation, str) and module is not None:
                 try:  # the annotation as an object, for inspect.signature; else its text
                     annotation = eval(annotation, vars(module))  # noqa: S307
