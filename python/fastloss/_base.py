@@ -452,9 +452,14 @@ class Loss(metaclass=_LossType):
 _declare(Loss)
 
 
-def _describe_functional(functional: Callable, cls: Any) -> None:
-    """Names ``functional`` after ``cls`` and gives it a signature that lists the loss's inputs
-    and parameters (inspect, IDEs) and a docstring that shows it."""
+def _make_functional(cls: type) -> Callable:
+    keywords = cls.arguments + cls.inputs + cls.optional_inputs
+
+    def functional(*args, sample_weight=None, reduction="mean", **params):
+        named = {name: params.pop(name) for name in keywords if name in params}
+        return cls(reduction=reduction, **params)(*args, sample_weight=sample_weight, **named)
+
+    # a signature listing the loss's inputs and parameters (inspect, IDEs), shown in the doc
     P = inspect.Parameter
     sig = inspect.Signature(
         [P(name, P.POSITIONAL_OR_KEYWORD) for name in cls.arguments]
@@ -469,16 +474,6 @@ def _describe_functional(functional: Callable, cls: Any) -> None:
     functional.__signature__ = sig  # type: ignore[attr-defined]
     functional.__doc__ = (f"Functional form of :class:`fastloss.{cls.__name__}`: returns the loss "
                           f"value.\n\n``{cls.function_name}{plain}``")
-
-
-def _make_functional(cls: type) -> Callable:
-    keywords = cls.arguments + cls.inputs + cls.optional_inputs
-
-    def functional(*args, sample_weight=None, reduction="mean", **params):
-        named = {name: params.pop(name) for name in keywords if name in params}
-        return cls(reduction=reduction, **params)(*args, sample_weight=sample_weight, **named)
-
-    _describe_functional(functional, cls)
     return functional
 
 
