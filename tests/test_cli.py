@@ -18,6 +18,25 @@ def test_every_registered_loss_evaluates_on_synthetic_data(name, capsys):
     assert report["grad_l2_norm"] > 0
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(info.name for info in fl.losses()))
+def test_every_registered_loss_provides_synthetic_data(name, dtype):
+    loss = fl.get_loss(name)
+    assert type(loss).synthetic is not fl.Loss.synthetic, f"{name} provides no synthetic data"
+    y_true, y_pred, inputs = loss.synthetic(16, np.random.default_rng(0), dtype)
+    preds = y_pred if isinstance(y_pred, (list, tuple)) else [y_pred]
+    assert all(np.asarray(p).dtype == dtype for p in preds)
+    assert np.all(np.isfinite(loss(y_true, y_pred, reduction="none", **inputs)))
+
+
+def test_a_loss_without_synthetic_data_fails_loudly():
+    class NoData(fl.Loss):  # no function_name: an abstract base, not registered
+        pass
+
+    with pytest.raises(NotImplementedError, match="NoData provides no synthetic data"):
+        cli.synthetic(NoData(), 4)
+
+
 def test_eval_files_with_extra_input_and_outputs(tmp_path, capsys):
     rng = np.random.default_rng(0)
     teacher, student = rng.standard_normal((20, 4)), rng.standard_normal((20, 4))

@@ -38,7 +38,7 @@ class Fixed(BaseEstimator):
 
 def inputs_for(loss, rng, n=40):
     """(y_true, estimator output, response method) in the loss's convention."""
-    from fastloss._boosting import loss_kind
+    from fastloss._adapters import loss_kind
 
     kind, logits = loss_kind(loss), getattr(loss, "from_logits", True)
     if kind == "regression":

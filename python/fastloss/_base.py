@@ -308,6 +308,14 @@ class Loss(metaclass=_LossType):
             args.append(f"reduction={self.reduction!r}")
         return f"{type(self).__name__}({', '.join(args)})"
 
+    def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):
+        """Built-in data this loss accepts: ``(y_true, y_pred, inputs)``, ``n`` samples (rows,
+        images, pairs ...) of ``dtype`` drawn from ``rng``; ``inputs`` holds the extra keyword
+        arrays the loss declares (e.g. ``teacher_logits``). ``fastloss eval --synthetic`` and the
+        gradient checks evaluate every registered loss on it, so each family provides one."""
+        raise NotImplementedError(f"{type(self).__name__} provides no synthetic data: define "
+                                  "synthetic(n, rng, dtype)")
+
     # The inputs of a call. Positional (or by name): ``arguments``, truth first; keyword-only:
     # ``inputs`` (required, e.g. Distillation's ``teacher_logits``) and ``optional_inputs``
     # (default None). ``grads`` names the differentiable arguments, in the order in which
@@ -500,6 +508,15 @@ class ElementwiseLoss(Loss):
     @property
     def _kernel_name(self) -> str:
         return self.kernel if self.kernels is None else self.kernels[self.from_logits]
+
+    def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):
+        """Regression data: ``y ~ N(0, 1)``, ``y_pred = y + N(0, 0.3^2)`` with 1 % outliers
+        (20 sigma), so that the robust losses meet what they are for."""
+        y = rng.standard_normal(n)
+        p = y + 0.3 * rng.standard_normal(n)
+        outliers = rng.random(n) < 0.01
+        p[outliers] += rng.standard_normal(int(outliers.sum())) * 20
+        return y.astype(dtype), p.astype(dtype), {}
 
     # Subclasses map their parameters onto the kernel's flat parameter list / per-column vector.
     def _pack_params(self) -> List[float]:

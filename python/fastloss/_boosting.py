@@ -26,39 +26,16 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ._base import ElementwiseLoss, Loss, get_loss
+from ._adapters import as_loss, check_on_margins, loss_kind, output_count
+from ._base import ElementwiseLoss
 from .classification import BinaryCrossEntropy
-from .multiclass import SparseCategoricalCrossEntropy, _RowLoss
+from .multiclass import SparseCategoricalCrossEntropy
 
 HESSIAN_POLICIES = ("exact", "clip", "fisher")
 FISHER_KINDS = ("regression", "binary", "multiclass")
 
 _BERNOULLI = BinaryCrossEntropy(from_logits=True)  # its Hessian is sigmoid(z)(1-sigmoid(z)), any label
 _CATEGORICAL = SparseCategoricalCrossEntropy(from_logits=True)  # p_k (1 - p_k), any label
-
-
-def as_loss(loss: Any) -> Loss:
-    """A Loss instance, or a registered name (``"huber"``) constructed with its defaults."""
-    if isinstance(loss, str):
-        return get_loss(loss)
-    if not isinstance(loss, Loss):
-        raise TypeError(f"loss must be a fastloss Loss or a registered loss name; got {type(loss).__name__}")
-    return loss
-
-
-def loss_kind(loss: Loss) -> str:
-    """"multiclass" (a class axis), "binary" (classification on one score), "regression", or
-    the family's own name for the others (no Fisher curvature is known for them)."""
-    if isinstance(loss, _RowLoss):
-        return "multiclass"
-    return {"classification": "binary"}.get(loss.family, loss.family)
-
-
-def check_on_margins(loss: Loss, where: str) -> None:
-    """Boosters and linear models produce raw scores: probability-space losses do not apply."""
-    if getattr(loss, "from_logits", True) is False:
-        raise ValueError(f"{where} works on raw margins: construct {type(loss).__name__} with "
-                         f"from_logits=True")
 
 
 def per_element(w: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
@@ -171,17 +148,24 @@ def best_constant(loss: Any, y_true: Any, sample_weight: Any = None, *, n_output
     """
     from scipy.optimize import minimize, minimize_scalar
 
-    from .scipy import linear_objective
-
     loss = as_loss(loss)
     check_on_margins(loss, "best_constant")
     y = np.asarray(y_true)
-    objective = linear_objective(loss, np.empty((y.shape[0], 0)), y, sample_weight,
-                                 n_outputs=n_outputs)
-    if objective.n_outputs == 1 and isinstance(loss, ElementwiseLoss):
+    k = output_count(loss, y, n_outputs)
+    shape = (y.shape[0],) if k == 1 else (y.shape[0], k)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    reduction = "mean" if loss.reduction == "none" else loss.reduction
+
+    def fun(c: np.ndarray) -> Tuple[float, np.ndarray]:
+        """The loss of the constant margin ``c`` and its gradient in ``c``."""
+        value, grad = loss.value_and_grad(y, np.zeros(shape) + (c[0] if k == 1 else c), w,
+                                          reduction=reduction)
+        return value, np.atleast_1d(grad.sum(axis=0))
+
+    if k == 1 and isinstance(loss, ElementwiseLoss):
         scale = max(1.0, float(np.max(np.abs(y)))) if y.size else 1.0
-        res = minimize_scalar(lambda c: objective.fun(np.array([c]))[0], bracket=(-scale, scale))
+        res = minimize_scalar(lambda c: fun(np.array([c]))[0], bracket=(-scale, scale))
         return float(res.x)
-    res = minimize(objective.fun, objective.x0, jac=True, method="L-BFGS-B",
+    res = minimize(fun, np.zeros(k), jac=True, method="L-BFGS-B",
                    options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 1000})
-    return objective.unpack(res.x)[1]
+    return float(res.x[0]) if k == 1 else res.x

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+import numpy as np
+
 from ._base import ElementwiseLoss, param
 from ._validate import between, boolean, non_negative, optional, positive
 
@@ -22,7 +24,22 @@ LABEL_SMOOTHING = between(0, 1, "left")
 __all__ = ["BinaryCrossEntropy", "Logistic", "BinaryFocal", "Hinge", "SquaredHinge", "SmoothHinge"]
 
 
-class BinaryCrossEntropy(ElementwiseLoss):
+class _BinaryLoss(ElementwiseLoss):
+    """A loss on one score (or probability) per element and a binary label."""
+
+    def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):
+        """Labels drawn from a logistic model on scores ``z ~ N(0, 4)`` (-1/+1 for the margin
+        losses, else 0/1); predictions ``z + N(0, 1)``, or ``sigmoid(z)`` on probabilities."""
+        z = 2.0 * rng.standard_normal(n)
+        y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(np.float64)
+        if self.sign_labels:
+            y = 2 * y - 1
+        logits = getattr(self, "from_logits", True)
+        p = z + rng.standard_normal(n) if logits else 1 / (1 + np.exp(-z))
+        return y.astype(dtype), p.astype(dtype), {}
+
+
+class BinaryCrossEntropy(_BinaryLoss):
     """Binary cross-entropy on probabilities or logits, with ``pos_weight`` and label smoothing.
 
     With the smoothed target ``ys = y (1 - label_smoothing) + label_smoothing / 2`` (Keras) and
@@ -67,7 +84,7 @@ class BinaryCrossEntropy(ElementwiseLoss):
         return [self.pos_weight, self.label_smoothing, self.eps]
 
 
-class Logistic(ElementwiseLoss):
+class Logistic(_BinaryLoss):
     """Logistic loss for labels in {-1, +1} (0 is read as -1): ``l = log(1 + exp(-y z))``.
 
     Gradient ``-y sigmoid(-y z)``, Hessian ``sigmoid(z) sigmoid(-z)``. Equals PyTorch's
@@ -86,7 +103,7 @@ class Logistic(ElementwiseLoss):
     family, convex, robust, smooth = "classification", True, False, True
 
 
-class BinaryFocal(ElementwiseLoss):
+class BinaryFocal(_BinaryLoss):
     """Binary focal loss (Lin et al. 2017): ``l = alpha_t (1 - p_t)^gamma BCE(y, p)``.
 
     ``p = sigmoid(z)`` for logits (or the clamped probability), ``p_t = y p + (1 - y)(1 - p)``,
@@ -125,7 +142,7 @@ class BinaryFocal(ElementwiseLoss):
         return [self.gamma, -1.0 if self.alpha is None else self.alpha, self.eps]
 
 
-class Hinge(ElementwiseLoss):
+class Hinge(_BinaryLoss):
     """Hinge loss ``max(0, 1 - y z)`` for labels in {-1, +1} (0 is read as -1).
 
     Gradient ``-y`` where ``y z < 1``, else 0; Hessian: the exact a.e. value 0. Equals
@@ -143,7 +160,7 @@ class Hinge(ElementwiseLoss):
     family, convex, robust, smooth, hessian = "classification", True, False, False, "a.e."
 
 
-class SquaredHinge(ElementwiseLoss):
+class SquaredHinge(_BinaryLoss):
     """Squared hinge loss ``max(0, 1 - y z)^2`` for labels in {-1, +1} (0 is read as -1).
 
     Gradient ``-2 y (1 - y z)`` where ``y z < 1``; Hessian 2 there and 0 elsewhere (exact a.e.).
@@ -160,7 +177,7 @@ class SquaredHinge(ElementwiseLoss):
     family, convex, robust, smooth, hessian = "classification", True, False, True, "a.e."
 
 
-class SmoothHinge(ElementwiseLoss):
+class SmoothHinge(_BinaryLoss):
     """Quadratically smoothed hinge (Rennie & Srebro 2005) on the margin ``u = y z``.
 
     ``l = 1/2 - u`` for ``u <= 0``, ``(1 - u)^2 / 2`` for ``0 < u < 1``, 0 for ``u >= 1``;

@@ -58,53 +58,10 @@ def save_array(path: str, array: np.ndarray) -> None:
         np.savetxt(p, array, delimiter="," if p.suffix == ".csv" else " ", fmt="%.17g")
 
 
-def synthetic(loss, n: int, seed: int = 0, dtype: str = "float64", num_classes: int = 10):
-    """Built-in data that suits `loss`, as ``(y_true, y_pred, inputs)`` (``inputs``: the extra
-    keyword arrays the loss declares, e.g. ``teacher_logits``). A loss with its own
-    ``synthetic(n, rng, dtype)`` method supplies its data; otherwise:
-
-    - regression: y ~ N(0, 1), prediction = y + N(0, 0.3^2) noise with 1 % outliers (20 sigma);
-    - binary: labels from a logistic model (0/1, or -1/+1 for the margin losses); logits, or
-      probabilities when the loss takes probabilities;
-    - multi-class: labels (n,) and logits (n, num_classes), or softmax probabilities, or one-hot
-      targets for CategoricalCrossEntropy;
-    - a vector of quantiles: predictions (n, q);
-    - losses on images, embeddings, distributions or feature maps: their ``synthetic`` method.
-    """
-    rng = np.random.default_rng(seed)
-    own = getattr(loss, "synthetic", None)
-    if own is not None:
-        return own(n, rng, dtype)
-    y, p = _synthetic_pair(loss, n, rng, dtype, num_classes)
-    return y, p, {}
-
-
-def _synthetic_pair(loss, n: int, rng: np.random.Generator, dtype: str, num_classes: int):
-    if loss.family != "classification":
-        y = rng.standard_normal(n)
-        p = y + 0.3 * rng.standard_normal(n)
-        outliers = rng.random(n) < 0.01
-        p[outliers] += rng.standard_normal(int(outliers.sum())) * 20
-        q = np.size(getattr(loss, "quantile", 0.5))
-        if not np.isscalar(getattr(loss, "quantile", 0.5)):
-            p = p[:, None] + np.linspace(-1, 1, q)[None, :] * 0.3
-        return y.astype(dtype), p.astype(dtype)
-    from_logits = getattr(loss, "from_logits", True)
-    if hasattr(loss, "kernel") or hasattr(loss, "kernels"):  # binary, elementwise
-        z = 2.0 * rng.standard_normal(n)
-        y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(np.float64)
-        if getattr(loss, "sign_labels", False):
-            y = 2 * y - 1
-        p = z + rng.standard_normal(n) if from_logits else 1 / (1 + np.exp(-z))
-        return y.astype(dtype), p.astype(dtype)
-    z = 2.0 * rng.standard_normal((n, num_classes))
-    labels = z.argmax(axis=1)
-    z += rng.standard_normal(z.shape)
-    p = z if from_logits else np.exp(z - z.max(1, keepdims=True))
-    if not from_logits:
-        p /= p.sum(1, keepdims=True)
-    y = np.eye(num_classes)[labels].astype(dtype) if getattr(loss, "dense", False) else labels
-    return y, p.astype(dtype)
+def synthetic(loss, n: int, seed: int = 0, dtype: str = "float64"):
+    """``loss.synthetic(n, rng, dtype)`` with ``rng`` seeded by ``seed``: built-in data that
+    suits the loss, as ``(y_true, y_pred, inputs)``."""
+    return loss.synthetic(n, np.random.default_rng(seed), dtype)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -75,7 +75,8 @@ class ConsistencyMSE(Loss):
         if not self.from_logits and self.temperature != 1.0:
             raise ValueError("temperature applies to logits: use from_logits=True")
 
-    def synthetic(self, n: int, rng: np.random.Generator, dtype: str, num_classes: int = 10):
+    def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64",
+                  num_classes: int = 10):
         """CLI data: two noisy views (n, num_classes) of the same logits (softmax probabilities
         unless the loss takes logits)."""
         z = 2.0 * rng.standard_normal((n, num_classes))

@@ -24,8 +24,8 @@ import dask
 import dask.array as da
 import numpy as np
 
+from ._adapters import as_loss
 from ._base import Loss
-from ._boosting import as_loss
 
 __all__ = ["loss_value", "value_and_grad", "grad_hess"]
 

@@ -44,6 +44,21 @@ class _RowLoss(Loss):
 
     family = "classification"
 
+    def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64",
+                  num_classes: int = 10):
+        """Labels (n,) of the largest of logits ``2 N(0, 1)``, and those logits plus ``N(0, 1)``
+        noise (n, num_classes): softmax probabilities when the loss takes probabilities, one-hot
+        targets when it takes target distributions."""
+        z = 2.0 * rng.standard_normal((n, num_classes))
+        labels = z.argmax(axis=1)
+        z += rng.standard_normal(z.shape)
+        from_logits = getattr(self, "from_logits", True)
+        p = z if from_logits else np.exp(z - z.max(1, keepdims=True))
+        if not from_logits:
+            p /= p.sum(1, keepdims=True)
+        y = np.eye(num_classes)[labels].astype(dtype) if getattr(self, "dense", False) else labels
+        return y, p.astype(dtype), {}
+
 
 class _SoftmaxCrossEntropy(_RowLoss):
     dense: ClassVar[bool] = False
@@ -261,7 +276,8 @@ class _TemperedSoftmaxKL(_RowLoss):
     inputs = ("teacher_logits",)
     convex, robust, smooth = True, False, True
 
-    def synthetic(self, n: int, rng: np.random.Generator, dtype: str, num_classes: int = 10):
+    def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64",
+                  num_classes: int = 10):
         """CLI data: labels from teacher logits, student logits = teacher's + noise."""
         teacher = 2.0 * rng.standard_normal((n, num_classes))
         student = (teacher + rng.standard_normal(teacher.shape)).astype(dtype)

@@ -71,7 +71,7 @@ class PerceptualLoss(Loss):
     normalize: bool = param(default=True, check=boolean, doc="divide each layer by its feature size")
     smooth = True
 
-    def synthetic(self, n: int, rng: np.random.Generator, dtype: str):
+    def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):
         """CLI data: two layers of (n, 8, 16, 16) and (n, 16, 8, 8) features, and noisy copies."""
         y = [rng.standard_normal(s).astype(dtype) for s in ((n, 8, 16, 16), (n, 16, 8, 8))]
         return y, [f + 0.3 * rng.standard_normal(f.shape).astype(dtype) for f in y], {}

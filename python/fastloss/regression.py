@@ -137,6 +137,13 @@ class Quantile(ElementwiseLoss):
     def _column_params(self) -> Optional[np.ndarray]:
         return np.asarray(self.quantile, dtype=np.float64)
 
+    def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):
+        """The regression data, with one prediction column per quantile for a vector of them."""
+        y, p, inputs = super().synthetic(n, rng)
+        if np.ndim(self.quantile):
+            p = p[:, None] + np.linspace(-1, 1, np.size(self.quantile))[None, :] * 0.3
+        return y.astype(dtype), p.astype(dtype), inputs
+
 
 class LogCosh(ElementwiseLoss):
     """Log-cosh loss: ``l = log(cosh(r))``, smooth everywhere, ~``r**2/2`` near 0, ~``|r| - log 2``

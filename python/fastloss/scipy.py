@@ -23,8 +23,8 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from ._adapters import as_loss, check_on_margins, output_count
 from ._base import ElementwiseLoss, Loss
-from ._boosting import as_loss, check_on_margins
 
 __all__ = ["LinearObjective", "linear_objective"]
 
@@ -59,21 +59,9 @@ class LinearObjective:
             raise ValueError(f"l2 must be >= 0; got {l2}")
         self.fit_intercept = bool(fit_intercept)
         self.n_features = X.shape[1]
-        self.n_outputs = self._outputs(n_outputs)
+        self.n_outputs = output_count(self.loss, self.y, n_outputs)
         self.x0 = np.zeros(self.n_features * self.n_outputs + self.n_outputs * self.fit_intercept)
         self._hess_at: Tuple[Optional[bytes], Optional[np.ndarray]] = (None, None)
-
-    def _outputs(self, n_outputs: Optional[int]) -> int:
-        if n_outputs is not None:
-            return int(n_outputs)
-        if not isinstance(self.loss, ElementwiseLoss):  # a class axis
-            if getattr(self.loss, "dense", False):
-                return self.y.shape[1]
-            return int(self.y.max()) + 1 if self.y.size else 1
-        quantiles = getattr(self.loss, "quantile", None)
-        if isinstance(quantiles, tuple):
-            return len(quantiles)
-        return self.y.shape[1] if self.y.ndim == 2 else 1
 
     def unpack(self, theta: np.ndarray):
         """``(W, b)``: coefficients and intercept (0.0 without one) from the flat ``theta``."""
@@ -100,8 +88,8 @@ class LinearObjective:
         W, _ = self.unpack(theta)
         value, gZ = self.loss.value_and_grad(self.y, self.margins(theta), self.sample_weight,
                                              reduction=self.reduction)
-        # Regularization hook: the L2 term lives here; issue 6's regularizers (L1 / elastic net,
-        # with their proximal operators) plug in at this one place.
+        # The one place a penalty enters: L1 / elastic net (with their proximal operators)
+        # would plug in here beside the L2 term.
         value += 0.5 * self.l2 * float(np.dot(W.ravel(), W.ravel()))
         return value, self._pack(self.X.T @ gZ + self.l2 * W, gZ)
 

@@ -254,7 +254,7 @@ class _SimilarityLoss(Loss):
         r = self._compute(args, sample_weight, reduction, want_grad)
         return r._replace(grad=r.grad[0]) if r.grad is not None and len(r.grad) == 1 else r
 
-    def synthetic(self, n, rng, dtype):
+    def synthetic(self, n, rng, dtype="float64"):
         """Built-in data for ``fastloss eval --synthetic``: (first input, second input,
         {name: later input})."""
         data = self._synthetic(rng, n, dtype)

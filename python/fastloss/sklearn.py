@@ -31,8 +31,8 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._adapters import as_loss, loss_kind
 from ._base import Loss, get_loss
-from ._boosting import as_loss, loss_kind
 from .classification import BinaryCrossEntropy, BinaryFocal, Logistic
 from .multiclass import SparseCategoricalCrossEntropy, SparseCategoricalFocal, softmax
 from .scipy import linear_objective

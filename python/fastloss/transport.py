@@ -114,7 +114,7 @@ class _Distributions(Loss):
 
     family = "distribution"
 
-    def synthetic(self, n: int, rng: np.random.Generator, dtype: str):
+    def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):
         """CLI data: n samples of N(0, s^2) and of N(0.5 s, (1.2 s)^2), s = 0.5 (costs of order
         one, where Sinkhorn converges at its default epsilon); 1-D for the exact 1-D loss, else
         (n, 2) point clouds."""
@@ -441,12 +441,12 @@ class SinkhornLoss(_Distributions):
         return KernelResult(r.objective, 1.0, np.asarray(r.objective), r.grad_y, None)
 
     def _solve(self, y_true, y_pred, sample_weight, true_weight, want_grad):
-        # the weights checked under the loss's names for them
-        a = None if true_weight is None else _marginal(true_weight, np.shape(y_true)[0],
-                                                       "true_weight")
-        b = None if sample_weight is None else _marginal(sample_weight, np.shape(y_pred)[0],
-                                                         "sample_weight")
-        return sinkhorn(y_true, y_pred, a=a, b=b, epsilon=self.epsilon,
+        # the weights checked under the loss's names for them (the solver calls them a and b)
+        for w, x, name in ((true_weight, y_true, "true_weight"), (sample_weight, y_pred,
+                                                                  "sample_weight")):
+            if w is not None:
+                _marginal(w, np.shape(x)[0], name)
+        return sinkhorn(y_true, y_pred, a=true_weight, b=sample_weight, epsilon=self.epsilon,
                         max_iter=self.max_iter, tol=self.tol, grad=want_grad)
 
 

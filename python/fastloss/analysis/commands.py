@@ -94,12 +94,11 @@ def _landscape_figure(objective, theta, monitor, spectrum):
 
 def check_grad_command(name: str, params: Dict[str, Any], n: int = 200, dtype: str = "float64",
                        seed: int = 0, hessian: bool = True, printer=print) -> bool:
-    """Gradient (and Hessian-diagonal) check of a registered loss on the CLI's synthetic data."""
+    """Gradient (and Hessian-diagonal) check of a registered loss on its synthetic data (``loss.synthetic``)."""
     from .._base import get_loss
-    from ..cli import synthetic
 
     loss = get_loss(name, **params)
-    y_true, y_pred, inputs = synthetic(loss, n, seed, dtype)
+    y_true, y_pred, inputs = loss.synthetic(n, np.random.default_rng(seed), dtype)
     result = check_grad(loss, y_true, y_pred, hessian=hessian, seed=seed, **inputs)
     printer(f"{loss!r} on {n} synthetic samples ({dtype}):")
     printer(str(result))

@@ -112,14 +112,13 @@ _RULES = (
 @lru_cache(maxsize=None)
 def _lipschitz(name: str) -> Optional[bool]:
     """Measured: the largest gradient over synthetic data stays bounded when the predictions are
-    scaled up 100-fold (a Lipschitz loss, spec 1.2: bounded gradient); None if not measurable."""
+    scaled up 100-fold (a Lipschitz loss: bounded gradient); None if not measurable."""
     from .._base import get_loss
-    from ..cli import synthetic
     try:
         info = next(i for i in losses() if i.name == name)
         params = {"from_logits": True} if "from_logits" in info.params else {}
         loss = get_loss(name, reduction="sum", **params)
-        y, p, inputs = synthetic(loss, 64, seed=0)
+        y, p, inputs = loss.synthetic(64, np.random.default_rng(0), "float64")
         with warnings.catch_warnings():  # a probe far from any data (Sinkhorn need not converge)
             warnings.simplefilter("ignore")
             sizes = [float(np.max(np.abs(loss.value_and_grad(y, p * s, **inputs)[1]))) for s in (1e2, 1e4)]
