@@ -79,6 +79,8 @@ def test_scorer_with_params_and_cross_validation(rng):
         make_scorer(fl.MSE(), delta=1.0)
     with pytest.raises(TypeError, match="teacher_logits"):
         make_scorer("distillation")
+    with pytest.raises(TypeError, match="x2"):  # a loss on pairs is no estimator's score
+        make_scorer("contrastive")
 
 
 @parametrize_with_checks([LinearRegressor(), LinearClassifier(loss="sparse_categorical_cross_entropy")])

@@ -68,9 +68,10 @@ def make_scorer(loss: Any, *, response_method: Optional[str] = None, **loss_para
     elif loss_params:
         raise TypeError("loss_params apply to a loss given by name")
     loss = as_loss(loss)
-    if loss.inputs:
+    extra = loss.arguments[2:] + loss.inputs
+    if extra:  # a scorer sees an estimator's output only
         raise TypeError(f"a scorer takes (y_true, y_pred); {type(loss).__name__} also needs "
-                        f"{', '.join(loss.inputs)}")
+                        f"{', '.join(extra)}")
     return _sk_make_scorer(LossMetric(loss), greater_is_better=False,
                            response_method=response_method or _response_method(loss))
 
