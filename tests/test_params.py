@@ -308,3 +308,43 @@ def test_core_stub_matches_the_compiled_module():
                 current += ch
         compiled[name] = names
     assert stub == compiled
+
+
+def test_mypy_types_values_and_gradients(tmp_path):
+    # Ten typical calls: values are floats (arrays with reduction="none"), gradients arrays, or
+    # tuples of arrays for losses with several differentiable inputs; never a bare Any.
+    rc, out = _mypy(tmp_path, """
+        import numpy as np
+        import fastloss as fl
+
+        rng = np.random.default_rng(0)
+        y, p, w = rng.standard_normal(8), rng.standard_normal(8), rng.random(8)
+        labels, logits = rng.integers(0, 3, 8), rng.standard_normal((8, 3))
+        x1, x2 = rng.standard_normal((8, 2)), rng.standard_normal((8, 2))
+        huber = fl.Huber(delta=1.0)
+        reveal_type(huber(y, p))
+        reveal_type(huber(y, p, sample_weight=w, reduction="none"))
+        reveal_type(huber.value_and_grad(y, p))
+        reveal_type(huber.grad_hess(y, p, reduction="sum"))
+        reveal_type(fl.huber(y, p, delta=2.0))
+        reveal_type(fl.SparseCategoricalCrossEntropy().value_and_grad(labels, logits))
+        reveal_type(fl.Distillation().value_grad_hess(labels, logits, teacher_logits=logits))
+        reveal_type(fl.Contrastive().value_and_grad(labels % 2, x1, x2))
+        reveal_type(fl.CenterLoss().value_and_grad(labels, x1, x2[:3]))
+        reveal_type(fl.BatchTripletMargin()(labels, x1, return_triplets=True))
+    """)
+    assert rc == 0, out
+    revealed = [line.split("Revealed type is ", 1)[1].strip('"').replace("builtins.", "")
+                for line in out.splitlines() if "Revealed type is" in line]
+    assert len(revealed) == 10, out
+    array = "numpy.ndarray[tuple[Any, ...], numpy.dtype[numpy.floating[Any]]]"
+    assert revealed[0] == "float"
+    assert revealed[1] == array
+    assert revealed[2] == f"tuple[float, {array}]"
+    assert revealed[3] == f"tuple[{array}, {array}]"
+    assert revealed[4] == "float"
+    assert revealed[5] == f"tuple[float, {array}]"
+    assert revealed[6] == f"tuple[float, {array}, {array}]"
+    assert revealed[7] == f"tuple[float, tuple[{array}, {array}]]"
+    assert revealed[8] == revealed[7]
+    assert revealed[9].startswith("tuple[float, numpy.ndarray[") and "integer" in revealed[9]

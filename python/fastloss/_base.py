@@ -6,9 +6,11 @@ import inspect
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional, Tuple, TypeVar
+from typing import (Any, Callable, ClassVar, Dict, Generic, List, Literal, NamedTuple, Optional,
+                    Protocol, Tuple, TypeVar, overload)
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _core
 from ._validate import Check, frozen
@@ -21,11 +23,30 @@ else:  # type checkers read the 3.11 branch; at runtime the decorator only recor
 
 REDUCTIONS = ("mean", "sum", "none")
 
+# What type checkers see of a call: values are floats (a scalar reduction; the loss's own when
+# reduction=None) or per-item arrays (reduction="none"); the gradient type G is the loss's: one
+# array, a tuple of arrays (several differentiable inputs) or a list (feature maps).
+FloatArray = NDArray[np.floating[Any]]
+Scalar = Optional[Literal["mean", "sum"]]
+G = TypeVar("G")
+
 
 def _check_reduction(reduction: str) -> str:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
     return reduction
+
+
+class Functional(Protocol):
+    """A loss's functional shortcut (``fl.huber``): the value of ``Loss(**params)(*args)``."""
+
+    @overload
+    def __call__(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                 reduction: Literal["mean", "sum"] = ..., **params: Any) -> float: ...
+
+    @overload
+    def __call__(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                 reduction: Literal["none"], **params: Any) -> FloatArray: ...
 
 
 class KernelResult(NamedTuple):
@@ -223,7 +244,7 @@ def get_loss(name: str, **params: Any) -> "Loss":
     raise ValueError(f"unknown loss {name!r}; known losses: {known}")
 
 
-class Loss(metaclass=_LossType):
+class Loss(Generic[G], metaclass=_LossType):
     """Base class of every loss.
 
     Hyper-parameters are keyword-only constructor arguments (``inspect.signature(fl.Huber)``
@@ -250,7 +271,7 @@ class Loss(metaclass=_LossType):
     # no Hessian diagonal (grad_hess raises NotImplementedError)
     hessian: ClassVar[str] = "exact"
     function_name: ClassVar[str]
-    functional: ClassVar[Callable[..., Any]]
+    functional: ClassVar["Functional"]
 
     reduction: str = param(default="mean", check=lambda name, value: _check_reduction(value),
                            doc="'mean' (sum(w*l)/sum(w)), 'sum' or 'none' (per-item values)")
@@ -397,6 +418,15 @@ class Loss(metaclass=_LossType):
         inputs = {k: named.get(k) for k in keywords}
         return tuple(named[k] if k in named else bound[k] for k in names), sample_weight, inputs
 
+    @overload
+    def __call__(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                 reduction: Scalar = ..., out: None = ..., **inputs: ArrayLike) -> float: ...
+
+    @overload
+    def __call__(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                 reduction: Literal["none"], out: Optional[FloatArray] = ...,
+                 **inputs: ArrayLike) -> FloatArray: ...
+
     def __call__(self, *args: Any, sample_weight: Any = None, reduction: Optional[str] = None,
                  out: Any = None, **inputs: Any) -> Any:
         """The loss value: a float (``"mean"``/``"sum"``) or the per-item array (``"none"``,
@@ -404,6 +434,16 @@ class Loss(metaclass=_LossType):
         result, reduction = self._evaluate(args, inputs, sample_weight, reduction, False, False,
                                            out)
         return self._value(result, reduction)
+
+    @overload
+    def value_and_grad(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                       reduction: Scalar = ..., out: None = ..., grad_out: Optional[G] = ...,
+                       **inputs: ArrayLike) -> Tuple[float, G]: ...
+
+    @overload
+    def value_and_grad(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                       reduction: Literal["none"], out: Optional[FloatArray] = ...,
+                       grad_out: Optional[G] = ..., **inputs: ArrayLike) -> Tuple[FloatArray, G]: ...
 
     def value_and_grad(self, *args: Any, sample_weight: Any = None,
                        reduction: Optional[str] = None, out: Any = None, grad_out: Any = None,
@@ -415,8 +455,10 @@ class Loss(metaclass=_LossType):
                                            out, grad_out)
         return self._value(result, reduction), result.grad
 
-    def grad_hess(self, *args: Any, sample_weight: Any = None, reduction: Optional[str] = None,
-                  grad_out: Any = None, hess_out: Any = None, **inputs: Any) -> Tuple[Any, Any]:
+    def grad_hess(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = None,
+                  reduction: Optional[Literal["mean", "sum", "none"]] = None,
+                  grad_out: Optional[G] = None, hess_out: Optional[G] = None,
+                  **inputs: ArrayLike) -> Tuple[G, G]:
         """``(grad, hess)``: the gradient and the Hessian diagonal. NotImplementedError for a
         loss that provides no Hessian diagonal (``hessian == "none"``)."""
         # Per-item derivatives under "none" are those of "sum"; no per-item values needed.
@@ -425,6 +467,17 @@ class Loss(metaclass=_LossType):
         result, _ = self._evaluate(args, inputs, sample_weight, reduction, True, True, None,
                                    grad_out, hess_out)
         return result.grad, result.hess
+
+    @overload
+    def value_grad_hess(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                        reduction: Scalar = ..., out: None = ..., grad_out: Optional[G] = ...,
+                        hess_out: Optional[G] = ..., **inputs: ArrayLike) -> Tuple[float, G, G]: ...
+
+    @overload
+    def value_grad_hess(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                        reduction: Literal["none"], out: Optional[FloatArray] = ...,
+                        grad_out: Optional[G] = ..., hess_out: Optional[G] = ...,
+                        **inputs: ArrayLike) -> Tuple[FloatArray, G, G]: ...
 
     def value_grad_hess(self, *args: Any, sample_weight: Any = None,
                         reduction: Optional[str] = None, out: Any = None, grad_out: Any = None,
@@ -485,7 +538,7 @@ def _make_functional(cls: type) -> Callable:
     return functional
 
 
-class ElementwiseLoss(Loss):
+class ElementwiseLoss(Loss[FloatArray]):
     """A loss whose value is a (weighted) reduction of per-element terms l(y_true, y_pred).
 
     All derivatives are with respect to ``y_pred`` and are exactly those of the returned value

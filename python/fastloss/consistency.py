@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._base import Loss, _check_reduction, param
+from ._base import FloatArray, Loss, _check_reduction, param
 from ._batch import item_result, item_scale
 from ._validate import positive
 from .classification import FROM_LOGITS
@@ -35,7 +35,7 @@ def _real(name: str, a) -> np.ndarray:
     return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
 
 
-class ConsistencyMSE(Loss):
+class ConsistencyMSE(Loss[FloatArray]):
     """Consistency between two predictions of the same input (Pi-model / Mean Teacher, Laine &
     Aila 2017, Tarvainen & Valpola 2017): per row, the squared distance of the class
     distributions ``l = sum_k (p_k - q_k)^2`` with ``p`` from ``y_pred`` and ``q`` from ``y_true``

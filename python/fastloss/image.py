@@ -24,7 +24,7 @@ from typing import Sequence, Tuple
 import numpy as np
 
 from . import _core
-from ._base import Loss, param
+from ._base import FloatArray, Loss, param
 from ._batch import (check_out, check_same_shape, direct_buffer, item_result, item_scale,
                      item_weights, real_array)
 from ._validate import boolean, floats, positive
@@ -42,7 +42,7 @@ K2 = param(default=0.03, check=positive, doc="contrast constant: c2 = (k2 data_r
 CHANNELS_LAST = param(default=False, check=boolean, doc="channel axis last: (N, H, W, C)")
 
 
-class _ImageLoss(Loss):
+class _ImageLoss(Loss[FloatArray]):
     """SSIM-type losses: one value per image (``1 - similarity`` averaged over channels)."""
 
     family = "image"

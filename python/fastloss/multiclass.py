@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
-from ._base import Loss, param
+from ._base import FloatArray, Loss, param
 from ._validate import between, choice, floats, integer, non_negative, optional, positive
 from .classification import EPS, FROM_LOGITS, LABEL_SMOOTHING
 
@@ -37,7 +37,7 @@ IGNORE_INDEX = param(default=None, check=optional(integer()), doc="label whose r
 SMOOTHING = param(default=0.0, check=LABEL_SMOOTHING, doc="mass spread uniformly over the K classes")
 
 
-class _RowLoss(Loss):
+class _RowLoss(Loss[FloatArray]):
     """The Loss contract on (..., K) predictions with a class axis (the last): reductions over
     rows, ``sample_weight`` per row, per-row values for ``reduction="none"``; ``grad_out=y_pred``
     computes the gradient in place over the logits. Subclasses define ``_run``."""

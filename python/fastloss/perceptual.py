@@ -7,7 +7,7 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-from ._base import Loss, param
+from ._base import FloatArray, Loss, param
 from ._batch import item_result, item_scale
 from ._validate import boolean, choice, floats, non_negative, optional
 from .regression import MAE, MSE
@@ -31,7 +31,7 @@ def _layers(x: Any, name: str) -> List[np.ndarray]:
     return out
 
 
-class PerceptualLoss(Loss):
+class PerceptualLoss(Loss[List[FloatArray]]):
     """Perceptual loss ``sum_l w_l d(phi_l(x), phi_l(y))`` between feature maps.
 
     **The network is yours**: fastloss ships no pretrained model. Compute the feature maps

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _core
 from ._runtime import get_num_threads
-from ._base import Loss, param
+from ._base import FloatArray, Loss, param
 from ._batch import check_out, direct_buffer, item_result, item_scale, item_weights, real_array
 from ._validate import boolean, choice, non_negative
 from .multiclass import CLASS_WEIGHTS, ClassWeights
@@ -61,7 +61,7 @@ CLASS_WEIGHT = param(default=None, check=_class_weight_with_mass,
                      doc="one weight per class (stored as a read-only array), or None")
 
 
-class _SoftDice(Loss):
+class _SoftDice(Loss[FloatArray]):
     """The Dice family over per-(image, class) sums; subclasses define ``_group_loss``."""
 
     family = "segmentation"

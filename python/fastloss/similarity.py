@@ -28,12 +28,13 @@ Conventions
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Literal, Optional, Tuple, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._base import KernelResult, Loss, param
+from ._base import G, FloatArray, KernelResult, Loss, Scalar, param
 from ._batch import item_result, item_scale
 from ._validate import at_least, between, boolean, choice, integer, non_negative, positive
 
@@ -41,6 +42,7 @@ __all__ = ["pairwise_distances", "pairwise_distances_backward", "Contrastive", "
            "TripletMargin", "BatchTripletMargin", "CenterLoss", "update_centers", "CosFace",
            "ArcFace"]
 
+Triplets = NDArray[np.int64]  # (T, 3) rows of (anchor, positive, negative)
 METRICS = {"euclidean": 0, "sqeuclidean": 1, "cosine": 2}
 MINING = {"all": 0, "hard": 1, "semi-hard": 2, "random": 3}
 
@@ -238,7 +240,7 @@ def pairwise_distances_backward(grad_output, x, y=None, *, metric: str = "euclid
 # --------------------------------------------------------------------------------------------------
 
 
-class _SimilarityLoss(Loss):
+class _SimilarityLoss(Loss[G]):
     """Losses on several inputs, named in ``arguments`` (by position or by name, like every
     fastloss loss); subclasses define ``_compute(inputs, sample_weight, reduction, want_grad)``
     returning a :class:`KernelResult` whose ``grad`` is the tuple of gradients in ``grads``
@@ -281,7 +283,7 @@ def _pnorm_grads(a, b, p, eps, dist, coef):
     return _core.sim_paired_distance_grad(a, b, p, eps, dist, coef)
 
 
-class Contrastive(_SimilarityLoss):
+class Contrastive(_SimilarityLoss[Tuple[FloatArray, FloatArray]]):
     """Contrastive loss on explicit pairs (Hadsell, Chopra, LeCun 2006):
     ``l = 1/2 [y d^2 + (1 - y) max(0, margin - d)^2]`` with ``d = |x1 - x2 + eps|_p``.
 
@@ -357,7 +359,7 @@ def _clustered(rng, n, dtype, dim=16):
     return labels, (centres[labels] + 0.7 * rng.standard_normal((n, dim))).astype(dtype)
 
 
-class _LabelledBatch(_SimilarityLoss):
+class _LabelledBatch(_SimilarityLoss[FloatArray]):
     """Batch losses on ``(labels, embeddings)``: labels are any integers (equal = same class)."""
 
     arguments = ("labels", "embeddings")
@@ -436,7 +438,7 @@ class BatchContrastive(_LabelledBatch):
         return r._replace(grad=(gx,))
 
 
-class TripletMargin(_SimilarityLoss):
+class TripletMargin(_SimilarityLoss[Tuple[FloatArray, FloatArray, FloatArray]]):
     """Triplet margin loss on explicit triplets (Schroff et al. 2015):
     ``l = max(0, d(a, p) - d(a, n) + margin)`` with ``d(u, v) = |u - v + eps|_p``; exactly
     PyTorch's ``triplet_margin_loss(a, p, n, margin, p, eps, swap)``.
@@ -580,15 +582,43 @@ class BatchTripletMargin(_LabelledBatch):
 
     empty_mean = 0.0  # a batch without any triplet
 
-    def __call__(self, *args, sample_weight=None, reduction=None, out=None,
-                 return_triplets=False, **inputs):
+    @overload  # type: ignore[override]
+    def __call__(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                 reduction: Scalar = ..., out: None = ..., return_triplets: Literal[False] = ...,
+                 **inputs: ArrayLike) -> float: ...
+
+    @overload
+    def __call__(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                 reduction: Literal["none"], out: Optional[FloatArray] = ...,
+                 return_triplets: Literal[False] = ..., **inputs: ArrayLike) -> FloatArray: ...
+
+    @overload
+    def __call__(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                 reduction: Scalar = ..., out: None = ..., return_triplets: Literal[True],
+                 **inputs: ArrayLike) -> Tuple[float, Triplets]: ...
+
+    def __call__(self, *args: Any, sample_weight: Any = None, reduction: Optional[str] = None,
+                 out: Any = None, return_triplets: bool = False, **inputs: Any) -> Any:
         result, reduction = self._evaluate(args, inputs, sample_weight, reduction, False, False,
                                            out)
         value = self._value(result, reduction)
         return (value, result.extra()) if return_triplets else value
 
-    def value_and_grad(self, *args, sample_weight=None, reduction=None, out=None, grad_out=None,
-                       return_triplets=False, **inputs):
+    @overload  # type: ignore[override]
+    def value_and_grad(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                       reduction: Scalar = ..., out: None = ...,
+                       grad_out: Optional[FloatArray] = ..., return_triplets: Literal[False] = ...,
+                       **inputs: ArrayLike) -> Tuple[float, FloatArray]: ...
+
+    @overload
+    def value_and_grad(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                       reduction: Scalar = ..., out: None = ...,
+                       grad_out: Optional[FloatArray] = ..., return_triplets: Literal[True],
+                       **inputs: ArrayLike) -> Tuple[float, FloatArray, Triplets]: ...
+
+    def value_and_grad(self, *args: Any, sample_weight: Any = None,
+                       reduction: Optional[str] = None, out: Any = None, grad_out: Any = None,
+                       return_triplets: bool = False, **inputs: Any) -> Any:
         result, reduction = self._evaluate(args, inputs, sample_weight, reduction, True, False,
                                            out, grad_out)
         value = self._value(result, reduction)
@@ -659,7 +689,7 @@ class BatchTripletMargin(_LabelledBatch):
         return r._replace(grad=(gx,))
 
 
-class CenterLoss(_SimilarityLoss):
+class CenterLoss(_SimilarityLoss[Tuple[FloatArray, FloatArray]]):
     """Center loss (Wen et al. 2016): ``l_i = 1/2 |x_i - c_{y_i}|^2``.
 
     Inputs ``(labels, features, centers)``: labels (N,) are class indices into ``centers`` (C, D);
@@ -737,7 +767,7 @@ def update_centers(labels, features, centers, alpha: float = 0.5, *, out=None) -
     return out
 
 
-class _MarginSoftmax(_SimilarityLoss):
+class _MarginSoftmax(_SimilarityLoss[Tuple[FloatArray, FloatArray]]):
     """Shared body of CosFace and ArcFace (see their docs)."""
 
     arguments = ("labels", "embeddings", "weight")

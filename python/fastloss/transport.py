@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _core
 from ._runtime import get_num_threads
-from ._base import KernelResult, Loss, param
+from ._base import FloatArray, KernelResult, Loss, param
 from ._validate import at_least, integer, optional, positive
 
 __all__ = ["Wasserstein1D", "SlicedWasserstein", "SinkhornLoss", "SinkhornResult", "sinkhorn",
@@ -109,7 +109,7 @@ def _w1d_rows(u: np.ndarray, v: np.ndarray, uw, vw, p: float, grad_scale: float,
                                 float(p), float(grad_scale), want_grad, want_hess)
 
 
-class _Distributions(Loss):
+class _Distributions(Loss[FloatArray]):
     """Losses between two empirical distributions (samples of y_true and of y_pred)."""
 
     family = "distribution"
