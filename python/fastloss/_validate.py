@@ -176,3 +176,19 @@ def frozen(value: Any) -> Any:
         return ("array", value.shape, tuple(value.ravel().tolist()))
     return value
 
+
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def real_array(value: Any, name: str, dtype: Any = None) -> np.ndarray:
+    """``value`` as a float32/float64 ndarray: ``dtype`` if given, else its own float32/float64,
+    float16 promoted to float32 and integers and bools to float64 (as the kernels compute).
+    Complex, object and string arrays are a TypeError naming the argument."""
+    a = value if isinstance(value, np.ndarray) else np.asarray(value)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array; got dtype {a.dtype}")
+    if dtype is None:
+        if a.dtype in FLOATS:
+            return a
+        dtype = np.float32 if a.dtype == np.float16 else np.float64
+    return a.astype(dtype, copy=False)

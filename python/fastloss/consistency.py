@@ -19,20 +19,13 @@ import numpy as np
 
 from ._base import FloatArray, Loss, _check_reduction, param
 from ._batch import item_result, item_scale
-from ._validate import positive
+from ._validate import positive, real_array
 from .classification import FROM_LOGITS
 from .multiclass import softmax
 from .regression import MSE
 
 __all__ = ["ConsistencyMSE", "consistency_mse", "TemporalConsistency", "GraphConsistency",
            "GridConsistency"]
-
-
-def _real(name: str, a) -> np.ndarray:
-    a = np.asarray(a)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a real array; got dtype {a.dtype}")
-    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
 
 
 class ConsistencyMSE(Loss[FloatArray]):
@@ -86,8 +79,8 @@ class ConsistencyMSE(Loss[FloatArray]):
         return views[0].astype(dtype), views[1].astype(dtype), {}
 
     def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
-        z = _real("y_pred", args[1])
-        t = _real("y_true", args[0])
+        z = real_array(args[1], "y_pred")
+        t = real_array(args[0], "y_true")
         if z.ndim == 0:
             raise ValueError("y_pred must have a class axis (..., K)")
         if t.shape != z.shape:
@@ -96,7 +89,7 @@ class ConsistencyMSE(Loss[FloatArray]):
         rows = z.shape[:-1]
         w = None
         if sample_weight is not None:
-            w = _real("sample_weight", sample_weight).astype(np.float64)
+            w = real_array(sample_weight, "sample_weight").astype(np.float64)
             if w.shape != rows:
                 raise ValueError(f"sample_weight must have one weight per row, shape {rows}; got "
                                  f"{w.shape}")
@@ -150,7 +143,7 @@ class _PairwiseSquares:
         raise NotImplementedError
 
     def evaluate(self, f, want_grad: bool = True):
-        f = _real("f", f)
+        f = real_array(f, "f")
         pairs = self._pairs(f)  # validates the geometry before any work
         total = norm = 0.0
         grad = np.zeros_like(f) if want_grad else None
@@ -259,7 +252,7 @@ class GraphConsistency(_PairwiseSquares):
         self.edges = e.astype(np.int64)
         self.edge_weight = None
         if edge_weight is not None:
-            w = _real("edge_weight", edge_weight).astype(np.float64)
+            w = real_array(edge_weight, "edge_weight").astype(np.float64)
             if w.shape != (e.shape[0],):
                 raise ValueError(f"edge_weight must have one weight per edge, shape "
                                  f"({e.shape[0]},); got {w.shape}")

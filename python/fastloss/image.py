@@ -26,8 +26,8 @@ import numpy as np
 from . import _core
 from ._base import FloatArray, Loss, param
 from ._batch import (check_out, check_same_shape, direct_buffer, item_result, item_scale,
-                     item_weights, real_array)
-from ._validate import boolean, floats, positive
+                     item_weights)
+from ._validate import boolean, floats, positive, real_array
 
 __all__ = ["SSIMLoss", "MSSSIMLoss", "ssim_loss", "ms_ssim_loss", "WINDOW", "MS_SSIM_WEIGHTS"]
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._base import FloatArray, Loss, param
 from ._batch import item_result, item_scale
-from ._validate import boolean, choice, floats, non_negative, optional
+from ._validate import boolean, choice, floats, non_negative, optional, real_array
 from .regression import MAE, MSE
 
 __all__ = ["PerceptualLoss", "perceptual"]
@@ -19,9 +19,7 @@ def _layers(x: Any, name: str) -> List[np.ndarray]:
     arrays = [x] if isinstance(x, np.ndarray) else list(x)
     out = []
     for i, a in enumerate(arrays):
-        a = np.asarray(a)
-        if a.dtype.kind not in "biuf":
-            raise TypeError(f"{name}[{i}] must hold real numbers; got dtype {a.dtype}")
+        a = real_array(a, f"{name}[{i}]")
         if a.ndim < 1 or a.size == 0:
             raise ValueError(f"{name}[{i}] must be a non-empty array with a batch axis (first); "
                              f"got shape {a.shape}")

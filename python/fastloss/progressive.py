@@ -25,7 +25,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from ._base import Loss
-from ._validate import between, choice, integer, non_negative, positive
+from ._validate import between, choice, integer, non_negative, positive, real_array
 
 __all__ = ["self_paced_weights", "self_paced_objective", "SelfPaced", "SelfPacedResult",
            "curriculum_fraction", "curriculum_indices", "PACINGS", "SELF_PACED_REGULARIZERS"]
@@ -50,10 +50,7 @@ def _check_regularizer(regularizer: str, lam: float, gamma: Optional[float]):
 
 
 def _losses(losses) -> np.ndarray:
-    a = np.asarray(losses)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"losses must be a real array; got dtype {a.dtype}")
-    return a.astype(np.float64, copy=False)
+    return real_array(losses, "losses", np.float64)
 
 
 def self_paced_weights(losses, lam: float, regularizer: str = "hard",

@@ -29,8 +29,8 @@ import numpy as np
 from . import _core
 from ._runtime import get_num_threads
 from ._base import FloatArray, Loss, param
-from ._batch import check_out, direct_buffer, item_result, item_scale, item_weights, real_array
-from ._validate import boolean, choice, non_negative
+from ._batch import check_out, direct_buffer, item_result, item_scale, item_weights
+from ._validate import boolean, choice, non_negative, real_array
 from .multiclass import CLASS_WEIGHTS, ClassWeights
 
 __all__ = ["DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "dice_loss", "generalized_dice_loss",

@@ -36,7 +36,9 @@ from numpy.typing import ArrayLike, NDArray
 from . import _core
 from ._base import G, FloatArray, KernelResult, Loss, Scalar, param
 from ._batch import item_result, item_scale
-from ._validate import at_least, between, boolean, choice, integer, non_negative, positive
+from ._validate import (
+    at_least, between, boolean, choice, integer, non_negative, positive, real_array,
+)
 
 __all__ = ["pairwise_distances", "pairwise_distances_backward", "Contrastive", "BatchContrastive",
            "TripletMargin", "BatchTripletMargin", "CenterLoss", "update_centers", "CosFace",
@@ -53,13 +55,7 @@ MINING = {"all": 0, "hard": 1, "semi-hard": 2, "random": 3}
 
 
 def _real(x: Any, name: str, ndim: int) -> np.ndarray:
-    a = x if isinstance(x, np.ndarray) else np.asarray(x)
-    if a.dtype.kind in "biu":
-        a = a.astype(np.float64)
-    elif a.dtype.kind != "f":
-        raise TypeError(f"{name} must be a real numeric array; got dtype {a.dtype}")
-    elif a.dtype not in (np.float32, np.float64):
-        a = a.astype(np.float32 if a.itemsize < 4 else np.float64)
+    a = real_array(x, name)
     if a.ndim != ndim:
         what = "(N, D) embeddings" if ndim == 2 else f"{ndim}-D"
         raise ValueError(f"{name} must be {what}; got shape {a.shape}")
@@ -106,10 +102,7 @@ def _rows_and_table(labels, x, table, x_name: str, table_name: str):
 def _weights(w: Any, n: int) -> Optional[np.ndarray]:
     if w is None:
         return None
-    a = np.asarray(w)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"sample_weight must be a real numeric array; got dtype {a.dtype}")
-    a = np.ascontiguousarray(a, dtype=np.float64)
+    a = np.ascontiguousarray(real_array(w, "sample_weight"), dtype=np.float64)
     if a.shape != (n,):
         raise ValueError(f"sample_weight must have shape ({n},); got {a.shape}")
     if not np.all(np.isfinite(a)) or np.any(a < 0):

@@ -19,7 +19,7 @@ import numpy as np
 from . import _core
 from ._runtime import get_num_threads
 from ._base import FloatArray, KernelResult, Loss, param
-from ._validate import at_least, integer, optional, positive
+from ._validate import at_least, integer, optional, positive, real_array
 
 __all__ = ["Wasserstein1D", "SlicedWasserstein", "SinkhornLoss", "SinkhornResult", "sinkhorn",
            "sinkhorn_loss", "wasserstein_1d", "sliced_wasserstein", "random_projections"]
@@ -28,13 +28,6 @@ __all__ = ["Wasserstein1D", "SlicedWasserstein", "SinkhornLoss", "SinkhornResult
 # ----------------------------------------------------------------------------------------------
 # argument checks (all before any work)
 # ----------------------------------------------------------------------------------------------
-
-
-def _real(x: Any, name: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers; got dtype {a.dtype}")
-    return a
 
 
 def _compute_dtype(*arrays: np.ndarray) -> np.dtype:
@@ -47,7 +40,7 @@ def _weights(w: Any, shape: tuple, name: str) -> Optional[np.ndarray]:
     the values, or its last axis alone), each row summing to a positive number; float64, C order."""
     if w is None:
         return None
-    a = _real(w, name).astype(np.float64)
+    a = real_array(w, name).astype(np.float64)
     if a.shape not in (shape, shape[-1:]):
         raise ValueError(f"{name} must have the shape of its samples {shape} or {shape[-1:]}; "
                          f"got {a.shape}")
@@ -62,7 +55,7 @@ def _weights(w: Any, shape: tuple, name: str) -> Optional[np.ndarray]:
 
 def _samples(x: Any, name: str, ndim: tuple, axis: int) -> np.ndarray:
     """``x`` as a real array of ``ndim`` dimensions whose samples run along ``axis`` (non-empty)."""
-    a = _real(x, name)
+    a = real_array(x, name)
     if a.ndim not in ndim:
         raise ValueError(f"{name} must have {' or '.join(map(str, ndim))} dimensions; got shape {a.shape}")
     if a.shape[axis] == 0:
@@ -175,7 +168,7 @@ class Wasserstein1D(_Distributions):
         uw = _weights(true_weight, u.shape, "true_weight")
         vw = _weights(sample_weight, v.shape, "sample_weight")
         dt = _compute_dtype(u, v)
-        out_dtype = v.dtype if v.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        out_dtype = v.dtype
         rows = 1 if u.ndim == 1 else u.shape[0]
         u2 = np.ascontiguousarray(u.reshape(rows, -1), dtype=dt)
         v2 = np.ascontiguousarray(v.reshape(rows, -1), dtype=dt)
@@ -254,13 +247,13 @@ class SlicedWasserstein(_Distributions):
         if projections is None:
             theta = random_projections(d, self.n_projections, self.seed)
         else:
-            theta = _real(projections, "projections").astype(np.float64)
+            theta = real_array(projections, "projections").astype(np.float64)
             if theta.ndim != 2 or theta.shape[0] != d or theta.shape[1] < 1:
                 raise ValueError(f"projections must be (d, n_projections) = ({d}, L); got {theta.shape}")
         uw = _weights(true_weight, x.shape[:1], "true_weight")
         vw = _weights(sample_weight, y.shape[:1], "sample_weight")
         dt = _compute_dtype(x, y)
-        out_dtype = y.dtype if y.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        out_dtype = y.dtype
         th = theta.astype(dt)
         L = th.shape[1]
         xp = np.ascontiguousarray(th.T @ x.astype(dt, copy=False).T)  # (L, n)
@@ -357,7 +350,7 @@ def sinkhorn(x=None, y=None, *, cost=None, a=None, b=None, epsilon, max_iter=100
     if cost is not None:
         if x is not None or y is not None:
             raise ValueError("give either the point clouds x and y or the cost matrix, not both")
-        C = _real(cost, "cost")
+        C = real_array(cost, "cost")
         if C.ndim != 2 or 0 in C.shape:
             raise ValueError(f"cost must be a non-empty (n, m) matrix; got shape {C.shape}")
         if not np.all(np.isfinite(C)):
@@ -398,8 +391,8 @@ def sinkhorn(x=None, y=None, *, cost=None, a=None, b=None, epsilon, max_iter=100
 
 
 def _out_dtype(a) -> np.dtype:
-    dt = np.asarray(a).dtype
-    return dt if dt in (np.float32, np.float64) else np.dtype(np.float64)
+    """The gradient's dtype for input ``a``: the dtype it is computed in (float16: float32)."""
+    return real_array(np.asarray(a)[:0], "x").dtype
 
 
 class SinkhornLoss(_Distributions):
