@@ -135,7 +135,7 @@ def test_consistency_mse_errors(rng):
         loss(a, a, np.ones(3))
     with pytest.raises(ValueError, match="non-negative"):
         loss(a, a, -np.ones(4))
-    with pytest.raises(TypeError, match="y_pred must be a real array"):
+    with pytest.raises(TypeError, match="y_pred must be a real numeric array"):
         loss(a, a.astype(complex))
     buf = np.zeros((4, 3), dtype=np.float32)
     with pytest.raises(TypeError, match="grad_out must have dtype float64"):
@@ -269,5 +269,5 @@ def test_pairwise_errors(rng):
         fl.GridConsistency(ndim=1)
     with pytest.raises(ValueError, match="at least 3"):
         fl.GridConsistency(ndim=3)(np.ones((4, 4)))
-    with pytest.raises(TypeError, match="real array"):
+    with pytest.raises(TypeError, match="real numeric array"):
         fl.TemporalConsistency()(np.array(["a", "b"]))

@@ -124,7 +124,7 @@ def test_errors():
         fl.self_paced_weights(LOSSES, 1.0, "hard", gamma=0.5)
     with pytest.raises(ValueError, match="regularizer must be one of"):
         fl.self_paced_weights(LOSSES, 1.0, "soft")
-    with pytest.raises(TypeError, match="real array"):
+    with pytest.raises(TypeError, match="real numeric array"):
         fl.self_paced_weights(np.array(["a"]), 1.0)
     with pytest.raises(ValueError, match="v must lie in"):
         fl.self_paced_objective(LOSSES, LOSSES, 1.0)

@@ -111,7 +111,7 @@ def test_errors():
         fl.L1("0.1")
     with pytest.raises(ValueError, match="step must be > 0"):
         fl.L1(1.0).prox(np.ones(3), step=0.0)
-    with pytest.raises(TypeError, match="theta\\[1\\] must be a real array"):
+    with pytest.raises(TypeError, match="theta\\[1\\] must be a real numeric array"):
         fl.L2(1.0)([np.ones(2), np.array(["a"])])
     with pytest.raises(TypeError, match="complex"):
         fl.L1(1.0)(np.ones(2, dtype=complex))

@@ -195,3 +195,18 @@ def test_gradients_match_finite_differences(name):
     report = check_grad(loss, *args, hessian=loss.hessian == "exact", max_elements=60, **inputs)
     assert report.passed, f"{name}:\n{report}"
     assert arrays  # every input was reachable by name
+
+
+def _half(x):
+    if isinstance(x, list):
+        return [_half(a) for a in x]
+    return x.astype(np.float16) if isinstance(x, np.ndarray) and x.dtype.kind == "f" else x
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float16_is_computed_in_float32(name):
+    loss, args, inputs = _case(name, _small(name))
+    args, inputs = tuple(_half(a) for a in args), {k: _half(v) for k, v in inputs.items()}
+    _, grad = loss.value_and_grad(*args, **inputs)
+    for g in _flat(grad):
+        assert g.dtype == np.float32, f"{name}: a float16 input gave a {g.dtype} gradient"

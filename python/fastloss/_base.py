@@ -2,21 +2,51 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import (Any, Callable, ClassVar, Dict, Generic, List, Literal, NamedTuple, Optional,
+                    Protocol, Tuple, TypeVar, overload)
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _core
+from ._validate import Check, frozen
+
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # type checkers read the 3.11 branch; at runtime the decorator only records its options
+    def dataclass_transform(**options: Any) -> Callable[[Any], Any]:
+        return lambda cls: cls
 
 REDUCTIONS = tuple(_core.reductions)
+
+# What type checkers see of a call: values are floats (a scalar reduction; the loss's own when
+# reduction=None) or per-item arrays (reduction="none"); the gradient type G is the loss's: one
+# array, a tuple of arrays (several differentiable inputs) or a list (feature maps).
+FloatArray = NDArray[np.floating[Any]]
+Scalar = Optional[Literal["mean", "sum"]]
+G = TypeVar("G")
 
 
 def _check_reduction(reduction: str) -> str:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
     return reduction
+
+
+class Functional(Protocol):
+    """A loss's functional shortcut (``fl.huber``): the value of ``Loss(**params)(*args)``."""
+
+    @overload
+    def __call__(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                 reduction: Literal["mean", "sum"] = ..., **params: Any) -> float: ...
+
+    @overload
+    def __call__(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                 reduction: Literal["none"], **params: Any) -> FloatArray: ...
 
 
 class KernelResult(NamedTuple):
@@ -102,36 +132,83 @@ def _deliver(result: KernelResult, out: Any, grad_out: Any, hess_out: Any) -> Ke
 class Param:
     """A hyper-parameter: its name, default, a validator and one line of documentation.
 
-    ``check(value)`` returns the value to store (possibly normalized) or raises ValueError.
+    ``check(name, value)`` returns the value to store (possibly normalized) or raises TypeError
+    (wrong type) or ValueError (out of range). ``annotation`` is the declared type.
     """
 
     name: str
     default: Any
-    check: Callable[[str, Any], Any]
+    check: Check
     doc: str = ""
+    annotation: Any = field(default=inspect.Parameter.empty, repr=False, compare=False)
 
 
-def finite_float(name: str, value: Any) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite; got {v}")
-    return v
+@dataclass(frozen=True)
+class _Field:
+    default: Any
+    check: Check
+    doc: str
 
 
-def positive(name: str, value: Any) -> float:
-    v = finite_float(name, value)
-    if v <= 0:
-        raise ValueError(f"{name} must be > 0; got {v}")
-    return v
+def param(*, default: Any, check: Check, doc: str = "") -> Any:
+    """Declares a hyper-parameter in a Loss subclass's body::
+
+        delta: float = param(default=1.0, check=positive, doc="threshold ...")
+
+    The class gets a keyword-only constructor argument ``delta`` (its signature, as
+    ``dataclasses`` would write it, which type checkers read through ``dataclass_transform``),
+    validated by ``check`` at construction, and an entry in ``cls.params``.
+    """
+    return _Field(default, check, doc)
 
 
-def non_negative(name: str, value: Any) -> float:
-    v = finite_float(name, value)
-    if v < 0:
-        raise ValueError(f"{name} must be >= 0; got {v}")
-    return v
+@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(param,))
+class _LossType(type):
+    """Loss classes are frozen, keyword-only dataclasses for type checkers (PEP 681); at runtime
+    ``Loss.__init_subclass__`` writes the same constructor."""
+
+
+def _declare(cls: type) -> None:
+    """Collects the ``param(...)`` fields of ``cls`` (after those inherited), replaces each by its
+    default as a class attribute, and gives the class its constructor signature."""
+    if "__init__" in cls.__dict__:
+        raise TypeError(f"{cls.__name__}: derive state in __post_init__, not __init__")
+    module = sys.modules.get(cls.__module__)
+    hints = cls.__dict__.get("__annotations__", {})
+    fields: Dict[str, Param] = {}
+    for base in reversed(cls.__mro__[1:]):
+        fields.update(base.__dict__.get("_fields", {}))
+    for name, spec in list(cls.__dict__.items()):
+        if isinstance(spec, _Field):
+            if name not in hints:  # type checkers only see annotated fields
+                raise TypeError(f"{cls.__name__}.{name}: annotate the parameter "
+                                f"({name}: <type> = param(...))")
+            annotation = hints[name]
+            if isinstance(annotation, str) and module is not None:
+                try:  # the annotation as an object, for inspect.signature; else its text
+                    annotation = eval(annotation, vars(module))  # noqa: S307
+                except Exception:  # noqa: BLE001
+                    pass
+            fields[name] = Param(name, spec.default, spec.check, spec.doc, annotation)
+            spec.check(name, spec.default)  # a declaration with an invalid default fails here
+            setattr(cls, name, spec.default)
+    cls._fields = fields
+    cls.params = tuple(p for p in fields.values() if p.name != "reduction")
+
+    def __init__(self: Loss, **kwargs: Any) -> None:
+        Loss._construct(self, kwargs)
+
+    ordered = list(cls.params) + [p for p in fields.values() if p.name == "reduction"]
+    __init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)]
+        + [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default,
+                             annotation=p.annotation) for p in ordered])
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    __init__.__doc__ = f"Keyword arguments: {', '.join(p.name for p in ordered)}."
+    cls.__init__ = __init__  # type: ignore[misc]
+
+
+_L = TypeVar("_L", bound="Loss")
 
 
 @dataclass(frozen=True)
@@ -167,35 +244,87 @@ def get_loss(name: str, **params: Any) -> "Loss":
     raise ValueError(f"unknown loss {name!r}; known losses: {known}")
 
 
-class Loss:
-    """Base class. Subclasses declare ``params`` and the properties below; see the module docs."""
+class Loss(Generic[G], metaclass=_LossType):
+    """Base class of every loss.
 
-    params: Tuple[Param, ...] = ()
-    family: str = ""
-    convex: bool = False
-    robust: bool = False
-    smooth: bool = False
+    Hyper-parameters are keyword-only constructor arguments (``inspect.signature(fl.Huber)``
+    lists them), validated at construction and immutable afterwards: assigning an attribute
+    raises AttributeError. ``loss.replace(delta=2.0)`` returns a copy with some parameters
+    changed (validated like the constructor); ``loss.get_params()`` returns them as a dict.
+    Losses compare equal and hash alike when their type, parameters and ``reduction`` are equal;
+    sequence-valued parameters are stored as tuples, and per-class weights as read-only float64
+    arrays, both compared by value.
+
+    Subclasses declare each parameter once, as an annotated field
+    ``delta: float = param(default=1.0, check=positive, doc="...")``, and derive further state
+    (kernel ids, packed parameters) in ``__post_init__``.
+    """
+
+    # Derived from the fields by _declare: the hyper-parameters, in declaration order.
+    params: ClassVar[Tuple[Param, ...]] = ()
+    _fields: ClassVar[Dict[str, Param]] = {}
+    family: ClassVar[str] = ""
+    convex: ClassVar[bool] = False
+    robust: ClassVar[bool] = False
+    smooth: ClassVar[bool] = False
     # "exact"; "a.e." where it is the almost-everywhere value 0; "none" where the loss provides
     # no Hessian diagonal (grad_hess raises NotImplementedError)
-    hessian: str = "exact"
+    hessian: ClassVar[str] = "exact"
+    function_name: ClassVar[str]
+    functional: ClassVar["Functional"]
 
-    def __init__(self, *, reduction: str = "mean", **kwargs: Any) -> None:
-        self.reduction = _check_reduction(reduction)
-        names = {p.name for p in self.params}
-        unknown = set(kwargs) - names
+    reduction: str = param(default="mean", check=lambda name, value: _check_reduction(value),
+                           doc="'mean' (sum(w*l)/sum(w)), 'sum' or 'none' (per-item values)")
+
+    def _construct(self, kwargs: Dict[str, Any]) -> None:
+        fields = type(self)._fields
+        unknown = set(kwargs) - set(fields)
         if unknown:
+            names = [p.name for p in self.params]
             raise TypeError(
-                f"{type(self).__name__} got unexpected parameter(s) {sorted(unknown)}; "
-                f"it takes {sorted(names) or 'none'}"
-            )
-        for p in self.params:
-            setattr(self, p.name, p.check(p.name, kwargs.get(p.name, p.default)))
+                f"{type(self).__name__} got unexpected keyword argument(s) {sorted(unknown)}; "
+                f"it takes {names or 'no parameters'} and reduction")
+        for p in fields.values():
+            object.__setattr__(self, p.name, p.check(p.name, kwargs.get(p.name, p.default)))
+        self.__post_init__()
+
+    def __post_init__(self) -> None:
+        """Derives state from the validated parameters (names starting with "_")."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):  # state derived in __post_init__
+            object.__setattr__(self, name, value)
+            return
+        raise AttributeError(
+            f"{type(self).__name__} is immutable: use loss.replace({name}=...) for a copy with "
+            f"another {name}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; cannot delete {name!r}")
 
     def get_params(self) -> Dict[str, Any]:
+        """The hyper-parameters, by name (``reduction`` apart)."""
         return {p.name: getattr(self, p.name) for p in self.params}
 
+    def replace(self: _L, **changes: Any) -> _L:
+        """A copy with some parameters (or ``reduction``) changed, validated like the constructor:
+        ``fl.Huber(delta=1.0).replace(delta=2.0) == fl.Huber(delta=2.0)``."""
+        return type(self)(**{**self.get_params(), "reduction": self.reduction, **changes})
+
+    def _key(self) -> Tuple[Any, ...]:
+        return (self.reduction,) + tuple(frozen(v) for v in self.get_params().values())
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._key() == other._key()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._key()))
+
     def __repr__(self) -> str:
-        args = [f"{k}={v!r}" for k, v in self.get_params().items()]
+        args = [f"{k}={v.tolist() if isinstance(v, np.ndarray) else v!r}"
+                for k, v in self.get_params().items()]
         if self.reduction != "mean":
             args.append(f"reduction={self.reduction!r}")
         return f"{type(self).__name__}({', '.join(args)})"
@@ -212,16 +341,16 @@ class Loss:
     # ``inputs`` (required, e.g. Distillation's ``teacher_logits``) and ``optional_inputs``
     # (default None). ``grads`` names the differentiable arguments, in the order in which
     # ``value_and_grad`` returns their gradients (one array when there is one).
-    arguments: Tuple[str, ...] = ("y_true", "y_pred")
-    grads: Tuple[str, ...] = ("y_pred",)
-    inputs: Tuple[str, ...] = ()
-    optional_inputs: Tuple[str, ...] = ()
+    arguments: ClassVar[Tuple[str, ...]] = ("y_true", "y_pred")
+    grads: ClassVar[Tuple[str, ...]] = ("y_pred",)
+    inputs: ClassVar[Tuple[str, ...]] = ()
+    optional_inputs: ClassVar[Tuple[str, ...]] = ()
     # False for losses that compare whole batches (a distance between distributions, a Dice
     # ratio over the batch): no sum over chunks of the data reproduces them.
-    chunkable: bool = True
+    chunkable: ClassVar[bool] = True
     # The mean over nothing that counts (a zero denominator): NaN, or 0 for losses whose batch
     # may legitimately hold nothing to count (no mined triplet, as pytorch-metric-learning).
-    empty_mean: float = math.nan
+    empty_mean: ClassVar[float] = math.nan
 
     def _run(self, args: tuple, sample_weight: Any, reduction: str, want_grad: bool,
              want_hess: bool, out: Any, grad_out: Any, hess_out: Any, **inputs: Any) -> "KernelResult":
@@ -289,6 +418,15 @@ class Loss:
         inputs = {k: named.get(k) for k in keywords}
         return tuple(named[k] if k in named else bound[k] for k in names), sample_weight, inputs
 
+    @overload
+    def __call__(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                 reduction: Scalar = ..., out: None = ..., **inputs: ArrayLike) -> float: ...
+
+    @overload
+    def __call__(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                 reduction: Literal["none"], out: Optional[FloatArray] = ...,
+                 **inputs: ArrayLike) -> FloatArray: ...
+
     def __call__(self, *args: Any, sample_weight: Any = None, reduction: Optional[str] = None,
                  out: Any = None, **inputs: Any) -> Any:
         """The loss value: a float (``"mean"``/``"sum"``) or the per-item array (``"none"``,
@@ -296,6 +434,16 @@ class Loss:
         result, reduction = self._evaluate(args, inputs, sample_weight, reduction, False, False,
                                            out)
         return self._value(result, reduction)
+
+    @overload
+    def value_and_grad(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                       reduction: Scalar = ..., out: None = ..., grad_out: Optional[G] = ...,
+                       **inputs: ArrayLike) -> Tuple[float, G]: ...
+
+    @overload
+    def value_and_grad(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                       reduction: Literal["none"], out: Optional[FloatArray] = ...,
+                       grad_out: Optional[G] = ..., **inputs: ArrayLike) -> Tuple[FloatArray, G]: ...
 
     def value_and_grad(self, *args: Any, sample_weight: Any = None,
                        reduction: Optional[str] = None, out: Any = None, grad_out: Any = None,
@@ -307,8 +455,10 @@ class Loss:
                                            out, grad_out)
         return self._value(result, reduction), result.grad
 
-    def grad_hess(self, *args: Any, sample_weight: Any = None, reduction: Optional[str] = None,
-                  grad_out: Any = None, hess_out: Any = None, **inputs: Any) -> Tuple[Any, Any]:
+    def grad_hess(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = None,
+                  reduction: Optional[Literal["mean", "sum", "none"]] = None,
+                  grad_out: Optional[G] = None, hess_out: Optional[G] = None,
+                  **inputs: ArrayLike) -> Tuple[G, G]:
         """``(grad, hess)``: the gradient and the Hessian diagonal. NotImplementedError for a
         loss that provides no Hessian diagonal (``hessian == "none"``)."""
         # Per-item derivatives under "none" are those of "sum"; no per-item values needed.
@@ -317,6 +467,17 @@ class Loss:
         result, _ = self._evaluate(args, inputs, sample_weight, reduction, True, True, None,
                                    grad_out, hess_out)
         return result.grad, result.hess
+
+    @overload
+    def value_grad_hess(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                        reduction: Scalar = ..., out: None = ..., grad_out: Optional[G] = ...,
+                        hess_out: Optional[G] = ..., **inputs: ArrayLike) -> Tuple[float, G, G]: ...
+
+    @overload
+    def value_grad_hess(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                        reduction: Literal["none"], out: Optional[FloatArray] = ...,
+                        grad_out: Optional[G] = ..., hess_out: Optional[G] = ...,
+                        **inputs: ArrayLike) -> Tuple[FloatArray, G, G]: ...
 
     def value_grad_hess(self, *args: Any, sample_weight: Any = None,
                         reduction: Optional[str] = None, out: Any = None, grad_out: Any = None,
@@ -333,6 +494,7 @@ class Loss:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        _declare(cls)
         name = cls.__dict__.get("function_name") or cls.__dict__.get("kernel")
         if name is None:  # an abstract base, not a loss
             return
@@ -348,6 +510,9 @@ class Loss:
         cls.functional = staticmethod(fn)
 
 
+_declare(Loss)
+
+
 def _make_functional(cls: type) -> Callable:
     keywords = cls.arguments + cls.inputs + cls.optional_inputs
 
@@ -355,20 +520,25 @@ def _make_functional(cls: type) -> Callable:
         named = {name: params.pop(name) for name in keywords if name in params}
         return cls(reduction=reduction, **params)(*args, sample_weight=sample_weight, **named)
 
+    # a signature listing the loss's inputs and parameters (inspect, IDEs), shown in the doc
+    P = inspect.Parameter
+    sig = inspect.Signature(
+        [P(name, P.POSITIONAL_OR_KEYWORD) for name in cls.arguments]
+        + [P(name, P.KEYWORD_ONLY) for name in cls.inputs]
+        + [P(name, P.KEYWORD_ONLY, default=None) for name in cls.optional_inputs]
+        + [P("sample_weight", P.KEYWORD_ONLY, default=None),
+           P("reduction", P.KEYWORD_ONLY, default="mean")]
+        + [P(p.name, P.KEYWORD_ONLY, default=p.default, annotation=p.annotation)
+           for p in cls.params])
+    plain = sig.replace(parameters=[p.replace(annotation=P.empty) for p in sig.parameters.values()])
     functional.__name__ = functional.__qualname__ = cls.function_name
-    functional.__doc__ = (
-        f"Functional form of :class:`fastloss.{cls.__name__}`: returns the loss value.\n\n"
-        f"``{cls.function_name}({', '.join(cls.arguments)}, *, "
-        + "".join(f"{name}, " for name in cls.inputs)
-        + "".join(f"{name}=None, " for name in cls.optional_inputs)
-        + "sample_weight=None, reduction='mean', "
-        + ", ".join(f"{p.name}={p.default!r}" for p in cls.params)
-        + ")``"
-    )
+    functional.__signature__ = sig  # type: ignore[attr-defined]
+    functional.__doc__ = (f"Functional form of :class:`fastloss.{cls.__name__}`: returns the loss "
+                          f"value.\n\n``{cls.function_name}{plain}``")
     return functional
 
 
-class ElementwiseLoss(Loss):
+class ElementwiseLoss(Loss[FloatArray]):
     """A loss whose value is a (weighted) reduction of per-element terms l(y_true, y_pred).
 
     All derivatives are with respect to ``y_pred`` and are exactly those of the returned value
@@ -377,14 +547,13 @@ class ElementwiseLoss(Loss):
     returned per-element value).
     """
 
-    kernel: Optional[str] = None  # name in the C++ registry (cpp/losses/registry.hpp)
+    kernel: ClassVar[Optional[str]] = None  # name in the C++ registry (cpp/losses/registry.hpp)
     # Losses with a from_logits switch name one kernel per input space instead.
-    kernels: Optional[Dict[bool, str]] = None
+    kernels: ClassVar[Optional[Dict[bool, str]]] = None
     # True for losses on {-1, +1} (or {0, 1}) labels: other values are rejected before any work.
-    sign_labels: bool = False
+    sign_labels: ClassVar[bool] = False
 
-    def __init__(self, *, reduction: str = "mean", **kwargs: Any) -> None:
-        super().__init__(reduction=reduction, **kwargs)
+    def __post_init__(self) -> None:
         self._id = _core.elementwise_kernels[self._kernel_name]
         self._kernel_params = self._pack_params()
         self._aux = self._column_params()

@@ -9,19 +9,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from ._base import KernelResult
-
-FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def real_array(value, name: str, dtype: Optional[np.dtype] = None) -> np.ndarray:
-    """``value`` as a float32/float64 ndarray (``dtype`` if given; integers and bools become
-    float64); complex, object and string arrays are a TypeError naming the argument."""
-    a = np.asarray(value)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a real numeric array; got dtype {a.dtype}")
-    target = dtype if dtype is not None else (a.dtype if a.dtype in FLOATS else np.dtype(np.float64))
-    return a.astype(target, copy=False)
-
+from ._validate import real_array
 
 def check_same_shape(y_true: np.ndarray, y_pred: np.ndarray) -> None:
     if y_true.shape != y_pred.shape:

@@ -24,6 +24,7 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 
 from ._base import Loss
+from ._validate import choice
 
 __all__ = ["GradientAccumulator", "partial_sum"]
 
@@ -75,13 +76,6 @@ class _ExactSum:
         return self.special if self.special != 0.0 else math.fsum(self.partials)
 
 
-def _loss_key(loss: Loss) -> tuple:
-    """What two accumulators must share to be merged: the loss class, reduction and parameters."""
-    params = tuple((k, tuple(np.ravel(v).tolist()) if isinstance(v, np.ndarray) else v)
-                   for k, v in loss.get_params().items())
-    return type(loss), loss.reduction, params
-
-
 class GradientAccumulator:
     """Streams micro-batches of any loss and yields exactly the full batch's value and gradient.
 
@@ -128,11 +122,9 @@ class GradientAccumulator:
         if loss.reduction not in ("mean", "sum"):
             raise ValueError(f"the accumulated loss must have reduction 'mean' or 'sum'; got "
                              f"{loss.reduction!r}")
-        if on_empty not in _EMPTY_POLICIES:
-            raise ValueError(f"on_empty must be one of {_EMPTY_POLICIES}; got {on_empty!r}")
+        self.on_empty = choice(*_EMPTY_POLICIES)("on_empty", on_empty)
         loss._require_chunkable()
         self.loss = loss
-        self.on_empty = on_empty
         self.batches = 0  # micro-batches added, empty ones included
         self._sum = _ExactSum()
         self._norm = _ExactSum()
@@ -190,12 +182,11 @@ class GradientAccumulator:
     def merge(self, *others: "GradientAccumulator") -> "GradientAccumulator":
         """A new accumulator holding this one's micro-batches and those of ``others`` (same loss,
         reduction and parameters; any order gives the same result)."""
-        key = _loss_key(self.loss)
         for other in others:
             if not isinstance(other, GradientAccumulator):
                 raise TypeError(f"can only merge GradientAccumulator objects; got "
                                 f"{type(other).__name__}")
-            if _loss_key(other.loss) != key:
+            if other.loss != self.loss:  # losses compare by class, reduction and parameters
                 raise ValueError(f"cannot merge accumulators of different losses: {self.loss!r} "
                                  f"and {other.loss!r}")
         merged = GradientAccumulator(self.loss, on_empty=self.on_empty)

@@ -15,7 +15,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ._base import finite_float, non_negative
+from ._validate import choice, finite_float, non_negative, real_array
 from .classification import BinaryCrossEntropy, Hinge
 from .regression import MSE
 
@@ -29,12 +29,10 @@ _SQUARE = MSE()                                    # (z - y)^2
 
 
 def _scores(x: Any, name: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers; got dtype {a.dtype}")
+    a = real_array(x, name)
     if a.size == 0:
         raise ValueError(f"{name} is empty (shape {a.shape})")
-    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
+    return a
 
 
 def _term(kernel, label: float, z: np.ndarray, scale: float = 1.0) -> Tuple[float, np.ndarray]:
@@ -83,9 +81,7 @@ class AdversarialLoss:
 
     def __init__(self, kind: str = "non_saturating", *, a: float = 0.0, b: float = 1.0,
                  c: float = 1.0) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
-        self.kind = kind
+        self.kind = choice(*KINDS)("kind", kind)
         self.a, self.b, self.c = (finite_float(n, v) for n, v in (("a", a), ("b", b), ("c", c)))
 
     def __repr__(self) -> str:

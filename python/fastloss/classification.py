@@ -8,53 +8,20 @@ bounds the loss without zeroing its gradient (unlike PyTorch's ``log`` clamp at 
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import List, Optional
 
 import numpy as np
 
-from ._base import ElementwiseLoss, Param, finite_float, positive
+from ._base import ElementwiseLoss, param
+from ._validate import between, boolean, non_negative, optional, positive
+
+FROM_LOGITS = param(default=False, check=boolean,
+                    doc="y_pred holds logits (True) or probabilities")
+EPS = param(default=1e-7, check=between(0, 0.5, "neither"),
+            doc="probabilities are clamped to [eps, 1 - eps]")
+LABEL_SMOOTHING = between(0, 1, "left")
 
 __all__ = ["BinaryCrossEntropy", "Logistic", "BinaryFocal", "Hinge", "SquaredHinge", "SmoothHinge"]
-
-
-def _bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
-    return value
-
-
-def _smoothing(name: str, value: Any) -> float:
-    v = finite_float(name, value)
-    if not 0.0 <= v < 1.0:
-        raise ValueError(f"{name} must lie in [0, 1); got {v}")
-    return v
-
-
-def _eps(name: str, value: Any) -> float:
-    v = finite_float(name, value)
-    if not 0.0 < v < 0.5:
-        raise ValueError(f"{name} must lie in (0, 0.5); got {v}")
-    return v
-
-
-def _gamma(name: str, value: Any) -> float:
-    v = finite_float(name, value)
-    if v < 0:
-        raise ValueError(f"{name} must be >= 0; got {v}")
-    return v
-
-
-def _alpha(name: str, value: Any):
-    if value is None:
-        return None
-    v = finite_float(name, value)
-    if not 0.0 <= v <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1] or be None; got {v}")
-    return v
-
-
-FROM_LOGITS = Param("from_logits", False, _bool, "y_pred holds logits (True) or probabilities")
-EPS = Param("eps", 1e-7, _eps, "probabilities are clamped to [eps, 1 - eps]")
 
 
 class _BinaryLoss(ElementwiseLoss):
@@ -107,8 +74,10 @@ class BinaryCrossEntropy(_BinaryLoss):
 
     function_name = "binary_cross_entropy"
     kernels = {False: "bce_probs", True: "bce_logits"}
-    params = (FROM_LOGITS, Param("pos_weight", 1.0, positive, "weight of the positive term"),
-              Param("label_smoothing", 0.0, _smoothing, "smoothing towards 1/2"), EPS)
+    from_logits: bool = FROM_LOGITS
+    pos_weight: float = param(default=1.0, check=positive, doc="weight of the positive term")
+    label_smoothing: float = param(default=0.0, check=LABEL_SMOOTHING, doc="smoothing towards 1/2")
+    eps: float = EPS
     family, convex, robust, smooth = "classification", True, False, True
 
     def _pack_params(self) -> List[float]:
@@ -162,8 +131,11 @@ class BinaryFocal(_BinaryLoss):
 
     function_name = "binary_focal"
     kernels = {False: "focal_probs", True: "focal_logits"}
-    params = (Param("gamma", 2.0, _gamma, "focusing parameter"),
-              Param("alpha", None, _alpha, "positive-class weight, or None"), FROM_LOGITS, EPS)
+    gamma: float = param(default=2.0, check=non_negative, doc="focusing parameter")
+    alpha: Optional[float] = param(default=None, check=optional(between(0, 1)),
+                                   doc="positive-class weight, or None")
+    from_logits: bool = FROM_LOGITS
+    eps: float = EPS
     family, convex, robust, smooth = "classification", False, False, True
 
     def _pack_params(self) -> List[float]:

@@ -17,7 +17,8 @@ from typing import Dict, Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from ._base import Loss, non_negative
+from ._base import Loss
+from ._validate import non_negative
 
 __all__ = ["MultiTask", "UncertaintyWeighting", "MultiTaskResult", "UncertaintyResult"]
 

@@ -17,8 +17,9 @@ from typing import Optional
 
 import numpy as np
 
-from ._base import Loss, Param, _check_reduction, positive
+from ._base import FloatArray, Loss, _check_reduction, param
 from ._batch import item_result, item_scale
+from ._validate import positive, real_array
 from .classification import FROM_LOGITS
 from .multiclass import softmax
 from .regression import MSE
@@ -27,14 +28,7 @@ __all__ = ["ConsistencyMSE", "consistency_mse", "TemporalConsistency", "GraphCon
            "GridConsistency"]
 
 
-def _real(name: str, a) -> np.ndarray:
-    a = np.asarray(a)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a real array; got dtype {a.dtype}")
-    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
-
-
-class ConsistencyMSE(Loss):
+class ConsistencyMSE(Loss[FloatArray]):
     """Consistency between two predictions of the same input (Pi-model / Mean Teacher, Laine &
     Aila 2017, Tarvainen & Valpola 2017): per row, the squared distance of the class
     distributions ``l = sum_k (p_k - q_k)^2`` with ``p`` from ``y_pred`` and ``q`` from ``y_true``
@@ -66,11 +60,11 @@ class ConsistencyMSE(Loss):
     """
 
     function_name = "consistency_mse"
-    params = (FROM_LOGITS, Param("temperature", 1.0, positive, "softmax temperature T (logits)"))
+    from_logits: bool = FROM_LOGITS
+    temperature: float = param(default=1.0, check=positive, doc="softmax temperature T (logits)")
     family, convex, robust, smooth = "consistency", False, False, True
 
-    def __init__(self, *, reduction: str = "mean", **kwargs) -> None:
-        super().__init__(reduction=reduction, **kwargs)
+    def __post_init__(self) -> None:
         if not self.from_logits and self.temperature != 1.0:
             raise ValueError("temperature applies to logits: use from_logits=True")
 
@@ -85,8 +79,8 @@ class ConsistencyMSE(Loss):
         return views[0].astype(dtype), views[1].astype(dtype), {}
 
     def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
-        z = _real("y_pred", args[1])
-        t = _real("y_true", args[0])
+        z = real_array(args[1], "y_pred")
+        t = real_array(args[0], "y_true")
         if z.ndim == 0:
             raise ValueError("y_pred must have a class axis (..., K)")
         if t.shape != z.shape:
@@ -95,7 +89,7 @@ class ConsistencyMSE(Loss):
         rows = z.shape[:-1]
         w = None
         if sample_weight is not None:
-            w = _real("sample_weight", sample_weight).astype(np.float64)
+            w = real_array(sample_weight, "sample_weight").astype(np.float64)
             if w.shape != rows:
                 raise ValueError(f"sample_weight must have one weight per row, shape {rows}; got "
                                  f"{w.shape}")
@@ -149,7 +143,7 @@ class _PairwiseSquares:
         raise NotImplementedError
 
     def evaluate(self, f, want_grad: bool = True):
-        f = _real("f", f)
+        f = real_array(f, "f")
         pairs = self._pairs(f)  # validates the geometry before any work
         total = norm = 0.0
         grad = np.zeros_like(f) if want_grad else None
@@ -258,7 +252,7 @@ class GraphConsistency(_PairwiseSquares):
         self.edges = e.astype(np.int64)
         self.edge_weight = None
         if edge_weight is not None:
-            w = _real("edge_weight", edge_weight).astype(np.float64)
+            w = real_array(edge_weight, "edge_weight").astype(np.float64)
             if w.shape != (e.shape[0],):
                 raise ValueError(f"edge_weight must have one weight per edge, shape "
                                  f"({e.shape[0]},); got {w.shape}")

@@ -19,14 +19,15 @@ up to the ratio of the pixel counts (uncropped / cropped). The Hessian is not pr
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 
 from . import _core
-from ._base import Loss, Param, positive
+from ._base import FloatArray, Loss, param
 from ._batch import (check_out, check_same_shape, direct_buffer, item_result, item_scale,
-                     item_weights, real_array)
+                     item_weights)
+from ._validate import boolean, floats, positive, real_array
 
 __all__ = ["SSIMLoss", "MSSSIMLoss", "ssim_loss", "ms_ssim_loss", "WINDOW", "MS_SSIM_WEIGHTS"]
 
@@ -34,27 +35,14 @@ WINDOW = 11  # Gaussian window taps (sigma 1.5, truncated at 3.5 sigma)
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli, Bovik 2003
 
 
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
-    return bool(value)
+DATA_RANGE = param(default=1.0, check=positive,
+                   doc="max - min of the image values (1.0 for [0, 1] images, 255 for 8-bit)")
+K1 = param(default=0.01, check=positive, doc="luminance constant: c1 = (k1 data_range)^2")
+K2 = param(default=0.03, check=positive, doc="contrast constant: c2 = (k2 data_range)^2")
+CHANNELS_LAST = param(default=False, check=boolean, doc="channel axis last: (N, H, W, C)")
 
 
-def _scale_weights(name: str, value: Any) -> Tuple[float, ...]:
-    w = tuple(positive(name, v) for v in np.ravel(np.asarray(value, dtype=object)))
-    if not 1 <= len(w) <= 16:
-        raise ValueError(f"{name} must hold 1 to 16 scale weights; got {len(w)}")
-    return w
-
-
-DATA_RANGE = Param("data_range", 1.0, positive,
-                   "max - min of the image values (1.0 for [0, 1] images, 255 for 8-bit)")
-K1 = Param("k1", 0.01, positive, "luminance constant: c1 = (k1 data_range)^2")
-K2 = Param("k2", 0.03, positive, "contrast constant: c2 = (k2 data_range)^2")
-CHANNELS_LAST = Param("channels_last", False, _flag, "channel axis last: (N, H, W, C)")
-
-
-class _ImageLoss(Loss):
+class _ImageLoss(Loss[FloatArray]):
     """SSIM-type losses: one value per image (``1 - similarity`` averaged over channels)."""
 
     family = "image"
@@ -94,7 +82,7 @@ class _ImageLoss(Loss):
         a = planes.reshape(batch + ((channels,) if has_channels else ()) + planes.shape[-2:])
         return np.ascontiguousarray(np.moveaxis(a, -3, -1)) if self.channels_last else a
 
-    def _constants(self):
+    def _constants(self) -> Tuple[float, float]:
         return (self.k1 * self.data_range) ** 2, (self.k2 * self.data_range) ** 2
 
     def _similarity(self, y_true, y_pred):
@@ -163,7 +151,10 @@ class SSIMLoss(_ImageLoss):
     """
 
     function_name = "ssim_loss"
-    params = (DATA_RANGE, K1, K2, CHANNELS_LAST)
+    data_range: float = DATA_RANGE
+    k1: float = K1
+    k2: float = K2
+    channels_last: bool = CHANNELS_LAST
 
     def ssim(self, y_true, y_pred):
         """The SSIM of each image (averaged over channels): the batch's shape."""
@@ -209,8 +200,12 @@ class MSSSIMLoss(_ImageLoss):
     """
 
     function_name = "ms_ssim_loss"
-    params = (DATA_RANGE, K1, K2, Param("weights", MS_SSIM_WEIGHTS, _scale_weights,
-                                        "exponent of each scale, finest first"), CHANNELS_LAST)
+    data_range: float = DATA_RANGE
+    k1: float = K1
+    k2: float = K2
+    weights: Sequence[float] = param(default=MS_SSIM_WEIGHTS, check=floats(positive, max_size=16),
+                                     doc="exponent of each scale, finest first")
+    channels_last: bool = CHANNELS_LAST
 
     @property
     def _scales(self):

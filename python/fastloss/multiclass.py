@@ -11,13 +11,15 @@ with a zero gradient.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import ClassVar, Optional, Sequence, Union
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _core
-from ._base import Loss, Param, finite_float, positive
-from .classification import EPS, FROM_LOGITS, _smoothing
+from ._base import FloatArray, Loss, param
+from ._validate import between, choice, floats, integer, non_negative, optional, positive
+from .classification import EPS, FROM_LOGITS, LABEL_SMOOTHING
 
 __all__ = ["SparseCategoricalCrossEntropy", "CategoricalCrossEntropy", "SparseCategoricalFocal",
            "CategoricalFocal",
@@ -26,31 +28,16 @@ __all__ = ["SparseCategoricalCrossEntropy", "CategoricalCrossEntropy", "SparseCa
            "log_softmax", "smooth_labels", "class_weights"]
 
 
-def _class_weight(name: str, value: Any) -> Optional[np.ndarray]:
-    if value is None:
-        return None
-    w = np.array(value, dtype=np.float64)
-    if w.ndim != 1 or w.size == 0:
-        raise ValueError(f"{name} must be a 1-D sequence with one weight per class; got shape {w.shape}")
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError(f"{name} must be finite and non-negative")
-    w.setflags(write=False)
-    return w
+#: One weight per class: a sequence or array of K numbers >= 0, or None.
+ClassWeights = Optional[Union[Sequence[float], NDArray[np.floating]]]
+CLASS_WEIGHTS = optional(floats(non_negative, as_array=True))
+CLASS_WEIGHT = param(default=None, check=CLASS_WEIGHTS,
+                     doc="one weight per class (stored as a read-only array), or None")
+IGNORE_INDEX = param(default=None, check=optional(integer()), doc="label whose rows are skipped")
+SMOOTHING = param(default=0.0, check=LABEL_SMOOTHING, doc="mass spread uniformly over the K classes")
 
 
-def _ignore_index(name: str, value: Any) -> Optional[int]:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int or None; got {value!r}")
-    return int(value)
-
-
-CLASS_WEIGHT = Param("class_weight", None, _class_weight, "one weight per class, or None")
-SMOOTHING = Param("label_smoothing", 0.0, _smoothing, "mass spread uniformly over the K classes")
-
-
-class _RowLoss(Loss):
+class _RowLoss(Loss[FloatArray]):
     """The Loss contract on (..., K) predictions with a class axis (the last): reductions over
     rows, ``sample_weight`` per row, per-row values for ``reduction="none"``; ``grad_out=y_pred``
     computes the gradient in place over the logits. Subclasses define ``_run``."""
@@ -79,7 +66,7 @@ class _RowLoss(Loss):
 
 
 class _SoftmaxCrossEntropy(_RowLoss):
-    dense = False
+    dense: ClassVar[bool] = False
     convex, robust, smooth = True, False, True
 
     def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
@@ -89,7 +76,7 @@ class _SoftmaxCrossEntropy(_RowLoss):
             getattr(self, "ignore_index", None), reduction, want_grad, want_hess, out, grad_out,
             hess_out)
 
-    def _row_params(self):
+    def _row_params(self) -> list[float]:
         return [float(self.from_logits), self.eps, self.label_smoothing]
 
 
@@ -129,8 +116,11 @@ class SparseCategoricalCrossEntropy(_SoftmaxCrossEntropy):
     """
 
     function_name = "sparse_categorical_cross_entropy"
-    params = (FROM_LOGITS, CLASS_WEIGHT, Param("ignore_index", None, _ignore_index,
-                                               "label whose rows are skipped"), SMOOTHING, EPS)
+    from_logits: bool = FROM_LOGITS
+    class_weight: ClassWeights = CLASS_WEIGHT
+    ignore_index: Optional[int] = IGNORE_INDEX
+    label_smoothing: float = SMOOTHING
+    eps: float = EPS
 
 
 class CategoricalCrossEntropy(_SoftmaxCrossEntropy):
@@ -157,14 +147,14 @@ class CategoricalCrossEntropy(_SoftmaxCrossEntropy):
 
     function_name = "categorical_cross_entropy"
     dense = True
-    params = (FROM_LOGITS, CLASS_WEIGHT, SMOOTHING, EPS)
+    from_logits: bool = FROM_LOGITS
+    class_weight: ClassWeights = CLASS_WEIGHT
+    label_smoothing: float = SMOOTHING
+    eps: float = EPS
 
 
-def _nonneg(name: str, value: Any) -> float:
-    v = finite_float(name, value)
-    if v < 0:
-        raise ValueError(f"{name} must be >= 0; got {v}")
-    return v
+GAMMA = param(default=2.0, check=non_negative, doc="focusing parameter")
+ALPHA = param(default=None, check=CLASS_WEIGHTS, doc="one weight per class, or None")
 
 
 class _SoftmaxFocal(_SoftmaxCrossEntropy):
@@ -178,7 +168,7 @@ class _SoftmaxFocal(_SoftmaxCrossEntropy):
     def class_weight(self):
         return self.alpha
 
-    def _row_params(self):
+    def _row_params(self) -> list[float]:
         return [self.gamma]
 
 
@@ -207,9 +197,9 @@ class SparseCategoricalFocal(_SoftmaxFocal):
     """
 
     function_name = "sparse_categorical_focal"
-    params = (Param("gamma", 2.0, _nonneg, "focusing parameter"),
-              Param("alpha", None, _class_weight, "one weight per class, or None"),
-              Param("ignore_index", None, _ignore_index, "label whose rows are skipped"))
+    gamma: float = GAMMA
+    alpha: ClassWeights = ALPHA
+    ignore_index: Optional[int] = IGNORE_INDEX
 
 
 class CategoricalFocal(_SoftmaxFocal):
@@ -236,20 +226,8 @@ class CategoricalFocal(_SoftmaxFocal):
 
     function_name = "categorical_focal"
     dense = True
-    params = (Param("gamma", 2.0, _nonneg, "focusing parameter"),
-              Param("alpha", None, _class_weight, "one weight per class, or None"))
-
-
-def _form(name: str, value: Any) -> str:
-    if value not in ("weston_watkins", "crammer_singer"):
-        raise ValueError(f"{name} must be 'weston_watkins' or 'crammer_singer'; got {value!r}")
-    return value
-
-
-def _power(name: str, value: Any) -> int:
-    if isinstance(value, bool) or value not in (1, 2):
-        raise ValueError(f"{name} must be 1 or 2; got {value!r}")
-    return int(value)
+    gamma: float = GAMMA
+    alpha: ClassWeights = ALPHA
 
 
 class MultiClassHinge(_RowLoss):
@@ -283,9 +261,11 @@ class MultiClassHinge(_RowLoss):
     """
 
     function_name = "multi_class_hinge"
-    params = (Param("form", "weston_watkins", _form, "weston_watkins or crammer_singer"),
-              Param("p", 1, _power, "power of the hinge, 1 or 2"),
-              Param("margin", 1.0, _nonneg, "required score gap"), CLASS_WEIGHT)
+    form: str = param(default="weston_watkins", check=choice("weston_watkins", "crammer_singer"),
+                      doc="weston_watkins or crammer_singer")
+    p: int = param(default=1, check=choice(1, 2), doc="power of the hinge, 1 or 2")
+    margin: float = param(default=1.0, check=non_negative, doc="required score gap")
+    class_weight: ClassWeights = CLASS_WEIGHT
     convex, robust, smooth, hessian = True, False, False, "a.e."
 
     def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
@@ -294,16 +274,6 @@ class MultiClassHinge(_RowLoss):
             self._row_id, [float(self.form == "crammer_singer"), self.p, self.margin], y_true, y_pred,
             sample_weight, None, self.class_weight, None, reduction, want_grad, want_hess, out,
             grad_out, hess_out)
-
-
-def _unit_interval(name: str, value: Any) -> float:
-    v = finite_float(name, value)
-    if not 0.0 <= v <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1]; got {v}")
-    return v
-
-
-TEMPERATURE = Param("temperature", 1.0, positive, "softmax temperature T > 0")
 
 
 class _TemperedSoftmaxKL(_RowLoss):
@@ -362,8 +332,9 @@ class Distillation(_TemperedSoftmaxKL):
     """
 
     function_name = "distillation"
-    params = (Param("alpha", 0.5, _unit_interval, "weight of the hard-label cross-entropy"),
-              Param("temperature", 2.0, positive, "softmax temperature T > 0"))
+    alpha: float = param(default=0.5, check=between(0, 1),
+                         doc="weight of the hard-label cross-entropy")
+    temperature: float = param(default=2.0, check=positive, doc="softmax temperature T > 0")
 
     @property
     def _kl_scale(self) -> float:
@@ -393,7 +364,7 @@ class KLDivergence(_TemperedSoftmaxKL):
 
     function_name = "kl_divergence"
     dense = True  # y_true is a row of K values (target logits), like a target distribution
-    params = (TEMPERATURE,)
+    temperature: float = param(default=1.0, check=positive, doc="softmax temperature T > 0")
     inputs = ()
     alpha, _kl_scale = 0.0, 1.0
 
@@ -432,7 +403,7 @@ def log_softmax(x, axis: int = -1) -> np.ndarray:
 def smooth_labels(y, alpha: float, num_classes: Optional[int] = None) -> np.ndarray:
     """``(1 - alpha) y + alpha / K`` for one-hot/probability rows ``y`` (..., K), or for integer
     labels (one-hot encoded first; ``num_classes`` defaults to ``max + 1``)."""
-    alpha = _smoothing("alpha", alpha)
+    alpha = LABEL_SMOOTHING("alpha", alpha)
     y = np.asarray(y)
     if y.dtype.kind in "iu":
         k = int(y.max()) + 1 if num_classes is None else int(num_classes)
@@ -470,8 +441,7 @@ def class_weights(labels, scheme: str = "inverse", *, beta: float = 0.999,
     elif scheme == "inverse_sqrt":
         w[present] = 1.0 / np.sqrt(counts[present])
     elif scheme == "effective":
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"beta must lie in [0, 1); got {beta}")
+        beta = between(0, 1, "left")("beta", beta)
         w[present] = (1.0 - beta) / (1.0 - beta ** counts[present])
     else:
         raise ValueError(f"scheme must be 'inverse', 'inverse_sqrt' or 'effective'; got {scheme!r}")

@@ -3,45 +3,23 @@ network computes."""
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-from ._base import Loss, Param
+from ._base import FloatArray, Loss, param
 from ._batch import item_result, item_scale
+from ._validate import boolean, choice, floats, non_negative, optional, real_array
 from .regression import MAE, MSE
 
 __all__ = ["PerceptualLoss", "perceptual"]
-
-
-def _distance(name: str, value: Any) -> str:
-    if value not in ("l2", "l1"):
-        raise ValueError(f"{name} must be 'l2' or 'l1'; got {value!r}")
-    return value
-
-
-def _layer_weights(name: str, value: Any) -> Optional[tuple]:
-    if value is None:
-        return None
-    w = np.asarray(value, dtype=np.float64)
-    if w.ndim != 1 or w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError(f"{name} must be a non-empty sequence of finite non-negative weights")
-    return tuple(float(v) for v in w)
-
-
-def _bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
-    return value
 
 
 def _layers(x: Any, name: str) -> List[np.ndarray]:
     arrays = [x] if isinstance(x, np.ndarray) else list(x)
     out = []
     for i, a in enumerate(arrays):
-        a = np.asarray(a)
-        if a.dtype.kind not in "biuf":
-            raise TypeError(f"{name}[{i}] must hold real numbers; got dtype {a.dtype}")
+        a = real_array(a, f"{name}[{i}]")
         if a.ndim < 1 or a.size == 0:
             raise ValueError(f"{name}[{i}] must be a non-empty array with a batch axis (first); "
                              f"got shape {a.shape}")
@@ -51,7 +29,7 @@ def _layers(x: Any, name: str) -> List[np.ndarray]:
     return out
 
 
-class PerceptualLoss(Loss):
+class PerceptualLoss(Loss[List[FloatArray]]):
     """Perceptual loss ``sum_l w_l d(phi_l(x), phi_l(y))`` between feature maps.
 
     **The network is yours**: fastloss ships no pretrained model. Compute the feature maps
@@ -85,9 +63,10 @@ class PerceptualLoss(Loss):
 
     function_name = "perceptual"
     family = "perceptual"
-    params = (Param("layer_weights", None, _layer_weights, "weight of each layer (None: 1 each)"),
-              Param("distance", "l2", _distance, "'l2' (squared) or 'l1'"),
-              Param("normalize", True, _bool, "divide each layer by its feature size"))
+    layer_weights: Optional[Sequence[float]] = param(
+        default=None, check=optional(floats(non_negative)), doc="weight of each layer (None: 1 each)")
+    distance: str = param(default="l2", check=choice("l2", "l1"), doc="'l2' (squared) or 'l1'")
+    normalize: bool = param(default=True, check=boolean, doc="divide each layer by its feature size")
     smooth = True
 
     def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):

@@ -24,7 +24,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from ._base import Loss, finite_float, non_negative, positive
+from ._base import Loss
+from ._validate import between, choice, integer, non_negative, positive, real_array
 
 __all__ = ["self_paced_weights", "self_paced_objective", "SelfPaced", "SelfPacedResult",
            "curriculum_fraction", "curriculum_indices", "PACINGS", "SELF_PACED_REGULARIZERS"]
@@ -34,8 +35,7 @@ PACINGS = ("linear", "root", "geometric", "step")
 
 
 def _check_regularizer(regularizer: str, lam: float, gamma: Optional[float]):
-    if regularizer not in SELF_PACED_REGULARIZERS:
-        raise ValueError(f"regularizer must be one of {SELF_PACED_REGULARIZERS}; got {regularizer!r}")
+    choice(*SELF_PACED_REGULARIZERS)("regularizer", regularizer)
     lam = non_negative("lam", lam) if regularizer == "hard" else positive("lam", lam)
     if regularizer == "mixture":
         if gamma is None:
@@ -50,10 +50,7 @@ def _check_regularizer(regularizer: str, lam: float, gamma: Optional[float]):
 
 
 def _losses(losses) -> np.ndarray:
-    a = np.asarray(losses)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"losses must be a real array; got dtype {a.dtype}")
-    return a.astype(np.float64, copy=False)
+    return real_array(losses, "losses", np.float64)
 
 
 def self_paced_weights(losses, lam: float, regularizer: str = "hard",
@@ -182,15 +179,11 @@ def curriculum_fraction(step: float, total_steps: float, pacing: str = "linear",
     >>> round(fl.curriculum_fraction(50, 100, "step", start=0.2, num_steps=4), 12)
     0.6
     """
-    if pacing not in PACINGS:
-        raise ValueError(f"pacing must be one of {PACINGS}; got {pacing!r}")
+    choice(*PACINGS)("pacing", pacing)
     total = positive("total_steps", total_steps)
     t = non_negative("step", step)
-    c0 = finite_float("start", start)
-    if not 0.0 < c0 <= 1.0:
-        raise ValueError(f"start must lie in (0, 1]; got {c0}")
-    if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive integer; got {num_steps!r}")
+    c0 = between(0, 1, "right")("start", start)
+    num_steps = integer(1)("num_steps", num_steps)
     u = min(t / total, 1.0)
     if pacing == "linear":
         c = c0 + (1.0 - c0) * u
@@ -216,8 +209,6 @@ def curriculum_indices(difficulty, fraction: float) -> np.ndarray:
     d = _losses(difficulty)
     if d.ndim != 1:
         raise ValueError(f"difficulty must be 1-D (one score per sample); got shape {d.shape}")
-    f = finite_float("fraction", fraction)
-    if not 0.0 <= f <= 1.0:
-        raise ValueError(f"fraction must lie in [0, 1]; got {f}")
+    f = between(0, 1)("fraction", fraction)
     k = math.ceil(round(f * d.size, 9))  # 0.3 * 10 is 3, not 4
     return np.argsort(d, kind="stable")[:k]

@@ -7,11 +7,12 @@ without weights), so an unweighted mean equals PyTorch's and scikit-learn's.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
-from ._base import ElementwiseLoss, Param, non_negative, positive
+from ._base import ElementwiseLoss, param
+from ._validate import between, non_negative, number_or_floats, positive
 
 __all__ = ["MSE", "MAE", "Huber", "SmoothL1", "Quantile", "LogCosh"]
 
@@ -73,7 +74,8 @@ class Huber(ElementwiseLoss):
     """
 
     kernel = "huber"
-    params = (Param("delta", 1.0, positive, "threshold between quadratic and linear regime"),)
+    delta: float = param(default=1.0, check=positive,
+                         doc="threshold between quadratic and linear regime")
     family, convex, robust, smooth, hessian = "regression", True, True, True, "a.e."
 
 
@@ -96,17 +98,8 @@ class SmoothL1(ElementwiseLoss):
     """
 
     kernel = "smooth_l1"
-    params = (Param("beta", 1.0, non_negative, "width of the quadratic region"),)
+    beta: float = param(default=1.0, check=non_negative, doc="width of the quadratic region")
     family, convex, robust, smooth, hessian = "regression", True, True, True, "a.e."
-
-
-def _quantiles(name, value):
-    q = np.asarray(value, dtype=np.float64)
-    if q.ndim > 1 or q.size == 0:
-        raise ValueError(f"{name} must be a number or a 1-D sequence of numbers; got shape {q.shape}")
-    if not np.all((q > 0) & (q < 1)):
-        raise ValueError(f"{name} must lie strictly between 0 and 1; got {value!r}")
-    return float(q) if q.ndim == 0 else tuple(float(v) for v in q)
 
 
 class Quantile(ElementwiseLoss):
@@ -133,7 +126,9 @@ class Quantile(ElementwiseLoss):
     """
 
     kernel = "quantile"
-    params = (Param("quantile", 0.5, _quantiles, "quantile level(s) tau in (0, 1)"),)
+    quantile: Union[float, Sequence[float]] = param(
+        default=0.5, check=number_or_floats(between(0, 1, "neither")),
+        doc="quantile level(s) tau in (0, 1); a sequence is stored as a tuple")
     family, convex, robust, smooth, hessian = "regression", True, True, False, "a.e."
 
     def _pack_params(self) -> List[float]:

@@ -14,16 +14,14 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ._base import Loss, non_negative, positive
+from ._base import Loss
+from ._validate import non_negative, positive, real_array
 
 __all__ = ["L1", "L2", "ElasticNet", "Regularized"]
 
 
 def _as_param(name: str, a: Any) -> np.ndarray:
-    a = np.asarray(a)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a real array; got dtype {a.dtype}")
-    return a if a.dtype.kind == "f" else a.astype(np.float64)
+    return real_array(a, name)
 
 
 def _flatten(theta: Any):

@@ -28,10 +28,10 @@ import numpy as np
 
 from . import _core
 from ._runtime import get_num_threads
-from ._base import Loss, Param, non_negative
-from ._batch import check_out, direct_buffer, item_result, item_scale, item_weights, real_array
-from .image import _flag
-from .multiclass import _class_weight
+from ._base import FloatArray, Loss, param
+from ._batch import check_out, direct_buffer, item_result, item_scale, item_weights
+from ._validate import boolean, choice, non_negative, real_array
+from .multiclass import CLASS_WEIGHTS, ClassWeights
 
 __all__ = ["DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "dice_loss", "generalized_dice_loss",
            "tversky_loss"]
@@ -42,28 +42,26 @@ CHUNK_BYTES = 1 << 20  # predictions per thread per chunk of images: both passes
 _PG, _P, _P2, _G, _G2 = range(5)
 
 
-def _activation(name: str, value: Any) -> Optional[str]:
-    if value not in _ACTIVATIONS:
-        raise ValueError(f"{name} must be None (probabilities), 'sigmoid' or 'softmax'; got {value!r}")
-    return value
+ACTIVATION = param(default=None, check=choice(None, "sigmoid", "softmax"),
+                   doc="None (probabilities), 'sigmoid' or 'softmax' (logits)")
+SMOOTH_NR = param(default=1e-5, check=non_negative, doc="added to the numerator")
+SMOOTH_DR = param(default=1e-5, check=non_negative, doc="added to the denominator")
+BATCH = param(default=False, check=boolean,
+              doc="sum over the batch before the ratio (one loss per batch)")
 
 
-ACTIVATION = Param("activation", None, _activation,
-                   "None (probabilities), 'sigmoid' or 'softmax' (logits)")
-SMOOTH_NR = Param("smooth_nr", 1e-5, non_negative, "added to the numerator")
-SMOOTH_DR = Param("smooth_dr", 1e-5, non_negative, "added to the denominator")
-BATCH = Param("batch", False, _flag, "sum over the batch before the ratio (one loss per batch)")
 def _class_weight_with_mass(name: str, value: Any) -> Optional[np.ndarray]:
-    w = _class_weight(name, value)
+    w = CLASS_WEIGHTS(name, value)
     if w is not None and not w.sum() > 0:
         raise ValueError(f"{name} must not sum to zero (the loss is their weighted mean)")
     return w
 
 
-CLASS_WEIGHT = Param("class_weight", None, _class_weight_with_mass, "one weight per class, or None")
+CLASS_WEIGHT = param(default=None, check=_class_weight_with_mass,
+                     doc="one weight per class (stored as a read-only array), or None")
 
 
-class _SoftDice(Loss):
+class _SoftDice(Loss[FloatArray]):
     """The Dice family over per-(image, class) sums; subclasses define ``_group_loss``."""
 
     family = "segmentation"
@@ -194,8 +192,12 @@ class DiceLoss(_SoftDice):
     """
 
     function_name = "dice_loss"
-    params = (ACTIVATION, SMOOTH_NR, SMOOTH_DR, Param("squared", False, _flag, "squared denominators"),
-              CLASS_WEIGHT, BATCH)
+    activation: Optional[str] = ACTIVATION
+    smooth_nr: float = SMOOTH_NR
+    smooth_dr: float = SMOOTH_DR
+    squared: bool = param(default=False, check=boolean, doc="squared denominators")
+    class_weight: ClassWeights = CLASS_WEIGHT
+    batch: bool = BATCH
 
     def _group_loss(self, sums):
         I = sums[..., _PG]
@@ -235,9 +237,13 @@ class TverskyLoss(_SoftDice):
     """
 
     function_name = "tversky_loss"
-    params = (Param("alpha", 0.5, non_negative, "weight of false positives"),
-              Param("beta", 0.5, non_negative, "weight of false negatives"),
-              ACTIVATION, SMOOTH_NR, SMOOTH_DR, CLASS_WEIGHT, BATCH)
+    alpha: float = param(default=0.5, check=non_negative, doc="weight of false positives")
+    beta: float = param(default=0.5, check=non_negative, doc="weight of false negatives")
+    activation: Optional[str] = ACTIVATION
+    smooth_nr: float = SMOOTH_NR
+    smooth_dr: float = SMOOTH_DR
+    class_weight: ClassWeights = CLASS_WEIGHT
+    batch: bool = BATCH
 
     def _group_loss(self, sums):
         tp, P, G = sums[..., _PG], sums[..., _P], sums[..., _G]
@@ -276,7 +282,10 @@ class GeneralizedDiceLoss(_SoftDice):
     """
 
     function_name = "generalized_dice_loss"
-    params = (ACTIVATION, SMOOTH_NR, SMOOTH_DR, BATCH)
+    activation: Optional[str] = ACTIVATION
+    smooth_nr: float = SMOOTH_NR
+    smooth_dr: float = SMOOTH_DR
+    batch: bool = BATCH
     class_weight = None
 
     def _group_loss(self, sums):

@@ -28,19 +28,23 @@ Conventions
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Literal, Optional, Tuple, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._base import KernelResult, Loss, Param, finite_float, non_negative, positive
+from ._base import G, FloatArray, KernelResult, Loss, Scalar, param
 from ._batch import item_result, item_scale
-from .classification import _bool
+from ._validate import (
+    at_least, between, boolean, choice, integer, non_negative, positive, real_array,
+)
 
 __all__ = ["pairwise_distances", "pairwise_distances_backward", "Contrastive", "BatchContrastive",
            "TripletMargin", "BatchTripletMargin", "CenterLoss", "update_centers", "CosFace",
            "ArcFace"]
 
+Triplets = NDArray[np.int64]  # (T, 3) rows of (anchor, positive, negative)
 METRICS = dict(_core.metrics)
 MINING = dict(_core.mining)
 
@@ -51,13 +55,7 @@ MINING = dict(_core.mining)
 
 
 def _real(x: Any, name: str, ndim: int) -> np.ndarray:
-    a = x if isinstance(x, np.ndarray) else np.asarray(x)
-    if a.dtype.kind in "biu":
-        a = a.astype(np.float64)
-    elif a.dtype.kind != "f":
-        raise TypeError(f"{name} must be a real numeric array; got dtype {a.dtype}")
-    elif a.dtype not in (np.float32, np.float64):
-        a = a.astype(np.float32 if a.itemsize < 4 else np.float64)
+    a = real_array(x, name)
     if a.ndim != ndim:
         what = "(N, D) embeddings" if ndim == 2 else f"{ndim}-D"
         raise ValueError(f"{name} must be {what}; got shape {a.shape}")
@@ -104,10 +102,7 @@ def _rows_and_table(labels, x, table, x_name: str, table_name: str):
 def _weights(w: Any, n: int) -> Optional[np.ndarray]:
     if w is None:
         return None
-    a = np.asarray(w)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"sample_weight must be a real numeric array; got dtype {a.dtype}")
-    a = np.ascontiguousarray(a, dtype=np.float64)
+    a = np.ascontiguousarray(real_array(w, "sample_weight"), dtype=np.float64)
     if a.shape != (n,):
         raise ValueError(f"sample_weight must have shape ({n},); got {a.shape}")
     if not np.all(np.isfinite(a)) or np.any(a < 0):
@@ -121,48 +116,14 @@ def _same_shape(a: np.ndarray, b: np.ndarray, na: str, nb: str) -> None:
                          f"{nb} {b.shape}")
 
 
-def _metric(name: str, value: Any) -> str:
-    if value not in METRICS:
-        raise ValueError(f"{name} must be one of {tuple(METRICS)}; got {value!r}")
-    return value
-
-
-def _norm_degree(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number; got {value!r}")
-    v = float(value)
-    if not (v >= 1.0):
-        raise ValueError(f"{name} must be >= 1 (a norm), or inf; got {v}")
-    return v
-
-
-def _mining(name: str, value: Any) -> str:
-    if value not in MINING:
-        raise ValueError(f"{name} must be one of {tuple(MINING)}; got {value!r}")
-    return value
-
-
-def _seed(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-            or not 0 <= value < 2**64:
-        raise ValueError(f"{name} must be an integer in [0, 2**64); got {value!r}")
-    return int(value)
-
-
-def _angle(name: str, value: Any) -> float:
-    v = non_negative(name, value)
-    if v >= math.pi:
-        raise ValueError(f"{name} must lie in [0, pi) (radians); got {v}")
-    return v
-
-
-MARGIN = Param("margin", 1.0, non_negative, "the margin (>= 0)")
-METRIC = Param("metric", "euclidean", _metric, "'euclidean', 'sqeuclidean' or 'cosine'")
-NORM_EPS = Param("eps", 1e-8, positive, "cosine: rows are divided by max(|x|, eps)")
-PAIR_EPS = Param("eps", 1e-6, non_negative,
-                 "distance |x1 - x2 + eps|_p (PyTorch's pairwise_distance)")
-P_NORM = Param("p", 2.0, _norm_degree, "degree of the norm (>= 1, or inf)")
-SOFT = Param("soft", False, _bool, "softplus(d_ap - d_an + margin) instead of the hinge")
+_metric = choice(*METRICS)
+MARGIN = param(default=1.0, check=non_negative, doc="the margin (>= 0)")
+METRIC = param(default="euclidean", check=_metric, doc="'euclidean', 'sqeuclidean' or 'cosine'")
+NORM_EPS = param(default=1e-8, check=positive, doc="cosine: rows are divided by max(|x|, eps)")
+PAIR_EPS = param(default=1e-6, check=non_negative,
+                 doc="distance |x1 - x2 + eps|_p (PyTorch's pairwise_distance)")
+P_NORM = param(default=2.0, check=at_least(1, allow_inf=True), doc="degree of the norm (>= 1, or inf)")
+SOFT = param(default=False, check=boolean, doc="softplus(d_ap - d_an + margin) instead of the hinge")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -272,7 +233,7 @@ def pairwise_distances_backward(grad_output, x, y=None, *, metric: str = "euclid
 # --------------------------------------------------------------------------------------------------
 
 
-class _SimilarityLoss(Loss):
+class _SimilarityLoss(Loss[G]):
     """Losses on several inputs, named in ``arguments`` (by position or by name, like every
     fastloss loss); subclasses define ``_compute(inputs, sample_weight, reduction, want_grad)``
     returning a :class:`KernelResult` whose ``grad`` is the tuple of gradients in ``grads``
@@ -315,7 +276,7 @@ def _pnorm_grads(a, b, p, eps, dist, coef):
     return _core.sim_paired_distance_grad(a, b, p, eps, dist, coef)
 
 
-class Contrastive(_SimilarityLoss):
+class Contrastive(_SimilarityLoss[Tuple[FloatArray, FloatArray]]):
     """Contrastive loss on explicit pairs (Hadsell, Chopra, LeCun 2006):
     ``l = 1/2 [y d^2 + (1 - y) max(0, margin - d)^2]`` with ``d = |x1 - x2 + eps|_p``.
 
@@ -344,7 +305,9 @@ class Contrastive(_SimilarityLoss):
     function_name = "contrastive"
     arguments = ("similar", "x1", "x2")
     grads = ("x1", "x2")
-    params = (MARGIN, P_NORM, PAIR_EPS)
+    margin: float = MARGIN
+    p: float = P_NORM
+    eps: float = PAIR_EPS
     smooth = False
 
     def _compute(self, inputs, sample_weight, reduction, want_grad):
@@ -389,7 +352,7 @@ def _clustered(rng, n, dtype, dim=16):
     return labels, (centres[labels] + 0.7 * rng.standard_normal((n, dim))).astype(dtype)
 
 
-class _LabelledBatch(_SimilarityLoss):
+class _LabelledBatch(_SimilarityLoss[FloatArray]):
     """Batch losses on ``(labels, embeddings)``: labels are any integers (equal = same class)."""
 
     arguments = ("labels", "embeddings")
@@ -441,10 +404,12 @@ class BatchContrastive(_LabelledBatch):
 
     empty_mean = 0.0  # a batch of fewer than two rows has no pair
 
-    params = (Param("pos_margin", 0.0, non_negative, "distance below which similar pairs cost 0"),
-              Param("neg_margin", 1.0, non_negative,
-                    "distance beyond which dissimilar pairs cost 0"),
-              METRIC, NORM_EPS)
+    pos_margin: float = param(default=0.0, check=non_negative,
+                              doc="distance below which similar pairs cost 0")
+    neg_margin: float = param(default=1.0, check=non_negative,
+                              doc="distance beyond which dissimilar pairs cost 0")
+    metric: str = METRIC
+    eps: float = NORM_EPS
 
     def _compute(self, inputs, sample_weight, reduction, want_grad):
         x, ids, _, w = self._batch(*inputs, sample_weight)
@@ -466,7 +431,7 @@ class BatchContrastive(_LabelledBatch):
         return r._replace(grad=(gx,))
 
 
-class TripletMargin(_SimilarityLoss):
+class TripletMargin(_SimilarityLoss[Tuple[FloatArray, FloatArray, FloatArray]]):
     """Triplet margin loss on explicit triplets (Schroff et al. 2015):
     ``l = max(0, d(a, p) - d(a, n) + margin)`` with ``d(u, v) = |u - v + eps|_p``; exactly
     PyTorch's ``triplet_margin_loss(a, p, n, margin, p, eps, swap)``.
@@ -501,7 +466,11 @@ class TripletMargin(_SimilarityLoss):
     function_name = "triplet_margin"
     arguments = ("anchor", "positive", "negative")
     grads = arguments
-    params = (MARGIN, P_NORM, PAIR_EPS, Param("swap", False, _bool, "distance swap"), SOFT)
+    margin: float = MARGIN
+    p: float = P_NORM
+    eps: float = PAIR_EPS
+    swap: bool = param(default=False, check=boolean, doc="distance swap")
+    soft: bool = SOFT
 
     def _compute(self, inputs, sample_weight, reduction, want_grad):
         arrays = [_real(v, name, 2) for v, name in zip(inputs, self.arguments)]
@@ -596,20 +565,53 @@ class BatchTripletMargin(_LabelledBatch):
     """
 
     function_name = "batch_triplet_margin"
-    params = (MARGIN, Param("mining", "hard", _mining, "'all', 'hard', 'semi-hard' or 'random'"),
-              METRIC, SOFT, Param("seed", 0, _seed, "seed of random mining"), NORM_EPS)
+    margin: float = MARGIN
+    mining: str = param(default="hard", check=choice(*MINING),
+                        doc="'all', 'hard', 'semi-hard' or 'random'")
+    metric: str = METRIC
+    soft: bool = SOFT
+    seed: int = param(default=0, check=integer(0, 2**64), doc="seed of random mining")
+    eps: float = NORM_EPS
 
     empty_mean = 0.0  # a batch without any triplet
 
-    def __call__(self, *args, sample_weight=None, reduction=None, out=None,
-                 return_triplets=False, **inputs):
+    @overload  # type: ignore[override]
+    def __call__(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                 reduction: Scalar = ..., out: None = ..., return_triplets: Literal[False] = ...,
+                 **inputs: ArrayLike) -> float: ...
+
+    @overload
+    def __call__(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                 reduction: Literal["none"], out: Optional[FloatArray] = ...,
+                 return_triplets: Literal[False] = ..., **inputs: ArrayLike) -> FloatArray: ...
+
+    @overload
+    def __call__(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                 reduction: Scalar = ..., out: None = ..., return_triplets: Literal[True],
+                 **inputs: ArrayLike) -> Tuple[float, Triplets]: ...
+
+    def __call__(self, *args: Any, sample_weight: Any = None, reduction: Optional[str] = None,
+                 out: Any = None, return_triplets: bool = False, **inputs: Any) -> Any:
         result, reduction = self._evaluate(args, inputs, sample_weight, reduction, False, False,
                                            out)
         value = self._value(result, reduction)
         return (value, result.extra()) if return_triplets else value
 
-    def value_and_grad(self, *args, sample_weight=None, reduction=None, out=None, grad_out=None,
-                       return_triplets=False, **inputs):
+    @overload  # type: ignore[override]
+    def value_and_grad(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                       reduction: Scalar = ..., out: None = ...,
+                       grad_out: Optional[FloatArray] = ..., return_triplets: Literal[False] = ...,
+                       **inputs: ArrayLike) -> Tuple[float, FloatArray]: ...
+
+    @overload
+    def value_and_grad(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
+                       reduction: Scalar = ..., out: None = ...,
+                       grad_out: Optional[FloatArray] = ..., return_triplets: Literal[True],
+                       **inputs: ArrayLike) -> Tuple[float, FloatArray, Triplets]: ...
+
+    def value_and_grad(self, *args: Any, sample_weight: Any = None,
+                       reduction: Optional[str] = None, out: Any = None, grad_out: Any = None,
+                       return_triplets: bool = False, **inputs: Any) -> Any:
         result, reduction = self._evaluate(args, inputs, sample_weight, reduction, True, False,
                                            out, grad_out)
         value = self._value(result, reduction)
@@ -680,7 +682,7 @@ class BatchTripletMargin(_LabelledBatch):
         return r._replace(grad=(gx,))
 
 
-class CenterLoss(_SimilarityLoss):
+class CenterLoss(_SimilarityLoss[Tuple[FloatArray, FloatArray]]):
     """Center loss (Wen et al. 2016): ``l_i = 1/2 |x_i - c_{y_i}|^2``.
 
     Inputs ``(labels, features, centers)``: labels (N,) are class indices into ``centers`` (C, D);
@@ -740,9 +742,7 @@ def update_centers(labels, features, centers, alpha: float = 0.5, *, out=None) -
     ``c_j <- c_j - alpha * sum_{i: y_i = j} (c_j - x_i) / (1 + n_j)``, ``n_j`` the count of class
     ``j`` in the batch. Returns new centers, or writes them into ``out`` (``out=centers`` updates
     in place). ``alpha`` in [0, 1]."""
-    alpha = finite_float("alpha", alpha)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1]; got {alpha}")
+    alpha = between(0, 1)("alpha", alpha)
     y, x, c = _rows_and_table(labels, features, centers, "features", "centers")
     if out is not None:
         if not isinstance(out, np.ndarray) or out.shape != c.shape or out.dtype != c.dtype:
@@ -760,7 +760,7 @@ def update_centers(labels, features, centers, alpha: float = 0.5, *, out=None) -
     return out
 
 
-class _MarginSoftmax(_SimilarityLoss):
+class _MarginSoftmax(_SimilarityLoss[Tuple[FloatArray, FloatArray]]):
     """Shared body of CosFace and ArcFace (see their docs)."""
 
     arguments = ("labels", "embeddings", "weight")
@@ -796,7 +796,7 @@ class _MarginSoftmax(_SimilarityLoss):
         return labels, (W[labels] + rng.standard_normal((n, 32))).astype(dtype), W.astype(dtype)
 
 
-SCALE = Param("scale", 64.0, positive, "the scale s of the logits")
+SCALE = param(default=64.0, check=positive, doc="the scale s of the logits")
 
 
 class CosFace(_MarginSoftmax):
@@ -825,7 +825,8 @@ class CosFace(_MarginSoftmax):
     """
 
     function_name = "cosface"
-    params = (SCALE, Param("margin", 0.35, non_negative, "the cosine margin m"))
+    scale: float = SCALE
+    margin: float = param(default=0.35, check=non_negative, doc="the cosine margin m")
     smooth = True
 
 
@@ -858,6 +859,9 @@ class ArcFace(_MarginSoftmax):
     """
 
     function_name = "arcface"
-    params = (SCALE, Param("margin", 0.5, _angle, "the angular margin m (radians)"),
-              Param("easy_margin", False, _bool, "apply the margin only where cos > 0"))
+    scale: float = SCALE
+    margin: float = param(default=0.5, check=between(0, math.pi, "left"),
+                          doc="the angular margin m (radians)")
+    easy_margin: bool = param(default=False, check=boolean,
+                              doc="apply the margin only where cos > 0")
     _arc = True

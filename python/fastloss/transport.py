@@ -18,7 +18,8 @@ import numpy as np
 
 from . import _core
 from ._runtime import get_num_threads
-from ._base import KernelResult, Loss, Param, finite_float, positive
+from ._base import FloatArray, KernelResult, Loss, param
+from ._validate import at_least, integer, optional, positive, real_array
 
 __all__ = ["Wasserstein1D", "SlicedWasserstein", "SinkhornLoss", "SinkhornResult", "sinkhorn",
            "sinkhorn_loss", "wasserstein_1d", "sliced_wasserstein", "random_projections"]
@@ -27,40 +28,6 @@ __all__ = ["Wasserstein1D", "SlicedWasserstein", "SinkhornLoss", "SinkhornResult
 # ----------------------------------------------------------------------------------------------
 # argument checks (all before any work)
 # ----------------------------------------------------------------------------------------------
-
-
-def _p(name: str, value: Any) -> float:
-    v = finite_float(name, value)
-    if v < 1:
-        raise ValueError(f"{name} must be >= 1; got {v}")
-    return v
-
-
-def _int_at_least(low: int):
-    def check(name: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an int; got {value!r}")
-        if value < low:
-            raise ValueError(f"{name} must be >= {low}; got {value}")
-        return int(value)
-    return check
-
-
-def _optional_positive(name: str, value: Any) -> Optional[float]:
-    return None if value is None else positive(name, value)
-
-
-def _seed(name: str, value: Any) -> Optional[int]:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
-        raise TypeError(f"{name} must be an int or None; got {value!r}")
-    return None if value is None else int(value)
-
-
-def _real(x: Any, name: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers; got dtype {a.dtype}")
-    return a
 
 
 def _compute_dtype(*arrays: np.ndarray) -> np.dtype:
@@ -73,7 +40,7 @@ def _weights(w: Any, shape: tuple, name: str) -> Optional[np.ndarray]:
     the values, or its last axis alone), each row summing to a positive number; float64, C order."""
     if w is None:
         return None
-    a = _real(w, name).astype(np.float64)
+    a = real_array(w, name).astype(np.float64)
     if a.shape not in (shape, shape[-1:]):
         raise ValueError(f"{name} must have the shape of its samples {shape} or {shape[-1:]}; "
                          f"got {a.shape}")
@@ -88,7 +55,7 @@ def _weights(w: Any, shape: tuple, name: str) -> Optional[np.ndarray]:
 
 def _samples(x: Any, name: str, ndim: tuple, axis: int) -> np.ndarray:
     """``x`` as a real array of ``ndim`` dimensions whose samples run along ``axis`` (non-empty)."""
-    a = _real(x, name)
+    a = real_array(x, name)
     if a.ndim not in ndim:
         raise ValueError(f"{name} must have {' or '.join(map(str, ndim))} dimensions; got shape {a.shape}")
     if a.shape[axis] == 0:
@@ -135,7 +102,7 @@ def _w1d_rows(u: np.ndarray, v: np.ndarray, uw, vw, p: float, grad_scale: float,
                                 float(p), float(grad_scale), want_grad, want_hess)
 
 
-class _Distributions(Loss):
+class _Distributions(Loss[FloatArray]):
     """Losses between two empirical distributions (samples of y_true and of y_pred)."""
 
     family = "distribution"
@@ -185,7 +152,7 @@ class Wasserstein1D(_Distributions):
     """
 
     function_name = "wasserstein_1d"
-    params = (Param("p", 1.0, _p, "exponent of the ground cost |x - y|^p"),)
+    p: float = param(default=1.0, check=at_least(1), doc="exponent of the ground cost |x - y|^p")
     hessian = "a.e."
 
     def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out,
@@ -201,7 +168,7 @@ class Wasserstein1D(_Distributions):
         uw = _weights(true_weight, u.shape, "true_weight")
         vw = _weights(sample_weight, v.shape, "sample_weight")
         dt = _compute_dtype(u, v)
-        out_dtype = v.dtype if v.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        out_dtype = v.dtype
         rows = 1 if u.ndim == 1 else u.shape[0]
         u2 = np.ascontiguousarray(u.reshape(rows, -1), dtype=dt)
         v2 = np.ascontiguousarray(v.reshape(rows, -1), dtype=dt)
@@ -256,9 +223,10 @@ class SlicedWasserstein(_Distributions):
     """
 
     function_name = "sliced_wasserstein"
-    params = (Param("n_projections", 50, _int_at_least(1), "number of random directions"),
-              Param("p", 2.0, _p, "exponent of the ground cost"),
-              Param("seed", 0, _seed, "seed of the directions (numpy default_rng)"))
+    n_projections: int = param(default=50, check=integer(1), doc="number of random directions")
+    p: float = param(default=2.0, check=at_least(1), doc="exponent of the ground cost")
+    seed: Optional[int] = param(default=0, check=optional(integer()),
+                                doc="seed of the directions (numpy default_rng)")
     hessian = "none"
 
     optional_inputs = ("true_weight", "projections")
@@ -279,13 +247,13 @@ class SlicedWasserstein(_Distributions):
         if projections is None:
             theta = random_projections(d, self.n_projections, self.seed)
         else:
-            theta = _real(projections, "projections").astype(np.float64)
+            theta = real_array(projections, "projections").astype(np.float64)
             if theta.ndim != 2 or theta.shape[0] != d or theta.shape[1] < 1:
                 raise ValueError(f"projections must be (d, n_projections) = ({d}, L); got {theta.shape}")
         uw = _weights(true_weight, x.shape[:1], "true_weight")
         vw = _weights(sample_weight, y.shape[:1], "sample_weight")
         dt = _compute_dtype(x, y)
-        out_dtype = y.dtype if y.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        out_dtype = y.dtype
         th = theta.astype(dt)
         L = th.shape[1]
         xp = np.ascontiguousarray(th.T @ x.astype(dt, copy=False).T)  # (L, n)
@@ -378,11 +346,11 @@ def sinkhorn(x=None, y=None, *, cost=None, a=None, b=None, epsilon, max_iter=100
     (True, [[0.5, 0.0], [0.0, 0.5]])
     """
     eps = positive("epsilon", epsilon)
-    max_iter = _int_at_least(1)("max_iter", max_iter)
+    max_iter = integer(1)("max_iter", max_iter)
     if cost is not None:
         if x is not None or y is not None:
             raise ValueError("give either the point clouds x and y or the cost matrix, not both")
-        C = _real(cost, "cost")
+        C = real_array(cost, "cost")
         if C.ndim != 2 or 0 in C.shape:
             raise ValueError(f"cost must be a non-empty (n, m) matrix; got shape {C.shape}")
         if not np.all(np.isfinite(C)):
@@ -423,8 +391,8 @@ def sinkhorn(x=None, y=None, *, cost=None, a=None, b=None, epsilon, max_iter=100
 
 
 def _out_dtype(a) -> np.dtype:
-    dt = np.asarray(a).dtype
-    return dt if dt in (np.float32, np.float64) else np.dtype(np.float64)
+    """The gradient's dtype for input ``a``: the dtype it is computed in (float16: float32)."""
+    return real_array(np.asarray(a)[:0], "x").dtype
 
 
 class SinkhornLoss(_Distributions):
@@ -452,9 +420,10 @@ class SinkhornLoss(_Distributions):
     """
 
     function_name = "sinkhorn_loss"
-    params = (Param("epsilon", 0.1, positive, "entropic regularization"),
-              Param("max_iter", 1000, _int_at_least(1), "iteration limit"),
-              Param("tol", None, _optional_positive, "marginal error to reach"))
+    epsilon: float = param(default=0.1, check=positive, doc="entropic regularization")
+    max_iter: int = param(default=1000, check=integer(1), doc="iteration limit")
+    tol: Optional[float] = param(default=None, check=optional(positive),
+                                 doc="marginal error to reach")
     smooth = True
     hessian = "none"
 
