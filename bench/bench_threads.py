@@ -73,7 +73,7 @@ def _sample(fn: Callable[[], object], threads: int, k: int) -> float:
 def _measure(
     fn: Callable[[], object], threads: int, repeats: int, min_sample: float
 ) -> Tuple[float, float, float]:
-    """Median default time, median one-thread time, median per-repeat ratio (seconds, seconds, x)."""
+    """Median default time, median one-thread time (seconds), median per-repeat ratio."""
     one = min(_sample(fn, 1, 1) for _ in range(3))
     k = max(1, math.ceil(min_sample / max(one, 1e-7)))
     t_def: List[float] = []
@@ -97,7 +97,9 @@ def main(argv: List[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer, shorter repeats (< 1 min)")
     ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--loads", default="idle,1,all", help="idle, 1 (one busy process), all (one per core)")
+    ap.add_argument(
+        "--loads", default="idle,1,all", help="idle, 1 (one busy process), all (one per core)"
+    )
     ap.add_argument("--cases", default="mse_1e5,mse_1e6,mse_1e7,sce")
     ap.add_argument("--json", default=None, help="also write the results to this file")
     args = ap.parse_args(argv)

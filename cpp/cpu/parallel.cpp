@@ -44,7 +44,8 @@ static_assert(sizeof(Word) == sizeof(std::uint32_t), "futex word");
 
 void sleep_while(Word& w, std::uint32_t v) {
 #if defined(__linux__)
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAIT_PRIVATE, v, nullptr, nullptr, 0);
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAIT_PRIVATE, v, nullptr,
+          nullptr, 0);
 #else
   if (w.load() == v) std::this_thread::sleep_for(std::chrono::microseconds(50));
 #endif
@@ -52,7 +53,8 @@ void sleep_while(Word& w, std::uint32_t v) {
 
 void wake(Word& w, int n) {
 #if defined(__linux__)
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAKE_PRIVATE, n, nullptr, nullptr, 0);
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAKE_PRIVATE, n, nullptr,
+          nullptr, 0);
 #endif
 }
 
