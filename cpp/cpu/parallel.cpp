@@ -69,7 +69,7 @@ struct Pool {
   // The job; written by its caller before `open`, read by helpers after seeing `open`.
   index_t chunks = 0;
   int helpers = 0;
-  void (*fn)(void*, index_t) = nullptr;
+  void (*fn)(void*, index_t, int) = nullptr;
   void* ctx = nullptr;
   int started = 0;  // helper threads created (only the owning caller changes it)
 
@@ -83,9 +83,10 @@ struct Pool {
       }
       seen = epoch.load(std::memory_order_acquire);
       active.fetch_add(1);  // seq_cst, paired with the caller's close then active check
-      if (open.load() && seats.fetch_add(1, std::memory_order_relaxed) < helpers) {
+      int seat;
+      if (open.load() && (seat = seats.fetch_add(1, std::memory_order_relaxed)) < helpers) {
         index_t c;
-        while ((c = next.fetch_add(1, std::memory_order_relaxed)) < chunks) fn(ctx, c);
+        while ((c = next.fetch_add(1, std::memory_order_relaxed)) < chunks) fn(ctx, c, seat + 1);
       }
       active.fetch_sub(1, std::memory_order_release);
     }
@@ -131,14 +132,14 @@ Pool* acquire() {
 
 }  // namespace
 
-void run_chunks(index_t chunks, int helpers, void (*fn)(void*, index_t), void* ctx) {
+void run_chunks(index_t chunks, int helpers, void (*fn)(void*, index_t, int), void* ctx) {
   Pool* p = helpers > 0 && chunks > 1 ? acquire() : nullptr;
   if (p) {
     const int have = p->grow(helpers < kMaxHelpers ? helpers : kMaxHelpers);
     helpers = have < helpers ? have : helpers;
   }
   if (!p || helpers <= 0) {
-    for (index_t c = 0; c < chunks; ++c) fn(ctx, c);
+    for (index_t c = 0; c < chunks; ++c) fn(ctx, c, 0);
     if (p) p->busy.store(false, std::memory_order_release);
     return;
   }
@@ -159,7 +160,7 @@ void run_chunks(index_t chunks, int helpers, void (*fn)(void*, index_t), void* c
   };
   try {
     index_t c;
-    while ((c = p->next.fetch_add(1, std::memory_order_relaxed)) < chunks) fn(ctx, c);
+    while ((c = p->next.fetch_add(1, std::memory_order_relaxed)) < chunks) fn(ctx, c, 0);
   } catch (...) {
     p->next.store(chunks);
     close();

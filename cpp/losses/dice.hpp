@@ -168,13 +168,12 @@ struct Scratch {
   Scratch& operator=(const Scratch&) = delete;
 };
 
-// Runs f(block) over every (image, block of pixels); the blocks are shared out by parallel_for,
-// each run of blocks with its own scratch.
+// Runs f(block) over every (image, block of pixels), shared out by parallel_for_scratch.
 template <class T, bool L, class F>
 void for_blocks(const DiceJob& job, F&& f) {
   const index_t nb = (job.S + kBlock - 1) / kBlock, units = job.N * nb;
-  parallel_for(units, job.C * kBlock, job.threads, [&](index_t u0, index_t u1) {
-    Scratch<T> s(job.C);
+  auto make = [&] { return new Scratch<T>(job.C); };
+  auto run = [&](index_t u0, index_t u1, Scratch<T>& s) {
     for (index_t u = u0; u < u1; ++u) {
       const index_t n = u / nb, i0 = (u % nb) * kBlock, len = min_(kBlock, job.S - i0);
       if constexpr (L) {
@@ -184,7 +183,8 @@ void for_blocks(const DiceJob& job, F&& f) {
       }
       f(Block<T, L>{job, n, i0, len, s.p, s.labels}, u, s.tmp);
     }
-  });
+  };
+  parallel_for_scratch(units, job.C * kBlock, job.threads, make, run);
 }
 
 template <class T, bool L>

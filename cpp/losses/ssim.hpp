@@ -452,21 +452,24 @@ void ssim(const SsimJob& job) {
     std::free(row_sums);
     return;
   }
-  parallel_for(job.planes, H * W, job.threads, [&](index_t i0, index_t i1) {
-    RowScratch<T> s(W);
-    T* work_buf = ms ? alloc<T>(work) : nullptr;
-    double* row_sums = alloc<double>(Hc);
+  struct PlaneScratch {  // one thread's buffers, kept over its planes
+    RowScratch<T> s;
+    Buffer<T> work;
+    Buffer<double> row_sums;
+    PlaneScratch(index_t W, index_t nwork, index_t Hc) : s(W), work(nwork), row_sums(Hc) {}
+  };
+  auto make = [&] { return new PlaneScratch(W, work, Hc); };
+  auto run = [&](index_t i0, index_t i1, PlaneScratch& b) {
     for (index_t i = i0; i < i1; ++i) {
       if (ms) {
-        job.plane_value[i] = ms_ssim_plane<T>(job, i, s, work_buf, row_sums);
+        job.plane_value[i] = ms_ssim_plane<T>(job, i, b.s, b.work.p, b.row_sums.p);
       } else {
-        ssim_band_of_plane<T>(job, i, s, row_sums, 0, 1);
-        job.plane_value[i] = plane_value(job, row_sums);
+        ssim_band_of_plane<T>(job, i, b.s, b.row_sums.p, 0, 1);
+        job.plane_value[i] = plane_value(job, b.row_sums.p);
       }
     }
-    std::free(work_buf);
-    std::free(row_sums);
-  });
+  };
+  parallel_for_scratch(job.planes, H * W, job.threads, make, run);
 }
 
 }  // namespace losses

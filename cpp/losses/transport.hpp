@@ -135,8 +135,9 @@ void absorb_rows(const T* C, index_t n, index_t m, const double* a, const double
   T* hT = static_cast<T*>(std::malloc(sizeof(T) * m));
   for (index_t j = 0; j < m; ++j) hT[j] = static_cast<T>(log_b[j] + G[j]);
   const T ie = static_cast<T>(inv_eps);
-  parallel_for(n, m, threads, [&](index_t i0, index_t i1) {
-    T* s = static_cast<T*>(std::malloc(sizeof(T) * m));
+  auto make = [&] { return new Buffer<T>(m); };
+  parallel_for_scratch(n, m, threads, make, [&](index_t i0, index_t i1, Buffer<T>& buf) {
+    T* s = buf.p;
     for (index_t i = i0; i < i1; ++i) {
       T* k = K + i * m;
       const T mx = shifted_row_max(hT, C + i * m, ie, s, m);
@@ -145,7 +146,6 @@ void absorb_rows(const T* C, index_t n, index_t m, const double* a, const double
       const T scale = static_cast<T>(a[i] / S);
       for (index_t j = 0; j < m; ++j) k[j] *= scale;
     }
-    std::free(s);
   });
   std::free(hT);
 }
@@ -281,9 +281,15 @@ double plan_rows(const T* c, index_t rows, index_t K, const double* la, const do
   for (index_t k = 0; k < K; ++k) hT[k] = static_cast<T>(lb[k] + pb[k]);
   const T ie = static_cast<T>(inv_eps);
   double* part = static_cast<double*>(std::malloc(sizeof(double) * (rows > 0 ? rows : 1)));
-  parallel_for(rows, K * (1 + d), threads, [&](index_t r0, index_t r1) {
-    T* s = static_cast<T*>(std::malloc(sizeof(T) * K));
-    double* acc = static_cast<double*>(std::malloc(sizeof(double) * (d > 0 ? d : 1)));
+  struct RowBuffers {
+    Buffer<T> s;
+    Buffer<double> acc;
+    RowBuffers(index_t K, index_t d) : s(K), acc(d) {}
+  };
+  auto make = [&] { return new RowBuffers(K, d); };
+  auto run = [&](index_t r0, index_t r1, RowBuffers& b) {
+    T* s = b.s.p;
+    double* acc = b.acc.p;
     for (index_t i = r0; i < r1; ++i) {
       const T* ci = c + i * K;
       const T shift = static_cast<T>(la[i] + pa[i]);
@@ -314,9 +320,8 @@ double plan_rows(const T* c, index_t rows, index_t K, const double* la, const do
           grad[i * d + e] = static_cast<T>(2.0 * (mass * double(pi[e]) - acc[e]));
       }
     }
-    std::free(acc);
-    std::free(s);
-  });
+  };
+  parallel_for_scratch(rows, K * (1 + d), threads, make, run);
   const double total = pairwise_sum(part, rows);  // order fixed by the row count
   std::free(part);
   std::free(hT);
