@@ -40,7 +40,8 @@ inline constexpr int kMaxThreads = 256;             // bound on the threads of o
 // in elementary steps (about one memory-bound element each). Every helper is given at least
 // kParallelMinWork.
 template <class ChunkFn>
-void parallel_chunks_slots(index_t chunks, index_t work_per_chunk, int threads, ChunkFn&& chunk_fn) {
+void parallel_chunks_slots(index_t chunks, index_t work_per_chunk, int threads,
+                           ChunkFn&& chunk_fn) {
   if (chunks <= 0) return;
   const index_t work = chunks * (work_per_chunk > 0 ? work_per_chunk : 1);
   index_t t = threads < kMaxThreads ? threads : kMaxThreads;
