@@ -13,6 +13,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <system_error>
 #include <thread>
@@ -29,7 +30,7 @@ namespace fastloss {
 namespace {
 
 constexpr int kMaxHelpers = 255;
-constexpr int kSpin = 200;  // pauses before sleeping: a few microseconds (see below)
+constexpr int kSpin = 200;  // pauses before sleeping: a few microseconds (see above)
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
