@@ -21,10 +21,9 @@ results are checked against the full call (value 1e-12 relative, gradient 1e-12 
     python bench/bench_composite.py --quick    # 5 repeats, float64 only
     python bench/bench_composite.py --n 1e6 --chunks 10 --threads 1
 
-On an oversubscribed machine (more runnable threads than cores) OpenMP's default spin-waiting
-makes every parallel region expensive, so C chunked calls (``bare chunks`` as much as
-``accumulate``) can cost many times one call; run with ``OMP_WAIT_POLICY=passive`` (or
-``--threads 1``) there. The exit status is 1 when a result mismatches, never because of a timing.
+On an oversubscribed machine (more runnable threads than cores) the timings are noisy; compare
+with ``--threads 1`` (``bench/bench_threads.py`` measures the default threads against one thread
+under load). The exit status is 1 when a result mismatches, never because of a timing.
 """
 
 from __future__ import annotations

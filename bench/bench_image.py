@@ -19,9 +19,8 @@ What is timed (float32):
 Baselines run single-threaded; fastloss at each thread count asked. Values are cross-checked
 (the exit status is 1 when a check fails, never because of a timing).
 
-On a machine whose cores are shared with other busy processes, libgomp's default spin-waiting
-between parallel regions can make the 2-thread timings many times slower than 1 thread; compare
-with ``OMP_WAIT_POLICY=passive``.
+On a machine whose cores are shared with other busy processes, the baselines' own OpenMP threads
+(PyTorch through pytorch_msssim) may spin-wait; compare single-threaded there.
 """
 
 from __future__ import annotations

@@ -13,8 +13,6 @@
 // sums are bitwise independent of the thread count.
 #pragma once
 
-#include <omp.h>
-
 #include <cstdlib>
 
 #include "fastloss/job.hpp"
@@ -170,16 +168,13 @@ struct Scratch {
   Scratch& operator=(const Scratch&) = delete;
 };
 
-// Runs f(block) over every (image, block of pixels), in parallel over blocks when large enough.
+// Runs f(block) over every (image, block of pixels), shared out by parallel_for_scratch.
 template <class T, bool L, class F>
 void for_blocks(const DiceJob& job, F&& f) {
   const index_t nb = (job.S + kBlock - 1) / kBlock, units = job.N * nb;
-  const bool par = job.threads > 1 && units > 1 && job.N * job.C * job.S >= kParallelMinWork;
-#pragma omp parallel num_threads(par ? job.threads : 1)
-  {
-    Scratch<T> s(job.C);
-#pragma omp for schedule(static)
-    for (index_t u = 0; u < units; ++u) {
+  auto make = [&] { return new Scratch<T>(job.C); };
+  auto run = [&](index_t u0, index_t u1, Scratch<T>& s) {
+    for (index_t u = u0; u < u1; ++u) {
       const index_t n = u / nb, i0 = (u % nb) * kBlock, len = min_(kBlock, job.S - i0);
       if constexpr (L) {
         const std::int64_t* __restrict lab = job.labels + n * job.S + i0;
@@ -188,7 +183,8 @@ void for_blocks(const DiceJob& job, F&& f) {
       }
       f(Block<T, L>{job, n, i0, len, s.p, s.labels}, u, s.tmp);
     }
-  }
+  };
+  parallel_for_scratch(units, job.C * kBlock, job.threads, make, run);
 }
 
 template <class T, bool L>

@@ -25,16 +25,6 @@
 FL_NAMESPACE_BEGIN
 namespace losses {
 
-template <class F>
-inline void parallel_rows(index_t rows, index_t work_per_row, int threads, F&& f) {
-  if (threads > 1 && rows > 1 && rows * work_per_row >= kParallelMinWork) {
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (index_t r = 0; r < rows; ++r) f(r);
-  } else {
-    for (index_t r = 0; r < rows; ++r) f(r);
-  }
-}
-
 // |x_r|^2 in double (fixed lane order).
 template <class T>
 inline double sqnorm(const T* x, index_t d) {
@@ -52,7 +42,7 @@ void row_norms(const void* xv, index_t n, index_t d, double eps, double* sqn, vo
                int threads) {
   const T* x = static_cast<const T*>(xv);
   T* xhat = static_cast<T*>(xhatv);
-  parallel_rows(n, d, threads, [&](index_t r) {
+  parallel_for_each(n, d, threads, [&](index_t r) {
     const T* xr = x + r * d;
     sqn[r] = sqnorm(xr, d);
     if (xhat) {
@@ -95,7 +85,7 @@ template <class T>
 void dist_from_gram(void* gv, index_t rows, index_t cols, const double* nx, const double* ny,
                     int metric, bool self, int threads) {
   T* g = static_cast<T*>(gv);
-  parallel_rows(rows, cols, threads, [&](index_t r) {
+  parallel_for_each(rows, cols, threads, [&](index_t r) {
     T* row = g + r * cols;
     dist_row_any(metric, row, cols, nx ? nx[r] : 0.0, ny, row);
     if (self && metric != kCosine && r < cols) row[r] = T(0);
@@ -134,7 +124,7 @@ void mine_triplets(const MineJob& job) {
   const index_t n = job.n;
   const T* gram = static_cast<const T*>(job.gram);
   const std::int64_t* y = job.labels;
-  parallel_rows(n, n * 4, job.threads, [&](index_t a) {
+  parallel_for_each(n, n * 4, job.threads, [&](index_t a) {
     const std::int64_t ya = y[a];
     const index_t npos = job.class_count[ya] - 1, nneg = n - job.class_count[ya];
     if (job.mode != kMineAll && job.offset[a] == job.offset[a + 1]) return;  // no triplet
@@ -310,7 +300,7 @@ void pair_grad(const PairGradJob& job) {
     s = fill[b]++;
     other[s] = a, cd[2 * s] = job.coef[e], cd[2 * s + 1] = job.dist[e];
   }
-  parallel_rows(n, d * 4, job.threads, [&](index_t r) {
+  parallel_for_each(n, d * 4, job.threads, [&](index_t r) {
     double* acc = static_cast<double*>(std::malloc(sizeof(double) * d));
     for (index_t k = 0; k < d; ++k) acc[k] = 0.0;
     const T* xr = x + r * d;
@@ -339,7 +329,7 @@ void normalize_backward(void* gv, const void* xhatv, const double* sqn, index_t 
                         double eps, int threads) {
   T* g = static_cast<T*>(gv);
   const T* xhat = static_cast<const T*>(xhatv);
-  parallel_rows(n, d, threads, [&](index_t r) {
+  parallel_for_each(n, d, threads, [&](index_t r) {
     double* acc = static_cast<double*>(std::malloc(sizeof(double) * d));
     for (index_t k = 0; k < d; ++k) acc[k] = double(g[r * d + k]);
     normalize_backward_row(acc, xhat + r * d, sqn[r], eps, d);
@@ -380,7 +370,7 @@ void paired_distance(const void* av, const void* bv, index_t n, index_t d, doubl
                      double* out, int threads) {
   const T* a = static_cast<const T*>(av);
   const T* b = static_cast<const T*>(bv);
-  parallel_rows(n, d, threads, [&](index_t r) { out[r] = pnorm_row(a + r * d, b + r * d, d, p, eps); });
+  parallel_for_each(n, d, threads, [&](index_t r) { out[r] = pnorm_row(a + r * d, b + r * d, d, p, eps); });
 }
 
 template <class T>
@@ -390,7 +380,7 @@ void paired_distance_grad(const void* av, const void* bv, index_t n, index_t d, 
   const T* a = static_cast<const T*>(av);
   const T* b = static_cast<const T*>(bv);
   T* g = static_cast<T*>(gv);
-  parallel_rows(n, d, threads, [&](index_t r) {
+  parallel_for_each(n, d, threads, [&](index_t r) {
     const T *ar = a + r * d, *br = b + r * d;
     T* gr = g + r * d;
     const double c = coef[r], dr = dist[r];

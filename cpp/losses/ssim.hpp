@@ -26,11 +26,9 @@
 // values first). Filters run on explicit 64-byte vectors (fastloss/simd.hpp) with every column's
 // sums in registers; no fused multiply-add, so every ISA gives the same bits.
 // Work is per plane (deterministic: row sums in fixed lanes, combined pairwise in row order);
-// OpenMP over planes, or over bands of rows (with a halo of R forward rows) when there are fewer
-// planes than threads.
+// parallel_for over planes, or over bands of rows (with a halo of R forward rows) when there are
+// fewer planes than threads. A row's terms do not depend on its band, so neither does any result.
 #pragma once
-
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -321,17 +319,18 @@ void ssim_band(const Plane<T>& P, const Window<T>& win, T c1, T c2, index_t q0, 
     for (; q < q1; ++q) backward_row(P, win, q, scale, out + q * W, s, ring_row);
 }
 
-// Plain SSIM of plane i (value, gradient and map as requested). With `par` (called by every
-// thread of a parallel region), each thread takes a band of rows.
+// Plain SSIM of plane i (value, gradient and map as requested) over band b of nb bands of rows:
+// fills row_sums for the band's rows. The plane's value is plane_value(row_sums) once every band
+// is done.
 template <class T>
-double ssim_plane(const SsimJob& job, index_t i, RowScratch<T>& s, double* row_sums, bool par) {
+void ssim_band_of_plane(const SsimJob& job, index_t i, RowScratch<T>& s, double* row_sums,
+                        index_t b, index_t nb) {
   const Window<T> win;
   const index_t H = job.H, W = job.W, HW = H * W;
   const T c1 = static_cast<T>(job.c1), c2 = static_cast<T>(job.c2);
   const Plane<T> P{static_cast<const T*>(job.x) + i * HW, static_cast<const T*>(job.y) + i * HW, H, W};
-  const index_t Hc = P.Hc(), n = Hc * P.Wc();
-  const int nb = par ? omp_get_num_threads() : 1, b = par ? omp_get_thread_num() : 0;
-  const index_t q0 = H * b / nb, q1 = H * (b + 1) / nb;  // this thread's band
+  const index_t n = P.Hc() * P.Wc();
+  const index_t q0 = H * b / nb, q1 = H * (b + 1) / nb;  // this band's rows
   if (job.grad_out) {
     const T scale = static_cast<T>(job.grad_scale[i] / static_cast<double>(n));
     ssim_band<T, true>(P, win, c1, c2, q0, q1, scale, static_cast<T*>(job.grad_out) + i * HW, row_sums, s);
@@ -345,15 +344,11 @@ double ssim_plane(const SsimJob& job, index_t i, RowScratch<T>& s, double* row_s
       std::memcpy(map + p * W, s.term, sizeof(T) * W);
     }
   }
-  double value = 0.0;
-  if (par) {
-#pragma omp barrier
-#pragma omp single copyprivate(value)
-    value = pairwise_sum(row_sums, Hc) / static_cast<double>(n);
-  } else {
-    value = pairwise_sum(row_sums, Hc) / static_cast<double>(n);
-  }
-  return value;
+}
+
+inline double plane_value(const SsimJob& job, double* row_sums) {
+  const index_t Hc = job.H - 2 * R, Wc = job.W - 2 * R;
+  return pairwise_sum(row_sums, Hc) / static_cast<double>(Hc * Wc);
 }
 
 inline index_t pyramid_size(index_t H, index_t W, int scales) {
@@ -442,35 +437,39 @@ void ssim(const SsimJob& job) {
   const bool G = job.grad_out != nullptr, ms = job.scale_weights != nullptr;
   // Per-thread working memory for MS-SSIM: the pyramid and its maps (SSIM streams rows instead).
   const index_t work = !ms ? 0 : (G ? 6 : 2) * pyramid_size(H, W, job.scales);
-  const int threads = job.threads;
-  const bool by_rows = !ms && threads > 1 && job.planes < threads && H * W >= kParallelMinWork;
-  if (by_rows) {  // few large planes: each thread takes a band of every plane's rows
+  const index_t bands = job.threads < kMaxThreads ? job.threads : kMaxThreads;
+  if (!ms && job.planes < bands && H * W >= kParallelMinWork) {
+    // Few large planes: bands of every plane's rows (at most one per thread; the caller takes
+    // the bands of helpers that have not started).
     double* row_sums = alloc<double>(Hc);
-#pragma omp parallel num_threads(threads)
-    {
-      RowScratch<T> s(W);
-      for (index_t i = 0; i < job.planes; ++i) {
-        const double v = ssim_plane<T>(job, i, s, row_sums, true);
-#pragma omp single
-        job.plane_value[i] = v;
-      }
+    for (index_t i = 0; i < job.planes; ++i) {
+      parallel_chunks(bands, H * W / bands, job.threads, [&](index_t b) {
+        RowScratch<T> s(W);
+        ssim_band_of_plane<T>(job, i, s, row_sums, b, bands);
+      });
+      job.plane_value[i] = plane_value(job, row_sums);
     }
     std::free(row_sums);
     return;
   }
-  const bool par = threads > 1 && job.planes > 1 && job.planes * H * W >= kParallelMinWork;
-#pragma omp parallel num_threads(par ? threads : 1)
-  {
-    RowScratch<T> s(W);
-    T* work_buf = ms ? alloc<T>(work) : nullptr;
-    double* row_sums = alloc<double>(Hc);
-#pragma omp for schedule(dynamic, 1)
-    for (index_t i = 0; i < job.planes; ++i)
-      job.plane_value[i] = ms ? ms_ssim_plane<T>(job, i, s, work_buf, row_sums)
-                              : ssim_plane<T>(job, i, s, row_sums, false);
-    std::free(work_buf);
-    std::free(row_sums);
-  }
+  struct PlaneScratch {  // one thread's buffers, kept over its planes
+    RowScratch<T> s;
+    Buffer<T> work;
+    Buffer<double> row_sums;
+    PlaneScratch(index_t W, index_t nwork, index_t Hc) : s(W), work(nwork), row_sums(Hc) {}
+  };
+  auto make = [&] { return new PlaneScratch(W, work, Hc); };
+  auto run = [&](index_t i0, index_t i1, PlaneScratch& b) {
+    for (index_t i = i0; i < i1; ++i) {
+      if (ms) {
+        job.plane_value[i] = ms_ssim_plane<T>(job, i, b.s, b.work.p, b.row_sums.p);
+      } else {
+        ssim_band_of_plane<T>(job, i, b.s, b.row_sums.p, 0, 1);
+        job.plane_value[i] = plane_value(job, b.row_sums.p);
+      }
+    }
+  };
+  parallel_for_scratch(job.planes, H * W, job.threads, make, run);
 }
 
 }  // namespace losses

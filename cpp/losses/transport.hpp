@@ -95,9 +95,9 @@ double wasserstein_1d_row(const Wasserstein1dJob& job, index_t r) {
 
 template <class T>
 void wasserstein_1d(const Wasserstein1dJob& job) {
-  const bool par = job.threads > 1 && job.rows > 1 && job.rows * (job.n + job.m) >= kParallelMinWork;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(job.threads) if (par)
-  for (index_t r = 0; r < job.rows; ++r) job.values[r] = wasserstein_1d_row<T>(job, r);
+  parallel_for(job.rows, job.n + job.m, job.threads, [&](index_t r0, index_t r1) {
+    for (index_t r = r0; r < r1; ++r) job.values[r] = wasserstein_1d_row<T>(job, r);
+  });
 }
 
 // s_j = h_j - c_j * inv_eps (stored), returns max_j s_j. Vector extension for the max (see
@@ -127,13 +127,6 @@ inline T shifted_row_max(const T* h, const T* c, T inv_eps, T* s, index_t K) {
   return r;
 }
 
-// Sinkhorn enters a parallel region (and its barrier) at least once per iteration. On an idle
-// machine two threads halve a 1000 x 1000 f64 solve (17 -> 9 ms); on cores shared with other busy
-// processes a barrier can wait a scheduler time slice for a descheduled thread (measured: 18 ms on
-// one thread, 450 ms on two busy cores; OMP_WAIT_POLICY=passive or one thread avoids it). Below
-// 256K entries (a pass of ~0.1 ms) the iteration stays on one thread.
-inline constexpr index_t kSinkhornParallelMin = index_t(1) << 18;
-
 // Absorption (the log-domain step, exact for the rows): F_i = -LSE_j(log b_j + G_j - C_ij/eps)
 // and K_ij = a_i b_j exp(F_i + G_j - C_ij/eps), the plan of (F, G), whose rows sum to a_i.
 template <class T>
@@ -142,12 +135,10 @@ void absorb_rows(const T* C, index_t n, index_t m, const double* a, const double
   T* hT = static_cast<T*>(std::malloc(sizeof(T) * m));
   for (index_t j = 0; j < m; ++j) hT[j] = static_cast<T>(log_b[j] + G[j]);
   const T ie = static_cast<T>(inv_eps);
-  const bool par = threads > 1 && n * m >= kSinkhornParallelMin;
-#pragma omp parallel num_threads(threads) if (par)
-  {
-    T* s = static_cast<T*>(std::malloc(sizeof(T) * m));
-#pragma omp for schedule(static)
-    for (index_t i = 0; i < n; ++i) {
+  auto make = [&] { return new Buffer<T>(m); };
+  parallel_for_scratch(n, m, threads, make, [&](index_t i0, index_t i1, Buffer<T>& buf) {
+    T* s = buf.p;
+    for (index_t i = i0; i < i1; ++i) {
       T* k = K + i * m;
       const T mx = shifted_row_max(hT, C + i * m, ie, s, m);
       const double S = row_exp_sum(s, m, mx, k);
@@ -155,8 +146,7 @@ void absorb_rows(const T* C, index_t n, index_t m, const double* a, const double
       const T scale = static_cast<T>(a[i] / S);
       for (index_t j = 0; j < m; ++j) k[j] *= scale;
     }
-    std::free(s);
-  }
+  });
   std::free(hT);
 }
 
@@ -192,9 +182,7 @@ template <class T>
 void scale_rows_sum_columns(const T* K, index_t n, index_t m, const double* a, const double* v,
                             double* u, double* cs, double* partial, int threads) {
   const index_t chunks = min_(n, kColumnChunks);
-  const bool par = threads > 1 && n * m >= kSinkhornParallelMin;
-#pragma omp parallel for schedule(static) num_threads(threads) if (par)
-  for (index_t c = 0; c < chunks; ++c) {
+  parallel_chunks(chunks, n * m / chunks, threads, [&](index_t c) {
     const index_t i0 = n * c / chunks, i1 = n * (c + 1) / chunks;
     double* p = partial + c * m;
     for (index_t j = 0; j < m; ++j) p[j] = 0.0;
@@ -209,7 +197,7 @@ void scale_rows_sum_columns(const T* K, index_t n, index_t m, const double* a, c
       const double ui = u[i];
       for (index_t jj = 0; jj < m; ++jj) p[jj] = fma_(ui, double(k[jj]), p[jj]);
     }
-  }
+  });
   for (index_t j = 0; j < m; ++j) cs[j] = partial[j];
   for (index_t c = 1; c < chunks; ++c)
     for (index_t j = 0; j < m; ++j) cs[j] += partial[c * m + j];
@@ -292,14 +280,17 @@ double plan_rows(const T* c, index_t rows, index_t K, const double* la, const do
   T* hT = static_cast<T*>(std::malloc(sizeof(T) * K));
   for (index_t k = 0; k < K; ++k) hT[k] = static_cast<T>(lb[k] + pb[k]);
   const T ie = static_cast<T>(inv_eps);
-  const bool par = threads > 1 && rows * K >= kSinkhornParallelMin;
   double* part = static_cast<double*>(std::malloc(sizeof(double) * (rows > 0 ? rows : 1)));
-#pragma omp parallel num_threads(threads) if (par)
-  {
-    T* s = static_cast<T*>(std::malloc(sizeof(T) * K));
-    double* acc = static_cast<double*>(std::malloc(sizeof(double) * (d > 0 ? d : 1)));
-#pragma omp for schedule(static)
-    for (index_t i = 0; i < rows; ++i) {
+  struct RowBuffers {
+    Buffer<T> s;
+    Buffer<double> acc;
+    RowBuffers(index_t K, index_t d) : s(K), acc(d) {}
+  };
+  auto make = [&] { return new RowBuffers(K, d); };
+  auto run = [&](index_t r0, index_t r1, RowBuffers& b) {
+    T* s = b.s.p;
+    double* acc = b.acc.p;
+    for (index_t i = r0; i < r1; ++i) {
       const T* ci = c + i * K;
       const T shift = static_cast<T>(la[i] + pa[i]);
       if (W) {  // the iteration's plan: P_ik = su_i W_ik sv_k, no exp
@@ -329,9 +320,8 @@ double plan_rows(const T* c, index_t rows, index_t K, const double* la, const do
           grad[i * d + e] = static_cast<T>(2.0 * (mass * double(pi[e]) - acc[e]));
       }
     }
-    std::free(acc);
-    std::free(s);
-  }
+  };
+  parallel_for_scratch(rows, K * (1 + d), threads, make, run);
   const double total = pairwise_sum(part, rows);  // order fixed by the row count
   std::free(part);
   std::free(hT);
@@ -359,17 +349,17 @@ void sq_euclidean(const void* xv, const void* yv, index_t n, index_t m, index_t 
   const T* x = static_cast<const T*>(xv);
   const T* y = static_cast<const T*>(yv);
   auto fill = [&](const T* p, const T* q, index_t rows, index_t K, T* out) {
-    const bool par = threads > 1 && rows * K * d >= kParallelMinWork;
-#pragma omp parallel for schedule(static) num_threads(threads) if (par)
-    for (index_t i = 0; i < rows; ++i)
-      for (index_t k = 0; k < K; ++k) {
-        T acc = 0;
-        for (index_t e = 0; e < d; ++e) {
-          const T diff = p[i * d + e] - q[k * d + e];
-          acc = fma_(diff, diff, acc);
+    parallel_for(rows, K * d, threads, [&](index_t r0, index_t r1) {
+      for (index_t i = r0; i < r1; ++i)
+        for (index_t k = 0; k < K; ++k) {
+          T acc = 0;
+          for (index_t e = 0; e < d; ++e) {
+            const T diff = p[i * d + e] - q[k * d + e];
+            acc = fma_(diff, diff, acc);
+          }
+          out[i * K + k] = acc;
         }
-        out[i * K + k] = acc;
-      }
+    });
   };
   fill(x, y, n, m, static_cast<T*>(Cv));
   if (Ctv) fill(y, x, m, n, static_cast<T*>(Ctv));  // (a - b)^2 == (b - a)^2 bitwise: Ct is C's transpose

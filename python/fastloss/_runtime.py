@@ -12,7 +12,12 @@ __version__ = "0.1.0"
 
 
 def get_num_threads() -> int:
-    """Threads the kernels use (default: OpenMP's, i.e. ``OMP_NUM_THREADS`` or the core count)."""
+    """Threads the kernels use.
+
+    Until :func:`set_num_threads` is called: OpenMP's count for the calling thread, i.e.
+    ``OMP_NUM_THREADS`` or the core count, or the limit of an active
+    ``threadpoolctl.threadpool_limits``.
+    """
     return _core.get_num_threads()
 
 

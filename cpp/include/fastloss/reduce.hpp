@@ -1,20 +1,18 @@
 // Deterministic reductions. The summation order depends only on the problem size, never on the
 // thread count or the SIMD width: elements are summed in blocks of fixed size into a fixed number of
 // double lanes, lanes and block partials are combined pairwise in a fixed order, and threads only
-// decide who computes which superblock (a fixed group of blocks).
+// decide who computes which superblock (a fixed group of blocks), each into its own slot.
 #pragma once
-
-#include <omp.h>
 
 #include <cstdlib>
 
 #include "fastloss/config.hpp"
+#include "fastloss/parallel.hpp"
 
 FL_NAMESPACE_BEGIN
 
 inline constexpr index_t kBlock = 1024;            // elements per block (fits L1 with its buffers)
 inline constexpr index_t kBlocksPerSuper = 16;     // blocks per superblock (unit of thread work)
-inline constexpr index_t kParallelMinWork = 32768; // below this many elements: no OpenMP region
 inline constexpr int kLanes = 16;                  // double accumulator lanes inside a block
 
 // Sums x[0..n) in place, pairwise, in an order fixed by n alone.
@@ -53,8 +51,8 @@ inline double lane_dot(const T* x, const double* w, index_t len) {
 }
 
 // Runs block_fn(begin, len) -> double over [0, n) in blocks of `block` items and returns the
-// deterministic sum of the block results. `work_per_item` scales the OpenMP threshold (a row of K
-// classes is K items of work).
+// deterministic sum of the block results. `work_per_item` is an item's cost for parallel_chunks (a
+// row of K classes is K items of work).
 template <class BlockFn>
 double blocked_sum(index_t n, index_t block, int threads, BlockFn&& block_fn,
                    index_t work_per_item = 1) {
@@ -75,12 +73,8 @@ double blocked_sum(index_t n, index_t block, int threads, BlockFn&& block_fn,
   // linker for the baseline kernels.
   double small[64];
   double* partial = nsup > 64 ? static_cast<double*>(std::malloc(sizeof(double) * nsup)) : small;
-  if (threads > 1 && n * work_per_item >= kParallelMinWork) {
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (index_t s = 0; s < nsup; ++s) partial[s] = super(s);
-  } else {
-    for (index_t s = 0; s < nsup; ++s) partial[s] = super(s);
-  }
+  parallel_chunks(nsup, kBlocksPerSuper * block * work_per_item, threads,
+                  [&](index_t s) { partial[s] = super(s); });
   const double total = pairwise_sum(partial, nsup);
   if (partial != small) std::free(partial);
   return total;

@@ -1,0 +1,173 @@
+// The thread pool behind fastloss/parallel.hpp (compiled once, baseline flags).
+//
+// One job at a time: the caller publishes it, wakes sleeping helpers, and takes chunks from the
+// shared counter itself. When the counter runs out the caller closes the job and waits only for
+// helpers that are inside it (running a chunk); a helper that wakes later finds the job closed.
+// Helpers spin briefly after a job (passes in quick succession find them awake), then sleep on a
+// futex. A longer spin (2000 pauses, ~70 us) kept helpers spinning between the calls of a loop and
+// took a shared core's time from the caller: MSE n=1e5 at up to 1.6x its one-thread time with one
+// busy process, against at most 1.2x with 200.
+// After fork() the child starts a fresh pool: the parent's helpers do not exist there.
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <system_error>
+#include <thread>
+
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+#include "fastloss/parallel.hpp"
+
+namespace fastloss {
+namespace {
+
+constexpr int kMaxHelpers = 255;
+constexpr int kSpin = 200;  // pauses before sleeping: a few microseconds (see above)
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+using Word = std::atomic<std::uint32_t>;
+static_assert(sizeof(Word) == sizeof(std::uint32_t), "futex word");
+
+void sleep_while(Word& w, std::uint32_t v) {
+#if defined(__linux__)
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAIT_PRIVATE, v, nullptr,
+          nullptr, 0);
+#else
+  if (w.load() == v) std::this_thread::sleep_for(std::chrono::microseconds(50));
+#endif
+}
+
+void wake(Word& w, int n) {
+#if defined(__linux__)
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAKE_PRIVATE, n, nullptr,
+          nullptr, 0);
+#endif
+}
+
+struct Pool {
+  Word epoch{0};                  // bumped once per job; sleeping helpers wait on it
+  std::atomic<int> sleepers{0};   // helpers in (or about to enter) the futex wait
+  std::atomic<int> active{0};     // helpers between waking and leaving the current job
+  std::atomic<int> seats{0};      // helpers that joined the current job
+  std::atomic<bool> open{false};  // the job's chunks may be taken
+  std::atomic<bool> busy{false};  // a caller owns the pool
+  std::atomic<index_t> next{0};   // next chunk to hand out
+  // The job; written by its caller before `open`, read by helpers after seeing `open`.
+  index_t chunks = 0;
+  int helpers = 0;
+  void (*fn)(void*, index_t, int) = nullptr;
+  void* ctx = nullptr;
+  int started = 0;  // helper threads created (only the owning caller changes it)
+
+  void helper_loop(std::uint32_t seen) {
+    for (;;) {
+      for (int i = 0; i < kSpin && epoch.load(std::memory_order_acquire) == seen; ++i) cpu_relax();
+      if (epoch.load(std::memory_order_acquire) == seen) {
+        sleepers.fetch_add(1);  // seq_cst, paired with the caller's bump then sleepers check
+        while (epoch.load() == seen) sleep_while(epoch, seen);
+        sleepers.fetch_sub(1, std::memory_order_relaxed);
+      }
+      seen = epoch.load(std::memory_order_acquire);
+      active.fetch_add(1);  // seq_cst, paired with the caller's close then active check
+      int seat;
+      if (open.load() && (seat = seats.fetch_add(1, std::memory_order_relaxed)) < helpers) {
+        index_t c;
+        while ((c = next.fetch_add(1, std::memory_order_relaxed)) < chunks) fn(ctx, c, seat + 1);
+      }
+      active.fetch_sub(1, std::memory_order_release);
+    }
+  }
+
+  // Creates helpers up to n; returns how many exist (fewer if the system refuses threads).
+  int grow(int n) {
+    sigset_t all, old;  // helpers inherit a mask that blocks every signal: they go to the
+    sigfillset(&all);   // interpreter's threads
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    while (started < n) {
+      try {
+        const std::uint32_t now = epoch.load();
+        std::thread([this, now] { helper_loop(now); }).detach();
+      } catch (const std::system_error&) {
+        break;
+      }
+      ++started;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    return started;
+  }
+};
+
+// Never destroyed: detached helpers may still sleep on it at exit. A forked child replaces it.
+std::atomic<Pool*> g_pool{nullptr};
+std::atomic<bool> g_atfork{false};
+
+void forget_pool_in_child() { g_pool.store(nullptr, std::memory_order_relaxed); }
+
+Pool* acquire() {
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  if (!p) {
+    if (!g_atfork.exchange(true)) pthread_atfork(nullptr, nullptr, forget_pool_in_child);
+    Pool* fresh = new Pool;
+    if (g_pool.compare_exchange_strong(p, fresh))
+      p = fresh;
+    else
+      delete fresh;
+  }
+  return p->busy.exchange(true, std::memory_order_acquire) ? nullptr : p;
+}
+
+}  // namespace
+
+void run_chunks(index_t chunks, int helpers, void (*fn)(void*, index_t, int), void* ctx) {
+  Pool* p = helpers > 0 && chunks > 1 ? acquire() : nullptr;
+  if (p) {
+    const int have = p->grow(helpers < kMaxHelpers ? helpers : kMaxHelpers);
+    helpers = have < helpers ? have : helpers;
+  }
+  if (!p || helpers <= 0) {
+    for (index_t c = 0; c < chunks; ++c) fn(ctx, c, 0);
+    if (p) p->busy.store(false, std::memory_order_release);
+    return;
+  }
+  p->chunks = chunks, p->helpers = helpers, p->fn = fn, p->ctx = ctx;
+  p->seats.store(0, std::memory_order_relaxed);
+  p->next.store(0, std::memory_order_relaxed);
+  p->open.store(true);
+  p->epoch.fetch_add(1);
+  if (p->sleepers.load() > 0) wake(p->epoch, helpers);
+  auto close = [p] {
+    p->open.store(false);
+    for (int i = 0; p->active.load(std::memory_order_acquire) != 0; ++i)
+      if (i < kSpin)
+        cpu_relax();
+      else
+        sched_yield();  // a helper inside a chunk was preempted: let it finish
+    p->busy.store(false, std::memory_order_release);
+  };
+  try {
+    index_t c;
+    while ((c = p->next.fetch_add(1, std::memory_order_relaxed)) < chunks) fn(ctx, c, 0);
+  } catch (...) {
+    p->next.store(chunks);
+    close();
+    throw;
+  }
+  close();
+}
+
+}  // namespace fastloss
