@@ -348,6 +348,9 @@ class Loss(Generic[G], metaclass=_LossType):
     # False for losses that compare whole batches (a distance between distributions, a Dice
     # ratio over the batch): no sum over chunks of the data reproduces them.
     chunkable: ClassVar[bool] = True
+    # True where the compiled binding checks and writes the caller's buffers itself (before any
+    # work, all or none): no second check or copy in Python.
+    native_buffers: ClassVar[bool] = False
     # The mean over nothing that counts (a zero denominator): NaN, or 0 for losses whose batch
     # may legitimately hold nothing to count (no mined triplet, as pytorch-metric-learning).
     empty_mean: ClassVar[float] = math.nan
@@ -359,36 +362,46 @@ class Loss(Generic[G], metaclass=_LossType):
         receive."""
         raise NotImplementedError
 
-    def _evaluate(self, args: tuple, named: Dict[str, Any], sample_weight: Any, reduction: Any,
-                  want_grad: bool, want_hess: bool, out: Any = None, grad_out: Any = None,
-                  hess_out: Any = None) -> Tuple["KernelResult", str]:
+    def _call(self, args: tuple, named: Dict[str, Any], sample_weight: Any, reduction: Any,
+              want_grad: bool, want_hess: bool, out: Any = None, grad_out: Any = None,
+              hess_out: Any = None) -> Tuple[tuple, str]:
         """The one call path of every loss: binds and checks the call's arguments, runs the loss
-        once and delivers into the caller's buffers. Returns the result and the reduction."""
+        once and delivers into the caller's buffers. Returns the result, in ``KernelResult``'s
+        field order (a plain tuple from the compiled kernels: no wrapping on the hot path), and
+        the reduction."""
         reduction = self.reduction if reduction is None else _check_reduction(reduction)
         if want_hess and self.hessian == "none":
             raise NotImplementedError(f"{type(self).__name__} provides no Hessian diagonal; use "
                                       "value_and_grad")
         if out is not None and reduction != "none":
             raise ValueError("out= is only used with reduction='none'")
-        args, sample_weight, inputs = self._bind(args, named, sample_weight)
-        buffers = out is not None or grad_out is not None or hess_out is not None
-        if buffers:
+        if named or self.inputs or len(args) != len(self.arguments):
+            args, sample_weight, named = self._bind(args, named, sample_weight)
+        deliver = not self.native_buffers and (out is not None or grad_out is not None
+                                                or hess_out is not None)
+        if deliver:
             _check_buffers(out, grad_out, hess_out, len(self.grads))
         result = self._run(args, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-                           hess_out, **inputs)
-        if type(result) is not KernelResult:
-            result = KernelResult(*result)
-        if buffers:
-            result = _deliver(result, out, grad_out, hess_out)
+                           hess_out, **named)
+        if deliver:
+            result = _deliver(KernelResult(*result), out, grad_out, hess_out)
         return result, reduction
 
-    def _value(self, result: KernelResult, reduction: str) -> Any:
+    def _evaluate(self, args: tuple, named: Dict[str, Any], sample_weight: Any, reduction: Any,
+                  want_grad: bool, want_hess: bool, out: Any = None, grad_out: Any = None,
+                  hess_out: Any = None) -> KernelResult:
+        """``_call``'s result with its fields named, for composites and adapters."""
+        result = self._call(args, named, sample_weight, reduction, want_grad, want_hess, out,
+                            grad_out, hess_out)[0]
+        return result if type(result) is KernelResult else KernelResult(*result)
+
+    def _value(self, result: tuple, reduction: str) -> Any:
         """The value under ``reduction``: the per-item values, the sum, or the mean."""
         if reduction == "none":
-            return result.values
+            return result[2]
         if reduction == "sum":
-            return result.total
-        return result.total / result.norm if result.norm > 0 else self.empty_mean
+            return result[0]
+        return result[0] / result[1] if result[1] > 0 else self.empty_mean
 
     def _bind(self, args: tuple, named: Dict[str, Any], sample_weight: Any):
         """``(arguments, sample_weight, keyword inputs)`` from a call, like
@@ -431,8 +444,7 @@ class Loss(Generic[G], metaclass=_LossType):
                  out: Any = None, **inputs: Any) -> Any:
         """The loss value: a float (``"mean"``/``"sum"``) or the per-item array (``"none"``,
         into ``out`` if given)."""
-        result, reduction = self._evaluate(args, inputs, sample_weight, reduction, False, False,
-                                           out)
+        result, reduction = self._call(args, inputs, sample_weight, reduction, False, False, out)
         return self._value(result, reduction)
 
     @overload
@@ -451,9 +463,9 @@ class Loss(Generic[G], metaclass=_LossType):
         """``(value, grad)`` in one pass: the gradient of the returned value with respect to the
         differentiable inputs (``grads``; for ``"none"``, of their sum) with their shapes and
         dtypes -- one array, or a tuple in ``grads`` order (``grad_out`` likewise)."""
-        result, reduction = self._evaluate(args, inputs, sample_weight, reduction, True, False,
-                                           out, grad_out)
-        return self._value(result, reduction), result.grad
+        result, reduction = self._call(args, inputs, sample_weight, reduction, True, False, out,
+                                       grad_out)
+        return self._value(result, reduction), result[3]
 
     def grad_hess(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = None,
                   reduction: Optional[Literal["mean", "sum", "none"]] = None,
@@ -464,9 +476,9 @@ class Loss(Generic[G], metaclass=_LossType):
         # Per-item derivatives under "none" are those of "sum"; no per-item values needed.
         if reduction == "none" or (reduction is None and self.reduction == "none"):
             reduction = "sum"
-        result, _ = self._evaluate(args, inputs, sample_weight, reduction, True, True, None,
-                                   grad_out, hess_out)
-        return result.grad, result.hess
+        result, _ = self._call(args, inputs, sample_weight, reduction, True, True, None,
+                               grad_out, hess_out)
+        return result[3], result[4]
 
     @overload
     def value_grad_hess(self, *args: ArrayLike, sample_weight: Optional[ArrayLike] = ...,
@@ -483,9 +495,9 @@ class Loss(Generic[G], metaclass=_LossType):
                         reduction: Optional[str] = None, out: Any = None, grad_out: Any = None,
                         hess_out: Any = None, **inputs: Any) -> Tuple[Any, Any, Any]:
         """``(value, grad, hess)`` from the same single pass."""
-        result, reduction = self._evaluate(args, inputs, sample_weight, reduction, True, True,
-                                           out, grad_out, hess_out)
-        return self._value(result, reduction), result.grad, result.hess
+        result, reduction = self._call(args, inputs, sample_weight, reduction, True, True, out,
+                                       grad_out, hess_out)
+        return self._value(result, reduction), result[3], result[4]
 
     def _require_chunkable(self) -> None:
         if not self.chunkable:
@@ -552,6 +564,7 @@ class ElementwiseLoss(Loss[FloatArray]):
     kernels: ClassVar[Optional[Dict[bool, str]]] = None
     # True for losses on {-1, +1} (or {0, 1}) labels: other values are rejected before any work.
     sign_labels: ClassVar[bool] = False
+    native_buffers = True
 
     def __post_init__(self) -> None:
         self._id = _core.elementwise_kernels[self._kernel_name]
@@ -583,9 +596,9 @@ class ElementwiseLoss(Loss[FloatArray]):
         if self.sign_labels:
             _check_sign_labels(y_true)
         kernels = _core if type(y_pred) is np.ndarray else _kernels_for(y_pred)
-        return KernelResult(*kernels.elementwise(
+        return kernels.elementwise(
             self._id, self._kernel_params, y_true, y_pred, sample_weight, self._aux, reduction,
-            want_grad, want_hess, out, grad_out, hess_out))
+            want_grad, want_hess, out, grad_out, hess_out)
 
 
 def _check_sign_labels(y_true) -> None:

@@ -38,7 +38,7 @@ def partial_sum(loss: Loss, *args, sample_weight=None, **inputs) -> Tuple[float,
     CatBoost metric call; see docs/integrations.md). NotImplementedError for a loss that compares
     whole batches (``loss.chunkable`` is False)."""
     loss._require_chunkable()
-    result, _ = loss._evaluate(args, inputs, sample_weight, "sum", False, False)
+    result = loss._evaluate(args, inputs, sample_weight, "sum", False, False)
     return result.total, result.norm
 
 
@@ -145,7 +145,7 @@ class GradientAccumulator:
             if np.size(pred) == 0:
                 raise ValueError(f"empty micro-batch ({self.loss.arguments[1]} shape "
                                  f"{np.shape(pred)}) and on_empty='raise'")
-        result, _ = self.loss._evaluate(args, inputs, sample_weight, "sum", want_grad, False,
+        result = self.loss._evaluate(args, inputs, sample_weight, "sum", want_grad, False,
                                         None, grad_out)
         self._sum.add(result.total)
         self._norm.add(result.norm)

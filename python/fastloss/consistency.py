@@ -148,7 +148,7 @@ class _PairwiseSquares:
         total = norm = 0.0
         grad = np.zeros_like(f) if want_grad else None
         for a, b, w in pairs:
-            r, _ = _SUM_OF_SQUARES._evaluate((f[a], f[b]), {}, w, "sum", want_grad, False)
+            r = _SUM_OF_SQUARES._evaluate((f[a], f[b]), {}, w, "sum", want_grad, False)
             if want_grad:
                 _scatter(grad, b, r.grad)
                 _scatter(grad, a, np.negative(r.grad, out=r.grad))

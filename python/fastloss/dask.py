@@ -76,7 +76,7 @@ def _merge(sums: Sequence[float], normalizers: Sequence[float], reduction: str) 
 def _block(loss: Loss, y, p, w, want_grad: bool, want_hess: bool):
     """One block, one kernel call: ``(sum of the loss, its mean's denominator, derivatives of the
     sum)``."""
-    r, _ = loss._evaluate((y, p), {}, w, "sum", want_grad, want_hess)
+    r = loss._evaluate((y, p), {}, w, "sum", want_grad, want_hess)
     return r.total, r.norm, r.grad, r.hess
 
 

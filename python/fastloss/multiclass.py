@@ -43,6 +43,7 @@ class _RowLoss(Loss[FloatArray]):
     computes the gradient in place over the logits. Subclasses define ``_run``."""
 
     family = "classification"
+    native_buffers = True
 
     @property
     def _row_id(self) -> int:

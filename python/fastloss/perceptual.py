@@ -102,7 +102,7 @@ class PerceptualLoss(Loss[List[FloatArray]]):
         for wl, t, p in zip(weights, truth, pred):
             size = p.size // n
             scale = wl / size if self.normalize else wl
-            r, _ = kernel._evaluate((t, p), {}, None, "none", want_grad, want_hess)
+            r = kernel._evaluate((t, p), {}, None, "none", want_grad, want_hess)
             per_sample += scale * r.values.reshape(n, -1).sum(axis=1, dtype=np.float64)
             if want_grad or want_hess:
                 factor = (scale * per_sample_scale).astype(r.grad.dtype).reshape(

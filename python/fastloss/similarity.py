@@ -592,8 +592,7 @@ class BatchTripletMargin(_LabelledBatch):
 
     def __call__(self, *args: Any, sample_weight: Any = None, reduction: Optional[str] = None,
                  out: Any = None, return_triplets: bool = False, **inputs: Any) -> Any:
-        result, reduction = self._evaluate(args, inputs, sample_weight, reduction, False, False,
-                                           out)
+        result, reduction = self._call(args, inputs, sample_weight, reduction, False, False, out)
         value = self._value(result, reduction)
         return (value, result.extra()) if return_triplets else value
 
@@ -612,14 +611,14 @@ class BatchTripletMargin(_LabelledBatch):
     def value_and_grad(self, *args: Any, sample_weight: Any = None,
                        reduction: Optional[str] = None, out: Any = None, grad_out: Any = None,
                        return_triplets: bool = False, **inputs: Any) -> Any:
-        result, reduction = self._evaluate(args, inputs, sample_weight, reduction, True, False,
-                                           out, grad_out)
+        result, reduction = self._call(args, inputs, sample_weight, reduction, True, False, out,
+                                       grad_out)
         value = self._value(result, reduction)
         return (value, result.grad, result.extra()) if return_triplets else (value, result.grad)
 
     def mine(self, labels, embeddings) -> np.ndarray:
         """The (T, 3) triplets the loss uses (see the class documentation)."""
-        return self._evaluate((labels, embeddings), {}, None, "sum", False, False)[0].extra()
+        return self._evaluate((labels, embeddings), {}, None, "sum", False, False).extra()
 
     def _compute(self, inputs, sample_weight, reduction, want_grad):
         x, ids, counts, w = self._batch(*inputs, sample_weight)
