@@ -3,10 +3,12 @@
 // One job at a time: the caller publishes it, wakes sleeping helpers, and takes chunks from the
 // shared counter itself. When the counter runs out the caller closes the job and waits only for
 // helpers that are inside it (running a chunk); a helper that wakes later finds the job closed.
-// Helpers spin briefly after a job (passes in quick succession find them awake), then sleep on a
-// futex. A longer spin (2000 pauses, ~70 us) kept helpers spinning between the calls of a loop and
-// took a shared core's time from the caller: MSE n=1e5 at up to 1.6x its one-thread time with one
-// busy process, against at most 1.2x with 200.
+// Helpers spin briefly after a job (passes in quick succession find them awake), poll with
+// sched_yield for half a millisecond (calls with other work between them find them awake too),
+// then sleep on a futex. A longer pure spin (2000 pauses, ~70 us) kept helpers spinning between
+// the calls of a loop and took a shared core's time from the caller: MSE n=1e5 at up to 1.6x its
+// one-thread time with one busy process, against at most 1.2x with 200; yielding gives the core
+// away instead (bench/bench_threads.py: every case at most 1.1x under load).
 // After fork() the child starts a fresh pool: the parent's helpers do not exist there.
 #include <pthread.h>
 #include <sched.h>
@@ -30,7 +32,8 @@ namespace fastloss {
 namespace {
 
 constexpr int kMaxHelpers = 255;
-constexpr int kSpin = 200;  // pauses before sleeping: a few microseconds (see above)
+constexpr int kSpin = 200;  // pauses before polling: a few microseconds (see above)
+constexpr auto kPoll = std::chrono::microseconds(500);  // polling with sched_yield, then sleep
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -77,6 +80,16 @@ struct Pool {
   void helper_loop(std::uint32_t seen) {
     for (;;) {
       for (int i = 0; i < kSpin && epoch.load(std::memory_order_acquire) == seen; ++i) cpu_relax();
+      // Then poll politely for a while: sched_yield hands the core to any other runnable thread
+      // (a busy process, or the caller itself), so the polling costs nobody else's time, and the
+      // next call soon after (a loop with other work between its calls) finds the helper awake
+      // instead of paying a futex wake-up that can take longer than the call.
+      if (epoch.load(std::memory_order_acquire) == seen) {
+        const auto until = std::chrono::steady_clock::now() + kPoll;
+        while (epoch.load(std::memory_order_acquire) == seen &&
+               std::chrono::steady_clock::now() < until)
+          sched_yield();
+      }
       if (epoch.load(std::memory_order_acquire) == seen) {
         sleepers.fetch_add(1);  // seq_cst, paired with the caller's bump then sleepers check
         while (epoch.load() == seen) sleep_while(epoch, seen);
