@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -22,19 +23,16 @@ namespace {
 template <class T>
 double checked_weight_sum(const Input& w, index_t n, int threads) {
   const T* src = static_cast<const T*>(w.ptr);
-  bool bad = false;  // written by several threads, only ever set to true
+  std::atomic<bool> bad{false};  // written by several threads, only ever set to true
   double total = blocked_sum(n, kBlock, threads, [&](index_t k0, index_t len) {
     T buf[kBlock];
     for (index_t i = 0; i < len; ++i) buf[i] = src[(k0 + i) * w.stride];
     bool block_bad = false;
     for (index_t i = 0; i < len; ++i) block_bad |= !(buf[i] >= T(0) && buf[i] <= std::numeric_limits<T>::max());
-    if (block_bad) {
-#pragma omp atomic write
-      bad = true;
-    }
+    if (block_bad) bad.store(true, std::memory_order_relaxed);
     return lane_sum(buf, len);
   });
-  if (bad) throw py::value_error("sample_weight must be finite and non-negative");
+  if (bad.load()) throw py::value_error("sample_weight must be finite and non-negative");
   return total;
 }
 
