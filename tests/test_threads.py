@@ -108,6 +108,8 @@ def test_multiprocessing_fork_pool(data):
 def test_threadpoolctl_limits_the_default_thread_count():
     # In a fresh interpreter: fl.set_num_threads (which takes precedence) never called.
     pytest.importorskip("threadpoolctl")
+    if fl.build_info()["openmp"] is None:
+        pytest.skip("built without OpenMP: threadpoolctl has no OpenMP runtime to limit")
     code = textwrap.dedent(
         """
         import numpy as np, fastloss as fl

@@ -1,12 +1,15 @@
 // Builds one kernel table per compiled ISA and selects one: the best the CPU supports, unless the
 // environment variable FASTLOSS_ISA names another (an unknown or unsupported name is an error).
+#if defined(_OPENMP)
 #include <omp.h>
+#endif
 
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 
 #include "kernels.hpp"
 
@@ -105,9 +108,32 @@ std::vector<std::string> available_isas() {
   return out;
 }
 
+namespace {
+// The default count follows OMP_NUM_THREADS. With OpenMP, the runtime's own value (which
+// threadpoolctl can also limit); without it (a build with no OpenMP), the first entry of
+// OMP_NUM_THREADS, or the number of hardware threads, read once like an OpenMP runtime does.
+int default_num_threads() {
+#if defined(_OPENMP)
+  return omp_get_max_threads();
+#else
+  static const int n = [] {
+    if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+      char* end = nullptr;
+      const long v = std::strtol(env, &end, 10);  // "4", or the outer level of "4,2"
+      if (end != env && v >= 1 && (*end == '\0' || *end == ',' || *end == ' '))
+        return v > 1024 ? 1024 : static_cast<int>(v);
+    }
+    const unsigned hw = std::thread::hardware_concurrency();
+    return hw > 0 ? static_cast<int>(hw) : 1;
+  }();
+  return n;
+#endif
+}
+}  // namespace
+
 int get_num_threads() {
   int n = g_threads.load();
-  return n > 0 ? n : omp_get_max_threads();  // default follows OMP_NUM_THREADS
+  return n > 0 ? n : default_num_threads();
 }
 
 void set_num_threads(int n) {
