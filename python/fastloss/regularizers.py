@@ -10,7 +10,7 @@ and proximal steps come back in the same structure, each array with its own shap
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import numpy as np
 
