@@ -47,7 +47,7 @@ from .classification import BinaryCrossEntropy, BinaryFocal, Logistic
 from .multiclass import SparseCategoricalCrossEntropy, SparseCategoricalFocal, softmax
 from .scipy import linear_objective
 
-__all__ = ["loss_scorer", "make_scorer", "LossMetric", "LinearRegressor", "LinearClassifier"]
+__all__ = ["loss_scorer", "LossMetric", "LinearRegressor", "LinearClassifier"]
 
 
 class LossMetric:
@@ -171,9 +171,10 @@ class _LinearModel(BaseEstimator):
 
 
 class LinearRegressor(RegressorMixin, _LinearModel):
-    """Linear regression under any fastloss regression loss (``"mse"``, ``"huber"``,
-    ``"quantile"`` (with a vector of quantiles ``predict`` gives one column per quantile),
-    ``"log_cosh"`` ...), with an L2 penalty ``alpha``.
+    """Linear regression under any fastloss regression loss, by name or instance (``"mse"``,
+    ``fl.Huber(delta=0.5)``, ``"quantile"`` (with a vector of quantiles ``predict`` gives one
+    column per quantile), ``"log_cosh"`` ...), with an L2 penalty ``alpha``. With an instance, its
+    parameters are nested parameters (``loss__delta``) for ``GridSearchCV``.
 
     Attributes: ``coef_``, ``intercept_``, ``n_iter_``, ``loss_`` (the fitted Loss).
     """
@@ -192,7 +193,8 @@ _PROBABILISTIC = (BinaryCrossEntropy, BinaryFocal, Logistic, SparseCategoricalCr
 
 
 class LinearClassifier(ClassifierMixin, _LinearModel):
-    """Linear classifier under any fastloss classification loss: binary losses (``"logistic"``,
+    """Linear classifier under any fastloss classification loss, by name or instance (then with
+    ``from_logits=True`` where the loss has it): binary losses (``"logistic"``,
     ``"binary_focal"``, ``"hinge"``, ``"smooth_hinge"`` ...) on one score, multi-class losses
     (``"sparse_categorical_cross_entropy"``, ``"multi_class_hinge"`` ...) on one score per class.
     Any labels; they are encoded in the loss's convention. ``predict_proba`` for the
