@@ -1,4 +1,4 @@
-"""Benchmark of fastloss.analysis curvature on a logistic-regression objective (issue targets):
+"""Benchmark of fastloss.analysis curvature on a logistic-regression objective, against two targets:
 
 1. top-5 Hessian eigenvalues by Lanczos in <= 1.5x the time of 50 exact HVPs;
 2. one exact HVP in <= 2x the time of two matrix-vector products with X (``X @ v`` and ``X.T @ u``).
