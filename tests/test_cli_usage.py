@@ -152,6 +152,8 @@ def test_landscape_checks_its_output_first(capsys, tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     assert_usage_error(capsys, ["landscape", "--out", str(tmp_path / "x.foo")], "unknown format 'foo'")
     assert_usage_error(capsys, ["landscape", "--steps", "-1"], "must be a non-negative integer")
+    for bad in ("0", "-1", "nan"):
+        assert_usage_error(capsys, ["landscape", "--condition", bad], "must be a positive number")
 
 
 def test_unknown_options_and_commands(capsys):

@@ -104,6 +104,17 @@ def count(text: str) -> int:
     return _integer(text, 0, "a non-negative")
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number; got {text!r}")
+    return value
+
+
 def check_output(path: str, option: str, make_dirs: bool = False) -> None:
     """Raises ``UsageError`` when ``path`` cannot be written (a missing or read-only directory, a
     directory in its place); ``make_dirs``: missing directories will be created, so the nearest
@@ -387,17 +398,19 @@ def build_parser() -> argparse.ArgumentParser:
                  "Hessian spectrum, condition number, convergence, and a PNG of the loss surface")
     la.add_argument("--n", type=positive_int, default=2000, help="samples")
     la.add_argument("--d", type=positive_int, default=20, help="features")
-    la.add_argument("--condition", type=float, default=1e4,
+    la.add_argument("--condition", type=positive_float, default=1e4,
                     help="spread of the squared feature scales")
     la.add_argument("--steps", type=count, default=300, help="gradient-descent steps")
     la.add_argument("--k", type=positive_int, default=5, help="eigenvalues at each end")
     la.add_argument("--seed", type=int, default=0, help="random seed")
-    la.add_argument("--out", default="landscape.png",
+    la.add_argument("--out", metavar="FILE", default="landscape.png",
                     help="figure to write, e.g. .png or .pdf ('' for none; needs matplotlib)")
     la.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
     cg = command("check-grad", "check a loss's gradient (every differentiable input) and Hessian "
                  "diagonal against central differences on built-in synthetic data")
+    cg.epilog = ("Exit status 1 when a check fails, and when it could not fail: no elements to "
+                 "check, or a gradient that is zero everywhere on the data.")
     cg.add_argument("loss", help="loss name (see 'fastloss list')")
     cg.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="loss parameter, e.g. delta=0.5 (repeatable; default: the loss's defaults)")
