@@ -24,6 +24,7 @@ from . import __version__, build_info, get_loss, losses
 
 USAGE_ERROR = 2
 CHECK_FAILED = 1
+BROKEN_PIPE = 141  # what a shell reports for a writer whose reader stopped: 128 + SIGPIPE
 PROGRESS_AFTER = 1.0  # seconds of silence before the first progress line
 
 
@@ -450,7 +451,9 @@ def _run(argv: Optional[Sequence[str]]) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Runs ``fastloss ARGS``; returns the exit status (0 ok, 1 a failed check, 2 a usage error)."""
+    """Runs ``fastloss ARGS``; returns the exit status: 0 ok, 1 a failed check, 2 a usage error,
+    141 when the reader of the output stopped early (quietly, like other command-line tools: a
+    check whose report was cut short does not pass as 0)."""
     try:
         code = _run(argv)
         sys.stdout.flush()
@@ -458,7 +461,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:  # e.g. `fastloss list | head`: the reader has all it wanted
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
-        return 0
+        return BROKEN_PIPE
     except KeyboardInterrupt:
         print("fastloss: interrupted", file=sys.stderr)
         return 130
