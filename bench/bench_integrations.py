@@ -11,7 +11,7 @@
    Target: >= 50 % of the in-memory throughput.
 
     python bench/bench_integrations.py --quick
-    python bench/bench_integrations.py --size 4e8          # the issue's size: ~3.2 GB per copy
+    python bench/bench_integrations.py --size 4e8          # ~3.2 GB per copy
     python bench/bench_integrations.py --only xgboost
 
 Timings are wall-clock medians over ``--repeats`` rounds; within a round the compared functions
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, few repeats (~1 min)")
     ap.add_argument("--rows", type=float, default=1e6, help="XGBoost rows (default 1e6)")
     ap.add_argument("--rounds", type=int, default=20, help="XGBoost boosting rounds timed")
-    ap.add_argument("--size", type=float, default=1e8, help="Dask elements per array (issue: 4e8)")
+    ap.add_argument("--size", type=float, default=1e8, help="Dask elements per array (4e8: ~3.2 GB per copy)")
     ap.add_argument("--chunk", type=float, default=2.5e7, help="Dask chunk length")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=fl.get_num_threads(),

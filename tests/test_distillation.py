@@ -106,6 +106,23 @@ def test_kl_divergence_matches_torch_and_has_no_t2_factor(rng, T):
     assert d == pytest.approx(T * T * value, rel=1e-12)
 
 
+def test_kl_divergence_shapes_against_torch_batchmean(rng):
+    """The mean is over rows; PyTorch's "batchmean" divides by the first axis: equal for (n, K)
+    only (the README and the docstring say so)."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    kl = fl.KLDivergence()
+
+    def torch_kl(t, z, reduction):
+        return F.kl_div(F.log_softmax(torch.tensor(z), -1), F.log_softmax(torch.tensor(t), -1),
+                        log_target=True, reduction=reduction).item()
+
+    for shape, factor in (((7,), 7), ((5, 7), 1), ((2, 5, 7), 1 / 5)):
+        t, z = rng.normal(size=shape), rng.normal(size=shape)
+        assert kl(t, z) == pytest.approx(factor * torch_kl(t, z, "batchmean"), rel=1e-12)
+        assert kl(t, z, reduction="sum") == pytest.approx(torch_kl(t, z, "sum"), rel=1e-12)
+
+
 def test_kl_of_identical_logits_is_zero_with_zero_gradient(rng):
     _, z, _ = problem(rng)
     value, grad = fl.KLDivergence(temperature=2.0).value_and_grad(z, z)

@@ -1,7 +1,8 @@
 """fastloss.sklearn: scorers for every registered loss; linear estimators that pass
-check_estimator and fit like scikit-learn's own."""
+check_estimator, fit like scikit-learn's own, and search over the loss's parameters."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -11,11 +12,12 @@ import fastloss as fl
 pytest.importorskip("sklearn")
 pytest.importorskip("scipy")
 from sklearn.base import BaseEstimator, clone  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.model_selection import cross_val_score  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-from fastloss.sklearn import LinearClassifier, LinearRegressor, make_scorer  # noqa: E402
+from fastloss.sklearn import LinearClassifier, LinearRegressor, loss_scorer  # noqa: E402
 
 K = 3
 
@@ -58,7 +60,7 @@ def inputs_for(loss, rng, n=40):
 def test_scorer_for_every_registered_loss(name, rng):
     loss = fl.get_loss(name)
     y, output, method = inputs_for(loss, rng)
-    scorer = make_scorer(name)
+    scorer = loss_scorer(name)
     assert scorer._response_method == method
     w = rng.random(len(y)) + 0.1
     X = np.zeros((len(y), 1))
@@ -70,20 +72,21 @@ def test_scorer_for_every_registered_loss(name, rng):
 def test_scorer_with_params_and_cross_validation(rng):
     X = rng.normal(size=(120, 3))
     y = X @ [1.0, 2.0, -1.0] + rng.standard_t(2, size=120)
-    scorer = make_scorer("huber", delta=0.5)
+    scorer = loss_scorer("huber", delta=0.5)
     assert scorer._score_func.loss.delta == 0.5
     scores = cross_val_score(LinearRegressor(loss="huber"), X, y, scoring=scorer, cv=3)
     assert scores.shape == (3,) and np.all(scores < 0)
-    assert make_scorer(fl.Quantile(quantile=0.9))._score_func.loss.quantile == 0.9
+    assert loss_scorer(fl.Quantile(quantile=0.9))._score_func.loss.quantile == 0.9
     with pytest.raises(TypeError, match="loss_params"):
-        make_scorer(fl.MSE(), delta=1.0)
+        loss_scorer(fl.MSE(), delta=1.0)
     with pytest.raises(TypeError, match="teacher_logits"):
-        make_scorer("distillation")
+        loss_scorer("distillation")
     with pytest.raises(TypeError, match="x2"):  # a loss on pairs is no estimator's score
-        make_scorer("contrastive")
+        loss_scorer("contrastive")
 
 
-@parametrize_with_checks([LinearRegressor(), LinearClassifier(loss="sparse_categorical_cross_entropy")])
+@parametrize_with_checks([LinearRegressor(), LinearRegressor(loss=fl.Huber(delta=0.5)),
+                          LinearClassifier(loss="sparse_categorical_cross_entropy")])
 def test_check_estimator(estimator, check):
     check(estimator)
 
@@ -136,3 +139,69 @@ def test_estimator_errors(rng):
         LinearRegressor(alpha=-1.0).fit(X, y.astype(float))
     with pytest.raises(ValueError, match="unknown loss"):
         LinearRegressor(loss="nope").fit(X, y.astype(float))
+
+
+def test_make_scorer_is_a_deprecated_alias(rng):
+    import fastloss.sklearn as fsk
+
+    with pytest.warns(DeprecationWarning, match="loss_scorer"):
+        scorer = fsk.make_scorer("huber", delta=0.5)
+    y, output = rng.normal(size=30), rng.normal(size=30)
+    X = np.zeros((30, 1))
+    assert scorer(Fixed(output), X, y) == loss_scorer("huber", delta=0.5)(Fixed(output), X, y)
+
+
+def huber_data(rng, n=150):
+    X = rng.normal(size=(n, 3))
+    return X, X @ [1.0, 2.0, -1.0] + 0.5 + rng.standard_t(1.5, size=n)
+
+
+def test_a_loss_instance_or_a_name(rng):
+    X, y = huber_data(rng)
+    by_name = LinearRegressor(loss="huber", loss_params={"delta": 0.5}).fit(X, y)
+    by_instance = LinearRegressor(loss=fl.Huber(delta=0.5)).fit(X, y)
+    np.testing.assert_array_equal(by_instance.coef_, by_name.coef_)
+    assert by_instance.loss_ == fl.Huber(delta=0.5)
+    assert not np.allclose(LinearRegressor(loss=fl.Huber(delta=5.0)).fit(X, y).coef_, by_name.coef_)
+    model = LinearRegressor(loss=fl.Huber(delta=0.5))
+    assert clone(model).get_params()["loss"] is model.loss  # stored as given; immutable, so shared
+    labels = (X[:, 0] > 0).astype(int)
+    clf = LinearClassifier(loss=fl.BinaryFocal(gamma=2.0, from_logits=True)).fit(X, labels)
+    assert clf.loss_.gamma == 2.0 and np.mean(clf.predict(X) == labels) > 0.9
+    with pytest.raises(ValueError, match="from_logits=True"):  # a linear model gives scores
+        LinearClassifier(loss=fl.BinaryCrossEntropy(from_logits=False)).fit(X, labels)
+    with pytest.raises(TypeError, match="loss_params"):
+        LinearRegressor(loss=fl.Huber(), loss_params={"delta": 2.0}).fit(X, y)
+    with pytest.raises(TypeError, match="Loss or a registered loss name"):
+        LinearRegressor(loss=3).fit(X, y)
+
+
+def test_grid_search_over_the_loss_parameters(rng):
+    X, y = huber_data(rng)
+    model = LinearRegressor(loss=fl.Huber())
+    assert model.get_params(deep=True)["loss__delta"] == 1.0
+    deltas = [0.1, 1.0, 10.0]
+    search = GridSearchCV(model, {"loss__delta": deltas, "alpha": [0.0, 0.1]}, cv=3,
+                          scoring=loss_scorer("mae")).fit(X, y)
+    scores = search.cv_results_["mean_test_score"]
+    assert len(set(np.round(scores, 12))) == len(scores)  # each candidate fitted its own delta
+    best = search.best_params_
+    assert best["loss__delta"] in deltas and search.best_estimator_.loss_.delta == best["loss__delta"]
+    direct = LinearRegressor(loss=fl.Huber(delta=best["loss__delta"]), alpha=best["alpha"]).fit(X, y)
+    np.testing.assert_array_equal(search.best_estimator_.coef_, direct.coef_)
+    assert model.loss == fl.Huber()  # the searched estimator's loss is untouched
+    assert model.set_params(loss__delta=2.0).loss == fl.Huber(delta=2.0)
+    with pytest.raises(ValueError, match="loss__delta needs a Loss instance"):
+        LinearRegressor(loss="huber").set_params(loss__delta=2.0)
+
+
+def test_convergence_warning_at_max_iter(rng):
+    X, y = huber_data(rng)
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        model = LinearRegressor(loss=fl.Huber(), max_iter=2).fit(X, y)
+    assert model.n_iter_ == 2
+    with pytest.warns(ConvergenceWarning, match="newton-cg"):
+        LinearClassifier(solver="newton-cg", max_iter=1).fit(X, (X[:, 0] > 0).astype(int))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        LinearRegressor(loss=fl.Huber()).fit(X, y)  # converges: no warning

@@ -756,6 +756,9 @@ def test_class_weights_schemes():
         assert np.dot(counts, w) == pytest.approx(n, rel=1e-14)
     assert fl.class_weights(y, num_classes=6).shape == (6,)
     np.testing.assert_allclose(fl.class_weights(y, "effective", beta=0.0)[[0, 1, 3]], 1.0)
+    sklearn_weights = pytest.importorskip("sklearn.utils.class_weight")
+    balanced = sklearn_weights.compute_class_weight("balanced", classes=np.array([0, 1, 3]), y=y)
+    np.testing.assert_allclose(fl.class_weights(y)[[0, 1, 3]], balanced, rtol=1e-14)
     with pytest.raises(TypeError):
         fl.class_weights(y.astype(float))
     with pytest.raises(ValueError):

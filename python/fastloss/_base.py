@@ -302,9 +302,15 @@ class Loss(Generic[G], metaclass=_LossType):
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable; cannot delete {name!r}")
 
-    def get_params(self) -> Dict[str, Any]:
-        """The hyper-parameters, by name (``reduction`` apart)."""
+    def get_params(self, deep: bool = True) -> Dict[str, Any]:
+        """The hyper-parameters, by name (``reduction`` apart). ``deep`` is accepted for
+        scikit-learn's convention; a loss holds no nested estimators."""
         return {p.name: getattr(self, p.name) for p in self.params}
+
+    def __sklearn_clone__(self: _L) -> _L:
+        """``sklearn.base.clone`` of an estimator holding this loss: a loss is immutable, so the
+        clone shares it (``loss__delta=...`` in a search replaces it by a copy)."""
+        return self
 
     def replace(self: _L, **changes: Any) -> _L:
         """A copy with some parameters (or ``reduction``) changed, validated like the constructor:

@@ -7,8 +7,7 @@ import os
 from typing import Any, Dict, Iterator
 
 from . import _core
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 
 def get_num_threads() -> int:

@@ -1,4 +1,4 @@
-"""Exact gradient accumulation and streaming (spec 8.3, "Gradient Accumulation").
+"""Exact gradient accumulation and streaming.
 
 A mean loss ``L = S / N`` over a large batch is the ratio of two sums: the weighted sum of the
 per-sample losses ``S`` and the loss's normalizer ``N`` (``sum(w)`` for an elementwise loss;

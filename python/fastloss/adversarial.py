@@ -1,5 +1,5 @@
 """Adversarial (GAN) losses on discriminator outputs, the WGAN critic objective, and the gradient
-penalties of WGAN-GP and R1 (spec sections 5.1, 5.2).
+penalties of WGAN-GP and R1.
 
 Every loss is a mean over the elements of each term and comes with its gradients with respect to
 the discriminator outputs (``real``: on data, ``fake``: on generated samples). The logistic
@@ -137,7 +137,8 @@ def _weighted_mean(z: np.ndarray, w: Optional[Any], name: str) -> Tuple[float, n
 
 def wasserstein_critic(real, fake, *, real_weight=None, fake_weight=None, grad=False):
     """The WGAN critic objective ``E[f(real)] - E[f(fake)]`` (the dual form of the Wasserstein-1
-    distance, spec 5.1) over critic outputs ``f``, with optional sample weights (weighted means).
+    distance, Arjovsky et al. 2017) over critic outputs ``f``, with optional sample weights
+    (weighted means).
 
     The critic maximizes it (its loss is the negative, ``AdversarialLoss("wgan").discriminator``);
     it estimates W_1 only for a 1-Lipschitz critic (clipping or :class:`GradientPenalty`).

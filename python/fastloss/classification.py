@@ -1,4 +1,4 @@
-"""Binary classification losses (spec section 3): cross-entropy, logistic, focal, hinge family.
+"""Binary classification losses: cross-entropy, logistic, focal, hinge family.
 
 ``y_pred`` holds logits/scores (``from_logits=True``, and always for Logistic and the hinge
 family) or probabilities; derivatives are with respect to it. Probabilities are clamped to

@@ -1,18 +1,64 @@
 """Command line: ``fastloss list | info | eval | bench | landscape | check-grad`` (also
-``python -m fastloss``)."""
+``python -m fastloss``).
+
+Exit status: 0 on success, 1 when a check fails (``check-grad``, the correctness check of
+``bench``), 2 for a mistake in the command line or its files (an unknown option or loss, a bad
+value, an input file that cannot be read, an output file that cannot be written). Every error is
+one line on stderr; outputs are checked before any work is done."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, NoReturn, Optional, Sequence
 
 import numpy as np
 
-from . import build_info, get_loss, losses
+from . import __version__, build_info, get_loss, losses
+
+USAGE_ERROR = 2
+CHECK_FAILED = 1
+BROKEN_PIPE = 141  # what a shell reports for a writer whose reader stopped: 128 + SIGPIPE
+PROGRESS_AFTER = 1.0  # seconds of silence before the first progress line
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its files: reported in one line, exit status 2.
+    ``prog``: the command it concerns (default: the one being run)."""
+
+    def __init__(self, message: str, prog: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: ...)`` to each option's help, except for flags and for options whose
+    help already says what happens without them."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if default is None or default is False or default == [] or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors (raised as ``UsageError``, reported by ``main``) and every
+    option's default in ``--help``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')", self.prog)
 
 
 def _parse_value(text: str) -> Any:
@@ -29,25 +75,76 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _parse_params(items: Sequence[str]) -> Dict[str, Any]:
+def _parse_params(items: Sequence[str], option: str = "--param") -> Dict[str, Any]:
     params = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"fastloss: --param expects key=value; got {item!r}")
+        if not sep or not key.strip():
+            raise UsageError(f"{option} expects NAME=VALUE; got {item!r}")
         params[key.strip()] = _parse_value(value)
     return params
+
+
+def _integer(text: str, minimum: int, what: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value >= minimum and value == int(value)):
+        raise argparse.ArgumentTypeError(f"must be {what} integer; got {text!r}")
+    return int(value)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``1e5`` allowed)."""
+    return _integer(text, 1, "a positive")
+
+
+def count(text: str) -> int:
+    """argparse type: an integer >= 0 (``1e5`` allowed)."""
+    return _integer(text, 0, "a non-negative")
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number; got {text!r}")
+    return value
+
+
+def check_output(path: str, option: str, make_dirs: bool = False) -> None:
+    """Raises ``UsageError`` when ``path`` cannot be written (a missing or read-only directory, a
+    directory in its place); ``make_dirs``: missing directories will be created, so the nearest
+    existing one must be writable."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{option} {path}: is a directory")
+    parent = p.parent
+    if make_dirs:
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+    if not parent.is_dir():
+        what = "not a directory" if parent.exists() else "no such directory"
+        raise UsageError(f"{option} {path}: {what}: {parent}")
+    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise UsageError(f"{option} {path}: permission denied")
 
 
 def load_array(path: str) -> np.ndarray:
     """Reads a .npy file, or a .csv/.txt file of numbers (comma or whitespace separated)."""
     p = Path(path)
-    if not p.exists():
-        raise SystemExit(f"fastloss: no such file: {path}")
-    if p.suffix == ".npy":
-        return np.load(p, allow_pickle=False)
-    delimiter = "," if p.suffix == ".csv" else None
-    return np.loadtxt(p, delimiter=delimiter, ndmin=1)
+    if not p.is_file():
+        raise UsageError(f"{'not a file' if p.exists() else 'no such file'}: {path}")
+    try:
+        if p.suffix == ".npy":
+            return np.load(p, allow_pickle=False)
+        return np.loadtxt(p, delimiter="," if p.suffix == ".csv" else None, ndmin=1)
+    except (ValueError, OSError, EOFError) as e:
+        raise UsageError(f"cannot read {path}: {e}") from None
 
 
 def save_array(path: str, array: np.ndarray) -> None:
@@ -64,9 +161,75 @@ def synthetic(loss, n: int, seed: int = 0, dtype: str = "float64"):
     return loss.synthetic(n, np.random.default_rng(seed), dtype)
 
 
+class Progress:
+    """Progress on stderr for work that may take a while: silent for the first ``after``
+    seconds (default ``PROGRESS_AFTER``), then the current step, repeated every ``every``
+    seconds while it lasts.
+    ``progress("step")`` starts a step; use as a context manager around the work."""
+
+    def __init__(self, prog: str, enabled: bool = True, after: Optional[float] = None,
+                 every: float = 5.0):
+        self.prog, self.enabled, self.every = prog, enabled, every
+        self.after = PROGRESS_AFTER if after is None else after
+        self._start = time.monotonic()
+        self._step: Optional[str] = None
+        self._shown: Optional[str] = None
+        self._last = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def __call__(self, step: str) -> None:
+        with self._lock:
+            self._step = step
+        self._tick()
+
+    def _tick(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            elapsed = now - self._start
+            if (not self.enabled or self._step is None or elapsed < self.after
+                    or (self._step == self._shown and now - self._last < self.every)):
+                return
+            more = " (still running)" if self._step == self._shown else ""
+            self._shown, self._last = self._step, now
+            print(f"{self.prog}: [{elapsed:5.1f} s] {self._step}{more}", file=sys.stderr, flush=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self._tick()
+
+    def __enter__(self) -> "Progress":
+        if self.enabled:
+            self._thread = threading.Thread(target=self._run, name="fastloss-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------------
+
 def cmd_list(args: argparse.Namespace) -> int:
+    families = sorted({info.family for info in losses()})
+    if args.family is not None and args.family not in families:
+        raise UsageError(f"unknown family {args.family!r}; families: {', '.join(families)}")
+    selected = losses(args.family)
+    if args.json:
+        print(json.dumps([{"name": info.name, "class": info.cls.__name__, "family": info.family,
+                           "parameters": info.params, "inputs": list(info.cls.arguments),
+                           "differentiable": list(info.cls.grads), "convex": info.convex,
+                           "robust": info.robust, "smooth": info.smooth, "hessian": info.hessian,
+                           "summary": info.summary} for info in selected],
+                         indent=2, default=repr))
+        return 0
     rows = [("name", "class", "family", "parameters", "convex", "robust", "smooth", "hessian")]
-    for info in losses():
+    for info in selected:
         params = ", ".join(f"{k}={v!r}" for k, v in info.params.items()) or "-"
         rows.append((info.name, info.cls.__name__, info.family, params, str(info.convex),
                      str(info.robust), str(info.smooth), info.hessian))
@@ -82,15 +245,26 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    files = [opt for opt, given in (("--y-true", args.y_true), ("--y-pred", args.y_pred),
+                                    ("--input", args.input)) if given]
+    if args.synthetic is not None and files:
+        raise UsageError(f"--synthetic makes its own data; it cannot be combined with "
+                         f"{' or '.join(files)}")
+    if args.synthetic is None and not (args.y_true and args.y_pred):
+        raise UsageError("give both --y-true and --y-pred files, or --synthetic N")
+    if args.out and args.reduction != "none":
+        raise UsageError("--out writes the per-element losses of --reduction none; add "
+                         "--reduction none (the gradient goes to --grad-out)")
+    for option, path in (("--out", args.out), ("--grad-out", args.grad_out)):
+        if path:
+            check_output(path, option)
     loss = get_loss(args.loss, **_parse_params(args.param))
-    if args.synthetic:
-        y_true, y_pred, inputs = synthetic(loss, args.synthetic, args.seed, args.dtype)
+    if args.synthetic is not None:
+        y_true, y_pred, inputs = synthetic(loss, args.synthetic, args.seed, args.dtype or "float64")
         source = f"synthetic n={args.synthetic} seed={args.seed}"
     else:
-        if not (args.y_true and args.y_pred):
-            raise SystemExit("fastloss eval: give --y-true and --y-pred files, or --synthetic N")
         y_true, y_pred = load_array(args.y_true), load_array(args.y_pred)
-        inputs = {k: load_array(v) for k, v in _parse_params(args.input).items()}
+        inputs = {k: load_array(v) for k, v in _parse_params(args.input, "--input").items()}
         if args.dtype:
             y_pred = y_pred.astype(args.dtype)
         source = f"{args.y_true}, {args.y_pred}"
@@ -130,95 +304,167 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace, rest: List[str]) -> int:
-    from . import benchmark
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .benchmark import command
 
-    argv = list(rest)
-    if args.quick:
-        argv.append("--quick")
-    if args.json:
-        argv += ["--json", args.json]
-    return benchmark.main(argv)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastloss", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list every registered loss with its parameters and properties")
-    sub.add_parser("info", help="build information: version, SIMD targets, OpenMP, threads")
-    ev = sub.add_parser("eval", help="evaluate a loss and its gradient on files or synthetic data")
-    ev.add_argument("loss", help="loss name, e.g. huber (see `fastloss list`)")
-    ev.add_argument("--y-true", help=".npy or .csv file")
-    ev.add_argument("--y-pred", help=".npy or .csv file")
-    ev.add_argument("--sample-weight", help=".npy or .csv file")
-    ev.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
-                    help="an extra input the loss takes, e.g. teacher_logits=t.npy (repeatable)")
-    ev.add_argument("--synthetic", type=int, metavar="N", help="use N built-in synthetic samples")
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--dtype", choices=["float32", "float64"], default=None)
-    ev.add_argument("--param", action="append", default=[], metavar="K=V",
-                    help="loss parameter, e.g. delta=1.5 or quantile=0.1,0.9 (repeatable)")
-    ev.add_argument("--reduction", choices=["mean", "sum", "none"], default="mean")
-    ev.add_argument("--grad-out", help="write the gradient to this .npy/.csv file")
-    ev.add_argument("--out", help="with --reduction none: write per-element losses here")
-    ev.add_argument("--json", action="store_true", help="print the report as JSON")
-    be = sub.add_parser("bench", help="benchmark table vs NumPy / PyTorch / scikit-learn")
-    be.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
-    be.add_argument("--json", metavar="FILE", help="save all results as JSON")
-    _add_analysis_parsers(sub)
-    return parser
-
-
-def _add_analysis_parsers(sub) -> None:
-    """``landscape`` and ``check-grad``: the fastloss.analysis tools (docs/analysis.md)."""
-    la = sub.add_parser("landscape", help="spectrum, condition number and convergence of gradient "
-                        "descent on an ill-conditioned logistic regression; writes a PNG")
-    la.add_argument("--n", type=int, default=2000, help="samples")
-    la.add_argument("--d", type=int, default=20, help="features")
-    la.add_argument("--condition", type=float, default=1e4, help="spread of the feature scales squared")
-    la.add_argument("--steps", type=int, default=300, help="gradient-descent steps")
-    la.add_argument("--k", type=int, default=5, help="eigenvalues at each end")
-    la.add_argument("--seed", type=int, default=0)
-    la.add_argument("--out", default="landscape.png", help="PNG to write ('' for none)")
-    cg = sub.add_parser("check-grad", help="gradient and Hessian-diagonal check of a loss")
-    cg.add_argument("loss", help="loss name (see `fastloss list`)")
-    cg.add_argument("--param", action="append", default=[], metavar="K=V")
-    cg.add_argument("--n", type=int, default=200, help="synthetic samples")
-    cg.add_argument("--dtype", choices=["float32", "float64"], default="float64")
-    cg.add_argument("--seed", type=int, default=0)
-    cg.add_argument("--no-hessian", action="store_true", help="check the gradient only")
+    return command.run_command(args)
 
 
 def cmd_landscape(args: argparse.Namespace) -> int:
     from .analysis.commands import landscape
 
-    landscape(args.n, args.d, args.condition, args.steps, args.k, args.seed, args.out or None)
+    if args.out:
+        check_output(args.out, "--out")
+    with Progress("fastloss landscape", not args.quiet) as progress:
+        landscape(args.n, args.d, args.condition, args.steps, args.k, args.seed, args.out or None,
+                  progress=progress)
     return 0
 
 
 def cmd_check_grad(args: argparse.Namespace) -> int:
     from .analysis.commands import check_grad_command
 
-    ok = check_grad_command(args.loss, _parse_params(args.param), args.n, args.dtype, args.seed,
-                            not args.no_hessian)
-    return 0 if ok else 1
+    params = _parse_params(args.param)
+    with Progress("fastloss check-grad", not args.quiet) as progress:
+        ok = check_grad_command(args.loss, params, args.n, args.dtype, args.seed,
+                                not args.no_hessian, progress=progress)
+    return 0 if ok else CHECK_FAILED
+
+
+COMMANDS = {"list": cmd_list, "info": cmd_info, "eval": cmd_eval, "bench": cmd_bench,
+            "landscape": cmd_landscape, "check-grad": cmd_check_grad}
+
+
+# --------------------------------------------------------------------------------------------
+# Parser
+# --------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(
+        prog="fastloss", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Evaluate, check and benchmark the fastloss losses, their gradients and "
+                    "Hessian diagonals.\n'fastloss COMMAND --help' describes each command.",
+        epilog="exit status: 0 on success, 1 when a check fails (check-grad, the correctness "
+               "check of bench),\n2 for a mistake in the command line or its files.")
+    parser.add_argument("--version", action="version", version=f"fastloss {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+        cmd.set_defaults(parser=cmd)  # reports unknown options as its own
+        return cmd
+
+    li = command("list", "list every registered loss with its parameters and properties")
+    li.add_argument("--family", metavar="NAME",
+                    help="only the losses of this family, e.g. regression (default: every family)")
+    li.add_argument("--json", action="store_true",
+                    help="print a JSON list (parameters with their defaults, inputs, properties)")
+
+    command("info", "build information: version, SIMD targets, OpenMP, threads")
+
+    ev = command("eval", "evaluate a loss and its gradient on files or built-in synthetic data")
+    ev.add_argument("loss", help="loss name, e.g. huber (see 'fastloss list')")
+    data = ev.add_argument_group("data (either --y-true and --y-pred files, or --synthetic N)")
+    data.add_argument("--y-true", metavar="FILE", help="true values, .npy, .csv or .txt (needed without --synthetic)")
+    data.add_argument("--y-pred", metavar="FILE", help="predictions, .npy, .csv or .txt (needed without --synthetic)")
+    data.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
+                      help="an extra input the loss takes, e.g. teacher_logits=t.npy (repeatable; "
+                           "default: none)")
+    data.add_argument("--synthetic", type=positive_int, metavar="N",
+                      help="use N samples of built-in data that suit the loss (default: read "
+                           "the --y-true and --y-pred files)")
+    data.add_argument("--seed", type=int, default=0, help="random seed of --synthetic")
+    ev.add_argument("--sample-weight", metavar="FILE",
+                    help="per-sample weights, .npy, .csv or .txt (default: unweighted)")
+    ev.add_argument("--dtype", choices=["float32", "float64"],
+                    help="dtype of the prediction (default: the file's dtype; float64 with "
+                         "--synthetic)")
+    ev.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="loss parameter, e.g. delta=1.5 or quantile=0.1,0.9 (repeatable; "
+                         "default: the loss's defaults)")
+    ev.add_argument("--reduction", choices=["mean", "sum", "none"], default="mean",
+                    help="how per-element losses are combined")
+    ev.add_argument("--grad-out", metavar="FILE",
+                    help="write the gradient to this .npy, .csv or .txt file (default: not written)")
+    ev.add_argument("--out", metavar="FILE",
+                    help="write the per-element losses here; needs --reduction none "
+                         "(default: not written)")
+    ev.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    from .benchmark import command as bench
+
+    bench.add_arguments(command("bench", bench.SUMMARY))
+
+    la = command("landscape", "gradient descent on an ill-conditioned logistic regression: "
+                 "Hessian spectrum, condition number, convergence, and a PNG of the loss surface")
+    la.add_argument("--n", type=positive_int, default=2000, help="samples")
+    la.add_argument("--d", type=positive_int, default=20, help="features")
+    la.add_argument("--condition", type=positive_float, default=1e4,
+                    help="spread of the squared feature scales")
+    la.add_argument("--steps", type=count, default=300, help="gradient-descent steps")
+    la.add_argument("--k", type=positive_int, default=5, help="eigenvalues at each end")
+    la.add_argument("--seed", type=int, default=0, help="random seed")
+    la.add_argument("--out", metavar="FILE", default="landscape.png",
+                    help="figure to write, e.g. .png or .pdf ('' for none; needs matplotlib)")
+    la.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+    cg = command("check-grad", "check a loss's gradient (every differentiable input) and Hessian "
+                 "diagonal against central differences on built-in synthetic data")
+    cg.epilog = ("Exit status 1 when a check fails, and when it could not fail: no elements to "
+                 "check, or a gradient that is zero everywhere on the data.")
+    cg.add_argument("loss", help="loss name (see 'fastloss list')")
+    cg.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="loss parameter, e.g. delta=0.5 (repeatable; default: the loss's defaults)")
+    cg.add_argument("--n", type=count, default=200, help="synthetic samples")
+    cg.add_argument("--dtype", choices=["float32", "float64"], default="float64",
+                    help="dtype of the prediction")
+    cg.add_argument("--seed", type=int, default=0, help="random seed of the synthetic data")
+    cg.add_argument("--no-hessian", action="store_true", help="check the gradient only")
+    cg.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return parser
+
+
+def _run(argv: Optional[Sequence[str]]) -> int:
+    parser = build_parser()
+    prog = "fastloss"
+    try:
+        try:
+            args, unknown = parser.parse_known_args(argv)
+        except SystemExit as e:  # --help, --version
+            return e.code if isinstance(e.code, int) else 0
+        if unknown:
+            args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        prog = f"fastloss {args.command}"
+        return COMMANDS[args.command](args)
+    except UsageError as e:
+        message, prog = str(e), e.prog or prog
+    except BrokenPipeError:
+        raise
+    except (ValueError, TypeError, NotImplementedError) as e:  # from the library: bad input
+        message = str(e)
+    except OSError as e:
+        message = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+    except MemoryError:
+        message = "not enough memory for this input"
+    print(f"{prog}: error: {message}".replace("\n", " "), file=sys.stderr)
+    return USAGE_ERROR
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    if args.command == "bench":
-        return cmd_bench(args, rest)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command == "eval" and args.dtype is None and args.synthetic:
-        args.dtype = "float64"
+    """Runs ``fastloss ARGS``; returns the exit status: 0 ok, 1 a failed check, 2 a usage error,
+    141 when the reader of the output stopped early (quietly, like other command-line tools: a
+    check whose report was cut short does not pass as 0)."""
     try:
-        return {"list": cmd_list, "info": cmd_info, "eval": cmd_eval, "landscape": cmd_landscape,
-                "check-grad": cmd_check_grad}[args.command](args)
-    except (ValueError, TypeError) as e:
-        print(f"fastloss {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        code = _run(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # e.g. `fastloss list | head`: the reader has all it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+        return BROKEN_PIPE
+    except KeyboardInterrupt:
+        print("fastloss: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Multi-task losses (spec 6.1): a weighted sum of named task losses, and uncertainty weighting
+"""Multi-task losses: a weighted sum of named task losses, and uncertainty weighting
 (Kendall, Gal & Cipolla 2018) with learned log-variances.
 
 Each task is any fastloss loss with a scalar reduction (``"mean"`` or ``"sum"``), evaluated by
@@ -93,7 +93,7 @@ def _scaled(grad, factor: float):
 
 
 class MultiTask(_Tasks):
-    """Weighted sum of named task losses: ``L = sum_t lambda_t L_t`` (spec 6.1).
+    """Weighted sum of named task losses: ``L = sum_t lambda_t L_t``.
 
     Parameters
     ----------
@@ -153,7 +153,7 @@ class UncertaintyWeighting(_Tasks):
 
     ``L = sum_t 0.5 * exp(-s_t) * L_t + 0.5 * s_t``.
 
-    This is the spec's ``sum_t L_t / (2 sigma_t**2) + log sigma_t`` exactly: with
+    This is the paper's ``sum_t L_t / (2 sigma_t**2) + log sigma_t`` exactly: with
     ``sigma_t**2 = exp(s_t)``, ``1 / (2 sigma_t**2) = 0.5 exp(-s_t)`` and
     ``log sigma_t = 0.5 s_t``. Optimizing ``s_t`` (unconstrained) instead of ``sigma_t`` keeps the
     weight positive and the objective smooth. Gradients: ``dL/ds_t = 0.5 - 0.5 exp(-s_t) L_t``

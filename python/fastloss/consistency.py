@@ -1,11 +1,11 @@
-"""Consistency losses (spec 6.4): agreement between two predictions of the same input
+"""Consistency losses: agreement between two predictions of the same input
 (semi-supervised consistency, ``L = L_supervised + lam * L_consistency``), and smoothness of one
 prediction over time, over a neighbour graph and over 2-D/3-D grids.
 
 The smoothness penalties are sums of squared differences over pairs ``(a, b)`` of positions,
 ``sum ||f_a - f_b||^2``; each pair set is evaluated by the fused MSE kernel on two views of the
 same array (value and gradient in one pass), and the gradient is scattered back onto ``f``.
-``reduction="sum"`` is the spec's formula; ``"mean"`` divides by the number of (weighted) scalar
+``reduction="sum"`` is that sum; ``"mean"`` divides by the number of (weighted) scalar
 squared differences, as an MSE would.
 """
 
@@ -184,7 +184,7 @@ def _axis(name: str, axis, ndim: int) -> int:
 
 
 class TemporalConsistency(_PairwiseSquares):
-    """Temporal consistency of a sequence of predictions (spec 6.4):
+    """Temporal consistency of a sequence of predictions:
     ``L = sum_t ||f(x_t) - f(x_{t+1})||^2`` over the sequence ``axis`` of ``f`` (every other axis
     -- batch, features -- summed). Gradient ``2 (f_t - f_{t-1}) - 2 (f_{t+1} - f_t)`` (one-sided
     at the ends). ``"mean"`` divides by the number of scalar differences.
@@ -219,7 +219,7 @@ class TemporalConsistency(_PairwiseSquares):
 
 
 class GraphConsistency(_PairwiseSquares):
-    """Spatial consistency over a neighbour graph (spec 6.4):
+    """Spatial consistency over a neighbour graph:
     ``L = sum_{(i, j) in edges} w_ij ||f_i - f_j||^2`` for node predictions ``f`` (N, ...) --
     nodes on the first axis, features on the others. Each listed edge counts once (list an
     undirected edge once; listing both directions doubles it). The gradient is
@@ -284,7 +284,7 @@ _NEIGHBORHOODS = {2: {4: False, 8: True}, 3: {6: False, 26: True}}
 
 
 class GridConsistency(_PairwiseSquares):
-    """Spatial consistency over a 2-D or 3-D grid (spec 6.4):
+    """Spatial consistency over a 2-D or 3-D grid:
     ``L = sum over neighbouring cells (i, j) of ||f_i - f_j||^2`` on the last ``ndim`` axes of
     ``f`` (leading axes -- batch, channels -- are summed over). Neighbourhoods: 4 (edge) or 8
     (edge and corner) in 2-D; 6 (face) or 26 (face, edge, corner) in 3-D. Each unordered pair of

@@ -1,4 +1,4 @@
-"""Image losses (spec 5.4): SSIM and MS-SSIM, their maps and exact gradients.
+"""Image losses: SSIM and MS-SSIM, their maps and exact gradients.
 
 Layouts: ``(H, W)`` one grey image; ``(N, H, W)`` a batch of grey images; ``(N, C, H, W)`` a
 batch of C-channel images; with ``channels_last=True``, ``(H, W, C)`` or ``(N, H, W, C)``. The

@@ -311,8 +311,8 @@ class Distillation(_TemperedSoftmaxKL):
 
     ``y_true`` are the hard labels (...), ``y_pred`` the student logits ``z`` (..., K) and
     ``teacher_logits`` ``t`` (keyword, same shape as ``y_pred``). ``T^2`` keeps the soft term's
-    gradient on the scale of the hard one. The mean is over rows (``kl_div(...,
-    reduction="batchmean")`` in PyTorch), weighted by ``sample_weight``. The gradient with respect
+    gradient on the scale of the hard one. The mean is over rows, weighted by ``sample_weight``
+    (for (n, K) logits, PyTorch's ``kl_div(..., reduction="batchmean")``). The gradient with respect
     to the student logits is ``alpha (softmax(z) - onehot(y)) + (1 - alpha) T (softmax(z/T) -
     softmax(t/T))``; the Hessian diagonal is ``alpha p (1 - p) + (1 - alpha) q (1 - q)`` with
     ``p = softmax(z)``, ``q = softmax(z/T)``. Both logit rows are read once from memory; +inf and
@@ -347,9 +347,12 @@ class KLDivergence(_TemperedSoftmaxKL):
     ``l = KL(softmax(t/T) || softmax(z/T)) = sum_k p_k (log p_k - log q_k)``.
 
     ``y_true`` are the target logits ``t`` (..., K) (a teacher's, or a second view's for
-    consistency training), ``y_pred`` the logits ``z`` of the same shape. PyTorch's
-    ``kl_div(log_softmax(z/T), log_softmax(t/T), log_target=True, reduction="batchmean")`` (the
-    mean is over rows). Gradient ``(softmax(z/T) - softmax(t/T)) / T``, Hessian diagonal
+    consistency training), ``y_pred`` the logits ``z`` of the same shape. The mean is over rows:
+    for (n, K) logits it equals PyTorch's ``kl_div(log_softmax(z/T), log_softmax(t/T),
+    log_target=True, reduction="batchmean")``. PyTorch's ``"batchmean"`` divides the sum by the
+    size of the first axis, so for other shapes the two differ: a single row (K,) is one sample
+    here, while PyTorch divides its sum by K; (n, m, K) is a mean over n*m rows here, over n
+    there. ``reduction="sum"`` agrees with PyTorch's ``"sum"`` for every shape. Gradient ``(softmax(z/T) - softmax(t/T)) / T``, Hessian diagonal
     ``q (1 - q) / T^2``; no ``T^2`` factor (that is Distillation's convention).
 
     Parameters
@@ -417,14 +420,13 @@ def smooth_labels(y, alpha: float, num_classes: Optional[int] = None) -> np.ndar
 
 def class_weights(labels, scheme: str = "inverse", *, beta: float = 0.999,
                   num_classes: Optional[int] = None) -> np.ndarray:
-    """Per-class weights from integer labels (spec 8.2), normalized so that the mean weight over
-    the samples is 1 (``sum_k n_k w_k = n``).
+    """Per-class weights from integer labels, normalized so that the mean weight over the
+    samples is 1: ``sum_k n_k w_k = n`` (``n_k`` samples of class k, ``n`` in all).
 
     ``"inverse"``: 1/n_k; ``"inverse_sqrt"``: 1/sqrt(n_k); ``"effective"``: (1 - beta) /
-    (1 - beta^n_k) (Cui et al. 2019, ``beta`` in [0, 1)). Classes absent from ``labels`` get
-    weight 0. The normalization makes the weights average 1 over the classes present, as in
-    scikit-learn's ``compute_class_weight("balanced")`` (which equals ``"inverse"`` up to that
-    factor).
+    (1 - beta^n_k) (the effective number of samples of Cui et al. 2019, ``beta`` in [0, 1)).
+    Classes absent from ``labels`` get weight 0. With ``"inverse"`` the weights are
+    ``n / (C n_k)`` (C classes present): scikit-learn's ``compute_class_weight("balanced")``.
     """
     y = np.asarray(labels)
     if y.dtype.kind not in "iu":

@@ -1,4 +1,4 @@
-"""Perceptual (feature-matching) loss (spec section 5.3) over feature maps that the user's own
+"""Perceptual (feature-matching) loss over feature maps that the user's own
 network computes."""
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ class PerceptualLoss(Loss[List[FloatArray]]):
     backpropagate the returned gradients (w.r.t. the prediction's features) through your network.
 
     Per sample n and layer l, ``d_l[n] = sum |phi_l(y)[n] - phi_l(x)[n]|^q / F_l`` over the
-    sample's feature elements, q = 2 (``distance="l2"``, the spec's squared distance) or 1
-    (``"l1"``), ``F_l`` the number of elements per sample of layer l when ``normalize=True``
-    (Johnson et al. 2016's normalization by feature size; 1 otherwise). The per-sample loss
+    sample's feature elements, q = 2 (``distance="l2"``, the squared distance of Johnson et al.
+    2016) or 1 (``"l1"``), ``F_l`` the number of elements per sample of layer l when
+    ``normalize=True`` (Johnson et al.'s normalization by feature size; 1 otherwise). The per-sample loss
     ``sum_l w_l d_l[n]`` is reduced over the batch like every fastloss loss (``sample_weight`` per
     sample). ``value_and_grad`` returns the list of gradients, one per layer, with the shapes and
     dtypes of the prediction's features; the Hessian diagonal is ``2 w_l / F_l`` (l2) or the a.e.

@@ -1,11 +1,11 @@
-"""Progressive training (spec 6.2): self-paced learning weights and objective, and curriculum
+"""Progressive training: self-paced learning weights and objective, and curriculum
 pacing functions.
 
 Self-paced learning (Kumar, Packer & Koller 2010) minimizes over the model and the sample weights
 ``v_i`` in [0, 1] jointly: ``sum_i v_i l_i + sum_i f(v_i; lam)``. For fixed losses the optimal
 weights have closed forms, one per self-paced regularizer ``f``:
 
-- ``"hard"`` (Kumar et al. 2010): ``f = -lam v``, the spec's ``sum v_i l_i - lam sum v_i``;
+- ``"hard"`` (Kumar et al. 2010): ``f = -lam v``, the paper's ``sum v_i l_i - lam sum v_i``;
   ``v_i = 1`` if ``l_i < lam`` else 0 (a tie ``l_i = lam`` is optimal either way and takes 0);
 - ``"linear"`` (Jiang et al. 2014): ``f = lam (v^2 / 2 - v)``; ``v_i = clip(1 - l_i / lam, 0, 1)``;
 - ``"mixture"`` (Jiang et al. 2014), with ``0 < gamma < lam``:
@@ -80,7 +80,7 @@ def self_paced_weights(losses, lam: float, regularizer: str = "hard",
 
 def self_paced_objective(losses, v, lam: float, regularizer: str = "hard",
                          gamma: Optional[float] = None) -> float:
-    """``sum_i v_i l_i + sum_i f(v_i; lam)``: for ``"hard"`` the spec's
+    """``sum_i v_i l_i + sum_i f(v_i; lam)``: for ``"hard"`` Kumar et al.'s
     ``sum v_i l_i - lam sum v_i``. ``v`` must have the shape of ``losses`` and lie in [0, 1]."""
     lam, gamma = _check_regularizer(regularizer, lam, gamma)
     l, v = _losses(losses), _losses(v)

@@ -1,4 +1,4 @@
-"""Regression losses (spec section 2).
+"""Regression losses.
 
 Every loss here is elementwise in the residual ``r = y_pred - y_true``; derivatives are with
 respect to ``y_pred``. With ``reduction="mean"`` the value is ``sum(w * l) / sum(w)`` (``w = 1``

@@ -1,4 +1,4 @@
-"""Parameter regularizers (spec 6.3): L1, L2 and elastic net over one or many parameter arrays --
+"""Parameter regularizers: L1, L2 and elastic net over one or many parameter arrays --
 value, (sub)gradient and proximal operator -- and a data loss plus a regularizer,
 ``L_total = L_data(y_true, y_pred) + R(theta)``.
 
@@ -10,7 +10,7 @@ and proximal steps come back in the same structure, each array with its own shap
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -37,8 +37,8 @@ def _flatten(theta: Any):
 
 
 class ElasticNet:
-    """Elastic-net penalty ``R(theta) = l1 * sum|theta_i| + l2 * sum theta_i**2`` (spec 6.3; the
-    L2 term without a factor 1/2, as the spec writes it).
+    """Elastic-net penalty ``R(theta) = l1 * sum|theta_i| + l2 * sum theta_i**2`` (Zou & Hastie
+    2005; the L2 term has no factor 1/2, unlike scikit-learn's ``ElasticNet``).
 
     - gradient: ``l1 * sign(theta) + 2 l2 theta`` -- at ``theta_i = 0`` the L1 part takes the
       subgradient 0 (the minimum-norm one when ``l2`` adds nothing there);

@@ -1,4 +1,4 @@
-"""Segmentation losses (spec 5.5): soft Dice, generalized Dice and Tversky.
+"""Segmentation losses: soft Dice, generalized Dice and Tversky.
 
 Layout (MONAI's): predictions ``y_pred`` of shape ``(N, C, *spatial)`` -- probabilities, or logits
 with ``activation="sigmoid"`` (each class independently: binary or multi-label) or

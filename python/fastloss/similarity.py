@@ -1,4 +1,4 @@
-"""Ranking and similarity losses (spec section 4): pairwise distances with their gradients,
+"""Ranking and similarity losses: pairwise distances with their gradients,
 contrastive (pairs and batch), triplet margin (explicit triplets and batch mining), center loss,
 CosFace (large-margin cosine) and ArcFace.
 
@@ -688,8 +688,8 @@ class CenterLoss(_SimilarityLoss[Tuple[FloatArray, FloatArray]]):
     features (N, D). Gradients ``(d features, d centers)``: ``w_i s (x_i - c_{y_i})`` and
     ``-sum_{i: y_i = j} w_i s (x_i - c_j)`` with ``s = 1/sum(w)`` for the mean (the paper's sum:
     ``reduction="sum"``). The paper updates the centers with its own rule instead of their
-    gradient: :func:`update_centers`. Combined loss (spec): ``CE + lambda * Center``; see
-    ``docs/similarity.md``.
+    gradient: :func:`update_centers`. The paper's combined loss is ``CE + lambda * Center``;
+    see ``docs/similarity.md``.
 
     Examples
     --------

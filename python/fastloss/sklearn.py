@@ -3,41 +3,51 @@ registered loss through SciPy (L-BFGS or Newton-CG over :mod:`fastloss.scipy`).
 
 Scorers
 -------
-``make_scorer("huber", delta=2.0)`` (or a Loss instance) gives a scorer for ``cross_val_score``,
+``loss_scorer("huber", delta=2.0)`` (or a Loss instance) gives a scorer for ``cross_val_score``,
 ``GridSearchCV`` ...: the weighted mean loss with ``greater_is_better=False`` (scikit-learn
 reports it negated). The estimator output it scores follows the loss: ``predict`` for regression,
 ``decision_function`` for losses on logits/scores, ``predict_proba`` for losses on probabilities.
 Labels must already be in the loss's convention (0/1 or -1/+1, class indices 0..K-1).
+(``make_scorer`` is the deprecated former name: it shadowed ``sklearn.metrics.make_scorer``,
+whose signature differs.)
 
 Estimators
 ----------
 :class:`LinearRegressor` and :class:`LinearClassifier` minimize
 ``loss(y, X @ coef + intercept, sample_weight) + alpha / 2 * ||coef||^2`` (the loss's weighted
-mean). ``loss`` is a registered name (``"huber"``) and ``loss_params`` its hyper-parameters (a
-name, not an instance, so that ``sklearn.base.clone`` works). Only the L2 penalty is offered: L1 and
-elastic net need the regularizers (with proximal operators) of the composite-loss work, which plug
-into :class:`fastloss.scipy.LinearObjective` at one place.
+mean). ``loss`` is a Loss instance (``fl.Huber(delta=0.5)``) or a registered name (``"huber"``,
+then ``loss_params`` holds its hyper-parameters, and losses with ``from_logits`` take scores). With
+an instance the loss's parameters are the estimator's nested parameters ``loss__<name>``, as
+scikit-learn names the parameters of a nested estimator: ``GridSearchCV(LinearRegressor(
+loss=fl.Huber()), {"loss__delta": [0.5, 1.0, 2.0]})``. Losses are immutable, so setting
+``loss__delta`` stores a copy of the loss with the new value, and ``sklearn.base.clone`` shares
+the loss. When the solver stops at ``max_iter`` the fit warns with scikit-learn's
+``ConvergenceWarning``. Only the L2 penalty is offered; L1 and elastic net would plug the
+regularizers of :mod:`fastloss.regularizers` (with their proximal operators) into
+:class:`fastloss.scipy.LinearObjective`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import warnings
+from typing import Any, Optional, Union
 
 import numpy as np
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import make_scorer as _sk_make_scorer
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._adapters import as_loss, loss_kind
+from ._adapters import as_loss, check_on_margins, loss_kind
 from ._base import Loss, get_loss
 from .classification import BinaryCrossEntropy, BinaryFocal, Logistic
 from .multiclass import SparseCategoricalCrossEntropy, SparseCategoricalFocal, softmax
 from .scipy import linear_objective
 
-__all__ = ["make_scorer", "LossMetric", "LinearRegressor", "LinearClassifier"]
+__all__ = ["loss_scorer", "LossMetric", "LinearRegressor", "LinearClassifier"]
 
 
 class LossMetric:
@@ -58,7 +68,7 @@ def _response_method(loss: Loss) -> str:
     return "decision_function" if getattr(loss, "from_logits", True) else "predict_proba"
 
 
-def make_scorer(loss: Any, *, response_method: Optional[str] = None, **loss_params: Any):
+def loss_scorer(loss: Any, *, response_method: Optional[str] = None, **loss_params: Any):
     """A scikit-learn scorer (``greater_is_better=False``) for a loss name or instance.
 
     ``response_method`` defaults to the estimator output the loss takes (see the module docs).
@@ -76,12 +86,20 @@ def make_scorer(loss: Any, *, response_method: Optional[str] = None, **loss_para
                            response_method=response_method or _response_method(loss))
 
 
+def make_scorer(loss: Any, *, response_method: Optional[str] = None, **loss_params: Any):
+    """Deprecated name of :func:`loss_scorer` (it shadowed ``sklearn.metrics.make_scorer``,
+    whose signature differs)."""
+    warnings.warn("fastloss.sklearn.make_scorer is deprecated; use fastloss.sklearn.loss_scorer "
+                  "(same arguments)", DeprecationWarning, stacklevel=2)
+    return loss_scorer(loss, response_method=response_method, **loss_params)
+
+
 class _LinearModel(BaseEstimator):
     """What both linear estimators share: the loss, the penalty, the solver and the fit."""
 
-    def __init__(self, loss: str = "mse", loss_params: Optional[dict] = None, alpha: float = 0.0,
-                 fit_intercept: bool = True, solver: str = "lbfgs", max_iter: int = 1000,
-                 tol: float = 1e-10) -> None:
+    def __init__(self, loss: Union[str, Loss] = "mse", loss_params: Optional[dict] = None,
+                 alpha: float = 0.0, fit_intercept: bool = True, solver: str = "lbfgs",
+                 max_iter: int = 1000, tol: float = 1e-10) -> None:
         self.loss = loss
         self.loss_params = loss_params
         self.alpha = alpha
@@ -90,9 +108,31 @@ class _LinearModel(BaseEstimator):
         self.max_iter = max_iter
         self.tol = tol
 
+    def set_params(self, **params: Any) -> "_LinearModel":
+        """scikit-learn's ``set_params``; ``loss__<name>=value`` replaces the Loss instance held in
+        ``loss`` by a copy with that parameter changed (losses are immutable)."""
+        nested = {key[len("loss__"):]: params.pop(key) for key in list(params)
+                  if key.startswith("loss__")}
+        super().set_params(**params)
+        if nested:
+            if not isinstance(self.loss, Loss):
+                raise ValueError(
+                    f"loss__{next(iter(nested))} needs a Loss instance as loss (e.g. "
+                    f"loss=fastloss.get_loss({self.loss!r})); a loss given by name takes its "
+                    f"parameters in loss_params")
+            self.loss = self.loss.replace(**nested)
+        return self
+
     def _make_loss(self) -> Loss:
+        if isinstance(self.loss, Loss):
+            if self.loss_params:
+                raise TypeError("loss_params apply to a loss given by name; set the parameters "
+                                "of a Loss instance in its constructor (or as loss__<name>)")
+            check_on_margins(self.loss, type(self).__name__)
+            return self.loss
         if not isinstance(self.loss, str):
-            raise TypeError(f"loss must be a registered loss name; got {type(self.loss).__name__}")
+            raise TypeError(f"loss must be a fastloss Loss or a registered loss name; got "
+                            f"{type(self.loss).__name__}")
         params = dict(self.loss_params or {})
         if any(p.name == "from_logits" for p in type(get_loss(self.loss)).params):
             params.setdefault("from_logits", True)  # a linear model produces scores
@@ -113,6 +153,10 @@ class _LinearModel(BaseEstimator):
         else:
             res = minimize(obj.fun, obj.x0, jac=True, hessp=obj.hessp, method="Newton-CG",
                            options={"maxiter": self.max_iter, "xtol": self.tol})
+        if not res.success and res.nit >= self.max_iter:
+            warnings.warn(f"{type(self).__name__} ({self.solver}) did not converge in max_iter="
+                          f"{self.max_iter} iterations: {res.message}. Increase max_iter or "
+                          f"scale the features.", ConvergenceWarning, stacklevel=3)
         coef, intercept = obj.unpack(res.x)
         return coef, intercept, int(res.nit)
 
@@ -127,9 +171,10 @@ class _LinearModel(BaseEstimator):
 
 
 class LinearRegressor(RegressorMixin, _LinearModel):
-    """Linear regression under any fastloss regression loss (``"mse"``, ``"huber"``,
-    ``"quantile"`` (with a vector of quantiles ``predict`` gives one column per quantile),
-    ``"log_cosh"`` ...), with an L2 penalty ``alpha``.
+    """Linear regression under any fastloss regression loss, by name or instance (``"mse"``,
+    ``fl.Huber(delta=0.5)``, ``"quantile"`` (with a vector of quantiles ``predict`` gives one
+    column per quantile), ``"log_cosh"`` ...), with an L2 penalty ``alpha``. With an instance, its
+    parameters are nested parameters (``loss__delta``) for ``GridSearchCV``.
 
     Attributes: ``coef_``, ``intercept_``, ``n_iter_``, ``loss_`` (the fitted Loss).
     """
@@ -148,7 +193,8 @@ _PROBABILISTIC = (BinaryCrossEntropy, BinaryFocal, Logistic, SparseCategoricalCr
 
 
 class LinearClassifier(ClassifierMixin, _LinearModel):
-    """Linear classifier under any fastloss classification loss: binary losses (``"logistic"``,
+    """Linear classifier under any fastloss classification loss, by name or instance (then with
+    ``from_logits=True`` where the loss has it): binary losses (``"logistic"``,
     ``"binary_focal"``, ``"hinge"``, ``"smooth_hinge"`` ...) on one score, multi-class losses
     (``"sparse_categorical_cross_entropy"``, ``"multi_class_hinge"`` ...) on one score per class.
     Any labels; they are encoded in the loss's convention. ``predict_proba`` for the
@@ -157,9 +203,9 @@ class LinearClassifier(ClassifierMixin, _LinearModel):
     Attributes: ``classes_``, ``coef_``, ``intercept_``, ``n_iter_``, ``loss_``.
     """
 
-    def __init__(self, loss: str = "logistic", loss_params: Optional[dict] = None, alpha: float = 1e-4,
-                 fit_intercept: bool = True, solver: str = "lbfgs", max_iter: int = 1000,
-                 tol: float = 1e-10) -> None:
+    def __init__(self, loss: Union[str, Loss] = "logistic", loss_params: Optional[dict] = None,
+                 alpha: float = 1e-4, fit_intercept: bool = True, solver: str = "lbfgs",
+                 max_iter: int = 1000, tol: float = 1e-10) -> None:
         super().__init__(loss, loss_params, alpha, fit_intercept, solver, max_iter, tol)
 
     def fit(self, X, y, sample_weight=None):

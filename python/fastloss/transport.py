@@ -1,4 +1,4 @@
-"""Optimal transport losses (spec section 5.1): the exact 1-D Wasserstein distance, entropic
+"""Optimal transport losses: the exact 1-D Wasserstein distance, entropic
 optimal transport (log-domain Sinkhorn) and the sliced Wasserstein distance between weighted
 empirical distributions, with gradients with respect to the sample positions of the prediction.
 

@@ -1,7 +1,7 @@
-"""Optimization-landscape and debugging toolkit (spec 1.2, 1.5, 7, 8.5, 8.6), computed with
-fastloss kernels: models and objectives with exact Hessian-vector products, gradient checks,
-loss-surface slices, Hessian spectra, convergence analysis, a training monitor with gradient
-clipping, initializers, and a loss-selection guide. Plots need the ``plot`` extra (matplotlib).
+"""Optimization-landscape and debugging toolkit, computed with fastloss kernels: models and
+objectives with exact Hessian-vector products, gradient checks, loss-surface slices, Hessian
+spectra, convergence analysis, a training monitor with gradient clipping, initializers, and a
+loss-selection guide. Plots need the ``plot`` extra (matplotlib).
 
 See docs/analysis.md for a tour.
 """

@@ -3,7 +3,8 @@ built-in ill-conditioned problem they use."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from .models import LogisticRegression, Objective
 from .monitor import TrainingMonitor
 from .surface import loss_line, loss_plane
 
-__all__ = ["ill_conditioned_logistic", "landscape", "check_grad_command"]
+__all__ = ["ill_conditioned_logistic", "landscape", "check_figure_output", "check_grad_command"]
 
 
 def ill_conditioned_logistic(n: int = 2000, d: int = 20, condition: float = 1e4, l2: float = 1e-4,
@@ -30,20 +31,32 @@ def ill_conditioned_logistic(n: int = 2000, d: int = 20, condition: float = 1e4,
     return Objective(model, X.astype(dtype), y, l2=l2), np.zeros(model.n_params, dtype)
 
 
+def _silent(step: str) -> None:
+    pass
+
+
 def landscape(n: int = 2000, d: int = 20, condition: float = 1e4, steps: int = 300, k: int = 5,
-              seed: int = 0, out: Optional[str] = "landscape.png", printer=print) -> Dict[str, Any]:
+              seed: int = 0, out: Optional[str] = "landscape.png", printer=print,
+              progress: Callable[[str], None] = _silent) -> Dict[str, Any]:
     """Gradient descent (step 1/lambda_max) on ``ill_conditioned_logistic``, then the spectrum,
     condition number, trace, saddle check and convergence findings at the end point; writes a
-    four-panel PNG to ``out`` (needs matplotlib) and returns the numbers."""
+    four-panel figure to ``out`` (needs matplotlib; the format follows the suffix) and returns
+    the numbers. ``progress`` is called with the name of each step before it starts."""
+    if out:
+        check_figure_output(out)
     objective, theta = ill_conditioned_logistic(n, d, condition, seed=seed)
-    k = min(k, objective.n_params // 2)
+    k = max(1, min(k, objective.n_params // 2))
+    progress("largest Hessian eigenvalue (the step size)")
     lr = 1.0 / float(hessian_eigenvalues(objective, theta, 1, "top", seed=seed).eigenvalues[0])
     monitor = TrainingMonitor(callback=lambda finding: None)
+    progress(f"gradient descent, {steps} steps")
     for _ in range(steps):
         value, grad = objective.value_and_grad(theta)
         monitor.record(value, grad_norm=float(np.linalg.norm(grad)), lr=lr)
         theta = theta - lr * grad
+    progress(f"Hessian spectrum, {k} eigenvalues at each end (Lanczos)")
     spectrum = hessian_eigenvalues(objective, theta, k, "both", seed=seed)
+    progress("Hessian trace (Hutchinson) and negative-curvature check")
     trace = hutchinson_trace(objective, theta, 100, seed=seed)
     saddle = detect_saddle(objective, theta, seed=seed)
     report = monitor.report()
@@ -61,10 +74,26 @@ def landscape(n: int = 2000, d: int = 20, condition: float = 1e4, steps: int = 3
             f"gradient norm {saddle.grad_norm:.3g}")
     printer(str(report))
     if out:
+        progress(f"figure {out}")
         _landscape_figure(objective, theta, monitor, spectrum).savefig(out, dpi=100)
         printer(f"wrote {out}")
     return {"eigenvalues": ev, "condition_number": spectrum.condition_number, "trace": trace.value,
             "convergence": report, "theta": theta}
+
+
+def check_figure_output(out: str) -> None:
+    """Raises ValueError, before any work, when ``landscape`` could not write the figure ``out``:
+    matplotlib is missing or the suffix names no format it writes."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise ValueError("writing the figure needs matplotlib (pip install 'fastloss[plot]'); "
+                         "pass --out '' for none") from None
+    suffix = Path(out).suffix[1:].lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix and suffix not in formats:
+        raise ValueError(f"cannot write a figure as {out!r}: unknown format {suffix!r}; "
+                         f"use one of {', '.join(sorted(formats))}")
 
 
 def _landscape_figure(objective, theta, monitor, spectrum):
@@ -92,14 +121,54 @@ def _landscape_figure(objective, theta, monitor, spectrum):
     return fig
 
 
+def _differentiable(loss, y_true, y_pred, inputs) -> List[Tuple[str, np.ndarray]]:
+    """The arrays the loss differentiates, as ``(label, array)``: the inputs named by
+    ``loss.grads``, or each feature map when ``y_pred`` is a list of them."""
+    if isinstance(y_pred, (list, tuple)):
+        return [(f"y_pred[{k}]", np.asarray(p)) for k, p in enumerate(y_pred)]
+    arrays = dict(zip(loss.arguments, (y_true, y_pred)), **inputs)
+    return [(name, np.asarray(arrays[name])) for name in loss.grads]
+
+
 def check_grad_command(name: str, params: Dict[str, Any], n: int = 200, dtype: str = "float64",
-                       seed: int = 0, hessian: bool = True, printer=print) -> bool:
-    """Gradient (and Hessian-diagonal) check of a registered loss on its synthetic data (``loss.synthetic``)."""
+                       seed: int = 0, hessian: bool = True, printer=print,
+                       progress: Callable[[str], None] = _silent) -> bool:
+    """Gradient (and Hessian-diagonal) check of a registered loss on its synthetic data
+    (``loss.synthetic``), with respect to every differentiable input. Fails a check that could
+    not fail: no elements, or a gradient that is zero everywhere on the data (finite differences
+    then agree trivially). ``progress`` is called with the step before the long part."""
     from .._base import get_loss
 
     loss = get_loss(name, **params)
-    y_true, y_pred, inputs = loss.synthetic(n, np.random.default_rng(seed), dtype)
-    result = check_grad(loss, y_true, y_pred, hessian=hessian, seed=seed, **inputs)
     printer(f"{loss!r} on {n} synthetic samples ({dtype}):")
+    if n == 0:
+        printer("FAIL: nothing to check on 0 samples")
+        return False
+    y_true, y_pred, inputs = loss.synthetic(n, np.random.default_rng(seed), dtype)
+    parts = _differentiable(loss, y_true, y_pred, inputs)
+    if len(parts) > 1:
+        printer("differentiable inputs: " + ", ".join(f"{label} {x.shape}" for label, x in parts))
+    empty = [label for label, x in parts if x.size == 0]
+    if empty:
+        printer(f"FAIL: nothing to check: {', '.join(empty)} has no elements")
+        return False
+    value, grads = loss.value_and_grad(y_true, y_pred, **inputs)
+    grads = grads if isinstance(grads, (tuple, list)) else (grads,)
+    zero = [label for (label, _), g in zip(parts, grads) if not np.any(g)]
+    if zero:
+        for label in zero:
+            printer(f"gradient w.r.t. {label}: FAIL (zero everywhere on this data, value {value:.6g}: "
+                    f"the check cannot fail; try another --seed, a larger --n or other parameters)")
+        return False
+    checked = sum(min(x.size, 200) for _, x in parts)
+    both = hessian and loss.hessian != "none"
+    progress(f"comparing the gradient{' and Hessian diagonal' if both else ''} with central "
+             f"differences at {checked} elements")
+    result = check_grad(loss, y_true, y_pred, hessian=hessian, seed=seed, max_elements=200,
+                        **inputs)
     printer(str(result))
+    if hessian and result.hessian is None:
+        printer("hessian diagonal: not checked (" + (
+            "the loss provides none)" if loss.hessian == "none" else
+            "checked only for losses of one prediction array)"))
     return result.all_passed

@@ -1,4 +1,4 @@
-"""Convergence analysis of a training history (spec 7.3) and the spec 8.6 debugging advice.
+"""Convergence analysis of a training history, with debugging advice for each finding.
 
 From the loss values ``f_k`` (and optionally the gradient norms) of successive steps:
 
@@ -24,7 +24,7 @@ From the loss values ``f_k`` (and optionally the gradient norms) of successive s
   * explosion: a non-finite loss or gradient norm, a loss above ``f_0 + growth |f_0|``, or a
     gradient norm above ``grad_growth`` times the median of the earlier ones.
 
-Convergence criteria (spec 7.3) are ``StoppingRule``: gradient-norm threshold, loss-change
+Convergence criteria are ``StoppingRule``: gradient-norm threshold, loss-change
 threshold, validation plateau with patience.
 """
 
@@ -40,31 +40,33 @@ __all__ = ["ADVICE", "Finding", "ConvergenceReport", "errors_of", "fit_linear_ra
            "classify_convergence", "detect_plateau", "detect_oscillation", "detect_explosion", "explosion_at",
            "analyze_convergence", "StoppingRule"]
 
-# What to do about each finding: spec 8.6 ("Common Issues"), with the landscape reasons of 7.1-7.3.
+# What to do about each finding, with the reasons the loss landscape gives (conditioning, curvature);
+# see Goodfellow, Bengio & Courville, Deep Learning (2016), ch. 8 and 11.4, and Pascanu et al. 2013
+# for gradient clipping.
 ADVICE = {
     "not_decreasing": "Loss not decreasing: check the gradients (fastloss.analysis.check_grad) and "
-                      "the learning rate (spec 8.6); verify the loss, the preprocessing and the label "
+                      "the learning rate; verify the loss, the preprocessing and the label "
                       "encoding, and test a simple baseline.",
     "plateau": "Plateau: a flat region with small gradients slows convergence and may indicate poor "
-               "conditioning (spec 7.1); check the learning rate, try momentum or a second-order "
+               "conditioning; check the learning rate, try momentum or a second-order "
                "method, and look at the Hessian's condition number.",
     "stalled": "Loss stopped decreasing while the gradient is not small: check the gradients and the "
-               "learning rate (spec 8.6; a schedule may have decayed too far); slow progress along "
-               "the flat directions of an ill-conditioned Hessian looks the same (spec 7.1, 7.2): "
+               "learning rate (a schedule may have decayed too far); slow progress along "
+               "the flat directions of an ill-conditioned Hessian looks the same: "
                "compare the condition number.",
-    "oscillation": "Loss oscillating: reduce the learning rate, increase the batch size (spec 8.6); "
-                   "momentum smooths the updates, and oscillation may indicate poor conditioning "
-                   "(spec 7.2).",
-    "explosion": "Loss exploding: clip the gradients (clip_grad_norm), lower the learning rate "
-                 "(spec 8.6).",
-    "diverging": "Diverging: lower the learning rate and clip the gradients (spec 8.6); check the "
+    "oscillation": "Loss oscillating: reduce the learning rate, increase the batch size; "
+                   "momentum smooths the updates, and oscillation may indicate poor "
+                   "conditioning.",
+    "explosion": "Loss exploding: clip the gradients (clip_grad_norm), lower the learning "
+                 "rate.",
+    "diverging": "Diverging: lower the learning rate and clip the gradients; check the "
                  "gradients and the data for non-finite values.",
-    "sublinear": "Sublinear convergence, slower than O(rho^k) (spec 7.3): typical of non-smooth or "
+    "sublinear": "Sublinear convergence, slower than O(rho^k): typical of non-smooth or "
                  "not strongly convex objectives, and of ill-conditioned ones before the slowest "
-                 "direction dominates (a spread of Hessian eigenvalues, spec 7.2: compare the "
+                 "direction dominates (a spread of Hessian eigenvalues: compare the "
                  "condition number); a smooth loss (Huber, smooth hinge), L2 regularization, "
                  "rescaled features or a second-order method converge faster.",
-    "slow_linear": "Linear convergence with rho close to 1: the Hessian is ill-conditioned (spec 7.2); "
+    "slow_linear": "Linear convergence with rho close to 1: the Hessian is ill-conditioned; "
                    "rescale the features, precondition, or use momentum / a second-order method.",
 }
 
@@ -288,7 +290,7 @@ def analyze_convergence(losses, grad_norms=None, target: Optional[float] = None,
 
 
 class StoppingRule:
-    """Convergence criteria (spec 7.3) as a reusable rule: ``update(...)`` returns True when any
+    """Convergence criteria as a reusable rule: ``update(...)`` returns True when any
     criterion that was configured is met, and ``reason`` says which.
 
     - ``grad_tol``: the gradient norm is at most ``grad_tol``;

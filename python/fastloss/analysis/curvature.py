@@ -1,4 +1,4 @@
-"""Curvature of an objective from Hessian-vector products (spec 7.1, 7.2): extreme eigenvalues by
+"""Curvature of an objective from Hessian-vector products (Pearlmutter 1994): extreme eigenvalues by
 (block) Lanczos, the condition number, Hutchinson's trace estimate, and saddle detection. Every
 random start is drawn from ``seed``: the same seed gives the same numbers.
 
@@ -184,7 +184,7 @@ def hutchinson_trace(objective, theta, n_samples: int = 100, seed: Any = 0) -> T
 class SaddleReport:
     """``negative_curvature``: the Hessian has an eigenvalue below ``-tol * |lambda_max|``;
     ``is_saddle``: that, at a (near-)critical point (``grad_norm <= grad_tol``). ``direction`` is
-    the unit eigenvector of ``min_eigenvalue``: a step along it decreases the loss (spec 7.1)."""
+    the unit eigenvector of ``min_eigenvalue``: a step along it decreases the loss."""
 
     negative_curvature: bool
     is_saddle: bool

@@ -1,5 +1,5 @@
-"""Gradient checks: analytic derivatives against central finite differences (spec 8.6: "check
-gradients", "verify loss implementation").
+"""Gradient checks: analytic derivatives against central finite differences, to verify a loss
+implementation or a model's backward pass.
 
 ``check_grad(loss, y_true, y_pred)`` checks a fastloss loss (gradient and Hessian diagonal with
 respect to ``y_pred``); ``check_grad(objective, theta)`` checks an objective's gradient (and the

@@ -1,4 +1,4 @@
-"""Loss selection guide (spec 1.5, 8.5), tied to the registry.
+"""Loss selection guide, tied to the registry.
 
 ``recommend(task=..., ...)`` walks the rules below, keeps those whose loss is registered now
 (``fastloss.losses()`` is read at call time, so losses added later appear as soon as they are
@@ -60,52 +60,52 @@ def _pos_weight(ctx) -> Dict[str, Any]:
     return {"from_logits": True, **({"pos_weight": float(ratio)} if not isinstance(ratio, bool) and ratio > 1 else {})}
 
 
-# The spec's guide (8.5) and selection criteria (1.5), one rule per (task, loss, situation).
+# The usual choices per task and situation, one rule per (task, loss, situation).
 _RULES = (
-    _Rule("regression", "mse", 3, "standard for regression (spec 8.5); Gaussian likelihood (1.4)"),
-    _Rule("regression", "huber", 2, "robust to outliers, quadratic near zero (spec 8.5: MAE or Huber)"),
-    _Rule("regression", "mae", 1.5, "robust to outliers (spec 8.5); Laplace likelihood, estimates the median"),
+    _Rule("regression", "mse", 3, "standard for regression; Gaussian likelihood"),
+    _Rule("regression", "huber", 2, "robust to outliers, quadratic near zero (Huber 1964)"),
+    _Rule("regression", "mae", 1.5, "robust to outliers; Laplace likelihood, estimates the median"),
     _Rule("regression", "log_cosh", 1.5, "smooth and robust: like MSE near zero, like MAE for large errors"),
     _Rule("regression", "smooth_l1", 1, "Huber scaled by 1/beta (object-detection convention)"),
-    _Rule("regression", "quantile", 6, "quantile regression (spec 8.5)", lambda c: c["quantile"] is not None,
-          lambda c: {"quantile": c["quantile"]}),
+    _Rule("regression", "quantile", 6, "quantile regression (Koenker & Bassett 1978)",
+          lambda c: c["quantile"] is not None, lambda c: {"quantile": c["quantile"]}),
     _Rule("binary", "binary_cross_entropy", 3, "balanced binary classification: binary cross-entropy "
-          "(spec 8.5), from logits for stability", lambda c: not _imbalanced(c), lambda c: {"from_logits": True}),
-    _Rule("binary", "binary_cross_entropy", 3, "imbalanced data: weighted BCE (spec 8.5, 8.2)",
+          "from logits, for stability", lambda c: not _imbalanced(c), lambda c: {"from_logits": True}),
+    _Rule("binary", "binary_cross_entropy", 3, "imbalanced data: BCE weighted by pos_weight",
           _imbalanced, _pos_weight),
     _Rule("binary", "binary_focal", 3, "imbalanced data: focal loss down-weights easy examples "
-          "(spec 8.5, Lin et al. 2017)", _imbalanced, lambda c: {"from_logits": True}),
+          "(Lin et al. 2017)", _imbalanced, lambda c: {"from_logits": True}),
     _Rule("binary", "binary_cross_entropy", 3.5, "noisy labels: label smoothing caps the penalty on "
-          "confidently wrong labels (spec 1.5)", lambda c: c["noisy_labels"],
+          "confidently wrong labels (Szegedy et al. 2016)", lambda c: c["noisy_labels"],
           lambda c: {"from_logits": True, "label_smoothing": 0.1}),
     _Rule("binary", "logistic", 2, "the same likelihood on -1/+1 labels (logistic regression)"),
     _Rule("binary", "smooth_hinge", 1, "margin loss (SVM) with a continuous gradient"),
     _Rule("binary", "hinge", 0.5, "margin loss (SVM); sparse solutions"),
     _Rule("binary", "squared_hinge", 0.5, "margin loss with a continuous gradient (L2-SVM)"),
     _Rule("multiclass", "sparse_categorical_cross_entropy", 3, "standard multi-class: categorical "
-          "cross-entropy on integer labels (spec 8.5)", lambda c: not _imbalanced(c),
+          "cross-entropy on integer labels", lambda c: not _imbalanced(c),
           lambda c: {"from_logits": True}),
     _Rule("multiclass", "sparse_categorical_cross_entropy", 1, "large number of classes: sparse "
-          "labels avoid one-hot targets of K columns (spec 8.5)",
+          "labels avoid one-hot targets of K columns",
           lambda c: (c["n_classes"] or 0) >= 100, lambda c: {"from_logits": True}),
     _Rule("multiclass", "sparse_categorical_cross_entropy", 3, "imbalanced classes: weighted CE "
-          "(spec 8.5; class_weight from fastloss.class_weights(labels))", _imbalanced,
+          "(class_weight from fastloss.class_weights(labels))", _imbalanced,
           lambda c: {"from_logits": True}),
-    _Rule("multiclass", "sparse_categorical_focal", 3, "imbalanced classes: focal loss (spec 8.5)",
+    _Rule("multiclass", "sparse_categorical_focal", 3, "imbalanced classes: focal loss (Lin et al. 2017)",
           _imbalanced),
     _Rule("multiclass", "sparse_categorical_cross_entropy", 3.5, "noisy labels: label smoothing "
-          "(spec 1.5)", lambda c: c["noisy_labels"],
+          "(Szegedy et al. 2016)", lambda c: c["noisy_labels"],
           lambda c: {"from_logits": True, "label_smoothing": 0.1}),
     _Rule("multiclass", "categorical_cross_entropy", 1.5, "soft or one-hot target distributions",
           params=lambda c: {"from_logits": True}),
     _Rule("multiclass", "multi_class_hinge", 0.5, "multi-class margin loss (SVM)"),
-    _Rule("similarity", "contrastive", 3, "pair-based similarity learning (spec 8.5)"),
+    _Rule("similarity", "contrastive", 3, "pair-based similarity learning (Hadsell et al. 2006)"),
     _Rule("similarity", "batch_contrastive", 2.5, "pair-based, over all pairs of a labelled batch"),
-    _Rule("similarity", "triplet_margin", 3, "triplet-based similarity learning (spec 8.5)"),
+    _Rule("similarity", "triplet_margin", 3, "triplet-based similarity learning (Schroff et al. 2015)"),
     _Rule("similarity", "batch_triplet_margin", 3, "triplet-based with batch-hard or semi-hard "
-          "mining of a labelled batch (spec 8.5)"),
-    _Rule("similarity", "arcface", 2.5, "many classes: additive angular margin (spec 8.5)"),
-    _Rule("similarity", "cosface", 2.5, "many classes: large margin cosine (spec 8.5)"),
+          "mining of a labelled batch (Hermans et al. 2017)"),
+    _Rule("similarity", "arcface", 2.5, "many classes: additive angular margin (ArcFace, Deng et al. 2019)"),
+    _Rule("similarity", "cosface", 2.5, "many classes: large margin cosine (CosFace, Wang et al. 2018)"),
 )
 
 
@@ -134,26 +134,26 @@ def loss_properties(info: LossInfo) -> Dict[str, Any]:
 
 
 def _property_terms(props, ctx) -> List[tuple]:
-    """(score change, reason) from a loss's properties in this situation (spec 1.2, 1.5)."""
+    """(score change, reason) from a loss's properties in this situation."""
     terms = []
     if props["convex"]:
-        terms.append((0.5, "convex: a single global minimum (spec 1.2)"))
+        terms.append((0.5, "convex: every local minimum is global"))
     elif ctx["need_convex"]:
         terms.append((-3, "not convex, but a convex loss was asked for"))
     if ctx["outliers"] or ctx["noisy_labels"]:
         if props["robust"]:
-            terms.append((2, "robust to outliers / noisy labels (spec 1.5)"))
+            terms.append((2, "robust to outliers / noisy labels"))
         elif ctx["task"] == "regression":
-            terms.append((-2, "sensitive to outliers (L2 growth, spec 1.3)"))
+            terms.append((-2, "sensitive to outliers (quadratic growth)"))
     if props["lipschitz"]:
-        terms.append((0.25, "Lipschitz: bounded gradient, stable optimization (spec 1.2)"))
+        terms.append((0.25, "Lipschitz: bounded gradient, stable optimization"))
     if ctx["need_hessian"]:
         if props["smooth"] and props["hessian"] == "exact":
             terms.append((1, "smooth with an exact Hessian (second-order methods, boosting)"))
         else:
             terms.append((-2, "Hessian only almost everywhere (zero on pieces): poor for Newton/boosting"))
     elif not props["smooth"]:
-        terms.append((-0.5, "not differentiable everywhere (spec 1.2)"))
+        terms.append((-0.5, "not differentiable everywhere"))
     return terms
 
 

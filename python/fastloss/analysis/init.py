@@ -1,4 +1,5 @@
-"""Weight initialization (spec 7.4), with PyTorch's ``torch.nn.init`` formulas and conventions.
+"""Weight initialization (Glorot & Bengio 2010, He et al. 2015), with PyTorch's
+``torch.nn.init`` formulas and conventions.
 
 Shapes follow PyTorch: dense weights ``(fan_out, fan_in)``, convolution weights
 ``(out_channels, in_channels / groups, *kernel)``; ``fan_in = shape[1] * receptive``,
@@ -142,5 +143,5 @@ def orthogonal(shape, gain: float = 1.0, seed: Any = None, dtype=np.float64) -> 
 
 
 def small_random(shape, scale: float = 0.01, seed: Any = None, dtype=np.float64) -> np.ndarray:
-    """N(0, scale^2): breaks symmetry (spec 7.4) without regard to fan; fine for shallow models."""
+    """N(0, scale^2): breaks symmetry without regard to fan; fine for shallow models."""
     return _normal(shape, scale, seed, dtype)

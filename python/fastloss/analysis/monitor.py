@@ -1,5 +1,5 @@
-"""A training monitor for the user's own loop (spec 8.6 "Monitoring"), per-class losses, and the
-gradient-clipping remedies of spec 7.2 / 8.6.
+"""A training monitor for the user's own loop, per-class losses, and gradient clipping (by norm,
+as PyTorch's ``clip_grad_norm_``, or by value; Pascanu, Mikolov & Bengio 2013).
 
 >>> mon = TrainingMonitor(callback=print)            # doctest: +SKIP
 >>> for step in range(n_steps):                      # doctest: +SKIP
@@ -89,7 +89,7 @@ def clip_grad_value(grads: Arrays, clip_value: float) -> float:
 
 
 def per_class_losses(loss, y_true, y_pred, sample_weight=None) -> Dict[Any, float]:
-    """The (weighted) mean loss of each class (spec 8.6 "monitor class-wise performance").
+    """The (weighted) mean loss of each class (to watch class-wise performance, e.g. on imbalanced data).
 
     Classes are the labels of ``y_true``: integer (or 0/1, -1/+1) labels of shape (n,), or the
     argmax of target rows (n, K) for dense targets.

@@ -1,4 +1,4 @@
-"""Loss-surface slices (spec 7.1): the objective along a line or over a plane through ``theta``.
+"""Loss-surface slices: the objective along a line or over a plane through ``theta``.
 
 Random directions are normalized as in Li et al. 2018, "Visualizing the Loss Landscape of Neural
 Nets": a Gaussian direction ``d`` is rescaled block by block so that its scale matches the

@@ -441,26 +441,41 @@ def _one_row(nm: str, loss: Any, y: np.ndarray, p: np.ndarray, g: np.ndarray, dt
             row["median_ms"][base] = timing[base]["median_s"] * 1e3
     return row
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Command line: prints the table; returns 1 when a correctness check failed, else 0."""
-    ap = argparse.ArgumentParser(
-        prog="fastloss bench",
-        description="fastloss vs NumPy / PyTorch / scikit-learn and vs the measured memory "
-                    "bandwidth (see bench/README.md).")
+SUMMARY = "benchmark fastloss against NumPy, PyTorch and scikit-learn and against the memory bandwidth"
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of ``fastloss bench`` (``ap`` shows each one's default in its help)."""
+    ap.epilog = ("Exit status 1 when a result differs from the NumPy baseline. "
+                 "See bench/README.md for what is measured.")
     ap.add_argument("--quick", action="store_true",
                     help=f"sizes {','.join(fmt_n(s) for s in QUICK_SIZES)} and fewer repeats")
-    ap.add_argument("--json", metavar="FILE", help="save all results (raw timings too) as JSON")
-    ap.add_argument("--losses", help="comma-separated loss names (default: every elementwise loss)")
-    ap.add_argument("--sizes", help="comma-separated sizes, e.g. 1e3,1e5")
-    ap.add_argument("--dtypes", default=",".join(DTYPES), help="float32,float64")
-    ap.add_argument("--threads", default=",".join(map(str, THREADS)), help="e.g. 1,2")
-    ap.add_argument("--repeats", type=int, help="fixed number of repeats (default adaptive)")
-    ap.add_argument("--baselines", default=",".join(BASELINE_NAMES),
-                    help="which of numpy,torch,sklearn to run (if installed)")
+    ap.add_argument("--json", metavar="FILE",
+                    help="save all results (raw timings too) as JSON (default: not saved)")
+    ap.add_argument("--losses", metavar="NAMES",
+                    help="comma-separated loss names (default: every elementwise loss, then the "
+                         "multi-class table)")
+    ap.add_argument("--sizes", metavar="SIZES",
+                    help=f"comma-separated sizes, e.g. 1e3,1e5 (default: "
+                         f"{','.join(fmt_n(s) for s in SIZES)}; with --quick "
+                         f"{','.join(fmt_n(s) for s in QUICK_SIZES)})")
+    ap.add_argument("--dtypes", metavar="DTYPES", default=",".join(DTYPES),
+                    help="comma-separated dtypes")
+    ap.add_argument("--threads", metavar="COUNTS", default=",".join(map(str, THREADS)),
+                    help="comma-separated thread counts")
+    ap.add_argument("--repeats", type=int,
+                    help="fixed number of repeats (default: adaptive, until the timings settle)")
+    ap.add_argument("--baselines", metavar="NAMES", default=",".join(BASELINE_NAMES),
+                    help="which of numpy,torch,sklearn to run; those not installed are skipped")
     ap.add_argument("--triad", default="auto", choices=("auto", "numexpr", "torch", "numpy"),
-                    help="triad implementation for the bandwidth reference")
+                    help="triad implementation for the bandwidth reference; auto keeps the fastest")
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    args = ap.parse_args(argv)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Runs ``fastloss bench`` with parsed ``args``: prints the table; returns 1 when a
+    correctness check failed, else 0. A bad option value raises ``fastloss.cli.UsageError``."""
+    from ..cli import UsageError, check_output
 
     try:
         losses = _parse_list(args.losses, str) if args.losses else None
@@ -474,7 +489,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.repeats is not None and args.repeats < 1:
             raise ValueError("--repeats must be >= 1")
     except ValueError as e:
-        ap.error(str(e))
+        raise UsageError(str(e)) from None
+    if args.json:
+        check_output(args.json, "--json", make_dirs=True)
 
     t0 = time.perf_counter()
 
@@ -484,13 +501,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.quiet and el > 2.0:
             print(f"  {el:6.1f}s  {msg}", file=sys.stderr, flush=True)
 
-    try:
-        res = run(losses=losses, sizes=sizes, dtypes=dtypes, threads=threads,
-                  repeats=args.repeats, quick=args.quick, progress=progress,
-                  baselines=baselines, triad_method=args.triad)
-    except ValueError as e:
-        print(f"fastloss bench: error: {e}", file=sys.stderr)
-        return 2
+    res = run(losses=losses, sizes=sizes, dtypes=dtypes, threads=threads,
+              repeats=args.repeats, quick=args.quick, progress=progress,
+              baselines=baselines, triad_method=args.triad)
     print(format_table(res))
     if losses is None:  # the whole benchmark: the multi-class kernels too
         bw = {int(t): v["gbps_median"] for t, v in res["triad"].items()}
@@ -510,3 +523,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     return 0
 
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``fastloss bench ARGS`` (see ``fastloss bench --help``); returns the exit status: 0, 1 when
+    a correctness check failed, 2 for a usage error."""
+    from .. import cli
+
+    return cli.main(["bench", *(sys.argv[1:] if argv is None else argv)])
