@@ -154,3 +154,21 @@ def test_families_without_a_known_fisher_curvature():
     assert BoostingObjective(Other()).hessian == "clip"
     with pytest.raises(ValueError, match="no Fisher curvature"):
         BoostingObjective(Other(), hessian="fisher")
+
+
+@pytest.mark.parametrize("loss", [fl.BinaryFocal(gamma=2.0, from_logits=True), fl.MAE()],
+                         ids=["binary", "regression"])
+@pytest.mark.parametrize("hessian", ["fisher", "clip"])
+def test_integer_margins_give_float_derivatives(loss, hessian):
+    # An integer margin is computed in float64: the curvature must not come back in the margin's
+    # integer dtype (weights of 0.5 made the regression Fisher curvature all zeros in int8).
+    obj = BoostingObjective(loss, hessian=hessian)
+    y = np.array([0.0, 1.0, 1.0, 0.0])
+    margin = np.array([-1, 0, 2, 1], dtype=np.int8)
+    w = np.full(4, 0.5)
+    grad, hess = obj.grad_hess(y, margin, w)
+    ref_grad, ref_hess = obj.grad_hess(y, margin.astype(np.float64), w)
+    assert grad.dtype == hess.dtype == np.float64
+    np.testing.assert_array_equal(grad, ref_grad)
+    np.testing.assert_array_equal(hess, ref_hess)
+    assert np.all(hess > 0)

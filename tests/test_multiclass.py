@@ -1539,3 +1539,10 @@ def test_rowwise_checks_its_parameter_count():
     with pytest.raises(ValueError, match="takes 3 parameters; got 1"):
         _core.rowwise(_core.row_kernels["multi_class_hinge"], [1.0], np.array([0]), np.zeros((1, 2)),
                       None, None, None, None, "mean", False, False, None, None, None)
+
+
+def test_logsumexp_of_a_row_without_finite_values():
+    # NaN propagates (the row max skips it); a row of -inf alone has logsumexp -inf.
+    out = fl.logsumexp(np.array([[np.nan, np.nan], [-np.inf, -np.inf], [-np.inf, np.nan],
+                                 [1.0, np.nan]]))
+    assert np.isnan(out[0]) and out[1] == -np.inf and np.isnan(out[2]) and np.isnan(out[3])

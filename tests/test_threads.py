@@ -142,3 +142,14 @@ def test_long_call_returns_promptly_with_many_threads(data):
         for _ in range(20):
             assert _mse_bits(y, p) == ref
     assert time.perf_counter() - t0 < TIMEOUT
+
+
+def test_thread_count_is_bounded():
+    # One call runs at most _core.max_threads threads: a larger count is an error, not a crash.
+    limit = fl._core.max_threads
+    fl.set_num_threads(limit)
+    fl.set_num_threads(2)
+    for bad in (0, -1, limit + 1, 100_000, 2**31 - 1, 2**70):
+        with pytest.raises(ValueError, match=rf"\[1, {limit}\]"):
+            fl.set_num_threads(bad)
+    assert fl.get_num_threads() == 2

@@ -222,9 +222,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("available_isas", &available_isas);
   m.def("get_num_threads", &get_num_threads);
   m.def("set_num_threads", [](int n) {
-    if (n < 1) throw py::value_error("num_threads must be a positive integer; got " + std::to_string(n));
+    if (n < 1 || n > kMaxThreads)
+      throw py::value_error("num_threads must lie in [1, " + std::to_string(kMaxThreads) + "]; got " +
+                            std::to_string(n));
     set_num_threads(n);
   });
+  m.attr("max_threads") = kMaxThreads;
 
   py::dict info;
   info["compiler"] = __VERSION__;

@@ -310,7 +310,11 @@ void softmax_rows(SoftmaxMode mode, const void* xv, index_t xs, index_t rows, in
       x = tmp;
       m = T(0);
     }
-    if (mode == SoftmaxMode::logsumexp && m == -inf) return *out = -inf, 0.0;
+    if (mode == SoftmaxMode::logsumexp && m == -inf) {  // no finite value: -inf, or NaN if any
+      T v = -inf;                                         // (the max skipped NaN)
+      for (index_t k = 0; k < K; ++k) v = x[k] != x[k] ? x[k] : v;
+      return *out = v, 0.0;
+    }
     const double S = row_exp_sum(x, K, m, mode == SoftmaxMode::softmax ? out : nullptr);
     if (mode == SoftmaxMode::logsumexp) {
       *out = static_cast<T>(double(m) + vm::log(S));

@@ -28,6 +28,7 @@ import numpy as np
 
 from ._adapters import as_loss, check_on_margins, loss_kind, output_count
 from ._base import ElementwiseLoss
+from ._validate import real_array
 from .classification import BinaryCrossEntropy
 from .multiclass import SparseCategoricalCrossEntropy
 
@@ -115,8 +116,9 @@ class BoostingObjective(LossAdapter):
         return f"{type(self).__name__}({self.loss!r}, hessian={self.hessian!r}, floor={self.floor!r})"
 
     def grad_hess(self, y_true: Any, margin: Any, sample_weight: Any = None) -> Tuple[np.ndarray, np.ndarray]:
-        """``(grad, hess)`` of the weighted sum of the loss, each of the margin's shape and dtype."""
-        margin = np.asarray(margin)
+        """``(grad, hess)`` of the weighted sum of the loss, each of the margin's shape and of the
+        dtype it is computed in (integer margins: float64)."""
+        margin = real_array(margin, "margin")
         y = self.labels(y_true, margin)
         w = None if sample_weight is None or np.size(sample_weight) == 0 else np.asarray(sample_weight)
         grad, hess = self.loss.grad_hess(y, margin, w, reduction="sum")

@@ -20,6 +20,7 @@ mining: Dict[str, int]
 softmax_modes: Dict[str, int]
 activations: Dict[str, int]
 reductions: Dict[str, int]
+max_threads: int
 vmath_functions: List[str]
 
 def available_isas() -> List[str]: ...

@@ -21,9 +21,12 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Sets the number of threads every kernel uses. Results do not depend on it (bitwise)."""
+    """Sets the number of threads every kernel uses, from 1 to ``fastloss._core.max_threads``
+    (256: the most one call runs). Results do not depend on it (bitwise)."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int; got {type(n).__name__}")
+    if not 1 <= n <= _core.max_threads:
+        raise ValueError(f"n must lie in [1, {_core.max_threads}]; got {n}")
     _core.set_num_threads(n)
 
 
