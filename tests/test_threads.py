@@ -153,3 +153,32 @@ def test_thread_count_is_bounded():
         with pytest.raises(ValueError, match=rf"\[1, {limit}\]"):
             fl.set_num_threads(bad)
     assert fl.get_num_threads() == 2
+
+
+def test_num_threads_context_belongs_to_its_python_thread():
+    # Two Python threads in their own `with fl.num_threads(k)` blocks, interleaved step by step:
+    # each sees its own count, and neither leaks into the other or into the process-wide one.
+    fl.set_num_threads(2)
+    barrier = threading.Barrier(2)
+    seen = {}
+
+    def worker(k):
+        with fl.num_threads(k):
+            barrier.wait()
+            inner = fl.get_num_threads()
+            with fl.num_threads(1):
+                nested = fl.get_num_threads()
+            barrier.wait()
+            seen[k] = (inner, nested, fl.get_num_threads())
+        seen[k] += (fl.get_num_threads(),)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in (3, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {3: (3, 1, 3, 2), 5: (5, 1, 5, 2)}
+    assert fl.get_num_threads() == 2
+    with pytest.raises(ValueError, match=r"\[1, "):
+        with fl.num_threads(0):
+            pass

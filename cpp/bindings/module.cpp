@@ -228,6 +228,11 @@ PYBIND11_MODULE(_core, m) {
     set_num_threads(n);
   });
   m.attr("max_threads") = kMaxThreads;
+  m.def("swap_thread_num_threads", [](int n) {
+    if (n < 0 || n > kMaxThreads)
+      throw py::value_error("num_threads must lie in [1, " + std::to_string(kMaxThreads) + "]");
+    return swap_thread_num_threads(n);
+  }, "sets the calling thread's own thread count (0: none) and returns the previous one");
 
   py::dict info;
   info["compiler"] = __VERSION__;

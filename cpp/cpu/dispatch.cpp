@@ -131,9 +131,20 @@ int default_num_threads() {
 }
 }  // namespace
 
+// The count inside `with fastloss.num_threads(n)` on this thread (0: none): a context on one
+// Python thread never changes another's.
+thread_local int t_threads = 0;
+
 int get_num_threads() {
+  if (t_threads > 0) return t_threads;
   int n = g_threads.load();
   return n > 0 ? n : default_num_threads();
+}
+
+int swap_thread_num_threads(int n) {
+  const int previous = t_threads;
+  t_threads = n;
+  return previous;
 }
 
 void set_num_threads(int n) {

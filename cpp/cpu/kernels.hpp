@@ -83,5 +83,6 @@ std::vector<std::string> available_isas();        // compiled and supported by t
 
 int get_num_threads();
 void set_num_threads(int n);
+int swap_thread_num_threads(int n);  // this thread's own count (0: none); returns the previous
 
 }  // namespace fastloss

@@ -23,22 +23,27 @@ def get_num_threads() -> int:
 def set_num_threads(n: int) -> None:
     """Sets the number of threads every kernel uses, from 1 to ``fastloss._core.max_threads``
     (256: the most one call runs). Results do not depend on it (bitwise)."""
+    _core.set_num_threads(_check_count(n))
+
+
+def _check_count(n: int) -> int:
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int; got {type(n).__name__}")
     if not 1 <= n <= _core.max_threads:
         raise ValueError(f"n must lie in [1, {_core.max_threads}]; got {n}")
-    _core.set_num_threads(n)
+    return n
 
 
 @contextlib.contextmanager
 def num_threads(n: int) -> Iterator[None]:
-    """Context manager: ``with fastloss.num_threads(1): ...`` restores the previous count after."""
-    previous = get_num_threads()
-    set_num_threads(n)
+    """``with fastloss.num_threads(1): ...``: the calling Python thread's calls use ``n`` threads
+    inside the block; other Python threads, and the count set by ``set_num_threads``, are
+    untouched (contexts nest, and restore on exit)."""
+    previous = _core.swap_thread_num_threads(_check_count(n))
     try:
         yield
     finally:
-        set_num_threads(previous)
+        _core.swap_thread_num_threads(previous)
 
 
 def select_isa(name: str) -> None:
