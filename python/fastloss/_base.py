@@ -414,8 +414,6 @@ class Loss(Generic[G], metaclass=_LossType):
         ``loss(*arguments, sample_weight, **inputs)``: positional values fill the arguments not
         given by name, in order; one more positional value is the sample weight."""
         names = self.arguments
-        if len(args) == len(names) and not named and not self.inputs:
-            return args, sample_weight, {}
         keywords = self.inputs + self.optional_inputs
         unknown = [k for k in named if k not in names and k not in keywords]
         if unknown:

@@ -8,8 +8,9 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._base import KernelResult
+from ._base import KernelResult, _writeable
 from ._validate import real_array
+
 
 def check_same_shape(y_true: np.ndarray, y_pred: np.ndarray) -> None:
     if y_true.shape != y_pred.shape:
@@ -53,16 +54,15 @@ def item_result(losses, weights: Optional[np.ndarray], norm: float, reduction: s
 
 
 def check_out(buffer, name: str, shape: Sequence[int], dtype: np.dtype) -> None:
-    """A caller buffer must be a writeable ndarray of exactly ``shape`` and ``dtype``."""
+    """A caller buffer must be a writeable ndarray of exactly ``shape`` and ``dtype`` (checked
+    before the kernel when it may write the buffer directly; the same errors as elsewhere)."""
     if buffer is None:
         return
-    if not isinstance(buffer, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray; got {type(buffer).__name__}")
-    if buffer.shape != tuple(shape) or buffer.dtype != dtype:
-        raise ValueError(f"{name} must have shape {tuple(shape)} and dtype {dtype}; got "
-                         f"{buffer.shape} {buffer.dtype}")
-    if not buffer.flags.writeable:
-        raise ValueError(f"{name} is read-only")
+    _writeable(buffer, name)
+    if buffer.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype} (the result's); got {buffer.dtype}")
+    if buffer.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}; got {buffer.shape}")
 
 
 def direct_buffer(buffer, shape):
