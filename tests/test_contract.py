@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import doctest
 import math
+import platform
 import re
 import subprocess
 import sys
@@ -799,6 +800,24 @@ def test_isa_selection_api():
     for isa in AVAILABLE_ISAS:
         fl.select_isa(isa)
         assert _core.selected_isa() == isa and fl.build_info()["isa_selected"] == isa
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.machine() != "x86_64",
+                    reason="reads /proc/cpuinfo of an x86-64 Linux")
+def test_isa_detection_agrees_with_the_kernel():
+    # fastloss reads CPUID/XGETBV itself (portable to MSVC-ABI builds); Linux's flags are the
+    # independent answer, and they already account for the OS enabling the vector state.
+    flags = set()
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    avx2 = {"avx2", "fma", "bmi1", "bmi2"} <= flags
+    avx512 = avx2 and {"avx512f", "avx512dq", "avx512bw", "avx512vl"} <= flags
+    compiled = set(_core.compiled_isas())
+    available = set(fl.build_info()["isa_available"])
+    assert ("avx2" in available) == (avx2 and "avx2" in compiled)
+    assert ("avx512" in available) == (avx512 and "avx512" in compiled)
 
 
 # --------------------------------------------------------------------------------------------------

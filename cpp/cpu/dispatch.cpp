@@ -11,23 +11,64 @@
 #include <stdexcept>
 #include <thread>
 
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <immintrin.h>  // _xgetbv
+#include <intrin.h>     // __cpuidex
+#endif
+
 #include "kernels.hpp"
 
 namespace fastloss {
 namespace {
 
-// Whether this CPU runs each ISA's kernels.
+// Whether this CPU runs each ISA's kernels: CPUID for the instructions (the avx2 target is also
+// compiled with BMI1/BMI2) and XGETBV for the OS saving the vector registers. Read directly rather
+// than through __builtin_cpu_supports, whose runtime (compiler-rt/libgcc's __cpu_model) clang-cl
+// does not link on Windows.
 [[maybe_unused]] bool supports_baseline() { return true; }
 #if defined(__x86_64__) || defined(_M_X64)
-[[maybe_unused]] bool supports_avx2() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+struct CpuFeatures {
+  bool avx2 = false, avx512 = false;
+  CpuFeatures() {
+    unsigned r1[4], r7[4];
+    cpuid(0, r1);
+    if (r1[0] < 7) return;
+    cpuid(1, r1);
+    cpuid(7, r7);
+    const bool osxsave = r1[2] >> 27 & 1, avx = r1[2] >> 28 & 1, fma = r1[2] >> 12 & 1;
+    if (!(osxsave && avx)) return;
+    const unsigned long long xcr0 = xgetbv0();
+    const bool ymm = (xcr0 & 0x6) == 0x6, zmm = (xcr0 & 0xe6) == 0xe6;  // SSE+AVX, +opmask+ZMM
+    const unsigned b = r7[1];
+    avx2 = ymm && fma && (b >> 5 & 1) && (b >> 3 & 1) && (b >> 8 & 1);  // AVX2, BMI1, BMI2
+    avx512 = avx2 && zmm && (b >> 16 & 1) && (b >> 17 & 1) && (b >> 30 & 1) &&
+             (b >> 31 & 1);  // AVX512 F, DQ, BW, VL
+  }
+  static void cpuid(unsigned leaf, unsigned r[4]) {
+#if defined(_MSC_VER) && !defined(__clang__)
+    int v[4];
+    __cpuidex(v, int(leaf), 0);
+    for (int i = 0; i < 4; ++i) r[i] = unsigned(v[i]);
+#else
+    __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(0));
+#endif
+  }
+  static unsigned long long xgetbv0() {
+#if defined(_MSC_VER) && !defined(__clang__)
+    return _xgetbv(0);
+#else
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (unsigned long long)hi << 32 | lo;
+#endif
+  }
+};
+const CpuFeatures& cpu() {
+  static const CpuFeatures f;
+  return f;
 }
-[[maybe_unused]] bool supports_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && supports_avx2();
-}
+[[maybe_unused]] bool supports_avx2() { return cpu().avx2; }
+[[maybe_unused]] bool supports_avx512() { return cpu().avx512; }
 #endif
 
 struct IsaEntry {

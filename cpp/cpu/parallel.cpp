@@ -10,16 +10,22 @@
 // one-thread time with one busy process, against at most 1.2x with 200; yielding gives the core
 // away instead (bench/bench_threads.py: every case at most 1.1x under load).
 // After fork() the child starts a fresh pool: the parent's helpers do not exist there.
-#include <pthread.h>
-#include <sched.h>
-#include <signal.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <system_error>
 #include <thread>
 
+#if defined(_WIN32)
+#define WIN32_LEAN_AND_MEAN
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>  // WaitOnAddress, WakeByAddressAll (Synchronization.lib, Windows 8+)
+#else
+#include <pthread.h>
+#include <signal.h>
+#endif
 #if defined(__linux__)
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -38,6 +44,8 @@ constexpr auto kPoll = std::chrono::microseconds(500);  // polling with sched_yi
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
+#elif defined(_M_X64)
+  YieldProcessor();
 #elif defined(__aarch64__)
   asm volatile("yield" ::: "memory");
 #endif
@@ -50,7 +58,9 @@ void sleep_while(Word& w, std::uint32_t v) {
 #if defined(__linux__)
   syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAIT_PRIVATE, v, nullptr,
           nullptr, 0);
-#else
+#elif defined(_WIN32)
+  WaitOnAddress(reinterpret_cast<volatile VOID*>(&w), &v, sizeof v, INFINITE);
+#else  // macOS and the BSDs: no portable futex; a short sleep between checks
   if (w.load() == v) std::this_thread::sleep_for(std::chrono::microseconds(50));
 #endif
 }
@@ -59,6 +69,8 @@ void wake(Word& w, int n) {
 #if defined(__linux__)
   syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAKE_PRIVATE, n, nullptr,
           nullptr, 0);
+#elif defined(_WIN32)
+  WakeByAddressAll(reinterpret_cast<PVOID>(&w));
 #endif
 }
 
@@ -88,7 +100,7 @@ struct Pool {
         const auto until = std::chrono::steady_clock::now() + kPoll;
         while (epoch.load(std::memory_order_acquire) == seen &&
                std::chrono::steady_clock::now() < until)
-          sched_yield();
+          std::this_thread::yield();
       }
       if (epoch.load(std::memory_order_acquire) == seen) {
         sleepers.fetch_add(1);  // seq_cst, paired with the caller's bump then sleepers check
@@ -108,9 +120,11 @@ struct Pool {
 
   // Creates helpers up to n; returns how many exist (fewer if the system refuses threads).
   int grow(int n) {
+#if !defined(_WIN32)
     sigset_t all, old;  // helpers inherit a mask that blocks every signal: they go to the
     sigfillset(&all);   // interpreter's threads
     pthread_sigmask(SIG_BLOCK, &all, &old);
+#endif
     while (started < n) {
       try {
         const std::uint32_t now = epoch.load();
@@ -120,21 +134,25 @@ struct Pool {
       }
       ++started;
     }
+#if !defined(_WIN32)
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
+#endif
     return started;
   }
 };
 
 // Never destroyed: detached helpers may still sleep on it at exit. A forked child replaces it.
 std::atomic<Pool*> g_pool{nullptr};
-std::atomic<bool> g_atfork{false};
+[[maybe_unused]] std::atomic<bool> g_atfork{false};
 
-void forget_pool_in_child() { g_pool.store(nullptr, std::memory_order_relaxed); }
+[[maybe_unused]] void forget_pool_in_child() { g_pool.store(nullptr, std::memory_order_relaxed); }
 
 Pool* acquire() {
   Pool* p = g_pool.load(std::memory_order_acquire);
   if (!p) {
+#if !defined(_WIN32)  // Windows has no fork
     if (!g_atfork.exchange(true)) pthread_atfork(nullptr, nullptr, forget_pool_in_child);
+#endif
     Pool* fresh = new Pool;
     if (g_pool.compare_exchange_strong(p, fresh))
       p = fresh;
@@ -169,7 +187,7 @@ void run_chunks(index_t chunks, int helpers, void (*fn)(void*, index_t, int), vo
       if (i < kSpin)
         cpu_relax();
       else
-        sched_yield();  // a helper inside a chunk was preempted: let it finish
+        std::this_thread::yield();  // a helper inside a chunk was preempted: let it finish
     p->busy.store(false, std::memory_order_release);
   };
   try {

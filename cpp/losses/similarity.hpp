@@ -416,6 +416,7 @@ void paired_distance_grad(const void* av, const void* bv, index_t n, index_t d, 
 // easy_margin, phi = c where c <= 0. l_r = logsumexp(z) - z_t. With want_grad, the row is
 // overwritten by w_r * grad_scale * dl/dc (dl/dc_j = s p_j; dl/dc_t = s (p_t - 1) phi'(c_t)).
 FL_INLINE void margin_phi(const MarginSoftmaxJob& job, double c, double* phi, double* dphi) {
+  constexpr double kPi = 3.14159265358979323846;  // M_PI is POSIX, not standard C++
   if (!job.arc) {
     *phi = c - job.m, *dphi = 1.0;
     return;
@@ -423,8 +424,8 @@ FL_INLINE void margin_phi(const MarginSoftmaxJob& job, double c, double* phi, do
   const double cm = std::cos(job.m), sm = std::sin(job.m);
   const double cc = c > 1.0 ? 1.0 : (c < -1.0 ? -1.0 : c);
   const double sn = std::sqrt(1.0 - cc * cc);
-  if (job.easy ? !(c > 0.0) : !(c > std::cos(M_PI - job.m))) {
-    *phi = job.easy ? c : c - job.m * std::sin(M_PI - job.m);
+  if (job.easy ? !(c > 0.0) : !(c > std::cos(kPi - job.m))) {
+    *phi = job.easy ? c : c - job.m * std::sin(kPi - job.m);
     *dphi = 1.0;
     return;
   }
