@@ -213,3 +213,32 @@ def test_cuda_tensors():
     p2 = p.detach().clone().requires_grad_(True)
     F.huber_loss(p2, y, delta=0.7).backward()
     torch.testing.assert_close(p.grad, p2.grad, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("make", [lambda: fl.CenterLoss(), lambda: fl.BatchTripletMargin(margin=0.5),
+                                  lambda: fl.CosFace()], ids=["center", "batch_triplet", "cosface"])
+def test_per_item_backward_of_losses_whose_items_share_inputs(make):
+    # d/dθ sum(v_i l_i) with signed v, against central differences of fastloss's own values
+    loss = make()
+    rng = np.random.default_rng(5)
+    y, p, extra = loss.synthetic(6, rng)
+    inputs = [y, p] + [extra[k] for k in loss.arguments[2:]]
+    tensors = [torch.as_tensor(np.asarray(a)) for a in inputs]
+    diff = [loss.arguments.index(n) for n in loss.grads]
+    for i in diff:
+        tensors[i] = tensors[i].double().requires_grad_(True)
+    v = torch.tensor(rng.normal(size=len(inputs[0])))
+    (ft.loss(loss, *tensors, reduction="none") * v).sum().backward()
+    for i in diff:
+        x = np.array(inputs[i], dtype=np.float64)
+        num = np.zeros_like(x)
+        for j in np.ndindex(x.shape):
+            vals = []
+            for h in (1e-6, -1e-6):
+                xs = [np.asarray(a) for a in inputs]
+                xh = x.copy()
+                xh[j] += h
+                xs[i] = xh
+                vals.append(float(np.sum(v.numpy() * loss(*xs, reduction="none"))))
+            num[j] = (vals[0] - vals[1]) / 2e-6
+        np.testing.assert_allclose(tensors[i].grad.numpy(), num, rtol=1e-5, atol=1e-6)

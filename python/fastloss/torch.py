@@ -14,8 +14,9 @@ pairwise loss ...). ``FastLoss(loss)`` is the same as an ``nn.Module``.
   raise a TypeError (move the tensors to the CPU with ``.cpu()``).
 - Reductions follow the loss (``reduction=`` overrides it): a 0-d tensor for ``"mean"`` and
   ``"sum"``, the per-item tensor for ``"none"``. ``backward`` multiplies by the incoming gradient,
-  per item for ``"none"`` (items whose loss depends on other items, as in a batch-mined triplet
-  loss, accept only a uniform incoming gradient there).
+  per item for ``"none"`` (for a loss whose items share inputs -- the centers of a center
+  loss, a batch-mined triplet loss -- by a second kernel pass with the incoming gradient as
+  per-item weights).
 - First derivatives only: a second ``backward`` through the gradient (``create_graph=True``
   and differentiating again) is not supported.
 """
@@ -27,6 +28,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from . import _bridge
 from ._adapters import as_loss
 from ._base import ElementwiseLoss, Loss
 
@@ -83,55 +85,38 @@ class _Function(torch.autograd.Function):
         w = _to_host(sample_weight, "sample_weight")
         named = {k: _to_host(v, k) for k, v in inputs.items()}
         pred = tensors[names.index(fl_loss.grads[0])]
-        wanted = [i for i, n in enumerate(names) if n in fl_loss.grads]
+        wanted = [names.index(n) for n in fl_loss.grads]
         need_grad = any(ctx.needs_input_grad[5 + i] for i in wanted)
-        extra = {}
+        buffers = {}
         if on_gpu:  # the device kernels write into tensors allocated here
-            p = args[names.index(fl_loss.grads[0])]
-            extra["grad_out"] = torch.empty_like(p) if need_grad else None
+            p = args[wanted[0]]
+            buffers["grad_out"] = torch.empty_like(p)
             if reduction == "none":
-                extra["out"] = torch.empty_like(p)
-        if need_grad:
-            value, grads = fl_loss.value_and_grad(*args, sample_weight=w, reduction=reduction,
-                                                  **named, **extra)
-            grads = grads if len(fl_loss.grads) > 1 else (grads,)
-            ctx.grads = [None] * len(tensors)
-            for g, n in zip(grads, fl_loss.grads):
-                i = names.index(n)
-                ctx.grads[i] = _as_tensor(g, tensors[i])
-        else:
-            value = fl_loss(*args, sample_weight=w, reduction=reduction, **named,
-                            **({"out": extra["out"]} if "out" in extra else {}))
+                buffers["out"] = torch.empty_like(p)
+        value, grads = _bridge.forward(fl_loss, reduction, args, w, named, need_grad, **buffers)
+        ctx.grads = [None] * len(tensors)
+        for g, i in zip(grads, wanted):
+            ctx.grads[i] = _as_tensor(g, tensors[i])
         ctx.reduction = reduction
-        ctx.separable = fl_loss.chunkable
+        if reduction == "none" and need_grad and not _bridge.separable(fl_loss):
+            ctx.call = (fl_loss, args, w, named)  # backward re-weights the items
         return _as_tensor(value, pred)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_output: torch.Tensor):
-        scaled = []
-        for g in ctx.grads:
-            if g is None:
-                scaled.append(None)
-            elif ctx.reduction != "none":
-                scaled.append(g if grad_output.device.type == "cpu" and grad_output.item() == 1.0
-                              else g * grad_output.to(g.dtype))
-            else:
-                scaled.append(g * _per_item(grad_output, g, ctx.separable))
-        ctx.grads = None  # the saved gradients are not needed twice
-        return (None,) * 5 + tuple(scaled)
-
-
-def _per_item(grad_output: torch.Tensor, g: torch.Tensor, separable: bool) -> torch.Tensor:
-    """The incoming per-item gradient broadcast over ``g``'s trailing axes (an item is a row of
-    a class axis, an image ...); a uniform value for losses whose items interact."""
-    go = grad_output.to(g.dtype)
-    if separable and go.shape == g.shape[:go.ndim]:
-        return go.reshape(go.shape + (1,) * (g.ndim - go.ndim))
-    if go.numel() and bool((go == go.reshape(-1)[0]).all()):
-        return go.reshape(-1)[0]
-    raise RuntimeError("this loss's per-item values depend on other items: backward through "
-                       "reduction='none' needs a uniform incoming gradient (use 'sum' or 'mean')")
+    def backward(ctx, go: torch.Tensor):
+        grads, ctx.grads = ctx.grads, None  # not needed twice
+        if ctx.reduction != "none":
+            if go.device.type != "cpu" or go.item() != 1.0:
+                grads = [g if g is None else g * go.to(g.dtype) for g in grads]
+        elif hasattr(ctx, "call"):
+            fl_loss, args, w, named = ctx.call
+            fresh = iter(_bridge.per_item_backward(fl_loss, args, w, named, go.cpu().numpy()))
+            grads = [g if g is None else _as_tensor(next(fresh), g) for g in grads]
+        else:
+            grads = [g if g is None else g * go.to(g.dtype).reshape(
+                _bridge.broadcast_items(go, g.shape)) for g in grads]
+        return (None,) * 5 + tuple(grads)
 
 
 def loss(fl_loss: Any, *args: Any, sample_weight: Any = None, reduction: Optional[str] = None,
@@ -150,14 +135,9 @@ def loss(fl_loss: Any, *args: Any, sample_weight: Any = None, reduction: Optiona
     >>> round(value.item(), 6), p.grad.tolist()
     (0.708333, [0.16666666666666666, 0.3333333333333333, -0.3333333333333333])
     """
-    fl_loss = as_loss(fl_loss)
-    reduction = fl_loss.reduction if reduction is None else reduction
-    args = tuple(a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a)) for a in args)
-    if not inputs and len(args) == len(fl_loss.arguments):
-        bound, w, named = args, sample_weight, {}
-    else:
-        bound, w, named = fl_loss._bind(args, inputs, sample_weight)
-        named = {k: v for k, v in named.items() if v is not None}
+    fl_loss, reduction, bound, w, named = _bridge.bind(fl_loss, args, sample_weight, inputs,
+                                                     reduction)
+    bound = tuple(a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a)) for a in bound)
     return _Function.apply(fl_loss, reduction, fl_loss.arguments, w, named, *bound)
 
 
