@@ -61,6 +61,7 @@ class KernelResult(NamedTuple):
 
 
 _PLAIN = (np.ndarray, type(None))
+_NDARRAY = {np.ndarray}
 
 
 def _host_inputs(loss: "Loss", args: tuple, sample_weight: Any, grad_out: Any):
@@ -400,8 +401,8 @@ class Loss(Generic[G], metaclass=_LossType):
             raise ValueError("out= is only used with reduction='none'")
         if named or self.inputs or len(args) != len(self.arguments):
             args, sample_weight, named = self._bind(args, named, sample_weight)
-        if (not all(type(a) is np.ndarray for a in args) or type(sample_weight) not in _PLAIN
-                or type(grad_out) not in _PLAIN):
+        if (type(sample_weight) not in _PLAIN or type(grad_out) not in _PLAIN
+                or {*map(type, args)} != _NDARRAY):
             args, sample_weight, grad_out = _host_inputs(self, args, sample_weight, grad_out)
         deliver = not self.native_buffers and (out is not None or grad_out is not None
                                                 or hess_out is not None)

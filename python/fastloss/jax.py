@@ -33,6 +33,7 @@ import numpy as np
 
 from . import _bridge
 from ._base import ElementwiseLoss, Loss
+from .similarity import BatchContrastive
 
 __all__ = ["loss"]
 
@@ -52,7 +53,7 @@ def _value_shape(call: _Call, arrays) -> Tuple[int, ...]:
         return ()
     if isinstance(call.loss, ElementwiseLoss):
         return tuple(pred.shape)
-    if call.loss.chunkable and type(call.loss).__name__ != "BatchContrastive":
+    if call.loss.chunkable and not isinstance(call.loss, BatchContrastive):  # one value per pair
         return tuple(pred.shape[:1])
     raise NotImplementedError(f"{type(call.loss).__name__} has no fixed number of per-item values: "
                               "use reduction='mean' or 'sum' with fastloss.jax")
