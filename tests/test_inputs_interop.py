@@ -88,6 +88,12 @@ def test_torch_tensors(rng):
     assert np.shares_memory(grad, g.numpy())
     with pytest.raises(TypeError, match="grad_out must have dtype"):
         fl.Huber().value_and_grad(y, p, grad_out=torch.empty(50, dtype=torch.float32))
+    # out= and hess_out= likewise
+    out, h = torch.empty(50, dtype=torch.float64), torch.empty(50, dtype=torch.float64)
+    fl.Huber().value_grad_hess(y, p, reduction="none", out=out, hess_out=h)
+    ref = fl.Huber().value_grad_hess(y, p, reduction="none")
+    np.testing.assert_array_equal(out.numpy(), ref[0])
+    np.testing.assert_array_equal(h.numpy(), ref[2])
     # several differentiable inputs: one tensor per input
     a, pos, neg = rng.normal(size=(3, 6, 4))
     outs = tuple(torch.empty(6, 4, dtype=torch.float64) for _ in range(3))

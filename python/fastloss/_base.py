@@ -64,18 +64,20 @@ _PLAIN = (np.ndarray, type(None))
 _NDARRAY = {np.ndarray}
 
 
-def _host_inputs(loss: "Loss", args: tuple, sample_weight: Any, grad_out: Any):
+def _host_inputs(loss: "Loss", args: tuple, sample_weight: Any, buffers: tuple):
     """Inputs that are not plain ndarrays through ``host_input`` (dask, masked arrays, tensors,
-    DLPack); a CPU torch tensor as ``grad_out`` is written in place through its NumPy view."""
+    DLPack); CPU torch tensors as ``out``/``grad_out``/``hess_out`` are written in place through
+    their NumPy views."""
     args = tuple(host_input(a, n) for a, n in zip(args, loss.arguments))
-    sample_weight = host_input(sample_weight, "sample_weight")
+
     def host(buffer: Any) -> Any:
         if type(buffer).__module__.startswith("torch") and buffer.device.type == "cpu":
             return buffer.detach().numpy()
+        if isinstance(buffer, (list, tuple)):
+            return type(buffer)(map(host, buffer))
         return buffer
 
-    grad_out = type(grad_out)(map(host, grad_out)) if isinstance(grad_out, (list, tuple)) else host(grad_out)
-    return args, sample_weight, grad_out
+    return args, host_input(sample_weight, "sample_weight"), tuple(map(host, buffers))
 
 
 def _writeable(buffer: Any, name: str) -> None:
@@ -402,8 +404,10 @@ class Loss(Generic[G], metaclass=_LossType):
         if named or self.inputs or len(args) != len(self.arguments):
             args, sample_weight, named = self._bind(args, named, sample_weight)
         if (type(sample_weight) not in _PLAIN or type(grad_out) not in _PLAIN
+                or type(out) not in _PLAIN or type(hess_out) not in _PLAIN
                 or {*map(type, args)} != _NDARRAY):
-            args, sample_weight, grad_out = _host_inputs(self, args, sample_weight, grad_out)
+            args, sample_weight, (out, grad_out, hess_out) = _host_inputs(
+                self, args, sample_weight, (out, grad_out, hess_out))
         deliver = not self.native_buffers and (out is not None or grad_out is not None
                                                 or hess_out is not None)
         if deliver:
