@@ -137,7 +137,7 @@ def accuracy(n: int, framework: str) -> None:
                 v = fn(yt, pt if kind == "multiclass" else pt[:, None])
                 v.backward()
                 out.append((v.item(), pt.grad.numpy()))
-            rows.append((f"fastloss.keras", name, out))
+            rows.append(("fastloss.keras", name, out))
         print(f"    (Keras on the {keras.backend.backend()} backend, float32)")
     for bridge, name, ((v1, g1), (v2, g2)) in rows:
         print(f"    {bridge:16} {name:24} {abs(v1 - v2):10.1e} {np.max(np.abs(g1 - g2)):10.1e}")
@@ -259,9 +259,9 @@ def main(argv=None) -> int:
         for framework in FRAMEWORKS:
             if have_framework(framework):
                 print(f"\n===== {framework} =====", flush=True)
-                subprocess.run([sys.executable, __file__, "--framework", framework,
-                                "--repeats", str(args.repeats), "--threads", str(args.threads)] + (["--quick"] if args.quick else []),
-                               check=True)
+                command = [sys.executable, __file__, "--framework", framework, "--repeats",
+                           str(args.repeats), "--threads", str(args.threads)]
+                subprocess.run(command + (["--quick"] if args.quick else []), check=True)
             else:
                 print(f"\n===== {framework}: not installed, skipped =====")
         return 0

@@ -120,7 +120,8 @@ def test_keyword_inputs_and_items_that_share_inputs():
     c = fl.CenterLoss()
     y, f, extra = c.synthetic(8, rng)
     v = jnp.asarray(rng.normal(size=8))
-    fn = lambda f, centers: jnp.sum(v * fj.loss(c, jnp.asarray(y), f, centers, reduction="none"))  # noqa: E731
+    def fn(f, centers):
+        return jnp.sum(v * fj.loss(c, jnp.asarray(y), f, centers, reduction="none"))
     gf, gc = jax.grad(fn, argnums=(0, 1))(jnp.asarray(f), jnp.asarray(extra["centers"]))
     h = 1e-6
     cen = np.asarray(extra["centers"], dtype=float)

@@ -627,13 +627,14 @@ class ElementwiseLoss(Loss[FloatArray]):
         kernels = _core if type(y_pred) is np.ndarray else _kernels_for(y_pred)
         if (reduction == "none" and type(y_pred) is np.ndarray and y_pred.ndim > 1
                 and self._aux is None and y_pred.flags.f_contiguous
-                and not y_pred.flags.c_contiguous):
+                and not y_pred.flags.c_contiguous and isinstance(y_true, np.ndarray)
+                and y_true.shape == y_pred.shape
+                and (sample_weight is None or np.shape(sample_weight) == y_pred.shape)):
             return self._run_transposed(y_true, y_pred, sample_weight, reduction, want_grad,
                                         want_hess, out, grad_out, hess_out)
         return kernels.elementwise(
             self._id, self._kernel_params, y_true, y_pred, sample_weight, self._aux, reduction,
             want_grad, want_hess, out, grad_out, hess_out)
-
 
     def _run_transposed(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out,
                         grad_out, hess_out):
@@ -644,11 +645,6 @@ class ElementwiseLoss(Loss[FloatArray]):
         def t(a):
             return a.T if isinstance(a, np.ndarray) and a.shape == y_pred.shape else a
 
-        if (not isinstance(y_true, np.ndarray) or y_true.shape != y_pred.shape
-                or (sample_weight is not None and t(sample_weight) is sample_weight)):
-            return _core.elementwise(self._id, self._kernel_params, y_true, y_pred, sample_weight,
-                                     self._aux, reduction, want_grad, want_hess, out, grad_out,
-                                     hess_out)  # a broadcast weight or label: as given
         total, norm, values, grad, hess = _core.elementwise(
             self._id, self._kernel_params, y_true.T, y_pred.T, t(sample_weight), None, reduction,
             want_grad, want_hess, t(out), t(grad_out), t(hess_out))
