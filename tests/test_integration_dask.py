@@ -122,3 +122,34 @@ def test_xgboost_dask_training_with_a_fastloss_objective(client, rng):
     assert len(history) == 5 and history[-1] < history[0]
     margins = xgb.dask.predict(client, out["booster"], dtrain, output_margin=True).compute()
     assert history[-1] == pytest.approx(loss(y, margins.astype(np.float64)), rel=1e-5)
+
+
+def test_results_are_dask_arrays_from_a_blockwise_graph(rng):
+    y, p = rng.normal(size=(2, 4000))
+    loss = fl.Huber(delta=0.5)
+    # 40 blocks: more than one level of the reduction tree
+    value, grad = fd.value_and_grad(loss, _chunked(y, 100), _chunked(p, 100))
+    assert isinstance(value, da.Array) and value.shape == () and value.dtype == np.float64
+    assert grad.chunks == ((100,) * 40,)
+    graph = dict(grad.__dask_graph__())
+    assert sum(v is loss for v in graph.values()) == 1  # the loss is stored once
+    blocks = [k for k in graph if isinstance(k, tuple) and k[0].startswith("fastloss-block")]
+    assert len(blocks) == 40  # one fused task per block
+    assert any(isinstance(k, tuple) and k[0].startswith("fastloss-merge1") for k in graph)
+    v, g = dask_compute(value, grad)
+    ref_value, ref_grad = loss.value_and_grad(y, p)
+    assert v == pytest.approx(ref_value, rel=1e-12)
+    np.testing.assert_allclose(g, ref_grad, rtol=1e-12, atol=1e-18)
+
+
+def dask_compute(*xs):
+    import dask
+    return dask.compute(*xs, scheduler="sync")
+
+
+def test_dask_arrays_passed_to_a_loss_point_to_fastloss_dask():
+    p = da.zeros(10, chunks=5)
+    with pytest.raises(TypeError, match="fastloss.dask"):
+        fl.MSE()(p, p)
+    with pytest.raises(TypeError, match="fastloss.dask"):
+        fl.SparseCategoricalCrossEntropy().value_and_grad(np.zeros(10, int), da.ones((10, 3), chunks=5))

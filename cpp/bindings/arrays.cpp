@@ -48,6 +48,8 @@ py::array as_real_array(const py::handle& obj, const char* name, DType int_targe
     return a.attr("astype")(numpy_dtype(to));
   }
   if (kind == 'i' || kind == 'u' || kind == 'b') return a.attr("astype")(numpy_dtype(int_target));
+  // ml_dtypes' bfloat16 (JAX, TensorFlow), computed in float32 like float16
+  if (py::str(a.dtype()).cast<std::string>() == "bfloat16") return a.attr("astype")(numpy_dtype(DType::f32));
   throw py::type_error(std::string(name) + " must be a real numeric array; got dtype " +
                        py::str(a.dtype()).cast<std::string>());
 }

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._validate import Check, frozen
+from ._validate import Check, frozen, host_input
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
@@ -58,6 +58,26 @@ class KernelResult(NamedTuple):
     grad: Any  # d value / d input: an array, a sequence in ``grads`` order, or None
     hess: Any  # the Hessian diagonal, likewise
     extra: Any = None  # what a loss returns besides (e.g. the mined triplets)
+
+
+_PLAIN = (np.ndarray, type(None))
+_NDARRAY = {np.ndarray}
+
+
+def _host_inputs(loss: "Loss", args: tuple, sample_weight: Any, buffers: tuple):
+    """Inputs that are not plain ndarrays through ``host_input`` (dask, masked arrays, tensors,
+    DLPack); CPU torch tensors as ``out``/``grad_out``/``hess_out`` are written in place through
+    their NumPy views."""
+    args = tuple(host_input(a, n) for a, n in zip(args, loss.arguments))
+
+    def host(buffer: Any) -> Any:
+        if type(buffer).__module__.startswith("torch") and buffer.device.type == "cpu":
+            return buffer.detach().numpy()
+        if isinstance(buffer, (list, tuple)):
+            return type(buffer)(map(host, buffer))
+        return buffer
+
+    return args, host_input(sample_weight, "sample_weight"), tuple(map(host, buffers))
 
 
 def _writeable(buffer: Any, name: str) -> None:
@@ -383,6 +403,11 @@ class Loss(Generic[G], metaclass=_LossType):
             raise ValueError("out= is only used with reduction='none'")
         if named or self.inputs or len(args) != len(self.arguments):
             args, sample_weight, named = self._bind(args, named, sample_weight)
+        if (type(sample_weight) not in _PLAIN or type(grad_out) not in _PLAIN
+                or type(out) not in _PLAIN or type(hess_out) not in _PLAIN
+                or {*map(type, args)} != _NDARRAY):
+            args, sample_weight, (out, grad_out, hess_out) = _host_inputs(
+                self, args, sample_weight, (out, grad_out, hess_out))
         deliver = not self.native_buffers and (out is not None or grad_out is not None
                                                 or hess_out is not None)
         if deliver:
@@ -600,9 +625,32 @@ class ElementwiseLoss(Loss[FloatArray]):
         if self.sign_labels:
             _check_sign_labels(y_true)
         kernels = _core if type(y_pred) is np.ndarray else _kernels_for(y_pred)
+        if (reduction == "none" and type(y_pred) is np.ndarray and y_pred.ndim > 1
+                and self._aux is None and y_pred.flags.f_contiguous
+                and not y_pred.flags.c_contiguous and isinstance(y_true, np.ndarray)
+                and y_true.shape == y_pred.shape
+                and (sample_weight is None or np.shape(sample_weight) == y_pred.shape)):
+            return self._run_transposed(y_true, y_pred, sample_weight, reduction, want_grad,
+                                        want_hess, out, grad_out, hess_out)
         return kernels.elementwise(
             self._id, self._kernel_params, y_true, y_pred, sample_weight, self._aux, reduction,
             want_grad, want_hess, out, grad_out, hess_out)
+
+    def _run_transposed(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out,
+                        grad_out, hess_out):
+        """A Fortran-ordered ``y_pred`` under ``reduction="none"``: per-element values and
+        derivatives do not depend on the order, so the kernel reads the transposes (C-ordered
+        views, no copy) and the results come back Fortran-ordered, like the inputs. (A reduced
+        value is summed in C order, from a contiguous copy: bitwise the value of that copy.)"""
+        def t(a):
+            return a.T if isinstance(a, np.ndarray) and a.shape == y_pred.shape else a
+
+        total, norm, values, grad, hess = _core.elementwise(
+            self._id, self._kernel_params, y_true.T, y_pred.T, t(sample_weight), None, reduction,
+            want_grad, want_hess, t(out), t(grad_out), t(hess_out))
+        back = [given if given is not None else (None if r is None else r.T)
+                for r, given in ((values, out), (grad, grad_out), (hess, hess_out))]
+        return (total, norm, *back)
 
 
 def _check_sign_labels(y_true) -> None:

@@ -180,11 +180,49 @@ def frozen(value: Any) -> Any:
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+_PLAIN = (list, tuple, float, int, np.generic)
+
+
+def host_input(value: Any, name: str) -> Any:
+    """An input that is not a plain ndarray, made readable by the kernels, or a TypeError naming
+    the argument: a dask array (never loaded whole behind the caller's back: use
+    ``fastloss.dask``), a masked array (the mask would be ignored), a PyTorch tensor that requires
+    grad (use ``fastloss.torch``); a bfloat16 tensor is read as float32; an object exposing only
+    ``__dlpack__`` is read through ``numpy.from_dlpack`` (no copy). GPU arrays
+    (``__cuda_array_interface__``) and everything else pass unchanged."""
+    if type(value) is np.ndarray or isinstance(value, _PLAIN) or value is None:
+        return value
+    if hasattr(value, "__dask_graph__"):
+        raise TypeError(f"{name} is a dask collection ({type(value).__name__}): fastloss would "
+                        "load it whole into memory; use fastloss.dask (loss_value, value_and_grad, "
+                        "grad_hess), or pass .compute() of it")
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array (numpy.ma): fastloss does not apply masks; pass "
+                        f"the values of the items to keep (or zero sample_weight where masked)")
+    if type(value).__module__.startswith("torch"):
+        if getattr(value, "requires_grad", False):
+            raise TypeError(f"{name} is a torch tensor that requires grad: use "
+                            "fastloss.torch.loss(loss, ...) to backpropagate through fastloss, or "
+                            f"pass {name}.detach()")
+        if str(getattr(value, "dtype", "")) == "torch.bfloat16" and value.device.type == "cpu":
+            return value.float().numpy()
+        return value
+    if (hasattr(value, "__dlpack__") and not hasattr(value, "__array__")
+            and not hasattr(value, "__array_interface__")
+            and not hasattr(value, "__cuda_array_interface__")):
+        return np.from_dlpack(value)
+    return value
+
+
 def real_array(value: Any, name: str, dtype: Any = None) -> np.ndarray:
     """``value`` as a float32/float64 ndarray: ``dtype`` if given, else its own float32/float64,
-    float16 promoted to float32 and integers and bools to float64 (as the kernels compute).
-    Complex, object and string arrays are a TypeError naming the argument."""
-    a = value if isinstance(value, np.ndarray) else np.asarray(value)
+    float16 and bfloat16 promoted to float32 and integers and bools to float64 (as the kernels
+    compute). Complex, object and string arrays are a TypeError naming the argument."""
+    a = value if isinstance(value, np.ndarray) else np.asarray(host_input(value, name))
+    if isinstance(a, np.ma.MaskedArray):
+        host_input(a, name)  # the masked-array error
+    if a.dtype.name == "bfloat16":
+        a = a.astype(np.float32)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real numeric array; got dtype {a.dtype}")
     if dtype is None:
