@@ -410,14 +410,12 @@ template <class T>
 FL_HD FL_INLINE T log_t(T x) {
   using F = fp<T>;
   bool sub = x < F::kMinNormal;
-  T xs = sub ? x * F::kSubScale : x;
-  LogRed<T> r = log_reduce(xs);
+  LogRed<T> r = log_reduce(x * (sub ? F::kSubScale : T(1)));  // one reduction, not two blended
   T kd = r.kd + (sub ? F::kSubAdj : T(0));
   T y = log_kernel(r.f, kd, T(0));
   y = x == F::kInf ? x : y;
   y = x == T(0) ? -F::kInf : y;
-  y = x < T(0) ? F::kNaN : y;
-  return x != x ? x + x : y;
+  return x >= T(0) ? y : F::kNaN;  // x < 0 and NaN in one select
 }
 
 template <class T>
@@ -426,10 +424,9 @@ FL_HD FL_INLINE T log1p_t(T x) {
   T y = log1p_core(x);
   y = x == F::kInf ? x : y;
   y = x == T(-1) ? -F::kInf : y;
-  y = x < T(-1) ? F::kNaN : y;
   T ax = from_bits(static_cast<typename F::U>(to_bits(x) & ~F::kSign));
   y = ax < F::kTiny ? x : y;  // +-0, subnormals
-  return x != x ? x + x : y;
+  return x >= T(-1) ? y : F::kNaN;  // x < -1 and NaN in one select
 }
 
 template <class T>
