@@ -52,7 +52,9 @@
 // Techniques (why the code looks the way it does):
 //   * No data-indexed tables (they become gathers): pure polynomials after range reduction.
 //   * Every branch is a select on values computed on both sides (`c ? a : b` -> blend); special
-//     values are patched by final selects.
+//     values are patched by final selects, as few as possible: gcc turns two clamps of one value
+//     into six mask operations (exp: 1.4x slower on AVX-512), so exp/expm1 clamp once and select
+//     the overflow lanes, and NaN shares its select with the domain check where it can.
 //   * Round-to-integer by the "shifter" trick (x + 1.5*2^52 holds round(x) in its low mantissa
 //     bits), so no double<->int64 conversion is needed (AVX2 has none); 2^k is built by integer
 //     add/shift into the exponent field, in two factors for exp so that results that are
@@ -60,8 +62,9 @@
 //   * Only logical shifts and add/sub/and/or/xor on the integer views: they vectorize on AVX2
 //     (no 64-bit arithmetic shift, integer min or multiply).
 //   * Extra precision where the ULP bound depends on it: Cody-Waite ln2 split whose high part has
-//     trailing zeros (k*ln2_hi and x - k*ln2_hi exact, with or without FMA); r^2/2 of exp formed
-//     with one rounding; Fast2Sum/2Sum error terms, so exp and log1p hand double-T pairs to the
+//     trailing zeros (k*ln2_hi and x - k*ln2_hi exact, with or without FMA) and the rounding error
+//     of r = rh - rl carried along; r^2/2 formed with one rounding for expm1/tanh (which amplify
+//     it); Fast2Sum/2Sum error terms, so exp and log1p hand double-T pairs to the
 //     composed functions; residual-corrected divisions in tanh and sigmoid (exact residual via
 //     fma_, or Dekker's product on the baseline target, which has no FMA).
 //   * -ffp-contract=off is assumed: every fused multiply-add is written as fma_. For CUDA use
