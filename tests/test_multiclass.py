@@ -1546,3 +1546,37 @@ def test_logsumexp_of_a_row_without_finite_values():
     out = fl.logsumexp(np.array([[np.nan, np.nan], [-np.inf, -np.inf], [-np.inf, np.nan],
                                  [1.0, np.nan]]))
     assert np.isnan(out[0]) and out[1] == -np.inf and np.isnan(out[2]) and np.isnan(out[3])
+
+
+# Confident rows: the loss log(1 + sum of the other exp(z_k - z_t)) is tiny, and log of the rounded
+# sum 1 + 1e-13 keeps only three digits; the kernels take log1p of the other terms' sum.
+CONFIDENT = {
+    np.float64: [[30.0, 0.0, 0.0], [25.0, -3.0, 1.0, 0.0], [40.0, 2.0], [36.5, 36.5 - 33.0, -1e3]],
+    np.float32: [[15.0, 0.0, 0.0], [14.0, -3.0, 1.0, 0.0], [16.0, 2.0], [0.0, -14.0, -1e3]],
+}
+
+
+def _confident_case(dtype, K):
+    mp = pytest.importorskip("mpmath")
+    z = np.array([r + [r[-1]] * (K - len(r)) for r in CONFIDENT[dtype]], dtype)
+    with mp.workdps(50):
+        exact = np.array([float(mp.log(mp.fsum(mp.exp(mp.mpf(float(v)) - mp.mpf(float(row[0])))
+                                                for v in row))) for row in z])
+    assert (exact < 1e-4).all()
+    return z, np.zeros(len(z), np.int64), exact
+
+
+@pytest.mark.parametrize("K", [4, 40])  # 40: the exponentials also summed in T lanes
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_confident_rows_keep_relative_accuracy_vs_mpmath(dtype, K, isa):
+    from conftest import assert_elementwise_close
+    z, y, exact = _confident_case(dtype, K)
+    onehot = np.eye(z.shape[1], dtype=dtype)[y]
+    got = {
+        "sparse": fl.SparseCategoricalCrossEntropy(from_logits=True)(y, z, reduction="none"),
+        "categorical": fl.CategoricalCrossEntropy(from_logits=True)(onehot, z, reduction="none"),
+        "focal gamma=0": fl.SparseCategoricalFocal(gamma=0.0)(y, z, reduction="none"),
+        "distillation alpha=1": fl.Distillation(alpha=1.0)(y, z, teacher_logits=z, reduction="none"),
+    }
+    for name, v in got.items():
+        assert_elementwise_close(v, exact, dtype, ulps=4, what=name)

@@ -136,7 +136,9 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
   return outs.result(total, norm);
 }
 
-py::array vmath(const std::string& name, const py::array& x) {
+// out (optional): a C-contiguous, writeable array of x's dtype and size (the benchmark times the
+// math without the allocation).
+py::array vmath(const std::string& name, const py::array& x, const py::object& out) {
   static const char* names[] = {
 #define FL_NAME(fn) #fn,
       FASTLOSS_VMATH_FUNCS(FL_NAME)
@@ -149,7 +151,15 @@ py::array vmath(const std::string& name, const py::array& x) {
   if (x.dtype().kind() != 'f' || (x.itemsize() != 4 && x.itemsize() != 8) || !is_native(x.dtype()))
     throw py::type_error("x must be float32 or float64");
   py::array xc = numpy().attr("ascontiguousarray")(x);
-  py::array y(xc.dtype(), shape_of(xc));
+  py::array y;
+  if (out.is_none()) {
+    y = py::array(xc.dtype(), shape_of(xc));
+  } else {
+    y = py::reinterpret_borrow<py::array>(out);
+    if (!py::isinstance<py::array>(out) || !y.dtype().is(xc.dtype()) || y.size() != xc.size() ||
+        !(y.flags() & py::array::c_style) || !y.writeable())
+      throw py::value_error("out must be a writeable C-contiguous array of x's dtype and size");
+  }
   const VmathFn fn = kernels().vmath[id][xc.itemsize() == 4 ? 0 : 1];
   const void* src = xc.data();
   void* dst = y.mutable_data();
@@ -202,7 +212,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("y_pred"), py::arg("sample_weight"), py::arg("aux"), py::arg("reduction"),
         py::arg("want_grad"), py::arg("want_hess"), py::arg("out"), py::arg("grad_out"),
         py::arg("hess_out"));
-  m.def("vmath", &vmath, py::arg("name"), py::arg("x"));
+  m.def("vmath", &vmath, py::arg("name"), py::arg("x"), py::arg("out") = py::none());
   bind_multiclass(m);
   bind_image(m);
   bind_similarity(m);

@@ -60,8 +60,9 @@ FL_HD double ce_logits_row(const RowJob& job, const CeParams& p, index_t r, cons
     if (a > 0) wqd = row_weighted_sum(z, w, K) - job.class_weight_sum * double(m);  // sum w (z - m)
     c = (1 - a) * wt + aK * job.class_weight_sum;
   }
-  const double S = row_exp_sum(z, K, m, g);  // g holds exp(z - m) until the final pass
-  const double log_s = vm::log(S);
+  double rest;  // S - 1: log1p keeps the loss of a confident row to full relative accuracy
+  const double S = row_exp_sum<T, true>(z, K, m, g, T(1), &rest);  // g holds exp(z - m) until the final pass
+  const double log_s = vm::log1p(rest);
   double loss;
   if constexpr (Dense) {
     loss = wq * log_s - wqd;

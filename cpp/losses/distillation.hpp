@@ -33,8 +33,10 @@ FL_HD double distill_row(const RowJob& job, double alpha, double temperature, do
   // Everything that reads z happens before the gradient row is written (it may be z itself).
   const T mz = row_max(z, K), mt = row_max(t, K);
   const double dy = hard ? double(z[job.labels[r]]) - double(mz) : 0.0;
-  const double St = row_exp_sum(t, K, mt, et, scale);
-  const double Sq = row_exp_sum(z, K, mz, eq, scale);
+  // S - 1 kept apart (rowwise.hpp): log S = log1p(S - 1) to full relative accuracy on confident rows
+  double rt, rq, r1;
+  const double St = row_exp_sum<T, true>(t, K, mt, et, scale, &rt);
+  const double Sq = row_exp_sum<T, true>(z, K, mz, eq, scale, &rq);
   // sum_k p_k (u_k - v_k) in double lanes, skipping p_k = 0
   double acc[kLanes] = {};
   auto term = [&](index_t k) {
@@ -45,15 +47,16 @@ FL_HD double distill_row(const RowJob& job, double alpha, double temperature, do
   for (; i + kLanes <= K; i += kLanes)
     for (int j = 0; j < kLanes; ++j) acc[j] += term(i + j);
   for (int j = 0; i + j < K; ++j) acc[j] += term(i + j);
-  const double kl = pairwise_sum(acc, kLanes) * invT / St - vm::log(St) + vm::log(Sq);
+  const double kl = pairwise_sum(acc, kLanes) * invT / St - vm::log1p(rt) + vm::log1p(rq);
   // softmax(z) for the hard term: the tempered one when T = 1, else exponentials into g
   double S1 = Sq;
+  r1 = rq;
   const T* e1 = eq;
   if (hard && !plain) {
-    S1 = row_exp_sum(z, K, mz, g);
+    S1 = row_exp_sum<T, true>(z, K, mz, g, T(1), &r1);
     e1 = g;
   }
-  const double loss = (hard ? alpha * (vm::log(S1) - dy) : 0.0) + (1.0 - alpha) * kl_scale * kl;
+  const double loss = (hard ? alpha * (vm::log1p(r1) - dy) : 0.0) + (1.0 - alpha) * kl_scale * kl;
 
   if constexpr (G) {
     const double sc = s * job.grad_scale, c2 = (1.0 - alpha) * kl_scale * invT;

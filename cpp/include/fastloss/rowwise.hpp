@@ -45,28 +45,41 @@ FL_HD inline T row_max(const T* x, index_t K) {
 // <= 0: exp_nonpos), the exponentials stored into e (may be null). scale is 1/temperature (exactly
 // 1 for the plain softmax). Lanes accumulate in T over chunks of kExpChunk elements (16 terms per
 // lane: bounded rounding), then in double.
+// With rest (Rest = true), *rest = S - 1 summed without the 1: terms equal to 1 (z_k = max) are
+// counted apart, so log S = log1p(*rest) keeps full relative accuracy when the other terms are tiny
+// (a confident row: log S ~ 1e-13 where 1 + 1e-13 would keep three digits). NaN propagates.
 inline constexpr index_t kExpChunk = 16 * kLanes;
 
-template <class T>
-FL_HD inline double row_exp_sum(const T* x, index_t K, T shift, T* e, T scale = T(1)) {
-  double acc[kLanes] = {};
+template <class T, bool Rest = false>
+FL_HD inline double row_exp_sum(const T* x, index_t K, T shift, T* e, T scale = T(1),
+                                double* rest = nullptr) {
+  double acc[kLanes] = {}, acc_r[kLanes] = {}, acc_1[kLanes] = {};
   index_t i = 0;
   while (i + kLanes <= K) {
-    T part[kLanes] = {};
+    T part[kLanes] = {}, part_r[kLanes] = {}, part_1[kLanes] = {};
     const index_t stop = min_(i + kExpChunk, K);
     for (; i + kLanes <= stop; i += kLanes)
       for (int j = 0; j < kLanes; ++j) {
         const T v = vm::exp_nonpos((x[i + j] - shift) * scale);
         if (e) e[i + j] = v;
         part[j] += v;
+        if constexpr (Rest) {
+          part_r[j] += v == T(1) ? T(0) : v;
+          part_1[j] += v == T(1) ? T(1) : T(0);
+        }
       }
-    for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(part[j]);
+    for (int j = 0; j < kLanes; ++j) {
+      acc[j] += static_cast<double>(part[j]);
+      if constexpr (Rest) acc_r[j] += static_cast<double>(part_r[j]), acc_1[j] += static_cast<double>(part_1[j]);
+    }
   }
   for (int j = 0; i + j < K; ++j) {
     const T v = vm::exp_nonpos((x[i + j] - shift) * scale);
     if (e) e[i + j] = v;
     acc[j] += static_cast<double>(v);
+    if constexpr (Rest) (v == T(1) ? acc_1[j] : acc_r[j]) += static_cast<double>(v);
   }
+  if constexpr (Rest) *rest = pairwise_sum(acc_r, kLanes) + (pairwise_sum(acc_1, kLanes) - 1.0);
   return pairwise_sum(acc, kLanes);
 }
 

@@ -19,7 +19,7 @@ import numpy as np
 from .bandwidth import TRIAD_N, Triad, resolve_triad_method
 from .baselines import (DATA, DATA_KIND, NUMPY, RTOL, SKLEARN, TORCH, as_numpy, check_result,
                         data_regression, np_distillation, np_softmax_ce, torch_multiclass)
-from .report import fmt_n, format_multiclass_table, format_table, jsonable
+from .report import fmt_n, format_multiclass_table, format_table, format_vmath_table, jsonable
 from .timing import (FULL, QUICK, BlasThreads, measure, median, paired_speedup, time_calls, touched,
                      try_import)
 
@@ -186,6 +186,59 @@ def run_multiclass(shapes: Optional[Sequence[Tuple[int, int]]] = None, threads: 
                     "speedup": {nm: paired_speedup(times[nm], times["fastloss"]) for nm in impls if nm != "fastloss"},
                     "check_ok": all(checks.values())})
     return rows_out
+
+# The vector math functions next to NumPy's equivalents (softplus: logaddexp(0, x)); inputs
+# inside each function's domain, where both do the full work.
+VMATH_NUMPY: Dict[str, Tuple[Callable[..., Any], Tuple[float, float]]] = {
+    "exp": (np.exp, (-20.0, 20.0)),
+    "expm1": (np.expm1, (-20.0, 20.0)),
+    "log": (np.log, (0.01, 100.0)),
+    "log1p": (np.log1p, (-0.99, 10.0)),
+    "tanh": (np.tanh, (-5.0, 5.0)),
+    "softplus": (lambda x, out: np.logaddexp(0, x, out=out), (-20.0, 20.0)),
+}
+
+
+def _cpu_time(fn: Callable[[], Any]) -> float:
+    t0 = time.thread_time()
+    fn()
+    return time.thread_time() - t0
+
+
+def run_vmath(n: int = 10**6, dtypes: Iterable[str] = DTYPES, samples: int = 21,
+              progress: Optional[Callable[[str], None]] = None) -> List[Dict[str, Any]]:
+    """Nanoseconds per element of each vector math function (one thread, n values, written into
+    a preallocated array) on every available SIMD target, and of NumPy's equivalent. Samples
+    interleave all targets and NumPy; ratios are medians of per-sample ratios. Timed in the
+    calling thread's CPU time: on a busy machine, time spent descheduled does not count."""
+    from .. import _core
+
+    say = progress or (lambda msg: None)
+    isas = list(_core.available_isas())
+    selected = _core.selected_isa()
+    rng = np.random.default_rng(0)
+    rows = []
+    try:
+        for name, (np_fn, (lo, hi)) in VMATH_NUMPY.items():
+            for dt in dtypes:
+                say(f"vector math {name} {dt}")
+                x = rng.uniform(lo, hi, n).astype(dt)
+                out = touched(x.shape, x.dtype)
+                ts: Dict[str, List[float]] = {isa: [] for isa in isas}
+                ts["numpy"] = []
+                for _ in range(samples):
+                    for isa in isas:
+                        _core.select_isa(isa)
+                        ts[isa].append(_cpu_time(functools.partial(_core.vmath, name, x, out)))
+                    ts["numpy"].append(_cpu_time(functools.partial(np_fn, x, out=out)))
+                ns = {k: median(v) / n * 1e9 for k, v in ts.items()}
+                ratio = {isa: median([a / b for a, b in zip(ts[isa], ts["numpy"])]) for isa in isas}
+                rows.append({"function": name, "dtype": dt, "n": n, "ns_per_elem": ns,
+                             "vs_numpy": ratio})
+    finally:
+        _core.select_isa(selected)
+    return rows
+
 
 def _parse_list(text: str, conv: Callable[[str], Any]) -> List[Any]:
     return [conv(s.strip()) for s in text.split(",") if s.strip()]
@@ -470,6 +523,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--triad", default="auto", choices=("auto", "numexpr", "torch", "numpy"),
                     help="triad implementation for the bandwidth reference; auto keeps the fastest")
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    ap.add_argument("--vmath", action="store_true",
+                    help="also time the vector math functions against NumPy (always on without "
+                         "--losses)")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -510,6 +566,9 @@ def run_command(args: argparse.Namespace) -> int:
         res["multiclass"] = run_multiclass(threads=threads, quick=args.quick, progress=progress,
                                            bandwidth=bw)
         print(format_multiclass_table(res["multiclass"]))
+    if losses is None or args.vmath:
+        res["vmath"] = run_vmath(dtypes=dtypes, samples=7 if args.quick else 21, progress=progress)
+        print(format_vmath_table(res["vmath"]))
     if args.json:
         d = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(d, exist_ok=True)

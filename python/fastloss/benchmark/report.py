@@ -31,6 +31,22 @@ def format_multiclass_table(rows: Sequence[Dict[str, Any]]) -> str:
             f"{'OK' if r['check_ok'] else 'FAIL'}")
     return "\n".join(lines)
 
+def format_vmath_table(rows: Sequence[Dict[str, Any]]) -> str:
+    """Vector math: ns per element on each SIMD target and in NumPy; time / NumPy's time."""
+    if not rows:
+        return ""
+    isas = [k for k in rows[0]["ns_per_elem"] if k != "numpy"]
+    lines = ["", f"vector math, one thread, {fmt_n(rows[0]['n'])} values into a preallocated array: "
+             "ns/element (fastloss per SIMD target, NumPy; softplus = logaddexp(0, x)) and "
+             "fastloss time / NumPy time (below 1: faster):",
+             f"{'function':12} {'dtype':8} " + " ".join(f"{i:>9}" for i in isas)
+             + f" {'numpy':>9} " + " ".join(f"{'/np ' + i:>11}" for i in isas)]
+    for r in rows:
+        ns, vs = r["ns_per_elem"], r["vs_numpy"]
+        lines.append(f"{r['function']:12} {r['dtype']:8} " + " ".join(f"{ns[i]:9.3f}" for i in isas)
+                     + f" {ns['numpy']:9.3f} " + " ".join(f"{vs[i]:11.2f}" for i in isas))
+    return "\n".join(lines)
+
 # --------------------------------------------------------------------------------------------
 # Output
 # --------------------------------------------------------------------------------------------
