@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._validate import Check, frozen
+from ._validate import Check, check_probabilities, frozen
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
@@ -286,6 +286,9 @@ class Loss(Generic[G], metaclass=_LossType):
                 f"it takes {names or 'no parameters'} and reduction")
         for p in fields.values():
             object.__setattr__(self, p.name, p.check(p.name, kwargs.get(p.name, p.default)))
+        # Probabilities (not logits) in y_pred: outside [0, 1] is an error, as in PyTorch.
+        self._probabilities = (getattr(self, "from_logits", True) is False
+                               or ("activation" in fields and self.activation is None))
         self.__post_init__()
 
     def __post_init__(self) -> None:
@@ -383,6 +386,8 @@ class Loss(Generic[G], metaclass=_LossType):
             raise ValueError("out= is only used with reduction='none'")
         if named or self.inputs or len(args) != len(self.arguments):
             args, sample_weight, named = self._bind(args, named, sample_weight)
+        if self._probabilities:
+            check_probabilities(args[self.arguments.index("y_pred")], "y_pred")
         deliver = not self.native_buffers and (out is not None or grad_out is not None
                                                 or hess_out is not None)
         if deliver:

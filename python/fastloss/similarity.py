@@ -153,7 +153,7 @@ def _dense_backward(g, dist, xr, nx, yr, ny, metric: str, eps: float, self_: boo
     """Gradients (x, y) of sum(g * D) from the upstream gradient g of the distance matrix D."""
     if metric == "euclidean":
         with np.errstate(divide="ignore", invalid="ignore"):
-            g = np.where(dist > 0, g / (2 * dist), 0).astype(xr.dtype)
+            g = np.where(dist != 0, g / (2 * dist), 0).astype(xr.dtype)  # NaN distance: NaN
     if self_:
         g = g + g.T
     if metric == "cosine":
