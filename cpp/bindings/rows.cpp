@@ -189,6 +189,7 @@ RowCall plan_rows(const RowSpec& spec, const std::vector<double>& params, const 
   RowCall call{job, T, norm, {v.array, extra, labels, targets, cw, sw},
                CallOutputs(reduction, want_grad, want_hess, out_obj, grad_out_obj, hess_out_obj,
                            rshape, xshape, T, true)};
+  call.outs.separate(call.keep, v.array);
   return call;
 }
 

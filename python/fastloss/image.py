@@ -110,7 +110,7 @@ class _ImageLoss(Loss[FloatArray]):
         check_out(grad_out, "grad_out", np.shape(y_pred), y.dtype)
         # loss_n = 1 - mean_c sim_nc, so d loss_n / d sim_nc = -1 / C.
         plane_scale = np.repeat(np.ravel(scale) * (-1.0 / channels), channels) if want_grad else None
-        direct = None if self.channels_last or not want_grad else direct_buffer(grad_out, y.shape)
+        direct = None if self.channels_last or not want_grad else direct_buffer(grad_out, y.shape, x, y)
         values, grad, _ = _core.ssim(x, y, *self._constants(), self._scales, plane_scale, False,
                                      direct)
         losses = 1.0 - values.reshape(batch + (channels,)).mean(axis=-1)

@@ -115,7 +115,7 @@ class _SoftDice(Loss[FloatArray]):
             losses = self._losses(_core.dice_sums(target, z, act))[0]
             grad = None
         else:
-            direct = direct_buffer(grad_out, z.shape)
+            direct = direct_buffer(grad_out, z.shape, target, z)
             losses, grad = self._value_and_grad(target, z, act, scale, direct)
             grad = grad_out if direct is not None else grad.reshape(np.shape(y_pred))
         return item_result(losses if not self.batch else losses[0], weights, norm, reduction,
