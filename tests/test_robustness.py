@@ -165,6 +165,25 @@ def test_misaligned_inputs_and_outputs_give_identical_results(dtype):
     np.testing.assert_array_equal(got[1], ref[1])
 
 
+@pytest.mark.parametrize("name", sorted(info.name for info in fl.losses()))
+def test_every_loss_gives_identical_results_on_misaligned_inputs(name):
+    from fastloss.cli import synthetic
+
+    loss = fl.get_loss(name)
+    y, p, inputs = synthetic(loss, 4, seed=1)
+
+    def mis(a):
+        if isinstance(a, list):
+            return [mis(x) for x in a]
+        return _misaligned(a) if isinstance(a, np.ndarray) and a.dtype.itemsize > 1 else a
+
+    ref = loss.value_and_grad(y, p, **inputs)
+    got = loss.value_and_grad(mis(y), mis(p), **{k: mis(v) for k, v in inputs.items()})
+    assert got[0] == ref[0] or (np.isnan(got[0]) and np.isnan(ref[0]))
+    for g, r in zip(*(x if isinstance(x, (list, tuple)) else (x,) for x in (got[1], ref[1]))):
+        np.testing.assert_array_equal(g, r)
+
+
 # --------------------------------------------------------------------------------------------------
 # Output buffers that overlap the inputs
 # --------------------------------------------------------------------------------------------------

@@ -166,8 +166,16 @@ void run_chunks(index_t chunks, int helpers, void (*fn)(void*, index_t, int), vo
     helpers = have < helpers ? have : helpers;
   }
   if (!p || helpers <= 0) {
-    for (index_t c = 0; c < chunks; ++c) fn(ctx, c, 0);
-    if (p) p->busy.store(false, std::memory_order_release);
+    struct Release {  // the pool is free again also when a chunk throws
+      Pool* p;
+      ~Release() {
+        if (p) p->busy.store(false, std::memory_order_release);
+      }
+    } release{p};
+    for (index_t c = 0; c < chunks; ++c) {
+      fn(ctx, c, 0);
+      poll_interrupt();
+    }
     return;
   }
   p->chunks = chunks, p->helpers = helpers, p->fn = fn, p->ctx = ctx;
