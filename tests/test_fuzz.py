@@ -4,6 +4,7 @@ another exception, never a crash), and an error leaves the caller's buffers unto
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -15,7 +16,9 @@ import fastloss as fl
 from fastloss.cli import synthetic
 
 LOSSES = sorted(info.name for info in fl.losses())
-EXAMPLES = 12  # per loss: a fixed budget (derandomized), well under a minute in all
+# Per loss: a fixed budget (derandomized), well under a minute in all; FASTLOSS_FUZZ_EXAMPLES
+# raises it for a longer search.
+EXAMPLES = int(os.environ.get("FASTLOSS_FUZZ_EXAMPLES", "12"))
 SENTINEL = 7.25
 
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,

@@ -115,7 +115,7 @@ DiceCall dice_call(const py::object& y_true, const py::object& z_obj, int activa
   if (t.dtype().kind() == 'i' && t.itemsize() == 8) {
     if (shape_of(t) != std::vector<index_t>{job.N, job.S})
       throw py::value_error("labels must have shape " + shape_str({job.N, job.S}) + "; got " + shape_str(shape_of(t)));
-    call.targets = numpy().attr("ascontiguousarray")(t);
+    call.targets = numpy().attr("require")(t, py::none(), "CA");  // C order and aligned
     job.labels = static_cast<const std::int64_t*>(call.targets.data());
     // Labels outside [0, C) match no class (the Python layer rejects them up front).
   } else {

@@ -82,7 +82,7 @@ class _SoftDice(Loss[FloatArray]):
             raise ValueError(f"class_weight must have one weight per class ({C}); got {weight.size}")
         t = np.asarray(y_true)
         if t.dtype.kind in "iu" and t.shape == (N,) + z.shape[2:]:
-            target = np.ascontiguousarray(t, dtype=np.int64).reshape(N, -1)
+            target = np.require(t, np.int64, "CA").reshape(N, -1)  # C order and aligned
             bad = _core.first_bad_label(target, C)
             if bad >= 0:
                 raise ValueError(f"y_true (labels) must lie in [0, {C}); y_true.flat[{bad}] = "
