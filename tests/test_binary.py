@@ -485,7 +485,7 @@ def test_bce_probs_gradient_is_not_killed_by_the_clamp():
     outside [eps, 1 - eps] the value and gradient are those at the clamped point, never 0."""
     eps = 1e-3
     y = np.array([1.0, 0.0, 1.0, 0.0])
-    p = np.array([0.0, 1.0, -0.5, 2.0])
+    p = np.array([0.0, 1.0, 1e-9, 1.0 - 1e-9])
     v, g, h = fl.BinaryCrossEntropy(eps=eps).value_grad_hess(y, p, reduction="none")
     lo, hi = eps, 1.0 - eps
     np.testing.assert_allclose(v, [-math.log(lo), -math.log1p(-hi), -math.log(lo),
@@ -873,10 +873,11 @@ def test_logistic_and_hinges_at_infinity(dtype):
                          ids=[i for c, i in zip(BINARY_CASES, BINARY_CASE_IDS)
                               if c[0] in PROB_KERNELS])
 def test_probability_edges(isa, name, params, dtype):
-    """p = 0 and 1 exactly, below 0, above 1, subnormal, 1 - ulp: the clamped formula, finite."""
+    """p = 0 and 1 exactly, subnormal, 1 - ulp: the clamped formula, finite (outside [0, 1] is an
+    error: test_probabilities_outside_the_unit_interval_are_an_error)."""
     tiny = float(np.finfo(dtype).smallest_subnormal)
     below_one = float(np.nextafter(dtype(1), dtype(0)))
-    ps = [0.0, 1.0, -0.0, -1.0, 2.0, tiny, below_one, 1e-30, -np.inf, np.inf, 0.5]
+    ps = [0.0, 1.0, -0.0, tiny, below_one, 1e-30, 0.5]
     yy, pp = np.meshgrid([0.0, 1.0, 0.4], ps, indexing="ij")
     y, p = yy.ravel().astype(dtype), pp.ravel().astype(dtype)
     v, g, h = make_loss(name, params).value_grad_hess(y, p, reduction="none")
@@ -1169,7 +1170,7 @@ def binary_problem(draw):
     ref = R.REFERENCES[name]
     if name in PROB_KERNELS:
         x_el = st.one_of(st.floats(0.0, 1.0, width=width),
-                         st.sampled_from([0.0, 1.0, -0.5, 1.5, 1e-9, 1 - 1e-9]))
+                         st.sampled_from([0.0, 1.0, 1e-9, 1 - 1e-9]))
     else:
         big = float(np.float32(1e30)) if width == 32 else 1e30
         x_el = st.one_of(st.floats(-30.0, 30.0, width=width),

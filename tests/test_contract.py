@@ -342,7 +342,7 @@ def test_native_dtypes_and_promotion(rng, name):
     assert_same_results(all_outputs(loss, y.astype(np.float16), p16, reduction="none"),
                         all_outputs(loss, y.astype(np.float16).astype(np.float32),
                                     p16.astype(np.float32), reduction="none"), "float16")
-    pi = np.round(p * 3).astype(np.int64)
+    pi = np.round(p * (1 if loss_for(name)._probabilities else 3)).astype(np.int64)  # in [0, 1]
     for int_dtype in (np.int64, np.int32, np.int8, np.uint16):
         unsigned = np.dtype(int_dtype).kind == "u"
         pint = (np.abs(pi) if unsigned else pi).astype(int_dtype)
@@ -494,16 +494,18 @@ _BROADCAST_SCRIPT = textwrap.dedent("""
     # Losses that validate {-1, +1} labels get the signs of the same numbers as y_true.
     L = ((lambda a: np.where(np.asarray(a) > 0, 1.0, -1.0)) if sys.argv[3] == "pm1"
          else (lambda a: a))
+    # Predictions of the probability-space losses must lie in [0, 1]: squashed by a sigmoid.
+    Q = (lambda a: 1 / (1 + np.exp(-a))) if getattr(loss, "from_logits", True) is False else (lambda a: a)
     n = 24
-    p = np.linspace(-3, 3, n)
+    p = Q(np.linspace(-3, 3, n))
     check("y_true = broadcast scalar", loss, np.broadcast_to(L(np.float64(0.5)), (n,)), p)
     check("y_pred = broadcast scalar", loss, L(p), np.broadcast_to(np.float64(0.5), (n,)))
     col = np.linspace(-1, 1, 6).reshape(6, 1)
     P = np.linspace(-2, 2, 24).reshape(6, 4)
-    check("y_true = broadcast column", loss, np.broadcast_to(L(col), (6, 4)), P)
-    check("y_pred = broadcast column", loss, L(P), np.broadcast_to(col, (6, 4)))
-    check("y_true = broadcast row", loss, np.broadcast_to(L(np.arange(4.0)), (6, 4)), P)
-    check("weights = broadcast scalar", loss, L(P), P + 1,
+    check("y_true = broadcast column", loss, np.broadcast_to(L(col), (6, 4)), Q(P))
+    check("y_pred = broadcast column", loss, L(P), np.broadcast_to(Q(col), (6, 4)))
+    check("y_true = broadcast row", loss, np.broadcast_to(L(np.arange(4.0)), (6, 4)), Q(P))
+    check("weights = broadcast scalar", loss, L(P), Q(P + 1),
           np.broadcast_to(np.float64(2.0), (6, 4)))
     print("\\n".join(failures))
     sys.exit(1 if failures else 0)

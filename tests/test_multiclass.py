@@ -865,8 +865,12 @@ def test_target_logit_plus_inf(isa, dtype):
 def test_ignored_row_with_inf_or_nan_contributes_nothing(isa, dtype, from_logits, rng):
     K = 4
     z = make_pred(rng, 5, K, dtype, from_logits)
-    z[1] = [np.nan, -np.inf, 1.0, np.inf]
-    z[3] = [-np.inf, -np.inf, -np.inf, -np.inf]
+    if from_logits:
+        z[1] = [np.nan, -np.inf, 1.0, np.inf]
+        z[3] = [-np.inf, -np.inf, -np.inf, -np.inf]
+    else:  # probabilities outside [0, 1] are an error, ignored row or not
+        z[1] = [np.nan, 0.0, 1.0, 0.0]
+        z[3] = [0.0, 0.0, 0.0, 0.0]
     t = np.array([0, IGNORE, 3, IGNORE, 2])
     cw = [1.0, 2.0, 0.5, 1.5]
     for a in (0.0, 0.1):
@@ -898,6 +902,8 @@ def test_all_rows_ignored(dtype, rng):
     for from_logits in (True, False):
         loss = fl.SparseCategoricalCrossEntropy(from_logits=from_logits, ignore_index=IGNORE,
                                                 label_smoothing=0.1)
+        if not from_logits:
+            z = np.abs(z) / (1 + np.abs(z))  # probabilities (the NaN stays)
         v, g, h = loss.value_grad_hess(t, z)
         assert math.isnan(v)
         np.testing.assert_array_equal(g, 0)
@@ -1067,8 +1073,14 @@ def test_class_weight_wrong_length():
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_probabilities_outside_unit_interval(dtype):
-    """Probabilities are used as given (no renormalization) and clamped below at eps."""
-    p = np.array([[-0.5, 1.5, 0.0], [2.0, 0.3, 1e-12], [0.0, 0.0, 0.0], [0.2, 0.3, 0.5]],
+    """Probabilities outside [0, 1] are an error; inside they are used as given (no
+    renormalization) and clamped below at eps."""
+    bad = np.array([[0.5, 0.5, 0.0], [0.2, 1.5, 0.0]], dtype=dtype)
+    with pytest.raises(ValueError, match=r"y_pred\[1, 1\] = 1.5"):
+        fl.SparseCategoricalCrossEntropy()(np.array([0, 1]), bad)
+    with pytest.raises(ValueError, match=r"y_pred\[0, 0\] = -1.0"):
+        fl.CategoricalCrossEntropy()(np.array([[0.5, 0.5, 0.0]]), np.array([[-1.0, 3.0, 0.0]], dtype))
+    p = np.array([[0.5, 0.6, 0.0], [1.0, 0.3, 1e-12], [0.0, 0.0, 0.0], [0.2, 0.3, 0.5]],
                  dtype=dtype)
     t = np.array([1, 0, 2, 2])
     eps = 1e-7
@@ -1083,14 +1095,14 @@ def test_probabilities_outside_unit_interval(dtype):
         assert_close(g, eg, dtype, f"grad a={a}")
         assert_close(h, eh, dtype, f"hess a={a}")
         if a == 0.0:
-            assert rows[0] == pytest.approx(-math.log(1.5), rel=1e-6)  # p > 1: negative loss
-            assert rows[1] == pytest.approx(-math.log(2.0), rel=1e-6)
+            assert rows[0] == pytest.approx(-math.log(0.6), rel=1e-6)  # rows need not sum to 1
+            assert rows[1] == 0.0
             assert rows[2] == pytest.approx(-math.log(eps_t), rel=1e-6)  # p = 0: clamped
     d = fl.CategoricalCrossEntropy(eps=1e-3)
     y = np.array([[0.5, 0.5, 0.0]], dtype=dtype)
-    v, g = d.value_and_grad(y, np.array([[-1.0, 3.0, 0.0]], dtype=dtype), reduction="sum")
-    assert v == pytest.approx(-0.5 * math.log(1e-3) - 0.5 * math.log(3.0), rel=1e-6)
-    np.testing.assert_allclose(g, [[-0.5 / float(np.asarray(1e-3, dtype)), -0.5 / 3, 0.0]],
+    v, g = d.value_and_grad(y, np.array([[0.0, 0.75, 0.0]], dtype=dtype), reduction="sum")
+    assert v == pytest.approx(-0.5 * math.log(1e-3) - 0.5 * math.log(0.75), rel=1e-6)
+    np.testing.assert_allclose(g, [[-0.5 / float(np.asarray(1e-3, dtype)), -0.5 / 0.75, 0.0]],
                                rtol=1e-6)
     # NaN propagates to its row only
     q = np.array([[np.nan, 0.5, 0.5], [0.5, 0.25, 0.25]], dtype=dtype)

@@ -182,3 +182,87 @@ def test_num_threads_context_belongs_to_its_python_thread():
     with pytest.raises(ValueError, match=r"\[1, "):
         with fl.num_threads(0):
             pass
+
+
+def _in_forked_child(work):
+    """``work()``'s repr computed in a forked child, or a failure when the child hangs."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        try:
+            os.write(w, repr(work()).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        chunks = []
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            ready, _, _ = select.select([r], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                os.kill(pid, 9)
+                pytest.fail(f"the forked child did not finish within {TIMEOUT} s")
+            chunk = os.read(r, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    return b"".join(chunks).decode()
+
+
+def _w1d_large():
+    # Large enough for the transport family's sorter thread to start (u.size + v.size >= 2**16).
+    rng = np.random.default_rng(3)
+    return fl.wasserstein_1d(rng.standard_normal(70_000), rng.standard_normal(60_000))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_wasserstein_1d_after_fork():
+    with fl.num_threads(2):
+        ref = _w1d_large()  # the parent's sorter thread exists now
+        assert _in_forked_child(_w1d_large) == repr(ref)
+
+
+def _child_w1d(_):
+    with fl.num_threads(2):
+        return _w1d_large()
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+def test_wasserstein_1d_multiprocessing_fork():
+    with fl.num_threads(2):
+        ref = _w1d_large()
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        assert pool.map_async(_child_w1d, range(3)).get(TIMEOUT) == [ref] * 3
+
+
+def _family_values():
+    """One loss of each family on data large enough for two threads to share it."""
+    from fastloss.cli import synthetic
+
+    first = {}
+    for info in fl.losses():
+        first.setdefault(info.family, info)
+    values = {}
+    for family, info in sorted(first.items()):
+        loss = info.cls()
+        n = 1
+        while True:  # the smallest n with >= 2 x 32768 elements in the largest input
+            y, p, inputs = synthetic(loss, n, seed=4)
+            leaves = list(p) if isinstance(p, list) else [p]
+            if max(np.size(a) for a in (*leaves, *inputs.values())) >= 1 << 16:
+                break
+            n *= 2
+        value, grad = loss.value_and_grad(y, p, **inputs)
+        grads = grad if isinstance(grad, (tuple, list)) else (grad,)
+        values[family] = (float(value), [float(np.sum(g)) for g in grads])
+    return values
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_every_family_after_fork():
+    with fl.num_threads(2):
+        ref = _family_values()  # every family's threads exist in the parent now
+        assert _in_forked_child(_family_values) == repr(ref)

@@ -1,6 +1,9 @@
 #include "arrays.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <limits>
+#include <utility>
 #include <stdexcept>
 
 namespace fastloss::bind {
@@ -36,6 +39,30 @@ py::object numpy() {
   return *np;
 }
 
+namespace {
+unsigned long g_main_thread = 0;
+
+// Runs Python's signal handlers on the main thread (the GIL taken back for a moment); throws the
+// exception a handler raised.
+void check_signals() {
+  const PyGILState_STATE state = PyGILState_Ensure();
+  if (PyErr_CheckSignals() != 0) {
+    py::error_already_set raised;  // takes the pending exception; safe to destroy without the GIL
+    PyGILState_Release(state);
+    throw raised;
+  }
+  PyGILState_Release(state);
+}
+}  // namespace
+
+void remember_main_thread() {
+  g_main_thread = py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+}
+
+NoGil::NoGil() : interrupts(PyThread_get_thread_ident() == g_main_thread ? &check_signals : nullptr) {}
+
+bool aligned(const py::array& a) { return a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_; }
+
 py::array as_real_array(const py::handle& obj, const char* name, DType int_target) {
   py::array a = py::isinstance<py::array>(obj) ? py::reinterpret_borrow<py::array>(obj)
                                                : py::array(numpy().attr("asarray")(obj));
@@ -43,7 +70,9 @@ py::array as_real_array(const py::handle& obj, const char* name, DType int_targe
   const bool native = is_native(a.dtype());
   if (kind == 'f') {
     const auto size = a.itemsize();
-    if ((size == 4 || size == 8) && native) return a;
+    // A misaligned view (np.frombuffer at an odd offset) is copied once: kernels load whole
+    // elements, which misaligned addresses do not allow.
+    if ((size == 4 || size == 8) && native) return aligned(a) ? a : py::array(a.attr("copy")());
     const DType to = size <= 4 ? DType::f32 : DType::f64;  // float16 -> float32, longdouble -> float64
     return a.attr("astype")(numpy_dtype(to));
   }
@@ -124,7 +153,8 @@ OutBuffer make_output(const py::object& given, const char* name, const std::vect
   b.user = a;
   // Written through one stride when one describes it (and no two elements share memory).
   index_t st = 0;
-  const bool direct = flat_stride(a, &st) && (st != 0 || a.size() <= 1) && (!contiguous || st == 1);
+  const bool direct = flat_stride(a, &st) && (st != 0 || a.size() <= 1) && (!contiguous || st == 1) &&
+                      aligned(a);
   b.target = direct ? py::object(a) : py::object(py::array(dt, shape));
   return b;
 }
@@ -201,6 +231,61 @@ CallOutputs::CallOutputs(Reduction reduction_, bool want_grad, bool want_hess, c
   if (reduction == Reduction::none) values = make(out, "out", value_shape, dtype, contiguous);
   if (grad) gradient = make(grad_out, "grad_out", pred_shape, dtype, contiguous);
   if (hess) hessian = make(hess_out, "hess_out", pred_shape, dtype, contiguous);
+}
+
+namespace {
+// The bytes [lo, hi) an array's elements span (lo == hi when it has none).
+std::pair<std::uintptr_t, std::uintptr_t> byte_span(const py::array& a) {
+  auto lo = reinterpret_cast<std::uintptr_t>(a.data()), hi = lo;
+  if (a.size() == 0) return {lo, lo};
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+    const auto step = static_cast<std::intptr_t>(a.strides(i)) * (a.shape(i) - 1);
+    (step < 0 ? lo : hi) += step;
+  }
+  return {lo, hi + a.itemsize()};
+}
+
+bool is_array(const py::object& x) { return x && py::isinstance<py::array>(x); }  // not null/None
+
+bool overlap(const py::object& x, const py::object& y) {
+  if (!is_array(x) || !is_array(y)) return false;
+  const auto a = byte_span(py::reinterpret_borrow<py::array>(x));
+  const auto b = byte_span(py::reinterpret_borrow<py::array>(y));
+  return a.first < a.second && b.first < b.second && a.first < b.second && b.first < a.second;
+}
+
+bool same_view(const py::object& x, const py::object& y) {
+  if (!is_array(x) || !is_array(y)) return false;
+  const auto &a = py::reinterpret_borrow<py::array>(x), &b = py::reinterpret_borrow<py::array>(y);
+  return a.data() == b.data() && a.itemsize() == b.itemsize() && shape_of(a) == shape_of(b) &&
+         std::equal(a.strides(), a.strides() + a.ndim(), b.strides());
+}
+}  // namespace
+
+void CallOutputs::separate(const std::vector<py::object>& inputs, const py::object& in_place) {
+  struct Named {
+    OutBuffer* b;
+    const char* name;
+  };
+  std::vector<Named> given;
+  if (reduction == Reduction::none) given.push_back({&values, "out"});
+  if (grad) given.push_back({&gradient, "grad_out"});
+  if (hess) given.push_back({&hessian, "hess_out"});
+  for (size_t i = 0; i < given.size(); ++i) {
+    for (size_t j = 0; j < i; ++j)
+      if (overlap(given[i].b->user, given[j].b->user) &&
+          py::reinterpret_borrow<py::array>(given[i].b->user).size() > 0)
+        throw py::value_error(std::string(given[j].name) + " and " + given[i].name +
+                              " share memory; pass separate buffers");
+    OutBuffer& b = *given[i].b;
+    if (!b.target.is(b.user)) continue;  // already a temporary
+    for (const py::object& in : inputs)
+      if (overlap(b.target, in) && !(in.is(in_place) && same_view(b.target, in))) {
+        const auto& a = py::reinterpret_borrow<py::array>(b.user);
+        b.target = py::array(a.dtype(), shape_of(a));
+        break;
+      }
+  }
 }
 
 void CallOutputs::finish() {

@@ -9,12 +9,24 @@
 #include <vector>
 
 #include "fastloss/job.hpp"
+#include "fastloss/parallel.hpp"
 
 namespace fastloss::bind {
 
 namespace py = pybind11;
 
 py::object numpy();  // the numpy module
+
+// Releases the GIL around a kernel. On the main thread it also arms Ctrl-C: between chunks (about
+// every 50 ms) the kernel takes the GIL back briefly and runs Python's signal handlers; when one
+// raises (KeyboardInterrupt), the kernel stops and the exception reaches the caller. Outputs the
+// kernel had started writing are then partially written.
+struct NoGil {
+  InterruptScope interrupts;
+  py::gil_scoped_release release;
+  NoGil();
+};
+void remember_main_thread();  // at import: the thread that runs Python's signal handlers
 std::string shape_str(const std::vector<index_t>& s);
 std::vector<index_t> shape_of(const py::array& a);
 
@@ -22,6 +34,7 @@ std::vector<index_t> shape_of(const py::array& a);
 // `int_target` (float64 unless given); complex, object and string dtypes raise TypeError.
 py::array as_real_array(const py::handle& obj, const char* name, DType int_target = DType::f64);
 bool is_native(const py::dtype& d);
+bool aligned(const py::array& a);  // every element at an address its dtype allows
 DType dtype_of(const py::array& a);  // for float32/float64 arrays
 py::dtype numpy_dtype(DType d);
 
@@ -79,6 +92,11 @@ struct CallOutputs {
               const py::object& grad_out, const py::object& hess_out,
               const std::vector<index_t>& value_shape, const std::vector<index_t>& pred_shape,
               DType dtype, bool contiguous, MakeOutput make = &make_output);
+  // Caller buffers that overlap an input are served through a temporary (a kernel would read
+  // what it has already written), except one that is exactly `in_place` (same address, shape and
+  // strides): kernels read each element of y_pred before writing the same element of an output.
+  // Caller buffers that overlap each other are a ValueError. Call before any work.
+  void separate(const std::vector<py::object>& inputs, const py::object& in_place);
   void finish();  // copies temporaries back into the caller's buffers
   // (total, norm, values | None, grad | None, hess | None): the weighted sum, the mean's
   // denominator and the outputs; Python's one reduction step turns these into the value.

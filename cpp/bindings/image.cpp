@@ -84,7 +84,7 @@ py::tuple ssim(const py::object& x_obj, const py::object& y_obj, double c1, doub
   job.threads = get_num_threads();
   if (job.planes > 0) {
     const SsimFn fn = kernels().ssim[T == DType::f32 ? 0 : 1];
-    py::gil_scoped_release nogil;
+    NoGil nogil;
     fn(job);
   }
   return py::make_tuple(values, grad, map);
@@ -115,7 +115,7 @@ DiceCall dice_call(const py::object& y_true, const py::object& z_obj, int activa
   if (t.dtype().kind() == 'i' && t.itemsize() == 8) {
     if (shape_of(t) != std::vector<index_t>{job.N, job.S})
       throw py::value_error("labels must have shape " + shape_str({job.N, job.S}) + "; got " + shape_str(shape_of(t)));
-    call.targets = numpy().attr("ascontiguousarray")(t);
+    call.targets = numpy().attr("require")(t, py::none(), "CA");  // C order and aligned
     job.labels = static_cast<const std::int64_t*>(call.targets.data());
     // Labels outside [0, C) match no class (the Python layer rejects them up front).
   } else {
@@ -135,7 +135,7 @@ py::array dice_sums(const py::object& y_true, const py::object& y_pred, int acti
   call.job.sums = sums.mutable_data();
   if (call.job.N * call.job.C * call.job.S > 0) {
     const DiceFn fn = kernels().dice_sums[call.T == DType::f32 ? 0 : 1];
-    py::gil_scoped_release nogil;
+    NoGil nogil;
     fn(call.job);
   } else {
     for (index_t i = 0; i < sums.size(); ++i) sums.mutable_data()[i] = 0.0;
@@ -154,7 +154,7 @@ py::object dice_grad(const py::object& y_true, const py::object& y_pred, int act
   if (probs_in_grad) call.job.probs = call.job.grad_out;
   if (call.job.N * call.job.C * call.job.S > 0) {
     const DiceFn fn = kernels().dice_grad[call.T == DType::f32 ? 0 : 1];
-    py::gil_scoped_release nogil;
+    NoGil nogil;
     fn(call.job);
   }
   return grad;
@@ -164,7 +164,7 @@ py::object dice_grad(const py::object& y_true, const py::object& y_pred, int act
 index_t first_bad_label(const py::array_t<std::int64_t, py::array::c_style>& labels, std::int64_t C) {
   const std::int64_t* l = labels.data();
   const index_t n = labels.size();
-  py::gil_scoped_release nogil;
+  NoGil nogil;
   bool bad = false;
   for (index_t i = 0; i < n; ++i) bad |= static_cast<std::uint64_t>(l[i]) >= static_cast<std::uint64_t>(C);
   if (!bad) return -1;

@@ -58,7 +58,7 @@ index_t check_sign_labels(const py::object& y_obj) {
   if (!flat_stride(y, &stride)) y = numpy().attr("ascontiguousarray")(y), stride = 1;
   const index_t n = y.size();
   const int threads = get_num_threads();
-  py::gil_scoped_release nogil;
+  NoGil nogil;
   return dtype_of(y) == DType::f32
              ? first_bad_sign_label(static_cast<const float*>(y.data()), stride, n, threads)
              : first_bad_sign_label(static_cast<const double*>(y.data()), stride, n, threads);
@@ -104,12 +104,13 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
 
   CallOutputs outs(reduction, want_grad, want_hess, out_obj, grad_out_obj, hess_out_obj, pshape,
                    pshape, T, false);
+  outs.separate({y_true, y_pred, w, aux}, y_pred);
 
   // Normalizer of the mean: sum of weights over all elements (n without weights).
   double norm = static_cast<double>(n);
   if (weighted) {  // always validated, whatever the reduction
     const index_t nw = py::reinterpret_borrow<py::array>(w).size();
-    py::gil_scoped_release nogil;
+    NoGil nogil;
     norm = (job.weight.dtype == DType::f32 ? checked_weight_sum<float>(job.weight, nw, job.threads)
                                            : checked_weight_sum<double>(job.weight, nw, job.threads)) *
            static_cast<double>(plan.weight_period);
@@ -129,7 +130,7 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
   double total = 0.0;
   if (n > 0) {
     const ElementwiseFn fn = kernels().elementwise[loss][T == DType::f32 ? 0 : 1];
-    py::gil_scoped_release nogil;
+    NoGil nogil;
     total = fn(job);
   }
   outs.finish();
@@ -165,7 +166,7 @@ py::array vmath(const std::string& name, const py::array& x, const py::object& o
   void* dst = y.mutable_data();
   const index_t n = xc.size();
   {
-    py::gil_scoped_release nogil;
+    NoGil nogil;
     fn(src, dst, n);
   }
   return y;
@@ -182,6 +183,7 @@ void bind_transport(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastloss compiled kernels (private; use the fastloss package)";
+  remember_main_thread();
 
   py::dict ids;
 #define FL_ID(name, Body) ids[#name] = static_cast<int>(ElementwiseId::name);

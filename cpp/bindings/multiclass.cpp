@@ -40,7 +40,7 @@ py::tuple rowwise(int loss, const std::vector<double>& params, const py::object&
   double total = 0.0;
   if (job.rows > 0) {
     const RowFn fn = table.rowwise[loss][call.dtype == DType::f32 ? 0 : 1];
-    py::gil_scoped_release nogil;
+    NoGil nogil;
     total = fn(job);
   }
   outs.finish();
@@ -59,7 +59,7 @@ py::array softmax(const py::object& x_obj, int mode) {
   void* dst = out.mutable_data();
   const int threads = get_num_threads();
   {
-    py::gil_scoped_release nogil;
+    NoGil nogil;
     fn(static_cast<SoftmaxMode>(mode), src, v.stride, v.rows, v.K, dst, threads);
   }
   return out;

@@ -76,14 +76,14 @@ py::array int_labels(const py::object& obj, const std::vector<index_t>& rshape) 
                             " is not a class index");
     }
   }
-  return numpy().attr("ascontiguousarray")(given, "int64");
+  return numpy().attr("require")(given, "int64", "CA");  // C order and aligned
 }
 
 // class_weight (K,) as contiguous float64 (kept alive in `keep`), its sum in *total; null if None.
 const double* class_weights(const py::object& obj, index_t K, py::array& keep, double* total) {
   *total = static_cast<double>(K);
   if (obj.is_none()) return nullptr;
-  keep = numpy().attr("ascontiguousarray")(obj, "float64");
+  keep = numpy().attr("require")(obj, "float64", "CA");
   if (keep.ndim() != 1 || keep.shape(0) != K)
     throw py::value_error("class_weight must have one weight per class (" + std::to_string(K) +
                           "); got shape " + shape_str(shape_of(keep)));
@@ -189,6 +189,7 @@ RowCall plan_rows(const RowSpec& spec, const std::vector<double>& params, const 
   RowCall call{job, T, norm, {v.array, extra, labels, targets, cw, sw},
                CallOutputs(reduction, want_grad, want_hess, out_obj, grad_out_obj, hess_out_obj,
                            rshape, xshape, T, true)};
+  call.outs.separate(call.keep, v.array);
   return call;
 }
 

@@ -60,7 +60,7 @@ py::tuple row_norms(const py::array& x, double eps, bool want_xhat) {
   const void* src = x.data();
   const int threads = get_num_threads();
   {
-    py::gil_scoped_release nogil;
+    NoGil nogil;
     table(t).row_norms(src, n, d, eps, s, xh, threads);
   }
   return py::make_tuple(sqn, xhat);
@@ -78,7 +78,7 @@ void dist_from_gram(py::array g, const py::object& nx, const py::object& ny, int
   void* p = g.mutable_data();
   const double *a = cdata<double>(nx), *b = cdata<double>(ny);
   const int threads = get_num_threads();
-  py::gil_scoped_release nogil;
+  NoGil nogil;
   table(t).dist_from_gram(p, rows, cols, a, b, metric, self, threads);
 }
 
@@ -132,7 +132,7 @@ py::tuple mine(const py::array& gram, const py::object& sqn, const py::array& la
     result = py::make_tuple(a, p, q, dap, dan);
   }
   {
-    py::gil_scoped_release nogil;
+    NoGil nogil;
     table(t).mine(job);
   }
   return result;
@@ -159,7 +159,7 @@ py::array pair_grad(const py::array& x, const py::object& sqn, int metric, doubl
   py::array grad(x.dtype(), std::vector<index_t>{n, d});
   job.grad = grad.mutable_data(), job.threads = get_num_threads();
   {
-    py::gil_scoped_release nogil;
+    NoGil nogil;
     table(t).pair_grad(job);
   }
   return grad;
@@ -175,7 +175,7 @@ void normalize_backward(py::array g, const py::array& xhat, const py::array& sqn
   const void* xp = xhat.data();
   const double* sp = static_cast<const double*>(sqn.data());
   const int threads = get_num_threads();
-  py::gil_scoped_release nogil;
+  NoGil nogil;
   table(t).normalize_backward(gp, xp, sp, n, d, eps, threads);
 }
 
@@ -188,7 +188,7 @@ py::array paired_distance(const py::array& a, const py::array& b, double p, doub
   const void *ap = a.data(), *bp = b.data();
   const int threads = get_num_threads();
   {
-    py::gil_scoped_release nogil;
+    NoGil nogil;
     table(t).paired_distance(ap, bp, n, d, p, eps, o, threads);
   }
   return out;
@@ -206,7 +206,7 @@ py::array paired_distance_grad(const py::array& a, const py::array& b, double p,
   const double *dp = static_cast<const double*>(dist.data()), *cp = static_cast<const double*>(coef.data());
   const int threads = get_num_threads();
   {
-    py::gil_scoped_release nogil;
+    NoGil nogil;
     table(t).paired_distance_grad(ap, bp, n, d, p, eps, dp, cp, gp, threads);
   }
   return g;
@@ -234,7 +234,7 @@ py::tuple margin_softmax(py::array cos, const py::array& labels, double s, doubl
   }
   double total = 0.0;
   {
-    py::gil_scoped_release nogil;
+    NoGil nogil;
     total = table(t).margin_softmax(job);
   }
   return py::make_tuple(total, row_loss);

@@ -73,7 +73,7 @@ py::tuple wasserstein_1d(const py::array& u, const py::array& v, const py::objec
   job.threads = get_num_threads();
   const Wasserstein1dFn fn = kernels().wasserstein_1d[T == DType::f32 ? 0 : 1];
   {
-    py::gil_scoped_release nogil;
+    NoGil nogil;
     fn(job);
   }
   return py::make_tuple(values, grad, hess);
@@ -130,7 +130,7 @@ py::tuple sinkhorn(const py::object& cost, const py::object& x, const py::object
   void* ct_out = points && want_grad ? Ct.mutable_data() : nullptr;
   job.C = C.data(), job.Ct = ct_out;
   {
-    py::gil_scoped_release nogil;
+    NoGil nogil;
     if (points) kernels().sq_euclidean[f](job.x, job.y, n, m, job.d, c_out, ct_out, job.threads);
     kernels().sinkhorn_iterate[f](job);
     transport_cost = kernels().sinkhorn_finish[f](job);

@@ -13,6 +13,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <new>
+#include <string>
 #include <system_error>
 #include <thread>
 
@@ -82,6 +87,8 @@ struct Pool {
   std::atomic<bool> open{false};  // the job's chunks may be taken
   std::atomic<bool> busy{false};  // a caller owns the pool
   std::atomic<index_t> next{0};   // next chunk to hand out
+  std::mutex error_lock;          // guards `error`: the first exception a helper's chunk threw
+  std::exception_ptr error;
   // The job; written by its caller before `open`, read by helpers after seeing `open`.
   index_t chunks = 0;
   int helpers = 0;
@@ -112,7 +119,13 @@ struct Pool {
       int seat;
       if (open.load() && (seat = seats.fetch_add(1, std::memory_order_relaxed)) < helpers) {
         index_t c;
-        while ((c = next.fetch_add(1, std::memory_order_relaxed)) < chunks) fn(ctx, c, seat + 1);
+        try {
+          while ((c = next.fetch_add(1, std::memory_order_relaxed)) < chunks) fn(ctx, c, seat + 1);
+        } catch (...) {  // handed to the caller, which rethrows it after closing the job
+          next.store(chunks);
+          std::lock_guard<std::mutex> hold(error_lock);
+          if (!error) error = std::current_exception();
+        }
       }
       active.fetch_sub(1, std::memory_order_release);
     }
@@ -171,8 +184,16 @@ void run_chunks(index_t chunks, int helpers, void (*fn)(void*, index_t, int), vo
     helpers = have < helpers ? have : helpers;
   }
   if (!p || helpers <= 0) {
-    for (index_t c = 0; c < chunks; ++c) fn(ctx, c, 0);
-    if (p) p->busy.store(false, std::memory_order_release);
+    struct Release {  // the pool is free again also when a chunk throws
+      Pool* p;
+      ~Release() {
+        if (p) p->busy.store(false, std::memory_order_release);
+      }
+    } release{p};
+    for (index_t c = 0; c < chunks; ++c) {
+      fn(ctx, c, 0);
+      poll_interrupt();
+    }
     return;
   }
   p->chunks = chunks, p->helpers = helpers, p->fn = fn, p->ctx = ctx;
@@ -181,24 +202,82 @@ void run_chunks(index_t chunks, int helpers, void (*fn)(void*, index_t, int), vo
   p->open.store(true);
   p->epoch.fetch_add(1);
   if (p->sleepers.load() > 0) wake(p->epoch, helpers);
-  auto close = [p] {
+  std::exception_ptr error;  // a helper's, taken once no helper is inside the job
+  auto close = [p, &error] {
     p->open.store(false);
     for (int i = 0; p->active.load(std::memory_order_acquire) != 0; ++i)
       if (i < kSpin)
         cpu_relax();
       else
         std::this_thread::yield();  // a helper inside a chunk was preempted: let it finish
+    error = std::move(p->error);
+    p->error = nullptr;
     p->busy.store(false, std::memory_order_release);
   };
   try {
     index_t c;
-    while ((c = p->next.fetch_add(1, std::memory_order_relaxed)) < chunks) fn(ctx, c, 0);
+    while ((c = p->next.fetch_add(1, std::memory_order_relaxed)) < chunks) {
+      fn(ctx, c, 0);
+      poll_interrupt();
+    }
   } catch (...) {
     p->next.store(chunks);
     close();
     throw;
   }
   close();
+  if (error) std::rethrow_exception(error);
+}
+
+namespace {
+// A clock reading costs ~0.25 us on some virtual machines (against ~5 us for a chunk of 16384
+// elements): it is taken once every kPollsPerClock polls, so polling stays far below 1 %.
+constexpr unsigned kPollsPerClock = 32;
+thread_local void (*t_check)() = nullptr;
+thread_local long long t_deadline = 0;  // 0: the clock not read yet in this scope
+thread_local unsigned t_polls = 0;
+
+long long now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+InterruptScope::InterruptScope(void (*check)()) : saved_check(t_check), saved_deadline(t_deadline) {
+  t_check = check, t_deadline = 0;
+}
+
+InterruptScope::~InterruptScope() { t_check = saved_check, t_deadline = saved_deadline; }
+
+void poll_interrupt() {
+  if (!t_check || ++t_polls % kPollsPerClock) return;
+  const long long now = now_ns();
+  if (t_deadline == 0) {  // the first reading in this call: the period starts here
+    t_deadline = now + kInterruptPeriodNs;
+  } else if (now >= t_deadline) {
+    t_deadline = now + kInterruptPeriodNs;
+    t_check();
+  }
+}
+
+namespace {
+// std::bad_alloc whose message names the request (pybind11 raises it as MemoryError).
+struct AllocError : std::bad_alloc {
+  std::string message;
+  explicit AllocError(std::string m) : message(std::move(m)) {}
+  const char* what() const noexcept override { return message.c_str(); }
+};
+}  // namespace
+
+void* checked_malloc(index_t count, std::size_t size) {
+  const std::size_t n = count > 0 ? static_cast<std::size_t>(count) : 1;
+  void* p = nullptr;
+  if (size == 0 || n <= static_cast<std::size_t>(-1) / size) p = std::malloc(n * (size ? size : 1));
+  if (!p)
+    throw AllocError("fastloss could not allocate working memory for " + std::to_string(n) +
+                     " elements of " + std::to_string(size) + " bytes");
+  return p;
 }
 
 }  // namespace fastloss

@@ -306,7 +306,7 @@ void softmax_rows(SoftmaxMode mode, const void* xv, index_t xs, index_t rows, in
     T* tmp = nullptr;
     if (row_has_pos_inf(m)) {
       if (mode == SoftmaxMode::logsumexp) return *out = inf, 0.0;
-      tmp = static_cast<T*>(std::malloc(sizeof(T) * K));
+      tmp = alloc_array<T>(K);
       pos_inf_limit(x, K, tmp);
       x = tmp;
       m = T(0);

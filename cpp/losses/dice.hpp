@@ -156,9 +156,7 @@ struct Scratch {
   T* tmp;
   T* labels;
   explicit Scratch(index_t C)
-      : p(static_cast<T*>(std::malloc(sizeof(T) * C * kBlock))),
-        tmp(static_cast<T*>(std::malloc(sizeof(T) * 2 * kBlock))),
-        labels(static_cast<T*>(std::malloc(sizeof(T) * kBlock))) {}
+      : p(alloc_array<T>(C * kBlock)), tmp(alloc_array<T>(2 * kBlock)), labels(alloc_array<T>(kBlock)) {}
   ~Scratch() {
     std::free(p);
     std::free(tmp);
@@ -191,20 +189,20 @@ template <class T, bool L>
 void sums(const DiceJob& job) {
   const index_t N = job.N, C = job.C, nb = (job.S + kBlock - 1) / kBlock;
   // part[(unit * C + c) * kDiceSums + q]
-  double* part = static_cast<double*>(std::malloc(sizeof(double) * (N * nb * C * kDiceSums + 1)));
+  Buffer<double> part_mem((N * nb * C * kDiceSums + 1));
+  double* part = part_mem.p;
   for_blocks<T, L>(job, [&](const Block<T, L>& b, index_t u, T* tmp) {
     activate(b, tmp);
     for (index_t c = 0; c < C; ++c) class_sums(b, c, part + (u * C + c) * kDiceSums);
   });
-  double* col = static_cast<double*>(std::malloc(sizeof(double) * nb));  // blocks in order
+  Buffer<double> col_mem(nb);  // blocks in order
+  double* col = col_mem.p;
   for (index_t n = 0; n < N; ++n)
     for (index_t c = 0; c < C; ++c)
       for (int q = 0; q < kDiceSums; ++q) {
         for (index_t b = 0; b < nb; ++b) col[b] = part[((n * nb + b) * C + c) * kDiceSums + q];
         job.sums[(n * C + c) * kDiceSums + q] = pairwise_sum(col, nb);
       }
-  std::free(col);
-  std::free(part);
 }
 
 template <class T, bool L>

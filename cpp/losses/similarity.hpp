@@ -136,7 +136,7 @@ void mine_triplets(const MineJob& job) {
     // Scratch: negatives (value, index), sorted positives and buckets (semi-hard), positive
     // indices, the distance row.
     Cand<T>* negs = static_cast<Cand<T>*>(
-        std::malloc((3 * n + 2) * sizeof(Cand<T>) + n * (sizeof(index_t) + 3 * sizeof(T))));
+        checked_malloc((3 * n + 2) * sizeof(Cand<T>) + n * (sizeof(index_t) + 3 * sizeof(T)), 1));
     Cand<T>* sorted_pos = negs + n;
     Cand<T>* bucket = sorted_pos + n + 1;
     index_t* poss = reinterpret_cast<index_t*>(bucket + n + 1);
@@ -283,14 +283,19 @@ void pair_grad(const PairGradJob& job) {
   const T* x = static_cast<const T*>(job.x);
   T* grad = static_cast<T*>(job.grad);
   // CSR of (row, other, coef, dist), both endpoints of every pair, in pair order.
-  index_t* start = static_cast<index_t*>(std::calloc(n + 1, sizeof(index_t)));
+  Buffer<index_t> start_mem(n + 1);
+  index_t* start = start_mem.p;
+  std::memset(start, 0, sizeof(index_t) * (n + 1));
   for (index_t e = 0; e < job.m; ++e)
     if (job.coef[e] != 0.0) ++start[job.i[e] + 1], ++start[job.j[e] + 1];
   for (index_t r = 0; r < n; ++r) start[r + 1] += start[r];
   const index_t total = start[n];
-  index_t* other = static_cast<index_t*>(std::malloc(sizeof(index_t) * (total + 1)));
-  double* cd = static_cast<double*>(std::malloc(sizeof(double) * 2 * (total + 1)));
-  index_t* fill = static_cast<index_t*>(std::malloc(sizeof(index_t) * (n + 1)));
+  Buffer<index_t> other_mem((total + 1));
+  index_t* other = other_mem.p;
+  Buffer<double> cd_mem(2 * (total + 1));
+  double* cd = cd_mem.p;
+  Buffer<index_t> fill_mem((n + 1));
+  index_t* fill = fill_mem.p;
   std::memcpy(fill, start, sizeof(index_t) * n);
   for (index_t e = 0; e < job.m; ++e) {
     if (job.coef[e] == 0.0) continue;
@@ -301,7 +306,7 @@ void pair_grad(const PairGradJob& job) {
     other[s] = a, cd[2 * s] = job.coef[e], cd[2 * s + 1] = job.dist[e];
   }
   parallel_for_each(n, d * 4, job.threads, [&](index_t r) {
-    double* acc = static_cast<double*>(std::malloc(sizeof(double) * d));
+    double* acc = alloc_array<double>(d);
     for (index_t k = 0; k < d; ++k) acc[k] = 0.0;
     const T* xr = x + r * d;
     for (index_t s = start[r]; s < start[r + 1]; ++s) {
@@ -319,7 +324,6 @@ void pair_grad(const PairGradJob& job) {
     for (index_t k = 0; k < d; ++k) grad[r * d + k] = T(acc[k]);
     std::free(acc);
   });
-  std::free(start), std::free(other), std::free(cd), std::free(fill);
 }
 
 // In place over g (n, d): the gradient with respect to x of a function of x^ = x / max(|x|, eps),
@@ -330,7 +334,7 @@ void normalize_backward(void* gv, const void* xhatv, const double* sqn, index_t 
   T* g = static_cast<T*>(gv);
   const T* xhat = static_cast<const T*>(xhatv);
   parallel_for_each(n, d, threads, [&](index_t r) {
-    double* acc = static_cast<double*>(std::malloc(sizeof(double) * d));
+    double* acc = alloc_array<double>(d);
     for (index_t k = 0; k < d; ++k) acc[k] = double(g[r * d + k]);
     normalize_backward_row(acc, xhat + r * d, sqn[r], eps, d);
     for (index_t k = 0; k < d; ++k) g[r * d + k] = T(acc[k]);

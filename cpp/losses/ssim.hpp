@@ -69,7 +69,7 @@ FL_INLINE index_t reflect(index_t i, index_t n) { return i < 0 ? -i - 1 : (i >= 
 
 template <class T>
 T* alloc(index_t n) {
-  return static_cast<T*>(std::malloc(sizeof(T) * static_cast<std::size_t>(n > 0 ? n : 1)));
+  return alloc_array<T>(n);
 }
 
 // Row buffers of one thread for planes of width W.
@@ -398,14 +398,15 @@ double ms_ssim_plane(const SsimJob& job, index_t i, RowScratch<T>& s, T* work, d
   bool positive = true;
   for (int k = 0; k < M; ++k) {
     positive = positive && val[k] > 0.0;
-    ms *= val[k] > 0.0 ? std::pow(val[k], job.scale_weights[k]) : 0.0;
+    // A clipped (non-positive) factor zeroes MS; a NaN one (a NaN pixel) makes it NaN.
+    ms *= val[k] > 0.0 ? std::pow(val[k], job.scale_weights[k]) : val[k] == val[k] ? 0.0 : val[k];
   }
   if (G) {
     T* out = static_cast<T*>(job.grad_out) + i * HW;
     const T* coarse = nullptr;
     for (int k = M - 1; k >= 0; --k) {
       // d MS / d mean_k = w_k MS / mean_k (0 when a clipped factor makes MS vanish).
-      const double coef = positive ? job.scale_weights[k] * ms / val[k] : 0.0;
+      const double coef = positive ? job.scale_weights[k] * ms / val[k] : ms == ms ? 0.0 : ms;
       const index_t n = P[k].Hc() * P[k].Wc();
       const T scale = static_cast<T>((k == 0 ? job.grad_scale[i] : 1.0) * coef / static_cast<double>(n));
       const T* fine_coarse = coarse;
@@ -441,7 +442,8 @@ void ssim(const SsimJob& job) {
   if (!ms && job.planes < bands && H * W >= kParallelMinWork) {
     // Few large planes: bands of every plane's rows (at most one per thread; the caller takes
     // the bands of helpers that have not started).
-    double* row_sums = alloc<double>(Hc);
+    Buffer<double> row_sums_mem(Hc);
+    double* row_sums = row_sums_mem.p;
     for (index_t i = 0; i < job.planes; ++i) {
       parallel_chunks(bands, H * W / bands, job.threads, [&](index_t b) {
         RowScratch<T> s(W);
@@ -449,7 +451,6 @@ void ssim(const SsimJob& job) {
       });
       job.plane_value[i] = plane_value(job, row_sums);
     }
-    std::free(row_sums);
     return;
   }
   struct PlaneScratch {  // one thread's buffers, kept over its planes

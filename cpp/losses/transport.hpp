@@ -132,7 +132,8 @@ inline T shifted_row_max(const T* h, const T* c, T inv_eps, T* s, index_t K) {
 template <class T>
 void absorb_rows(const T* C, index_t n, index_t m, const double* a, const double* log_b,
                  const double* G, double inv_eps, double* F, T* K, int threads) {
-  T* hT = static_cast<T*>(std::malloc(sizeof(T) * m));
+  Buffer<T> hT_mem(m);
+  T* hT = hT_mem.p;
   for (index_t j = 0; j < m; ++j) hT[j] = static_cast<T>(log_b[j] + G[j]);
   const T ie = static_cast<T>(inv_eps);
   auto make = [&] { return new Buffer<T>(m); };
@@ -147,7 +148,6 @@ void absorb_rows(const T* C, index_t n, index_t m, const double* a, const double
       for (index_t j = 0; j < m; ++j) k[j] *= scale;
     }
   });
-  std::free(hT);
 }
 
 // The exact column update G_j = -LSE_i(log a_i + F_i - C_ij/eps), streaming the rows of C (two
@@ -155,9 +155,11 @@ void absorb_rows(const T* C, index_t n, index_t m, const double* a, const double
 template <class T>
 void column_lse(const T* C, index_t n, index_t m, const double* log_a, const double* F,
                 double inv_eps, double* G, int threads) {
-  T* hT = static_cast<T*>(std::malloc(sizeof(T) * n));
+  Buffer<T> hT_mem(n);
+  T* hT = hT_mem.p;
   for (index_t i = 0; i < n; ++i) hT[i] = static_cast<T>(log_a[i] + F[i]);
-  T* mx = static_cast<T*>(std::malloc(sizeof(T) * m));
+  Buffer<T> mx_mem(m);
+  T* mx = mx_mem.p;
   const T ie = static_cast<T>(inv_eps), ninf = static_cast<T>(-HUGE_VAL);
   for (index_t j = 0; j < m; ++j) mx[j] = ninf, G[j] = 0.0;
   for (index_t i = 0; i < n; ++i)
@@ -168,8 +170,6 @@ void column_lse(const T* C, index_t n, index_t m, const double* log_a, const dou
   for (index_t i = 0; i < n; ++i)
     for (index_t j = 0; j < m; ++j) G[j] += double(vm::exp_nonpos(hT[i] - C[i * m + j] * ie - mx[j]));
   for (index_t j = 0; j < m; ++j) G[j] = -(double(mx[j]) + vm::log(G[j]));
-  std::free(mx);
-  std::free(hT);
 }
 
 // Rows are split into this many chunks (fewer for small n: the split depends on the size alone),
@@ -224,9 +224,12 @@ void sinkhorn_iterate(SinkhornJob& job) {
   const double tau = sizeof(T) == 4 ? 1e8 : 1e50;
   double* u = job.u;
   double* v = job.v;
-  double* cs = static_cast<double*>(std::malloc(sizeof(double) * m));
-  double* sq = static_cast<double*>(std::malloc(sizeof(double) * m));
-  double* partial = static_cast<double*>(std::malloc(sizeof(double) * m * min_(n, kColumnChunks)));
+  Buffer<double> cs_mem(m);
+  double* cs = cs_mem.p;
+  Buffer<double> sq_mem(m);
+  double* sq = sq_mem.p;
+  Buffer<double> partial_mem(m * min_(n, kColumnChunks));
+  double* partial = partial_mem.p;
   auto row_update = [&] { scale_rows_sum_columns(K, n, m, job.a, v, u, cs, partial, job.threads); };
   auto absorb = [&] {  // G already holds the absorbed column scalings; F, K, u from the rows
     absorb_rows(C, n, m, job.a, job.log_b, job.G, job.inv_eps, job.F, K, job.threads);
@@ -237,6 +240,7 @@ void sinkhorn_iterate(SinkhornJob& job) {
   job.iterations = 0;
   job.error = HUGE_VAL;
   for (int it = 1; it <= job.max_iter; ++it) {
+    poll_interrupt();  // Ctrl-C between iterations (every ~50 ms)
     // The state (u, v) is row-exact and cs = K^T u: its column error.
     for (index_t j = 0; j < m; ++j) {
       const double e = v[j] * cs[j] - job.b[j];
@@ -264,9 +268,6 @@ void sinkhorn_iterate(SinkhornJob& job) {
   }
   for (index_t i = 0; i < n; ++i) job.F[i] += vm::log(u[i]);
   for (index_t j = 0; j < m; ++j) job.G[j] += vm::log(v[j]);
-  std::free(partial);
-  std::free(sq);
-  std::free(cs);
 }
 
 // For every row i of c (rows x K, the cost or its transpose): P_ik = exp(la_i + pa_i + lb_k + pb_k
@@ -277,10 +278,12 @@ double plan_rows(const T* c, index_t rows, index_t K, const double* la, const do
                  const double* lb, const double* pb, double inv_eps, T* plan, const T* p,
                  const T* q, index_t d, T* grad, int threads, const T* W = nullptr,
                  const double* su = nullptr, const double* sv = nullptr) {
-  T* hT = static_cast<T*>(std::malloc(sizeof(T) * K));
+  Buffer<T> hT_mem(K);
+  T* hT = hT_mem.p;
   for (index_t k = 0; k < K; ++k) hT[k] = static_cast<T>(lb[k] + pb[k]);
   const T ie = static_cast<T>(inv_eps);
-  double* part = static_cast<double*>(std::malloc(sizeof(double) * (rows > 0 ? rows : 1)));
+  Buffer<double> part_mem((rows > 0 ? rows : 1));
+  double* part = part_mem.p;
   struct RowBuffers {
     Buffer<T> s;
     Buffer<double> acc;
@@ -323,8 +326,6 @@ double plan_rows(const T* c, index_t rows, index_t K, const double* la, const do
   };
   parallel_for_scratch(rows, K * (1 + d), threads, make, run);
   const double total = pairwise_sum(part, rows);  // order fixed by the row count
-  std::free(part);
-  std::free(hT);
   return total;
 }
 

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._validate import Check, frozen, host_input
+from ._validate import Check, check_probabilities, frozen, host_input
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
@@ -306,6 +306,9 @@ class Loss(Generic[G], metaclass=_LossType):
                 f"it takes {names or 'no parameters'} and reduction")
         for p in fields.values():
             object.__setattr__(self, p.name, p.check(p.name, kwargs.get(p.name, p.default)))
+        # Probabilities (not logits) in y_pred: outside [0, 1] is an error, as in PyTorch.
+        self._probabilities = (getattr(self, "from_logits", True) is False
+                               or ("activation" in fields and self.activation is None))
         self.__post_init__()
 
     def __post_init__(self) -> None:
@@ -408,6 +411,8 @@ class Loss(Generic[G], metaclass=_LossType):
                 or {*map(type, args)} != _NDARRAY):
             args, sample_weight, (out, grad_out, hess_out) = _host_inputs(
                 self, args, sample_weight, (out, grad_out, hess_out))
+        if self._probabilities:
+            check_probabilities(args[self.arguments.index("y_pred")], "y_pred")
         deliver = not self.native_buffers and (out is not None or grad_out is not None
                                                 or hess_out is not None)
         if deliver:

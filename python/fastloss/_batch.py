@@ -65,11 +65,15 @@ def check_out(buffer, name: str, shape: Sequence[int], dtype: np.dtype) -> None:
         raise ValueError(f"{name} must have shape {tuple(shape)}; got {buffer.shape}")
 
 
-def direct_buffer(buffer, shape):
+def direct_buffer(buffer, shape, *inputs):
     """A C-contiguous view of ``shape`` onto the caller's (checked) buffer, for a kernel to write
-    directly; None when there is no buffer or it is not C-contiguous."""
-    if buffer is not None and buffer.flags.c_contiguous:
-        return buffer.reshape(shape)
-    return None
+    directly; None when there is no buffer, it is not C-contiguous and aligned, or it overlaps one
+    of the kernel's ``inputs`` (the kernel would read what it has written: the result then goes
+    through a temporary)."""
+    if buffer is None or not (buffer.flags.c_contiguous and buffer.flags.aligned):
+        return None
+    if any(np.may_share_memory(buffer, a) for a in inputs if isinstance(a, np.ndarray)):
+        return None
+    return buffer.reshape(shape)
 
 

@@ -226,7 +226,27 @@ def real_array(value: Any, name: str, dtype: Any = None) -> np.ndarray:
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real numeric array; got dtype {a.dtype}")
     if dtype is None:
-        if a.dtype in FLOATS:
+        if a.dtype in FLOATS and a.flags.aligned:
             return a
-        dtype = np.float32 if a.dtype == np.float16 else np.float64
-    return a.astype(dtype, copy=False)
+        dtype = a.dtype if a.dtype in FLOATS else np.float32 if a.dtype == np.float16 else np.float64
+    # A misaligned view (np.frombuffer at an odd offset) is copied once: kernels load whole elements.
+    return a.astype(dtype, copy=not a.flags.aligned)
+
+
+def check_probabilities(value: Any, name: str) -> None:
+    """ValueError naming ``name`` and its first element outside [0, 1]; NaN passes (it propagates
+    to the result like any NaN). Two reductions on the valid path, no temporaries. Device arrays
+    (CUDA) are not read back to the host for this."""
+    if hasattr(value, "__cuda_array_interface__"):
+        return
+    a = np.asarray(value)
+    if a.size == 0 or a.dtype.kind not in "biuf":
+        return
+    if np.min(a) >= 0 and np.max(a) <= 1:  # False when a NaN is present: searched below
+        return
+    with np.errstate(invalid="ignore"):
+        bad = (a < 0) | (a > 1)
+    if bad.any():
+        at = np.unravel_index(int(np.argmax(bad)), a.shape)
+        raise ValueError(f"{name} holds probabilities, which must lie in [0, 1]; got "
+                         f"{name}[{', '.join(map(str, at))}] = {a[at].item()!r}")

@@ -1,8 +1,9 @@
 """Binary classification losses: cross-entropy, logistic, focal, hinge family.
 
 ``y_pred`` holds logits/scores (``from_logits=True``, and always for Logistic and the hinge
-family) or probabilities; derivatives are with respect to it. Probabilities are clamped to
-``[eps, 1 - eps]`` and the value, gradient and Hessian are those at the clamped point: the clamp
+family) or probabilities; derivatives are with respect to it. A probability outside [0, 1] is a
+ValueError naming the first one (as in PyTorch; NaN propagates instead). Probabilities are clamped
+to ``[eps, 1 - eps]`` and the value, gradient and Hessian are those at the clamped point: the clamp
 bounds the loss without zeroing its gradient (unlike PyTorch's ``log`` clamp at -100).
 """
 

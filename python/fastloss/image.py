@@ -82,6 +82,13 @@ class _ImageLoss(Loss[FloatArray]):
         a = planes.reshape(batch + ((channels,) if has_channels else ()) + planes.shape[-2:])
         return np.ascontiguousarray(np.moveaxis(a, -3, -1)) if self.channels_last else a
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, k in (("k1", self.k1), ("k2", self.k2)):  # c = (k data_range)^2 must be finite
+            if not k * self.data_range <= 1e150:
+                raise ValueError(f"{name} * data_range must be at most 1e150 (its square is a "
+                                 f"stabilizing constant); got {k} * {self.data_range}")
+
     def _constants(self) -> Tuple[float, float]:
         return (self.k1 * self.data_range) ** 2, (self.k2 * self.data_range) ** 2
 
@@ -103,7 +110,7 @@ class _ImageLoss(Loss[FloatArray]):
         check_out(grad_out, "grad_out", np.shape(y_pred), y.dtype)
         # loss_n = 1 - mean_c sim_nc, so d loss_n / d sim_nc = -1 / C.
         plane_scale = np.repeat(np.ravel(scale) * (-1.0 / channels), channels) if want_grad else None
-        direct = None if self.channels_last or not want_grad else direct_buffer(grad_out, y.shape)
+        direct = None if self.channels_last or not want_grad else direct_buffer(grad_out, y.shape, x, y)
         values, grad, _ = _core.ssim(x, y, *self._constants(), self._scales, plane_scale, False,
                                      direct)
         losses = 1.0 - values.reshape(batch + (channels,)).mean(axis=-1)

@@ -33,7 +33,10 @@ ClassWeights = Optional[Union[Sequence[float], NDArray[np.floating]]]
 CLASS_WEIGHTS = optional(floats(non_negative, as_array=True))
 CLASS_WEIGHT = param(default=None, check=CLASS_WEIGHTS,
                      doc="one weight per class (stored as a read-only array), or None")
-IGNORE_INDEX = param(default=None, check=optional(integer()), doc="label whose rows are skipped")
+IGNORE_INDEX = param(default=None, check=optional(integer(-2**63, 2**63)),  # labels are int64
+                     doc="label whose rows are skipped")
+# T^2 scales Distillation's soft term: it must stay finite.
+TEMPERATURE = between(0.0, 1e150, closed="right")
 SMOOTHING = param(default=0.0, check=LABEL_SMOOTHING, doc="mass spread uniformly over the K classes")
 
 
@@ -298,6 +301,9 @@ class _TemperedSoftmaxKL(_RowLoss):
              teacher_logits=None):
         y_true, y_pred = args
         if not self.inputs:  # the tempered KL: y_true holds the target logits
+            if np.shape(y_true) != np.shape(y_pred):
+                raise ValueError(f"y_true (target logits) and y_pred must have the same shape; got "
+                                 f"y_true {np.shape(y_true)} and y_pred {np.shape(y_pred)}")
             y_true, teacher_logits = None, y_true
         return _core.rowwise(
             _core.row_kernels["distillation"], [self.alpha, self.temperature, self._kl_scale], y_true,
@@ -335,7 +341,7 @@ class Distillation(_TemperedSoftmaxKL):
     function_name = "distillation"
     alpha: float = param(default=0.5, check=between(0, 1),
                          doc="weight of the hard-label cross-entropy")
-    temperature: float = param(default=2.0, check=positive, doc="softmax temperature T > 0")
+    temperature: float = param(default=2.0, check=TEMPERATURE, doc="softmax temperature T > 0")
 
     @property
     def _kl_scale(self) -> float:
@@ -368,7 +374,7 @@ class KLDivergence(_TemperedSoftmaxKL):
 
     function_name = "kl_divergence"
     dense = True  # y_true is a row of K values (target logits), like a target distribution
-    temperature: float = param(default=1.0, check=positive, doc="softmax temperature T > 0")
+    temperature: float = param(default=1.0, check=TEMPERATURE, doc="softmax temperature T > 0")
     inputs = ()
     alpha, _kl_scale = 0.0, 1.0
 
@@ -383,6 +389,7 @@ kl_divergence = KLDivergence.functional
 
 
 def _rows(x, axis: int):
+    axis = integer()("axis", axis)
     x = np.asarray(x)
     if x.ndim == 0:
         raise ValueError("x must have at least one axis")

@@ -63,9 +63,13 @@ class LinearObjective:
         self.x0 = np.zeros(self.n_features * self.n_outputs + self.n_outputs * self.fit_intercept)
         self._hess_at: Tuple[Optional[bytes], Optional[np.ndarray]] = (None, None)
 
-    def unpack(self, theta: np.ndarray):
+    def unpack(self, theta: np.ndarray, name: str = "theta"):
         """``(W, b)``: coefficients and intercept (0.0 without one) from the flat ``theta``."""
         d, k = self.n_features, self.n_outputs
+        theta = np.asarray(theta)
+        if theta.shape != self.x0.shape:
+            raise ValueError(f"{name} must have shape {self.x0.shape} (n_features * n_outputs"
+                             f"{' + n_outputs' if self.fit_intercept else ''}); got {theta.shape}")
         W = theta[:d * k] if k == 1 else theta[:d * k].reshape(d, k)
         if not self.fit_intercept:
             return W, 0.0 if k == 1 else np.zeros(k)
@@ -104,7 +108,7 @@ class LinearObjective:
                                        reduction=self.reduction)
             self._hess_at = (key, h)
         h = self._hess_at[1]
-        P, pb = self.unpack(p)
+        P, pb = self.unpack(p, "p")
         hZ = h * (self.X @ P + pb)
         return self._pack(self.X.T @ hZ + self.l2 * P, hZ)
 

@@ -82,7 +82,7 @@ class _SoftDice(Loss[FloatArray]):
             raise ValueError(f"class_weight must have one weight per class ({C}); got {weight.size}")
         t = np.asarray(y_true)
         if t.dtype.kind in "iu" and t.shape == (N,) + z.shape[2:]:
-            target = np.ascontiguousarray(t, dtype=np.int64).reshape(N, -1)
+            target = np.require(t, np.int64, "CA").reshape(N, -1)  # C order and aligned
             bad = _core.first_bad_label(target, C)
             if bad >= 0:
                 raise ValueError(f"y_true (labels) must lie in [0, {C}); y_true.flat[{bad}] = "
@@ -115,7 +115,7 @@ class _SoftDice(Loss[FloatArray]):
             losses = self._losses(_core.dice_sums(target, z, act))[0]
             grad = None
         else:
-            direct = direct_buffer(grad_out, z.shape)
+            direct = direct_buffer(grad_out, z.shape, target, z)
             losses, grad = self._value_and_grad(target, z, act, scale, direct)
             grad = grad_out if direct is not None else grad.reshape(np.shape(y_pred))
         return item_result(losses if not self.batch else losses[0], weights, norm, reduction,

@@ -76,7 +76,7 @@ def _labels(y: Any, n: int, name: str = "labels") -> np.ndarray:
         raise ValueError(f"{name} must have shape ({n},), one per embedding; got {a.shape}")
     if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
         raise ValueError(f"{name} holds values beyond int64")
-    return np.ascontiguousarray(a, dtype=np.int64)
+    return np.require(a, np.int64, "CA")  # C order and aligned
 
 
 def _class_ids(y: Any, n: int, num_classes: int, name: str = "labels") -> np.ndarray:
@@ -153,7 +153,7 @@ def _dense_backward(g, dist, xr, nx, yr, ny, metric: str, eps: float, self_: boo
     """Gradients (x, y) of sum(g * D) from the upstream gradient g of the distance matrix D."""
     if metric == "euclidean":
         with np.errstate(divide="ignore", invalid="ignore"):
-            g = np.where(dist > 0, g / (2 * dist), 0).astype(xr.dtype)
+            g = np.where(dist != 0, g / (2 * dist), 0).astype(xr.dtype)  # NaN distance: NaN
     if self_:
         g = g + g.T
     if metric == "cosine":

@@ -9,6 +9,7 @@ normalized to sum 1 (a zero total is an error). The WGAN critic objective, the d
 
 from __future__ import annotations
 
+import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -69,6 +70,17 @@ def _samples(x: Any, name: str, ndim: tuple, axis: int) -> np.ndarray:
 
 
 _SORTER: Optional[ThreadPoolExecutor] = None
+
+
+def _forget_sorter() -> None:
+    # A forked child inherits the executor but not its thread: work submitted there would wait
+    # forever. The child makes its own on first use.
+    global _SORTER
+    _SORTER = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_sorter)
 
 
 def _sorter() -> ThreadPoolExecutor:

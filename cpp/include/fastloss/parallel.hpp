@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <type_traits>
 
+#include "fastloss/alloc.hpp"
 #include "fastloss/config.hpp"
 
 namespace fastloss {
@@ -26,7 +27,26 @@ namespace fastloss {
 // `helpers` pool threads (slots 1..helpers, one each); returns when all calls have returned. Runs
 // serially when the pool is in use (another caller, or a call from inside a chunk) or cannot start
 // threads.
+// An exception thrown by a chunk (on any thread) stops the job: chunks not yet started are
+// skipped, and the caller rethrows it once the helpers have left the job.
 void run_chunks(index_t chunks, int helpers, void (*fn)(void*, index_t, int), void* ctx);
+
+// Interrupts (Ctrl-C). The binding arms the thread that released the GIL with a check that may
+// throw (it runs Python's signal handlers); poll_interrupt(), called between chunks and between
+// the iterations of iterative kernels, runs it at most every kInterruptPeriodNs, and does nothing
+// on threads that are not armed (pool helpers, callers that are not the main thread).
+inline constexpr long long kInterruptPeriodNs = 50'000'000;
+struct InterruptScope {
+  explicit InterruptScope(void (*check)());
+  ~InterruptScope();
+  InterruptScope(const InterruptScope&) = delete;
+  InterruptScope& operator=(const InterruptScope&) = delete;
+
+ private:
+  void (*saved_check)();
+  long long saved_deadline;
+};
+void poll_interrupt();
 }  // namespace fastloss
 
 FL_NAMESPACE_BEGIN
@@ -48,7 +68,10 @@ void parallel_chunks_slots(index_t chunks, index_t work_per_chunk, int threads,
   t = min_(t, chunks);
   t = min_(t, work / kParallelMinWork);
   if (t <= 1) {
-    for (index_t c = 0; c < chunks; ++c) chunk_fn(c, 0);
+    for (index_t c = 0; c < chunks; ++c) {
+      chunk_fn(c, 0);
+      poll_interrupt();
+    }
     return;
   }
   using F = typename std::remove_reference<ChunkFn>::type;
@@ -85,25 +108,19 @@ template <class Make, class Fn>
 void parallel_for_scratch(index_t n, index_t work_per_item, int threads, Make&& make, Fn&& fn) {
   if (n <= 0) return;
   using S = typename std::remove_pointer<decltype(make())>::type;
-  S* slots[kMaxThreads] = {};
+  struct Slots {  // deleted also when a chunk throws (an interrupt, a failed allocation)
+    S* s[kMaxThreads] = {};
+    ~Slots() {
+      for (S* p : s) delete p;
+    }
+  } slots;
   const index_t grain = chunk_grain(work_per_item);
   parallel_chunks_slots((n + grain - 1) / grain, grain * (work_per_item > 0 ? work_per_item : 1),
                         threads, [&](index_t c, int slot) {
-                          if (!slots[slot]) slots[slot] = make();
-                          fn(c * grain, min_(n, c * grain + grain), *slots[slot]);
+                          if (!slots.s[slot]) slots.s[slot] = make();
+                          fn(c * grain, min_(n, c * grain + grain), *slots.s[slot]);
                         });
-  for (S* s : slots) delete s;
 }
-
-// A heap buffer of n elements (scratch for parallel_for_scratch; no std containers in ISA code).
-template <class T>
-struct Buffer {
-  T* p;
-  explicit Buffer(index_t n) : p(static_cast<T*>(std::malloc(sizeof(T) * (n > 0 ? n : 1)))) {}
-  ~Buffer() { std::free(p); }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-};
 
 // parallel_for calling fn(i) for each item.
 template <class Fn>

@@ -72,7 +72,7 @@ double blocked_sum(index_t n, index_t block, int threads, BlockFn&& block_fn,
   // No std containers in ISA code: an out-of-line copy compiled for AVX-512 could be picked by the
   // linker for the baseline kernels.
   double small[64];
-  double* partial = nsup > 64 ? static_cast<double*>(std::malloc(sizeof(double) * nsup)) : small;
+  double* partial = nsup > 64 ? alloc_array<double>(nsup) : small;
   parallel_chunks(nsup, kBlocksPerSuper * block * work_per_item, threads,
                   [&](index_t s) { partial[s] = super(s); });
   const double total = pairwise_sum(partial, nsup);

@@ -132,7 +132,7 @@ double sum_over_rows_scratch(index_t rows, index_t K, index_t scratch, int threa
   return blocked_sum(
       rows, kRowBlock, threads,
       [&](index_t r0, index_t len) {
-        T* buf = static_cast<T*>(std::malloc(sizeof(T) * scratch));
+        T* buf = alloc_array<T>(scratch);
         double s = 0.0;
         for (index_t r = r0; r < r0 + len; ++r) s += row_fn(r, buf);
         std::free(buf);
