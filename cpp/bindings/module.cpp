@@ -36,11 +36,10 @@ double checked_weight_sum(const Input& w, index_t n, int threads) {
   return total;
 }
 
-// Labels of the sign-label losses must be -1, 0 or +1. Returns the flat index of the first other
-// value (NaN included), or -1. One parallel counting pass; the index is searched only on error.
-template <class T>
-index_t first_bad_sign_label(const T* y, index_t stride, index_t n, int threads) {
-  auto bad = [](T v) { return !(v == T(1) || v == T(-1) || v == T(0)); };
+// The flat index of the first label for which bad(label) holds, or -1. One parallel counting pass;
+// the index is searched only on error.
+template <class T, class Bad>
+index_t first_bad(const T* y, index_t stride, index_t n, int threads, Bad bad) {
   const double count = blocked_sum(n, kBlock, threads, [&](index_t k0, index_t len) {
     index_t c = 0;
     for (index_t i = 0; i < len; ++i) c += bad(y[(k0 + i) * stride]);
@@ -52,7 +51,9 @@ index_t first_bad_sign_label(const T* y, index_t stride, index_t n, int threads)
   return -1;
 }
 
-index_t check_sign_labels(const py::object& y_obj) {
+// first_bad over y_true (any real dtype, any strides) with bad(float or double value).
+template <class Bad>
+index_t first_bad_label_of(const py::object& y_obj, Bad bad) {
   py::array y = as_real_array(y_obj, "y_true");
   index_t stride = 1;
   if (!flat_stride(y, &stride)) y = numpy().attr("ascontiguousarray")(y), stride = 1;
@@ -60,8 +61,21 @@ index_t check_sign_labels(const py::object& y_obj) {
   const int threads = get_num_threads();
   py::gil_scoped_release nogil;
   return dtype_of(y) == DType::f32
-             ? first_bad_sign_label(static_cast<const float*>(y.data()), stride, n, threads)
-             : first_bad_sign_label(static_cast<const double*>(y.data()), stride, n, threads);
+             ? first_bad(static_cast<const float*>(y.data()), stride, n, threads, bad)
+             : first_bad(static_cast<const double*>(y.data()), stride, n, threads, bad);
+}
+
+// Labels of the sign-label losses must be -1, 0 or +1 (NaN is bad too).
+index_t check_sign_labels(const py::object& y_obj) {
+  return first_bad_label_of(y_obj, [](auto v) { return !(v == 1 || v == -1 || v == 0); });
+}
+
+// Labels of the likelihood losses: finite and above low (or at it, when closed); low may be -inf.
+index_t check_real_labels(const py::object& y_obj, double low, bool closed) {
+  return first_bad_label_of(y_obj, [low, closed](auto v) {
+    const double d = v;
+    return !(d - d == 0.0 && (closed ? d >= low : d > low));
+  });
 }
 
 // One call of an elementwise loss. Returns (value, per-element losses | None, grad | None,
@@ -209,6 +223,8 @@ PYBIND11_MODULE(_core, m) {
   bind_transport(m);
   m.def("first_bad_sign_label", &check_sign_labels, py::arg("y_true"),
         "flat index of the first label not in {-1, 0, +1}, or -1");
+  m.def("first_bad_real_label", &check_real_labels, py::arg("y_true"), py::arg("low"),
+        py::arg("closed"), "flat index of the first label not finite and > low (>= low if closed), or -1");
 
   m.def("select_isa", [](const std::string& name) {
     try {
