@@ -42,7 +42,12 @@ template <class T, class Bad>
 index_t first_bad(const T* y, index_t stride, index_t n, int threads, Bad bad) {
   const double count = blocked_sum(n, kBlock, threads, [&](index_t k0, index_t len) {
     index_t c = 0;
-    for (index_t i = 0; i < len; ++i) c += bad(y[(k0 + i) * stride]);
+    if (stride == 1) {  // the common case, a loop the compiler vectorizes
+      const T* p = y + k0;
+      for (index_t i = 0; i < len; ++i) c += bad(p[i]);
+    } else {
+      for (index_t i = 0; i < len; ++i) c += bad(y[(k0 + i) * stride]);
+    }
     return static_cast<double>(c);
   });
   if (count == 0) return -1;
@@ -72,10 +77,8 @@ index_t check_sign_labels(const py::object& y_obj) {
 
 // Labels of the likelihood losses: finite and above low (or at it, when closed); low may be -inf.
 index_t check_real_labels(const py::object& y_obj, double low, bool closed) {
-  return first_bad_label_of(y_obj, [low, closed](auto v) {
-    const double d = v;
-    return !(d - d == 0.0 && (closed ? d >= low : d > low));
-  });
+  if (closed) return first_bad_label_of(y_obj, [low](auto v) { return !(v - v == 0 && v >= low); });
+  return first_bad_label_of(y_obj, [low](auto v) { return !(v - v == 0 && v > low); });
 }
 
 // One call of an elementwise loss. Returns (value, per-element losses | None, grad | None,
