@@ -458,3 +458,22 @@ def test_xgboost_objective_matches_builtin(rng, loss, builtin):
     # float32 margins and Hessian sums accumulated in another order: agreement to ~1e-5
     np.testing.assert_allclose(m_ours, m_theirs, rtol=2e-5, atol=2e-5)
     assert np.std(m_ours) > 0.1  # the trees learned something
+
+
+def test_lightgbm_objective_matches_builtin_poisson(rng):
+    """LightGBM's poisson objective multiplies its Hessian by exp(poisson_max_delta_step) (0.7 by
+    default, and it must be > 0): at 1e-12 it grows the same trees as the fastloss objective
+    started from the same score log(mean(y)) (LightGBM's boost_from_average)."""
+    lgb = pytest.importorskip("lightgbm")
+    flgb = pytest.importorskip("fastloss.lightgbm")
+    X = rng.standard_normal((2000, 5))
+    y = rng.poisson(np.exp(0.3 + 0.5 * X[:, 0] - 0.4 * X[:, 1])).astype(float)
+    params = {"num_leaves": 8, "learning_rate": 0.3, "verbose": -1, "num_threads": 1,
+              "deterministic": True, "poisson_max_delta_step": 1e-12}
+    init = flgb.init_score(fl.PoissonNLL(), y)
+    assert init == pytest.approx(math.log(y.mean()), abs=1e-6)
+    ours = lgb.train(dict(params, objective=flgb.Objective(fl.PoissonNLL())),
+                     lgb.Dataset(X, label=y, init_score=np.full(len(y), init)), 10)
+    builtin = lgb.train(dict(params, objective="poisson"), lgb.Dataset(X, label=y), 10)
+    np.testing.assert_allclose(ours.predict(X) + init, builtin.predict(X, raw_score=True),
+                               rtol=1e-5, atol=1e-5)

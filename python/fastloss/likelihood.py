@@ -78,14 +78,15 @@ class PoissonNLL(_LogLinkLoss):
     0.806853
     """
 
-    kernel = "poisson_nll"
+    function_name = "poisson_nll"
+    kernels = {False: "poisson_nll", True: "poisson_nll_full"}  # by ``full``
     full: bool = param(default=False, check=boolean,
                        doc="add the Stirling approximation of log(y!) where y > 1 (PyTorch's full)")
     support = (0.0, True, "counts")
 
     @property
     def _kernel_name(self) -> str:
-        return "poisson_nll_full" if self.full else "poisson_nll"
+        return self.kernels[self.full]
 
     def _pack_params(self) -> List[float]:
         return []
