@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     g2, h2 = np.zeros(n), np.zeros(n)
     fl_bytes = 4 * 8 * n
     print(f"n = {n:.0e} float64, {threads} threads, {args.rounds} interleaved rounds (medians); "
-          f"triad methods: {', '.join(triad_runs)}; ISA {fl.build_info().get('isa', '?')}")
+          f"triad methods: {', '.join(triad_runs)}; ISA {fl.build_info()['isa_selected']}")
     print(f"{'loss':22} {'fastloss ms':>11} {'sklearn ms':>10} {'speedup':>8} {'GB/s':>6} "
           f"{'triad GB/s':>10} {'% triad':>7}")
     with fl.num_threads(threads):

@@ -339,6 +339,28 @@ def test_labels_outside_the_support(loss, bad, index):
         loss(y.astype(np.float32), z.astype(np.float32))
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("bad", [-1.0, np.nan, np.inf, -np.inf, -0.0])
+def test_bad_label_found_anywhere(dtype, bad):
+    """The first bad label of a large array (many blocks, several threads), contiguous or
+    strided, float32 or float64; -0.0 is 0: a count, not a positive amount."""
+    n = 50_000
+    for where in (0, 1023, 1024, 33_333, n - 1):
+        y = np.full(n, 3.0, dtype)
+        y[where] = bad
+        y[-1] = bad if where == n - 1 else -5.0  # a later bad label is not the one reported
+        for labels in (y, np.repeat(y, 2)[::2]):
+            with fl.num_threads(2):
+                with pytest.raises(ValueError, match=rf"y_true\[{where}\] = "):
+                    fl.GammaNLL()(labels, np.zeros(n, dtype))
+                if bad != -0.0:
+                    with pytest.raises(ValueError, match=rf"y_true\[{where}\] = "):
+                        fl.PoissonNLL()(labels, np.zeros(n, dtype))
+    ok = np.full(n, 3.0, dtype)
+    ok[7] = -0.0
+    assert np.isfinite(fl.PoissonNLL()(ok, np.zeros(n, dtype)))
+
+
 def test_label_boundaries_accepted():
     z = np.zeros(3)
     fl.PoissonNLL()(np.array([0, 1, 5]), z)  # integer counts, zero included
