@@ -148,7 +148,8 @@ class Reference:
     pair: bool = False
     # The formula takes the compute dtype as ``dt`` (for clamps that the kernel forms in dt).
     dtype_arg: bool = False
-    # "any": any real y_true; "pm1": labels in {-1, +1} or {0, 1}, anything else is a ValueError.
+    # "any": any real y_true; "pm1": labels in {-1, +1} or {0, 1}, anything else is a ValueError;
+    # "support": finite labels in the distribution's support (make_inputs draws positive ones).
     labels: str = "any"
     # Integer labels valid for this loss, for dtype tests: f(rng, n) -> int array.
     int_labels: Optional[Callable[[np.random.Generator, int], np.ndarray]] = None
@@ -530,6 +531,90 @@ REFERENCES.update({
     "smooth_hinge": Reference(
         "smooth_hinge", "SmoothHinge", smooth_hinge, lambda p: (0.0, 1.0), ({},),
         make_inputs=pm1_inputs, labels="pm1", int_labels=_ints_pm1, **_BINARY),
+})
+
+
+# --------------------------------------------------------------------------------------------------
+# Likelihood losses with a log link: f(y, z, **params) -> (l, g, h), z = log(mean).
+# --------------------------------------------------------------------------------------------------
+
+
+def poisson_nll(y, z):
+    mu = np.exp(z)
+    return mu - _mul0(y, z), mu - y, mu
+
+
+def poisson_nll_full(y, z):
+    l, g, h = poisson_nll(y, z)
+    ys = np.where(y > 1, y, 1.0)
+    return l + np.where(y > 1, ys * np.log(ys) - ys + 0.5 * np.log(2 * np.pi * ys), 0.0), g, h
+
+
+def gamma_nll(y, z):
+    t = y * np.exp(-z)
+    return z + t, 1 - t, t
+
+
+def tweedie_nll(y, z, power=1.5):
+    """scikit-learn's HalfTweedieLoss for p not in {1, 2} (those run the Poisson/Gamma kernels)."""
+    p = power
+    if p == 0:
+        mu = np.exp(z)
+        return 0.5 * (mu - y) ** 2, mu * (mu - y), mu * (2 * mu - y)
+    e1, e2 = _mul0(y, np.exp((1 - p) * z)), np.exp((2 - p) * z)
+    return e2 / (2 - p) - e1 / (1 - p), e2 - e1, (2 - p) * e2 - (1 - p) * e1
+
+
+def _log_link_scales(y, z, a=1.0, b=2.0, extra=0.0):
+    """Sizes of the terms exp(b z) and y exp(a z) (a = 1 - p, b = 2 - p), amplified by the
+    rounding of a z and b z in the compute dtype (an absolute error |a z| eps in the exponent)."""
+    e1, e2 = np.abs(_mul0(y, np.exp(a * z))), np.exp(b * z)
+    amp = 1 + np.abs(z) * max(abs(a), abs(b))
+    l = (e1 / max(abs(a), 1e-3) + e2 / max(abs(b), 1e-3) + np.abs(_mul0(y, z)) + np.abs(z)
+         + y * y + extra) * amp
+    return l, (e1 + e2 + 1) * amp, (e1 + e2) * (abs(a) + abs(b) + 1) * amp
+
+
+def _stirling_size(y):
+    ys = np.where(y > 1, y, 1.0)
+    return np.abs(ys * np.log(ys)) + ys + 0.5 * np.log(2 * np.pi * ys) + 1
+
+
+def likelihood_inputs(rng: np.random.Generator, shape, dtype=np.float64, kind="count"):
+    """(y, z): log-means z ~ N(0.5, 1) and observations around exp(z): Poisson counts (zeros
+    included) or positive Gamma amounts."""
+    z = rng.normal(0.5, 1.0, size=shape)
+    mu = np.exp(z)
+    y = np.asarray(rng.poisson(mu), np.float64) if kind == "count" else rng.gamma(2.0, mu / 2) + 1e-3
+    return np.asarray(y, dtype=dtype), np.asarray(z + rng.normal(0, 0.4, size=shape), dtype=dtype)
+
+
+def _positive_inputs(rng, shape, dtype=np.float64):
+    return likelihood_inputs(rng, shape, dtype, kind="amount")
+
+
+_LIKELIHOOD = dict(family="likelihood", pair=True, labels="support")
+REFERENCES.update({
+    "poisson_nll": Reference(
+        "poisson_nll", "PoissonNLL", poisson_nll, lambda p: (), ({},), make_inputs=likelihood_inputs,
+        int_labels=lambda rng, n: rng.integers(0, 6, size=n),
+        scales=lambda y, z: _log_link_scales(y, z, 0.0, 1.0), **_LIKELIHOOD),
+    "poisson_nll_full": Reference(
+        "poisson_nll_full", "PoissonNLL", poisson_nll_full, lambda p: (), ({},),
+        make_inputs=likelihood_inputs, base_params={"full": True},
+        int_labels=lambda rng, n: rng.integers(0, 6, size=n),
+        scales=lambda y, z: _log_link_scales(y, z, 0.0, 1.0, _stirling_size(y)), **_LIKELIHOOD),
+    "gamma_nll": Reference(
+        "gamma_nll", "GammaNLL", gamma_nll, lambda p: (), ({},), make_inputs=_positive_inputs,
+        int_labels=lambda rng, n: rng.integers(1, 6, size=n),
+        scales=lambda y, z: _log_link_scales(y, z, -1.0, 0.0), **_LIKELIHOOD),
+    "tweedie_nll": Reference(
+        "tweedie_nll", "TweedieNLL", tweedie_nll, lambda p: (),
+        ({}, {"power": 0.0}, {"power": -1.0}, {"power": 1.2}, {"power": 3.0}),
+        make_inputs=_positive_inputs,
+        int_labels=lambda rng, n: rng.integers(1, 6, size=n),
+        scales=lambda y, z, power=1.5: _log_link_scales(y, z, 1 - power, 2 - power),
+        **_LIKELIHOOD),
 })
 
 

@@ -492,8 +492,9 @@ _BROADCAST_SCRIPT = textwrap.dedent("""
                     return
     loss = getattr(fl, sys.argv[1])(**ast.literal_eval(sys.argv[2]))
     # Losses that validate {-1, +1} labels get the signs of the same numbers as y_true.
+    # Losses with a support (counts, positive amounts) get positive labels from the same numbers.
     L = ((lambda a: np.where(np.asarray(a) > 0, 1.0, -1.0)) if sys.argv[3] == "pm1"
-         else (lambda a: a))
+         else (lambda a: np.abs(a) + 0.5) if sys.argv[3] == "support" else (lambda a: a))
     # Predictions of the probability-space losses must lie in [0, 1]: squashed by a sigmoid.
     Q = (lambda a: 1 / (1 + np.exp(-a))) if getattr(loss, "from_logits", True) is False else (lambda a: a)
     n = 24
@@ -659,7 +660,8 @@ def _error_cases(name, rng, n, dtype):
     other = np.float32 if dtype == np.float64 else np.float64
     return [
         # label, kwargs override, reduction, exception, message regex
-        ("y_true longer", {"y_true": np.zeros(n + 1, dtype)}, "none", ValueError,
+        # (ones: a label every loss accepts, so that the shape is the only error)
+        ("y_true longer", {"y_true": np.ones(n + 1, dtype)}, "none", ValueError,
          rf"\({n + 1},\).*\({n},\)|\({n},\).*\({n + 1},\)"),
         ("y_true column", {"y_true": y[:, None]}, "none", ValueError, rf"\({n}, 1\)"),
         ("y_true scalar", {"y_true": np.float64(1.0)}, "none", ValueError, r"y_true"),
@@ -765,7 +767,7 @@ def test_fma_targets_agree_bitwise_and_baseline_closely(rng, name, dtype):
     loss = loss_for(name)
     y, p, w = _determinism_inputs(name, rng, dtype)
     if dtype == np.float64:  # NaN in the labels, or in y_pred where a NaN label is a ValueError
-        (p if R.REFERENCES[name].labels == "pm1" else y)[:20] = np.nan
+        (p if R.REFERENCES[name].labels != "any" else y)[:20] = np.nan
     results = {}
     for isa in AVAILABLE_ISAS:
         fl.select_isa(isa)

@@ -36,14 +36,18 @@ double checked_weight_sum(const Input& w, index_t n, int threads) {
   return total;
 }
 
-// Labels of the sign-label losses must be -1, 0 or +1. Returns the flat index of the first other
-// value (NaN included), or -1. One parallel counting pass; the index is searched only on error.
-template <class T>
-index_t first_bad_sign_label(const T* y, index_t stride, index_t n, int threads) {
-  auto bad = [](T v) { return !(v == T(1) || v == T(-1) || v == T(0)); };
+// The flat index of the first label for which bad(label) holds, or -1. One parallel counting pass;
+// the index is searched only on error.
+template <class T, class Bad>
+index_t first_bad(const T* y, index_t stride, index_t n, int threads, Bad bad) {
   const double count = blocked_sum(n, kBlock, threads, [&](index_t k0, index_t len) {
     index_t c = 0;
-    for (index_t i = 0; i < len; ++i) c += bad(y[(k0 + i) * stride]);
+    if (stride == 1) {  // the common case, a loop the compiler vectorizes
+      const T* p = y + k0;
+      for (index_t i = 0; i < len; ++i) c += bad(p[i]);
+    } else {
+      for (index_t i = 0; i < len; ++i) c += bad(y[(k0 + i) * stride]);
+    }
     return static_cast<double>(c);
   });
   if (count == 0) return -1;
@@ -52,7 +56,9 @@ index_t first_bad_sign_label(const T* y, index_t stride, index_t n, int threads)
   return -1;
 }
 
-index_t check_sign_labels(const py::object& y_obj) {
+// first_bad over y_true (any real dtype, any strides) with bad(float or double value).
+template <class Bad>
+index_t first_bad_label_of(const py::object& y_obj, Bad bad) {
   py::array y = as_real_array(y_obj, "y_true");
   index_t stride = 1;
   if (!flat_stride(y, &stride)) y = numpy().attr("ascontiguousarray")(y), stride = 1;
@@ -60,8 +66,19 @@ index_t check_sign_labels(const py::object& y_obj) {
   const int threads = get_num_threads();
   NoGil nogil;
   return dtype_of(y) == DType::f32
-             ? first_bad_sign_label(static_cast<const float*>(y.data()), stride, n, threads)
-             : first_bad_sign_label(static_cast<const double*>(y.data()), stride, n, threads);
+             ? first_bad(static_cast<const float*>(y.data()), stride, n, threads, bad)
+             : first_bad(static_cast<const double*>(y.data()), stride, n, threads, bad);
+}
+
+// Labels of the sign-label losses must be -1, 0 or +1 (NaN is bad too).
+index_t check_sign_labels(const py::object& y_obj) {
+  return first_bad_label_of(y_obj, [](auto v) { return !(v == 1 || v == -1 || v == 0); });
+}
+
+// Labels of the likelihood losses: finite and above low (or at it, when closed); low may be -inf.
+index_t check_real_labels(const py::object& y_obj, double low, bool closed) {
+  if (closed) return first_bad_label_of(y_obj, [low](auto v) { return !(v - v == 0 && v >= low); });
+  return first_bad_label_of(y_obj, [low](auto v) { return !(v - v == 0 && v > low); });
 }
 
 // One call of an elementwise loss. Returns (value, per-element losses | None, grad | None,
@@ -221,6 +238,8 @@ PYBIND11_MODULE(_core, m) {
   bind_transport(m);
   m.def("first_bad_sign_label", &check_sign_labels, py::arg("y_true"),
         "flat index of the first label not in {-1, 0, +1}, or -1");
+  m.def("first_bad_real_label", &check_real_labels, py::arg("y_true"), py::arg("low"),
+        py::arg("closed"), "flat index of the first label not finite and > low (>= low if closed), or -1");
 
   m.def("select_isa", [](const std::string& name) {
     try {

@@ -168,6 +168,14 @@ RowCall plan_rows(const RowSpec& spec, const std::vector<double>& params, const 
     targets = numpy().attr("ascontiguousarray")(targets, numpy_dtype(T));
     job.targets = targets.data();
     job.targets_stride = v.K;
+  } else if (spec.target == RowTarget::values) {
+    targets = as_real_array(target_obj, "y_true", T);
+    if (shape_of(targets) != rshape)
+      throw py::value_error("y_true must have the shape of y_pred without its last axis " +
+                            shape_str(rshape) + "; got " + shape_str(shape_of(targets)));
+    targets = numpy().attr("ascontiguousarray")(targets, numpy_dtype(T));
+    job.targets = targets.data();
+    job.targets_stride = 1;
   } else if (!(spec.target == RowTarget::optional_labels && target_obj.is_none())) {
     labels = int_labels(target_obj, rshape);
     job.labels = static_cast<const std::int64_t*>(labels.data());

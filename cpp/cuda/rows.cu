@@ -6,6 +6,7 @@
 #include "../losses/cross_entropy.hpp"
 #include "../losses/distillation.hpp"
 #include "../losses/multi_margin.hpp"
+#include "../losses/likelihood.hpp"
 #include "cuda_job.hpp"
 #include "launch.cuh"
 

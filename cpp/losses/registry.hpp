@@ -21,7 +21,16 @@
   X(squared_hinge, SquaredHinge)    \
   X(smooth_hinge, SmoothHinge)
 
-#define FASTLOSS_ELEMENTWISE_LOSSES(X) FASTLOSS_REGRESSION_LOSSES(X) FASTLOSS_BINARY_LOSSES(X)
+// Likelihood losses with a log link (cpp/losses/likelihood.hpp); GaussianNLL is a row of 2.
+#define FASTLOSS_LIKELIHOOD_LOSSES(X) \
+  X(poisson_nll, PoissonNLL)          \
+  X(poisson_nll_full, PoissonNLLFull) \
+  X(gamma_nll, GammaNLL)              \
+  X(tweedie_nll, TweedieNLL)
+#define FASTLOSS_LIKELIHOOD_ROW_LOSSES(X) X(gaussian_nll, GaussianNLL)
+
+#define FASTLOSS_ELEMENTWISE_LOSSES(X) FASTLOSS_REGRESSION_LOSSES(X) FASTLOSS_BINARY_LOSSES(X) \
+  FASTLOSS_LIKELIHOOD_LOSSES(X)
 
 // Row-wise losses on a class axis: X(python_name, BodyTemplate), the body declaring its RowSpec.
 #define FASTLOSS_MULTICLASS_LOSSES(X)                          \
@@ -33,6 +42,7 @@
 
 #define FASTLOSS_DISTILLATION_LOSSES(X) X(distillation, Distillation)
 
-#define FASTLOSS_ROW_LOSSES(X) FASTLOSS_MULTICLASS_LOSSES(X) FASTLOSS_DISTILLATION_LOSSES(X)
+#define FASTLOSS_ROW_LOSSES(X) FASTLOSS_MULTICLASS_LOSSES(X) FASTLOSS_DISTILLATION_LOSSES(X) \
+  FASTLOSS_LIKELIHOOD_ROW_LOSSES(X)
 
 // The kernel families and the ISAs they compile for are listed once, in CMakeLists.txt.

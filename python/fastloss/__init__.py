@@ -42,6 +42,9 @@ from .perceptual import PerceptualLoss, perceptual  # noqa: E402
 from .regression import (  # noqa: E402
     MAE, MSE, Huber, LogCosh, Quantile, SmoothL1, huber, log_cosh, mae, mse, quantile, smooth_l1,
 )
+from .likelihood import (  # noqa: E402
+    GammaNLL, GaussianNLL, PoissonNLL, TweedieNLL, gamma_nll, gaussian_nll, poisson_nll, tweedie_nll,
+)
 from .accumulate import GradientAccumulator, partial_sum  # noqa: E402
 from .composite import MultiTask, MultiTaskResult, UncertaintyResult, UncertaintyWeighting  # noqa: E402
 from .consistency import (  # noqa: E402
@@ -92,4 +95,6 @@ __all__ = [
     "sliced_wasserstein", "sinkhorn", "sinkhorn_loss", "random_projections",
     "AdversarialLoss", "GradientPenalty", "R1Penalty", "wasserstein_critic",
     "PerceptualLoss", "perceptual",
+    "PoissonNLL", "GammaNLL", "TweedieNLL", "GaussianNLL",
+    "poisson_nll", "gamma_nll", "tweedie_nll", "gaussian_nll",
 ]

@@ -250,3 +250,22 @@ def check_probabilities(value: Any, name: str) -> None:
         at = np.unravel_index(int(np.argmax(bad)), a.shape)
         raise ValueError(f"{name} holds probabilities, which must lie in [0, 1]; got "
                          f"{name}[{', '.join(map(str, at))}] = {a[at].item()!r}")
+
+
+def check_label_range(y_true: Any, low: float, closed: bool, what: str) -> None:
+    """Labels must be finite and ``> low`` (``>= low`` when ``closed``; ``low`` may be -inf):
+    a ValueError naming ``y_true``, the allowed range (``what`` describes it) and the first
+    offending element, index and value. Runs before any kernel writes a buffer."""
+    if hasattr(y_true, "__cuda_array_interface__"):
+        return  # device labels are not inspected from the host
+    y = y_true if isinstance(y_true, np.ndarray) else np.asarray(y_true)
+    if y.dtype.kind not in "biuf":
+        return  # the kernel call raises the dtype error
+    from . import _core
+
+    i = _core.first_bad_real_label(y, low, closed)
+    if i >= 0:
+        where = tuple(int(k) for k in np.unravel_index(i, y.shape)) if y.ndim > 1 else i
+        interval = f"{'[' if closed else '('}{low:g}, inf)"
+        raise ValueError(f"y_true must hold {what} (finite, in {interval}); "
+                         f"y_true[{where}] = {y.ravel()[i].item()!r}")

@@ -84,6 +84,7 @@ enum class RowTarget : int {
   labels = 0,           // y_true: one integer class label per row
   optional_labels = 1,  // the same, or None (the loss's check() says when they are required)
   rows = 2,             // y_true: a row of K target values per row, y_pred's shape
+  values = 3,           // y_true: one real target per row, y_pred's shape without its last axis
 };
 struct RowSpec {
   RowTarget target = RowTarget::labels;

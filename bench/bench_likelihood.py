@@ -1,0 +1,100 @@
+#!/usr/bin/env python
+"""Log-link likelihood losses: gradient + Hessian diagonal, fastloss vs scikit-learn's
+``sklearn._loss`` and vs the machine's memory bandwidth (a triad measured in the same run).
+
+For each loss, rounds interleave one triad ``a = b + s*c``, one fastloss
+``grad_hess(y, z, reduction="sum", grad_out=g, hess_out=h)`` and one scikit-learn
+``gradient_hessian(y, z, gradient_out=g, hessian_out=h, n_threads=threads)`` (all into
+preallocated arrays), so a busy machine slows all three alike; the table reports medians.
+
+fastloss's GB/s counts the 4 streams it must move (read y and z, write g and h; STREAM's
+convention: write-allocate reads are not counted, nor is the label check's read of y), the
+triad its 3 streams::
+
+    python bench/bench_likelihood.py                       # n = 1e7 float64, 2 threads
+    python bench/bench_likelihood.py --n 1e6 --threads 1 --rounds 21
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import fastloss as fl
+from fastloss.benchmark.bandwidth import Triad
+from fastloss.benchmark.timing import median
+
+
+def _cases():
+    from sklearn._loss import loss as sk
+
+    return [
+        ("poisson_nll", fl.PoissonNLL(), sk.HalfPoissonLoss(), "poisson"),
+        ("gamma_nll", fl.GammaNLL(), sk.HalfGammaLoss(), "gamma"),
+        ("tweedie_nll (p=1.5)", fl.TweedieNLL(power=1.5), sk.HalfTweedieLoss(power=1.5), "poisson"),
+        ("tweedie_nll (p=3)", fl.TweedieNLL(power=3.0), sk.HalfTweedieLoss(power=3.0), "gamma"),
+    ]
+
+
+def _data(kind: str, n: int, rng: np.random.Generator):
+    z = 0.5 + 0.5 * rng.standard_normal(n)
+    y = rng.poisson(np.exp(z)).astype(np.float64) if kind == "poisson" else rng.gamma(2.0, np.exp(z) / 2)
+    return y, z + 0.3 * rng.standard_normal(n)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=float, default=1e7, help="elements (float64)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=11, help="interleaved rounds (medians)")
+    args = ap.parse_args(argv)
+    n, threads = int(args.n), args.threads
+    rng = np.random.default_rng(0)
+    triad = Triad(n)
+    triad_runs = {m: triad.runner(m, threads) for m in Triad.available()}
+    g, h = np.zeros(n), np.zeros(n)
+    g2, h2 = np.zeros(n), np.zeros(n)
+    fl_bytes = 4 * 8 * n
+    print(f"n = {n:.0e} float64, {threads} threads, {args.rounds} interleaved rounds (medians); "
+          f"triad methods: {', '.join(triad_runs)}; ISA {fl.build_info()['isa_selected']}")
+    print(f"{'loss':22} {'fastloss ms':>11} {'sklearn ms':>10} {'speedup':>8} {'GB/s':>6} "
+          f"{'triad GB/s':>10} {'% triad':>7}")
+    with fl.num_threads(threads):
+        for name, loss, sk, kind in _cases():
+            y, z = _data(kind, n, rng)
+            np.testing.assert_allclose(  # both compute the same thing before anything is timed
+                loss.grad_hess(y[:1000], z[:1000], reduction="sum")[1],
+                sk.gradient_hessian(y[:1000], z[:1000])[1], rtol=1e-10)
+
+            def run_fl():
+                t0 = time.perf_counter()
+                loss.grad_hess(y, z, reduction="sum", grad_out=g, hess_out=h)
+                return time.perf_counter() - t0
+
+            def run_sk():
+                t0 = time.perf_counter()
+                sk.gradient_hessian(y, z, gradient_out=g2, hessian_out=h2, n_threads=threads)
+                return time.perf_counter() - t0
+
+            run_fl(), run_sk(), [r() for r in triad_runs.values()]  # warm-up
+            t_fl, t_sk, t_tri = [], [], {m: [] for m in triad_runs}
+            for k in range(args.rounds):
+                order = [run_fl, run_sk, None][k % 3:] + [run_fl, run_sk, None][:k % 3]
+                for step in order:
+                    if step is None:
+                        for m, r in triad_runs.items():
+                            t_tri[m].append(r())
+                    else:
+                        (t_fl if step is run_fl else t_sk).append(step())
+            fl_ms, sk_ms = 1e3 * median(t_fl), 1e3 * median(t_sk)
+            tri_gbps = max(triad.bytes / median(ts) / 1e9 for ts in t_tri.values())
+            gbps = fl_bytes / median(t_fl) / 1e9
+            print(f"{name:22} {fl_ms:11.2f} {sk_ms:10.2f} {sk_ms / fl_ms:7.1f}x {gbps:6.1f} "
+                  f"{tri_gbps:10.1f} {100 * gbps / tri_gbps:6.0f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
