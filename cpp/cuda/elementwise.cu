@@ -7,6 +7,7 @@
 #include "../losses/registry.hpp"
 #include "../losses/binary.hpp"
 #include "../losses/regression.hpp"
+#include "../losses/survival.hpp"
 #include "cuda_job.hpp"
 #include "launch.cuh"
 

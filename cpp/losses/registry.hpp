@@ -21,7 +21,14 @@
   X(squared_hinge, SquaredHinge)    \
   X(smooth_hinge, SmoothHinge)
 
-#define FASTLOSS_ELEMENTWISE_LOSSES(X) FASTLOSS_REGRESSION_LOSSES(X) FASTLOSS_BINARY_LOSSES(X)
+// Accelerated failure time, one body per noise distribution (cpp/losses/survival.hpp).
+#define FASTLOSS_SURVIVAL_LOSSES(X) \
+  X(aft_normal, AFTNormal)          \
+  X(aft_logistic, AFTLogistic)      \
+  X(aft_extreme, AFTExtreme)
+
+#define FASTLOSS_ELEMENTWISE_LOSSES(X) \
+  FASTLOSS_REGRESSION_LOSSES(X) FASTLOSS_BINARY_LOSSES(X) FASTLOSS_SURVIVAL_LOSSES(X)
 
 // Row-wise losses on a class axis: X(python_name, BodyTemplate), the body declaring its RowSpec.
 #define FASTLOSS_MULTICLASS_LOSSES(X)                          \
