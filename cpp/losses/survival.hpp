@@ -15,8 +15,12 @@
 #pragma once
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <new>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "fastloss/config.hpp"
 #include "fastloss/vmath.hpp"
@@ -214,6 +218,15 @@ FL_INLINE typename KeyOf<F>::type float_key(F x) {
   return (b & sign) ? ~b : (b | sign);
 }
 
+// The double whose float_key is k.
+FL_INLINE double key_value(std::uint64_t k) {
+  constexpr std::uint64_t sign = std::uint64_t(1) << 63;
+  const std::uint64_t b = (k & sign) ? (k ^ sign) : ~k;
+  double x;
+  std::memcpy(&x, &b, sizeof x);
+  return x;
+}
+
 // Scratch of n elements; MemoryError (std::bad_alloc) rather than a null pointer.
 template <class T>
 struct Scratch : Buffer<T> {
@@ -222,43 +235,80 @@ struct Scratch : Buffer<T> {
   }
 };
 
-// Stable LSD radix sort of keys[0..n) by bytes, carrying the original positions. Bytes equal in
-// every key are skipped. The result lies in (*keys, *idx): the given arrays or the scratch ones.
+// One allocation carved into the arrays of a call: the kernels touch tens of bytes per sample
+// of fresh memory, whose page faults cost as much as the arithmetic; on Linux the block asks for
+// transparent huge pages (one fault per 2 MiB).
+class Arena {
+ public:
+  explicit Arena(std::size_t bytes) {
+    constexpr std::size_t kHuge = std::size_t(1) << 21;
+    size_ = (bytes + kHuge - 1) / kHuge * kHuge;
+    base_ = static_cast<char*>(std::aligned_alloc(kHuge, size_ > 0 ? size_ : kHuge));
+    if (!base_) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(base_, size_, MADV_HUGEPAGE);
+#endif
+  }
+  ~Arena() { std::free(base_); }
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  // Bytes for n elements of T, 64-byte aligned (sum these for the constructor).
+  template <class T>
+  static std::size_t bytes(index_t n) {
+    return (sizeof(T) * static_cast<std::size_t>(n > 0 ? n : 1) + 63) / 64 * 64;
+  }
+  template <class T>
+  T* take(index_t n) {
+    T* p = reinterpret_cast<T*>(base_ + used_);
+    used_ += bytes<T>(n);
+    return p;
+  }
+
+ private:
+  char* base_ = nullptr;
+  std::size_t size_ = 0, used_ = 0;
+};
+
+// Stable LSD radix sort of keys[0..n) by 11-bit digits (3 passes for 32-bit keys, 6 for 64-bit;
+// 2048 counters stay in L1), carrying the original positions. Digits equal in every key are
+// skipped. The result lies in (*keys, *idx): the given arrays or the scratch ones.
+inline constexpr int kRadixBits = 11;
 template <class K, class I>
 void radix_sort(index_t n, K** keys, I** idx, K* keys_tmp, I* idx_tmp) {
-  constexpr int kBytes = sizeof(K);
-  Scratch<index_t> hist_buf(kBytes * 256);
+  constexpr int kBuckets = 1 << kRadixBits, kDigits = (8 * sizeof(K) + kRadixBits - 1) / kRadixBits;
+  constexpr K kMask = kBuckets - 1;
+  Scratch<index_t> hist_buf(kDigits * kBuckets);
   index_t* hist = hist_buf.p;
-  for (int i = 0; i < kBytes * 256; ++i) hist[i] = 0;
+  for (int i = 0; i < kDigits * kBuckets; ++i) hist[i] = 0;
   const K* k0 = *keys;
   for (index_t i = 0; i < n; ++i) {
     const K k = k0[i];
-    for (int d = 0; d < kBytes; ++d) ++hist[d * 256 + ((k >> (8 * d)) & 255)];
+    for (int d = 0; d < kDigits; ++d) ++hist[d * kBuckets + ((k >> (kRadixBits * d)) & kMask)];
   }
   K *src_k = *keys, *dst_k = keys_tmp;
   I *src_i = *idx, *dst_i = idx_tmp;
   bool first = true;
-  for (int d = 0; d < kBytes; ++d) {
-    index_t* h = hist + d * 256;
-    if (n == 0 || h[(src_k[0] >> (8 * d)) & 255] == n) continue;  // the same byte everywhere
+  for (int d = 0; d < kDigits; ++d) {
+    index_t* h = hist + d * kBuckets;
+    const int shift = kRadixBits * d;
+    if (n == 0 || h[(src_k[0] >> shift) & kMask] == n) continue;  // the same digit everywhere
     index_t sum = 0;
-    for (int b = 0; b < 256; ++b) {
+    for (int b = 0; b < kBuckets; ++b) {
       const index_t c = h[b];
       h[b] = sum;
       sum += c;
     }
-    const int shift = 8 * d;
     if (first) {
       for (index_t i = 0; i < n; ++i) {
         const K k = src_k[i];
-        const index_t pos = h[(k >> shift) & 255]++;
+        const index_t pos = h[(k >> shift) & kMask]++;
         dst_k[pos] = k;
         dst_i[pos] = static_cast<I>(i);
       }
     } else {
       for (index_t i = 0; i < n; ++i) {
         const K k = src_k[i];
-        const index_t pos = h[(k >> shift) & 255]++;
+        const index_t pos = h[(k >> shift) & kMask]++;
         dst_k[pos] = k;
         dst_i[pos] = src_i[i];
       }
@@ -292,7 +342,7 @@ inline constexpr index_t kCoxChunk = 16384;  // elements per chunk of the parall
 // on the thread count.
 template <class T, class F, class I>
 void cox_kernel(CoxJob& job) {
-  using K = typename KeyOf<F>::type;
+  using K = std::uint64_t;
   const index_t n = job.n;
   const T* pred = static_cast<const T*>(job.pred);
   const F* time = static_cast<const F*>(job.time);
@@ -301,15 +351,20 @@ void cox_kernel(CoxJob& job) {
 
   // 1. Keys, events, validity, max eta, the event weight and sum of w delta eta (parallel over
   // fixed chunks, combined in chunk order).
-  Scratch<K> keys(n), keys_tmp(n);
-  Scratch<I> idx(n), idx_tmp(n);
-  Scratch<std::uint8_t> ev(n);
+  Arena arena(2 * Arena::bytes<K>(n) + 2 * Arena::bytes<I>(n) + 3 * Arena::bytes<std::uint8_t>(n) +
+              3 * Arena::bytes<double>(n) + Arena::bytes<double>(w ? n : 1));
+  K* const keys = arena.take<K>(n);
+  K* const keys_tmp = arena.take<K>(n);
+  I* const idx = arena.take<I>(n);
+  I* const idx_tmp = arena.take<I>(n);
+  std::uint8_t* const ev = arena.take<std::uint8_t>(n);
   const index_t chunks = (n + kCoxChunk - 1) / kCoxChunk;
-  Scratch<double> part(3 * chunks);
+  Scratch<double> part(4 * chunks);
   Scratch<index_t> bad(chunks);
   parallel_chunks(chunks, kCoxChunk, job.threads, [&](index_t c) {
     const index_t b = c * kCoxChunk, e = min_(n, b + kCoxChunk);
     double wsum = 0.0, weta = 0.0, mx = -kInf;
+    bool narrow = true;  // every time a float32 value
     index_t first_bad = -1;
     for (index_t i = b; i < e; ++i) {
       F t = time[i * ts];
@@ -322,54 +377,87 @@ void cox_kernel(CoxJob& job) {
         t = t < F(0) ? -t : t;
       }
       if (first_bad < 0 && t != t) first_bad = i;
-      keys.p[i] = float_key(t);
-      ev.p[i] = d;
+      const double td = static_cast<double>(t);
+      narrow &= static_cast<double>(static_cast<float>(td)) == td;
+      keys[i] = float_key(td);
+      ev[i] = d;
       const double eta = static_cast<double>(pred[i * ps]);
       mx = eta > mx ? eta : mx;
       const double wd = d ? (w ? w[i] : 1.0) : 0.0;
       wsum += wd;
       weta += wd == 0.0 ? 0.0 : wd * eta;
     }
-    part.p[3 * c] = wsum, part.p[3 * c + 1] = weta, part.p[3 * c + 2] = mx;
+    part.p[4 * c] = wsum, part.p[4 * c + 1] = weta, part.p[4 * c + 2] = mx, part.p[4 * c + 3] = narrow;
     bad.p[c] = first_bad;
   });
   double m = -kInf;
+  bool narrow = true;
   for (index_t c = 0; c < chunks; ++c) {
     if (bad.p[c] >= 0) {
       job.bad = bad.p[c];
       return;
     }
-    m = part.p[3 * c + 2] > m ? part.p[3 * c + 2] : m;
+    m = part.p[4 * c + 2] > m ? part.p[4 * c + 2] : m;
+    narrow &= part.p[4 * c + 3] != 0.0;
   }
   if (!(m > -kInf && m < kInf)) m = 0.0;  // every eta NaN or -inf, or one +inf
   double norm = 0.0, weta = 0.0;  // chunk partials in chunk order
-  for (index_t c = 0; c < chunks; ++c) norm += part.p[3 * c], weta += part.p[3 * c + 1];
+  for (index_t c = 0; c < chunks; ++c) norm += part.p[4 * c], weta += part.p[4 * c + 1];
   job.norm = norm;
   const double scale = job.mean && norm > 0.0 ? 1.0 / norm : 1.0;
 
-  // 2. Ascending order of the times.
-  K* sk = keys.p;
-  I* order = idx.p;
-  radix_sort<K, I>(n, &sk, &order, keys_tmp.p, idx_tmp.p);
+  // 2. Ascending order of the times and the first position of each group of equal times: a
+  // radix sort of 32-bit keys (3 passes) when every time is a float32 value, else of 64-bit ones.
+  I* order = idx;
+  std::uint8_t* const gs = arena.take<std::uint8_t>(n);
+  if (narrow) {
+    std::uint32_t* k32 = reinterpret_cast<std::uint32_t*>(keys_tmp);  // 2 x 4n bytes fit in 8n
+    std::uint32_t* s32 = k32;
+    for (index_t i = 0; i < n; ++i) s32[i] = float_key(static_cast<float>(key_value(keys[i])));
+    radix_sort<std::uint32_t, I>(n, &s32, &order, k32 + n, idx_tmp);
+    for (index_t k = 0; k < n; ++k) gs[k] = k == 0 || s32[k] != s32[k - 1];
+  } else {
+    K* sk = keys;
+    radix_sort<K, I>(n, &sk, &order, keys_tmp, idx_tmp);
+    for (index_t k = 0; k < n; ++k) gs[k] = k == 0 || sk[k] != sk[k - 1];
+  }
 
-  // 3. Descending pass: u in sorted order and the risk-set sum S at the start of each group.
-  Scratch<double> u(n), S(n);
+  // 3. u = w exp(eta - m) in the samples' order (parallel, vectorizable).
+  double* const u0 = arena.take<double>(n);
+  parallel_for(n, 4, job.threads, [&](index_t b, index_t e) {  // simple loops: vectorized
+    if (ps == 1) {
+      for (index_t i = b; i < e; ++i) u0[i] = static_cast<double>(pred[i]);
+    } else {
+      for (index_t i = b; i < e; ++i) u0[i] = static_cast<double>(pred[i * ps]);
+    }
+    for (index_t i = b; i < e; ++i) u0[i] = vm::exp(u0[i] - m);
+    if (w)
+      for (index_t i = b; i < e; ++i) u0[i] *= w[i];
+  });
+
+  // 4. Descending pass: u, the events (and weights) in sorted order, and the risk-set sum S at
+  // the start of each group of equal times.
+  double* const u = arena.take<double>(n);
+  double* const S = arena.take<double>(n);
+  std::uint8_t* const ds = arena.take<std::uint8_t>(n);
+  double* const ws = arena.take<double>(w ? n : 1);
   double run = 0.0;
   for (index_t e = n - 1; e >= 0;) {
     index_t s = e;
-    while (s > 0 && sk[s - 1] == sk[e]) --s;
+    while (!gs[s]) --s;
     for (index_t k = e; k >= s; --k) {
       const index_t i = static_cast<index_t>(order[k]);
-      const double x = vm::exp(static_cast<double>(pred[i * ps]) - m);
-      const double uk = w ? w[i] * x : x;
-      u.p[k] = uk;
+      const double uk = u0[i];
+      u[k] = uk;
+      ds[k] = ev[i];
+      if (w) ws[k] = w[i];
       run += uk;
     }
-    S.p[s] = run;
+    S[s] = run;
     e = s - 1;
   }
 
-  // 4. Ascending pass over the groups: the group sums, the loss and the outputs.
+  // 5. Ascending pass over the groups: the group sums, the loss and the outputs.
   T* g_out = static_cast<T*>(job.grad_out.ptr);
   T* h_out = static_cast<T*>(job.hess_out.ptr);
   T* l_out = static_cast<T*>(job.loss_out.ptr);
@@ -377,20 +465,19 @@ void cox_kernel(CoxJob& job) {
   double cumA = 0.0, cumA2 = 0.0, log_total = 0.0;
   for (index_t s = 0; s < n;) {
     index_t e = s;
-    while (e + 1 < n && sk[e + 1] == sk[s]) ++e;
+    while (e + 1 < n && !gs[e + 1]) ++e;
     index_t d = 0;
     double wdead = 0.0, E = 0.0;
     for (index_t k = s; k <= e; ++k) {
-      const index_t i = static_cast<index_t>(order[k]);
-      if (ev.p[i]) {
+      if (ds[k]) {
         ++d;
-        wdead += w ? w[i] : 1.0;
-        E += u.p[k];
+        wdead += w ? ws[k] : 1.0;
+        E += u[k];
       }
     }
     double B = 0.0, B2 = 0.0, C2 = 0.0, logs = 0.0;  // logs: sum_r log S_gr / d
     if (d > 0) {
-      const double Sg = S.p[s], a = wdead / static_cast<double>(d);
+      const double Sg = S[s], a = wdead / static_cast<double>(d);
       double A = 0.0, A2 = 0.0;
       if (!job.efron || d == 1) {
         const double inv = 1.0 / Sg;
@@ -412,8 +499,8 @@ void cox_kernel(CoxJob& job) {
     if (g_out || l_out) {
       for (index_t k = s; k <= e; ++k) {
         const index_t i = static_cast<index_t>(order[k]);
-        const bool dk = ev.p[i];
-        const double wi = w ? w[i] : 1.0, uk = u.p[k];
+        const bool dk = ds[k];
+        const double wi = w ? ws[k] : 1.0, uk = u[k];
         const double first = uk * (dk ? cumA - B : cumA);
         if (g_out) g_out[i * gst] = static_cast<T>((first - (dk ? wi : 0.0)) * scale);
         if (h_out) {
