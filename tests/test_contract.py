@@ -491,8 +491,9 @@ _BROADCAST_SCRIPT = textwrap.dedent("""
                     return
     loss = getattr(fl, sys.argv[1])(**ast.literal_eval(sys.argv[2]))
     # Losses that validate {-1, +1} labels get the signs of the same numbers as y_true.
+    # Losses on positive times (AFT) get the exponentials of the same numbers.
     L = ((lambda a: np.where(np.asarray(a) > 0, 1.0, -1.0)) if sys.argv[3] == "pm1"
-         else (lambda a: a))
+         else (lambda a: np.exp(a)) if sys.argv[3] == "positive" else (lambda a: a))
     n = 24
     p = np.linspace(-3, 3, n)
     check("y_true = broadcast scalar", loss, np.broadcast_to(L(np.float64(0.5)), (n,)), p)

@@ -134,15 +134,19 @@ class CoxPH(Loss[FloatArray]):
 cox_ph = CoxPH.functional
 
 
-def _aft_bounds(lower: Any, upper: Any) -> Tuple[np.ndarray, np.ndarray]:
-    """The checked lower and upper bounds of the times."""
+def _aft_bounds(lower: Any, upper: Any, y_pred: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """The checked lower and upper bounds of the times (NaN passes: it propagates)."""
     lo = real_array(lower, "y_true")
+    shape = np.shape(y_pred)
+    if lo.shape != shape:
+        raise ValueError(f"y_true and y_pred must have the same shape; got y_true {lo.shape} and "
+                         f"y_pred {shape}")
     up = lo if upper is None else real_array(upper, "upper")
     if up.shape != lo.shape:
         raise ValueError(f"upper must have the shape of y_true {lo.shape}; got {up.shape}")
-    for name, bad in (("y_true (the lower bounds) must be >= 0 (0 for left censoring)", ~(lo >= 0)),
-                      ("upper must be >= y_true (inf for right censoring)", ~(up >= lo)),
-                      ("upper must be > 0 (an observed time is positive)", ~(up > 0))):
+    for name, bad in (("y_true (the lower bounds) must be >= 0 (0 for left censoring)", lo < 0),
+                      ("upper must be >= y_true (inf for right censoring)", up < lo),
+                      ("upper must be > 0 (an observed time is positive)", up <= 0)):
         if bad.any():
             i = int(np.argmax(bad.ravel()))
             raise ValueError(f"{name}; y_true[{i}] = {lo.ravel()[i].item()!r}, "
@@ -198,9 +202,11 @@ class AFT(ElementwiseLoss):
     # applied by the boosting adapters: ((gradient min, max), (Hessian min, max)).
     boosting_bounds = ((-15.0, 15.0), (1e-16, 15.0))
 
+    kernels = {d: f"aft_{d}" for d in ("normal", "logistic", "extreme")}
+
     @property
     def _kernel_name(self) -> str:
-        return f"aft_{self.distribution}"
+        return self.kernels[self.distribution]
 
     def _pack_params(self) -> List[float]:
         return [self.sigma]
@@ -218,7 +224,7 @@ class AFT(ElementwiseLoss):
     def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out,
              upper=None):
         lower, y_pred = args
-        lower, upper = _aft_bounds(lower, upper)
+        lower, upper = _aft_bounds(lower, upper, y_pred)
         return _core.elementwise(self._id, self._kernel_params, lower, y_pred, sample_weight, upper,
                                  reduction, want_grad, want_hess, out, grad_out, hess_out)
 
