@@ -149,7 +149,8 @@ class Reference:
     # The formula takes the compute dtype as ``dt`` (for clamps that the kernel forms in dt).
     dtype_arg: bool = False
     # "any": any real y_true; "pm1": labels in {-1, +1} or {0, 1}, anything else is a ValueError;
-    # "support": finite labels in the distribution's support (make_inputs draws positive ones).
+    # "support": finite labels in the distribution's support, counts, amounts or times (make_inputs
+    # draws positive ones; outside it a ValueError, NaN propagates).
     labels: str = "any"
     # Integer labels valid for this loss, for dtype tests: f(rng, n) -> int array.
     int_labels: Optional[Callable[[np.random.Generator, int], np.ndarray]] = None
@@ -615,6 +616,51 @@ REFERENCES.update({
         int_labels=lambda rng, n: rng.integers(1, 6, size=n),
         scales=lambda y, z, power=1.5: _log_link_scales(y, z, 1 - power, 2 - power),
         **_LIKELIHOOD),
+# Survival: the accelerated failure time loss of observed times (no upper= bound), l = -log f(z) +
+# log(sigma y), z = (log y - p) / sigma, with psi = -(log f)': g = -psi(z) / sigma,
+# h = psi'(z) / sigma^2 (censored kinds: tests/test_survival.py).
+# --------------------------------------------------------------------------------------------------
+
+
+def aft_inputs(rng: np.random.Generator, shape, dtype=np.float64):
+    """(y, p): positive times over several decades, log-time predictions around them."""
+    y = np.exp(rng.normal(0.0, 1.5, size=shape))
+    p = np.log(y) + rng.normal(0.0, 1.0, size=shape) * rng.choice([0.1, 1.0, 3.0], size=shape)
+    return np.asarray(y, dtype=dtype), np.asarray(p, dtype=dtype)
+
+
+def _aft(neg_log_pdf, psi, dpsi):
+    def formula(y, p, sigma=1.0):
+        with np.errstate(all="ignore"):
+            z = (np.log(y) - p) / sigma
+            l = neg_log_pdf(z) + np.log(sigma) + np.log(y)
+            return l, -psi(z) / sigma, dpsi(z) / sigma ** 2
+    return formula
+
+
+def _aft_scales(neg_log_pdf):
+    def scales(y, p, sigma=1.0):
+        with np.errstate(all="ignore"):
+            z = (np.log(y) - p) / sigma
+            l = np.abs(neg_log_pdf(z)) + abs(np.log(sigma)) + np.abs(np.log(y)) + np.abs(z)
+            g = (np.abs(z) + 1.0) / sigma
+            return l, g, (np.exp(np.minimum(z, 700.0)) + 1.0) / sigma ** 2
+    return scales
+
+
+_AFT = {
+    "aft_normal": (lambda z: 0.5 * z * z + 0.5 * np.log(2 * np.pi), lambda z: z,
+                   lambda z: np.ones_like(z)),
+    "aft_logistic": (lambda z: _softplus(z) + _softplus(-z), lambda z: np.tanh(z / 2),
+                     lambda z: 2 * _sigmoid(z) * _sigmoid(-z)),
+    "aft_extreme": (lambda z: np.exp(z) - z, np.expm1, np.exp),
+}
+REFERENCES.update({
+    name: Reference(name, "AFT", _aft(*fns), lambda p: (), ({}, {"sigma": 0.5}, {"sigma": 2.0}),
+                    make_inputs=aft_inputs, base_params={"distribution": name[4:]},
+                    scales=_aft_scales(fns[0]), family="survival", pair=True,
+                    int_labels=lambda rng, n: rng.integers(1, 10, size=n), labels="support")
+    for name, fns in _AFT.items()
 })
 
 

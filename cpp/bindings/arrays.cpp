@@ -189,7 +189,11 @@ ElementwisePlan plan_elementwise(const std::vector<index_t>& pred, const std::ve
   // A per-column parameter vector (e.g. quantiles) describes the last axis of y_pred.
   index_t cols = 1;
   const bool aux_vector = aux && !aux->empty();
-  if (aux_vector) {
+  if (aux_vector && aux->size() > 1 && *aux == pred) {  // a per-element stream (AFT's upper bound)
+    cols = 1;
+    for (index_t s : pred) cols *= s;
+    plan.aux_period = cols;
+  } else if (aux_vector) {
     cols = (*aux)[0];
     if (pred.empty() || pred.back() != cols)
       throw py::value_error("y_pred must have " + std::to_string(cols) +

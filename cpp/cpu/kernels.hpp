@@ -10,6 +10,7 @@
 #include "fastloss/vmath.hpp"
 #include "../losses/registry.hpp"
 #include "../losses/similarity_jobs.hpp"
+#include "../losses/survival_jobs.hpp"
 
 #define FL_CAT_(a, b) a##_##b
 #define FL_CAT(a, b) FL_CAT_(a, b)
@@ -68,6 +69,8 @@ struct KernelTable {
   SinkhornIterateFn sinkhorn_iterate[2] = {};
   SinkhornFinishFn sinkhorn_finish[2] = {};
   SqEuclideanFn sq_euclidean[2] = {};
+  CoxFn cox[2] = {};  // [0: float32, 1: float64 predictions]
+  ConcordanceFn concordance = nullptr;
 };
 
 // Each family translation unit, compiled once per ISA, defines register_<family>_<isa>.

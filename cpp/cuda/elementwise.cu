@@ -8,6 +8,7 @@
 #include "../losses/binary.hpp"
 #include "../losses/regression.hpp"
 #include "../losses/likelihood.hpp"
+#include "../losses/survival.hpp"
 #include "cuda_job.hpp"
 #include "launch.cuh"
 

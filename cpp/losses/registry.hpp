@@ -29,8 +29,15 @@
   X(tweedie_nll, TweedieNLL)
 #define FASTLOSS_LIKELIHOOD_ROW_LOSSES(X) X(gaussian_nll, GaussianNLL)
 
-#define FASTLOSS_ELEMENTWISE_LOSSES(X) FASTLOSS_REGRESSION_LOSSES(X) FASTLOSS_BINARY_LOSSES(X) \
-  FASTLOSS_LIKELIHOOD_LOSSES(X)
+// Accelerated failure time, one body per noise distribution (cpp/losses/survival.hpp).
+#define FASTLOSS_SURVIVAL_LOSSES(X) \
+  X(aft_normal, AFTNormal)          \
+  X(aft_logistic, AFTLogistic)      \
+  X(aft_extreme, AFTExtreme)
+
+#define FASTLOSS_ELEMENTWISE_LOSSES(X)                                                     \
+  FASTLOSS_REGRESSION_LOSSES(X) FASTLOSS_BINARY_LOSSES(X) FASTLOSS_LIKELIHOOD_LOSSES(X) \
+  FASTLOSS_SURVIVAL_LOSSES(X)
 
 // Row-wise losses on a class axis: X(python_name, BodyTemplate), the body declaring its RowSpec.
 #define FASTLOSS_MULTICLASS_LOSSES(X)                          \

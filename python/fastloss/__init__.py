@@ -37,6 +37,7 @@ from .transport import (  # noqa: E402
     SinkhornLoss, SinkhornResult, SlicedWasserstein, Wasserstein1D, random_projections, sinkhorn,
     sinkhorn_loss, sliced_wasserstein, wasserstein_1d,
 )
+from .survival import AFT, CoxPH, aft, concordance_index, cox_ph  # noqa: E402
 from .adversarial import AdversarialLoss, GradientPenalty, R1Penalty, wasserstein_critic  # noqa: E402
 from .perceptual import PerceptualLoss, perceptual  # noqa: E402
 from .regression import (  # noqa: E402
@@ -97,4 +98,5 @@ __all__ = [
     "PerceptualLoss", "perceptual",
     "PoissonNLL", "GammaNLL", "TweedieNLL", "GaussianNLL",
     "poisson_nll", "gamma_nll", "tweedie_nll", "gaussian_nll",
+    "CoxPH", "AFT", "cox_ph", "aft", "concordance_index",
 ]

@@ -17,7 +17,15 @@ curvature ``h``. The Hessian policy says where it comes from:
   focal); ``"clip"`` for families other than regression and classification (no Fisher known).
 
 Every policy multiplies by the sample weight; the floor is per unit weight (``floor * w``).
-The default floor, 1e-16, is XGBoost's own for its logistic and softmax objectives.
+The default floor, 1e-16, is XGBoost's own for its logistic and softmax objectives. A loss may
+declare ``boosting_bounds = ((gmin, gmax), (hmin, hmax))``, bounds per unit weight that the "clip"
+and "fisher" policies apply to the gradient and the Hessian (:class:`fastloss.AFT`: XGBoost's
+``survival:aft`` bounds).
+
+Survival losses read their censoring from the booster's data: :class:`fastloss.CoxPH` takes
+XGBoost's ``survival:cox`` labels (negative = right-censored) as any booster stores them, and
+:class:`fastloss.AFT` the ``label_lower_bound`` / ``label_upper_bound`` of an XGBoost DMatrix
+(other boosters hold one label per sample: observed times).
 """
 
 from __future__ import annotations
@@ -75,11 +83,12 @@ class LossAdapter:
             return y.reshape(margin.shape)  # one label per output, stored flat
         return y
 
-    def metric_value(self, y_true: Any, margin: Any, sample_weight: Any = None) -> float:
+    def metric_value(self, y_true: Any, margin: Any, sample_weight: Any = None,
+                     **inputs: Any) -> float:
         """The weighted mean of the loss: what the metric adapters report."""
         margin = np.asarray(margin)
         w = None if sample_weight is None or np.size(sample_weight) == 0 else np.asarray(sample_weight)
-        return self.loss(self.labels(y_true, margin), margin, w, reduction="mean")
+        return self.loss(self.labels(y_true, margin), margin, w, reduction="mean", **inputs)
 
 
 class BoostingObjective(LossAdapter):
@@ -115,18 +124,25 @@ class BoostingObjective(LossAdapter):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.loss!r}, hessian={self.hessian!r}, floor={self.floor!r})"
 
-    def grad_hess(self, y_true: Any, margin: Any, sample_weight: Any = None) -> Tuple[np.ndarray, np.ndarray]:
+    def grad_hess(self, y_true: Any, margin: Any, sample_weight: Any = None,
+                  **inputs: Any) -> Tuple[np.ndarray, np.ndarray]:
         """``(grad, hess)`` of the weighted sum of the loss, each of the margin's shape and of the
-        dtype it is computed in (integer margins: float64)."""
+        dtype it is computed in (integer margins: float64). ``inputs``: the loss's keyword inputs
+        (AFT's ``upper=``)."""
         margin = real_array(margin, "margin")
         y = self.labels(y_true, margin)
         w = None if sample_weight is None or np.size(sample_weight) == 0 else np.asarray(sample_weight)
-        grad, hess = self.loss.grad_hess(y, margin, w, reduction="sum")
+        grad, hess = self.loss.grad_hess(y, margin, w, reduction="sum", **inputs)
         if self.hessian == "fisher":
             hess = self._fisher(y, margin, w)
         if self.hessian != "exact":
             lower = self.floor if w is None else per_element(w * self.floor, hess.shape)
             np.maximum(hess, lower, out=hess, casting="unsafe")
+            bounds = getattr(self.loss, "boosting_bounds", None)
+            if bounds is not None:
+                unit = 1.0 if w is None else per_element(w, hess.shape)
+                for x, (low, high) in zip((grad, hess), bounds):
+                    np.clip(x, low * unit, high * unit, out=x, casting="unsafe")
         return grad, hess
 
     def _fisher(self, y: np.ndarray, margin: np.ndarray, w: Optional[np.ndarray]) -> np.ndarray:

@@ -74,6 +74,13 @@ def sim_margin_softmax(
     cos: FloatArray, labels: IntArray, s: float, m: float, arc: bool, easy: bool,
     weight: Optional[ArrayLike], grad_scale: float, want_grad: bool, want_rows: bool,
 ) -> Tuple[float, Optional[NDArray[np.float64]]]: ...
+def cox(
+    efron: bool, y_true: ArrayLike, y_pred: ArrayLike, sample_weight: Optional[NDArray[np.float64]],
+    event: Optional[NDArray[np.uint8]], reduction: str, want_grad: bool, want_hess: bool,
+    out: Optional[FloatArray], grad_out: Optional[FloatArray],
+    hess_out: Optional[FloatArray]) -> KernelResult: ...
+def concordance(time: NDArray[np.float64], event: NDArray[np.uint8],
+                risk: NDArray[np.float64]) -> Tuple[int, int, int]: ...
 def wasserstein_1d(
     u: FloatArray, v: FloatArray, u_order: Optional[IntArray], v_order: Optional[IntArray],
     u_weights: Optional[NDArray[np.float64]], v_weights: Optional[NDArray[np.float64]],

@@ -38,7 +38,20 @@ def _margins(approxes) -> np.ndarray:
 
 
 class Objective(BoostingObjective):
-    """CatBoost objective with derivatives of the maximized ``-loss``."""
+    """CatBoost objective with derivatives of the maximized ``-loss``.
+
+    CatBoost hands ``calc_ders_range`` blocks of objects (up to a thousand or so), so the loss
+    must be a sum over objects: losses that couple the whole batch (``chunkable = False``, e.g.
+    :class:`fastloss.CoxPH`, whose risk sets span all samples) are refused; CatBoost's own
+    ``loss_function="Cox"`` trains that model.
+    """
+
+    def __init__(self, loss: Any, **kwargs: Any) -> None:
+        super().__init__(loss, **kwargs)
+        if not self.loss.chunkable:
+            raise ValueError(f"{self.loss!r} couples the whole batch, but CatBoost computes the "
+                             "derivatives of a custom objective in blocks of objects; use a loss "
+                             "that is a sum over objects (or CatBoost's built-in objective)")
 
     def calc_ders_range(self, approxes, targets, weights) -> np.ndarray:
         """``(n, 2)``: first and second derivative of ``-w * loss`` per object."""

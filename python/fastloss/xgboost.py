@@ -19,6 +19,11 @@ Predictions (``predict``) are margins too: apply the sigmoid / softmax yourself.
 ``XGBClassifier`` runs a callable objective under ``binary:logistic``'s (``multi:softprob``'s)
 link, so there ``base_score`` is a probability and ``predict_proba`` applies the link.
 
+Survival: ``Objective(fastloss.CoxPH())`` trains on ``survival:cox`` labels (negative =
+right-censored) and ``Objective(fastloss.AFT(...))`` on the DMatrix's ``label_lower_bound`` /
+``label_upper_bound``, as ``survival:aft`` does (with its bounds on the derivatives); predictions
+are margins (log hazard ratios, log times).
+
 Notes: fastloss's MSE is ``r**2`` (gradient ``2 r``, Hessian 2), twice XGBoost's
 ``reg:squarederror``; with ``reg_lambda > 0`` or ``min_child_weight`` the two differ by that
 factor. XGBoost's softmax uses the Hessian ``2 p (1 - p)``, fastloss's ``p (1 - p)``.
@@ -26,11 +31,12 @@ factor. XGBoost's softmax uses the Hessian ``2 p (1 - p)``, fastloss's ``p (1 - 
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
 from ._boosting import BoostingObjective, LossAdapter, best_constant
+from .survival import AFT
 
 __all__ = ["Objective", "SklearnObjective", "Metric", "SklearnMetric", "base_score"]
 
@@ -40,11 +46,22 @@ def _weights(dtrain) -> Any:
     return w if w.size else None
 
 
+def _labels(loss: Any, dtrain) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+    """The labels and keyword inputs of ``loss`` from a DMatrix: AFT's interval bounds
+    (``label_lower_bound`` / ``label_upper_bound``, as ``survival:aft`` reads them) when set."""
+    if isinstance(loss, AFT):
+        lower = dtrain.get_float_info("label_lower_bound")
+        if lower.size:
+            return lower, {"upper": dtrain.get_float_info("label_upper_bound")}
+    return dtrain.get_label(), {}
+
+
 class Objective(BoostingObjective):
     """Native-API objective: ``obj(predt, dtrain) -> (grad, hess)``."""
 
     def __call__(self, predt: np.ndarray, dtrain) -> Tuple[np.ndarray, np.ndarray]:
-        return self.grad_hess(dtrain.get_label(), predt, _weights(dtrain))
+        y, inputs = _labels(self.loss, dtrain)
+        return self.grad_hess(y, predt, _weights(dtrain), **inputs)
 
 
 class SklearnObjective(BoostingObjective):
@@ -66,7 +83,8 @@ class Metric(LossAdapter):
         self.__name__ = name or self.loss.function_name
 
     def __call__(self, predt: np.ndarray, dtrain) -> Tuple[str, float]:
-        return self.__name__, self.metric_value(dtrain.get_label(), predt, _weights(dtrain))
+        y, inputs = _labels(self.loss, dtrain)
+        return self.__name__, self.metric_value(y, predt, _weights(dtrain), **inputs)
 
 
 class SklearnMetric(Metric):
