@@ -24,6 +24,10 @@
   t.rowwise[static_cast<int>(RowId::name)][1] = &run_rows<losses::Body, double>; \
   t.row_spec[static_cast<int>(RowId::name)] = losses::Body<double>::spec;
 
+#define FL_REGISTER_RANKING(name, Body)                                          \
+  t.ranking[static_cast<int>(RankId::name)][0] = &run_rows<losses::Body, float>;  \
+  t.ranking[static_cast<int>(RankId::name)][1] = &run_rows<losses::Body, double>;
+
 namespace fastloss {
 
 enum class ElementwiseId : int {
@@ -41,6 +45,14 @@ enum class RowId : int {
   count
 };
 inline constexpr int kNumRow = static_cast<int>(RowId::count);
+
+enum class RankId : int {
+#define FL_ENUM(name, Body) name,
+  FASTLOSS_RANKING_LOSSES(FL_ENUM)
+#undef FL_ENUM
+  count
+};
+inline constexpr int kNumRank = static_cast<int>(RankId::count);
 
 enum class VmathId : int {
 #define FL_ENUM(name) name,
@@ -68,6 +80,7 @@ struct KernelTable {
   SinkhornIterateFn sinkhorn_iterate[2] = {};
   SinkhornFinishFn sinkhorn_finish[2] = {};
   SqEuclideanFn sq_euclidean[2] = {};
+  RowFn ranking[kNumRank][2] = {};  // RowJob with offsets: one row per query group
 };
 
 // Each family translation unit, compiled once per ISA, defines register_<family>_<isa>.
