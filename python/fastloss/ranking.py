@@ -194,6 +194,8 @@ class LambdaRank(_RankingLoss):
 
     function_name = "lambda_rank"
     convex, robust, smooth = False, False, False
+    # norm=False: the gradient and Hessian are the value's derivatives (what finite differences see)
+    exact_gradient_params: ClassVar[dict] = {"norm": False}
     k: Optional[int] = param(default=None, check=optional(integer(1)),
                              doc="truncation level (None: the whole group)")
     sigma: float = SIGMA
@@ -304,9 +306,12 @@ class MarginRanking(Loss[Tuple[FloatArray, FloatArray]]):
         return r._replace(grad=grads, hess=hess)
 
     def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):
-        """Pairs of scores ``N(0, 1)`` and the sign of their difference, 20 % flipped."""
+        """Pairs of scores ``N(0, 1)`` and the sign of their difference, flipped for about 20 %
+        of the pairs (always for the first, so that some pair is misordered)."""
         x1, x2 = rng.standard_normal(n), rng.standard_normal(n)
-        y = np.where(x1 > x2, 1.0, -1.0) * np.where(rng.random(n) < 0.2, -1.0, 1.0)
+        flip = rng.random(n) < 0.2
+        flip[:1] = True
+        y = np.where(x1 > x2, 1.0, -1.0) * np.where(flip, -1.0, 1.0)
         return y.astype(dtype), x1.astype(dtype), {"x2": x2.astype(dtype)}
 
 
