@@ -439,3 +439,24 @@ def test_xgboost_objective_reads_group_ptr():
     np.testing.assert_array_equal(h, h0)
     booster = xgb.train({"max_depth": 3, "eta": 0.3, "base_score": 0.0}, dtrain, 20, obj=obj)
     assert fl.ndcg(y, booster.predict(dtrain), group=sizes, k=10) > 0.6
+
+
+def test_ranking_scorer_routes_qid():
+    sklearn = pytest.importorskip("sklearn")
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GroupKFold, cross_val_score
+    from fastloss.sklearn import ranking_scorer
+    rng = np.random.default_rng(0)
+    qid = np.repeat(np.arange(40), 10)
+    X = rng.standard_normal((400, 4))
+    y = np.clip(np.round(X[:, 0] + 0.3 * rng.standard_normal(400)), 0, 3)
+    model = Ridge().fit(X, y)
+    assert ranking_scorer("map")(model, X, y) == fl.mean_average_precision(y, model.predict(X))
+    with sklearn.config_context(enable_metadata_routing=True):
+        scorer = ranking_scorer("ndcg", k=5).set_score_request(qid=True)
+        assert scorer(model, X, y, qid=qid) == fl.ndcg(y, model.predict(X), qid=qid, k=5)
+        scores = cross_val_score(Ridge(), X, y, cv=GroupKFold(4), scoring=scorer,
+                                 params={"qid": qid, "groups": qid})
+    assert scores.shape == (4,) and np.all(scores > 0.8)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        ranking_scorer("auc")
