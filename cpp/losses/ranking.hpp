@@ -16,9 +16,10 @@
 FL_NAMESPACE_BEGIN
 namespace losses {
 
-// Scratch per document: an index (the sort order) and two doubles (gradient and Hessian sums).
+// Scratch per document: an index (the sort order) and five doubles (gradient and Hessian sums,
+// and three columns of per-position values).
 template <class T>
-inline constexpr int kGroupScratch = int((sizeof(index_t) + 2 * sizeof(double)) / sizeof(T));
+inline constexpr int kGroupScratch = int((sizeof(index_t) + 5 * sizeof(double)) / sizeof(T));
 
 // One group's inputs and outputs, and its scratch carved out of the driver's buffer.
 template <class T>
@@ -33,6 +34,7 @@ struct Group {
   index_t* order;
   double* gd;
   double* hd;
+  double* col;  // three more columns of m doubles: col + c * m
   Group(const RowJob& job, index_t r, T* buf) {
     const index_t b = job.offsets[r];
     m = job.offsets[r + 1] - b;
@@ -45,6 +47,7 @@ struct Group {
     order = reinterpret_cast<index_t*>(buf);
     gd = reinterpret_cast<double*>(order + m);
     hd = gd + m;
+    col = hd + m;
     for (index_t i = 0; i < m; ++i) gd[i] = hd[i] = 0.0;
   }
   // The documents by decreasing key, ties by position (a stable order); NaN keys last.
@@ -57,20 +60,31 @@ struct Group {
       return a < b;
     });
   }
-  // Writes the accumulated derivatives times `factor * sc`.
+  // Writes the accumulated derivatives times `factor * sc`: gd, hd indexed by document, or by
+  // position in `order` (sorted).
   template <bool G, bool H>
-  void write(double factor) const {
+  void write(double factor, bool sorted = false) const {
     const double c = factor * sc;
-    for (index_t i = 0; G && i < m; ++i) g[i] = static_cast<T>(c * gd[i]);
-    for (index_t i = 0; H && i < m; ++i) h[i] = static_cast<T>(c * hd[i]);
+    for (index_t i = 0; G && i < m; ++i) g[sorted ? order[i] : i] = static_cast<T>(c * gd[i]);
+    for (index_t i = 0; H && i < m; ++i) h[sorted ? order[i] : i] = static_cast<T>(c * hd[i]);
   }
+};
+
+// Pairs are handled in chunks: their positions and score differences gathered, the logistic terms
+// computed in one branch-free loop (vectorized), then summed and scattered in pair order (the
+// same order every time: deterministic).
+inline constexpr int kPairChunk = 64;
+struct PairChunk {
+  index_t hi[kPairChunk], lo[kPairChunk];
+  double d[kPairChunk], w[kPairChunk], loss[kPairChunk], slope[kPairChunk], curve[kPairChunk];
+  int n = 0;
 };
 
 // log(1 + exp(-sigma d)) of a pair whose score difference is d = s_hi - s_lo, its slope
 // -sigma p and curvature sigma^2 p (1 - p), p = sigmoid(-sigma d).
 struct PairLogistic {
   double loss, slope, curve;
-  PairLogistic(double sigma, double d) {
+  FL_INLINE PairLogistic(double sigma, double d) {
     const LogisticParts<double> q(sigma * d);
     loss = q.sp_neg;
     slope = -sigma * q.sig_neg;
@@ -89,32 +103,38 @@ struct RankNet {
   double row(const RowJob& job, index_t r, T* buf) const {
     Group<T> q(job, r, buf);
     q.sort_by(q.y);
-    // Pairs: every document against those after the end of its label's block (lower labels).
-    double pairs = 0.0;
+    double* ss = q.col;  // scores and labels by position in the label order
+    double* ys = q.col + q.m;
+    for (index_t b = 0; b < q.m; ++b) ss[b] = double(q.s[q.order[b]]), ys[b] = double(q.y[q.order[b]]);
+    // Pairs: every position against those after the end of its label's block (lower labels).
+    double pairs = 0.0, loss = 0.0;
+    PairChunk c;
+    auto flush = [&] {
+      for (int t = 0; t < c.n; ++t) {
+        const PairLogistic p(sigma, c.d[t]);
+        c.loss[t] = p.loss, c.slope[t] = p.slope, c.curve[t] = p.curve;
+      }
+      for (int t = 0; t < c.n; ++t) {
+        loss += c.loss[t];
+        if (G) q.gd[c.hi[t]] += c.slope[t], q.gd[c.lo[t]] -= c.slope[t];
+        if (H) q.hd[c.hi[t]] += c.curve[t], q.hd[c.lo[t]] += c.curve[t];
+      }
+      c.n = 0;
+    };
     for (index_t a = 0, end = 0; a < q.m; ++a) {
       if (end <= a) {
         end = a + 1;
-        while (end < q.m && !(q.y[q.order[end]] < q.y[q.order[a]])) ++end;
+        while (end < q.m && !(ys[end] < ys[a])) ++end;
       }
       pairs += double(q.m - end);
-    }
-    double loss = 0.0;
-    for (index_t a = 0, end = 0; a < q.m; ++a) {
-      if (end <= a) {
-        end = a + 1;
-        while (end < q.m && !(q.y[q.order[end]] < q.y[q.order[a]])) ++end;
-      }
-      const index_t i = q.order[a];
       for (index_t b = end; b < q.m; ++b) {
-        const index_t j = q.order[b];
-        const PairLogistic p(sigma, double(q.s[i]) - double(q.s[j]));
-        loss += p.loss;
-        if (G) q.gd[i] += p.slope, q.gd[j] -= p.slope;
-        if (H) q.hd[i] += p.curve, q.hd[j] += p.curve;
+        c.hi[c.n] = a, c.lo[c.n] = b, c.d[c.n] = ss[a] - ss[b];
+        if (++c.n == kPairChunk) flush();
       }
     }
+    flush();
     const double inv = pairs > 0 ? 1.0 / pairs : 0.0;
-    if (G) q.template write<G, H>(inv);
+    if (G) q.template write<G, H>(inv, true);
     return q.w * loss * inv;
   }
 };
@@ -156,29 +176,45 @@ struct LambdaRank {
     index_t worst_at = m - 1;
     if (q.s[q.order[worst_at]] == ninf) --worst_at;
     const bool by_distance = norm && best != double(q.s[q.order[worst_at]]);
+    // by position in the score order: scores, gains, discounts
+    double *ss = q.col, *gs = q.col + m, *ds = q.col + 2 * m;
+    for (index_t b = 0; b < m; ++b) {
+      ss[b] = double(q.s[q.order[b]]);
+      gs[b] = gain(double(q.y[q.order[b]]));
+      ds[b] = discount(b);
+    }
     double loss = 0.0, sum_lambdas = 0.0;
+    PairChunk c;
+    auto flush = [&] {
+      for (int t = 0; t < c.n; ++t) {
+        const double w = by_distance ? c.w[t] / (0.01 + std::fabs(c.d[t])) : c.w[t];
+        const PairLogistic p(sigma, c.d[t]);
+        c.w[t] = w, c.loss[t] = w * p.loss, c.slope[t] = w * p.slope, c.curve[t] = w * p.curve;
+      }
+      for (int t = 0; t < c.n; ++t) {
+        loss += c.loss[t];
+        sum_lambdas -= 2.0 * c.slope[t];  // the lambda c.slope[t] <= 0 pushes the higher label up
+        if (G) q.gd[c.hi[t]] += c.slope[t], q.gd[c.lo[t]] -= c.slope[t];
+        if (H) q.hd[c.hi[t]] += c.curve[t], q.hd[c.lo[t]] += c.curve[t];
+      }
+      c.n = 0;
+    };
     for (index_t a = 0; a < m - 1 && a < k; ++a) {
-      const index_t i = q.order[a];
-      if (q.s[i] == ninf) continue;
+      if (ss[a] == double(ninf)) continue;
+      const double ya = double(q.y[q.order[a]]);
       for (index_t b = a + 1; b < m; ++b) {
-        const index_t j = q.order[b];
-        if (q.s[j] == ninf || q.y[i] == q.y[j]) continue;
-        const bool i_high = q.y[i] > q.y[j];
-        const index_t hi = i_high ? i : j, lo = i_high ? j : i;
-        const double ds = double(q.s[hi]) - double(q.s[lo]);
-        double delta = std::fabs(gain(double(q.y[hi])) - gain(double(q.y[lo]))) *
-                       std::fabs(discount(a) - discount(b)) * inv_max_dcg;
-        if (by_distance) delta /= 0.01 + std::fabs(ds);
-        const PairLogistic p(sigma, ds);
-        loss += delta * p.loss;
-        const double lambda = delta * p.slope;  // <= 0: pushes the higher label up
-        sum_lambdas -= 2.0 * lambda;
-        if (G) q.gd[hi] += lambda, q.gd[lo] -= lambda;
-        if (H) q.hd[hi] += delta * p.curve, q.hd[lo] += delta * p.curve;
+        const double yb = double(q.y[q.order[b]]);
+        if (ss[b] == double(ninf) || ya == yb) continue;
+        const bool a_high = ya > yb;
+        const index_t hi = a_high ? a : b, lo = a_high ? b : a;
+        c.hi[c.n] = hi, c.lo[c.n] = lo, c.d[c.n] = ss[hi] - ss[lo];
+        c.w[c.n] = std::fabs(gs[a] - gs[b]) * std::fabs(ds[a] - ds[b]) * inv_max_dcg;
+        if (++c.n == kPairChunk) flush();
       }
     }
+    flush();
     const double factor = norm && sum_lambdas > 0 ? std::log2(1.0 + sum_lambdas) / sum_lambdas : 1.0;
-    if (G) q.template write<G, H>(factor);
+    if (G) q.template write<G, H>(factor, true);
     return q.w * loss * factor;
   }
 };
