@@ -460,3 +460,10 @@ def test_ranking_scorer_routes_qid():
     assert scores.shape == (4,) and np.all(scores > 0.8)
     with pytest.raises(ValueError, match="metric must be one of"):
         ranking_scorer("auc")
+
+
+def test_module_doctests():
+    import doctest
+    import fastloss.ranking as mod
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 8 and result.failed == 0

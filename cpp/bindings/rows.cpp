@@ -46,8 +46,8 @@ const double* row_weights(const py::object& obj, const std::vector<index_t>& rsh
   if (obj.is_none()) return nullptr;
   keep = numpy().attr("ascontiguousarray")(as_real_array(obj, "sample_weight"), "float64");
   if (shape_of(keep) != rshape)
-    throw py::value_error("sample_weight must have one weight per " + std::string(item) + ", shape " + shape_str(rshape) +
-                          "; got " + shape_str(shape_of(keep)));
+    throw py::value_error("sample_weight must have one weight per " + std::string(item) + ", shape " +
+                          shape_str(rshape) + "; got " + shape_str(shape_of(keep)));
   const double* w = static_cast<const double*>(keep.data());
   for (index_t r = 0; r < keep.size(); ++r)
     if (!(w[r] >= 0.0 && w[r] <= std::numeric_limits<double>::max()))

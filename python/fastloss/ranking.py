@@ -384,7 +384,9 @@ def ndcg(y_true: ArrayLike, y_pred: ArrayLike, *, group: Optional[ArrayLike] = N
     groups = offsets.size - 1
     y_flat = np.asarray(real_array(y_true, "y_true"), np.float64)
     ideal = y_flat[np.lexsort((-y_flat, gid))]  # labels decreasing within each group
-    g, gi = (np.exp2(y_sorted) - 1.0, np.exp2(ideal) - 1.0) if gain == "exponential" else (y_sorted, ideal)
+    g, gi = y_sorted, ideal
+    if gain == "exponential":
+        g, gi = np.exp2(y_sorted) - 1.0, np.exp2(ideal) - 1.0
     disc = 1.0 / np.log2(2.0 + rank)
     if k is not None:
         disc = np.where(rank < k, disc, 0.0)
