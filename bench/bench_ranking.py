@@ -37,36 +37,36 @@ def ranking_data(docs: int, queries: int, features: int = 10, seed: int = 0):
     function of the features."""
     rng = np.random.default_rng(seed)
     mean = docs / queries
-    sizes = rng.integers(max(1, int(mean / 2)), int(1.5 * mean) + 1, queries)
-    sizes[-1] += docs - sizes.sum()
-    while sizes[-1] < 1:  # keep every size positive
-        i = int(np.argmax(sizes[:-1]))
-        sizes[i] -= 1
-        sizes[-1] += 1
+    sizes = rng.integers(max(2, int(mean / 2)), int(1.5 * mean) + 1, queries)
+    diff = docs - int(sizes.sum())  # spread over the first |diff| groups, one document each
+    np.add.at(sizes, np.arange(abs(diff)) % queries, int(np.sign(diff)))
     X = rng.standard_normal((docs, features)).astype(np.float32)
     latent = X @ rng.standard_normal(features) + rng.standard_normal(docs)
     y = np.clip(np.floor(latent / 1.5), 0, 4)
     return X, y, sizes
 
 
-def numpy_ranknet(y, s, sizes, sigma=1.0):
-    """RankNet value and gradient in NumPy: groups padded to the largest, all pairs at once."""
+def numpy_ranknet(y, s, sizes, sigma=1.0, chunk=8192):
+    """RankNet value and gradient in NumPy: groups padded to the largest, all pairs of a chunk of
+    groups at once."""
     G, M = len(sizes), int(sizes.max())
-    offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     col = np.arange(M)
-    valid = col[None, :] < sizes[:, None]
-    idx = np.where(valid, offsets[:, None] + col[None, :], 0)
-    S, Y = s[idx], np.where(valid, y[idx], -np.inf)
-    mask = (Y[:, :, None] > Y[:, None, :]) & valid[:, None, :]
-    P = mask.sum(axis=(1, 2))
-    inv = np.where(P > 0, 1.0 / np.maximum(P, 1), 0.0)
-    d = S[:, :, None] - S[:, None, :]
-    loss = np.where(mask, np.logaddexp(0.0, -sigma * d), 0.0).sum(axis=(1, 2)) * inv
-    slope = np.where(mask, -sigma / (1.0 + np.exp(sigma * d)), 0.0) * inv[:, None, None]
-    g_pad = slope.sum(axis=2) - slope.sum(axis=1)
-    grad = np.zeros_like(s)
-    np.add.at(grad, idx[valid], g_pad[valid])
-    return loss.mean(), grad / G
+    total, grad = 0.0, np.zeros_like(s)
+    for c0 in range(0, G, chunk):
+        size, offsets = sizes[c0:c0 + chunk], starts[c0:c0 + chunk]
+        valid = col[None, :] < size[:, None]
+        idx = np.where(valid, offsets[:, None] + col[None, :], 0)
+        S, Y = s[idx], np.where(valid, y[idx], -np.inf)
+        mask = (Y[:, :, None] > Y[:, None, :]) & valid[:, None, :]
+        P = mask.sum(axis=(1, 2))
+        inv = np.where(P > 0, 1.0 / np.maximum(P, 1), 0.0)
+        d = S[:, :, None] - S[:, None, :]
+        total += (np.where(mask, np.logaddexp(0.0, -sigma * d), 0.0).sum(axis=(1, 2)) * inv).sum()
+        slope = np.where(mask, -sigma / (1.0 + np.exp(sigma * d)), 0.0) * inv[:, None, None]
+        g_pad = slope.sum(axis=2) - slope.sum(axis=1)
+        np.add.at(grad, idx[valid], g_pad[valid])
+    return total / G, grad / G
 
 
 def numpy_pairs(y, sizes):

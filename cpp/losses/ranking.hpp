@@ -155,8 +155,27 @@ struct LambdaRank {
   double sigma;
   bool norm;
   explicit LambdaRank(const double* v) : trunc(index_t(v[0])), sigma(v[1]), norm(v[2] != 0.0) {}
-  static double gain(double y) { return std::exp2(y) - 1.0; }
-  static double discount(index_t rank) { return 1.0 / std::log2(2.0 + double(rank)); }
+  // Gains of the integer labels 0..30 and the discounts of the first positions come from tables
+  // (LightGBM's label_gain and discount tables): no exp2 / log2 per document.
+  static constexpr index_t kTable = 4096;
+  struct Tables {
+    double gain[31], discount[kTable];
+    Tables() {
+      for (int i = 0; i < 31; ++i) gain[i] = std::exp2(double(i)) - 1.0;
+      for (index_t r = 0; r < kTable; ++r) discount[r] = 1.0 / std::log2(2.0 + double(r));
+    }
+  };
+  static const Tables& tables() {
+    static const Tables t;  // built once, thread-safe
+    return t;
+  }
+  static double gain(double y) {
+    const int i = int(y);
+    return i >= 0 && i < 31 && double(i) == y ? tables().gain[i] : std::exp2(y) - 1.0;
+  }
+  static double discount(index_t rank) {
+    return rank < kTable ? tables().discount[rank] : 1.0 / std::log2(2.0 + double(rank));
+  }
   template <bool G, bool H>
   double row(const RowJob& job, index_t r, T* buf) const {
     Group<T> q(job, r, buf);
