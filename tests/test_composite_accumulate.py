@@ -314,7 +314,10 @@ def test_every_registered_loss_streams_by_its_own_denominator():
             with pytest.raises(NotImplementedError, match="whole batches"):
                 fl.GradientAccumulator(loss)
             continue
-        w = np.random.default_rng(2).uniform(0, 2, np.shape(p[0] if isinstance(p, list) else p)[:1])
+        items = np.shape(p[0] if isinstance(p, list) else p)[:1]
+        if "group" in inputs:  # losses over query groups weigh each group
+            items = (len(inputs["group"]),)
+        w = np.random.default_rng(2).uniform(0, 2, items)
         for weights in (None, w):
             total, norm = fl.partial_sum(loss, y, p, sample_weight=weights, **inputs)
             assert total == loss(y, p, weights, reduction="sum", **inputs), info.name

@@ -111,6 +111,11 @@ struct RowView {
 };
 RowView row_view(py::array x, const char* name, bool contiguous);
 std::vector<index_t> leading(const std::vector<index_t>& shape);  // the shape without its last axis
+// sample_weight: one finite non-negative weight per row (`item` names a row in the message) as
+// contiguous float64 kept alive in `keep`; null if None. Their sum (rows without weights).
+const double* row_weights(const py::object& obj, const std::vector<index_t>& rshape, py::array& keep,
+                          const char* item = "row");
+double row_weight_sum(const double* sw, index_t rows);
 
 // A row-wise call after every check, before any work: the job (host pointers into `keep`, no
 // outputs yet), y_pred's dtype, the mean's denominator and the caller-visible outputs.

@@ -197,6 +197,7 @@ void bind_image(py::module_& m);
 void bind_similarity(py::module_& m);
 void bind_transport(py::module_& m);
 void bind_survival(py::module_& m);
+void bind_ranking(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -238,6 +239,7 @@ PYBIND11_MODULE(_core, m) {
   bind_similarity(m);
   bind_transport(m);
   bind_survival(m);
+  bind_ranking(m);
   m.def("first_bad_sign_label", &check_sign_labels, py::arg("y_true"),
         "flat index of the first label not in {-1, 0, +1}, or -1");
   m.def("first_bad_real_label", &check_real_labels, py::arg("y_true"), py::arg("low"),

@@ -33,6 +33,28 @@ std::vector<index_t> leading(const std::vector<index_t>& shape) {
   return std::vector<index_t>(shape.begin(), shape.end() - 1);
 }
 
+// The normalizer of a mean over rows: the summed sample weights (the number of rows without).
+double row_weight_sum(const double* sw, index_t rows) {
+  double norm = 0.0;
+  for (index_t r = 0; r < rows; ++r) norm += sw ? sw[r] : 1.0;
+  return norm;
+}
+
+// sample_weight, one finite non-negative weight per row; null if None.
+const double* row_weights(const py::object& obj, const std::vector<index_t>& rshape, py::array& keep,
+                          const char* item) {
+  if (obj.is_none()) return nullptr;
+  keep = numpy().attr("ascontiguousarray")(as_real_array(obj, "sample_weight"), "float64");
+  if (shape_of(keep) != rshape)
+    throw py::value_error("sample_weight must have one weight per " + std::string(item) + ", shape " +
+                          shape_str(rshape) + "; got " + shape_str(shape_of(keep)));
+  const double* w = static_cast<const double*>(keep.data());
+  for (index_t r = 0; r < keep.size(); ++r)
+    if (!(w[r] >= 0.0 && w[r] <= std::numeric_limits<double>::max()))
+      throw py::value_error("sample_weight must be finite and non-negative");
+  return w;
+}
+
 namespace {
 
 // y_pred of a row-wise loss: its (rows, K) view, dtype, shape and the shape of its rows.
@@ -47,13 +69,6 @@ Prediction prediction_rows(const py::object& x_obj, bool contiguous) {
   Prediction p{row_view(x, "y_pred", contiguous), dtype_of(x), shape_of(x), {}};
   p.rshape = leading(p.shape);
   return p;
-}
-
-// The normalizer of a mean over rows: the summed sample weights (the number of rows without).
-double row_weight_sum(const double* sw, index_t rows) {
-  double norm = 0.0;
-  for (index_t r = 0; r < rows; ++r) norm += sw ? sw[r] : 1.0;
-  return norm;
 }
 
 // Integer class labels of shape `rshape`, as a contiguous int64 array.
@@ -90,20 +105,6 @@ const double* class_weights(const py::object& obj, index_t K, py::array& keep, d
   const double* w = static_cast<const double*>(keep.data());
   *total = 0.0;
   for (index_t k = 0; k < K; ++k) *total += w[k];
-  return w;
-}
-
-// sample_weight, one finite non-negative weight per row; null if None.
-const double* row_weights(const py::object& obj, const std::vector<index_t>& rshape, py::array& keep) {
-  if (obj.is_none()) return nullptr;
-  keep = numpy().attr("ascontiguousarray")(as_real_array(obj, "sample_weight"), "float64");
-  if (shape_of(keep) != rshape)
-    throw py::value_error("sample_weight must have one weight per row, shape " + shape_str(rshape) +
-                          "; got " + shape_str(shape_of(keep)));
-  const double* w = static_cast<const double*>(keep.data());
-  for (index_t r = 0; r < keep.size(); ++r)
-    if (!(w[r] >= 0.0 && w[r] <= std::numeric_limits<double>::max()))
-      throw py::value_error("sample_weight must be finite and non-negative");
   return w;
 }
 

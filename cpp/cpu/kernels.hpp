@@ -25,6 +25,10 @@
   t.rowwise[static_cast<int>(RowId::name)][1] = &run_rows<losses::Body, double>; \
   t.row_spec[static_cast<int>(RowId::name)] = losses::Body<double>::spec;
 
+#define FL_REGISTER_RANKING(name, Body)                                          \
+  t.ranking[static_cast<int>(RankId::name)][0] = &run_rows<losses::Body, float>;  \
+  t.ranking[static_cast<int>(RankId::name)][1] = &run_rows<losses::Body, double>;
+
 namespace fastloss {
 
 enum class ElementwiseId : int {
@@ -42,6 +46,14 @@ enum class RowId : int {
   count
 };
 inline constexpr int kNumRow = static_cast<int>(RowId::count);
+
+enum class RankId : int {
+#define FL_ENUM(name, Body) name,
+  FASTLOSS_RANKING_LOSSES(FL_ENUM)
+#undef FL_ENUM
+  count
+};
+inline constexpr int kNumRank = static_cast<int>(RankId::count);
 
 enum class VmathId : int {
 #define FL_ENUM(name) name,
@@ -71,6 +83,7 @@ struct KernelTable {
   SqEuclideanFn sq_euclidean[2] = {};
   CoxFn cox[2] = {};  // [0: float32, 1: float64 predictions]
   ConcordanceFn concordance = nullptr;
+  RowFn ranking[kNumRank][2] = {};  // RowJob with offsets: one row per query group
 };
 
 // Each family translation unit, compiled once per ISA, defines register_<family>_<isa>.

@@ -60,6 +60,10 @@ from .similarity import (  # noqa: E402
     ArcFace, BatchContrastive, BatchTripletMargin, CenterLoss, Contrastive, CosFace, TripletMargin,
     pairwise_distances, pairwise_distances_backward, update_centers,
 )
+from .ranking import (  # noqa: E402
+    LambdaRank, ListMLE, ListNet, MarginRanking, RankNet, lambda_rank, list_mle, list_net,
+    margin_ranking, mean_average_precision, mrr, ndcg, rank_net,
+)
 
 arcface, cosface, contrastive, batch_contrastive = (
     ArcFace.functional, CosFace.functional, Contrastive.functional, BatchContrastive.functional)
@@ -92,6 +96,8 @@ __all__ = [
     "Contrastive", "BatchContrastive", "TripletMargin", "BatchTripletMargin", "CenterLoss",
     "CosFace", "ArcFace", "contrastive", "batch_contrastive", "triplet_margin",
     "batch_triplet_margin", "center_loss", "cosface", "arcface",
+    "RankNet", "LambdaRank", "ListNet", "ListMLE", "MarginRanking", "rank_net", "lambda_rank",
+    "list_net", "list_mle", "margin_ranking", "ndcg", "mean_average_precision", "mrr",
     "Wasserstein1D", "SlicedWasserstein", "SinkhornLoss", "SinkhornResult", "wasserstein_1d",
     "sliced_wasserstein", "sinkhorn", "sinkhorn_loss", "random_projections",
     "AdversarialLoss", "GradientPenalty", "R1Penalty", "wasserstein_critic",

@@ -39,6 +39,7 @@ from ._base import ElementwiseLoss
 from ._validate import real_array
 from .classification import BinaryCrossEntropy
 from .multiclass import SparseCategoricalCrossEntropy
+from .ranking import _RankingLoss, group_offsets
 
 HESSIAN_POLICIES = ("exact", "clip", "fisher")
 FISHER_KINDS = ("regression", "binary", "multiclass")
@@ -125,14 +126,18 @@ class BoostingObjective(LossAdapter):
         return f"{type(self).__name__}({self.loss!r}, hessian={self.hessian!r}, floor={self.floor!r})"
 
     def grad_hess(self, y_true: Any, margin: Any, sample_weight: Any = None,
-                  **inputs: Any) -> Tuple[np.ndarray, np.ndarray]:
+                  group: Any = None, **inputs: Any) -> Tuple[np.ndarray, np.ndarray]:
         """``(grad, hess)`` of the weighted sum of the loss, each of the margin's shape and of the
-        dtype it is computed in (integer margins: float64). ``inputs``: the loss's keyword inputs
-        (AFT's ``upper=``)."""
+        dtype it is computed in (integer margins: float64). ``group``: the query group sizes of
+        the booster's data, for ranking losses; ``inputs``: the loss's keyword inputs (AFT's
+        ``upper=``)."""
         margin = real_array(margin, "margin")
         y = self.labels(y_true, margin)
         w = None if sample_weight is None or np.size(sample_weight) == 0 else np.asarray(sample_weight)
-        grad, hess = self.loss.grad_hess(y, margin, w, reduction="sum", **inputs)
+        if isinstance(self.loss, _RankingLoss):
+            grad, hess, w = ranking_grad_hess(self.loss, y, margin, w, group)
+        else:
+            grad, hess = self.loss.grad_hess(y, margin, w, reduction="sum", **inputs)
         if self.hessian == "fisher":
             hess = self._fisher(y, margin, w)
         if self.hessian != "exact":
@@ -153,6 +158,27 @@ class BoostingObjective(LossAdapter):
             return _CATEGORICAL.grad_hess(labels, margin, w, reduction="sum")[1]
         ones = np.ones(margin.shape, margin.dtype)
         return ones if w is None else ones * per_element(w, margin.shape).astype(margin.dtype)
+
+
+def ranking_grad_hess(loss: Any, y: np.ndarray, margin: np.ndarray, w: Optional[np.ndarray],
+                      group: Any) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """A ranking loss on the booster's query groups (sizes; one group without). Weights are
+    per group (XGBoost: one per group) or per document (LightGBM: each document's gradient and
+    Hessian times its weight, as LightGBM's own lambdarank). Returns the derivatives of the
+    weighted sum and the weights per document (for the Hessian floor)."""
+    n = margin.shape[0]
+    offsets = group_offsets(n, group)
+    sizes = np.diff(offsets)
+    per_document = w is not None and w.shape == (n,) and sizes.size != n
+    grad, hess = loss.grad_hess(y, margin, None if per_document else w, reduction="sum",
+                                group=sizes)
+    if w is None:
+        return grad, hess, None
+    if per_document:
+        grad *= w
+        hess *= w
+        return grad, hess, w
+    return grad, hess, np.repeat(w, sizes)
 
 
 def best_constant(loss: Any, y_true: Any, sample_weight: Any = None, *, n_outputs: Optional[int] = None):

@@ -14,6 +14,7 @@ KernelResult = Tuple[float, float, Optional[FloatArray], Optional[FloatArray], O
 build: Dict[str, int | str]
 elementwise_kernels: Dict[str, int]
 row_kernels: Dict[str, int]
+ranking_kernels: Dict[str, int]
 # C++ enumerations, name -> value
 metrics: Dict[str, int]
 mining: Dict[str, int]
@@ -46,6 +47,11 @@ def rowwise(
     want_grad: bool, want_hess: bool, out: Optional[FloatArray], grad_out: Optional[FloatArray],
     hess_out: Optional[FloatArray]) -> KernelResult: ...
 def softmax(x: ArrayLike, mode: int) -> FloatArray: ...
+def groupwise(
+    loss: int, params: Sequence[float], y_true: ArrayLike, y_pred: ArrayLike, offsets: ArrayLike,
+    sample_weight: Optional[ArrayLike], reduction: str, want_grad: bool, want_hess: bool,
+    out: Optional[FloatArray], grad_out: Optional[FloatArray],
+    hess_out: Optional[FloatArray]) -> KernelResult: ...
 def ssim(
     y_true: ArrayLike, y_pred: ArrayLike, c1: float, c2: float,
     scale_weights: Optional[Sequence[float]], grad_scale: Optional[ArrayLike], want_map: bool,

@@ -12,6 +12,8 @@ adapters hand it ``(-grad, -hess)`` of the fastloss loss (whose Hessian follows 
 - :class:`Metric`: ``eval_metric=Metric(loss)``; the weighted mean of the loss (lower is better),
   merged by CatBoost from ``(sum, normalizer)`` pairs.
 
+Ranking losses are not available here: CatBoost hands a Python objective no query groups.
+
 Predictions are raw margins (``prediction_type="RawFormulaVal"``); set
 ``boost_from_average=False`` and pass ``baseline=`` :func:`baseline` ``(loss, y)`` in the Pool to
 start from the best constant margin. To reproduce CatBoost's own Newton steps use
@@ -52,6 +54,13 @@ class Objective(BoostingObjective):
             raise ValueError(f"{self.loss!r} couples the whole batch, but CatBoost computes the "
                              "derivatives of a custom objective in blocks of objects; use a loss "
                              "that is a sum over objects (or CatBoost's built-in objective)")
+
+    def __init__(self, loss: Any, **kwargs: Any) -> None:
+        super().__init__(loss, **kwargs)
+        if self.kind == "ranking":  # calc_ders_range receives no group ids
+            raise ValueError("CatBoost's Python objectives receive no query groups: use CatBoost's "
+                             "own ranking losses (YetiRank, PairLogit, QueryRMSE) or the XGBoost / "
+                             "LightGBM adapters for fastloss's ranking losses")
 
     def calc_ders_range(self, approxes, targets, weights) -> np.ndarray:
         """``(n, 2)``: first and second derivative of ``-w * loss`` per object."""

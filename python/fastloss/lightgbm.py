@@ -2,8 +2,7 @@
 
 - :class:`Objective` for the native API: ``lightgbm.train({"objective": Objective(loss), ...})``.
 - :class:`SklearnObjective` for ``LGBMRegressor(objective=...)`` / ``LGBMClassifier(...)``: it is
-  called as ``objective(y_true, y_pred, weight, group)``; ``group`` (ranking) is not used by the
-  losses here.
+  called as ``objective(y_true, y_pred, weight, group)``.
 - :class:`Metric` (native ``feval=``) and :class:`SklearnMetric` (``eval_metric=``): the weighted
   mean of the loss, as ``(name, value, is_higher_better=False)``.
 
@@ -11,6 +10,12 @@ LightGBM hands float64 raw scores, ``(n,)`` or ``(n, K)`` for multi-class, and f
 objectives return the gradient and Hessian of the weighted sum of the loss in the same shape,
 under the Hessian policy of :mod:`fastloss._boosting` (``hessian="exact" | "clip" | "fisher"``,
 ``floor``). The adapters are module-level and picklable.
+
+Ranking losses (:mod:`fastloss.ranking`) get the Dataset's query groups (``get_group()``, or the
+``group`` of the scikit-learn API): ``lightgbm.train({"objective": Objective(fl.LambdaRank())},
+lgb.Dataset(X, y, group=sizes))`` trains LightGBM's own ``lambdarank``. LightGBM's weights are
+per document: each document's gradient and Hessian are multiplied by its weight, as LightGBM's
+ranking objectives do.
 
 ``init_score``: a custom objective starts from 0 (no ``boost_from_average``). Pass
 ``init_score=np.full(n, init_score(loss, y))`` (``(n, K)`` for multi-class) to the Dataset to start
@@ -36,14 +41,15 @@ class Objective(BoostingObjective):
     """Native-API objective: ``objective(preds, train_data) -> (grad, hess)``."""
 
     def __call__(self, preds: np.ndarray, train_data) -> Tuple[np.ndarray, np.ndarray]:
-        return self.grad_hess(train_data.get_label(), preds, train_data.get_weight())
+        return self.grad_hess(train_data.get_label(), preds, train_data.get_weight(),
+                              train_data.get_group())
 
 
 class SklearnObjective(BoostingObjective):
     """scikit-learn-API objective: ``objective(y_true, y_pred, weight, group)``."""
 
     def __call__(self, y_true: np.ndarray, y_pred: np.ndarray, weight: Any = None, group: Any = None):
-        return self.grad_hess(y_true, y_pred, weight)
+        return self.grad_hess(y_true, y_pred, weight, group)
 
 
 class Metric(LossAdapter):

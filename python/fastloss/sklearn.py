@@ -10,6 +10,8 @@ reports it negated). The estimator output it scores follows the loss: ``predict`
 Labels must already be in the loss's convention (0/1 or -1/+1, class indices 0..K-1).
 (``make_scorer`` is the deprecated former name: it shadowed ``sklearn.metrics.make_scorer``,
 whose signature differs.)
+``ranking_scorer("ndcg", k=10)`` scores rankings (NDCG, MAP, MRR) over query groups routed as
+``qid``.
 
 Estimators
 ----------
@@ -47,7 +49,7 @@ from .classification import BinaryCrossEntropy, BinaryFocal, Logistic
 from .multiclass import SparseCategoricalCrossEntropy, SparseCategoricalFocal, softmax
 from .scipy import linear_objective
 
-__all__ = ["loss_scorer", "LossMetric", "LinearRegressor", "LinearClassifier"]
+__all__ = ["loss_scorer", "LossMetric", "ranking_scorer", "RankingMetric", "LinearRegressor", "LinearClassifier"]
 
 
 class LossMetric:
@@ -58,8 +60,11 @@ class LossMetric:
         self.loss = loss
         self.__name__ = loss.function_name
 
-    def __call__(self, y_true, y_pred, sample_weight=None) -> float:
-        return self.loss(np.asarray(y_true), np.asarray(y_pred), sample_weight, reduction="mean")
+    def __call__(self, y_true, y_pred, sample_weight=None, **inputs) -> float:
+        """``inputs``: the loss's optional keyword inputs (``qid=`` of a ranking loss, routed by
+        scikit-learn's metadata routing)."""
+        return self.loss(np.asarray(y_true), np.asarray(y_pred), sample_weight, reduction="mean",
+                         **inputs)
 
 
 def _response_method(loss: Loss) -> str:
@@ -84,6 +89,34 @@ def loss_scorer(loss: Any, *, response_method: Optional[str] = None, **loss_para
                         f"{', '.join(extra)}")
     return _sk_make_scorer(LossMetric(loss), greater_is_better=False,
                            response_method=response_method or _response_method(loss))
+
+
+class RankingMetric:
+    """``metric(y_true, y_pred, qid=None) -> float``: a ranking metric of
+    :mod:`fastloss.ranking` (``"ndcg"``, ``"map"``, ``"mrr"``), the mean over the query groups
+    given by sorted query ids ``qid`` (one group without)."""
+
+    def __init__(self, metric: str, **params: Any) -> None:
+        from . import ranking
+        functions = {"ndcg": ranking.ndcg, "map": ranking.mean_average_precision,
+                     "mrr": ranking.mrr}
+        if metric not in functions:
+            raise ValueError(f"metric must be one of {sorted(functions)}; got {metric!r}")
+        self.function, self.params, self.__name__ = functions[metric], params, metric
+
+    def __call__(self, y_true, y_pred, qid=None) -> float:
+        return self.function(np.asarray(y_true), np.asarray(y_pred), qid=qid, **self.params)
+
+
+def ranking_scorer(metric: str = "ndcg", **params: Any):
+    """A scikit-learn scorer (greater is better) for NDCG (``"ndcg"``, with ``k=`` and ``gain=``),
+    mean average precision (``"map"``, ``k=``) or MRR (``"mrr"``) over the estimator's
+    ``predict`` scores. The query groups come as sorted query ids ``qid`` through scikit-learn's
+    metadata routing (``sklearn.set_config(enable_metadata_routing=True)``,
+    ``scorer.set_score_request(qid=True)``, ``params={"qid": qid}``; split with ``GroupKFold`` so
+    that queries stay whole); without ``qid`` a fold's documents form one query."""
+    return _sk_make_scorer(RankingMetric(metric, **params), greater_is_better=True,
+                           response_method="predict")
 
 
 def make_scorer(loss: Any, *, response_method: Optional[str] = None, **loss_params: Any):

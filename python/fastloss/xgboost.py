@@ -11,6 +11,10 @@ and float32 labels; the objectives return the per-sample gradient and Hessian of
 of the loss in the margins' shape and dtype, under the Hessian policy of
 :mod:`fastloss._boosting` (``hessian="exact" | "clip" | "fisher"``, ``floor``).
 
+Ranking losses (:mod:`fastloss.ranking`) get the DMatrix's query groups (``group_ptr``, set by
+``group=`` or ``qid=``) with the native :class:`Objective`; XGBoost's ranking weights are one per
+group, which is fastloss's ``sample_weight`` of a ranking loss.
+
 ``base_score``: with a custom objective XGBoost has no link function, so ``base_score`` is a raw
 margin (0.5 by default, not a probability). Set it to :func:`base_score` ``(loss, y)``, the best
 constant margin (``logit(mean(y))`` for logistic losses, the mean for MSE, the quantile for the
@@ -41,6 +45,12 @@ from .survival import AFT
 __all__ = ["Objective", "SklearnObjective", "Metric", "SklearnMetric", "base_score"]
 
 
+def _group(dtrain) -> Any:
+    """The query group sizes of a DMatrix built with ``group=`` or ``qid=`` (None without)."""
+    ptr = dtrain.get_uint_info("group_ptr")
+    return np.diff(ptr.astype(np.int64)) if ptr.size else None
+
+
 def _weights(dtrain) -> Any:
     w = dtrain.get_weight()
     return w if w.size else None
@@ -61,7 +71,7 @@ class Objective(BoostingObjective):
 
     def __call__(self, predt: np.ndarray, dtrain) -> Tuple[np.ndarray, np.ndarray]:
         y, inputs = _labels(self.loss, dtrain)
-        return self.grad_hess(y, predt, _weights(dtrain), **inputs)
+        return self.grad_hess(y, predt, _weights(dtrain), _group(dtrain), **inputs)
 
 
 class SklearnObjective(BoostingObjective):

@@ -75,6 +75,9 @@ struct RowJob {
   index_t hess_stride = 0;
   double grad_scale = 1.0;  // 1/normalizer for the mean
   int threads = 1;
+  // Ragged rows (query groups of the ranking losses): row r is elements [offsets[r], offsets[r+1])
+  // of the flat x, targets, grad_out and hess_out; K is then the largest row (the scratch size).
+  const std::int64_t* offsets = nullptr;
 };
 // Returns the sum of the weighted per-row losses (deterministic).
 using RowFn = double (*)(const RowJob&);

@@ -1,0 +1,100 @@
+// Binding of the learning-to-rank losses over query groups (registry.hpp, FASTLOSS_RANKING_LOSSES):
+// flat scores and labels, group boundaries as offsets, one sample weight per group; the kernels run
+// on the row driver with one ragged row per group.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <string>
+
+#include "../cpu/kernels.hpp"
+#include "arrays.hpp"
+
+namespace py = pybind11;
+
+namespace fastloss::bind {
+namespace {
+
+// One call of a ranking loss: y_true and y_pred (n,), offsets (groups + 1,) int64 from 0 to n,
+// non-decreasing (checked by the Python side; checked again here so that no call can read out of
+// bounds). Returns CallOutputs::result: the per-group values for reduction="none".
+py::tuple groupwise(int loss, const std::vector<double>& params, const py::object& y_true_obj,
+                    const py::object& y_pred_obj, const py::object& offsets_obj,
+                    const py::object& weight_obj, const std::string& reduction_name, bool want_grad,
+                    bool want_hess, const py::object& out, const py::object& grad_out,
+                    const py::object& hess_out) {
+  if (loss < 0 || loss >= kNumRank) throw py::value_error("unknown ranking loss id");
+  const Reduction reduction = parse_reduction(reduction_name);
+  py::array x = as_real_array(y_pred_obj, "y_pred");
+  const DType T = dtype_of(x);
+  if (x.ndim() != 1) throw py::value_error("y_pred must be 1-D (one score per document); got shape " +
+                                           shape_str(shape_of(x)));
+  const index_t n = x.size();
+  x = numpy().attr("ascontiguousarray")(x);
+  py::array y = as_real_array(y_true_obj, "y_true", T);
+  if (shape_of(y) != shape_of(x))
+    throw py::value_error("y_true and y_pred must have the same shape; got y_true " +
+                          shape_str(shape_of(y)) + " and y_pred " + shape_str(shape_of(x)));
+  y = numpy().attr("ascontiguousarray")(y, numpy_dtype(T));
+  py::array off = numpy().attr("ascontiguousarray")(offsets_obj, "int64");
+  if (off.ndim() != 1 || off.size() < 1) throw py::value_error("group offsets must be a 1-D array");
+  const auto* o = static_cast<const std::int64_t*>(off.data());
+  const index_t groups = off.size() - 1;
+  index_t K = 0;
+  if (o[0] != 0 || o[groups] != n) throw py::value_error("group sizes must sum to len(y_pred)");
+  for (index_t r = 0; r < groups; ++r) {
+    if (o[r + 1] < o[r]) throw py::value_error("group sizes must be non-negative");
+    K = o[r + 1] - o[r] > K ? o[r + 1] - o[r] : K;
+  }
+  auto finite = [&](auto* v) {
+    for (index_t i = 0; i < n; ++i)
+      if (!(v[i] - v[i] == 0))
+        throw py::value_error("y_true[" + std::to_string(i) + "] = " + std::to_string(double(v[i])) +
+                              " is not a finite relevance label");
+  };
+  if (T == DType::f32) finite(static_cast<const float*>(y.data()));
+  else finite(static_cast<const double*>(y.data()));
+
+  RowJob job;
+  job.rows = groups;
+  job.K = K;
+  job.x = x.data();
+  job.x_stride = 0;
+  job.targets = y.data();
+  job.offsets = o;
+  job.params = params.data();
+  py::array sw;
+  job.sample_weight = row_weights(weight_obj, {groups}, sw, "group");
+  const double norm = row_weight_sum(job.sample_weight, groups);
+  job.grad_scale = reduction == Reduction::mean ? (norm > 0 ? 1.0 / norm : 0.0) : 1.0;
+  CallOutputs outs(reduction, want_grad, want_hess, out, grad_out, hess_out, {groups}, {n}, T, true);
+  job.threads = get_num_threads();
+  if (reduction == Reduction::none) job.loss_out = outs.values.view().ptr;
+  if (outs.grad) job.grad_out = outs.gradient.view().ptr;
+  if (outs.hess) job.hess_out = outs.hessian.view().ptr;
+  double total = 0.0;
+  if (groups > 0) {
+    const RowFn fn = kernels().ranking[loss][T == DType::f32 ? 0 : 1];
+    py::gil_scoped_release nogil;
+    total = fn(job);
+  }
+  outs.finish();
+  return outs.result(total, norm);
+}
+
+}  // namespace
+
+void bind_ranking(py::module_& m) {
+  py::dict ids;
+#define FL_ID(name, Body) ids[#name] = static_cast<int>(RankId::name);
+  FASTLOSS_RANKING_LOSSES(FL_ID)
+#undef FL_ID
+  m.attr("ranking_kernels") = ids;
+  m.def("groupwise", &groupwise, py::arg("loss"), py::arg("params"), py::arg("y_true"),
+        py::arg("y_pred"), py::arg("offsets"), py::arg("sample_weight"), py::arg("reduction"),
+        py::arg("want_grad"), py::arg("want_hess"), py::arg("out"), py::arg("grad_out"),
+        py::arg("hess_out"));
+}
+
+}  // namespace fastloss::bind

@@ -1,0 +1,324 @@
+// Learning-to-rank losses over query groups: RankNet (Burges et al. 2005), LambdaRank / LambdaMART
+// (Burges 2010; LightGBM's lambdarank objective), ListNet (Cao et al. 2007) and ListMLE (Xia et al.
+// 2008). One "row" of the row driver (rowwise.hpp) is one group: documents
+// [job.offsets[r], job.offsets[r + 1]) of the flat scores x and relevance labels targets. A group's
+// value is weighted by its sample weight; derivatives are scaled by that weight and grad_scale.
+// Every group is computed in double by one thread, so results do not depend on the thread count.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+
+#include "binary.hpp"  // LogisticParts: softplus and sigmoid of one pair's score difference
+#include "fastloss/job.hpp"
+#include "fastloss/rowwise.hpp"
+
+FL_NAMESPACE_BEGIN
+namespace losses {
+
+// Scratch per document: an index (the sort order) and five doubles (gradient and Hessian sums,
+// and three columns of per-position values).
+template <class T>
+inline constexpr int kGroupScratch = int((sizeof(index_t) + 5 * sizeof(double)) / sizeof(T));
+
+// One group's inputs and outputs, and its scratch carved out of the driver's buffer.
+template <class T>
+struct Group {
+  const T* s;  // scores
+  const T* y;  // relevance labels
+  T* g;
+  T* h;
+  index_t m;
+  double w;   // the group's sample weight
+  double sc;  // w * grad_scale: the factor of every derivative
+  index_t* order;
+  double* gd;
+  double* hd;
+  double* col;  // three more columns of m doubles: col + c * m
+  Group(const RowJob& job, index_t r, T* buf) {
+    const index_t b = job.offsets[r];
+    m = job.offsets[r + 1] - b;
+    s = static_cast<const T*>(job.x) + b;
+    y = static_cast<const T*>(job.targets) + b;
+    g = job.grad_out ? static_cast<T*>(job.grad_out) + b : nullptr;
+    h = job.hess_out ? static_cast<T*>(job.hess_out) + b : nullptr;
+    w = job.sample_weight ? job.sample_weight[r] : 1.0;
+    sc = w * job.grad_scale;
+    order = reinterpret_cast<index_t*>(buf);
+    gd = reinterpret_cast<double*>(order + m);
+    hd = gd + m;
+    col = hd + m;
+    for (index_t i = 0; i < m; ++i) gd[i] = hd[i] = 0.0;
+  }
+  // The documents by decreasing key, ties by position (a stable order); NaN keys last.
+  void sort_by(const T* key) {
+    for (index_t i = 0; i < m; ++i) order[i] = i;
+    std::sort(order, order + m, [key](index_t a, index_t b) {
+      const bool na = key[a] != key[a], nb = key[b] != key[b];
+      if (na != nb) return nb;
+      if (!na && key[a] != key[b]) return key[a] > key[b];
+      return a < b;
+    });
+  }
+  // Writes the accumulated derivatives times `factor * sc`: gd, hd indexed by document, or by
+  // position in `order` (sorted).
+  template <bool G, bool H>
+  void write(double factor, bool sorted = false) const {
+    const double c = factor * sc;
+    for (index_t i = 0; G && i < m; ++i) g[sorted ? order[i] : i] = static_cast<T>(c * gd[i]);
+    for (index_t i = 0; H && i < m; ++i) h[sorted ? order[i] : i] = static_cast<T>(c * hd[i]);
+  }
+};
+
+// Pairs are handled in chunks: their positions and score differences gathered, the logistic terms
+// computed in one branch-free loop (vectorized), then summed and scattered in pair order (the
+// same order every time: deterministic).
+inline constexpr int kPairChunk = 64;
+struct PairChunk {
+  index_t hi[kPairChunk], lo[kPairChunk];
+  double d[kPairChunk], w[kPairChunk], loss[kPairChunk], slope[kPairChunk], curve[kPairChunk];
+  int n = 0;
+};
+
+// log(1 + exp(-sigma d)) of a pair whose score difference is d = s_hi - s_lo, its slope
+// -sigma p and curvature sigma^2 p (1 - p), p = sigmoid(-sigma d).
+struct PairLogistic {
+  double loss, slope, curve;
+  FL_INLINE PairLogistic(double sigma, double d) {
+    const LogisticParts<double> q(sigma * d);
+    loss = q.sp_neg;
+    slope = -sigma * q.sig_neg;
+    curve = sigma * sigma * q.sig_neg * q.sig;
+  }
+};
+
+// RankNet: the mean over the group's pairs with different labels (y_i > y_j) of
+// log(1 + exp(-sigma (s_i - s_j))); a group without such a pair has value 0. Parameters: (sigma).
+template <class T>
+struct RankNet {
+  static constexpr RowSpec spec{RowTarget::rows, 1, nullptr, false, kGroupScratch<T>};
+  double sigma;
+  explicit RankNet(const double* v) : sigma(v[0]) {}
+  template <bool G, bool H>
+  double row(const RowJob& job, index_t r, T* buf) const {
+    Group<T> q(job, r, buf);
+    q.sort_by(q.y);
+    double* ss = q.col;  // scores and labels by position in the label order
+    double* ys = q.col + q.m;
+    for (index_t b = 0; b < q.m; ++b) ss[b] = double(q.s[q.order[b]]), ys[b] = double(q.y[q.order[b]]);
+    // Pairs: every position against those after the end of its label's block (lower labels).
+    double pairs = 0.0, loss = 0.0;
+    PairChunk c;
+    auto flush = [&] {
+      for (int t = 0; t < c.n; ++t) {
+        const PairLogistic p(sigma, c.d[t]);
+        c.loss[t] = p.loss, c.slope[t] = p.slope, c.curve[t] = p.curve;
+      }
+      for (int t = 0; t < c.n; ++t) {
+        loss += c.loss[t];
+        if (G) q.gd[c.hi[t]] += c.slope[t], q.gd[c.lo[t]] -= c.slope[t];
+        if (H) q.hd[c.hi[t]] += c.curve[t], q.hd[c.lo[t]] += c.curve[t];
+      }
+      c.n = 0;
+    };
+    for (index_t a = 0, end = 0; a < q.m; ++a) {
+      if (end <= a) {
+        end = a + 1;
+        while (end < q.m && !(ys[end] < ys[a])) ++end;
+      }
+      pairs += double(q.m - end);
+      for (index_t b = end; b < q.m; ++b) {
+        c.hi[c.n] = a, c.lo[c.n] = b, c.d[c.n] = ss[a] - ss[b];
+        if (++c.n == kPairChunk) flush();
+      }
+    }
+    flush();
+    const double inv = pairs > 0 ? 1.0 / pairs : 0.0;
+    if (G) q.template write<G, H>(inv, true);
+    return q.w * loss * inv;
+  }
+};
+
+// LambdaRank with NDCG (LightGBM's lambdarank, rank_objective.hpp): documents sorted by score
+// (stable), gain 2^y - 1, discount 1 / log2(2 + rank). A pair (i, j) of different labels with i
+// ranked within the first `trunc` positions has weight
+//   D_ij = |gain_i - gain_j| |disc(rank_i) - disc(rank_j)| / maxDCG@trunc,
+// divided by (0.01 + |s_i - s_j|) when `norm` (and the group's scores are not all equal); its
+// value term is D_ij log(1 + exp(-sigma (s_hi - s_lo))), its derivatives LightGBM's lambdas and
+// Hessians. With `norm`, the group's terms are finally scaled by log2(1 + L) / L, L the sum of
+// 2 |lambda| over pairs. Documents scored -inf are skipped (LightGBM's kMinScore). Parameters:
+// (trunc (0: the group size), sigma, norm).
+template <class T>
+struct LambdaRank {
+  static constexpr RowSpec spec{RowTarget::rows, 3, nullptr, false, kGroupScratch<T>};
+  index_t trunc;
+  double sigma;
+  bool norm;
+  explicit LambdaRank(const double* v) : trunc(index_t(v[0])), sigma(v[1]), norm(v[2] != 0.0) {}
+  // Gains of the integer labels 0..30 and the discounts of the first positions come from tables
+  // (LightGBM's label_gain and discount tables): no exp2 / log2 per document.
+  static constexpr index_t kTable = 4096;
+  struct Tables {
+    double gain[31], discount[kTable];
+    Tables() {
+      for (int i = 0; i < 31; ++i) gain[i] = std::exp2(double(i)) - 1.0;
+      for (index_t r = 0; r < kTable; ++r) discount[r] = 1.0 / std::log2(2.0 + double(r));
+    }
+  };
+  static const Tables& tables() {
+    static const Tables t;  // built once, thread-safe
+    return t;
+  }
+  static double gain(double y) {
+    const int i = int(y);
+    return i >= 0 && i < 31 && double(i) == y ? tables().gain[i] : std::exp2(y) - 1.0;
+  }
+  static double discount(index_t rank) {
+    return rank < kTable ? tables().discount[rank] : 1.0 / std::log2(2.0 + double(rank));
+  }
+  template <bool G, bool H>
+  double row(const RowJob& job, index_t r, T* buf) const {
+    Group<T> q(job, r, buf);
+    const index_t m = q.m, k = trunc > 0 ? trunc : m;
+    if (m < 2) {
+      if (G) q.template write<G, H>(0.0);
+      return 0.0;
+    }
+    // maxDCG@k from the labels in decreasing order (the order scratch serves both sorts)
+    q.sort_by(q.y);
+    double max_dcg = 0.0;
+    for (index_t a = 0; a < m && a < k; ++a) max_dcg += gain(double(q.y[q.order[a]])) * discount(a);
+    const double inv_max_dcg = max_dcg > 0 ? 1.0 / max_dcg : 0.0;
+    q.sort_by(q.s);
+    const T ninf = static_cast<T>(-__builtin_huge_val());
+    const double best = double(q.s[q.order[0]]);
+    index_t worst_at = m - 1;
+    if (q.s[q.order[worst_at]] == ninf) --worst_at;
+    const bool by_distance = norm && best != double(q.s[q.order[worst_at]]);
+    // by position in the score order: scores, gains, discounts
+    double *ss = q.col, *gs = q.col + m, *ds = q.col + 2 * m;
+    for (index_t b = 0; b < m; ++b) {
+      ss[b] = double(q.s[q.order[b]]);
+      gs[b] = gain(double(q.y[q.order[b]]));
+      ds[b] = discount(b);
+    }
+    double loss = 0.0, sum_lambdas = 0.0;
+    PairChunk c;
+    auto flush = [&] {
+      for (int t = 0; t < c.n; ++t) {
+        const double w = by_distance ? c.w[t] / (0.01 + std::fabs(c.d[t])) : c.w[t];
+        const PairLogistic p(sigma, c.d[t]);
+        c.w[t] = w, c.loss[t] = w * p.loss, c.slope[t] = w * p.slope, c.curve[t] = w * p.curve;
+      }
+      for (int t = 0; t < c.n; ++t) {
+        loss += c.loss[t];
+        sum_lambdas -= 2.0 * c.slope[t];  // the lambda c.slope[t] <= 0 pushes the higher label up
+        if (G) q.gd[c.hi[t]] += c.slope[t], q.gd[c.lo[t]] -= c.slope[t];
+        if (H) q.hd[c.hi[t]] += c.curve[t], q.hd[c.lo[t]] += c.curve[t];
+      }
+      c.n = 0;
+    };
+    for (index_t a = 0; a < m - 1 && a < k; ++a) {
+      if (ss[a] == double(ninf)) continue;
+      const double ya = double(q.y[q.order[a]]);
+      for (index_t b = a + 1; b < m; ++b) {
+        const double yb = double(q.y[q.order[b]]);
+        if (ss[b] == double(ninf) || ya == yb) continue;
+        const bool a_high = ya > yb;
+        const index_t hi = a_high ? a : b, lo = a_high ? b : a;
+        c.hi[c.n] = hi, c.lo[c.n] = lo, c.d[c.n] = ss[hi] - ss[lo];
+        c.w[c.n] = std::fabs(gs[a] - gs[b]) * std::fabs(ds[a] - ds[b]) * inv_max_dcg;
+        if (++c.n == kPairChunk) flush();
+      }
+    }
+    flush();
+    const double factor = norm && sum_lambdas > 0 ? std::log2(1.0 + sum_lambdas) / sum_lambdas : 1.0;
+    if (G) q.template write<G, H>(factor, true);
+    return q.w * loss * factor;
+  }
+};
+
+// ListNet (top-one probabilities): l = -sum_i softmax(y)_i log softmax(s)_i
+//   = logsumexp(s) - sum_i softmax(y)_i s_i; gradient softmax(s) - softmax(y), Hessian diagonal
+// p (1 - p) with p = softmax(s).
+template <class T>
+struct ListNet {
+  static constexpr RowSpec spec{RowTarget::rows, 0, nullptr, false, kGroupScratch<T>};
+  explicit ListNet(const double*) {}
+  template <bool G, bool H>
+  double row(const RowJob& job, index_t r, T* buf) const {
+    Group<T> q(job, r, buf);
+    if (q.m == 0) return 0.0;
+    const double ms = double(row_max(q.s, q.m)), my = double(row_max(q.y, q.m));
+    double zs = 0.0, zy = 0.0, ys = 0.0;
+    for (index_t i = 0; i < q.m; ++i) {
+      const double es = std::exp(double(q.s[i]) - ms), ey = std::exp(double(q.y[i]) - my);
+      q.gd[i] = es, q.hd[i] = ey;
+      zs += es, zy += ey;
+      ys += ey == 0.0 ? 0.0 : ey * (double(q.s[i]) - ms);
+    }
+    const double loss = std::log(zs) - ys / zy;
+    if (G) {
+      for (index_t i = 0; i < q.m; ++i) {
+        const double p = q.gd[i] / zs, t = q.hd[i] / zy;
+        q.gd[i] = p - t;
+        q.hd[i] = p * (1.0 - p);
+      }
+      q.template write<G, H>(1.0);
+    }
+    return q.w * loss;
+  }
+};
+
+// ListMLE: the negative Plackett-Luce log-likelihood of the order of decreasing labels (ties by
+// position): with pi that order and L_a = logsumexp(s_pi(a), ..., s_pi(m-1)),
+//   l = sum_a (L_a - s_pi(a)),  dl/ds_pi(b) = sum_{a <= b} exp(s_pi(b) - L_a) - 1,
+//   d2l/ds_pi(b)^2 = sum_{a <= b} p_ab (1 - p_ab),  p_ab = exp(s_pi(b) - L_a).
+// The suffix log-sum-exps and the prefix sums over a are kept in the log domain (no overflow).
+template <class T>
+struct ListMLE {
+  static constexpr RowSpec spec{RowTarget::rows, 0, nullptr, false, kGroupScratch<T>};
+  explicit ListMLE(const double*) {}
+  static double logaddexp(double a, double b) {
+    const double hi = a > b ? a : b, lo = a > b ? b : a;
+    if (hi == -__builtin_huge_val()) return hi;
+    return hi + std::log1p(std::exp(lo - hi));
+  }
+  template <bool G, bool H>
+  double row(const RowJob& job, index_t r, T* buf) const {
+    Group<T> q(job, r, buf);
+    const index_t m = q.m;
+    q.sort_by(q.y);
+    double* L = q.hd;  // suffix log-sum-exps, then overwritten by the Hessian in place
+    double loss = 0.0, acc = -__builtin_huge_val();
+    for (index_t a = m; a-- > 0;) {
+      const double s = double(q.s[q.order[a]]);
+      acc = logaddexp(acc, s);
+      L[a] = acc;
+      loss += acc - s;
+    }
+    if (G) {
+      double c1 = -__builtin_huge_val(), c2 = -__builtin_huge_val();  // log sum exp(-L), exp(-2L)
+      for (index_t b = 0; b < m; ++b) {
+        const index_t i = q.order[b];
+        const double s = double(q.s[i]);
+        c1 = logaddexp(c1, -L[b]);
+        c2 = logaddexp(c2, -2.0 * L[b]);
+        const double p1 = std::exp(s + c1), p2 = std::exp(2.0 * s + c2);
+        q.gd[i] = p1 - 1.0;
+        L[b] = p1 - p2;  // L[b] is not read again; the Hessian goes to document i below
+      }
+      // The Hessian was stored by sorted position: move it to document order through gd's
+      // companion (order is a permutation, so a second pass places each value once).
+      for (index_t b = 0; b < m; ++b) {
+        const index_t i = q.order[b];
+        if (H) q.h[i] = static_cast<T>(q.sc * L[b]);
+        q.g[i] = static_cast<T>(q.sc * q.gd[i]);
+      }
+    }
+    return q.w * loss;
+  }
+};
+
+}  // namespace losses
+FL_NAMESPACE_END

@@ -1,0 +1,469 @@
+"""Learning-to-rank losses and metrics: values against brute-force float64 formulas on ragged
+groups (sizes 1 and 2 included), derivatives against finite differences, LambdaRank against a
+brute-force transcription of LightGBM's lambdarank, NDCG against scikit-learn, margin ranking
+against PyTorch, the group arguments, and a LightGBM ranker trained through the adapter."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+from fastloss.analysis import check_grad
+
+SIZES = [1, 2, 5, 3, 1, 8, 2, 4, 6]
+
+
+def _data(seed=0, sizes=SIZES, levels=4):
+    rng = np.random.default_rng(seed)
+    n = sum(sizes)
+    y = rng.integers(0, levels, n).astype(np.float64)
+    s = rng.standard_normal(n) + 0.5 * y
+    return y, s, np.array(sizes)
+
+
+def _groups(sizes):
+    o = np.concatenate(([0], np.cumsum(sizes)))
+    return [slice(o[i], o[i + 1]) for i in range(len(sizes))]
+
+
+def _softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# ------------------------------------------------------------------------------------------------
+# Brute-force float64 references, written from the papers / LightGBM's source
+# ------------------------------------------------------------------------------------------------
+
+
+def ref_ranknet(y, s, sizes, sigma=1.0):
+    values, g, h = [], np.zeros_like(s), np.zeros_like(s)
+    for sl in _groups(sizes):
+        yy, ss = y[sl], s[sl]
+        pairs = [(i, j) for i in range(len(yy)) for j in range(len(yy)) if yy[i] > yy[j]]
+        P = len(pairs)
+        v = 0.0
+        for i, j in pairs:
+            d = ss[i] - ss[j]
+            v += _softplus(-sigma * d) / P
+            p = _sigmoid(-sigma * d)
+            g[sl][i] -= sigma * p / P
+            g[sl][j] += sigma * p / P
+            h[sl][i] += sigma ** 2 * p * (1 - p) / P
+            h[sl][j] += sigma ** 2 * p * (1 - p) / P
+        values.append(v)
+    return np.array(values), g, h
+
+
+def ref_listnet(y, s, sizes):
+    values, g, h = [], np.zeros_like(s), np.zeros_like(s)
+    for sl in _groups(sizes):
+        py = np.exp(y[sl] - y[sl].max())
+        py /= py.sum()
+        ps = np.exp(s[sl] - s[sl].max())
+        ps /= ps.sum()
+        values.append(-np.sum(py * np.log(ps)))
+        g[sl] = ps - py
+        h[sl] = ps * (1 - ps)
+    return np.array(values), g, h
+
+
+def ref_listmle(y, s, sizes):
+    from scipy.special import logsumexp
+    values, g, h = [], np.zeros_like(s), np.zeros_like(s)
+    for sl in _groups(sizes):
+        yy, ss = y[sl], s[sl]
+        m = len(yy)
+        pi = sorted(range(m), key=lambda i: (-yy[i], i))  # ties by position
+        sp = ss[pi]
+        v = sum(logsumexp(sp[a:]) - sp[a] for a in range(m))
+        values.append(v)
+        gg, hh = np.zeros(m), np.zeros(m)
+        for a in range(m):
+            p = np.exp(sp[a:] - logsumexp(sp[a:]))
+            gg[a:] += p
+            hh[a:] += p * (1 - p)
+            gg[a] -= 1.0
+        g[sl][pi] = gg
+        h[sl][pi] = hh
+    return np.array(values), g, h
+
+
+def ref_lightgbm_lambdarank(y, s, sizes, k=None, sigma=1.0, norm=True):
+    """LightGBM's LambdarankNDCG::GetGradientsForOneQuery (src/objective/rank_objective.hpp)
+    line by line, with the exact sigmoid instead of its lookup table; the value is the
+    lambda-weighted surrogate."""
+    values, lam, hes = [], np.zeros_like(s), np.zeros_like(s)
+    for sl in _groups(sizes):
+        label, score = y[sl], s[sl]
+        cnt = len(label)
+        trunc = cnt if k is None else k
+        gain = lambda v: 2.0 ** v - 1.0  # noqa: E731
+        disc = lambda r: 1.0 / math.log2(2.0 + r)  # noqa: E731
+        ideal = sorted(label, reverse=True)[:trunc]
+        max_dcg = sum(gain(v) * disc(i) for i, v in enumerate(ideal))
+        inv_max = 1.0 / max_dcg if max_dcg > 0 else 0.0
+        idx = sorted(range(cnt), key=lambda i: (-score[i], i))  # std::stable_sort, descending
+        best, worst = score[idx[0]], score[idx[-1]]
+        lg, hg = np.zeros(cnt), np.zeros(cnt)
+        value, sum_l = 0.0, 0.0
+        for i in range(min(cnt - 1, trunc)):
+            for j in range(i + 1, cnt):
+                if label[idx[i]] == label[idx[j]]:
+                    continue
+                hr, lr = (i, j) if label[idx[i]] > label[idx[j]] else (j, i)
+                high, low = idx[hr], idx[lr]
+                ds = score[high] - score[low]
+                delta = (gain(label[high]) - gain(label[low])) * abs(disc(hr) - disc(lr)) * inv_max
+                if norm and best != worst:
+                    delta /= 0.01 + abs(ds)
+                p = 1.0 / (1.0 + math.exp(sigma * ds))
+                ph = p * (1 - p)
+                value += delta * _softplus(-sigma * ds)
+                p_l = -sigma * delta * p
+                ph *= sigma * sigma * delta
+                lg[low] -= p_l
+                hg[low] += ph
+                lg[high] += p_l
+                hg[high] += ph
+                sum_l -= 2 * p_l
+        f = math.log2(1 + sum_l) / sum_l if norm and sum_l > 0 else 1.0
+        values.append(value * f)
+        lam[sl], hes[sl] = lg * f, hg * f
+    return np.array(values), lam, hes
+
+
+REFERENCES = {
+    "rank_net": (fl.RankNet(), ref_ranknet),
+    "rank_net_sigma": (fl.RankNet(sigma=2.5), lambda y, s, z: ref_ranknet(y, s, z, 2.5)),
+    "list_net": (fl.ListNet(), ref_listnet),
+    "list_mle": (fl.ListMLE(), ref_listmle),
+    "lambda_rank": (fl.LambdaRank(), ref_lightgbm_lambdarank),
+    "lambda_rank_plain": (fl.LambdaRank(norm=False),
+                          lambda y, s, z: ref_lightgbm_lambdarank(y, s, z, norm=False)),
+    "lambda_rank_k3": (fl.LambdaRank(k=3, sigma=0.7),
+                       lambda y, s, z: ref_lightgbm_lambdarank(y, s, z, k=3, sigma=0.7)),
+    "lambda_rank_k1_plain": (fl.LambdaRank(k=1, norm=False),
+                             lambda y, s, z: ref_lightgbm_lambdarank(y, s, z, k=1, norm=False)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFERENCES))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_values_and_derivatives_match_reference(case, seed):
+    loss, ref = REFERENCES[case]
+    y, s, sizes = _data(seed)
+    values, g, h = ref(y, s, sizes)
+    w = np.random.default_rng(seed + 10).uniform(0.5, 2.0, len(sizes))
+    np.testing.assert_allclose(loss(y, s, group=sizes, reduction="none"), values, rtol=1e-12,
+                               atol=1e-14)
+    np.testing.assert_allclose(loss(y, s, group=sizes, reduction="sum"), values.sum(), rtol=1e-12)
+    mean, grad, hess = loss.value_grad_hess(y, s, group=sizes, sample_weight=w)
+    assert mean == pytest.approx(np.sum(w * values) / w.sum(), rel=1e-12)
+    doc_w = np.repeat(w, sizes) / w.sum()
+    np.testing.assert_allclose(grad, doc_w * g, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(hess, doc_w * h, rtol=1e-10, atol=1e-14)
+    # float32 computes the same within its precision
+    v32, g32 = loss.value_and_grad(y.astype(np.float32), s.astype(np.float32), group=sizes)
+    assert g32.dtype == np.float32
+    assert v32 == pytest.approx(loss(y, s, group=sizes), rel=1e-5)
+    np.testing.assert_allclose(g32, loss.value_and_grad(y, s, group=sizes)[1], rtol=1e-4, atol=1e-6)
+
+
+def test_groups_of_one_and_two():
+    y, s = np.array([3.0, 1.0, 0.0]), np.array([0.2, -0.4, 0.9])
+    for loss in (fl.RankNet(), fl.ListNet(), fl.ListMLE(), fl.LambdaRank()):
+        v, g, h = loss.value_grad_hess(y, s, group=[1, 2], reduction="none")
+        assert v[0] == 0.0 and g[0] == 0.0 and h[0] == 0.0
+        assert v[1] > 0 and g[1] < 0 < g[2]
+    # RankNet of one pair: softplus(-(s1 - s2))
+    assert fl.RankNet()(y[1:], s[1:]) == pytest.approx(_softplus(-(s[1] - s[2])), rel=1e-14)
+    # an empty group is allowed and has the value 0
+    assert fl.rank_net(y, s, group=[0, 3, 0], reduction="none").tolist()[0::2] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("loss", [fl.RankNet(sigma=0.8), fl.ListNet(), fl.ListMLE(),
+                                  fl.LambdaRank(norm=False), fl.LambdaRank(k=2, norm=False)],
+                         ids=repr)
+def test_gradients_and_hessians_match_finite_differences(loss):
+    y, s, sizes = _data(5)
+    w = np.linspace(0.5, 1.5, len(sizes))
+    report = check_grad(loss, y, s, sample_weight=w, group=sizes, hessian=True, max_elements=200)
+    assert report.all_passed, str(report)
+
+
+def test_lambdarank_norm_gradient_is_lightgbms_not_the_values():
+    """With lambdarank_norm the lambdas carry score-dependent factors: the finite differences of
+    the value differ from them (the reason norm=False exists)."""
+    y, s, sizes = _data(5)
+    report = check_grad(fl.LambdaRank(), y, s, group=sizes, hessian=False)
+    assert not report.passed
+
+
+def test_lambdarank_skips_minus_inf_scores_and_ties_by_position():
+    y = np.array([2.0, 0.0, 1.0, 0.0])
+    s = np.array([-np.inf, 0.5, 0.5, 0.1])
+    v, g, h = fl.LambdaRank().value_grad_hess(y, s, reduction="sum")
+    assert g[0] == 0.0 and h[0] == 0.0 and np.all(np.isfinite(g))
+    ref = ref_lightgbm_lambdarank(y[1:], s[1:], [3])
+    # dropping the -inf document changes maxDCG (it has the best label), so compare the shape:
+    assert np.sign(g[1:]).tolist() == np.sign(ref[1]).tolist()
+
+
+def test_qid_and_group_are_equivalent():
+    y, s, sizes = _data(3)
+    qid = np.repeat(np.arange(len(sizes)) * 7 + 3, sizes)
+    for loss in (fl.RankNet(), fl.LambdaRank(), fl.ListNet(), fl.ListMLE()):
+        a = loss.value_grad_hess(y, s, group=sizes, reduction="none")
+        b = loss.value_grad_hess(y, s, qid=qid, reduction="none")
+        for x1, x2 in zip(a, b):
+            np.testing.assert_array_equal(x1, x2)
+    assert fl.ndcg(y, s, group=sizes) == fl.ndcg(y, s, qid=qid)
+    # no group at all: one group
+    assert fl.RankNet()(y, s) == fl.RankNet()(y, s, group=[len(y)])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"group": [3, 3]}, "group sizes must sum to the number of documents"),
+    ({"group": [5, -1, 3]}, r"group sizes must be non-negative; group\[1\] = -1"),
+    ({"group": [[7]]}, "group must be 1-D"),
+    ({"group": [3.5, 3.5]}, "group must hold integers"),
+    ({"qid": [0, 0, 1, 1, 0, 2, 2]}, r"qid must be sorted .*qid\[4\] = 0 follows 1"),
+    ({"qid": [0, 1]}, "qid must hold one query id per document"),
+    ({"group": [7], "qid": np.zeros(7)}, "not both"),
+])
+def test_bad_groups_are_value_errors_naming_the_argument(kwargs, match):
+    y, s = np.arange(7.0) % 3, np.linspace(0, 1, 7)
+    for loss in (fl.RankNet(), fl.LambdaRank()):
+        with pytest.raises(ValueError, match=match):
+            loss(y, s, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        fl.ndcg(y, s, **kwargs)
+
+
+def test_bad_labels_scores_and_weights():
+    y, s = np.array([1.0, 0.0, 2.0]), np.array([0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match=r"y_true\[1\] = nan is not a finite relevance label"):
+        fl.RankNet()(np.array([1.0, np.nan, 0.0]), s)
+    with pytest.raises(ValueError, match="non-negative"):
+        fl.LambdaRank()(np.array([1.0, -1.0, 0.0]), s)
+    with pytest.raises(ValueError, match="y_pred must be 1-D"):
+        fl.ListNet()(y, s[None])
+    with pytest.raises(ValueError, match="one weight per group"):
+        fl.ListMLE()(y, s, group=[1, 2], sample_weight=[1.0, 1.0, 1.0])
+    grad_out = np.full(3, 7.0)
+    with pytest.raises(ValueError, match="sample_weight must be finite"):
+        fl.ListMLE().value_and_grad(y, s, group=[1, 2], sample_weight=[1.0, -1.0], grad_out=grad_out)
+    assert np.all(grad_out == 7.0)
+    # NaN scores propagate into the value, never crash
+    assert math.isnan(fl.RankNet()(y, np.array([0.1, np.nan, 0.3])))
+    assert math.isnan(fl.ListMLE()(y, np.array([0.1, np.nan, 0.3])))
+
+
+def test_buffers_and_none_reduction():
+    y, s, sizes = _data(1)
+    loss = fl.LambdaRank()
+    out, g, h = np.empty(len(sizes)), np.empty_like(s), np.empty_like(s)
+    v, g2, h2 = loss.value_grad_hess(y, s, group=sizes, reduction="none", out=out, grad_out=g,
+                                     hess_out=h)
+    assert v is out and g2 is g and h2 is h
+    ref = loss.value_grad_hess(y, s, group=sizes, reduction="none")
+    for a, b in zip((out, g, h), ref):
+        np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------------
+# Metrics
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [None, 1, 3, 10])
+def test_ndcg_equals_scikit_learn_per_group(k):
+    from sklearn.metrics import ndcg_score
+    y, s, sizes = _data(2, sizes=[4, 2, 6, 9, 3, 5], levels=5)
+    per_linear, per_exp = [], []
+    for sl in _groups(sizes):
+        if y[sl].max() > 0:
+            per_linear.append(ndcg_score(y[sl][None], s[sl][None], k=k))
+            per_exp.append(ndcg_score((2.0 ** y[sl] - 1)[None], s[sl][None], k=k))
+        else:
+            per_linear.append(1.0)
+            per_exp.append(1.0)
+    assert fl.ndcg(y, s, group=sizes, k=k, gain="linear") == pytest.approx(np.mean(per_linear),
+                                                                            rel=1e-12)
+    assert fl.ndcg(y, s, group=sizes, k=k) == pytest.approx(np.mean(per_exp), rel=1e-12)
+
+
+def test_ndcg_of_groups_without_relevance_is_one():
+    y, s = np.array([0.0, 0.0, 1.0, 0.0]), np.array([0.3, 0.1, 0.2, 0.9])
+    assert fl.ndcg(y[:2], s[:2]) == 1.0
+    both = fl.ndcg(y, s, group=[2, 2])
+    assert both == pytest.approx((1.0 + 1.0 / math.log2(3)) / 2)
+
+
+def test_map_and_mrr_brute_force():
+    y, s, sizes = _data(4, sizes=[4, 2, 6, 1, 5], levels=3)
+    aps, rrs = [], []
+    for sl in _groups(sizes):
+        order = sorted(range(len(s[sl])), key=lambda i: (-s[sl][i], i))
+        rel = (y[sl][order] > 0).astype(float)
+        if rel.sum() == 0:
+            aps.append(1.0)
+            rrs.append(0.0)
+            continue
+        prec = np.cumsum(rel) / np.arange(1, len(rel) + 1)
+        aps.append(np.sum(prec * rel) / rel.sum())
+        rrs.append(1.0 / (1 + np.argmax(rel)))
+    assert fl.mean_average_precision(y, s, group=sizes) == pytest.approx(np.mean(aps), rel=1e-12)
+    assert fl.mrr(y, s, group=sizes) == pytest.approx(np.mean(rrs), rel=1e-12)
+    w = np.arange(1.0, 6.0)
+    assert fl.mrr(y, s, group=sizes, sample_weight=w) == pytest.approx(np.average(rrs, weights=w))
+
+
+# ------------------------------------------------------------------------------------------------
+# Margin ranking
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.5])
+def test_margin_ranking_matches_pytorch(margin):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.standard_normal(50), rng.standard_normal(50)
+    y = np.where(rng.random(50) < 0.5, 1.0, -1.0)
+    t1, t2 = torch.tensor(x1, requires_grad=True), torch.tensor(x2, requires_grad=True)
+    ref = torch.nn.functional.margin_ranking_loss(t1, t2, torch.tensor(y), margin=margin)
+    ref.backward()
+    value, (g1, g2) = fl.MarginRanking(margin=margin).value_and_grad(y, x1, x2)
+    assert value == pytest.approx(ref.item(), rel=1e-14)
+    np.testing.assert_allclose(g1, t1.grad.numpy(), rtol=1e-14)
+    np.testing.assert_allclose(g2, t2.grad.numpy(), rtol=1e-14)
+    none = fl.margin_ranking(y, x1, x2, margin=margin, reduction="none")
+    np.testing.assert_allclose(none, np.maximum(0, -y * (x1 - x2) + margin), rtol=1e-14)
+    with pytest.raises(ValueError, match="y_true must hold 1 or -1"):
+        fl.margin_ranking(np.zeros(50), x1, x2)
+
+
+# ------------------------------------------------------------------------------------------------
+# Registry and boosting adapters
+# ------------------------------------------------------------------------------------------------
+
+
+def test_registered_in_the_ranking_family():
+    names = {info.name for info in fl.losses("ranking")}
+    assert {"rank_net", "lambda_rank", "list_net", "list_mle", "margin_ranking"} <= names
+
+
+def _ranking_dataset(seed, queries=300, features=10):
+    """Query groups of 5 to 29 documents, relevance 0..4 from a noisy function of the features
+    (the same function for every seed)."""
+    w = np.random.default_rng(12345).standard_normal(features)
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(5, 30, queries)
+    n = int(sizes.sum())
+    X = rng.standard_normal((n, features))
+    latent = X @ w + 0.5 * np.sin(3 * X[:, 0]) + 0.5 * rng.standard_normal(n)
+    y = np.clip(np.floor(latent / 1.5), 0, 4)
+    return X, y, sizes
+
+
+def test_lightgbm_objective_matches_builtin_lambdarank():
+    lgb = pytest.importorskip("lightgbm")
+    from fastloss.lightgbm import Objective
+    X, y, sizes = _ranking_dataset(0)
+    Xt, yt, st = _ranking_dataset(1)
+    params = {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 20, "verbose": -1,
+              "num_threads": 2, "deterministic": True, "seed": 0}
+    scores = {}
+    for name, objective in (("builtin", "lambdarank"), ("fastloss", Objective(fl.LambdaRank()))):
+        data = lgb.Dataset(X, y, group=sizes)
+        booster = lgb.train(dict(params, objective=objective), data, num_boost_round=60)
+        scores[name] = fl.ndcg(yt, booster.predict(Xt), group=st, k=10)
+    assert scores["fastloss"] >= scores["builtin"] - 0.01, scores
+    assert scores["fastloss"] > 0.6, scores
+
+
+def test_lightgbm_first_gradients_equal_the_builtin_objective():
+    """At the first round every score is 0, where LightGBM's lambdas are exact (no sigmoid table
+    error: p = 1/2): the trees of one round agree."""
+    lgb = pytest.importorskip("lightgbm")
+    from fastloss.lightgbm import Objective
+    X, y, sizes = _ranking_dataset(2, queries=80)
+    preds = {}
+    params = {"learning_rate": 0.1, "num_leaves": 7, "verbose": -1, "num_threads": 1,
+              "deterministic": True}
+    for name, objective in (("builtin", "lambdarank"), ("fastloss", Objective(fl.LambdaRank(k=30)))):
+        booster = lgb.train(dict(params, objective=objective), lgb.Dataset(X, y, group=sizes),
+                            num_boost_round=1)
+        preds[name] = booster.predict(X)
+    np.testing.assert_allclose(preds["fastloss"], preds["builtin"], rtol=1e-5, atol=1e-7)
+
+
+def test_lightgbm_per_document_weights_scale_each_document():
+    from fastloss.lightgbm import Objective
+    y, s, sizes = _data(0)
+    w = np.linspace(0.5, 2.0, len(y))
+
+    class Data:
+        def get_label(self):
+            return y
+
+        def get_weight(self):
+            return w
+
+        def get_group(self):
+            return sizes
+
+    g, h = Objective(fl.LambdaRank(), hessian="exact")(s, Data())
+    g0, h0 = fl.LambdaRank().grad_hess(y, s, group=sizes, reduction="sum")
+    np.testing.assert_allclose(g, w * g0, rtol=1e-15)
+    np.testing.assert_allclose(h, w * h0, rtol=1e-15)
+
+
+def test_xgboost_objective_reads_group_ptr():
+    xgb = pytest.importorskip("xgboost")
+    from fastloss.xgboost import Objective
+    X, y, sizes = _ranking_dataset(3, queries=60)
+    dtrain = xgb.DMatrix(X, y, group=sizes)
+    obj = Objective(fl.RankNet(), hessian="exact")
+    margin = np.random.default_rng(0).standard_normal(len(y)).astype(np.float32)
+    g, h = obj(margin, dtrain)
+    g0, h0 = fl.RankNet().grad_hess(y, margin, group=sizes, reduction="sum")
+    np.testing.assert_array_equal(g, g0)
+    np.testing.assert_array_equal(h, h0)
+    booster = xgb.train({"max_depth": 3, "eta": 0.3, "base_score": 0.0}, dtrain, 20, obj=obj)
+    assert fl.ndcg(y, booster.predict(dtrain), group=sizes, k=10) > 0.6
+
+
+def test_ranking_scorer_routes_qid():
+    sklearn = pytest.importorskip("sklearn")
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GroupKFold, cross_val_score
+    from fastloss.sklearn import ranking_scorer
+    rng = np.random.default_rng(0)
+    qid = np.repeat(np.arange(40), 10)
+    X = rng.standard_normal((400, 4))
+    y = np.clip(np.round(X[:, 0] + 0.3 * rng.standard_normal(400)), 0, 3)
+    model = Ridge().fit(X, y)
+    assert ranking_scorer("map")(model, X, y) == fl.mean_average_precision(y, model.predict(X))
+    with sklearn.config_context(enable_metadata_routing=True):
+        scorer = ranking_scorer("ndcg", k=5).set_score_request(qid=True)
+        assert scorer(model, X, y, qid=qid) == fl.ndcg(y, model.predict(X), qid=qid, k=5)
+        scores = cross_val_score(Ridge(), X, y, cv=GroupKFold(4), scoring=scorer,
+                                 params={"qid": qid, "groups": qid})
+    assert scores.shape == (4,) and np.all(scores > 0.8)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        ranking_scorer("auc")
+
+
+def test_module_doctests():
+    import doctest
+    import fastloss.ranking as mod
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 8 and result.failed == 0
