@@ -616,6 +616,10 @@ REFERENCES.update({
         int_labels=lambda rng, n: rng.integers(1, 6, size=n),
         scales=lambda y, z, power=1.5: _log_link_scales(y, z, 1 - power, 2 - power),
         **_LIKELIHOOD),
+})
+
+
+# --------------------------------------------------------------------------------------------------
 # Survival: the accelerated failure time loss of observed times (no upper= bound), l = -log f(z) +
 # log(sigma y), z = (log y - p) / sigma, with psi = -(log f)': g = -psi(z) / sigma,
 # h = psi'(z) / sigma^2 (censored kinds: tests/test_survival.py).

@@ -50,17 +50,14 @@ class Objective(BoostingObjective):
 
     def __init__(self, loss: Any, **kwargs: Any) -> None:
         super().__init__(loss, **kwargs)
-        if not self.loss.chunkable:
-            raise ValueError(f"{self.loss!r} couples the whole batch, but CatBoost computes the "
-                             "derivatives of a custom objective in blocks of objects; use a loss "
-                             "that is a sum over objects (or CatBoost's built-in objective)")
-
-    def __init__(self, loss: Any, **kwargs: Any) -> None:
-        super().__init__(loss, **kwargs)
         if self.kind == "ranking":  # calc_ders_range receives no group ids
             raise ValueError("CatBoost's Python objectives receive no query groups: use CatBoost's "
                              "own ranking losses (YetiRank, PairLogit, QueryRMSE) or the XGBoost / "
                              "LightGBM adapters for fastloss's ranking losses")
+        if not self.loss.chunkable:
+            raise ValueError(f"{self.loss!r} couples the whole batch, but CatBoost computes the "
+                             "derivatives of a custom objective in blocks of objects; use a loss "
+                             "that is a sum over objects (or CatBoost's built-in objective)")
 
     def calc_ders_range(self, approxes, targets, weights) -> np.ndarray:
         """``(n, 2)``: first and second derivative of ``-w * loss`` per object."""
