@@ -24,25 +24,13 @@ Cases:
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import warnings
 
 import numpy as np
 
 import fastloss as fl
-
-
-def median_times(fns, repeats):
-    """Median seconds of each callable, the calls interleaved (same machine state for all)."""
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for t, fn in zip(times, fns):
-            start = time.perf_counter()
-            fn()
-            t.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+from fastloss.benchmark.timing import median_times
 
 
 def row(name, ours, base, base_name, note=""):

@@ -69,6 +69,17 @@ class BlasThreads:
 # Timing
 # --------------------------------------------------------------------------------------------
 
+def median_times(fns: Sequence[Callable[[], Any]], repeats: int) -> List[float]:
+    """Median seconds of each callable, the calls interleaved (same machine state for all)."""
+    times: List[List[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for t, f in zip(times, fns):
+            start = time.perf_counter()
+            f()
+            t.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
 def time_calls(fn: Callable[[], Any], k: int) -> float:
     """Seconds per call, over k back-to-back calls."""
     loop = itertools.repeat(None, k)
