@@ -56,10 +56,10 @@ index_t first_bad(const T* y, index_t stride, index_t n, int threads, Bad bad) {
   return -1;
 }
 
-// first_bad over y_true (any real dtype, any strides) with bad(float or double value).
+// first_bad over an input (any real dtype, any strides) with bad(float or double value).
 template <class Bad>
-index_t first_bad_label_of(const py::object& y_obj, Bad bad) {
-  py::array y = as_real_array(y_obj, "y_true");
+index_t first_bad_label_of(const py::object& y_obj, Bad bad, const char* name = "y_true") {
+  py::array y = as_real_array(y_obj, name);
   index_t stride = 1;
   if (!flat_stride(y, &stride)) y = numpy().attr("ascontiguousarray")(y), stride = 1;
   const index_t n = y.size();
@@ -72,13 +72,18 @@ index_t first_bad_label_of(const py::object& y_obj, Bad bad) {
 
 // Labels of the sign-label losses must be -1, 0 or +1 (NaN is bad too).
 index_t check_sign_labels(const py::object& y_obj) {
-  return first_bad_label_of(y_obj, [](auto v) { return !(v == 1 || v == -1 || v == 0); });
+  return first_bad_label_of(y_obj, [](auto v) { return !((v == 1) | (v == -1) | (v == 0)); });
 }
 
 // Labels of the likelihood losses: finite and above low (or at it, when closed); low may be -inf.
 index_t check_real_labels(const py::object& y_obj, double low, bool closed) {
-  if (closed) return first_bad_label_of(y_obj, [low](auto v) { return !(v - v == 0 && v >= low); });
-  return first_bad_label_of(y_obj, [low](auto v) { return !(v - v == 0 && v > low); });
+  if (closed) return first_bad_label_of(y_obj, [low](auto v) { return !((v - v == 0) & (v >= low)); });
+  return first_bad_label_of(y_obj, [low](auto v) { return !((v - v == 0) & (v > low)); });
+}
+
+// Probabilities must lie in [0, 1]; NaN passes (it propagates to the result like any NaN).
+index_t check_probabilities(const py::object& p_obj, const std::string& name) {
+  return first_bad_label_of(p_obj, [](auto v) { return (v < 0) | (v > 1); }, name.c_str());
 }
 
 // One call of an elementwise loss. Returns (value, per-element losses | None, grad | None,
@@ -244,6 +249,8 @@ PYBIND11_MODULE(_core, m) {
         "flat index of the first label not in {-1, 0, +1}, or -1");
   m.def("first_bad_real_label", &check_real_labels, py::arg("y_true"), py::arg("low"),
         py::arg("closed"), "flat index of the first label not finite and > low (>= low if closed), or -1");
+  m.def("first_outside_unit_interval", &check_probabilities, py::arg("values"), py::arg("name"),
+        "flat index of the first value below 0 or above 1 (NaN is not), or -1");
 
   m.def("select_isa", [](const std::string& name) {
     try {

@@ -233,23 +233,27 @@ def real_array(value: Any, name: str, dtype: Any = None) -> np.ndarray:
     return a.astype(dtype, copy=not a.flags.aligned)
 
 
+def _element(a: np.ndarray, i: int, name: str) -> str:
+    """``name[index] = value`` for the element at C-order flat index ``i`` of ``a``."""
+    where = ", ".join(str(int(k)) for k in np.unravel_index(i, a.shape))
+    return f"{name}[{where}] = {a.ravel()[i].item()!r}"
+
+
 def check_probabilities(value: Any, name: str) -> None:
     """ValueError naming ``name`` and its first element outside [0, 1]; NaN passes (it propagates
-    to the result like any NaN). Two reductions on the valid path, no temporaries. Device arrays
-    (CUDA) are not read back to the host for this."""
+    to the result like any NaN). One parallel C++ pass, the labels' scan. Device arrays (CUDA)
+    are not read back to the host for this."""
     if hasattr(value, "__cuda_array_interface__"):
         return
-    a = np.asarray(value)
+    a = value if isinstance(value, np.ndarray) else np.asarray(value)
     if a.size == 0 or a.dtype.kind not in "biuf":
         return
-    if np.min(a) >= 0 and np.max(a) <= 1:  # False when a NaN is present: searched below
-        return
-    with np.errstate(invalid="ignore"):
-        bad = (a < 0) | (a > 1)
-    if bad.any():
-        at = np.unravel_index(int(np.argmax(bad)), a.shape)
+    from . import _core
+
+    i = _core.first_outside_unit_interval(a, name)
+    if i >= 0:
         raise ValueError(f"{name} holds probabilities, which must lie in [0, 1]; got "
-                         f"{name}[{', '.join(map(str, at))}] = {a[at].item()!r}")
+                         f"{_element(a, i, name)}")
 
 
 def check_label_range(y_true: Any, low: float, closed: bool, what: str) -> None:
@@ -265,7 +269,6 @@ def check_label_range(y_true: Any, low: float, closed: bool, what: str) -> None:
 
     i = _core.first_bad_real_label(y, low, closed)
     if i >= 0:
-        where = tuple(int(k) for k in np.unravel_index(i, y.shape)) if y.ndim > 1 else i
         interval = f"{'[' if closed else '('}{low:g}, inf)"
         raise ValueError(f"y_true must hold {what} (finite, in {interval}); "
-                         f"y_true[{where}] = {y.ravel()[i].item()!r}")
+                         f"{_element(y, i, 'y_true')}")
