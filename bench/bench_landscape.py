@@ -18,7 +18,6 @@ built from its formula: the top-k must agree to ``--tol`` relative to the larges
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 
@@ -27,18 +26,7 @@ import numpy as np
 import fastloss as fl
 from fastloss.analysis import Objective, LogisticRegression, hessian_eigenvalues
 from fastloss.analysis.commands import ill_conditioned_logistic
-
-
-def _median_times(fns, repeats: int):
-    """Median wall time of each function, run round-robin so that a change in the machine's load
-    hits all of them alike (the ratios are what we report)."""
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, t in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            t.append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+from fastloss.benchmark.timing import median_times
 
 
 def _dense_hessian(objective: Objective, theta) -> np.ndarray:
@@ -61,7 +49,7 @@ def bench_problem(label: str, objective: Objective, theta, k: int, tol: float, r
     u = rng.standard_normal(X.shape[0])
     w = v[:X.shape[1]].copy()
     objective.hvp(theta, v)  # warm: predictions and the loss's Hessian diagonal cached at theta
-    t_hvp, t_2mv = _median_times([lambda: objective.hvp(theta, v), lambda: (X @ w, X.T @ u)],
+    t_hvp, t_2mv = median_times([lambda: objective.hvp(theta, v), lambda: (X @ w, X.T @ u)],
                                  3 * repeats)
     block_used = 1 if block_size is None else block_size
 
@@ -73,7 +61,7 @@ def bench_problem(label: str, objective: Objective, theta, k: int, tol: float, r
     fns = [lambda: [objective.hvp(theta, v) for _ in range(50)], lanczos]
     if block_used != 1:  # the single-vector Lanczos, for comparison
         fns.append(lambda: lanczos(1))
-    t_50, t_lanczos, *t_single = _median_times(fns, max(1, repeats // 2))
+    t_50, t_lanczos, *t_single = median_times(fns, max(1, repeats // 2))
     spec = lanczos()
     n_single = lanczos(1).n_matvec if block_used != 1 else None
     exact = np.linalg.eigvalsh(_dense_hessian(objective, theta))[::-1][:k]
