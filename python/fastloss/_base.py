@@ -60,8 +60,11 @@ class KernelResult(NamedTuple):
     extra: Any = None  # what a loss returns besides (e.g. the mined triplets)
 
 
-_PLAIN = (np.ndarray, type(None))
+# Arguments that need no conversion (torch tensors, DLPack objects, dask arrays ... do): checked by
+# type identity, the cheapest test on the hot path of small calls.
+_PLAIN = frozenset({np.ndarray, type(None)})
 _NDARRAY = {np.ndarray}
+_ndarray = np.ndarray
 
 
 def _host_inputs(loss: "Loss", args: tuple, sample_weight: Any, buffers: tuple):
@@ -406,9 +409,10 @@ class Loss(Generic[G], metaclass=_LossType):
             raise ValueError("out= is only used with reduction='none'")
         if named or self.inputs or len(args) != len(self.arguments):
             args, sample_weight, named = self._bind(args, named, sample_weight)
-        if (type(sample_weight) not in _PLAIN or type(grad_out) not in _PLAIN
+        if (type(args[0]) is not _ndarray or type(args[-1]) is not _ndarray
+                or type(grad_out) not in _PLAIN or type(sample_weight) not in _PLAIN
                 or type(out) not in _PLAIN or type(hess_out) not in _PLAIN
-                or {*map(type, args)} != _NDARRAY):
+                or (len(args) > 2 and {*map(type, args)} != _NDARRAY)):
             args, sample_weight, (out, grad_out, hess_out) = _host_inputs(
                 self, args, sample_weight, (out, grad_out, hess_out))
         if self._probabilities:
