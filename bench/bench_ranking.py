@@ -8,6 +8,9 @@
    implementation of the same loss (groups padded to the largest, every pair of a group at once).
    Target: >= 10x. The NumPy side is also timed with its pairs enumerated beforehand (the per-pair
    arithmetic alone), for information.
+3. ListNet, ListMLE and MarginRanking value and gradient vs PyTorch's forward + backward of the
+   same losses (groups of equal size, so that PyTorch works on a dense (queries, size) array;
+   ``torch.nn.functional.margin_ranking_loss`` on pairs), for information.
 
     python bench/bench_ranking.py
     python bench/bench_ranking.py --quick
@@ -143,6 +146,72 @@ def bench_ranknet(docs: int, queries: int, repeats: int) -> None:
           f"{ratio(times, 'numpy_pairs', 'fastloss'):.1f}x")
 
 
+def _torch_list_losses(torch):
+    """ListNet and ListMLE (ties by position) on dense (queries, size) arrays: mean over groups."""
+    def list_net(y, s):
+        return -(torch.softmax(y, 1) * torch.log_softmax(s, 1)).sum(1).mean()
+
+    def list_mle(y, s):
+        order = torch.sort(-y, dim=1, stable=True).indices
+        z = torch.gather(s, 1, order)
+        tail = torch.logcumsumexp(z.flip(1), 1).flip(1)  # log sum_{j >= i} exp(z_j)
+        return (tail - z).sum(1).mean()
+    return list_net, list_mle
+
+
+def bench_vs_torch(docs: int, queries: int, repeats: int) -> None:
+    try:
+        import torch
+    except ImportError:
+        print("ListNet / ListMLE / MarginRanking vs PyTorch: torch not installed, skipped")
+        return
+    torch.set_num_threads(fl.get_num_threads())
+    size = max(2, docs // queries)
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 5, (queries, size)).astype(np.float64)
+    s = y + rng.standard_normal((queries, size))
+    group = np.full(queries, size)
+    list_net, list_mle = _torch_list_losses(torch)
+    yt = torch.from_numpy(y)
+
+    def torch_step(fn, *args):
+        st = torch.from_numpy(s).requires_grad_()
+        v = fn(yt, st, *args)
+        v.backward()
+        return v.item(), st.grad.numpy()
+
+    cases = [("ListNet", fl.ListNet(), list_net), ("ListMLE", fl.ListMLE(), list_mle)]
+    for name, loss, ref in cases:
+        v_fl, g_fl = loss.value_and_grad(y.ravel(), s.ravel(), group=group)
+        v_t, g_t = torch_step(ref)
+        assert abs(v_fl - v_t) <= 1e-9 * abs(v_t) and np.allclose(g_fl, g_t.ravel(), atol=1e-12)
+        times = paired_times({"fastloss": lambda: loss.value_and_grad(y.ravel(), s.ravel(), group=group),
+                              "torch": lambda: torch_step(ref)}, repeats)
+        print(f"{name} value + gradient, {queries} groups of {size}: fastloss "
+              f"{median(times['fastloss']) * 1e3:.2f} ms, PyTorch {median(times['torch']) * 1e3:.2f} ms: "
+              f"{ratio(times, 'torch', 'fastloss'):.1f}x")
+    n = docs
+    t = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    x1, x2 = rng.standard_normal(n), rng.standard_normal(n)
+    loss = fl.MarginRanking(margin=0.1)
+    tt, x2t = torch.from_numpy(t), torch.from_numpy(x2)
+
+    def torch_margin():
+        a = torch.from_numpy(x1).requires_grad_()
+        v = torch.nn.functional.margin_ranking_loss(a, x2t, tt, margin=0.1)
+        v.backward()
+        return v.item(), a.grad
+
+    v_fl, (g1, _) = loss.value_and_grad(t, x1, x2)
+    v_t, g_t = torch_margin()
+    assert abs(v_fl - v_t) <= 1e-12 * max(1.0, abs(v_t)) and np.allclose(g1, g_t.numpy())
+    times = paired_times({"fastloss": lambda: loss.value_and_grad(t, x1, x2),
+                          "torch": torch_margin}, repeats)
+    print(f"MarginRanking value + gradients, {n} pairs: fastloss "
+          f"{median(times['fastloss']) * 1e3:.2f} ms, PyTorch {median(times['torch']) * 1e3:.2f} ms: "
+          f"{ratio(times, 'torch', 'fastloss'):.1f}x")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--docs", type=float, default=1e6)
@@ -150,7 +219,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=8, help="boosting rounds per training")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--only", choices=["lightgbm", "ranknet"])
+    ap.add_argument("--only", choices=["lightgbm", "ranknet", "torch"])
     ap.add_argument("--quick", action="store_true", help="10^5 documents, 3 repeats")
     args = ap.parse_args(argv)
     if args.quick:
@@ -159,6 +228,8 @@ def main(argv=None) -> int:
     fl.set_num_threads(args.threads)
     if args.only in (None, "ranknet"):
         bench_ranknet(docs, queries, args.repeats)
+    if args.only in (None, "torch"):
+        bench_vs_torch(docs, queries, args.repeats)
     if args.only in (None, "lightgbm"):
         bench_lightgbm(docs, queries, args.rounds, args.repeats, args.threads)
     return 0
