@@ -13,6 +13,10 @@ triad its 3 streams::
 
     python bench/bench_likelihood.py                       # n = 1e7 float64, 2 threads
     python bench/bench_likelihood.py --n 1e6 --threads 1 --rounds 21
+
+A last line times ``GaussianNLL`` (rows of (mean, log-variance)) value + gradient against PyTorch's
+``gaussian_nll_loss(mean, y, var=exp(log_var))`` forward + backward on the same data, when torch is
+installed.
 """
 
 from __future__ import annotations
@@ -93,7 +97,44 @@ def main(argv=None) -> int:
             gbps = fl_bytes / median(t_fl) / 1e9
             print(f"{name:22} {fl_ms:11.2f} {sk_ms:10.2f} {sk_ms / fl_ms:7.1f}x {gbps:6.1f} "
                   f"{tri_gbps:10.1f} {100 * gbps / tri_gbps:6.0f}%")
+    _gaussian_vs_torch(n, threads, args.rounds, rng)
     return 0
+
+
+def _gaussian_vs_torch(n: int, threads: int, rounds: int, rng: np.random.Generator) -> None:
+    try:
+        import torch
+    except ImportError:
+        print("gaussian_nll vs PyTorch: torch not installed, skipped")
+        return
+    torch.set_num_threads(threads)
+    rows = n // 2
+    y = rng.standard_normal(rows)
+    pred = np.stack([y + rng.standard_normal(rows), 0.3 * rng.standard_normal(rows)], axis=1)
+    g = np.empty_like(pred)
+    loss, yt = fl.GaussianNLL(), torch.from_numpy(y)
+
+    def torch_step():
+        p = torch.from_numpy(pred).requires_grad_()
+        v = torch.nn.functional.gaussian_nll_loss(p[:, 0], yt, torch.exp(p[:, 1]))
+        v.backward()
+        return v.item(), p.grad
+
+    v_fl, g_fl = loss.value_and_grad(y, pred)
+    v_t, g_t = torch_step()
+    assert abs(v_fl - v_t) <= 1e-9 * abs(v_t) and np.allclose(g_fl, g_t.numpy(), atol=1e-12)
+    t_fl, t_t = [], []
+    with fl.num_threads(threads):
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            loss.value_and_grad(y, pred, grad_out=g)
+            t_fl.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            torch_step()
+            t_t.append(time.perf_counter() - t0)
+    print(f"gaussian_nll value + gradient, {rows} rows of (mean, log-variance): fastloss "
+          f"{1e3 * median(t_fl):.2f} ms, PyTorch {1e3 * median(t_t):.2f} ms: "
+          f"{median(t_t) / median(t_fl):.1f}x")
 
 
 if __name__ == "__main__":
