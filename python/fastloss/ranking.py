@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike
 
 from . import _core
 from ._base import FloatArray, Loss, param
-from ._batch import item_result, item_scale
+from ._batch import item_result, item_scale, item_weights
 from ._validate import boolean, choice, integer, non_negative, optional, positive, real_array
 
 __all__ = ["RankNet", "LambdaRank", "ListNet", "ListMLE", "MarginRanking",
@@ -286,13 +286,7 @@ class MarginRanking(Loss[Tuple[FloatArray, FloatArray]]):
         if not np.all((y == 1) | (y == -1)):
             i = int(np.flatnonzero((y != 1) & (y != -1))[0])
             raise ValueError(f"y_true must hold 1 or -1; y_true.flat[{i}] = {y.flat[i]!r}")
-        w = None
-        if sample_weight is not None:
-            w = np.asarray(real_array(sample_weight, "sample_weight"), np.float64)
-            if w.shape != x1.shape:
-                raise ValueError(f"sample_weight must have the inputs' shape {x1.shape}; got {w.shape}")
-            if not np.all(np.isfinite(w)) or np.any(w < 0):
-                raise ValueError("sample_weight must be finite and non-negative")
+        w = item_weights(sample_weight, x1.shape, reduction)
         dt = np.result_type(x1, x2)
         u = self.margin - y * (x1.astype(np.float64) - x2)
         per = np.maximum(u, 0.0)
