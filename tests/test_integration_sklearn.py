@@ -205,3 +205,28 @@ def test_convergence_warning_at_max_iter(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         LinearRegressor(loss=fl.Huber()).fit(X, y)  # converges: no warning
+
+
+def test_concordance_scorer_conventions_and_routing(rng):
+    """The scorer equals fl.concordance_index on signed (survival:cox) labels and on routed
+    event flags; ``predicts="time"`` ranks later predicted times as lower risk."""
+    import sklearn
+    from sklearn.linear_model import Ridge
+
+    from fastloss.sklearn import concordance_scorer
+    X = rng.standard_normal((300, 3))
+    time = rng.exponential(size=300) * np.exp(-X[:, 0])
+    event = rng.random(300) < 0.7
+    signed = np.where(event, time, -time)
+    risk_model = Ridge().fit(X, X[:, 0])           # predicts a log hazard: higher = earlier
+    time_model = Ridge().fit(X, np.log(time))      # predicts a log time: higher = later
+    risk, log_t = risk_model.predict(X), time_model.predict(X)
+    assert concordance_scorer()(risk_model, X, signed) == fl.concordance_index(time, event, risk)
+    c_time = concordance_scorer("time")(time_model, X, signed)
+    assert c_time == fl.concordance_index(time, event, -log_t) and c_time > 0.6
+    assert concordance_scorer()(time_model, X, signed) == pytest.approx(1 - c_time)
+    with sklearn.config_context(enable_metadata_routing=True):
+        scorer = concordance_scorer().set_score_request(event=True)
+        assert scorer(risk_model, X, time, event=event) == fl.concordance_index(time, event, risk)
+    with pytest.raises(ValueError, match="predicts must be"):
+        concordance_scorer("hazard")

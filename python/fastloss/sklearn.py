@@ -11,7 +11,7 @@ Labels must already be in the loss's convention (0/1 or -1/+1, class indices 0..
 (``make_scorer`` is the deprecated former name: it shadowed ``sklearn.metrics.make_scorer``,
 whose signature differs.)
 ``ranking_scorer("ndcg", k=10)`` scores rankings (NDCG, MAP, MRR) over query groups routed as
-``qid``.
+``qid``. ``concordance_scorer()`` scores survival models by Harrell's concordance index.
 
 Estimators
 ----------
@@ -49,7 +49,8 @@ from .classification import BinaryCrossEntropy, BinaryFocal, Logistic
 from .multiclass import SparseCategoricalCrossEntropy, SparseCategoricalFocal, softmax
 from .scipy import linear_objective
 
-__all__ = ["loss_scorer", "LossMetric", "ranking_scorer", "RankingMetric", "LinearRegressor", "LinearClassifier"]
+__all__ = ["loss_scorer", "LossMetric", "ranking_scorer", "RankingMetric", "concordance_scorer",
+           "ConcordanceMetric", "LinearRegressor", "LinearClassifier"]
 
 
 class LossMetric:
@@ -116,6 +117,40 @@ def ranking_scorer(metric: str = "ndcg", **params: Any):
     ``scorer.set_score_request(qid=True)``, ``params={"qid": qid}``; split with ``GroupKFold`` so
     that queries stay whole); without ``qid`` a fold's documents form one query."""
     return _sk_make_scorer(RankingMetric(metric, **params), greater_is_better=True,
+                           response_method="predict")
+
+
+class ConcordanceMetric:
+    """``metric(y_true, y_pred, event=None) -> float``: Harrell's concordance index
+    (:func:`fastloss.concordance_index`) of a survival model's predictions.
+
+    ``y_true`` holds times in XGBoost's ``survival:cox`` convention (positive: an event, negative
+    or zero: right-censored at ``|time|``), or non-negative times with ``event=`` (booleans or 0/1,
+    1 = event). ``predicts="risk"`` for predictions where higher means an earlier event (a Cox
+    model's log hazard ratio), ``"time"`` where higher means a later one (an AFT model's time or
+    log time)."""
+
+    def __init__(self, predicts: str = "risk") -> None:
+        if predicts not in ("risk", "time"):
+            raise ValueError(f"predicts must be 'risk' or 'time'; got {predicts!r}")
+        self.predicts, self.__name__ = predicts, "concordance_index"
+
+    def __call__(self, y_true, y_pred, event=None) -> float:
+        from .survival import concordance_index
+        t = np.asarray(y_true, dtype=np.float64)
+        if event is None:
+            t, event = np.abs(t), t > 0
+        score = np.asarray(y_pred, dtype=np.float64)
+        return concordance_index(t, event, score if self.predicts == "risk" else -score)
+
+
+def concordance_scorer(predicts: str = "risk"):
+    """A scikit-learn scorer (greater is better) for Harrell's concordance index of the
+    estimator's ``predict`` output (see :class:`ConcordanceMetric` for the label conventions and
+    ``predicts``). Censoring comes with the labels' sign, or as ``event`` through scikit-learn's
+    metadata routing (``sklearn.set_config(enable_metadata_routing=True)``,
+    ``scorer.set_score_request(event=True)``, ``params={"event": event}``)."""
+    return _sk_make_scorer(ConcordanceMetric(predicts), greater_is_better=True,
                            response_method="predict")
 
 
