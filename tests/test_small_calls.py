@@ -29,10 +29,10 @@ NAMES = sorted(n for n in _core.elementwise_kernels if n in R.REFERENCES)
 FAST = [n for n in NAMES if loss_for(n)._fast is not None]
 
 
-def general(loss, y, p, reduction, grad_out=None, hess_out=None, args=None):
+def general(loss, y, p, reduction, grad_out=None, hess_out=None, args=None, sample_weight=None):
     """(value, grad, hess) from the general path (``_call``), which the fast path must match."""
-    result, reduction = loss._call((y, p) if args is None else args, {}, None, reduction, True,
-                                   loss.hessian != "none", None, grad_out, hess_out)
+    result, reduction = loss._call((y, p) if args is None else args, {}, sample_weight, reduction,
+                                   True, loss.hessian != "none", None, grad_out, hess_out)
     return loss._value(result, reduction), result[3], result[4]
 
 
@@ -64,28 +64,31 @@ def test_fast_path_matches_the_general_path_bitwise(name, dtype, layout):
     if layout == "strided":
         y, p = y[::2], p[::-2]
     hess = loss.hessian != "none"
-    for reduction in (None, "mean", "sum"):
+    weights = (None, rng.random(p.shape).astype(dtype), rng.random(p.shape))
+    for reduction, w in [(r, w) for r in (None, "mean", "sum") for w in weights]:
         # The fast path serves this call (not NotImplemented) ...
-        assert _core.elementwise_fast(loss._fast, (y, p), reduction, None, None,
+        assert _core.elementwise_fast(loss._fast, (y, p), w, reduction, None, None,
                                       _VALUE_GRAD) is not NotImplemented
-        v, g, h = general(loss, y, p, reduction)
-        what = f"{name} {layout} {reduction}"
+        v, g, h = general(loss, y, p, reduction, sample_weight=w)
+        what = f"{name} {layout} {reduction} weights {None if w is None else w.dtype}"
         # ... and every public method answers what the general path answers.
-        assert_same(loss(y, p, reduction=reduction), v, what + " value")
-        assert_same(loss.value_and_grad(y, p, reduction=reduction), (v, g), what + " value_and_grad")
+        assert_same(loss(y, p, sample_weight=w, reduction=reduction), v, what + " value")
+        assert_same(loss.value_and_grad(y, p, w, reduction=reduction), (v, g),
+                    what + " value_and_grad")
         gb = np.full_like(p, np.nan)
-        got = loss.value_and_grad(y, p, reduction=reduction, grad_out=gb)
+        got = loss.value_and_grad(y, p, sample_weight=w, reduction=reduction, grad_out=gb)
         assert got[1] is gb
         assert_same(got, (v, g), what + " value_and_grad(grad_out=)")
         if hess:
             gb, hb = np.full_like(p, np.nan), np.full_like(p, np.nan)
-            got = loss.value_grad_hess(y, p, reduction=reduction, grad_out=gb, hess_out=hb)
+            got = loss.value_grad_hess(y, p, sample_weight=w, reduction=reduction, grad_out=gb,
+                                       hess_out=hb)
             assert got[1] is gb and got[2] is hb
             assert_same(got, (v, g, h), what + " value_grad_hess")
-            assert_same(loss.grad_hess(y, p, reduction=reduction), (g, h), what + " grad_hess")
+            assert_same(loss.grad_hess(y, p, w, reduction=reduction), (g, h), what + " grad_hess")
         else:
             with pytest.raises(NotImplementedError, match="no Hessian"):
-                loss.grad_hess(y, p, reduction=reduction)
+                loss.grad_hess(y, p, sample_weight=w, reduction=reduction)
 
 
 def test_mixed_label_dtype_and_in_place_gradient():
@@ -93,7 +96,7 @@ def test_mixed_label_dtype_and_in_place_gradient():
     rng = np.random.default_rng(1)
     y, p = rng.standard_normal(50).astype(np.float32), rng.standard_normal(50)
     v, g, _ = general(loss, y, p, None)
-    assert _core.elementwise_fast(loss._fast, (y, p), None, None, None, _VALUE) is not NotImplemented
+    assert _core.elementwise_fast(loss._fast, (y, p), None, None, None, None, _VALUE) is not NotImplemented
     assert_same(loss.value_and_grad(y, p), (v, g), "float32 labels, float64 predictions")
     # y_pred itself as grad_out: each element is read before it is written.
     q = p.copy()
@@ -113,28 +116,37 @@ def _y_p(n=8, dtype=np.float64):
     return rng.random(n).round().astype(dtype), rng.random(n).astype(dtype)
 
 
-FALLBACKS = {
-    "integer labels": lambda y, p, g: ((y.astype(np.int64), p), None, None),
-    "a list": lambda y, p, g: ((list(y), p), None, None),
-    "float16": lambda y, p, g: ((y, p.astype(np.float16)), None, None),
-    "big-endian": lambda y, p, g: ((y, p.astype(">f8")), None, None),
-    "a subclass": lambda y, p, g: ((y, p.view(np.memmap)), None, None),
-    "shapes differ": lambda y, p, g: ((y[:4], p), None, None),
-    "not one stride": lambda y, p, g: ((y.reshape(2, 4)[:, :2], p.reshape(2, 4)[:, :2]), None, None),
-    "empty": lambda y, p, g: ((y[:0], p[:0]), None, None),
-    "three inputs": lambda y, p, g: ((y, p, p), None, None),
-    "reduction none": lambda y, p, g: ((y, p), "none", None),
-    "unknown reduction": lambda y, p, g: ((y, p), "avg", None),
-    "reduction not a string": lambda y, p, g: ((y, p), 1, None),
-    "grad_out read-only": lambda y, p, g: ((y, p), None, np.broadcast_to(g, g.shape)),
-    "grad_out other dtype": lambda y, p, g: ((y, p), None, g.astype(np.float32)),
-    "grad_out other shape": lambda y, p, g: ((y, p), None, g[:4]),
-    "grad_out a list": lambda y, p, g: ((y, p), None, list(g)),
-    "grad_out is y_true": lambda y, p, g: ((y, p), None, y),
-    "grad_out overlaps y_pred": lambda y, p, g: ((y[:4], p[:4]), None, p[1:5]),
-    "grad_out stride 0": lambda y, p, g: ((y, p), None, np.lib.stride_tricks.as_strided(
+FALLBACKS = {  # (args, sample_weight, reduction, grad_out) from fresh (y, p, g)
+    "integer labels": lambda y, p, g: ((y.astype(np.int64), p), None, None, None),
+    "a list": lambda y, p, g: ((list(y), p), None, None, None),
+    "float16": lambda y, p, g: ((y, p.astype(np.float16)), None, None, None),
+    "big-endian": lambda y, p, g: ((y, p.astype(">f8")), None, None, None),
+    "a subclass": lambda y, p, g: ((y, p.view(np.memmap)), None, None, None),
+    "shapes differ": lambda y, p, g: ((y[:4], p), None, None, None),
+    "not one stride": lambda y, p, g: ((y.reshape(2, 4)[:, :2], p.reshape(2, 4)[:, :2]), None,
+                                       None, None),
+    "empty": lambda y, p, g: ((y[:0], p[:0]), None, None, None),
+    "four inputs": lambda y, p, g: ((y, p, p, p), None, None, None),
+    "weight by position and by name": lambda y, p, g: ((y, p, p), p, None, None),
+    "integer weights": lambda y, p, g: ((y, p), np.ones(p.shape, int), None, None),
+    "row weights": lambda y, p, g: ((y.reshape(2, 4), p.reshape(2, 4)), np.ones(2), None, None),
+    "negative weight": lambda y, p, g: ((y, p), -p, None, None),
+    "weights summing to zero": lambda y, p, g: ((y, p), 0 * p, None, None),
+    "grad_out is the weight": lambda y, p, g: ((y, p), g, None, g),
+    "reduction none": lambda y, p, g: ((y, p), None, "none", None),
+    "unknown reduction": lambda y, p, g: ((y, p), None, "avg", None),
+    "reduction not a string": lambda y, p, g: ((y, p), None, 1, None),
+    "grad_out read-only": lambda y, p, g: ((y, p), None, None, np.broadcast_to(g, g.shape)),
+    "grad_out other dtype": lambda y, p, g: ((y, p), None, None, g.astype(np.float32)),
+    "grad_out other shape": lambda y, p, g: ((y, p), None, None, g[:4]),
+    "grad_out a list": lambda y, p, g: ((y, p), None, None, list(g)),
+    "grad_out is y_true": lambda y, p, g: ((y, p), None, None, y),
+    "grad_out overlaps y_pred": lambda y, p, g: ((y[:4], p[:4]), None, None, p[1:5]),
+    "grad_out stride 0": lambda y, p, g: ((y, p), None, None, np.lib.stride_tricks.as_strided(
         g, shape=g.shape, strides=(0,))),
 }
+# Calls the general path rejects: the fast path may raise the very same error itself.
+SAME_ERROR = {"negative weight", "weights summing to zero"}
 
 
 @pytest.mark.parametrize("case", sorted(FALLBACKS))
@@ -145,21 +157,25 @@ def test_every_other_call_takes_the_general_path(case):
         y, p = _y_p()
         return FALLBACKS[case](y, p, np.empty_like(p))
 
-    args, reduction, grad_out = call()
-    assert _core.elementwise_fast(loss._fast, args, reduction, grad_out, None,
-                                  _VALUE_GRAD) is NotImplemented
-    # The public call still answers (converting) or raises the general path's error.
-    args, reduction, grad_out = call()
+    args, w, reduction, grad_out = call()
     try:
-        expected = general(loss, None, None, reduction, grad_out, args=args)[:2]
+        expected = general(loss, None, None, reduction, grad_out, args=args, sample_weight=w)[:2]
     except Exception as e:  # noqa: BLE001
-        args, reduction, grad_out = call()
-        with pytest.raises(type(e)) as raised:
-            loss.value_and_grad(*args, reduction=reduction, grad_out=grad_out)
-        assert str(raised.value) == str(e)
+        error = e
+    else:
+        error = None
+    args, w, reduction, grad_out = call()
+    if case not in SAME_ERROR:
+        assert _core.elementwise_fast(loss._fast, args, w, reduction, grad_out, None,
+                                      _VALUE_GRAD) is NotImplemented
+    # The public call still answers (converting) or raises the general path's error.
+    args, w, reduction, grad_out = call()
+    if error is not None:
+        with pytest.raises(type(error)) as raised:
+            loss.value_and_grad(*args, sample_weight=w, reduction=reduction, grad_out=grad_out)
+        assert str(raised.value) == str(error)
         return
-    args, reduction, grad_out = call()
-    got = loss.value_and_grad(*args, reduction=reduction, grad_out=grad_out)
+    got = loss.value_and_grad(*args, sample_weight=w, reduction=reduction, grad_out=grad_out)
     assert_bitwise_equal(got[0], expected[0], case)
     assert_bitwise_equal(np.asarray(got[1]), np.asarray(expected[1]), case)
 
@@ -169,13 +185,13 @@ def test_checks_of_labels_and_probabilities_keep_their_errors():
     bad_p = p.copy()
     bad_p[5] = 1.5
     bce = fl.BinaryCrossEntropy()
-    assert _core.elementwise_fast(bce._fast, (y, bad_p), None, None, None, _VALUE) is NotImplemented
+    assert _core.elementwise_fast(bce._fast, (y, bad_p), None, None, None, None, _VALUE) is NotImplemented
     with pytest.raises(ValueError, match=r"y_pred holds probabilities.*y_pred\[5\] = 1.5"):
         bce.value_and_grad(y, bad_p)
     bad_y = y.copy()
     bad_y[2] = 2.0
     logistic = fl.Logistic()
-    assert _core.elementwise_fast(logistic._fast, (bad_y, p), None, None, None,
+    assert _core.elementwise_fast(logistic._fast, (bad_y, p), None, None, None, None,
                                   _VALUE) is NotImplemented
     with pytest.raises(ValueError, match=r"binary labels.*y_true\[2\] = 2.0"):
         logistic(bad_y, p)
@@ -202,17 +218,17 @@ def test_buffer_errors_leave_buffers_untouched():
 def test_request_codes_and_spec_errors():
     y, p = _y_p()
     spec = fl.Huber()._fast
-    v = _core.elementwise_fast(spec, (y, p), None, None, None, _VALUE)
-    vg = _core.elementwise_fast(spec, (y, p), None, None, None, _VALUE_GRAD)
-    gh = _core.elementwise_fast(spec, (y, p), None, None, None, _GRAD_HESS)
-    vgh = _core.elementwise_fast(spec, (y, p), None, None, None, _VALUE_GRAD_HESS)
+    v = _core.elementwise_fast(spec, (y, p), None, None, None, None, _VALUE)
+    vg = _core.elementwise_fast(spec, (y, p), None, None, None, None, _VALUE_GRAD)
+    gh = _core.elementwise_fast(spec, (y, p), None, None, None, None, _GRAD_HESS)
+    vgh = _core.elementwise_fast(spec, (y, p), None, None, None, None, _VALUE_GRAD_HESS)
     assert type(v) is float and len(vg) == 2 and len(gh) == 2 and len(vgh) == 3
     assert vg[0] == v == vgh[0]
     with pytest.raises(ValueError, match="unknown loss id or request"):
-        _core.elementwise_fast(spec, (y, p), None, None, None, 7)
+        _core.elementwise_fast(spec, (y, p), None, None, None, None, 7)
     with pytest.raises(TypeError, match="spec must be"):
-        _core.elementwise_fast((), (y, p), None, None, None, 0)
-    with pytest.raises(TypeError, match="takes 6 arguments"):
+        _core.elementwise_fast((), (y, p), None, None, None, None, 0)
+    with pytest.raises(TypeError, match="takes 7 arguments"):
         _core.elementwise_fast(spec, (y, p))
 
 

@@ -20,9 +20,14 @@ using namespace fastloss::bind;
 
 namespace {
 
+// Below this many elements a pass keeps the GIL: releasing and taking it back costs about as much
+// as the work, and such a pass is over in microseconds (never in a parallel region: see
+// kParallelMinWork).
+constexpr index_t kGilFreeMin = 4 * kBlock;
+
 // Sum of the weights in the fixed blocked order, after checking each is finite and >= 0.
 template <class T>
-double checked_weight_sum(const Input& w, index_t n, int threads) {
+double weight_sum(const Input& w, index_t n, int threads) {
   const T* src = static_cast<const T*>(w.ptr);
   std::atomic<bool> bad{false};  // written by several threads, only ever set to true
   double total = blocked_sum(n, kBlock, threads, [&](index_t k0, index_t len) {
@@ -35,6 +40,13 @@ double checked_weight_sum(const Input& w, index_t n, int threads) {
   });
   if (bad.load()) throw py::value_error("sample_weight must be finite and non-negative");
   return total;
+}
+
+// The same for either dtype: ValueError when a weight is negative, NaN or infinite.
+double checked_weight_sum(const Input& w, index_t n, int threads) {
+  std::optional<NoGil> nogil;
+  if (n >= kGilFreeMin) nogil.emplace();
+  return w.dtype == DType::f32 ? weight_sum<float>(w, n, threads) : weight_sum<double>(w, n, threads);
 }
 
 // The flat index of the first label for which bad(label) holds, or -1. One parallel counting pass;
@@ -56,11 +68,6 @@ index_t first_bad(const T* y, index_t stride, index_t n, int threads, Bad bad) {
     if (bad(y[i * stride])) return i;
   return -1;
 }
-
-// Below this many elements a pass keeps the GIL: releasing and taking it back costs about as much
-// as the work, and such a pass is over in microseconds (never in a parallel region: see
-// kParallelMinWork).
-constexpr index_t kGilFreeMin = 4 * kBlock;
 
 // first_bad over a flat run of n float32/float64 values.
 template <class Bad>
@@ -152,13 +159,9 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
 
   // Normalizer of the mean: sum of weights over all elements (n without weights).
   double norm = static_cast<double>(n);
-  if (weighted) {  // always validated, whatever the reduction
-    const index_t nw = py::reinterpret_borrow<py::array>(w).size();
-    NoGil nogil;
-    norm = (job.weight.dtype == DType::f32 ? checked_weight_sum<float>(job.weight, nw, job.threads)
-                                           : checked_weight_sum<double>(job.weight, nw, job.threads)) *
+  if (weighted)  // always validated, whatever the reduction
+    norm = checked_weight_sum(job.weight, py::reinterpret_borrow<py::array>(w).size(), job.threads) *
            static_cast<double>(plan.weight_period);
-  }
   set_gradient_scale(reduction, weighted, n, norm, &job.grad_scale, &job.weight_prescale);
 
   if (reduction == Reduction::none) job.loss_out = outs.values.view();
@@ -176,18 +179,19 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
   return outs.result(total, norm);
 }
 
-// The common call with the fewest operations: y_true and y_pred plain float32/float64 ndarrays
-// (plain_float_array) of one shape, no sample weight, no per-column parameters, a reduced value
+// The common call with the fewest operations: y_true, y_pred and the sample weight (if any) plain
+// float32/float64 ndarrays (plain_float_array) of one shape, no per-column parameters, a reduced value
 // ("mean" or "sum"), derivatives into fresh arrays or into plain caller buffers of y_pred's dtype
 // and shape that overlap no input (y_pred itself excepted) nor each other, and the loss's own
 // label or probability check passing. Anything else returns NotImplemented, and the caller takes
 // the general path, which converts what it can and raises the clear error for the rest; so this
 // path only ever answers what the general path would answer, bit for bit.
 //
-// elementwise_fast(spec, args, reduction, grad_out, hess_out, want) with
+// elementwise_fast(spec, args, sample_weight, reduction, grad_out, hess_out, want) with
 //   spec = (loss id, check, has_hessian, reduction, *params) made once per loss object;
 //   check: 0 none, 1 labels in {-1, 0, +1} (y_true), 2 probabilities in [0, 1] (y_pred);
-//   args = (y_true, y_pred); reduction = None (the spec's), "mean" or "sum";
+//   args = (y_true, y_pred) or (y_true, y_pred, sample_weight); reduction = None (the spec's),
+//   "mean" or "sum";
 //   want: 0 value, 1 (value, grad), 2 (grad, hess), 3 (value, grad, hess).
 enum FastCheck { kNoCheck = 0, kSignLabels = 1, kProbabilities = 2 };
 enum FastWant { kValue = 0, kValueGrad = 1, kGradHess = 2, kValueGradHess = 3 };
@@ -225,11 +229,11 @@ PyObject* fast_output(PyObject* given, PyObject* y_true, PyObject* y_pred, DType
 }
 
 PyObject* elementwise_fast_impl(PyObject* const* argv) {
-  PyObject *spec = argv[0], *args = argv[1], *red = argv[2], *grad_out = argv[3],
-           *hess_out = argv[4];
+  PyObject *spec = argv[0], *args = argv[1], *weight = argv[2], *red = argv[3], *grad_out = argv[4],
+           *hess_out = argv[5];
   if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) < 4 || PyTuple_GET_SIZE(spec) > 4 + kFastMaxParams)
     throw py::type_error("elementwise_fast: spec must be (loss, check, has_hessian, reduction, *params)");
-  const long want = PyLong_AsLong(argv[5]);
+  const long want = PyLong_AsLong(argv[6]);
   const long loss = PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
   const long check = PyLong_AsLong(PyTuple_GET_ITEM(spec, 1));
   const int has_hessian = PyObject_IsTrue(PyTuple_GET_ITEM(spec, 2));
@@ -238,8 +242,13 @@ PyObject* elementwise_fast_impl(PyObject* const* argv) {
   if (loss < 0 || loss >= kNumElementwise || want < kValue || want > kValueGradHess)
     throw py::value_error("elementwise_fast: unknown loss id or request");
   const bool grad = want != kValue, hess = want >= kGradHess;
-  if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) != 2 || (hess && !has_hessian))
+  if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) < 2 || PyTuple_GET_SIZE(args) > 3 ||
+      (hess && !has_hessian))
     Py_RETURN_NOTIMPLEMENTED;
+  if (PyTuple_GET_SIZE(args) == 3) {  // the weight given by position
+    if (weight != Py_None) Py_RETURN_NOTIMPLEMENTED;
+    weight = PyTuple_GET_ITEM(args, 2);
+  }
   if (red != Py_None) {
     if (!PyUnicode_Check(red)) Py_RETURN_NOTIMPLEMENTED;
     if (PyUnicode_CompareWithASCIIString(red, "mean") == 0)
@@ -259,8 +268,18 @@ PyObject* elementwise_fast_impl(PyObject* const* argv) {
       !plain_float_array(y_true, &job.y_true.dtype, &job.y_true.stride))
     Py_RETURN_NOTIMPLEMENTED;
   const auto *p = py::detail::array_proxy(y_pred), *t = py::detail::array_proxy(y_true);
-  if (t->nd != p->nd || !std::equal(p->dimensions, p->dimensions + p->nd, t->dimensions))
-    Py_RETURN_NOTIMPLEMENTED;
+  auto same_shape = [p](PyObject* x) {
+    const auto* a = py::detail::array_proxy(x);
+    return a->nd == p->nd && std::equal(p->dimensions, p->dimensions + p->nd, a->dimensions);
+  };
+  if (!same_shape(y_true)) Py_RETURN_NOTIMPLEMENTED;
+  const bool weighted = weight != Py_None;
+  if (weighted) {
+    if (!plain_float_array(weight, &job.weight.dtype, &job.weight.stride) || !same_shape(weight))
+      Py_RETURN_NOTIMPLEMENTED;
+    job.weight.ptr = py::detail::array_proxy(weight)->data;
+    job.weight.mode = Bcast::full;
+  }
   job.n = 1;
   for (int i = 0; i < p->nd; ++i) job.n *= p->dimensions[i];
   if (job.n == 0) Py_RETURN_NOTIMPLEMENTED;  // the mean over nothing: the general path's answer
@@ -280,8 +299,6 @@ PyObject* elementwise_fast_impl(PyObject* const* argv) {
   }
   job.params = params;
   job.threads = get_num_threads();
-  set_gradient_scale(static_cast<Reduction>(reduction), false, job.n, static_cast<double>(job.n),
-                     &job.grad_scale, &job.weight_prescale);
 
   py::object g, h;  // owned; null while not requested
   if (grad) {
@@ -296,9 +313,17 @@ PyObject* elementwise_fast_impl(PyObject* const* argv) {
   } else if (hess_out != Py_None) {
     Py_RETURN_NOTIMPLEMENTED;
   }
+  if (weighted && (overlap(g, py::reinterpret_borrow<py::object>(weight)) ||
+                   overlap(h, py::reinterpret_borrow<py::object>(weight))))
+    Py_RETURN_NOTIMPLEMENTED;
+
+  // From here on, the errors are the general path's own (same checks, same messages).
+  const double norm = weighted ? checked_weight_sum(job.weight, job.n, job.threads) : static_cast<double>(job.n);
+  set_gradient_scale(static_cast<Reduction>(reduction), weighted, job.n, norm, &job.grad_scale,
+                     &job.weight_prescale);
 
   const double total = run_kernel(static_cast<int>(loss), T, job);
-  const double value = reduction == static_cast<int>(Reduction::mean) ? total / static_cast<double>(job.n) : total;
+  const double value = reduction == static_cast<int>(Reduction::mean) ? total / norm : total;
   switch (want) {
     case kValue:
       return PyFloat_FromDouble(value);
@@ -313,8 +338,8 @@ PyObject* elementwise_fast_impl(PyObject* const* argv) {
 
 // The CPython entry (METH_FASTCALL: no argument parsing layer); C++ exceptions become Python ones.
 PyObject* elementwise_fast(PyObject*, PyObject* const* argv, Py_ssize_t argc) {
-  if (argc != 6) {
-    PyErr_SetString(PyExc_TypeError, "elementwise_fast takes 6 arguments");
+  if (argc != 7) {
+    PyErr_SetString(PyExc_TypeError, "elementwise_fast takes 7 arguments");
     return nullptr;
   }
   try {
@@ -334,8 +359,8 @@ PyObject* elementwise_fast(PyObject*, PyObject* const* argv, Py_ssize_t argc) {
 PyMethodDef elementwise_fast_def = {
     "elementwise_fast", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&elementwise_fast)),
     METH_FASTCALL,
-    "elementwise_fast(spec: tuple, args: tuple, reduction: Optional[str], grad_out: object, "
-    "hess_out: object, want: int) -> object\n\n"
+    "elementwise_fast(spec: tuple, args: tuple, sample_weight: object, reduction: Optional[str], "
+    "grad_out: object, hess_out: object, want: int) -> object\n\n"
     "The common elementwise call in one step, or NotImplemented (then take the general path)."};
 
 // out (optional): a C-contiguous, writeable array of x's dtype and size (the benchmark times the

@@ -66,7 +66,7 @@ _PLAIN = frozenset({np.ndarray, type(None)})
 _NDARRAY = {np.ndarray}
 _ndarray = np.ndarray
 
-# The common call (plain float ndarrays, no weights, a reduced value) in one compiled step, for the
+# The common call (plain float ndarrays, a reduced value) in one compiled step, for the
 # losses that set ``_fast`` (ElementwiseLoss._fast_spec); NotImplemented for any other call, which
 # then takes the general path (``_call``). What each method asks it for:
 _fast_call = _core.elementwise_fast
@@ -490,8 +490,8 @@ class Loss(Generic[G], metaclass=_LossType):
                  out: Any = None, **inputs: Any) -> Any:
         """The loss value: a float (``"mean"``/``"sum"``) or the per-item array (``"none"``,
         into ``out`` if given)."""
-        if self._fast is not None and sample_weight is None and out is None and not inputs:
-            value = _fast_call(self._fast, args, reduction, None, None, _VALUE)
+        if self._fast is not None and out is None and not inputs:
+            value = _fast_call(self._fast, args, sample_weight, reduction, None, None, _VALUE)
             if value is not NotImplemented:
                 return value
         result, reduction = self._call(args, inputs, sample_weight, reduction, False, False, out)
@@ -513,8 +513,8 @@ class Loss(Generic[G], metaclass=_LossType):
         """``(value, grad)`` in one pass: the gradient of the returned value with respect to the
         differentiable inputs (``grads``; for ``"none"``, of their sum) with their shapes and
         dtypes -- one array, or a tuple in ``grads`` order (``grad_out`` likewise)."""
-        if self._fast is not None and sample_weight is None and out is None and not inputs:
-            result = _fast_call(self._fast, args, reduction, grad_out, None, _VALUE_GRAD)
+        if self._fast is not None and out is None and not inputs:
+            result = _fast_call(self._fast, args, sample_weight, reduction, grad_out, None, _VALUE_GRAD)
             if result is not NotImplemented:
                 return result
         result, reduction = self._call(args, inputs, sample_weight, reduction, True, False, out,
@@ -530,8 +530,8 @@ class Loss(Generic[G], metaclass=_LossType):
         # Per-item derivatives under "none" are those of "sum"; no per-item values needed.
         if reduction == "none" or (reduction is None and self.reduction == "none"):
             reduction = "sum"
-        if self._fast is not None and sample_weight is None and not inputs:
-            result = _fast_call(self._fast, args, reduction, grad_out, hess_out, _GRAD_HESS)
+        if self._fast is not None and not inputs:
+            result = _fast_call(self._fast, args, sample_weight, reduction, grad_out, hess_out, _GRAD_HESS)
             if result is not NotImplemented:
                 return result
         result, _ = self._call(args, inputs, sample_weight, reduction, True, True, None,
@@ -553,8 +553,8 @@ class Loss(Generic[G], metaclass=_LossType):
                         reduction: Optional[str] = None, out: Any = None, grad_out: Any = None,
                         hess_out: Any = None, **inputs: Any) -> Tuple[Any, Any, Any]:
         """``(value, grad, hess)`` from the same single pass."""
-        if self._fast is not None and sample_weight is None and out is None and not inputs:
-            result = _fast_call(self._fast, args, reduction, grad_out, hess_out, _VALUE_GRAD_HESS)
+        if self._fast is not None and out is None and not inputs:
+            result = _fast_call(self._fast, args, sample_weight, reduction, grad_out, hess_out, _VALUE_GRAD_HESS)
             if result is not NotImplemented:
                 return result
         result, reduction = self._call(args, inputs, sample_weight, reduction, True, True, out,
