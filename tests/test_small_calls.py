@@ -96,7 +96,8 @@ def test_mixed_label_dtype_and_in_place_gradient():
     rng = np.random.default_rng(1)
     y, p = rng.standard_normal(50).astype(np.float32), rng.standard_normal(50)
     v, g, _ = general(loss, y, p, None)
-    assert _core.elementwise_fast(loss._fast, (y, p), None, None, None, None, _VALUE) is not NotImplemented
+    fast = _core.elementwise_fast(loss._fast, (y, p), None, None, None, None, _VALUE)
+    assert fast is not NotImplemented
     assert_same(loss.value_and_grad(y, p), (v, g), "float32 labels, float64 predictions")
     # y_pred itself as grad_out: each element is read before it is written.
     q = p.copy()
@@ -185,7 +186,8 @@ def test_checks_of_labels_and_probabilities_keep_their_errors():
     bad_p = p.copy()
     bad_p[5] = 1.5
     bce = fl.BinaryCrossEntropy()
-    assert _core.elementwise_fast(bce._fast, (y, bad_p), None, None, None, None, _VALUE) is NotImplemented
+    fast = _core.elementwise_fast(bce._fast, (y, bad_p), None, None, None, None, _VALUE)
+    assert fast is NotImplemented
     with pytest.raises(ValueError, match=r"y_pred holds probabilities.*y_pred\[5\] = 1.5"):
         bce.value_and_grad(y, bad_p)
     bad_y = y.copy()

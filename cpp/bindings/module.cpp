@@ -231,8 +231,10 @@ PyObject* fast_output(PyObject* given, PyObject* y_true, PyObject* y_pred, DType
 PyObject* elementwise_fast_impl(PyObject* const* argv) {
   PyObject *spec = argv[0], *args = argv[1], *weight = argv[2], *red = argv[3], *grad_out = argv[4],
            *hess_out = argv[5];
-  if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) < 4 || PyTuple_GET_SIZE(spec) > 4 + kFastMaxParams)
-    throw py::type_error("elementwise_fast: spec must be (loss, check, has_hessian, reduction, *params)");
+  if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) < 4)
+    throw py::type_error(
+        "elementwise_fast: spec must be (loss, check, has_hessian, reduction, *params)");
+  if (PyTuple_GET_SIZE(spec) > 4 + kFastMaxParams) Py_RETURN_NOTIMPLEMENTED;
   const long want = PyLong_AsLong(argv[6]);
   const long loss = PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
   const long check = PyLong_AsLong(PyTuple_GET_ITEM(spec, 1));
@@ -318,7 +320,8 @@ PyObject* elementwise_fast_impl(PyObject* const* argv) {
     Py_RETURN_NOTIMPLEMENTED;
 
   // From here on, the errors are the general path's own (same checks, same messages).
-  const double norm = weighted ? checked_weight_sum(job.weight, job.n, job.threads) : static_cast<double>(job.n);
+  const double norm =
+      weighted ? checked_weight_sum(job.weight, job.n, job.threads) : static_cast<double>(job.n);
   set_gradient_scale(static_cast<Reduction>(reduction), weighted, job.n, norm, &job.grad_scale,
                      &job.weight_prescale);
 

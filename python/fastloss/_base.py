@@ -514,7 +514,8 @@ class Loss(Generic[G], metaclass=_LossType):
         differentiable inputs (``grads``; for ``"none"``, of their sum) with their shapes and
         dtypes -- one array, or a tuple in ``grads`` order (``grad_out`` likewise)."""
         if self._fast is not None and out is None and not inputs:
-            result = _fast_call(self._fast, args, sample_weight, reduction, grad_out, None, _VALUE_GRAD)
+            result = _fast_call(self._fast, args, sample_weight, reduction, grad_out, None,
+                                _VALUE_GRAD)
             if result is not NotImplemented:
                 return result
         result, reduction = self._call(args, inputs, sample_weight, reduction, True, False, out,
@@ -531,7 +532,8 @@ class Loss(Generic[G], metaclass=_LossType):
         if reduction == "none" or (reduction is None and self.reduction == "none"):
             reduction = "sum"
         if self._fast is not None and not inputs:
-            result = _fast_call(self._fast, args, sample_weight, reduction, grad_out, hess_out, _GRAD_HESS)
+            result = _fast_call(self._fast, args, sample_weight, reduction, grad_out, hess_out,
+                                _GRAD_HESS)
             if result is not NotImplemented:
                 return result
         result, _ = self._call(args, inputs, sample_weight, reduction, True, True, None,
@@ -554,7 +556,8 @@ class Loss(Generic[G], metaclass=_LossType):
                         hess_out: Any = None, **inputs: Any) -> Tuple[Any, Any, Any]:
         """``(value, grad, hess)`` from the same single pass."""
         if self._fast is not None and out is None and not inputs:
-            result = _fast_call(self._fast, args, sample_weight, reduction, grad_out, hess_out, _VALUE_GRAD_HESS)
+            result = _fast_call(self._fast, args, sample_weight, reduction, grad_out, hess_out,
+                                _VALUE_GRAD_HESS)
             if result is not NotImplemented:
                 return result
         result, reduction = self._call(args, inputs, sample_weight, reduction, True, True, out,
@@ -638,8 +641,10 @@ class ElementwiseLoss(Loss[FloatArray]):
         """What ``_core.elementwise_fast`` needs to serve the common call: kernel id, the check
         its inputs need (1: sign labels, 2: probabilities), whether it has a Hessian, the default
         reduction and the kernel's parameters. None (no fast path) where a subclass's ``_run``
-        does more, or the loss takes a per-column parameter vector."""
-        if type(self)._run is not ElementwiseLoss._run or self._aux is not None:
+        or ``_call`` does more, or the loss takes a per-column parameter vector."""
+        cls = type(self)
+        if (cls._run is not ElementwiseLoss._run or cls._call is not Loss._call
+                or self._aux is not None):
             return None
         check = 2 if self._probabilities else 1 if self.sign_labels else 0
         return (self._id, check, self.hessian != "none", _core.reductions[self.reduction],
