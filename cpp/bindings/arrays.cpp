@@ -22,8 +22,9 @@ py::dtype numpy_dtype(DType d) {
   return d == DType::f32 ? py::dtype::of<float>() : py::dtype::of<double>();
 }
 
-bool is_native(const py::dtype& d) {
-  const char order = d.byteorder();
+bool is_native(const py::dtype& d) { return is_native(d.byteorder()); }
+
+bool is_native(char order) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
   return order != '<';
 #else
@@ -81,6 +82,18 @@ py::array as_real_array(const py::handle& obj, const char* name, DType int_targe
   if (py::str(a.dtype()).cast<std::string>() == "bfloat16") return a.attr("astype")(numpy_dtype(DType::f32));
   throw py::type_error(std::string(name) + " must be a real numeric array; got dtype " +
                        py::str(a.dtype()).cast<std::string>());
+}
+
+bool plain_float_array(PyObject* obj, DType* dtype, index_t* stride) {
+  const auto& api = py::detail::npy_api::get();
+  if (Py_TYPE(obj) != api.PyArray_Type_) return false;
+  const auto* a = py::detail::array_proxy(obj);
+  const auto* d = py::detail::array_descriptor_proxy(a->descr);
+  if ((d->type_num != api.NPY_FLOAT_ && d->type_num != api.NPY_DOUBLE_) || !is_native(d->byteorder) ||
+      !(a->flags & api.NPY_ARRAY_ALIGNED_))
+    return false;
+  *dtype = d->type_num == api.NPY_FLOAT_ ? DType::f32 : DType::f64;
+  return flat_stride(py::reinterpret_borrow<py::array>(obj), stride);
 }
 
 bool flat_stride(const py::array& a, index_t* stride) {
@@ -250,6 +263,7 @@ std::pair<std::uintptr_t, std::uintptr_t> byte_span(const py::array& a) {
 }
 
 bool is_array(const py::object& x) { return x && py::isinstance<py::array>(x); }  // not null/None
+}  // namespace
 
 bool overlap(const py::object& x, const py::object& y) {
   if (!is_array(x) || !is_array(y)) return false;
@@ -264,7 +278,6 @@ bool same_view(const py::object& x, const py::object& y) {
   return a.data() == b.data() && a.itemsize() == b.itemsize() && shape_of(a) == shape_of(b) &&
          std::equal(a.strides(), a.strides() + a.ndim(), b.strides());
 }
-}  // namespace
 
 void CallOutputs::separate(const std::vector<py::object>& inputs, const py::object& in_place) {
   struct Named {

@@ -34,7 +34,15 @@ std::vector<index_t> shape_of(const py::array& a);
 // `int_target` (float64 unless given); complex, object and string dtypes raise TypeError.
 py::array as_real_array(const py::handle& obj, const char* name, DType int_target = DType::f64);
 bool is_native(const py::dtype& d);
+bool is_native(char byteorder);
 bool aligned(const py::array& a);  // every element at an address its dtype allows
+// An input the kernels read as it is, recognised with a few field reads: exactly a numpy.ndarray
+// (no subclass) of native float32/float64, aligned, whose elements one stride describes.
+bool plain_float_array(PyObject* obj, DType* dtype, index_t* stride);
+// Do the bytes of two arrays overlap? Are they the same view (address, shape and strides)?
+// Objects that are not arrays (None) overlap nothing.
+bool overlap(const py::object& x, const py::object& y);
+bool same_view(const py::object& x, const py::object& y);
 DType dtype_of(const py::array& a);  // for float32/float64 arrays
 py::dtype numpy_dtype(DType d);
 

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 
 #include "../cpu/kernels.hpp"
@@ -19,9 +20,14 @@ using namespace fastloss::bind;
 
 namespace {
 
+// Below this many elements a pass keeps the GIL: releasing and taking it back costs about as much
+// as the work, and such a pass is over in microseconds (never in a parallel region: see
+// kParallelMinWork).
+constexpr index_t kGilFreeMin = 4 * kBlock;
+
 // Sum of the weights in the fixed blocked order, after checking each is finite and >= 0.
 template <class T>
-double checked_weight_sum(const Input& w, index_t n, int threads) {
+double weight_sum(const Input& w, index_t n, int threads) {
   const T* src = static_cast<const T*>(w.ptr);
   std::atomic<bool> bad{false};  // written by several threads, only ever set to true
   double total = blocked_sum(n, kBlock, threads, [&](index_t k0, index_t len) {
@@ -34,6 +40,13 @@ double checked_weight_sum(const Input& w, index_t n, int threads) {
   });
   if (bad.load()) throw py::value_error("sample_weight must be finite and non-negative");
   return total;
+}
+
+// The same for either dtype: ValueError when a weight is negative, NaN or infinite.
+double checked_weight_sum(const Input& w, index_t n, int threads) {
+  std::optional<NoGil> nogil;
+  if (n >= kGilFreeMin) nogil.emplace();
+  return w.dtype == DType::f32 ? weight_sum<float>(w, n, threads) : weight_sum<double>(w, n, threads);
 }
 
 // The flat index of the first label for which bad(label) holds, or -1. One parallel counting pass;
@@ -56,24 +69,40 @@ index_t first_bad(const T* y, index_t stride, index_t n, int threads, Bad bad) {
   return -1;
 }
 
+// first_bad over a flat run of n float32/float64 values.
+template <class Bad>
+index_t first_bad_in(const void* y, DType dtype, index_t stride, index_t n, Bad bad) {
+  const int threads = get_num_threads();
+  std::optional<NoGil> nogil;
+  if (n >= kGilFreeMin) nogil.emplace();
+  return dtype == DType::f32 ? first_bad(static_cast<const float*>(y), stride, n, threads, bad)
+                             : first_bad(static_cast<const double*>(y), stride, n, threads, bad);
+}
+
 // first_bad over an input (any real dtype, any strides) with bad(float or double value).
 template <class Bad>
 index_t first_bad_label_of(const py::object& y_obj, Bad bad, const char* name = "y_true") {
   py::array y = as_real_array(y_obj, name);
   index_t stride = 1;
   if (!flat_stride(y, &stride)) y = numpy().attr("ascontiguousarray")(y), stride = 1;
-  const index_t n = y.size();
-  const int threads = get_num_threads();
+  return first_bad_in(y.data(), dtype_of(y), stride, y.size(), bad);
+}
+
+// The label and probability checks, one definition each for the general and the common call.
+auto bad_sign_label = [](auto v) { return !((v == 1) | (v == -1) | (v == 0)); };
+auto outside_unit_interval = [](auto v) { return (v < 0) | (v > 1); };  // NaN passes
+
+// The elementwise kernel of `loss` for y_pred's dtype `T` on `job`.
+double run_kernel(int loss, DType T, const ElementwiseJob& job) {
+  if (job.n <= 0) return 0.0;
+  const ElementwiseFn fn = kernels().elementwise[loss][T == DType::f32 ? 0 : 1];
+  if (job.n < kGilFreeMin) return fn(job);
   NoGil nogil;
-  return dtype_of(y) == DType::f32
-             ? first_bad(static_cast<const float*>(y.data()), stride, n, threads, bad)
-             : first_bad(static_cast<const double*>(y.data()), stride, n, threads, bad);
+  return fn(job);
 }
 
 // Labels of the sign-label losses must be -1, 0 or +1 (NaN is bad too).
-index_t check_sign_labels(const py::object& y_obj) {
-  return first_bad_label_of(y_obj, [](auto v) { return !((v == 1) | (v == -1) | (v == 0)); });
-}
+index_t check_sign_labels(const py::object& y_obj) { return first_bad_label_of(y_obj, bad_sign_label); }
 
 // Labels of the likelihood losses: finite and above low (or at it, when closed); low may be -inf.
 index_t check_real_labels(const py::object& y_obj, double low, bool closed) {
@@ -83,7 +112,7 @@ index_t check_real_labels(const py::object& y_obj, double low, bool closed) {
 
 // Probabilities must lie in [0, 1]; NaN passes (it propagates to the result like any NaN).
 index_t check_probabilities(const py::object& p_obj, const std::string& name) {
-  return first_bad_label_of(p_obj, [](auto v) { return (v < 0) | (v > 1); }, name.c_str());
+  return first_bad_label_of(p_obj, outside_unit_interval, name.c_str());
 }
 
 // One call of an elementwise loss. Returns (value, per-element losses | None, grad | None,
@@ -130,13 +159,9 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
 
   // Normalizer of the mean: sum of weights over all elements (n without weights).
   double norm = static_cast<double>(n);
-  if (weighted) {  // always validated, whatever the reduction
-    const index_t nw = py::reinterpret_borrow<py::array>(w).size();
-    NoGil nogil;
-    norm = (job.weight.dtype == DType::f32 ? checked_weight_sum<float>(job.weight, nw, job.threads)
-                                           : checked_weight_sum<double>(job.weight, nw, job.threads)) *
+  if (weighted)  // always validated, whatever the reduction
+    norm = checked_weight_sum(job.weight, py::reinterpret_borrow<py::array>(w).size(), job.threads) *
            static_cast<double>(plan.weight_period);
-  }
   set_gradient_scale(reduction, weighted, n, norm, &job.grad_scale, &job.weight_prescale);
 
   if (reduction == Reduction::none) job.loss_out = outs.values.view();
@@ -149,15 +174,197 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
     job.y_pred_stride = 1;
   }
 
-  double total = 0.0;
-  if (n > 0) {
-    const ElementwiseFn fn = kernels().elementwise[loss][T == DType::f32 ? 0 : 1];
-    NoGil nogil;
-    total = fn(job);
-  }
+  const double total = run_kernel(loss, T, job);
   outs.finish();
   return outs.result(total, norm);
 }
+
+// The common call with the fewest operations: y_true, y_pred and the sample weight (if any) plain
+// float32/float64 ndarrays (plain_float_array) of one shape, no per-column parameters, a reduced value
+// ("mean" or "sum"), derivatives into fresh arrays or into plain caller buffers of y_pred's dtype
+// and shape that overlap no input (y_pred itself excepted) nor each other, and the loss's own
+// label or probability check passing. Anything else returns NotImplemented, and the caller takes
+// the general path, which converts what it can and raises the clear error for the rest; so this
+// path only ever answers what the general path would answer, bit for bit.
+//
+// elementwise_fast(spec, args, sample_weight, reduction, grad_out, hess_out, want) with
+//   spec = (loss id, check, has_hessian, reduction, *params) made once per loss object;
+//   check: 0 none, 1 labels in {-1, 0, +1} (y_true), 2 probabilities in [0, 1] (y_pred);
+//   args = (y_true, y_pred) or (y_true, y_pred, sample_weight); reduction = None (the spec's),
+//   "mean" or "sum";
+//   want: 0 value, 1 (value, grad), 2 (grad, hess), 3 (value, grad, hess).
+enum FastCheck { kNoCheck = 0, kSignLabels = 1, kProbabilities = 2 };
+enum FastWant { kValue = 0, kValueGrad = 1, kGradHess = 2, kValueGradHess = 3 };
+constexpr int kFastMaxParams = 16;
+
+// A caller's derivative buffer, or a fresh array; null when the call is not the common one.
+PyObject* fast_output(PyObject* given, PyObject* y_true, PyObject* y_pred, DType T, Output* view) {
+  const auto* p = py::detail::array_proxy(y_pred);
+  if (given == Py_None) {
+    const auto& api = py::detail::npy_api::get();
+    PyObject* a = api.PyArray_NewFromDescr_(api.PyArray_Type_, numpy_dtype(T).release().ptr(), p->nd,
+                                            p->dimensions, nullptr, nullptr, 0, nullptr);
+    if (!a) throw py::error_already_set();
+    view->ptr = py::detail::array_proxy(a)->data;
+    view->stride = 1;
+    return a;
+  }
+  DType dt;
+  index_t stride;
+  if (!plain_float_array(given, &dt, &stride) || dt != T) return nullptr;
+  const auto* g = py::detail::array_proxy(given);
+  if (g->nd != p->nd || !std::equal(p->dimensions, p->dimensions + p->nd, g->dimensions) ||
+      !(g->flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_))
+    return nullptr;
+  const auto out = py::reinterpret_borrow<py::object>(given);
+  const auto truth = py::reinterpret_borrow<py::object>(y_true);
+  const auto pred = py::reinterpret_borrow<py::object>(y_pred);
+  if ((stride == 0 && py::reinterpret_borrow<py::array>(given).size() > 1) || overlap(out, truth) ||
+      (overlap(out, pred) && !same_view(out, pred)))
+    return nullptr;
+  view->ptr = g->data;
+  view->stride = stride;
+  Py_INCREF(given);
+  return given;
+}
+
+PyObject* elementwise_fast_impl(PyObject* const* argv) {
+  PyObject *spec = argv[0], *args = argv[1], *weight = argv[2], *red = argv[3], *grad_out = argv[4],
+           *hess_out = argv[5];
+  if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) < 4)
+    throw py::type_error(
+        "elementwise_fast: spec must be (loss, check, has_hessian, reduction, *params)");
+  if (PyTuple_GET_SIZE(spec) > 4 + kFastMaxParams) Py_RETURN_NOTIMPLEMENTED;
+  const long want = PyLong_AsLong(argv[6]);
+  const long loss = PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
+  const long check = PyLong_AsLong(PyTuple_GET_ITEM(spec, 1));
+  const int has_hessian = PyObject_IsTrue(PyTuple_GET_ITEM(spec, 2));
+  int reduction = static_cast<int>(PyLong_AsLong(PyTuple_GET_ITEM(spec, 3)));
+  if (PyErr_Occurred()) return nullptr;
+  if (loss < 0 || loss >= kNumElementwise || want < kValue || want > kValueGradHess)
+    throw py::value_error("elementwise_fast: unknown loss id or request");
+  const bool grad = want != kValue, hess = want >= kGradHess;
+  if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) < 2 || PyTuple_GET_SIZE(args) > 3 ||
+      (hess && !has_hessian))
+    Py_RETURN_NOTIMPLEMENTED;
+  if (PyTuple_GET_SIZE(args) == 3) {  // the weight given by position
+    if (weight != Py_None) Py_RETURN_NOTIMPLEMENTED;
+    weight = PyTuple_GET_ITEM(args, 2);
+  }
+  if (red != Py_None) {
+    if (!PyUnicode_Check(red)) Py_RETURN_NOTIMPLEMENTED;
+    if (PyUnicode_CompareWithASCIIString(red, "mean") == 0)
+      reduction = static_cast<int>(Reduction::mean);
+    else if (PyUnicode_CompareWithASCIIString(red, "sum") == 0)
+      reduction = static_cast<int>(Reduction::sum);
+    else
+      Py_RETURN_NOTIMPLEMENTED;
+  }
+  if (reduction != static_cast<int>(Reduction::mean) && reduction != static_cast<int>(Reduction::sum))
+    Py_RETURN_NOTIMPLEMENTED;
+
+  PyObject *y_true = PyTuple_GET_ITEM(args, 0), *y_pred = PyTuple_GET_ITEM(args, 1);
+  ElementwiseJob job;
+  DType T;
+  if (!plain_float_array(y_pred, &T, &job.y_pred_stride) ||
+      !plain_float_array(y_true, &job.y_true.dtype, &job.y_true.stride))
+    Py_RETURN_NOTIMPLEMENTED;
+  const auto *p = py::detail::array_proxy(y_pred), *t = py::detail::array_proxy(y_true);
+  auto same_shape = [p](PyObject* x) {
+    const auto* a = py::detail::array_proxy(x);
+    return a->nd == p->nd && std::equal(p->dimensions, p->dimensions + p->nd, a->dimensions);
+  };
+  if (!same_shape(y_true)) Py_RETURN_NOTIMPLEMENTED;
+  const bool weighted = weight != Py_None;
+  if (weighted) {
+    if (!plain_float_array(weight, &job.weight.dtype, &job.weight.stride) || !same_shape(weight))
+      Py_RETURN_NOTIMPLEMENTED;
+    job.weight.ptr = py::detail::array_proxy(weight)->data;
+    job.weight.mode = Bcast::full;
+  }
+  job.n = 1;
+  for (int i = 0; i < p->nd; ++i) job.n *= p->dimensions[i];
+  if (job.n == 0) Py_RETURN_NOTIMPLEMENTED;  // the mean over nothing: the general path's answer
+  job.y_pred = p->data;
+  job.y_true.ptr = t->data;
+  job.y_true.mode = Bcast::full;
+  if ((check == kSignLabels &&
+       first_bad_in(t->data, job.y_true.dtype, job.y_true.stride, job.n, bad_sign_label) >= 0) ||
+      (check == kProbabilities &&
+       first_bad_in(p->data, T, job.y_pred_stride, job.n, outside_unit_interval) >= 0))
+    Py_RETURN_NOTIMPLEMENTED;  // the general path names the offending element
+
+  double params[kFastMaxParams];
+  for (Py_ssize_t i = 4; i < PyTuple_GET_SIZE(spec); ++i) {
+    params[i - 4] = PyFloat_AsDouble(PyTuple_GET_ITEM(spec, i));
+    if (params[i - 4] == -1.0 && PyErr_Occurred()) return nullptr;
+  }
+  job.params = params;
+  job.threads = get_num_threads();
+
+  py::object g, h;  // owned; null while not requested
+  if (grad) {
+    g = py::reinterpret_steal<py::object>(fast_output(grad_out, y_true, y_pred, T, &job.grad_out));
+    if (!g) Py_RETURN_NOTIMPLEMENTED;
+  } else if (grad_out != Py_None) {
+    Py_RETURN_NOTIMPLEMENTED;
+  }
+  if (hess) {
+    h = py::reinterpret_steal<py::object>(fast_output(hess_out, y_true, y_pred, T, &job.hess_out));
+    if (!h || (grad_out != Py_None && overlap(g, h))) Py_RETURN_NOTIMPLEMENTED;
+  } else if (hess_out != Py_None) {
+    Py_RETURN_NOTIMPLEMENTED;
+  }
+  if (weighted && (overlap(g, py::reinterpret_borrow<py::object>(weight)) ||
+                   overlap(h, py::reinterpret_borrow<py::object>(weight))))
+    Py_RETURN_NOTIMPLEMENTED;
+
+  // From here on, the errors are the general path's own (same checks, same messages).
+  const double norm =
+      weighted ? checked_weight_sum(job.weight, job.n, job.threads) : static_cast<double>(job.n);
+  set_gradient_scale(static_cast<Reduction>(reduction), weighted, job.n, norm, &job.grad_scale,
+                     &job.weight_prescale);
+
+  const double total = run_kernel(static_cast<int>(loss), T, job);
+  const double value = reduction == static_cast<int>(Reduction::mean) ? total / norm : total;
+  switch (want) {
+    case kValue:
+      return PyFloat_FromDouble(value);
+    case kValueGrad:
+      return py::make_tuple(value, g).release().ptr();
+    case kGradHess:
+      return py::make_tuple(g, h).release().ptr();
+    default:
+      return py::make_tuple(value, g, h).release().ptr();
+  }
+}
+
+// The CPython entry (METH_FASTCALL: no argument parsing layer); C++ exceptions become Python ones.
+PyObject* elementwise_fast(PyObject*, PyObject* const* argv, Py_ssize_t argc) {
+  if (argc != 7) {
+    PyErr_SetString(PyExc_TypeError, "elementwise_fast takes 7 arguments");
+    return nullptr;
+  }
+  try {
+    return elementwise_fast_impl(argv);
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (const py::builtin_exception& e) {
+    e.set_error();
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
+PyMethodDef elementwise_fast_def = {
+    "elementwise_fast", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&elementwise_fast)),
+    METH_FASTCALL,
+    "elementwise_fast(spec: tuple, args: tuple, sample_weight: object, reduction: Optional[str], "
+    "grad_out: object, hess_out: object, want: int) -> object\n\n"
+    "The common elementwise call in one step, or NotImplemented (then take the general path)."};
 
 // out (optional): a C-contiguous, writeable array of x's dtype and size (the benchmark times the
 // math without the allocation).
@@ -238,6 +445,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("y_pred"), py::arg("sample_weight"), py::arg("aux"), py::arg("reduction"),
         py::arg("want_grad"), py::arg("want_hess"), py::arg("out"), py::arg("grad_out"),
         py::arg("hess_out"));
+  m.attr("elementwise_fast") = py::reinterpret_steal<py::object>(
+      PyCFunction_NewEx(&elementwise_fast_def, nullptr, m.attr("__name__").ptr()));
   m.def("vmath", &vmath, py::arg("name"), py::arg("x"), py::arg("out") = py::none());
   bind_multiclass(m);
   bind_image(m);

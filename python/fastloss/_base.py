@@ -66,6 +66,12 @@ _PLAIN = frozenset({np.ndarray, type(None)})
 _NDARRAY = {np.ndarray}
 _ndarray = np.ndarray
 
+# The common call (plain float ndarrays, a reduced value) in one compiled step, for the
+# losses that set ``_fast`` (ElementwiseLoss._fast_spec); NotImplemented for any other call, which
+# then takes the general path (``_call``). What each method asks it for:
+_fast_call = _core.elementwise_fast
+_VALUE, _VALUE_GRAD, _GRAD_HESS, _VALUE_GRAD_HESS = range(4)
+
 
 def _host_inputs(loss: "Loss", args: tuple, sample_weight: Any, buffers: tuple):
     """Inputs that are not plain ndarrays through ``host_input`` (dask, masked arrays, tensors,
@@ -386,6 +392,8 @@ class Loss(Generic[G], metaclass=_LossType):
     # The mean over nothing that counts (a zero denominator): NaN, or 0 for losses whose batch
     # may legitimately hold nothing to count (no mined triplet, as pytorch-metric-learning).
     empty_mean: ClassVar[float] = math.nan
+    # The spec of _core.elementwise_fast for this loss, or None (no fast path).
+    _fast: Optional[tuple] = None
 
     def _run(self, args: tuple, sample_weight: Any, reduction: str, want_grad: bool,
              want_hess: bool, out: Any, grad_out: Any, hess_out: Any, **inputs: Any) -> "KernelResult":
@@ -482,6 +490,10 @@ class Loss(Generic[G], metaclass=_LossType):
                  out: Any = None, **inputs: Any) -> Any:
         """The loss value: a float (``"mean"``/``"sum"``) or the per-item array (``"none"``,
         into ``out`` if given)."""
+        if self._fast is not None and out is None and not inputs:
+            value = _fast_call(self._fast, args, sample_weight, reduction, None, None, _VALUE)
+            if value is not NotImplemented:
+                return value
         result, reduction = self._call(args, inputs, sample_weight, reduction, False, False, out)
         return self._value(result, reduction)
 
@@ -501,6 +513,11 @@ class Loss(Generic[G], metaclass=_LossType):
         """``(value, grad)`` in one pass: the gradient of the returned value with respect to the
         differentiable inputs (``grads``; for ``"none"``, of their sum) with their shapes and
         dtypes -- one array, or a tuple in ``grads`` order (``grad_out`` likewise)."""
+        if self._fast is not None and out is None and not inputs:
+            result = _fast_call(self._fast, args, sample_weight, reduction, grad_out, None,
+                                _VALUE_GRAD)
+            if result is not NotImplemented:
+                return result
         result, reduction = self._call(args, inputs, sample_weight, reduction, True, False, out,
                                        grad_out)
         return self._value(result, reduction), result[3]
@@ -514,6 +531,11 @@ class Loss(Generic[G], metaclass=_LossType):
         # Per-item derivatives under "none" are those of "sum"; no per-item values needed.
         if reduction == "none" or (reduction is None and self.reduction == "none"):
             reduction = "sum"
+        if self._fast is not None and not inputs:
+            result = _fast_call(self._fast, args, sample_weight, reduction, grad_out, hess_out,
+                                _GRAD_HESS)
+            if result is not NotImplemented:
+                return result
         result, _ = self._call(args, inputs, sample_weight, reduction, True, True, None,
                                grad_out, hess_out)
         return result[3], result[4]
@@ -533,6 +555,11 @@ class Loss(Generic[G], metaclass=_LossType):
                         reduction: Optional[str] = None, out: Any = None, grad_out: Any = None,
                         hess_out: Any = None, **inputs: Any) -> Tuple[Any, Any, Any]:
         """``(value, grad, hess)`` from the same single pass."""
+        if self._fast is not None and out is None and not inputs:
+            result = _fast_call(self._fast, args, sample_weight, reduction, grad_out, hess_out,
+                                _VALUE_GRAD_HESS)
+            if result is not NotImplemented:
+                return result
         result, reduction = self._call(args, inputs, sample_weight, reduction, True, True, out,
                                        grad_out, hess_out)
         return self._value(result, reduction), result[3], result[4]
@@ -608,6 +635,20 @@ class ElementwiseLoss(Loss[FloatArray]):
         self._id = _core.elementwise_kernels[self._kernel_name]
         self._kernel_params = self._pack_params()
         self._aux = self._column_params()
+        self._fast = self._fast_spec()
+
+    def _fast_spec(self) -> Optional[tuple]:
+        """What ``_core.elementwise_fast`` needs to serve the common call: kernel id, the check
+        its inputs need (1: sign labels, 2: probabilities), whether it has a Hessian, the default
+        reduction and the kernel's parameters. None (no fast path) where a subclass's ``_run``
+        or ``_call`` does more, or the loss takes a per-column parameter vector."""
+        cls = type(self)
+        if (cls._run is not ElementwiseLoss._run or cls._call is not Loss._call
+                or self._aux is not None):
+            return None
+        check = 2 if self._probabilities else 1 if self.sign_labels else 0
+        return (self._id, check, self.hessian != "none", _core.reductions[self.reduction],
+                *self._kernel_params)
 
     @property
     def _kernel_name(self) -> str:
