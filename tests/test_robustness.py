@@ -335,3 +335,20 @@ def test_bad_call_arguments_are_named():
             f.fun(theta)
     with pytest.raises(ValueError, match="p must have shape"):
         f.hessp(np.zeros(4), np.zeros(3))
+
+
+@pytest.mark.skipif(sys.platform != "linux" or not any(
+    os.access(os.path.join(d, "valgrind"), os.X_OK) for d in os.environ.get("PATH", "").split(":")),
+    reason="needs valgrind (Linux)")
+def test_import_on_a_cpu_without_avx512():
+    """valgrind's CPU has AVX2 but no AVX-512: importing fastloss and running a kernel there must
+    pick avx2 without executing a single AVX-512 instruction (SIGILL), as on such a CPU."""
+    if "avx2" not in fl.build_info()["isa_available"]:
+        pytest.skip("this CPU has no AVX2")
+    code = ("import numpy as np, fastloss as fl; "
+            "print(fl.build_info()['isa_selected'], fl.MSE()(np.ones(100), np.zeros(100)))")
+    done = subprocess.run(["valgrind", "-q", "--error-exitcode=0", sys.executable, "-c", code],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["avx2", "1.0"]

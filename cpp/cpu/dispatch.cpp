@@ -107,11 +107,16 @@ void fill(int i) {
 #undef FL_CALL_REGISTER
 }
 
+// Only the tables of ISAs this CPU runs are filled: a register function compiled for AVX-512 may
+// itself use AVX-512 instructions (GCC vectorizes the table stores), which would be SIGILL on an
+// AVX2-only CPU. The baseline ISA is always supported.
 void init() {
-  for (int i = 0; i < kNumIsas; ++i) fill(i);
   int best = 0;
   for (int i = 0; i < kNumIsas; ++i)
-    if (kIsas[i].supported()) best = i;
+    if (kIsas[i].supported()) {
+      fill(i);
+      best = i;
+    }
   select_index(best);
 }
 
