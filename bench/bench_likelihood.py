@@ -7,9 +7,9 @@ For each loss, rounds interleave one triad ``a = b + s*c``, one fastloss
 ``gradient_hessian(y, z, gradient_out=g, hessian_out=h, n_threads=threads)`` (all into
 preallocated arrays), so a busy machine slows all three alike; the table reports medians.
 
-fastloss's GB/s counts the 4 streams it must move (read y and z, write g and h; STREAM's
-convention: write-allocate reads are not counted, nor is the label check's read of y), the
-triad its 3 streams::
+GB/s counts the 4 streams a gradient + Hessian must move (read y and z, write g and h; STREAM's
+convention: write-allocate reads are not counted, nor is fastloss's label check's read of y), for
+fastloss and for scikit-learn alike, the triad its 3 streams::
 
     python bench/bench_likelihood.py                       # n = 1e7 float64, 2 threads
     python bench/bench_likelihood.py --n 1e6 --threads 1 --rounds 21
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     print(f"n = {n:.0e} float64, {threads} threads, {args.rounds} interleaved rounds (medians); "
           f"triad methods: {', '.join(triad_runs)}; ISA {fl.build_info()['isa_selected']}")
     print(f"{'loss':22} {'fastloss ms':>11} {'sklearn ms':>10} {'speedup':>8} {'GB/s':>6} "
-          f"{'triad GB/s':>10} {'% triad':>7}")
+          f"{'triad GB/s':>10} {'% triad':>7} {'sklearn % triad':>15}")
     with fl.num_threads(threads):
         for name, loss, sk, kind in _cases():
             y, z = _data(kind, n, rng)
@@ -95,8 +95,9 @@ def main(argv=None) -> int:
             fl_ms, sk_ms = 1e3 * median(t_fl), 1e3 * median(t_sk)
             tri_gbps = max(triad.bytes / median(ts) / 1e9 for ts in t_tri.values())
             gbps = fl_bytes / median(t_fl) / 1e9
+            sk_gbps = fl_bytes / median(t_sk) / 1e9
             print(f"{name:22} {fl_ms:11.2f} {sk_ms:10.2f} {sk_ms / fl_ms:7.1f}x {gbps:6.1f} "
-                  f"{tri_gbps:10.1f} {100 * gbps / tri_gbps:6.0f}%")
+                  f"{tri_gbps:10.1f} {100 * gbps / tri_gbps:6.0f}% {100 * sk_gbps / tri_gbps:14.0f}%")
     _gaussian_vs_torch(n, threads, args.rounds, rng)
     return 0
 

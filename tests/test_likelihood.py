@@ -429,6 +429,28 @@ def test_gaussian_shapes_and_errors(rng):
         fl.GaussianNLL()(y, x, sample_weight=np.ones(5))
 
 
+@pytest.mark.parametrize("p", [0.0, 1.5, 3.0])
+def test_one_exponential_powers_over_the_whole_range(isa, p):
+    """At p = 0, 1.5 and 3 one exponential is computed and the other is its square or
+    reciprocal. Over z in [-1500, 1500] (each exponential overflows and underflows there) the
+    results equal the two-exponential formula: the same infinities, NaNs and zeros, and the
+    finite values to 1e-14 of the terms' size (their arguments (1-p) z and (2-p) z are exact)."""
+    z = np.linspace(-1500.0, 1500.0, 30001)
+    for y in (np.full_like(z, 2.0), np.full_like(z, 0.0 if p < 2 else 1e-300)):
+        got = fl.TweedieNLL(power=p).value_grad_hess(y, z, reduction="none")
+        with np.errstate(over="ignore", invalid="ignore"):
+            e1 = np.where(y == 0, 0.0, y * np.exp((1 - p) * z))  # a zero label drops its term
+            e2 = np.exp((2 - p) * z)
+            c = 0.5 if p == 0 else 0.0
+            expected = (e2 / (2 - p) - e1 / (1 - p) + c * y * y, e2 - e1,
+                        (2 - p) * e2 - (1 - p) * e1)
+            scale = e1 + e2 + c * y * y
+        for r, x in zip(got, expected):
+            finite = np.isfinite(x)
+            np.testing.assert_array_equal(r[~finite], x[~finite])
+            assert np.all(np.abs(r[finite] - x[finite]) <= 1e-14 * scale[finite] + 1e-300)
+
+
 def test_extremes_stay_finite_where_the_math_is():
     z = np.array([-800.0, 0.0, 50.0])
     y0 = np.zeros(3)

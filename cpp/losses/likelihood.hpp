@@ -65,22 +65,52 @@ struct GammaNLL {
 // GammaNLL): l = exp((2-p) z)/(2-p) - y exp((1-p) z)/(1-p) + c y^2, with c = 1/2 for p = 0 only
 // (scikit-learn's p = 0 form is (exp(z) - y)^2 / 2), else 0;
 // g = exp((2-p) z) - y exp((1-p) z), h = (2-p) exp((2-p) z) - (1-p) y exp((1-p) z).
+// The two exponentials are most of the work; at three powers one comes from the other (Form):
+// p = 1.5 (exp(-z/2) = 1 / exp(z/2)), p = 3, the inverse Gaussian (exp(-2z) = exp(-z)^2), and
+// p = 0 (exp(2z) = exp(z)^2). The CPU driver picks the form once per call (tweedie_form).
 // params: p, c
-template <class T>
-struct TweedieNLL {
+enum class TweedieForm : int { two_exps, inverse, square, root };
+
+inline TweedieForm tweedie_form(double p) {
+  return p == 1.5 ? TweedieForm::inverse
+         : p == 3.0 ? TweedieForm::square
+         : p == 0.0 ? TweedieForm::root
+                    : TweedieForm::two_exps;
+}
+
+template <class T, TweedieForm Form>
+struct TweedieNLLForm {
   static constexpr bool kAux = false;
   T a, b, inv_a, inv_b, c;  // a = 1 - p, b = 2 - p
-  FL_HD explicit TweedieNLL(const double* prm)
+  FL_HD explicit TweedieNLLForm(const double* prm)
       : a(T(1.0 - prm[0])), b(T(2.0 - prm[0])), inv_a(T(1.0 / (1.0 - prm[0]))),
         inv_b(T(1.0 / (2.0 - prm[0]))), c(T(prm[1])) {}
   template <bool G, bool H>
   FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
-    const T e1 = weigh(y, vm::exp(a * z)), e2 = vm::exp(b * z);  // e1 = y exp((1-p) z)
+    T ea, e2;  // exp((1-p) z), exp((2-p) z)
+    if constexpr (Form == TweedieForm::inverse) {
+      e2 = vm::exp(b * z), ea = T(1) / e2;
+    } else if constexpr (Form == TweedieForm::square) {
+      e2 = vm::exp(b * z), ea = e2 * e2;
+    } else if constexpr (Form == TweedieForm::root) {
+      ea = vm::exp(a * z), e2 = ea * ea;
+    } else {
+      ea = vm::exp(a * z), e2 = vm::exp(b * z);
+    }
+    const T e1 = weigh(y, ea);  // y exp((1-p) z)
     l = e2 * inv_b - e1 * inv_a + c * y * y;
     if constexpr (G) g = e2 - e1;
     if constexpr (H) h = b * e2 - a * e1;
   }
 };
+template <class T>
+using TweedieNLL = TweedieNLLForm<T, TweedieForm::two_exps>;  // any power (the registry's body)
+template <class T>
+using TweedieNLLInverse = TweedieNLLForm<T, TweedieForm::inverse>;
+template <class T>
+using TweedieNLLSquare = TweedieNLLForm<T, TweedieForm::square>;
+template <class T>
+using TweedieNLLRoot = TweedieNLLForm<T, TweedieForm::root>;
 
 // Gaussian negative log-likelihood on rows (mean m, log-variance s) with target y (one value per
 // row): l = (s + (y - m)^2 exp(-s)) / 2 [+ log(2 pi) / 2 with full]; with r = m - y and
