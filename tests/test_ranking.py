@@ -216,6 +216,43 @@ def test_lambdarank_skips_minus_inf_scores_and_ties_by_position():
     assert np.sign(g[1:]).tolist() == np.sign(ref[1]).tolist()
 
 
+def test_large_groups_tied_scores_and_real_labels():
+    """Groups above the insertion-sort size (sorted by std::sort), tied scores (ties by
+    position), labels that are not integers below 31 (maxDCG from sorted gains, not counts)."""
+    rng = np.random.default_rng(7)
+    sizes = np.array([30, 3, 61, 25, 40, 26])
+    n = int(sizes.sum())
+    y = rng.integers(0, 4, n).astype(np.float64)
+    y[:30] += 0.5  # real labels in the first group
+    y[35] = 31.0   # beyond LightGBM's label_gain table
+    s = np.round(rng.standard_normal(n) + 0.3 * y, 1)  # many exact ties
+    for loss, ref in ((fl.LambdaRank(), ref_lightgbm_lambdarank),
+                      (fl.LambdaRank(k=10, norm=False),
+                       lambda y, s, z: ref_lightgbm_lambdarank(y, s, z, k=10, norm=False)),
+                      (fl.RankNet(), ref_ranknet), (fl.ListMLE(), ref_listmle)):
+        values, g, h = ref(y, s, sizes)
+        v, g_fl, h_fl = loss.value_grad_hess(y, s, group=sizes, reduction="none")
+        np.testing.assert_allclose(v, values, rtol=1e-11, atol=1e-14)
+        np.testing.assert_allclose(g_fl, g, rtol=1e-9, atol=1e-14)
+        np.testing.assert_allclose(h_fl, h, rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("loss", [fl.LambdaRank(), fl.LambdaRank(k=3, norm=False), fl.RankNet(),
+                                  fl.ListNet(), fl.ListMLE()], ids=repr)
+def test_boosting_derivatives_without_the_value_are_the_same(loss):
+    """The boosters' path skips the value: the derivatives are bitwise those of grad_hess."""
+    from fastloss.ranking import group_offsets
+    y, s, sizes = _data(4)
+    w = np.linspace(0.5, 2.0, len(sizes))
+    for dtype in (np.float64, np.float32):
+        yy, ss = y.astype(dtype), s.astype(dtype)
+        g0, h0 = loss.grad_hess(yy, ss, sample_weight=w, group=sizes, reduction="sum")
+        g, h = loss.boosting_grad_hess(yy, ss, w, group_offsets(len(y), sizes))
+        assert g.dtype == h.dtype == dtype
+        np.testing.assert_array_equal(g, g0)
+        np.testing.assert_array_equal(h, h0)
+
+
 def test_qid_and_group_are_equivalent():
     y, s, sizes = _data(3)
     qid = np.repeat(np.arange(len(sizes)) * 7 + 3, sizes)
@@ -348,6 +385,103 @@ def test_margin_ranking_matches_pytorch(margin):
     np.testing.assert_allclose(none, np.maximum(0, -y * (x1 - x2) + margin), rtol=1e-14)
     with pytest.raises(ValueError, match="y_true must hold 1 or -1"):
         fl.margin_ranking(np.zeros(50), x1, x2)
+
+
+def _pairs(n, seed=0):
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.standard_normal(n), rng.standard_normal(n)
+    return np.where(rng.random(n) < 0.5, 1.0, -1.0), x1, x2
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_margin_ranking_weighted_against_float64_reference(reduction):
+    y, x1, x2 = _pairs(300, 1)
+    w = np.random.default_rng(2).uniform(0.0, 2.0, 300)
+    loss = fl.MarginRanking(margin=0.3)
+    per = w * np.maximum(0.0, 0.3 - y * (x1 - x2))
+    active = 0.3 - y * (x1 - x2) > 0
+    scale = w / w.sum() if reduction == "mean" else w
+    ref = {"mean": per.sum() / w.sum(), "sum": per.sum(), "none": per}[reduction]
+    value, (g1, g2) = loss.value_and_grad(y, x1, x2, sample_weight=w, reduction=reduction)
+    np.testing.assert_allclose(value, ref, rtol=1e-13)
+    np.testing.assert_allclose(g1, np.where(active, -y, 0.0) * scale, rtol=1e-14)
+    np.testing.assert_array_equal(g2, -g1)
+    h1, h2 = loss.grad_hess(y, x1, x2, sample_weight=w, reduction=reduction)[1]
+    assert not np.any(h1) and not np.any(h2)
+
+
+def test_margin_ranking_gradients_match_finite_differences():
+    y, x1, x2 = _pairs(40, 3)
+    x2 = np.where(np.abs(0.5 - y * (x1 - x2)) < 1e-3, x2 + 0.01, x2)  # away from the kink
+    w = np.linspace(0.5, 1.5, 40)
+    loss = fl.MarginRanking(margin=0.5)
+    g1, g2 = loss.value_and_grad(y, x1, x2, sample_weight=w)[1]
+    h = 1e-6
+    for i in range(40):
+        e = np.zeros(40)
+        e[i] = h
+        d1 = (loss(y, x1 + e, x2, sample_weight=w) - loss(y, x1 - e, x2, sample_weight=w)) / (2 * h)
+        d2 = (loss(y, x1, x2 + e, sample_weight=w) - loss(y, x1, x2 - e, sample_weight=w)) / (2 * h)
+        assert g1[i] == pytest.approx(d1, abs=1e-8) and g2[i] == pytest.approx(d2, abs=1e-8)
+
+
+def test_margin_ranking_dtypes_strides_shapes_and_threads():
+    y, x1, x2 = _pairs(200_000, 4)
+    loss = fl.MarginRanking(margin=0.2)
+    with fl.num_threads(1):
+        one = loss.value_and_grad(y, x1, x2)
+    with fl.num_threads(2):
+        two = loss.value_and_grad(y, x1, x2)
+    assert one[0] == two[0]  # bitwise, any thread count
+    np.testing.assert_array_equal(one[1][0], two[1][0])
+    # float32 inputs compute in float32; mixed inputs in float64, each gradient in its input's dtype
+    v32, (a32, b32) = loss.value_and_grad(y.astype(np.float32), x1.astype(np.float32),
+                                          x2.astype(np.float32))
+    assert a32.dtype == b32.dtype == np.float32 and v32 == pytest.approx(one[0], rel=1e-6)
+    _, (a, b) = loss.value_and_grad(y, x1.astype(np.float32), x2)
+    assert a.dtype == np.float32 and b.dtype == np.float64
+    # strided and 2-D inputs give the answer of their contiguous copies
+    v, (g1, g2) = loss.value_and_grad(y[::2], x1[::2], x2[::2])
+    vc, (c1, c2) = loss.value_and_grad(y[::2].copy(), x1[::2].copy(), x2[::2].copy())
+    assert v == vc
+    np.testing.assert_array_equal(g1, c1)
+    none = loss(y[:600].reshape(20, 30), x1[:600].reshape(20, 30), x2[:600].reshape(20, 30),
+                reduction="none")
+    assert none.shape == (20, 30)
+    np.testing.assert_array_equal(none.ravel(), loss(y[:600], x1[:600], x2[:600], reduction="none"))
+
+
+def test_margin_ranking_buffers_errors_and_nan():
+    y, x1, x2 = _pairs(10, 5)
+    loss = fl.MarginRanking(margin=0.1)
+    g1, g2, out = np.empty(10), np.empty(10), np.empty(10)
+    v, (r1, r2) = loss.value_and_grad(y, x1, x2, reduction="none", out=out, grad_out=(g1, g2))
+    assert v is out and r1 is g1 and r2 is g2
+    ref = loss.value_and_grad(y, x1, x2, reduction="none")
+    np.testing.assert_array_equal(out, ref[0])
+    np.testing.assert_array_equal(g1, ref[1][0])
+    np.testing.assert_array_equal(g2, ref[1][1])
+    keep = (np.full(10, 7.0), np.full(10, 7.0))
+    bad = [({"sample_weight": -np.ones(10)}, "sample_weight must be finite and non-negative"),
+           ({"sample_weight": np.zeros(10)}, "sums to zero"),
+           ({"sample_weight": np.ones(3)}, "one weight per pair"),
+           ({"y_true": np.where(np.arange(10) == 4, 0.5, y)}, r"y_true.flat\[4\] = 0.5"),
+           ({"y_true": np.where(np.arange(10) == 2, np.nan, y)}, r"y_true.flat\[2\] = nan"),
+           ({"x2": x2[:9]}, r"same shape; got y_true \(10,\), x1 \(10,\) and x2 \(9,\)")]
+    for change, match in bad:
+        args = {"y_true": y, "x2": x2, "sample_weight": None, **change}
+        with pytest.raises(ValueError, match=match):
+            loss.value_and_grad(args["y_true"], x1, args["x2"], sample_weight=args["sample_weight"],
+                                grad_out=keep)
+        assert np.all(keep[0] == 7.0) and np.all(keep[1] == 7.0)  # nothing written
+    with pytest.raises(ValueError, match="grad_out"):
+        loss.value_and_grad(y, x1, x2, grad_out=(np.empty(10), np.empty(9)))
+    # NaN reaches the value and the gradient entries of its pair only
+    v, (a, b) = loss.value_and_grad(y, np.where(np.arange(10) == 3, np.nan, x1), x2)
+    assert math.isnan(v) and np.isnan(a[3]) and np.isnan(b[3])
+    assert np.all(np.isfinite(np.delete(a, 3)))
+    # empty input: the documented mean over nothing
+    assert loss(np.zeros(0), np.zeros(0), np.zeros(0), reduction="sum") == 0.0
 
 
 # ------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -18,13 +19,15 @@ namespace {
 
 // One call of a ranking loss: y_true and y_pred (n,), offsets (groups + 1,) int64 from 0 to n,
 // non-decreasing (checked by the Python side; checked again here so that no call can read out of
-// bounds). Returns CallOutputs::result: the per-group values for reduction="none".
+// bounds). Returns CallOutputs::result: the per-group values for reduction="none". Without
+// want_value (a booster reads only the derivatives) the returned sum may be 0.
 py::tuple groupwise(int loss, const std::vector<double>& params, const py::object& y_true_obj,
                     const py::object& y_pred_obj, const py::object& offsets_obj,
                     const py::object& weight_obj, const std::string& reduction_name, bool want_grad,
                     bool want_hess, const py::object& out, const py::object& grad_out,
-                    const py::object& hess_out) {
-  if (loss < 0 || loss >= kNumRank) throw py::value_error("unknown ranking loss id");
+                    const py::object& hess_out, bool want_value) {
+  if (loss < 0 || loss >= kNumRank || loss == int(RankId::margin_ranking))
+    throw py::value_error("unknown ranking loss id");
   const Reduction reduction = parse_reduction(reduction_name);
   py::array x = as_real_array(y_pred_obj, "y_pred");
   const DType T = dtype_of(x);
@@ -70,6 +73,7 @@ py::tuple groupwise(int loss, const std::vector<double>& params, const py::objec
   job.grad_scale = reduction == Reduction::mean ? (norm > 0 ? 1.0 / norm : 0.0) : 1.0;
   CallOutputs outs(reduction, want_grad, want_hess, out, grad_out, hess_out, {groups}, {n}, T, true);
   job.threads = get_num_threads();
+  job.want_value = want_value || reduction == Reduction::none;
   if (reduction == Reduction::none) job.loss_out = outs.values.view().ptr;
   if (outs.grad) job.grad_out = outs.gradient.view().ptr;
   if (outs.hess) job.hess_out = outs.hessian.view().ptr;
@@ -80,6 +84,64 @@ py::tuple groupwise(int loss, const std::vector<double>& params, const py::objec
     total = fn(job);
   }
   outs.finish();
+  return outs.result(total, norm);
+}
+
+// One call of the margin ranking loss on pairs (y_true, x1, x2) of one shape, labels -1 or +1, one
+// weight per pair, computed in x1's and x2's common dtype. Returns CallOutputs::result with the
+// gradient for x1 (the one for x2 is its negative, formed by the caller).
+py::tuple margin_ranking(const std::vector<double>& params, const py::object& y_true_obj,
+                         const py::object& x1_obj, const py::object& x2_obj,
+                         const py::object& weight_obj, const std::string& reduction_name,
+                         bool want_grad) {
+  const Reduction reduction = parse_reduction(reduction_name);
+  py::array x1 = as_real_array(x1_obj, "x1"), x2 = as_real_array(x2_obj, "x2");
+  const DType T = dtype_of(x1) == DType::f64 || dtype_of(x2) == DType::f64 ? DType::f64 : DType::f32;
+  py::array y = as_real_array(y_true_obj, "y_true", T);
+  const auto shape = shape_of(x1);
+  if (shape_of(x2) != shape || shape_of(y) != shape)
+    throw py::value_error("y_true, x1 and x2 must have the same shape; got y_true " +
+                          shape_str(shape_of(y)) + ", x1 " + shape_str(shape) + " and x2 " +
+                          shape_str(shape_of(x2)));
+  const py::dtype dt = numpy_dtype(T);
+  x1 = numpy().attr("ascontiguousarray")(x1, dt);
+  x2 = numpy().attr("ascontiguousarray")(x2, dt);
+  y = numpy().attr("ascontiguousarray")(y, dt);
+  const index_t n = x1.size();
+  auto labels = [&](auto* v) {
+    bool bad = false;  // one pass without branches; the position only when one is bad
+    for (index_t i = 0; i < n; ++i) bad |= !(std::fabs(v[i]) == 1);
+    for (index_t i = 0; bad && i < n; ++i)
+      if (!(std::fabs(v[i]) == 1))
+        throw py::value_error("y_true must hold 1 or -1; y_true.flat[" + std::to_string(i) +
+                              "] = " + py::repr(py::float_(double(v[i]))).cast<std::string>());
+  };
+  if (T == DType::f32) labels(static_cast<const float*>(y.data()));
+  else labels(static_cast<const double*>(y.data()));
+
+  RowJob job;
+  job.rows = n;
+  job.K = 1;
+  job.x = x1.data();
+  job.targets = y.data();
+  job.extra = x2.data();
+  job.params = params.data();
+  py::array sw;
+  job.sample_weight = row_weights(weight_obj, shape, sw, "pair");
+  const double norm = job.sample_weight ? row_weight_sum(job.sample_weight, n) : double(n);
+  if (reduction == Reduction::mean && job.sample_weight && n > 0 && !(norm > 0))
+    throw py::value_error("sample_weight sums to zero: the weighted mean is undefined");
+  job.grad_scale = reduction == Reduction::mean && norm > 0 ? 1.0 / norm : 1.0;
+  CallOutputs outs(reduction, want_grad, false, py::none(), py::none(), py::none(), shape, shape, T, true);
+  job.threads = get_num_threads();
+  if (reduction == Reduction::none) job.loss_out = outs.values.view().ptr;
+  if (outs.grad) job.grad_out = outs.gradient.view().ptr;
+  double total = 0.0;
+  if (n > 0) {
+    const RowFn fn = kernels().ranking[int(RankId::margin_ranking)][T == DType::f32 ? 0 : 1];
+    py::gil_scoped_release nogil;
+    total = fn(job);
+  }
   return outs.result(total, norm);
 }
 
@@ -94,7 +156,9 @@ void bind_ranking(py::module_& m) {
   m.def("groupwise", &groupwise, py::arg("loss"), py::arg("params"), py::arg("y_true"),
         py::arg("y_pred"), py::arg("offsets"), py::arg("sample_weight"), py::arg("reduction"),
         py::arg("want_grad"), py::arg("want_hess"), py::arg("out"), py::arg("grad_out"),
-        py::arg("hess_out"));
+        py::arg("hess_out"), py::arg("want_value") = true);
+  m.def("margin_ranking", &margin_ranking, py::arg("params"), py::arg("y_true"), py::arg("x1"),
+        py::arg("x2"), py::arg("sample_weight"), py::arg("reduction"), py::arg("want_grad"));
 }
 
 }  // namespace fastloss::bind

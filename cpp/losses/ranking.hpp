@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "binary.hpp"  // LogisticParts: softplus and sigmoid of one pair's score difference
 #include "fastloss/job.hpp"
@@ -16,10 +17,24 @@
 FL_NAMESPACE_BEGIN
 namespace losses {
 
-// Scratch per document: an index (the sort order) and five doubles (gradient and Hessian sums,
-// and three columns of per-position values).
-template <class T>
-inline constexpr int kGroupScratch = int((sizeof(index_t) + 5 * sizeof(double)) / sizeof(T));
+// Scratch per document: an index (the sort order), the gradient and Hessian sums and `Cols`
+// columns of per-position doubles.
+template <class T, int Cols = 3>
+inline constexpr int kGroupScratch = int((sizeof(index_t) + (2 + Cols) * sizeof(double)) / sizeof(T));
+
+// Groups up to this size are sorted by insertion (query groups are mostly small; no index
+// indirection, stable by construction), larger ones by std::sort.
+inline constexpr index_t kInsertion = 24;
+
+template <class V, class Before>
+void insertion_sort(V* v, index_t m, Before before) {
+  for (index_t i = 1; i < m; ++i) {
+    const V x = v[i];
+    index_t j = i;
+    for (; j > 0 && before(x, v[j - 1]); --j) v[j] = v[j - 1];
+    v[j] = x;
+  }
+}
 
 // One group's inputs and outputs, and its scratch carved out of the driver's buffer.
 template <class T>
@@ -34,7 +49,7 @@ struct Group {
   index_t* order;
   double* gd;
   double* hd;
-  double* col;  // three more columns of m doubles: col + c * m
+  double* col;  // the columns of m doubles: col + c * m
   Group(const RowJob& job, index_t r, T* buf) {
     const index_t b = job.offsets[r];
     m = job.offsets[r + 1] - b;
@@ -50,15 +65,25 @@ struct Group {
     col = hd + m;
     for (index_t i = 0; i < m; ++i) gd[i] = hd[i] = 0.0;
   }
-  // The documents by decreasing key, ties by position (a stable order); NaN keys last.
-  void sort_by(const T* key) {
+  // The documents by decreasing key, ties by position (a stable order), NaN keys last, into
+  // `order`; the keys in that order into `sorted`.
+  void sort_by(const T* key, double* sorted) {
+    auto before = [](double u, double v) { return u > v || (v != v && u == u); };
+    if (m <= kInsertion) {
+      for (index_t i = 0; i < m; ++i) {
+        const double x = double(key[i]);
+        index_t j = i;
+        for (; j > 0 && before(x, sorted[j - 1]); --j) sorted[j] = sorted[j - 1], order[j] = order[j - 1];
+        sorted[j] = x, order[j] = i;
+      }
+      return;
+    }
     for (index_t i = 0; i < m; ++i) order[i] = i;
-    std::sort(order, order + m, [key](index_t a, index_t b) {
-      const bool na = key[a] != key[a], nb = key[b] != key[b];
-      if (na != nb) return nb;
-      if (!na && key[a] != key[b]) return key[a] > key[b];
-      return a < b;
+    std::sort(order, order + m, [key, before](index_t a, index_t b) {
+      return before(double(key[a]), double(key[b])) ||
+             (!before(double(key[b]), double(key[a])) && a < b);
     });
+    for (index_t i = 0; i < m; ++i) sorted[i] = double(key[order[i]]);
   }
   // Writes the accumulated derivatives times `factor * sc`: gd, hd indexed by document, or by
   // position in `order` (sorted).
@@ -102,10 +127,10 @@ struct RankNet {
   template <bool G, bool H>
   double row(const RowJob& job, index_t r, T* buf) const {
     Group<T> q(job, r, buf);
-    q.sort_by(q.y);
     double* ss = q.col;  // scores and labels by position in the label order
     double* ys = q.col + q.m;
-    for (index_t b = 0; b < q.m; ++b) ss[b] = double(q.s[q.order[b]]), ys[b] = double(q.y[q.order[b]]);
+    q.sort_by(q.y, ys);
+    for (index_t b = 0; b < q.m; ++b) ss[b] = double(q.s[q.order[b]]);
     // Pairs: every position against those after the end of its label's block (lower labels).
     double pairs = 0.0, loss = 0.0;
     PairChunk c;
@@ -150,7 +175,7 @@ struct RankNet {
 // (trunc (0: the group size), sigma, norm).
 template <class T>
 struct LambdaRank {
-  static constexpr RowSpec spec{RowTarget::rows, 3, nullptr, false, kGroupScratch<T>};
+  static constexpr RowSpec spec{RowTarget::rows, 3, nullptr, false, kGroupScratch<T, 4>};
   index_t trunc;
   double sigma;
   bool norm;
@@ -176,6 +201,105 @@ struct LambdaRank {
   static double discount(index_t rank) {
     return rank < kTable ? tables().discount[rank] : 1.0 / std::log2(2.0 + double(rank));
   }
+  // maxDCG@k: the gains in decreasing order times the discounts of the first k positions. Integer
+  // labels 0..30 (LightGBM's) are counted, not sorted; other labels sort their gains (in tmp).
+  static double max_dcg(const Group<T>& q, index_t k, double* tmp) {
+    const index_t m = q.m, top = std::min(k, m);
+    index_t count[31] = {};
+    bool counted = true;
+    for (index_t i = 0; i < m; ++i) {
+      const double y = double(q.y[i]);
+      const bool small = y >= 0.0 && y < 31.0;
+      const int label = small ? int(y) : 0;
+      const bool ok = small && double(label) == y;
+      counted &= ok;
+      count[label] += ok;
+    }
+    double dcg = 0.0;
+    if (counted) {
+      const Tables& t = tables();
+      index_t a = 0;
+      for (int label = 30; label >= 0 && a < top; --label)
+        for (index_t c = 0; c < count[label] && a < top; ++c) dcg += t.gain[label] * discount(a++);
+      return dcg;
+    }
+    for (index_t i = 0; i < m; ++i) tmp[i] = gain(double(q.y[i]));
+    auto greater = [](double u, double v) { return u > v; };
+    if (m <= kInsertion) insertion_sort(tmp, m, greater);
+    else std::partial_sort(tmp, tmp + top, tmp + m, greater);
+    for (index_t a = 0; a < top; ++a) dcg += tmp[a] * discount(a);
+    return dcg;
+  }
+  // Pairs go through a batch in three passes: gathered (positions, score difference s_hi - s_lo,
+  // the sign of a's side, the NDCG weight D_ij), their logistic terms computed in one branch-free
+  // loop over the whole batch (it vectorizes: no reduction, padded to a multiple of 8), then summed
+  // and scattered in pair order (the order of LightGBM's loop; deterministic).
+  struct Pairs {
+    static constexpr int kCap = 64;
+    index_t a[kCap], b[kCap];
+    double d[kCap], sign[kCap], w[kCap], lam[kCap], hess[kCap], value[kCap];
+  };
+  // lam = D_ij * (-sigma sigmoid(-sigma d)) (<= 0), hess = D_ij sigma^2 p (1 - p), value (V only) =
+  // D_ij log(1 + exp(-sigma d)), with D_ij / (0.01 + |d|) when BD (by score distance).
+  template <bool BD, bool V>
+  void logistic(Pairs& p, int count) const {
+    const int n = (count + 7) & ~7;
+    for (int t = count; t < n; ++t) p.d[t] = p.w[t] = 0.0;  // padding: finite, never read back
+    const double sg = sigma, sg2 = sigma * sigma;
+    for (int t = 0; t < n; ++t) {
+      const double d = p.d[t], z = sg * d, w = BD ? p.w[t] / (0.01 + std::fabs(d)) : p.w[t];
+      const double e = vm::exp_nonpos(-std::fabs(z)), inv = 1.0 / (1.0 + e);
+      const bool pos = z >= 0.0;
+      const double sig = pos ? inv : e * inv, sig_neg = pos ? e * inv : inv;
+      p.lam[t] = w * (-sg * sig_neg);
+      p.hess[t] = w * (sg2 * sig_neg * sig);
+      if (V) p.value[t] = w * ((pos ? 0.0 : -z) + vm::log1p(e));
+    }
+  }
+  template <bool BD, bool V, bool G, bool H>
+  void flush(Pairs& p, int n, Group<T>& q, double& loss, double& sum_lambdas) const {
+    logistic<BD, V>(p, n);
+    // Pairs come in runs of one position a: its sums stay in registers during the run.
+    index_t a = p.a[0];
+    double ga = q.gd[a], ha = q.hd[a];
+    for (int t = 0; t < n; ++t) {
+      if (p.a[t] != a) {
+        q.gd[a] = ga, q.hd[a] = ha;
+        a = p.a[t], ga = q.gd[a], ha = q.hd[a];
+      }
+      const double l = p.lam[t], sl = p.sign[t] * l;  // a's side: +lam if a is the higher label
+      const index_t b = p.b[t];
+      if (V) loss += p.value[t];
+      sum_lambdas -= 2.0 * l;
+      if (G) ga += sl, q.gd[b] -= sl;
+      if (H) ha += p.hess[t], q.hd[b] += p.hess[t];
+    }
+    q.gd[a] = ga, q.hd[a] = ha;
+  }
+  // Every pair of positions (a, b), a < b, a within the first k and neither document at -inf,
+  // with different labels (the others are written and not counted: no branch).
+  template <bool BD, bool V, bool G, bool H>
+  void pairs(Group<T>& q, index_t k, const double* ss, const double* ys, const double* gs,
+             const double* ds, double inv_max_dcg, double& loss, double& sum_lambdas) const {
+    const double ninf = -__builtin_huge_val();
+    const index_t m = q.m;
+    Pairs p;
+    int n = 0;
+    for (index_t a = 0; a < m - 1 && a < k; ++a) {
+      const double sa = ss[a], ya = ys[a], ga = gs[a], da = ds[a];
+      if (sa == ninf) continue;
+      for (index_t b = a + 1; b < m; ++b) {
+        const double sign = ya > ys[b] ? 1.0 : -1.0;
+        p.a[n] = a, p.b[n] = b;
+        p.sign[n] = sign;
+        p.d[n] = sign * (sa - ss[b]);  // s_hi - s_lo
+        p.w[n] = std::fabs(ga - gs[b]) * std::fabs(da - ds[b]) * inv_max_dcg;
+        n += ya != ys[b] && ss[b] != ninf;
+        if (n == Pairs::kCap) flush<BD, V, G, H>(p, n, q, loss, sum_lambdas), n = 0;
+      }
+    }
+    if (n > 0) flush<BD, V, G, H>(p, n, q, loss, sum_lambdas);
+  }
   template <bool G, bool H>
   double row(const RowJob& job, index_t r, T* buf) const {
     Group<T> q(job, r, buf);
@@ -184,54 +308,33 @@ struct LambdaRank {
       if (G) q.template write<G, H>(0.0);
       return 0.0;
     }
-    // maxDCG@k from the labels in decreasing order (the order scratch serves both sorts)
-    q.sort_by(q.y);
-    double max_dcg = 0.0;
-    for (index_t a = 0; a < m && a < k; ++a) max_dcg += gain(double(q.y[q.order[a]])) * discount(a);
-    const double inv_max_dcg = max_dcg > 0 ? 1.0 / max_dcg : 0.0;
-    q.sort_by(q.s);
-    const T ninf = static_cast<T>(-__builtin_huge_val());
-    const double best = double(q.s[q.order[0]]);
+    double *ss = q.col, *ys = q.col + m, *gs = q.col + 2 * m, *tmp = q.col + 3 * m;
+    const double dcg = max_dcg(q, k, tmp), inv_max_dcg = dcg > 0 ? 1.0 / dcg : 0.0;
+    q.sort_by(q.s, ss);
+    const double ninf = -__builtin_huge_val();
     index_t worst_at = m - 1;
-    if (q.s[q.order[worst_at]] == ninf) --worst_at;
-    const bool by_distance = norm && best != double(q.s[q.order[worst_at]]);
-    // by position in the score order: scores, gains, discounts
-    double *ss = q.col, *gs = q.col + m, *ds = q.col + 2 * m;
+    if (ss[worst_at] == ninf) --worst_at;
+    const bool by_distance = norm && ss[0] != ss[worst_at];
+    // by position in the score order: labels and gains; discounts from the table
     for (index_t b = 0; b < m; ++b) {
-      ss[b] = double(q.s[q.order[b]]);
-      gs[b] = gain(double(q.y[q.order[b]]));
-      ds[b] = discount(b);
+      ys[b] = double(q.y[q.order[b]]);
+      gs[b] = gain(ys[b]);
+    }
+    const double* ds = tables().discount;
+    if (m > kTable) {
+      for (index_t b = 0; b < m; ++b) tmp[b] = discount(b);
+      ds = tmp;
     }
     double loss = 0.0, sum_lambdas = 0.0;
-    PairChunk c;
-    auto flush = [&] {
-      for (int t = 0; t < c.n; ++t) {
-        const double w = by_distance ? c.w[t] / (0.01 + std::fabs(c.d[t])) : c.w[t];
-        const PairLogistic p(sigma, c.d[t]);
-        c.w[t] = w, c.loss[t] = w * p.loss, c.slope[t] = w * p.slope, c.curve[t] = w * p.curve;
-      }
-      for (int t = 0; t < c.n; ++t) {
-        loss += c.loss[t];
-        sum_lambdas -= 2.0 * c.slope[t];  // the lambda c.slope[t] <= 0 pushes the higher label up
-        if (G) q.gd[c.hi[t]] += c.slope[t], q.gd[c.lo[t]] -= c.slope[t];
-        if (H) q.hd[c.hi[t]] += c.curve[t], q.hd[c.lo[t]] += c.curve[t];
-      }
-      c.n = 0;
+    const bool v = job.want_value;
+    auto run = [&](auto bd, auto val) {
+      pairs<decltype(bd)::value, decltype(val)::value, G, H>(q, k, ss, ys, gs, ds, inv_max_dcg, loss,
+                                                            sum_lambdas);
     };
-    for (index_t a = 0; a < m - 1 && a < k; ++a) {
-      if (ss[a] == double(ninf)) continue;
-      const double ya = double(q.y[q.order[a]]);
-      for (index_t b = a + 1; b < m; ++b) {
-        const double yb = double(q.y[q.order[b]]);
-        if (ss[b] == double(ninf) || ya == yb) continue;
-        const bool a_high = ya > yb;
-        const index_t hi = a_high ? a : b, lo = a_high ? b : a;
-        c.hi[c.n] = hi, c.lo[c.n] = lo, c.d[c.n] = ss[hi] - ss[lo];
-        c.w[c.n] = std::fabs(gs[a] - gs[b]) * std::fabs(ds[a] - ds[b]) * inv_max_dcg;
-        if (++c.n == kPairChunk) flush();
-      }
-    }
-    flush();
+    using yes = std::true_type;
+    using no = std::false_type;
+    if (by_distance) v ? run(yes(), yes()) : run(yes(), no());
+    else v ? run(no(), yes()) : run(no(), no());
     const double factor = norm && sum_lambdas > 0 ? std::log2(1.0 + sum_lambdas) / sum_lambdas : 1.0;
     if (G) q.template write<G, H>(factor, true);
     return q.w * loss * factor;
@@ -288,7 +391,7 @@ struct ListMLE {
   double row(const RowJob& job, index_t r, T* buf) const {
     Group<T> q(job, r, buf);
     const index_t m = q.m;
-    q.sort_by(q.y);
+    q.sort_by(q.y, q.col);
     double* L = q.hd;  // suffix log-sum-exps, then overwritten by the Hessian in place
     double loss = 0.0, acc = -__builtin_huge_val();
     for (index_t a = m; a-- > 0;) {
@@ -317,6 +420,32 @@ struct ListMLE {
       }
     }
     return q.w * loss;
+  }
+};
+
+// Margin ranking loss on explicit pairs (PyTorch's margin_ranking_loss), one row of the row driver
+// per pair r: x1 = job.x, x2 = job.extra, labels y = job.targets in {-1, +1} (checked by the
+// binding), l = max(0, margin - y (x1 - x2)) in double. grad_out receives d l / d x1 = -y where the
+// hinge is positive (0 at and beyond the kink; NaN for a NaN pair); the gradient for x2 is its
+// negative, formed by the caller. The Hessian is 0. Parameters: (margin).
+template <class T>
+struct MarginRanking {
+  static constexpr RowSpec spec{RowTarget::values, 1, "x2", false, 0};
+  double margin;
+  explicit MarginRanking(const double* v) : margin(v[0]) {}
+  template <bool G, bool H>
+  FL_INLINE double row(const RowJob& job, index_t r, T*) const {
+    const double y = double(static_cast<const T*>(job.targets)[r]);
+    const double x1 = double(static_cast<const T*>(job.x)[r]), x2 = double(static_cast<const T*>(job.extra)[r]);
+    const double u = margin - y * (x1 - x2), w = job.sample_weight ? job.sample_weight[r] : 1.0;
+    // selects, not branches: the hinge is active for about half of the pairs, at random
+    const double active = u > 0.0 ? 1.0 : 0.0, l = u < 0.0 ? 0.0 : u;  // NaN u propagates
+    if (G) {
+      const double g = -y * (w * job.grad_scale) * active;
+      static_cast<T*>(job.grad_out)[r] = static_cast<T>(u != u ? u : g);
+    }
+    if (H) static_cast<T*>(job.hess_out)[r] = T(0);
+    return w * l;
   }
 };
 

@@ -52,11 +52,13 @@
 #define FASTLOSS_ROW_LOSSES(X) FASTLOSS_MULTICLASS_LOSSES(X) FASTLOSS_DISTILLATION_LOSSES(X) \
   FASTLOSS_LIKELIHOOD_ROW_LOSSES(X)
 
-// Losses over query groups of a flat score vector (ragged rows of the row driver, RowJob::offsets).
+// Losses over query groups of a flat score vector (ragged rows of the row driver, RowJob::offsets),
+// and the margin ranking loss on explicit pairs (one row per pair).
 #define FASTLOSS_RANKING_LOSSES(X) \
   X(rank_net, RankNet)             \
   X(lambda_rank, LambdaRank)       \
   X(list_net, ListNet)             \
-  X(list_mle, ListMLE)
+  X(list_mle, ListMLE)             \
+  X(margin_ranking, MarginRanking)
 
 // The kernel families and the ISAs they compile for are listed once, in CMakeLists.txt.

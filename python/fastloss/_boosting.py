@@ -170,8 +170,7 @@ def ranking_grad_hess(loss: Any, y: np.ndarray, margin: np.ndarray, w: Optional[
     offsets = group_offsets(n, group)
     sizes = np.diff(offsets)
     per_document = w is not None and w.shape == (n,) and sizes.size != n
-    grad, hess = loss.grad_hess(y, margin, None if per_document else w, reduction="sum",
-                                group=sizes)
+    grad, hess = loss.boosting_grad_hess(y, margin, None if per_document else w, offsets)
     if w is None:
         return grad, hess, None
     if per_document:

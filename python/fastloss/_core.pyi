@@ -58,7 +58,10 @@ def groupwise(
     loss: int, params: Sequence[float], y_true: ArrayLike, y_pred: ArrayLike, offsets: ArrayLike,
     sample_weight: Optional[ArrayLike], reduction: str, want_grad: bool, want_hess: bool,
     out: Optional[FloatArray], grad_out: Optional[FloatArray],
-    hess_out: Optional[FloatArray]) -> KernelResult: ...
+    hess_out: Optional[FloatArray], want_value: bool = True) -> KernelResult: ...
+def margin_ranking(
+    params: Sequence[float], y_true: ArrayLike, x1: ArrayLike, x2: ArrayLike,
+    sample_weight: Optional[ArrayLike], reduction: str, want_grad: bool) -> KernelResult: ...
 def ssim(
     y_true: ArrayLike, y_pred: ArrayLike, c1: float, c2: float,
     scale_weights: Optional[Sequence[float]], grad_scale: Optional[ArrayLike], want_map: bool,

@@ -24,8 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _core
-from ._base import FloatArray, Loss, param
-from ._batch import item_result, item_scale, item_weights
+from ._base import FloatArray, KernelResult, Loss, param
 from ._validate import boolean, choice, integer, non_negative, optional, positive, real_array
 
 __all__ = ["RankNet", "LambdaRank", "ListNet", "ListMLE", "MarginRanking",
@@ -102,12 +101,26 @@ class _RankingLoss(Loss[FloatArray]):
         self._id = _core.ranking_kernels[self.function_name]
         self._packed = self._kernel_params()
 
+    def _check_labels(self, y_true: Any) -> None:
+        """Checks of the labels beyond finiteness (which the kernel binding checks)."""
+
     def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out,
              group=None, qid=None):
         y_true, y_pred = args
+        self._check_labels(y_true)
         offsets = group_offsets(_documents(y_pred), group, qid)
         return _core.groupwise(self._id, self._packed, y_true, y_pred, offsets, sample_weight,
                                reduction, want_grad, want_hess, out, grad_out, hess_out)
+
+    def boosting_grad_hess(self, y_true: np.ndarray, y_pred: np.ndarray,
+                           sample_weight: Optional[np.ndarray],
+                           offsets: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """``(grad, hess)`` of the weighted sum over the groups bounded by ``offsets`` (from
+        :func:`group_offsets`), without the value: what a booster reads at every round."""
+        self._check_labels(y_true)
+        result = _core.groupwise(self._id, self._packed, y_true, y_pred, offsets, sample_weight,
+                                 "sum", True, True, None, None, None, want_value=False)
+        return result[3], result[4]
 
     def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):
         """Query groups of 1 to 20 documents with graded relevance 0..4 (at least two grades in
@@ -205,12 +218,10 @@ class LambdaRank(_RankingLoss):
     def _kernel_params(self) -> list:
         return [float(self.k or 0), self.sigma, float(self.norm)]
 
-    def _run(self, args, sample_weight, reduction, *rest, **inputs):
-        y_true = args[0]
+    def _check_labels(self, y_true: Any) -> None:
         y = y_true if isinstance(y_true, np.ndarray) else np.asarray(y_true)
         if y.dtype.kind in "biuf" and y.size and np.min(y) < 0:
             raise ValueError("y_true (relevance labels) must be non-negative for the gain 2^y - 1")
-        return super()._run(args, sample_weight, reduction, *rest, **inputs)
 
 
 class ListNet(_RankingLoss):
@@ -276,28 +287,20 @@ class MarginRanking(Loss[Tuple[FloatArray, FloatArray]]):
     hessian = "a.e."
     margin: float = param(default=0.0, check=non_negative, doc="required score gap")
 
+    def __post_init__(self) -> None:
+        self._packed = [float(self.margin)]
+
     def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
         y, x1, x2 = args
         x1, x2 = real_array(x1, "x1"), real_array(x2, "x2")
-        y = real_array(y, "y_true")
-        if x1.shape != x2.shape or y.shape != x1.shape:
-            raise ValueError(f"y_true, x1 and x2 must have the same shape; got y_true {y.shape}, "
-                             f"x1 {x1.shape} and x2 {x2.shape}")
-        if not np.all((y == 1) | (y == -1)):
-            i = int(np.flatnonzero((y != 1) & (y != -1))[0])
-            raise ValueError(f"y_true must hold 1 or -1; y_true.flat[{i}] = {y.flat[i]!r}")
-        w = item_weights(sample_weight, x1.shape, reduction)
-        dt = np.result_type(x1, x2)
-        u = self.margin - y * (x1.astype(np.float64) - x2)
-        per = np.maximum(u, 0.0)
-        norm, scale = item_scale(w, per.shape, reduction)
-        r = item_result(per, w, norm, reduction, dt)
+        total, norm, values, g1, _ = _core.margin_ranking(
+            self._packed, real_array(y, "y_true"), x1, x2, sample_weight, reduction, want_grad)
         if not want_grad:
-            return r
-        g1 = np.where(u > 0, -y, 0.0) * scale
-        grads = (g1.astype(x1.dtype), (-g1).astype(x2.dtype))
+            return KernelResult(total, norm, values, None, None)
+        g2 = np.negative(g1, dtype=x2.dtype)  # d l / d x2 = -d l / d x1, in x2's dtype
+        grads = (g1.astype(x1.dtype, copy=False), g2)
         hess = (np.zeros_like(grads[0]), np.zeros_like(grads[1])) if want_hess else None
-        return r._replace(grad=grads, hess=hess)
+        return KernelResult(total, norm, values, grads, hess)
 
     def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):
         """Pairs of scores ``N(0, 1)`` and the sign of their difference, flipped for about 20 %

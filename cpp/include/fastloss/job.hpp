@@ -78,6 +78,9 @@ struct RowJob {
   // Ragged rows (query groups of the ranking losses): row r is elements [offsets[r], offsets[r+1])
   // of the flat x, targets, grad_out and hess_out; K is then the largest row (the scratch size).
   const std::int64_t* offsets = nullptr;
+  // False when the caller reads only the derivatives (a booster): a body may then skip the value
+  // and return 0.
+  bool want_value = true;
 };
 // Returns the sum of the weighted per-row losses (deterministic).
 using RowFn = double (*)(const RowJob&);
