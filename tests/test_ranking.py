@@ -575,6 +575,30 @@ def test_xgboost_objective_reads_group_ptr():
     assert fl.ndcg(y, booster.predict(dtrain), group=sizes, k=10) > 0.6
 
 
+def test_metric_adapters_evaluate_ranking_losses_per_query_group():
+    """The metrics pass the booster's query groups: XGBoost's weights are one per group,
+    LightGBM's per document, averaged over each group (LightGBM's query weight)."""
+    xgb = pytest.importorskip("xgboost")
+    lgb = pytest.importorskip("lightgbm")
+    from fastloss.lightgbm import Metric as LgbMetric, SklearnMetric as LgbSklearnMetric
+    from fastloss.xgboost import Metric as XgbMetric
+    X, y, sizes = _ranking_dataset(3, queries=60)
+    margin = np.random.default_rng(1).standard_normal(len(y))
+    loss = fl.LambdaRank(k=5)
+    wq = np.linspace(0.5, 2.0, len(sizes))
+    dtrain = xgb.DMatrix(X, y, group=sizes, weight=wq)
+    name, value = XgbMetric(loss)(margin.astype(np.float32), dtrain)
+    assert name == "lambda_rank"
+    assert value == pytest.approx(loss(y, margin.astype(np.float32), wq, group=sizes), rel=1e-6)
+    wd = np.repeat(wq, sizes) * np.where(np.arange(len(y)) % 2, 1.5, 0.5)  # varies within groups
+    per_group = np.add.reduceat(wd, np.r_[0, np.cumsum(sizes)[:-1]]) / sizes
+    data = lgb.Dataset(X, y, group=sizes, weight=wd).construct()
+    expected = loss(y, margin, per_group, group=sizes)
+    assert LgbMetric(loss)(margin, data)[1] == pytest.approx(expected, rel=1e-12)
+    assert LgbSklearnMetric(loss)(y, margin, wd, sizes)[1] == pytest.approx(expected, rel=1e-12)
+    assert expected != pytest.approx(loss(y, margin, group=sizes), rel=1e-6)  # weights count
+
+
 def test_ranking_scorer_routes_qid():
     sklearn = pytest.importorskip("sklearn")
     from sklearn.linear_model import Ridge

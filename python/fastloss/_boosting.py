@@ -85,10 +85,19 @@ class LossAdapter:
         return y
 
     def metric_value(self, y_true: Any, margin: Any, sample_weight: Any = None,
-                     **inputs: Any) -> float:
-        """The weighted mean of the loss: what the metric adapters report."""
+                     group: Any = None, **inputs: Any) -> float:
+        """The weighted mean of the loss: what the metric adapters report. A ranking loss is
+        evaluated on the booster's query groups (sizes; one group without), weighted per group:
+        XGBoost's weights are one per group; LightGBM's per-document weights give each group
+        their mean, LightGBM's own query weight."""
         margin = np.asarray(margin)
         w = None if sample_weight is None or np.size(sample_weight) == 0 else np.asarray(sample_weight)
+        if isinstance(self.loss, _RankingLoss):
+            offsets = group_offsets(margin.shape[0], group)
+            sizes = np.diff(offsets)
+            if w is not None and w.shape == margin.shape[:1] and sizes.size != margin.shape[0]:
+                w = np.add.reduceat(w.astype(np.float64), offsets[:-1]) / np.maximum(sizes, 1)
+            inputs["group"] = sizes
         return self.loss(self.labels(y_true, margin), margin, w, reduction="mean", **inputs)
 
 

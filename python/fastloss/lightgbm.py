@@ -4,7 +4,8 @@
 - :class:`SklearnObjective` for ``LGBMRegressor(objective=...)`` / ``LGBMClassifier(...)``: it is
   called as ``objective(y_true, y_pred, weight, group)``.
 - :class:`Metric` (native ``feval=``) and :class:`SklearnMetric` (``eval_metric=``): the weighted
-  mean of the loss, as ``(name, value, is_higher_better=False)``.
+  mean of the loss, as ``(name, value, is_higher_better=False)``; a ranking loss's over the query
+  groups, each weighted by the mean weight of its documents (LightGBM's query weight).
 
 LightGBM hands float64 raw scores, ``(n,)`` or ``(n, K)`` for multi-class, and float32 labels; the
 objectives return the gradient and Hessian of the weighted sum of the loss in the same shape,
@@ -64,14 +65,17 @@ class Metric(LossAdapter):
         self.name = name or self.loss.function_name
 
     def __call__(self, preds: np.ndarray, eval_data) -> Tuple[str, float, bool]:
-        return self.name, self.metric_value(eval_data.get_label(), preds, eval_data.get_weight()), False
+        return self.name, self.metric_value(eval_data.get_label(), preds, eval_data.get_weight(),
+                                            eval_data.get_group()), False
 
 
 class SklearnMetric(Metric):
-    """scikit-learn-API metric: ``eval_metric(y_true, y_pred, weight) -> (name, value, False)``."""
+    """scikit-learn-API metric: ``eval_metric(y_true, y_pred, weight, group) -> (name, value,
+    False)``."""
 
-    def __call__(self, y_true: np.ndarray, y_pred: np.ndarray, weight: Any = None) -> Tuple[str, float, bool]:
-        return self.name, self.metric_value(y_true, y_pred, weight), False
+    def __call__(self, y_true: np.ndarray, y_pred: np.ndarray, weight: Any = None,
+                 group: Any = None) -> Tuple[str, float, bool]:
+        return self.name, self.metric_value(y_true, y_pred, weight, group), False
 
 
 def init_score(loss: Any, y_true: Any, sample_weight: Any = None):

@@ -4,7 +4,8 @@
   (and ``xgboost.dask.train``: the adapters are module-level and picklable).
 - :class:`SklearnObjective` for ``XGBRegressor(objective=...)`` / ``XGBClassifier(objective=...)``.
 - :class:`Metric` (native ``custom_metric=``) and :class:`SklearnMetric` (``eval_metric=``): the
-  weighted mean of the loss, lower is better.
+  weighted mean of the loss, lower is better (a ranking loss's over the DMatrix's query groups
+  with the native :class:`Metric`).
 
 XGBoost hands the raw margins (float32, ``(n,)`` or ``(n, K)`` for multi-class and multi-output)
 and float32 labels; the objectives return the per-sample gradient and Hessian of the weighted sum
@@ -94,7 +95,7 @@ class Metric(LossAdapter):
 
     def __call__(self, predt: np.ndarray, dtrain) -> Tuple[str, float]:
         y, inputs = _labels(self.loss, dtrain)
-        return self.__name__, self.metric_value(y, predt, _weights(dtrain), **inputs)
+        return self.__name__, self.metric_value(y, predt, _weights(dtrain), _group(dtrain), **inputs)
 
 
 class SklearnMetric(Metric):
