@@ -356,46 +356,84 @@ void radix_sort(index_t n, K** keys, I** idx, K* keys_tmp, I* idx_tmp) {
 inline constexpr index_t kCoxChunk = 16384;  // elements per chunk of the parallel passes
 inline constexpr int kCoxSortBits = 33;      // key bits sorted by the radix passes (3 x 11)
 inline constexpr index_t kCoxPrefetch = 64;  // samples ahead of the random walk of step 4
-inline constexpr index_t kCoxSplit = 65536;  // samples from which step 4 walks two parts at once
+inline constexpr index_t kCoxSplit = 65536;  // samples from which the sort and the walk go in 2 parts
 
-// Sorts n packed words p = (hi << ib) | i by hi, stably (ties keep ascending i), into *out,
-// using tmp as the other buffer. The first pass reads the keys and packs them: hi(key) =
-// (key - kmin) >> shift, `bits` wide. hist: the counts of each digit of hi over the keys, one
-// table of 2^digit entries per pass.
+// An LSD radix sort of n packed words p = (hi(i) << ib) | i by their hi, `bits` wide, stably
+// (ties keep ascending i), in passes of at most kRadixBits bits. With one thread, the caller
+// counts every digit beforehand (one table per pass). With more, each pass moves two consecutive
+// parts of its input at once (samples [bound(q), bound(q + 1)), chunk boundaries), each part's
+// words behind those with the same digit in the part before it, and counts the next digit per
+// part as it goes (the caller counts the first digit per part). A stable sort has one result, so
+// the parts change nothing but the speed.
+struct CoxSortPlan {
+  index_t n, chunks, parts;
+  int ib, bits, passes, digit;
+  index_t buckets;
+  CoxSortPlan(index_t n_, index_t chunks_, int ib_, int bits_, int threads)
+      : n(n_), chunks(chunks_), parts(threads > 1 && n_ >= kCoxSplit ? 2 : 1), ib(ib_), bits(bits_) {
+    passes = (bits + kRadixBits - 1) / kRadixBits;
+    digit = passes ? (bits + passes - 1) / passes : 0;
+    buckets = index_t(1) << digit;
+  }
+  // The caller's count tables: one per part (first digit), or one per pass with one part.
+  index_t tables() const { return parts > 1 ? parts : passes; }
+  index_t bound(index_t q) const { return min_(n, chunks * q / parts * kCoxChunk); }
+  index_t part_of_chunk(index_t c) const { return c >= chunks / parts ? parts - 1 : 0; }
+};
+
+// count: the caller's counts (plan.tables() x buckets; overwritten).
 template <class Hi>
-void cox_sort(index_t n, int ib, int bits, Hi&& hi, index_t* hist, std::uint64_t* out,
-              std::uint64_t* tmp) {
-  const int passes = (bits + kRadixBits - 1) / kRadixBits;
-  if (passes == 0) {
+void cox_sort(const CoxSortPlan& plan, Hi&& hi, index_t* count0, std::uint64_t* out,
+              std::uint64_t* tmp, int threads) {
+  index_t* count = count0;
+  const index_t n = plan.n, parts = plan.parts, buckets = plan.buckets;
+  if (plan.passes == 0) {
     for (index_t i = 0; i < n; ++i) out[i] = static_cast<std::uint64_t>(i);
     return;
   }
-  const int digit = (bits + passes - 1) / passes;
-  const index_t buckets = index_t(1) << digit;
   const std::uint64_t mask = static_cast<std::uint64_t>(buckets - 1);
-  // The last pass writes `out`.
-  std::uint64_t* dst = passes % 2 ? out : tmp;
+  const index_t split = plan.bound(1);
+  Scratch<index_t> next(parts * parts * buckets);  // [source part][destination part][digit]
+  std::uint64_t* dst = plan.passes % 2 ? out : tmp;  // the last pass writes `out`
   std::uint64_t* src = nullptr;
-  for (int d = 0; d < passes; ++d) {
-    index_t* h = hist + d * buckets;
-    index_t sum = 0;
-    for (index_t b = 0; b < buckets; ++b) {
-      const index_t c = h[b];
-      h[b] = sum;
-      sum += c;
-    }
-    const int shift = ib + digit * d;
-    if (d == 0) {
-      for (index_t i = 0; i < n; ++i) {
-        const std::uint64_t p = (hi(i) << ib) | static_cast<std::uint64_t>(i);
-        dst[h[(p >> shift) & mask]++] = p;
+  for (int d = 0; d < plan.passes; ++d) {
+    const int shift = plan.ib + plan.digit * d;
+    const bool count_next = parts > 1 && d + 1 < plan.passes;
+    if (parts == 1) count = count0 + d * buckets;
+    index_t sum = 0;  // bucket by bucket, part by part: where each part's share starts
+    for (index_t b = 0; b < buckets; ++b)
+      for (index_t q = 0; q < parts; ++q) {
+        const index_t c = count[q * buckets + b];
+        count[q * buckets + b] = sum;
+        sum += c;
       }
-    } else {
-      for (index_t k = 0; k < n; ++k) {
-        const std::uint64_t p = src[k];
-        dst[h[(p >> shift) & mask]++] = p;
-      }
-    }
+    for (index_t j = 0; j < parts * parts * buckets; ++j) next.p[j] = 0;
+    parallel_chunks(parts, n / parts, threads, [&](index_t q) {
+      index_t* c = count + q * buckets;
+      index_t* nx = next.p + q * parts * buckets;
+      const auto move = [&](auto first, auto counting) {
+        for (index_t k = plan.bound(q), e = plan.bound(q + 1); k < e; ++k) {
+          std::uint64_t x;
+          if constexpr (decltype(first)::value) x = (hi(k) << plan.ib) | static_cast<std::uint64_t>(k);
+          else x = src[k];
+          const index_t pos = c[(x >> shift) & mask]++;
+          dst[pos] = x;
+          if constexpr (decltype(counting)::value)
+            ++nx[(pos >= split ? buckets : 0) + static_cast<index_t>((x >> (shift + plan.digit)) & mask)];
+        }
+      };
+      if (d == 0)
+        count_next ? move(std::true_type{}, std::true_type{}) : move(std::true_type{}, std::false_type{});
+      else
+        count_next ? move(std::false_type{}, std::true_type{}) : move(std::false_type{}, std::false_type{});
+    });
+    if (count_next)
+      for (index_t q = 0; q < parts; ++q)
+        for (index_t b = 0; b < buckets; ++b) {
+          index_t c = 0;
+          for (index_t p = 0; p < parts; ++p) c += next.p[(p * parts + q) * buckets + b];
+          count[q * buckets + b] = c;
+        }
     src = dst;
     dst = dst == out ? tmp : out;
   }
@@ -518,17 +556,26 @@ void cox_kernel(CoxJob& job) {
   const bool exact = bits == range_bits;  // equal sorted bits: equal times
   const int shift = tz + (range_bits - bits);
   const auto hi = [&](index_t i) -> K { return ((smp[i].key >> 1) - kmin) >> shift; };
-  const int passes = (bits + kRadixBits - 1) / kRadixBits;
-  const int digit = passes ? (bits + passes - 1) / passes : 0;
-  const index_t buckets = index_t(1) << digit, table = passes * buckets;
+  const CoxSortPlan plan(n, chunks, ib, bits, job.threads);
 
-  // 2. u = w exp(eta - m), the event weight and sum of w delta eta (kLanes lanes per chunk), and
-  // the radix histograms (counts per thread, summed: integers, so in any order). Parallel.
+  // 2. u = w exp(eta - m), the event weight and sum of w delta eta (kLanes lanes per chunk),
+  // and the counts of the first radix digit per part of the sort (per thread, then summed:
+  // integers, so in any order). Parallel.
+  const index_t table = plan.tables() * plan.buckets;
   const int slots = job.threads < kMaxThreads ? (job.threads > 0 ? job.threads : 1) : kMaxThreads;
-  Scratch<index_t> hist(slots * table + 1);
-  for (index_t j = 0; j < slots * table; ++j) hist.p[j] = 0;
+  Scratch<index_t> count(slots * table + 1);
+  for (index_t j = 0; j < slots * table; ++j) count.p[j] = 0;
   parallel_chunks_slots(chunks, 2 * kCoxChunk, job.threads, [&](index_t c, int slot) {
     const index_t b = c * kCoxChunk, e = min_(n, b + kCoxChunk);
+    const K dmask = static_cast<K>(plan.buckets - 1);
+    if (plan.parts > 1) {
+      index_t* h = count.p + slot * table + plan.part_of_chunk(c) * plan.buckets;
+      for (index_t i = b; i < e; ++i) ++h[hi(i) & dmask];
+    } else {
+      index_t* h = count.p + slot * table;
+      for (int d = 0; d < plan.passes; ++d, h += plan.buckets)
+        for (index_t i = b; i < e; ++i) ++h[(hi(i) >> (plan.digit * d)) & dmask];
+    }
     double wsum[kLanes] = {}, weta[kLanes] = {};
     constexpr index_t kPiece = 16 * kLanes;  // exp of a piece in a simple (vectorized) loop first
     double ex[kPiece];
@@ -560,20 +607,16 @@ void cox_kernel(CoxJob& job) {
     }
     part.p[c].wsum = pairwise_sum(wsum, kLanes);
     part.p[c].weta = pairwise_sum(weta, kLanes);
-    index_t* h = hist.p + slot * table;
-    const K dmask = static_cast<K>(buckets - 1);
-    for (int d = 0; d < passes; ++d, h += buckets)
-      for (index_t k = b; k < e; ++k) ++h[(hi(k) >> (digit * d)) & dmask];
   });
   for (int s = 1; s < slots; ++s)
-    for (index_t j = 0; j < table; ++j) hist.p[j] += hist.p[s * table + j];
+    for (index_t j = 0; j < table; ++j) count.p[j] += count.p[s * table + j];
   double norm = 0.0, weta = 0.0;
   for (index_t c = 0; c < chunks; ++c) norm += part.p[c].wsum, weta += part.p[c].weta;
   job.norm = norm;
   const double scale = job.mean && norm > 0.0 ? 1.0 / norm : 1.0;
 
   // 3. The ascending order of the times' sorted bits (ties in the samples' order).
-  cox_sort(n, ib, bits, hi, hist.p, sorted, reinterpret_cast<std::uint64_t*>(rec));
+  cox_sort(plan, hi, count.p, sorted, reinterpret_cast<std::uint64_t*>(rec), job.threads);
   const K pos_mask = (K(1) << ib) - 1;  // ib < 64: bits <= 64 - ib with n > 1
 
   // 4. Descending walk, one run of equal sorted bits at a time (put in time order first when the
