@@ -265,7 +265,8 @@ def test_cox_large_batches_match_numpy_for_any_thread_count(weighted):
     nearly distinct float64 times; bitwise the same with 1 and 2 threads."""
     rng = np.random.default_rng(12)
     n = 200_003
-    for time in (np.round(rng.exponential(size=n), 2) + 0.01, rng.exponential(size=n) * 1e3):
+    wide = rng.choice([1e-300, 1.0, 1e300], n) * (1.0 + rng.integers(0, 8, n) * 2.0 ** -52)
+    for time in (np.round(rng.exponential(size=n), 2) + 0.01, rng.exponential(size=n) * 1e3, wide):
         event = rng.random(n) < 0.7
         pred = rng.standard_normal(n)
         weight = rng.uniform(0.5, 2.0, n) if weighted else None

@@ -222,15 +222,6 @@ FL_INLINE typename KeyOf<F>::type float_key(F x) {
   return (b & sign) ? ~b : (b | sign);
 }
 
-// The double whose float_key is k.
-FL_INLINE double key_value(std::uint64_t k) {
-  constexpr std::uint64_t sign = std::uint64_t(1) << 63;
-  const std::uint64_t b = (k & sign) ? (k ^ sign) : ~k;
-  double x;
-  std::memcpy(&x, &b, sizeof x);
-  return x;
-}
-
 // Scratch of n elements; MemoryError (std::bad_alloc) rather than a null pointer.
 template <class T>
 struct Scratch : Buffer<T> {
@@ -558,9 +549,9 @@ void cox_kernel(CoxJob& job) {
   const auto hi = [&](index_t i) -> K { return ((smp[i].key >> 1) - kmin) >> shift; };
   const CoxSortPlan plan(n, chunks, ib, bits, job.threads);
 
-  // 2. u = w exp(eta - m), the event weight and sum of w delta eta (kLanes lanes per chunk),
-  // and the counts of the first radix digit per part of the sort (per thread, then summed:
-  // integers, so in any order). Parallel.
+  // 2. The digit counts the sort starts from (CoxSortPlan::tables(); per thread, then summed:
+  // integers, so in any order), u = w exp(eta - m), the event weight and sum of w delta eta
+  // (kLanes lanes per chunk). Parallel.
   const index_t table = plan.tables() * plan.buckets;
   const int slots = job.threads < kMaxThreads ? (job.threads > 0 ? job.threads : 1) : kMaxThreads;
   Scratch<index_t> count(slots * table + 1);
