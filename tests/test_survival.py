@@ -195,6 +195,113 @@ def test_cox_errors_leave_buffers_untouched():
     assert np.all(grad_out == -7.0)
 
 
+def numpy_cox(time, event, eta, weight=None):
+    """Breslow's value, gradient and Hessian diagonal, vectorized (argsort and cumulative sums)."""
+    w = np.ones_like(eta) if weight is None else weight
+    order = np.argsort(time, kind="stable")
+    t, e, d, ws = time[order], eta[order], event[order].astype(np.float64), w[order]
+    u = ws * np.exp(e - e.max())
+    new = np.r_[True, t[1:] != t[:-1]]
+    group = np.cumsum(new) - 1
+    S = np.cumsum(u[::-1])[::-1][np.flatnonzero(new)]
+    dead = np.bincount(group, weights=d * ws)
+    value = -np.sum(d * ws * (e - e.max())) + np.sum(dead * np.log(S))
+    A, A2 = np.cumsum(dead / S)[group], np.cumsum(dead / S ** 2)[group]
+    g, h = np.empty_like(eta), np.empty_like(eta)
+    g[order] = u * A - d * ws
+    h[order] = u * A - u * u * A2
+    return value, g, h
+
+
+def dense_ranks(time):
+    """Times replaced by 1, 2, ... in their order (ties share one): the partial likelihood depends
+    on the order of the times alone."""
+    return np.unique(time, return_inverse=True)[1].astype(np.float64) + 1.0
+
+
+@pytest.mark.parametrize("kind", ["close", "wide", "tiny", "zeros", "float32", "days"])
+@pytest.mark.parametrize("ties", ["breslow", "efron"])
+def test_cox_depends_on_the_order_of_the_times_alone(kind, ties):
+    """Times that agree in their leading bits and differ in the last ones, spread over the whole
+    float range, subnormal, -0.0 next to +0.0, float32 or whole numbers: the same results as their
+    ranks."""
+    rng = np.random.default_rng(11)
+    n = 3000
+    if kind == "close":  # differing in the last bits only, next to a far larger time
+        time = 1.0 + rng.integers(0, 64, n) * np.finfo(np.float64).eps
+        time[0] = 1e10
+    elif kind == "wide":  # last-bit differences next to 1e-300 and 1e300
+        base = rng.choice([1e-300, 1.0, 1e300], n)
+        time = base * (1.0 + rng.integers(0, 8, n) * np.finfo(np.float64).eps)
+    elif kind == "tiny":
+        time = rng.integers(0, 50, n) * 5e-324
+    elif kind == "zeros":
+        time = rng.choice([0.0, -0.0, 1.0, np.inf], n)
+    elif kind == "float32":
+        time = np.round(rng.exponential(size=n), 2).astype(np.float32)
+    else:
+        time = rng.integers(1, 3650, n).astype(np.float64)
+    event = rng.random(n) < 0.6
+    pred, weight = rng.standard_normal(n), rng.uniform(0.5, 2.0, n)
+    loss = fl.CoxPH(ties=ties, reduction="sum")
+    v, g, h = loss.value_grad_hess(time, pred, weight, event=event)
+    v0, g0, h0 = loss.value_grad_hess(dense_ranks(time), pred, weight, event=event)
+    assert v == pytest.approx(v0, rel=1e-12)
+    np.testing.assert_allclose(g, g0, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(h, h0, rtol=1e-11, atol=1e-13)
+    per_item = loss(time, pred, weight, event=event, reduction="none")
+    np.testing.assert_allclose(per_item, loss(dense_ranks(time), pred, weight, event=event,
+                                              reduction="none"), rtol=1e-11, atol=1e-13)
+    if ties == "breslow" and kind != "float32":
+        vr, gr, hr = numpy_cox(time.astype(np.float64) + 0.0, event, pred, weight)
+        assert v == pytest.approx(vr, rel=1e-10)
+        np.testing.assert_allclose(g, gr, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(h, hr, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cox_large_batches_match_numpy_for_any_thread_count(weighted):
+    """Above the size where the risk sets are walked in two halves, with many ties and with
+    nearly distinct float64 times; bitwise the same with 1 and 2 threads."""
+    rng = np.random.default_rng(12)
+    n = 200_003
+    wide = rng.choice([1e-300, 1.0, 1e300], n) * (1.0 + rng.integers(0, 8, n) * 2.0 ** -52)
+    for time in (np.round(rng.exponential(size=n), 2) + 0.01, rng.exponential(size=n) * 1e3, wide):
+        event = rng.random(n) < 0.7
+        pred = rng.standard_normal(n)
+        weight = rng.uniform(0.5, 2.0, n) if weighted else None
+        loss = fl.CoxPH(reduction="sum")
+        with fl.num_threads(1):
+            one = loss.value_grad_hess(time, pred, weight, event=event)
+        with fl.num_threads(2):
+            two = loss.value_grad_hess(time, pred, weight, event=event)
+        assert one[0] == two[0]
+        assert np.array_equal(one[1], two[1]) and np.array_equal(one[2], two[2])
+        v, g, h = numpy_cox(time, event, pred, weight)
+        assert one[0] == pytest.approx(v, rel=1e-10)
+        np.testing.assert_allclose(one[1], g, rtol=1e-8, atol=1e-11)
+        np.testing.assert_allclose(one[2], h, rtol=1e-8, atol=1e-11)
+        # a smaller call in between (the scratch memory is reused) changes nothing
+        loss.value_grad_hess(time[:1000], pred[:1000], event=event[:1000])
+        again = loss.value_grad_hess(time, pred, weight, event=event)
+        assert again[0] == two[0] and np.array_equal(again[1], two[1])
+
+
+def test_cox_reports_the_first_bad_time_in_any_chunk():
+    n = 100_000
+    time, pred = np.linspace(1.0, 2.0, n), np.zeros(n)
+    grad_out = np.full(n, -7.0)
+    bad = time.copy()
+    bad[[70_000, 90_000]] = np.nan
+    with pytest.raises(ValueError, match=r"must not hold NaN; y_true\[70000\] = nan"):
+        fl.CoxPH().value_and_grad(bad, pred, grad_out=grad_out)
+    bad = time.copy()
+    bad[50_001] = -3.0
+    with pytest.raises(ValueError, match=r"y_true\[50001\] = -3.0"):
+        fl.CoxPH().value_and_grad(bad, pred, event=np.ones(n, bool), grad_out=grad_out)
+    assert np.all(grad_out == -7.0)
+
+
 def test_cox_not_chunkable_and_registered():
     assert fl.CoxPH.chunkable is False
     names = {info.name: info for info in fl.losses(family="survival")}

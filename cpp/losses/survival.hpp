@@ -14,7 +14,11 @@
 // Harrell's concordance index by a sort and a Fenwick tree over risk ranks (CPU only).
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <ctime>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -218,15 +222,6 @@ FL_INLINE typename KeyOf<F>::type float_key(F x) {
   return (b & sign) ? ~b : (b | sign);
 }
 
-// The double whose float_key is k.
-FL_INLINE double key_value(std::uint64_t k) {
-  constexpr std::uint64_t sign = std::uint64_t(1) << 63;
-  const std::uint64_t b = (k & sign) ? (k ^ sign) : ~k;
-  double x;
-  std::memcpy(&x, &b, sizeof x);
-  return x;
-}
-
 // Scratch of n elements; MemoryError (std::bad_alloc) rather than a null pointer.
 template <class T>
 struct Scratch : Buffer<T> {
@@ -235,21 +230,40 @@ struct Scratch : Buffer<T> {
   }
 };
 
-// One allocation carved into the arrays of a call: the kernels touch tens of bytes per sample
-// of fresh memory, whose page faults cost as much as the arithmetic; on Linux the block asks for
-// transparent huge pages (one fault per 2 MiB).
+// One allocation carved into the arrays of a call. The kernels touch tens of bytes per sample of
+// scratch; fresh memory from the system costs a page fault and a zeroed page per 4 KiB (as much
+// as the arithmetic), so the last block (up to kArenaCacheMax) is kept for the next call, and on
+// Linux the block asks for transparent huge pages. The cache is one atomic pointer (safe across
+// threads and fork); the block's size is stored in its first bytes.
+inline constexpr std::size_t kArenaCacheMax = std::size_t(256) << 20;
+inline std::atomic<char*>& arena_cache() {
+  static std::atomic<char*> cached{nullptr};
+  return cached;
+}
+
 class Arena {
  public:
   explicit Arena(std::size_t bytes) {
     constexpr std::size_t kHuge = std::size_t(1) << 21;
-    size_ = (bytes + kHuge - 1) / kHuge * kHuge;
-    base_ = static_cast<char*>(std::aligned_alloc(kHuge, size_ > 0 ? size_ : kHuge));
-    if (!base_) throw std::bad_alloc();
+    const std::size_t want = (bytes + kHeader + kHuge - 1) / kHuge * kHuge;
+    base_ = arena_cache().exchange(nullptr);
+    if (base_ && block_size(base_) < want) {
+      std::free(base_);
+      base_ = nullptr;
+    }
+    if (!base_) {
+      base_ = static_cast<char*>(std::aligned_alloc(kHuge, want));
+      if (!base_) throw std::bad_alloc();
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-    madvise(base_, size_, MADV_HUGEPAGE);
+      madvise(base_, want, MADV_HUGEPAGE);
 #endif
+      std::memcpy(base_, &want, sizeof want);
+    }
   }
-  ~Arena() { std::free(base_); }
+  ~Arena() {
+    if (block_size(base_) <= kArenaCacheMax) base_ = arena_cache().exchange(base_);
+    std::free(base_);  // the block the cache held before, or this one
+  }
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
   // Bytes for n elements of T, 64-byte aligned (sum these for the constructor).
@@ -265,8 +279,14 @@ class Arena {
   }
 
  private:
+  static constexpr std::size_t kHeader = 64;  // the block's size, then padding
+  static std::size_t block_size(const char* b) {
+    std::size_t s;
+    std::memcpy(&s, b, sizeof s);
+    return s;
+  }
   char* base_ = nullptr;
-  std::size_t size_ = 0, used_ = 0;
+  std::size_t used_ = kHeader;
 };
 
 // Stable LSD radix sort of keys[0..n) by 11-bit digits (3 passes for 32-bit keys, 6 for 64-bit;
@@ -324,9 +344,93 @@ void radix_sort(index_t n, K** keys, I** idx, K* keys_tmp, I* idx_tmp) {
   *keys = src_k, *idx = src_i;
 }
 
-inline constexpr index_t kCoxChunk = 16384;  // elements per chunk of the parallel first pass
+inline constexpr index_t kCoxChunk = 16384;  // elements per chunk of the parallel passes
+inline constexpr int kCoxSortBits = 33;      // key bits sorted by the radix passes (3 x 11)
+inline constexpr index_t kCoxPrefetch = 64;  // samples ahead of the random walk of step 4
+inline constexpr index_t kCoxSplit = 65536;  // samples from which the sort and the walk go in 2 parts
 
-// The Cox kernel for predictions of type T, times of type F, positions of type I.
+// An LSD radix sort of n packed words p = (hi(i) << ib) | i by their hi, `bits` wide, stably
+// (ties keep ascending i), in passes of at most kRadixBits bits. With one thread, the caller
+// counts every digit beforehand (one table per pass). With more, each pass moves two consecutive
+// parts of its input at once (samples [bound(q), bound(q + 1)), chunk boundaries), each part's
+// words behind those with the same digit in the part before it, and counts the next digit per
+// part as it goes (the caller counts the first digit per part). A stable sort has one result, so
+// the parts change nothing but the speed.
+struct CoxSortPlan {
+  index_t n, chunks, parts;
+  int ib, bits, passes, digit;
+  index_t buckets;
+  CoxSortPlan(index_t n_, index_t chunks_, int ib_, int bits_, int threads)
+      : n(n_), chunks(chunks_), parts(threads > 1 && n_ >= kCoxSplit ? 2 : 1), ib(ib_), bits(bits_) {
+    passes = (bits + kRadixBits - 1) / kRadixBits;
+    digit = passes ? (bits + passes - 1) / passes : 0;
+    buckets = index_t(1) << digit;
+  }
+  // The caller's count tables: one per part (first digit), or one per pass with one part.
+  index_t tables() const { return parts > 1 ? parts : passes; }
+  index_t bound(index_t q) const { return min_(n, chunks * q / parts * kCoxChunk); }
+  index_t part_of_chunk(index_t c) const { return c >= chunks / parts ? parts - 1 : 0; }
+};
+
+// count: the caller's counts (plan.tables() x buckets; overwritten).
+template <class Hi>
+void cox_sort(const CoxSortPlan& plan, Hi&& hi, index_t* count0, std::uint64_t* out,
+              std::uint64_t* tmp, int threads) {
+  index_t* count = count0;
+  const index_t n = plan.n, parts = plan.parts, buckets = plan.buckets;
+  if (plan.passes == 0) {
+    for (index_t i = 0; i < n; ++i) out[i] = static_cast<std::uint64_t>(i);
+    return;
+  }
+  const std::uint64_t mask = static_cast<std::uint64_t>(buckets - 1);
+  const index_t split = plan.bound(1);
+  Scratch<index_t> next(parts * parts * buckets);  // [source part][destination part][digit]
+  std::uint64_t* dst = plan.passes % 2 ? out : tmp;  // the last pass writes `out`
+  std::uint64_t* src = nullptr;
+  for (int d = 0; d < plan.passes; ++d) {
+    const int shift = plan.ib + plan.digit * d;
+    const bool count_next = parts > 1 && d + 1 < plan.passes;
+    if (parts == 1) count = count0 + d * buckets;
+    index_t sum = 0;  // bucket by bucket, part by part: where each part's share starts
+    for (index_t b = 0; b < buckets; ++b)
+      for (index_t q = 0; q < parts; ++q) {
+        const index_t c = count[q * buckets + b];
+        count[q * buckets + b] = sum;
+        sum += c;
+      }
+    for (index_t j = 0; j < parts * parts * buckets; ++j) next.p[j] = 0;
+    parallel_chunks(parts, n / parts, threads, [&](index_t q) {
+      index_t* c = count + q * buckets;
+      index_t* nx = next.p + q * parts * buckets;
+      const auto move = [&](auto first, auto counting) {
+        for (index_t k = plan.bound(q), e = plan.bound(q + 1); k < e; ++k) {
+          std::uint64_t x;
+          if constexpr (decltype(first)::value) x = (hi(k) << plan.ib) | static_cast<std::uint64_t>(k);
+          else x = src[k];
+          const index_t pos = c[(x >> shift) & mask]++;
+          dst[pos] = x;
+          if constexpr (decltype(counting)::value)
+            ++nx[(pos >= split ? buckets : 0) + static_cast<index_t>((x >> (shift + plan.digit)) & mask)];
+        }
+      };
+      if (d == 0)
+        count_next ? move(std::true_type{}, std::true_type{}) : move(std::true_type{}, std::false_type{});
+      else
+        count_next ? move(std::false_type{}, std::true_type{}) : move(std::false_type{}, std::false_type{});
+    });
+    if (count_next)
+      for (index_t q = 0; q < parts; ++q)
+        for (index_t b = 0; b < buckets; ++b) {
+          index_t c = 0;
+          for (index_t p = 0; p < parts; ++p) c += next.p[(p * parts + q) * buckets + b];
+          count[q * buckets + b] = c;
+        }
+    src = dst;
+    dst = dst == out ? tmp : out;
+  }
+}
+
+// The Cox kernel for predictions of type T and times of type F.
 //
 // Risk set of time t: R(t) = {j : t_j >= t}. With u_j = w_j exp(eta_j - m) (m = max eta, so no
 // overflow), S_g = sum over R(t_g) of u, the events D_g at t_g (d_g of them, weights W_g,
@@ -338,194 +442,320 @@ inline constexpr index_t kCoxChunk = 16384;  // elements per chunk of the parall
 // and cumA(t) = sum_{t_g <= t} A_g (cumA2 likewise), the exact derivatives are
 //   grad_j = u_j (cumA - delta_j B) - w_j delta_j
 //   hess_j = u_j (cumA - delta_j B) - u_j^2 (cumA2 - delta_j (2 B2 - C2))
-// (B, B2, C2 of j's own group). Every sum runs in one fixed order: the result does not depend
-// on the thread count.
-template <class T, class F, class I>
+// (B, B2, C2 of j's own group).
+//
+// Passes: (1) keys, checks, max eta (parallel); (2) u, the event sums and the radix histograms
+// (parallel); (3) an LSD radix sort of packed (key bits, position) words; (4) one descending walk
+// over the sorted samples: the risk-set sums S and each sample's group; (5) one ascending walk
+// over the groups: the cumulative sums; (6) the outputs in the samples' own order (parallel,
+// sequential writes). Every sum runs in an order fixed by the data alone: the result does not
+// depend on the thread count.
+template <class T, class F>
 void cox_kernel(CoxJob& job) {
   using K = std::uint64_t;
   const index_t n = job.n;
   const T* pred = static_cast<const T*>(job.pred);
   const F* time = static_cast<const F*>(job.time);
-  const index_t ps = job.pred_stride, ts = job.time_stride;
+  const index_t ps = job.pred_stride, ts = job.time_stride, es = job.event_stride;
   const double* w = job.weight;
-
-  // 1. Keys, events, validity, max eta, the event weight and sum of w delta eta (parallel over
-  // fixed chunks, combined in chunk order).
-  Arena arena(2 * Arena::bytes<K>(n) + 2 * Arena::bytes<I>(n) + 3 * Arena::bytes<std::uint8_t>(n) +
-              3 * Arena::bytes<double>(n) + Arena::bytes<double>(w ? n : 1));
-  K* const keys = arena.take<K>(n);
-  K* const keys_tmp = arena.take<K>(n);
-  I* const idx = arena.take<I>(n);
-  I* const idx_tmp = arena.take<I>(n);
-  std::uint8_t* const ev = arena.take<std::uint8_t>(n);
-  const index_t chunks = (n + kCoxChunk - 1) / kCoxChunk;
-  Scratch<double> part(4 * chunks);
-  Scratch<index_t> bad(chunks);
-  parallel_chunks(chunks, kCoxChunk, job.threads, [&](index_t c) {
-    const index_t b = c * kCoxChunk, e = min_(n, b + kCoxChunk);
-    double wsum = 0.0, weta = 0.0, mx = -kInf;
-    bool narrow = true;  // every time a float32 value
-    index_t first_bad = -1;
-    for (index_t i = b; i < e; ++i) {
-      F t = time[i * ts];
-      bool d;
-      if (job.event) {
-        d = job.event[i * job.event_stride] != 0;
-        if (first_bad < 0 && t < F(0)) first_bad = i;
-      } else {
-        d = t > F(0);
-        t = t < F(0) ? -t : t;
-      }
-      if (first_bad < 0 && t != t) first_bad = i;
-      const double td = static_cast<double>(t);
-      narrow &= static_cast<double>(static_cast<float>(td)) == td;
-      keys[i] = float_key(td);
-      ev[i] = d;
-      const double eta = static_cast<double>(pred[i * ps]);
-      mx = eta > mx ? eta : mx;
-      const double wd = d ? (w ? w[i] : 1.0) : 0.0;
-      wsum += wd;
-      weta += wd == 0.0 ? 0.0 : wd * eta;
-    }
-    part.p[4 * c] = wsum, part.p[4 * c + 1] = weta, part.p[4 * c + 2] = mx, part.p[4 * c + 3] = narrow;
-    bad.p[c] = first_bad;
-  });
-  double m = -kInf;
-  bool narrow = true;
-  for (index_t c = 0; c < chunks; ++c) {
-    if (bad.p[c] >= 0) {
-      job.bad = bad.p[c];
-      return;
-    }
-    m = part.p[4 * c + 2] > m ? part.p[4 * c + 2] : m;
-    narrow &= part.p[4 * c + 3] != 0.0;
-  }
-  if (!(m > -kInf && m < kInf)) m = 0.0;  // every eta NaN or -inf, or one +inf
-  double norm = 0.0, weta = 0.0;  // chunk partials in chunk order
-  for (index_t c = 0; c < chunks; ++c) norm += part.p[4 * c], weta += part.p[4 * c + 1];
-  job.norm = norm;
-  const double scale = job.mean && norm > 0.0 ? 1.0 / norm : 1.0;
-
-  // 2. Ascending order of the times and the first position of each group of equal times: a
-  // radix sort of 32-bit keys (3 passes) when every time is a float32 value, else of 64-bit ones.
-  I* order = idx;
-  std::uint8_t* const gs = arena.take<std::uint8_t>(n);
-  if (narrow) {
-    std::uint32_t* k32 = reinterpret_cast<std::uint32_t*>(keys_tmp);  // 2 x 4n bytes fit in 8n
-    std::uint32_t* s32 = k32;
-    for (index_t i = 0; i < n; ++i) s32[i] = float_key(static_cast<float>(key_value(keys[i])));
-    radix_sort<std::uint32_t, I>(n, &s32, &order, k32 + n, idx_tmp);
-    for (index_t k = 0; k < n; ++k) gs[k] = k == 0 || s32[k] != s32[k - 1];
-  } else {
-    K* sk = keys;
-    radix_sort<K, I>(n, &sk, &order, keys_tmp, idx_tmp);
-    for (index_t k = 0; k < n; ++k) gs[k] = k == 0 || sk[k] != sk[k - 1];
-  }
-
-  // 3. u = w exp(eta - m) in the samples' order (parallel, vectorizable).
-  double* const u0 = arena.take<double>(n);
-  parallel_for(n, 4, job.threads, [&](index_t b, index_t e) {  // simple loops: vectorized
-    if (ps == 1) {
-      for (index_t i = b; i < e; ++i) u0[i] = static_cast<double>(pred[i]);
-    } else {
-      for (index_t i = b; i < e; ++i) u0[i] = static_cast<double>(pred[i * ps]);
-    }
-    for (index_t i = b; i < e; ++i) u0[i] = vm::exp(u0[i] - m);
-    if (w)
-      for (index_t i = b; i < e; ++i) u0[i] *= w[i];
-  });
-
-  // 4. Descending pass: u, the events (and weights) in sorted order, and the risk-set sum S at
-  // the start of each group of equal times.
-  double* const u = arena.take<double>(n);
-  double* const S = arena.take<double>(n);
-  std::uint8_t* const ds = arena.take<std::uint8_t>(n);
-  double* const ws = arena.take<double>(w ? n : 1);
-  double run = 0.0;
-  for (index_t e = n - 1; e >= 0;) {
-    index_t s = e;
-    while (!gs[s]) --s;
-    for (index_t k = e; k >= s; --k) {
-      const index_t i = static_cast<index_t>(order[k]);
-      const double uk = u0[i];
-      u[k] = uk;
-      ds[k] = ev[i];
-      if (w) ws[k] = w[i];
-      run += uk;
-    }
-    S[s] = run;
-    e = s - 1;
-  }
-
-  // 5. Ascending pass over the groups: the group sums, the loss and the outputs.
+  const std::uint8_t* event = job.event;
   T* g_out = static_cast<T*>(job.grad_out.ptr);
   T* h_out = static_cast<T*>(job.hess_out.ptr);
   T* l_out = static_cast<T*>(job.loss_out.ptr);
-  const index_t gst = job.grad_out.stride, hst = job.hess_out.stride, lst = job.loss_out.stride;
-  double cumA = 0.0, cumA2 = 0.0, log_total = 0.0;
-  for (index_t s = 0; s < n;) {
-    index_t e = s;
-    while (e + 1 < n && !gs[e + 1]) ++e;
-    index_t d = 0;
-    double wdead = 0.0, E = 0.0;
-    for (index_t k = s; k <= e; ++k) {
-      if (ds[k]) {
-        ++d;
-        wdead += w ? ws[k] : 1.0;
-        E += u[k];
+  // Per sample, the one cache line the walk of step 4 reads: key, the bits of |time| (a
+  // non-negative double: their integer order is the time order) shifted left by one with the
+  // event flag in bit 0 (step 4 replaces the time by the sample's group), and u.
+  struct Sample {
+    K key;
+    double u;
+  };
+  Arena arena(Arena::bytes<Sample>(n) + Arena::bytes<std::uint64_t>(n) +
+              4 * Arena::bytes<double>(n) + Arena::bytes<double>(l_out ? n : 1));
+  Sample* const smp = arena.take<Sample>(n);
+  std::uint64_t* const sorted = arena.take<std::uint64_t>(n);
+  double* const rec = arena.take<double>(4 * n);  // 4 doubles per group; the sort's scratch first
+  double* const glog = arena.take<double>(l_out ? n : 1);
+
+  // 1. Keys, validity, max eta and the key range (parallel over fixed chunks, combined in chunk
+  // order). Validity is checked per chunk; the first bad index is looked up only when one is.
+  const index_t chunks = (n + kCoxChunk - 1) / kCoxChunk;
+  struct Part {
+    double mx, wsum, weta;
+    K kmin, kmax, kor;
+    index_t bad;
+  };
+  Scratch<Part> part(chunks);
+  parallel_chunks(chunks, kCoxChunk, job.threads, [&](index_t c) {
+    const index_t b = c * kCoxChunk, e = min_(n, b + kCoxChunk);
+    K kmin = ~K(0), kmax = 0, kor = 0;
+    bool bad = false;
+    for (index_t i = b; i < e; ++i) {
+      const F t = time[i * ts];
+      const bool d = event ? event[i * es] != 0 : t > F(0);
+      bad |= (event && t < F(0)) | (t != t);
+      const double td = std::fabs(static_cast<double>(t));  // -0 -> +0
+      K bits;
+      std::memcpy(&bits, &td, sizeof bits);
+      kmin = bits < kmin ? bits : kmin;
+      kmax = bits > kmax ? bits : kmax;
+      kor |= bits;
+      smp[i].key = (bits << 1) | K(d);
+    }
+    double mx[kLanes];
+    for (int j = 0; j < kLanes; ++j) mx[j] = -kInf;
+    index_t i = b;
+    for (; i + kLanes <= e; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) {
+        const double eta = static_cast<double>(pred[(i + j) * ps]);
+        mx[j] = eta > mx[j] ? eta : mx[j];
+      }
+    for (int j = 0; i < e; ++i, ++j) {
+      const double eta = static_cast<double>(pred[i * ps]);
+      mx[j] = eta > mx[j] ? eta : mx[j];
+    }
+    for (int j = 1; j < kLanes; ++j) mx[0] = mx[j] > mx[0] ? mx[j] : mx[0];
+    index_t first_bad = -1;
+    for (index_t k = b; bad && first_bad < 0; ++k) {
+      const F t = time[k * ts];
+      if ((event && t < F(0)) || t != t) first_bad = k;
+    }
+    part.p[c] = Part{mx[0], 0.0, 0.0, kmin, kmax, kor, first_bad};
+  });
+  double m = -kInf;
+  K kmin = ~K(0), kmax = 0, kor = 0;
+  for (index_t c = 0; c < chunks; ++c) {
+    const Part& p = part.p[c];
+    if (p.bad >= 0) {
+      job.bad = p.bad;
+      return;
+    }
+    m = p.mx > m ? p.mx : m;
+    kmin = p.kmin < kmin ? p.kmin : kmin;
+    kmax = p.kmax > kmax ? p.kmax : kmax;
+    kor |= p.kor;
+  }
+  if (!(m > -kInf && m < kInf)) m = 0.0;  // every eta NaN or -inf, or one +inf
+
+  // What the radix passes sort: the `bits` leading bits of (time bits - kmin) >> tz (tz: the
+  // trailing zero bits of every time, e.g. float32 or whole-number times), packed above ib bits of
+  // position. Times that agree in those bits but differ below are put in order in step 4.
+  const int tz = kor ? __builtin_ctzll(kor) : 0;
+  const K range = (kmax - kmin) >> tz;
+  const int range_bits = range ? 64 - __builtin_clzll(range) : 0;
+  const int ib = n > 1 ? 64 - __builtin_clzll(static_cast<K>(n - 1)) : 1;
+  const int bits = min_(range_bits, min_(kCoxSortBits, 64 - ib));
+  const bool exact = bits == range_bits;  // equal sorted bits: equal times
+  const int shift = tz + (range_bits - bits);
+  const auto hi = [&](index_t i) -> K { return ((smp[i].key >> 1) - kmin) >> shift; };
+  const CoxSortPlan plan(n, chunks, ib, bits, job.threads);
+
+  // 2. The digit counts the sort starts from (CoxSortPlan::tables(); per thread, then summed:
+  // integers, so in any order), u = w exp(eta - m), the event weight and sum of w delta eta
+  // (kLanes lanes per chunk). Parallel.
+  const index_t table = plan.tables() * plan.buckets;
+  const int slots = job.threads < kMaxThreads ? (job.threads > 0 ? job.threads : 1) : kMaxThreads;
+  Scratch<index_t> count(slots * table + 1);
+  for (index_t j = 0; j < slots * table; ++j) count.p[j] = 0;
+  parallel_chunks_slots(chunks, 2 * kCoxChunk, job.threads, [&](index_t c, int slot) {
+    const index_t b = c * kCoxChunk, e = min_(n, b + kCoxChunk);
+    const K dmask = static_cast<K>(plan.buckets - 1);
+    if (plan.parts > 1) {
+      index_t* h = count.p + slot * table + plan.part_of_chunk(c) * plan.buckets;
+      for (index_t i = b; i < e; ++i) ++h[hi(i) & dmask];
+    } else {
+      index_t* h = count.p + slot * table;
+      for (int d = 0; d < plan.passes; ++d, h += plan.buckets)
+        for (index_t i = b; i < e; ++i) ++h[(hi(i) >> (plan.digit * d)) & dmask];
+    }
+    double wsum[kLanes] = {}, weta[kLanes] = {};
+    constexpr index_t kPiece = 16 * kLanes;  // exp of a piece in a simple (vectorized) loop first
+    double ex[kPiece];
+    for (index_t p = b; p < e; p += kPiece) {
+      const index_t len = min_(kPiece, e - p);
+      if (ps == 1) {
+        for (index_t j = 0; j < len; ++j) ex[j] = static_cast<double>(pred[p + j]);
+      } else {
+        for (index_t j = 0; j < len; ++j) ex[j] = static_cast<double>(pred[(p + j) * ps]);
+      }
+      for (index_t j = 0; j < len; ++j) ex[j] = vm::exp(ex[j] - m);
+      const auto lanes = [&](auto weighted) {  // without a branch on w in the loop
+        const auto step = [&](index_t j, int lane) {
+          const index_t i = p + j;
+          const double eta = static_cast<double>(pred[i * ps]);
+          double wi = 1.0;
+          if constexpr (decltype(weighted)::value) wi = w[i];
+          smp[i].u = decltype(weighted)::value ? ex[j] * wi : ex[j];
+          const double wd = (smp[i].key & 1) ? wi : 0.0;
+          wsum[lane] += wd;
+          weta[lane] += wd == 0.0 ? 0.0 : wd * eta;
+        };
+        index_t j = 0;
+        for (; j + kLanes <= len; j += kLanes)
+          for (int l = 0; l < kLanes; ++l) step(j + l, l);
+        for (int l = 0; j < len; ++j, ++l) step(j, l);
+      };
+      w ? lanes(std::true_type{}) : lanes(std::false_type{});
+    }
+    part.p[c].wsum = pairwise_sum(wsum, kLanes);
+    part.p[c].weta = pairwise_sum(weta, kLanes);
+  });
+  for (int s = 1; s < slots; ++s)
+    for (index_t j = 0; j < table; ++j) count.p[j] += count.p[s * table + j];
+  double norm = 0.0, weta = 0.0;
+  for (index_t c = 0; c < chunks; ++c) norm += part.p[c].wsum, weta += part.p[c].weta;
+  job.norm = norm;
+  const double scale = job.mean && norm > 0.0 ? 1.0 / norm : 1.0;
+
+  // 3. The ascending order of the times' sorted bits (ties in the samples' order).
+  cox_sort(plan, hi, count.p, sorted, reinterpret_cast<std::uint64_t*>(rec), job.threads);
+  const K pos_mask = (K(1) << ib) - 1;  // ib < 64: bits <= 64 - ib with n > 1
+
+  // 4. Descending walk, one run of equal sorted bits at a time (put in time order first when the
+  // bits do not tell all times apart): the risk-set sums S (running sums from the latest time) and
+  // each group's events (count d, weight W, sum E of u); a group keeps {S, W, E, d} in its record
+  // rec[4g..4g+3], and its samples' keys become (g << 1) | event. Two parts walked at once: the
+  // later times [split, n) as groups 0, 1, ... from the latest, the earlier [0, split) as groups
+  // n - split, ... with S short of the later part's total (added in step 5). The split (the run
+  // boundary nearest n / 2, none below kCoxSplit samples) depends on the data alone.
+  const auto less = [&](std::uint64_t a, std::uint64_t b) {  // by time, then position
+    const K ka = smp[a & pos_mask].key >> 1, kb = smp[b & pos_mask].key >> 1;
+    return ka < kb || (ka == kb && a < b);
+  };
+  const auto walk = [&](index_t lo, index_t end, index_t first_group, index_t& groups,
+                        double& total) {
+    index_t g = first_group, d = 0;
+    double run = 0.0, wdead = 0.0, E = 0.0;
+    K prev = ~K(0);
+    for (index_t k = end - 1; k >= lo;) {
+      index_t s = k;
+      const K run_bits = sorted[k] >> ib;
+      while (s > lo && (sorted[s - 1] >> ib) == run_bits) --s;
+      if (!exact && k > s && !std::is_sorted(sorted + s, sorted + k + 1, less))
+        std::sort(sorted + s, sorted + k + 1, less);
+      for (; k >= s; --k) {
+        if (k - kCoxPrefetch >= lo)
+          __builtin_prefetch(&smp[sorted[k - kCoxPrefetch] & pos_mask], 1);
+        const index_t i = static_cast<index_t>(sorted[k] & pos_mask);
+        Sample& x = smp[i];
+        const K kf = x.key, t = kf >> 1;
+        if (t != prev) {
+          if (prev != ~K(0)) {
+            double* r = rec + 4 * (g++);
+            r[0] = run, r[1] = wdead, r[2] = E, r[3] = static_cast<double>(d);
+            wdead = E = 0.0, d = 0;
+          }
+          prev = t;
+        }
+        const double uk = x.u;
+        run += uk;
+        // The event's share without a branch (events and censored samples interleave at random).
+        const K ev = kf & 1, keep = K(0) - ev;
+        const double wk = w ? w[i] : 1.0;
+        K ub, wb;
+        std::memcpy(&ub, &uk, sizeof ub);
+        std::memcpy(&wb, &wk, sizeof wb);
+        ub &= keep, wb &= keep;
+        double ue, we;
+        std::memcpy(&ue, &ub, sizeof ue);
+        std::memcpy(&we, &wb, sizeof we);
+        d += static_cast<index_t>(ev);
+        E += ue, wdead += we;
+        x.key = (static_cast<K>(g) << 1) | ev;
       }
     }
+    if (end > lo) {
+      double* r = rec + 4 * (g++);
+      r[0] = run, r[1] = wdead, r[2] = E, r[3] = static_cast<double>(d);
+    }
+    groups = g - first_group;
+    total = run;
+  };
+  index_t split = n >= kCoxSplit ? n / 2 : 0;
+  while (split > 0 && (sorted[split - 1] >> ib) == (sorted[split] >> ib)) --split;
+  index_t groups_late = 0, groups_early = 0;
+  double total_late = 0.0, total_early = 0.0;
+  parallel_chunks(2, n / 2, job.threads, [&](index_t c) {
+    c == 0 ? walk(split, n, 0, groups_late, total_late)
+           : walk(0, split, n - split, groups_early, total_early);
+  });
+
+  // 5. Ascending walk over the groups (the earlier part's, then the later part's): the group sums
+  // and the loss; rec[4g..4g+3] becomes {cumA, cumA2, B, 2 B2 - C2}, glog[g] the mean log
+  // risk-set sum of its events.
+  double cumA = 0.0, cumA2 = 0.0, log_total = 0.0;
+  const auto ascend = [&](index_t g, double carry) {
+    double* r = rec + 4 * g;
+    const double Sg = r[0] + carry, wd = r[1], Eg = r[2];
+    const index_t dg = static_cast<index_t>(r[3]);
     double B = 0.0, B2 = 0.0, C2 = 0.0, logs = 0.0;  // logs: sum_r log S_gr / d
-    if (d > 0) {
-      const double Sg = S[s], a = wdead / static_cast<double>(d);
+    if (dg > 0) {
+      const double a = wd / static_cast<double>(dg);
       double A = 0.0, A2 = 0.0;
-      if (!job.efron || d == 1) {
+      if (!job.efron || dg == 1) {
         const double inv = 1.0 / Sg;
-        A = wdead * inv, A2 = wdead * inv * inv;
+        A = wd * inv, A2 = wd * inv * inv;
         logs = vm::log(Sg);
       } else {
-        const double dd = static_cast<double>(d);
-        for (index_t r = 0; r < d; ++r) {
-          const double f = static_cast<double>(r) / dd, inv = 1.0 / (Sg - f * E), inv2 = inv * inv;
+        const double dd = static_cast<double>(dg);
+        for (index_t q = 0; q < dg; ++q) {
+          const double f = static_cast<double>(q) / dd, inv = 1.0 / (Sg - f * Eg), inv2 = inv * inv;
           A += inv, B += f * inv, A2 += inv2, B2 += f * inv2, C2 += f * f * inv2;
-          logs += vm::log(Sg - f * E);
+          logs += vm::log(Sg - f * Eg);
         }
         A *= a, B *= a, A2 *= a, B2 *= a, C2 *= a;
         logs /= dd;
       }
       cumA += A, cumA2 += A2;
-      log_total += wdead * logs;
+      log_total += wd * logs;
     }
-    if (g_out || l_out) {
-      for (index_t k = s; k <= e; ++k) {
-        const index_t i = static_cast<index_t>(order[k]);
-        const bool dk = ds[k];
-        const double wi = w ? ws[k] : 1.0, uk = u[k];
-        const double first = uk * (dk ? cumA - B : cumA);
-        if (g_out) g_out[i * gst] = static_cast<T>((first - (dk ? wi : 0.0)) * scale);
-        if (h_out) {
-          const double second = uk * uk * (dk ? cumA2 - (2.0 * B2 - C2) : cumA2);
-          h_out[i * hst] = static_cast<T>((first - second) * scale);
-        }
-        if (l_out) {
-          const double eta = static_cast<double>(pred[i * ps]) - m;
-          l_out[i * lst] = static_cast<T>(dk && wi != 0.0 ? wi * (logs - eta) : 0.0);
-        }
+    r[0] = cumA, r[1] = cumA2, r[2] = B, r[3] = 2.0 * B2 - C2;
+    if (l_out) glog[g] = logs;
+  };
+  for (index_t g = n - split + groups_early - 1; g >= n - split; --g) ascend(g, total_late);
+  for (index_t g = groups_late - 1; g >= 0; --g) ascend(g, 0.0);
+  job.total = log_total + (m * norm - weta);
+
+  // 6. The outputs in the samples' order (parallel).
+  if (!(g_out || l_out)) return;
+  const index_t gst = job.grad_out.stride, hst = job.hess_out.stride, lst = job.loss_out.stride;
+  // grad_j and hess_j of sample i with its group's record r.
+  const auto derivatives = [&](index_t i, const double* r, bool dk, double wi, double& gv,
+                               double& hv) {
+    const double uk = smp[i].u;
+    const double first = uk * (dk ? r[0] - r[2] : r[0]);
+    gv = (first - (dk ? wi : 0.0)) * scale;
+    hv = (first - uk * uk * (dk ? r[1] - r[3] : r[1])) * scale;
+  };
+  parallel_for(n, 4, job.threads, [&](index_t b, index_t e) {
+    if (g_out && h_out && !l_out && gst == 1 && hst == 1) {  // the boosting call: vectorized
+      for (index_t i = b; i < e; ++i) {
+        const K kf = smp[i].key;
+        double gv, hv;
+        derivatives(i, rec + 4 * (kf >> 1), kf & 1, w ? w[i] : 1.0, gv, hv);
+        g_out[i] = static_cast<T>(gv), h_out[i] = static_cast<T>(hv);
+      }
+      return;
+    }
+    for (index_t i = b; i < e; ++i) {
+      const K kf = smp[i].key;
+      const bool dk = kf & 1;
+      const index_t gi = static_cast<index_t>(kf >> 1);
+      const double wi = w ? w[i] : 1.0;
+      double gv, hv;
+      derivatives(i, rec + 4 * gi, dk, wi, gv, hv);
+      if (g_out) g_out[i * gst] = static_cast<T>(gv);
+      if (h_out) h_out[i * hst] = static_cast<T>(hv);
+      if (l_out) {
+        const double eta = static_cast<double>(pred[i * ps]) - m;
+        l_out[i * lst] = static_cast<T>(dk && wi != 0.0 ? wi * (glog[gi] - eta) : 0.0);
       }
     }
-    s = e + 1;
-  }
-  job.total = log_total + (m * norm - weta);
+  });
 }
 
 template <class T>
 void cox(CoxJob& job) {
-  const bool small = job.n < (index_t(1) << 32);
-  if (job.time_dtype == DType::f32) {
-    small ? cox_kernel<T, float, std::uint32_t>(job) : cox_kernel<T, float, std::uint64_t>(job);
-  } else {
-    small ? cox_kernel<T, double, std::uint32_t>(job) : cox_kernel<T, double, std::uint64_t>(job);
-  }
+  job.time_dtype == DType::f32 ? cox_kernel<T, float>(job) : cox_kernel<T, double>(job);
 }
 
 // Harrell's C: pairs (i, j) with an event at t_i and t_j > t_i, or t_j = t_i with j censored
