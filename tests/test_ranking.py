@@ -591,8 +591,9 @@ def test_metric_adapters_evaluate_ranking_losses_per_query_group():
     assert name == "lambda_rank"
     assert value == pytest.approx(loss(y, margin.astype(np.float32), wq, group=sizes), rel=1e-6)
     wd = np.repeat(wq, sizes) * np.where(np.arange(len(y)) % 2, 1.5, 0.5)  # varies within groups
-    per_group = np.add.reduceat(wd, np.r_[0, np.cumsum(sizes)[:-1]]) / sizes
     data = lgb.Dataset(X, y, group=sizes, weight=wd).construct()
+    wd = np.asarray(data.get_weight(), dtype=np.float64)  # as LightGBM stores them (float32)
+    per_group = np.add.reduceat(wd, np.r_[0, np.cumsum(sizes)[:-1]]) / sizes
     expected = loss(y, margin, per_group, group=sizes)
     assert LgbMetric(loss)(margin, data)[1] == pytest.approx(expected, rel=1e-12)
     assert LgbSklearnMetric(loss)(y, margin, wd, sizes)[1] == pytest.approx(expected, rel=1e-12)

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <ctime>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -232,10 +233,11 @@ struct Scratch : Buffer<T> {
 
 // One allocation carved into the arrays of a call. The kernels touch tens of bytes per sample of
 // scratch; fresh memory from the system costs a page fault and a zeroed page per 4 KiB (as much
-// as the arithmetic), so the last block (up to kArenaCacheMax) is kept for the next call, and on
-// Linux the block asks for transparent huge pages. The cache is one atomic pointer (safe across
-// threads and fork); the block's size is stored in its first bytes.
-inline constexpr std::size_t kArenaCacheMax = std::size_t(256) << 20;
+// as the arithmetic), so the last block (up to kArenaCacheMax, about 10^6 samples) is kept for the
+// next call, and on Linux the block asks for transparent huge pages. The cache is one atomic
+// pointer (safe across threads and fork). A block starts with its header (size, and the pointer
+// to free: blocks are aligned by hand, as std::aligned_alloc is missing from MSVC's library).
+inline constexpr std::size_t kArenaCacheMax = std::size_t(64) << 20;
 inline std::atomic<char*>& arena_cache() {
   static std::atomic<char*> cached{nullptr};
   return cached;
@@ -244,25 +246,17 @@ inline std::atomic<char*>& arena_cache() {
 class Arena {
  public:
   explicit Arena(std::size_t bytes) {
-    constexpr std::size_t kHuge = std::size_t(1) << 21;
     const std::size_t want = (bytes + kHeader + kHuge - 1) / kHuge * kHuge;
     base_ = arena_cache().exchange(nullptr);
-    if (base_ && block_size(base_) < want) {
-      std::free(base_);
+    if (base_ && header(base_).size < want) {
+      release(base_);
       base_ = nullptr;
     }
-    if (!base_) {
-      base_ = static_cast<char*>(std::aligned_alloc(kHuge, want));
-      if (!base_) throw std::bad_alloc();
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-      madvise(base_, want, MADV_HUGEPAGE);
-#endif
-      std::memcpy(base_, &want, sizeof want);
-    }
+    if (!base_) base_ = allocate(want);
   }
   ~Arena() {
-    if (block_size(base_) <= kArenaCacheMax) base_ = arena_cache().exchange(base_);
-    std::free(base_);  // the block the cache held before, or this one
+    if (header(base_).size <= kArenaCacheMax) base_ = arena_cache().exchange(base_);
+    release(base_);  // the block the cache held before, or this one
   }
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
@@ -279,11 +273,29 @@ class Arena {
   }
 
  private:
-  static constexpr std::size_t kHeader = 64;  // the block's size, then padding
-  static std::size_t block_size(const char* b) {
-    std::size_t s;
-    std::memcpy(&s, b, sizeof s);
-    return s;
+  static constexpr std::size_t kHuge = std::size_t(1) << 21;
+  static constexpr std::size_t kHeader = 64;  // the Header, then padding
+  struct Header {
+    std::size_t size;  // usable bytes from the block's start, a multiple of kHuge
+    void* raw;         // what checked_malloc returned
+  };
+  static Header header(const char* b) {
+    Header h;
+    std::memcpy(&h, b, sizeof h);
+    return h;
+  }
+  static char* allocate(std::size_t size) {
+    char* raw = static_cast<char*>(checked_malloc(static_cast<index_t>(size + kHuge), 1));
+    char* b = raw + (kHuge - reinterpret_cast<std::uintptr_t>(raw) % kHuge) % kHuge;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(b, size, MADV_HUGEPAGE);
+#endif
+    const Header h{size, raw};
+    std::memcpy(b, &h, sizeof h);
+    return b;
+  }
+  static void release(char* b) {
+    if (b) std::free(header(b).raw);
   }
   char* base_ = nullptr;
   std::size_t used_ = kHeader;
