@@ -61,20 +61,32 @@ template <class T, bool Store, bool Rest>
 FL_HD inline ExpSums row_exp_lanes(const T* x, index_t K, T shift, T* e, T scale, index_t skip) {
   double acc[kLanes] = {}, acc_1[kLanes] = {};
   index_t i = 0;
+#if !defined(__CUDA_ARCH__)
+  // The lane sums as GCC vectors of kLanes elements (the auto-vectorizer would leave the selects
+  // of the skipped and unit terms scalar); the exponentials come from a plain loop that it does
+  // vectorize.
+  typedef T V __attribute__((vector_size(kLanes * sizeof(T))));
+  typedef decltype(V{} == V{}) M;  // lane masks and lane numbers
+  M lane;
+  for (int j = 0; j < kLanes; ++j) lane[j] = j;
+  const V zero = {}, one = zero + T(1);
   while (i + kLanes <= K) {
-    T part[kLanes] = {}, part_1[kLanes] = {};
+    V part = zero, part_1 = zero;
     const index_t stop = min_(i + kExpChunk, K);
     for (; i + kLanes <= stop; i += kLanes) {
       T v[kLanes];
       for (int j = 0; j < kLanes; ++j) v[j] = vm::exp_nonpos((x[i + j] - shift) * scale);
-      if constexpr (Store)
-        for (int j = 0; j < kLanes; ++j) e[i + j] = v[j];
-      // the lane of skip in this group, or -1 (an int compare against the lane numbers)
-      const int at = skip >= i && skip < i + kLanes ? int(skip - i) : -1;
-      for (int j = 0; j < kLanes; ++j) {
-        const bool one = Rest && v[j] == T(1);
-        part[j] += j == at || one ? T(0) : v[j];
-        if constexpr (Rest) part_1[j] += j != at && one ? T(1) : T(0);
+      V vv;
+      __builtin_memcpy(&vv, v, sizeof vv);
+      if constexpr (Store) __builtin_memcpy(e + i, &vv, sizeof vv);
+      // the lane of skip in this group, or -1
+      const M at = lane == static_cast<decltype(lane[0] + 0)>(skip >= i && skip < i + kLanes ? skip - i : -1);
+      if constexpr (Rest) {
+        const M unit = vv == one;
+        part += (at | unit) ? zero : vv;
+        part_1 += (~at & unit) ? one : zero;
+      } else {
+        part += at ? zero : vv;
       }
     }
     for (int j = 0; j < kLanes; ++j) {
@@ -82,7 +94,16 @@ FL_HD inline ExpSums row_exp_lanes(const T* x, index_t K, T shift, T* e, T scale
       if constexpr (Rest) acc_1[j] += static_cast<double>(part_1[j]);
     }
   }
-  for (int j = 0; i + j < K; ++j) {
+#endif
+  for (; i + kLanes <= K; i += kLanes)  // the device: plain lanes in double
+    for (int j = 0; j < kLanes; ++j) {
+      const T v = vm::exp_nonpos((x[i + j] - shift) * scale);
+      if constexpr (Store) e[i + j] = v;
+      if (i + j == skip) continue;
+      if (Rest && v == T(1)) acc_1[j] += 1.0;
+      else acc[j] += static_cast<double>(v);
+    }
+  for (int j = 0; i + j < K; ++j) {  // the tail: lanes 0 .. K % kLanes - 1
     const T v = vm::exp_nonpos((x[i + j] - shift) * scale);
     if constexpr (Store) e[i + j] = v;
     if (i + j == skip) continue;
@@ -90,6 +111,36 @@ FL_HD inline ExpSums row_exp_lanes(const T* x, index_t K, T shift, T* e, T scale
     else acc[j] += static_cast<double>(v);
   }
   return {pairwise_sum(acc, kLanes), Rest ? pairwise_sum(acc_1, kLanes) : 0.0};
+}
+
+// sum_k e_k^2 of exponentials e from row_exp_lanes, in its lanes and with its split: the squares
+// equal to 1 counted apart (`ones`), the others summed.
+template <class T>
+FL_HD inline ExpSums row_square_sum(const T* e, index_t K) {
+  double acc[kLanes] = {}, acc_1[kLanes] = {};
+  index_t i = 0;
+#if !defined(__CUDA_ARCH__)
+  typedef T V __attribute__((vector_size(kLanes * sizeof(T))));  // as in row_exp_lanes
+  const V zero = {}, one = zero + T(1);
+  while (i + kLanes <= K) {
+    V part = zero, part_1 = zero;
+    const index_t stop = min_(i + kExpChunk, K);
+    for (; i + kLanes <= stop; i += kLanes) {
+      V v;
+      __builtin_memcpy(&v, e + i, sizeof v);
+      v *= v;
+      part += v == one ? zero : v;
+      part_1 += v == one ? one : zero;
+    }
+    for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(part[j]), acc_1[j] += static_cast<double>(part_1[j]);
+  }
+#endif
+  for (; i < K; ++i) {  // the device, and the tail
+    const T v = e[i] * e[i];
+    if (v == T(1)) acc_1[i % kLanes] += 1.0;
+    else acc[i % kLanes] += static_cast<double>(v);
+  }
+  return {pairwise_sum(acc, kLanes), pairwise_sum(acc_1, kLanes)};
 }
 
 // S = sum_k exp((x_k - shift) * scale), the exponentials stored into e (may be null); with Rest,
