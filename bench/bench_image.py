@@ -14,7 +14,12 @@ What is timed (float32):
   image at a time); pytorch_msssim ``ssim`` forward + backward when installed.
 - MS-SSIM value + gradient vs pytorch_msssim ``ms_ssim`` forward + backward (when installed).
 - Dice (softmax over 4 classes, one-hot targets) value + gradient vs the NumPy formulation below
-  (precomputed one-hot targets, fewest passes); fastloss also with integer labels.
+  (precomputed one-hot targets, fewest passes); fastloss also with integer labels, and on
+  channels-last arrays (``(N, H, W, C)`` memory passed as its ``(N, C, H, W)`` view). Dice rows
+  also give GB/s (bytes the call must move: logits and one-hot targets read, gradient written,
+  12 B per float32 element; 8 B plus the labels with labels) and its percentage of the memory
+  bandwidth (a triad ``a = b + s*c`` measured before and after, at the same thread count).
+  The Dice timings are interleaved (NumPy and fastloss alternate) and the medians compared.
 
 Baselines run single-threaded; fastloss at each thread count asked. Values are cross-checked
 (the exit status is 1 when a check fails, never because of a timing).
@@ -33,6 +38,8 @@ import time
 import numpy as np
 
 import fastloss as fl
+from fastloss.benchmark.bandwidth import Triad
+from fastloss.benchmark.timing import median_times
 
 
 def median_time(fn, repeats):
@@ -109,6 +116,16 @@ def row(name, base_name, t_base, t_fl, threads, note=""):
           f"{t_fl * 1e3:>8.1f} ms  speedup {t_base / t_fl:>7.1f}x {note}")
 
 
+def triad_gbps(tri, threads, repeats=5):
+    """The fastest triad implementation's median GB/s at this thread count."""
+    return max(tri.measure(m, threads, repeats)["gbps_median"] for m in Triad.available())
+
+
+def channels_last(a):
+    """The (N, C, H, W) view of a channels-last copy of a."""
+    return np.moveaxis(np.ascontiguousarray(np.moveaxis(a, 1, -1)), -1, 1)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="4 images, 3 repeats")
@@ -162,18 +179,36 @@ def main(argv=None) -> int:
     g = np.ascontiguousarray(np.moveaxis(np.eye(4, dtype=np.float32)[labels], -1, 1))
     z = (2 * g + rng.standard_normal(g.shape, dtype=np.float32)).astype(np.float32)
     dice, dbuf = fl.DiceLoss(activation="softmax"), np.empty_like(z)
+    g_cl, z_cl, dbuf_cl = channels_last(g), channels_last(z), channels_last(np.empty_like(z))
     shape = "x".join(map(str, z.shape))
     ref_value, ref_grad = numpy_dice(g, z)
-    t_np = median_time(lambda: numpy_dice(g, z), max(base_repeats, 3))
+    nbytes = {"one-hot": 12 * z.size, "labels": 8 * z.size + labels.nbytes, "channels-last": 12 * z.size}
+    tri = Triad()
     for t in threads:
         with fl.num_threads(t):
+            bw = triad_gbps(tri, t)
             value, grad = dice.value_and_grad(g, z, grad_out=dbuf)
-            t_fl = median_time(lambda: dice.value_and_grad(g, z, grad_out=dbuf), repeats)
-            t_lab = median_time(lambda: dice.value_and_grad(labels, z, grad_out=dbuf), repeats)
+            value_cl, _ = dice.value_and_grad(g_cl, z_cl, grad_out=dbuf_cl)
+            t_np, t_fl, t_lab, t_cl = median_times([
+                lambda: numpy_dice(g, z),
+                lambda: dice.value_and_grad(g, z, grad_out=dbuf),
+                lambda: dice.value_and_grad(labels, z, grad_out=dbuf),
+                lambda: dice.value_and_grad(g_cl, z_cl, grad_out=dbuf_cl)], max(repeats, 3))
+            bw = (bw + triad_gbps(tri, t)) / 2
         err = float(np.abs(grad - ref_grad).max() / np.abs(ref_grad).max())
-        ok &= abs(value - ref_value) < 1e-5 and err < 1e-4
-        row(f"Dice softmax v+g {shape}", "NumPy (one-hot)", t_np, t_fl, t, f"grad rel.err {err:.1e}")
-        row(f"Dice softmax v+g {shape}", "NumPy (one-hot)", t_np, t_lab, t, "fastloss given labels")
+        err_cl = float(np.abs(dbuf_cl - ref_grad).max() / np.abs(ref_grad).max())
+        ok &= abs(value - ref_value) < 1e-5 and err < 1e-4 and abs(value_cl - ref_value) < 1e-5 and err_cl < 1e-4
+
+        def pct(kind, secs):
+            gbs = nbytes[kind] / secs / 1e9
+            return f"{gbs:.1f} GB/s = {100 * gbs / bw:.0f} % of the triad ({bw:.1f} GB/s)"
+        row(f"Dice softmax v+g {shape}", "NumPy (one-hot)", t_np, t_fl, t,
+            f"grad rel.err {err:.1e}; {pct('one-hot', t_fl)}")
+        row(f"Dice softmax v+g {shape}", "NumPy (one-hot)", t_np, t_lab, t,
+            f"fastloss given labels; {pct('labels', t_lab)}")
+        row(f"Dice softmax v+g {shape}", "NumPy (one-hot)", t_np, t_cl, t,
+            f"fastloss channels-last; {pct('channels-last', t_cl)}")
+    del tri
     if not ok:
         print("CORRECTNESS CHECK FAILED", file=sys.stderr)
     return 0 if ok else 1

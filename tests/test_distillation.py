@@ -73,6 +73,22 @@ def test_matches_reference(isa, rng, dtype, alpha, T, reduction, weighted):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("alpha,T", CONFIGS)
+@pytest.mark.parametrize("K", [16, 100, 300])
+def test_matches_reference_wide_rows(isa, rng, dtype, alpha, T, K):
+    # rows of several lane groups and exponential chunks, with a tail (the vector passes)
+    y, z, t = problem(rng, rows=9, K=K, dtype=dtype)
+    z[0], t[0] = 0, 0  # every term equal to 1
+    z[1, 3] += 40  # a confident row
+    value, grad, hess = fl.Distillation(alpha=alpha, temperature=T, reduction="none").value_grad_hess(
+        y, z, teacher_logits=t)
+    rows, g, h = reference_rows(y, z, t, alpha, T, T * T)
+    np.testing.assert_allclose(value, rows, **tol(dtype))
+    np.testing.assert_allclose(grad, g, **tol(dtype))
+    np.testing.assert_allclose(hess, h, **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("alpha,T", CONFIGS)
 def test_torch_composition(rng, dtype, alpha, T):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional

@@ -32,7 +32,8 @@ struct CeParams {
 };
 
 template <class T, bool G, bool H, bool Dense>
-FL_HD double ce_logits_row(const RowJob& job, const CeParams& p, index_t r, const T* z, double s, std::int64_t t) {
+FL_HD double ce_logits_row(const RowJob& job, const CeParams& p, index_t r, const T* z, T m, double s,
+                           std::int64_t t) {
   const index_t K = job.K;
   const double a = p.smoothing, aK = a / double(K);
   const double* w = job.class_weight;
@@ -43,7 +44,6 @@ FL_HD double ce_logits_row(const RowJob& job, const CeParams& p, index_t r, cons
   // Everything that reads z is taken before the exp pass: the gradient may be written in place
   // over the logits (grad_out = y_pred). Logits enter relative to the row max m, so that
   // lse - z_k = log S - (z_k - m) keeps its accuracy for confident rows.
-  const T m = row_max(z, K);
   double c, wt = 0.0, dt = 0.0, wq = 0.0, wqd = 0.0;
   if constexpr (Dense) {
     // sum_k w_k q_k and sum_k w_k q_k (z_k - m), q = (1-a) y + a/K; a zero target weight
@@ -127,7 +127,7 @@ FL_HD double ce_probs_row(const RowJob& job, const CeParams& prm, index_t r, con
 //   Q = alpha_t gamma om^gamma p_t om ((L - 2) - (gamma - 1) p_t L/om)
 // L/om -> 1 as om -> 0 (a confident correct row), where every term stays finite.
 template <class T, bool G, bool H>
-FL_HD double focal_logits_row(const RowJob& job, const CeParams& p, index_t r, const T* z, double s,
+FL_HD double focal_logits_row(const RowJob& job, const CeParams& p, index_t r, const T* z, T m, double s,
                                std::int64_t t, T* buf) {
   const index_t K = job.K;
   const double gamma = p.focal_gamma, at = job.class_weight ? job.class_weight[t] : 1.0;
@@ -135,16 +135,11 @@ FL_HD double focal_logits_row(const RowJob& job, const CeParams& p, index_t r, c
   T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
   T* scratch = G ? g : buf;
   const double zt = double(z[t]);
-  const T m = row_max(z, K);
   index_t M = 0;  // the most probable class, whose 1 - p_M may cancel (Hessian only)
   for (index_t k = 1; H && k < K; ++k) M = z[k] > z[M] ? k : M;
-  const double S = row_exp_sum(z, K, m, scratch);
-  const double et = double(scratch[t]);
-  // The other classes' exponentials summed apart (no 1 - p_t cancellation): the label's entry is
-  // zeroed for one lane sum and put back.
-  scratch[t] = T(0);
-  const double other = lane_sum(scratch, K);
-  scratch[t] = static_cast<T>(et);
+  // The other classes' exponentials summed apart in the same pass (no 1 - p_t cancellation).
+  const double other = row_exp_lanes<T, true, false>(z, K, m, scratch, T(1), t).sum;
+  const double et = double(scratch[t]), S = other + et;
   const double om = other / S, pt = et / S;
   const double L = om < 0.5 && et > 0 ? vm::log1p(other / et) : double(m) + vm::log(S) - zt;
   const double R = om > 0 ? L / om : 1.0;
@@ -185,7 +180,8 @@ FL_HD double focal_logits_row(const RowJob& job, const CeParams& p, index_t r, c
 // Only the most probable class M can have a tiny O (p_M > 1/2): its O_M is summed from the other
 // classes, its L_M = log1p(O_M / p_M), and sum_{k != j} excludes it without cancellation.
 template <class T, bool G, bool H>
-FL_HD double focal_dense_row(const RowJob& job, const CeParams& p, index_t r, const T* z, double s, T* buf) {
+FL_HD double focal_dense_row(const RowJob& job, const CeParams& p, index_t r, const T* z, T m, double s,
+                              T* buf) {
   const index_t K = job.K;
   const double gamma = p.focal_gamma;
   const double* alpha = job.class_weight;
@@ -196,7 +192,6 @@ FL_HD double focal_dense_row(const RowJob& job, const CeParams& p, index_t r, co
   // the per-class terms read z again in the final pass.
   const bool scratch = !G || static_cast<const void*>(g) == static_cast<const void*>(z);
   T* e = scratch ? buf : g;
-  const T m = row_max(z, K);
   index_t M = 0;
   for (index_t k = 1; k < K; ++k) M = z[k] > z[M] ? k : M;
   const double S = row_exp_sum(z, K, m, e), log_s = vm::log(S);
@@ -259,17 +254,19 @@ FL_HD double ce_row(const RowJob& job, const CeParams& p, index_t r, T* buf) {
   const double s = job.sample_weight ? job.sample_weight[r] : 1.0;
   std::int64_t t = 0;
   if constexpr (!Dense) t = job.labels[r];
+  if (!p.from_logits) return ce_probs_row<T, G, H, Dense>(job, p, r, x, s, t);
+  // The row max: read from memory once; the later passes find the row in cache.
   const T* z = x;
-  if (p.from_logits && row_has_pos_inf(row_max(x, job.K))) {
+  T m = row_max(x, job.K);
+  if (row_has_pos_inf(m)) {
     pos_inf_limit(x, job.K, buf);
-    z = buf;
+    z = buf, m = T(0);
   }
-  double l;
-  if (!p.from_logits) l = ce_probs_row<T, G, H, Dense>(job, p, r, x, s, t);
-  else if (!Dense && p.focal_gamma >= 0) l = focal_logits_row<T, G, H>(job, p, r, z, s, t, buf + job.K);
-  else if (Dense && p.focal_gamma >= 0) l = focal_dense_row<T, G, H>(job, p, r, z, s, buf + job.K);
-  else l = ce_logits_row<T, G, H, Dense>(job, p, r, z, s, t);
-  return l;
+  if (p.focal_gamma >= 0) {
+    if constexpr (Dense) return focal_dense_row<T, G, H>(job, p, r, z, m, s, buf + job.K);
+    else return focal_logits_row<T, G, H>(job, p, r, z, m, s, t, buf + job.K);
+  }
+  return ce_logits_row<T, G, H, Dense>(job, p, r, z, m, s, t);
 }
 
 // The four row bodies of this file. Parameters: cross-entropy (from_logits, eps,

@@ -21,17 +21,19 @@ namespace losses {
 
 template <class T, bool G, bool H>
 FL_HD double distill_row(const RowJob& job, double alpha, double temperature, double kl_scale, index_t r,
-                   const T* z, const T* t, T* et, T* eq) {
+                         const T* z, T mz, const T* t, T mt, T* et, T* eq) {
   const index_t K = job.K;
   const double invT = 1.0 / temperature;
   const T scale = static_cast<T>(invT);
   const double s = job.sample_weight ? job.sample_weight[r] : 1.0;
   const bool hard = alpha > 0.0, plain = temperature == 1.0;
+  // At T = 2 the plain softmax's exponentials are the squares of the tempered ones (exp(v) =
+  // exp(v/2)^2): no second exp pass over the student row.
+  const bool square = hard && temperature == 2.0;
   T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
   T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
 
   // Everything that reads z happens before the gradient row is written (it may be z itself).
-  const T mz = row_max(z, K), mt = row_max(t, K);
   const double dy = hard ? double(z[job.labels[r]]) - double(mz) : 0.0;
   // S - 1 kept apart (rowwise.hpp): log S = log1p(S - 1) to full relative accuracy on confident rows
   double rt, rq, r1;
@@ -44,6 +46,26 @@ FL_HD double distill_row(const RowJob& job, double alpha, double temperature, do
     return et[k] == T(0) ? 0.0 : double(et[k]) * d;
   };
   index_t i = 0;
+#if !defined(__CUDA_ARCH__)
+  {  // the same lanes as GCC vectors of 8 (at most one AVX-512 register of doubles: wider ones
+     // are lowered to scalar selects); the auto-vectorizer leaves the select scalar
+    typedef T V __attribute__((vector_size(8 * sizeof(T))));
+    typedef double D __attribute__((vector_size(8 * sizeof(double))));
+    const D zero = {};
+    D sum[kLanes / 8] = {};
+    for (; i + kLanes <= K; i += kLanes)
+      for (int h = 0; h < kLanes / 8; ++h) {
+        V tv, zv, ev;
+        __builtin_memcpy(&tv, t + i + 8 * h, sizeof tv);
+        __builtin_memcpy(&zv, z + i + 8 * h, sizeof zv);
+        __builtin_memcpy(&ev, et + i + 8 * h, sizeof ev);
+        const D d = (__builtin_convertvector(tv, D) - double(mt)) - (__builtin_convertvector(zv, D) - double(mz));
+        const D e = __builtin_convertvector(ev, D);
+        sum[h] += e == 0.0 ? zero : e * d;
+      }
+    for (int j = 0; j < kLanes; ++j) acc[j] = sum[j / 8][j % 8];
+  }
+#endif
   for (; i + kLanes <= K; i += kLanes)
     for (int j = 0; j < kLanes; ++j) acc[j] += term(i + j);
   for (int j = 0; i + j < K; ++j) acc[j] += term(i + j);
@@ -52,7 +74,10 @@ FL_HD double distill_row(const RowJob& job, double alpha, double temperature, do
   double S1 = Sq;
   r1 = rq;
   const T* e1 = eq;
-  if (hard && !plain) {
+  if (square) {
+    const ExpSums q = row_square_sum(eq, K);
+    S1 = q.sum + q.ones, r1 = q.sum + (q.ones - 1.0);
+  } else if (hard && !plain) {
     S1 = row_exp_sum<T, true>(z, K, mz, g, T(1), &r1);
     e1 = g;
   }
@@ -66,11 +91,14 @@ FL_HD double distill_row(const RowJob& job, double alpha, double temperature, do
       const T B1 = static_cast<T>(hard ? sc * alpha : 0.0), Bq = static_cast<T>(sc * c2 * invT);
       const T inv1 = static_cast<T>(1.0 / S1), invq = static_cast<T>(1.0 / Sq);
       for (index_t k = 0; k < K; ++k) {
-        const T p1 = e1[k] * inv1, q = eq[k] * invq;
+        const T p1 = (square ? eq[k] * eq[k] : e1[k]) * inv1, q = eq[k] * invq;
         h[k] = B1 * p1 * (T(1) - p1) + Bq * q * (T(1) - q);
       }
     }
-    for (index_t k = 0; k < K; ++k) g[k] = A1 * e1[k] + Aq * eq[k] - At * et[k];
+    if (square)
+      for (index_t k = 0; k < K; ++k) g[k] = (A1 * eq[k] + Aq) * eq[k] - At * et[k];
+    else
+      for (index_t k = 0; k < K; ++k) g[k] = A1 * e1[k] + Aq * eq[k] - At * et[k];
     if (hard) g[job.labels[r]] -= static_cast<T>(sc * alpha);
   }
   return s * loss;
@@ -93,9 +121,11 @@ struct Distillation {
     const index_t K = job.K;
     const T* z = static_cast<const T*>(job.x) + r * job.x_stride;
     const T* t = static_cast<const T*>(job.extra) + r * job.extra_stride;
-    if (row_has_pos_inf(row_max(z, K))) pos_inf_limit(z, K, buf + 2 * K), z = buf + 2 * K;
-    if (row_has_pos_inf(row_max(t, K))) pos_inf_limit(t, K, buf + 3 * K), t = buf + 3 * K;
-    return distill_row<T, G, H>(job, alpha, temperature, kl_scale, r, z, t, buf, buf + K);
+    // the row maxima, read from memory once (the later passes find the rows in cache)
+    T mz = row_max(z, K), mt = row_max(t, K);
+    if (row_has_pos_inf(mz)) pos_inf_limit(z, K, buf + 2 * K), z = buf + 2 * K, mz = T(0);
+    if (row_has_pos_inf(mt)) pos_inf_limit(t, K, buf + 3 * K), t = buf + 3 * K, mt = T(0);
+    return distill_row<T, G, H>(job, alpha, temperature, kl_scale, r, z, mz, t, mt, buf, buf + K);
   }
 };
 

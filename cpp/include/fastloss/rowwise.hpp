@@ -41,46 +41,117 @@ FL_HD inline T row_max(const T* x, index_t K) {
 #endif
 }
 
-// sum_k exp((x_k - shift) * scale) for shift = the row max and scale > 0 (so every exponent is
-// <= 0: exp_nonpos), the exponentials stored into e (may be null). scale is 1/temperature (exactly
-// 1 for the plain softmax). Lanes accumulate in T over chunks of kExpChunk elements (16 terms per
-// lane: bounded rounding), then in double.
-// With rest (Rest = true), *rest = S - 1 summed without the 1: terms equal to 1 (z_k = max) are
-// counted apart, so log S = log1p(*rest) keeps full relative accuracy when the other terms are tiny
-// (a confident row: log S ~ 1e-13 where 1 + 1e-13 would keep three digits). NaN propagates.
+// The exponential sums of a row, in kLanes fixed lanes: e_k = exp((x_k - shift) * scale) for
+// shift = the row max and scale > 0 (so every exponent is <= 0: exp_nonpos), stored into e when
+// Store. `sum` adds every e_k except the one at index skip (skip < 0: none) and, with Rest, except
+// the terms equal to 1 (z_k = max), which `ones` counts instead: so S - 1 = sum + (ones - 1) stays
+// to full relative accuracy when the other terms are tiny (a confident row: log S ~ 1e-13 where
+// 1 + 1e-13 would keep three digits), and sum over k != skip has no cancellation. Lanes
+// accumulate in T over chunks of kExpChunk elements (16 terms per lane: bounded rounding), then
+// in double. The lane of element k is k % kLanes on every ISA (GCC vectorizes the fixed inner
+// loops at whatever width the target has), so the sums are bitwise the same on AVX2 and AVX-512.
+// NaN propagates.
 inline constexpr index_t kExpChunk = 16 * kLanes;
 
+struct ExpSums {
+  double sum, ones;
+};
+
+template <class T, bool Store, bool Rest>
+FL_HD inline ExpSums row_exp_lanes(const T* x, index_t K, T shift, T* e, T scale, index_t skip) {
+  double acc[kLanes] = {}, acc_1[kLanes] = {};
+  index_t i = 0;
+#if !defined(__CUDA_ARCH__)
+  // The lane sums as GCC vectors of kLanes elements (the auto-vectorizer would leave the selects
+  // of the skipped and unit terms scalar); the exponentials come from a plain loop that it does
+  // vectorize.
+  typedef T V __attribute__((vector_size(kLanes * sizeof(T))));
+  typedef decltype(V{} == V{}) M;  // lane masks and lane numbers
+  M lane;
+  for (int j = 0; j < kLanes; ++j) lane[j] = j;
+  const V zero = {}, one = zero + T(1);
+  while (i + kLanes <= K) {
+    V part = zero, part_1 = zero;
+    const index_t stop = min_(i + kExpChunk, K);
+    for (; i + kLanes <= stop; i += kLanes) {
+      T v[kLanes];
+      for (int j = 0; j < kLanes; ++j) v[j] = vm::exp_nonpos((x[i + j] - shift) * scale);
+      V vv;
+      __builtin_memcpy(&vv, v, sizeof vv);
+      if constexpr (Store) __builtin_memcpy(e + i, &vv, sizeof vv);
+      // the lane of skip in this group, or -1
+      const M at = lane == static_cast<decltype(lane[0] + 0)>(skip >= i && skip < i + kLanes ? skip - i : -1);
+      if constexpr (Rest) {
+        const M unit = vv == one;
+        part += (at | unit) ? zero : vv;
+        part_1 += (~at & unit) ? one : zero;
+      } else {
+        part += at ? zero : vv;
+      }
+    }
+    for (int j = 0; j < kLanes; ++j) {
+      acc[j] += static_cast<double>(part[j]);
+      if constexpr (Rest) acc_1[j] += static_cast<double>(part_1[j]);
+    }
+  }
+#endif
+  for (; i + kLanes <= K; i += kLanes)  // the device: plain lanes in double
+    for (int j = 0; j < kLanes; ++j) {
+      const T v = vm::exp_nonpos((x[i + j] - shift) * scale);
+      if constexpr (Store) e[i + j] = v;
+      if (i + j == skip) continue;
+      if (Rest && v == T(1)) acc_1[j] += 1.0;
+      else acc[j] += static_cast<double>(v);
+    }
+  for (int j = 0; i + j < K; ++j) {  // the tail: lanes 0 .. K % kLanes - 1
+    const T v = vm::exp_nonpos((x[i + j] - shift) * scale);
+    if constexpr (Store) e[i + j] = v;
+    if (i + j == skip) continue;
+    if (Rest && v == T(1)) acc_1[j] += 1.0;
+    else acc[j] += static_cast<double>(v);
+  }
+  return {pairwise_sum(acc, kLanes), Rest ? pairwise_sum(acc_1, kLanes) : 0.0};
+}
+
+// sum_k e_k^2 of exponentials e from row_exp_lanes, in its lanes and with its split: the squares
+// equal to 1 counted apart (`ones`), the others summed.
+template <class T>
+FL_HD inline ExpSums row_square_sum(const T* e, index_t K) {
+  double acc[kLanes] = {}, acc_1[kLanes] = {};
+  index_t i = 0;
+#if !defined(__CUDA_ARCH__)
+  typedef T V __attribute__((vector_size(kLanes * sizeof(T))));  // as in row_exp_lanes
+  const V zero = {}, one = zero + T(1);
+  while (i + kLanes <= K) {
+    V part = zero, part_1 = zero;
+    const index_t stop = min_(i + kExpChunk, K);
+    for (; i + kLanes <= stop; i += kLanes) {
+      V v;
+      __builtin_memcpy(&v, e + i, sizeof v);
+      v *= v;
+      part += v == one ? zero : v;
+      part_1 += v == one ? one : zero;
+    }
+    for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(part[j]), acc_1[j] += static_cast<double>(part_1[j]);
+  }
+#endif
+  for (; i < K; ++i) {  // the device, and the tail
+    const T v = e[i] * e[i];
+    if (v == T(1)) acc_1[i % kLanes] += 1.0;
+    else acc[i % kLanes] += static_cast<double>(v);
+  }
+  return {pairwise_sum(acc, kLanes), pairwise_sum(acc_1, kLanes)};
+}
+
+// S = sum_k exp((x_k - shift) * scale), the exponentials stored into e (may be null); with Rest,
+// *rest = S - 1 to full relative accuracy (row_exp_lanes).
 template <class T, bool Rest = false>
 FL_HD inline double row_exp_sum(const T* x, index_t K, T shift, T* e, T scale = T(1),
                                 double* rest = nullptr) {
-  double acc[kLanes] = {}, acc_r[kLanes] = {}, acc_1[kLanes] = {};
-  index_t i = 0;
-  while (i + kLanes <= K) {
-    T part[kLanes] = {}, part_r[kLanes] = {}, part_1[kLanes] = {};
-    const index_t stop = min_(i + kExpChunk, K);
-    for (; i + kLanes <= stop; i += kLanes)
-      for (int j = 0; j < kLanes; ++j) {
-        const T v = vm::exp_nonpos((x[i + j] - shift) * scale);
-        if (e) e[i + j] = v;
-        part[j] += v;
-        if constexpr (Rest) {
-          part_r[j] += v == T(1) ? T(0) : v;
-          part_1[j] += v == T(1) ? T(1) : T(0);
-        }
-      }
-    for (int j = 0; j < kLanes; ++j) {
-      acc[j] += static_cast<double>(part[j]);
-      if constexpr (Rest) acc_r[j] += static_cast<double>(part_r[j]), acc_1[j] += static_cast<double>(part_1[j]);
-    }
-  }
-  for (int j = 0; i + j < K; ++j) {
-    const T v = vm::exp_nonpos((x[i + j] - shift) * scale);
-    if (e) e[i + j] = v;
-    acc[j] += static_cast<double>(v);
-    if constexpr (Rest) (v == T(1) ? acc_1[j] : acc_r[j]) += static_cast<double>(v);
-  }
-  if constexpr (Rest) *rest = pairwise_sum(acc_r, kLanes) + (pairwise_sum(acc_1, kLanes) - 1.0);
-  return pairwise_sum(acc, kLanes);
+  const ExpSums s = e ? row_exp_lanes<T, true, Rest>(x, K, shift, e, scale, -1)
+                      : row_exp_lanes<T, false, Rest>(x, K, shift, e, scale, -1);
+  if constexpr (Rest) *rest = s.sum + (s.ones - 1.0);
+  return s.sum + s.ones;
 }
 
 // sum_k w_k z_k in double lanes (w null: sum_k z_k); a zero weight removes its term even where
