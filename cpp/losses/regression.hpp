@@ -111,9 +111,11 @@ struct LogCosh {
     l = a < T(0.6875) ? log_cosh_small(a) : big;
     if constexpr (G || H) {
       const T rcp = T(1) / (T(1) + x.e);
-      if constexpr (G) {
-        const T th = -x.em1 * rcp;
-        g = r < T(0) ? -th : th;
+      if constexpr (G) {  // tanh r: the sign of r (of zero too) onto tanh a = (0 - expm1) / (1 + e)
+        using U = decltype(vm::detail::to_bits(r));
+        constexpr U sign = U(1) << (8 * sizeof(T) - 1);
+        const T th = (T(0) - x.em1) * rcp;
+        g = vm::detail::from_bits(static_cast<U>(vm::detail::to_bits(th) | (vm::detail::to_bits(r) & sign)));
       }
       if constexpr (H) h = T(4) * x.e * (rcp * rcp);
     }
