@@ -104,7 +104,9 @@ FL_HD FL_INLINE T focal_alpha(T alpha, T y) {
 
 template <class T>
 FL_HD FL_INLINE T pow_nonneg(T m, T gamma) {  // m^gamma for m >= 0, with m^0 = 1
-  return gamma == T(0) ? T(1) : vm::exp(gamma * vm::log(m));
+  // computed before the select: a conditional call keeps gcc from vectorizing the value-only loop
+  const T p = vm::exp(gamma * vm::log(m));
+  return gamma == T(0) ? T(1) : p;
 }
 
 template <class T>
