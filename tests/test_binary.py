@@ -989,6 +989,28 @@ def test_focal_with_gamma_zero_is_bce(isa, rng, from_logits, dtype):
                                          what=f"focal(gamma=0) vs BCE {what} soft={soft}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("gamma", [1.0, 2.0, 3.0, 4.0, 7.0, 65.0, 66.0])
+def test_focal_logits_integer_gamma_matches_reference(isa, rng, gamma, dtype):
+    """Integer gamma is raised by multiplication (gamma <= 65), any other through exp/log: both
+    forms agree with the reference, on soft and hard labels, logits up to |z| ~ 25 and saturated
+    ones (where m^gamma and ce' vanish while ce grows: the gradient stays finite). m^gamma
+    multiplies the rounding error of m by gamma in either form, hence the allowance."""
+    params = {"gamma": gamma, "alpha": 0.25}
+    ulps = max(16, int(2 * gamma))
+    loss = make_loss("focal_logits", params)
+    for soft in (True, False):
+        y, z = binary_case_inputs(rng, "focal_logits", (3001,), dtype, soft=soft)
+        for reduction in ("none", "sum"):
+            check_against_reference(loss, "focal_logits", params, y, z, None, reduction, dtype,
+                                    ulps=ulps, what=isa)
+    y = np.array([1, 0, 1, 0, 1, 0, 0.5, 0.5], dtype=dtype)
+    z = np.array([-1e30, 1e30, 1e30, -1e30, -np.inf, np.inf, 1e30, -np.inf], dtype=dtype)
+    v, g, h = loss.value_grad_hess(y, z, reduction="none")
+    assert np.all(np.isfinite(g)) and np.all(np.isfinite(h)), (g, h)
+    assert np.all(v[[2, 3]] == 0) and np.all(g[[2, 3]] == 0)
+
+
 @pytest.mark.parametrize("from_logits", [True, False], ids=["logits", "probs"])
 def test_focal_alpha_weights_the_classes(rng, from_logits):
     name = "focal_logits" if from_logits else "focal_probs"

@@ -547,6 +547,22 @@ def test_log_cosh_small_residuals(isa, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_log_cosh_matches_mpmath_across_the_branch(isa, rng, dtype):
+    """Value and gradient to ELEMENT_ULPS and the Hessian to 16 ULPs (relative) on both sides of
+    |r| = 0.6875, where the value switches from a polynomial in r^2 to |r| - log 2 + log1p(e^-2|r|),
+    and over |r| <= 8 where tanh and sech^2 share e^-2|r|."""
+    edge = np.float64(0.6875)
+    near = edge + np.arange(-8, 9) * np.spacing(dtype(edge)).astype(np.float64)
+    r = np.concatenate([near, rng.uniform(0.0, 8.0, 300), rng.uniform(0.5, 0.9, 100)])
+    r = np.concatenate([r, -r]).astype(dtype)
+    v, g, h = fl.LogCosh().value_grad_hess(np.zeros_like(r), r, reduction="none")
+    mp = np.array([R.log_cosh_mp(float(x)) for x in r.astype(np.float64)])
+    assert_elementwise_close(v, mp[:, 0], dtype, what="log_cosh value vs mpmath")
+    assert_elementwise_close(g, mp[:, 1], dtype, what="log_cosh grad vs mpmath")
+    assert_elementwise_close(h, mp[:, 2], dtype, ulps=16, what="log_cosh Hessian vs mpmath")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_log_cosh_hessian_relative_accuracy(dtype):
     """sech^2(r) is a normal number up to |r| ~ 354 (float64) / ~ 43 (float32): the Hessian must
     keep its relative accuracy there, not decay to noise or 0."""

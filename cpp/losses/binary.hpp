@@ -5,6 +5,7 @@
 
 #include "fastloss/config.hpp"
 #include "fastloss/vmath.hpp"
+#include "fused_math.hpp"
 
 FL_NAMESPACE_BEGIN
 namespace losses {
@@ -16,7 +17,7 @@ struct LogisticParts {
   T sp, sp_neg, sig, sig_neg;
   FL_HD FL_INLINE explicit LogisticParts(T z) {
     const T a = z < T(0) ? -z : z;
-    const T e = vm::exp_nonpos(-a), l = vm::log1p_unit(e), inv = T(1) / (T(1) + e);
+    const T e = exp_expm1_nonpos(-a).e, l = log1p_small(e), inv = T(1) / (T(1) + e);
     const bool pos = z >= T(0);
     sp = (pos ? z : T(0)) + l;
     sp_neg = (pos ? T(0) : -z) + l;
@@ -103,7 +104,9 @@ FL_HD FL_INLINE T focal_alpha(T alpha, T y) {
 
 template <class T>
 FL_HD FL_INLINE T pow_nonneg(T m, T gamma) {  // m^gamma for m >= 0, with m^0 = 1
-  return gamma == T(0) ? T(1) : vm::exp(gamma * vm::log(m));
+  // computed before the select: a conditional call keeps gcc from vectorizing the value-only loop
+  const T p = vm::exp(gamma * vm::log(m));
+  return gamma == T(0) ? T(1) : p;
 }
 
 template <class T>
@@ -131,6 +134,61 @@ struct FocalLogits {
         const T curv = gamma == T(0) ? T(0) : ((gamma - T(1)) * r + (T(1) - T(2) * s.sig)) * gr_ce;
         h = af * (curv + T(2) * gr * dce + s2);
       }
+    }
+  }
+};
+
+// m^n and its derivatives in m, P1 = n m^(n-1) and P2 = n(n-1) m^(n-2), for an integer n >= 0 by
+// multiplication only (no pow, no division by m): n = N for N in 0..3, else n read at run time
+// (2 <= n <= kFocalMaxIntGamma) and m^(n-2) formed from the bits of n - 2.
+inline constexpr int kFocalMaxIntGamma = 65;
+template <class T>
+struct PowDerivs {
+  T p0, p1, p2;
+};
+template <int N, class T>
+FL_HD FL_INLINE PowDerivs<T> int_pow_derivs(T m, int n) {
+  if constexpr (N == 0) {
+    return {T(1), T(0), T(0)};
+  } else if constexpr (N == 1) {
+    return {m, T(1), T(0)};
+  } else if constexpr (N == 2) {
+    return {m * m, T(2) * m, T(2)};
+  } else if constexpr (N == 3) {
+    const T m2 = m * m;
+    return {m2 * m, T(3) * m2, T(6) * m};
+  } else {
+    T q = T(1), b = m;
+    for (int bit = 0; bit < 6; ++bit, b = b * b) q = ((n - 2) >> bit) & 1 ? q * b : q;
+    const T c = T(n);
+    return {q * m * m, c * (q * m), c * (c - T(1)) * q};
+  }
+}
+
+// FocalLogits for an integer gamma (N as in int_pow_derivs; the driver picks it once per call).
+// With P = m^gamma and m' = (1 - 2y) s2, the derivatives need no division by m:
+//   l' = a (P1 m' ce + P ce'),   l'' = a (P2 m'^2 ce + P1 m' ((1 - 2 sig) ce + 2 ce') + P s2).
+// m' ce is taken as 0 where m' = 0 (saturated logit) while ce may be infinite.
+template <class T, int N>
+struct FocalLogitsInt {
+  static constexpr bool kAux = false;
+  int n;
+  T alpha;
+  FL_HD explicit FocalLogitsInt(const double* prm) : n(static_cast<int>(prm[0])), alpha(T(prm[1])) {}
+  template <bool G, bool H>
+  FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
+    const T yn = T(1) - y;
+    const LogisticParts<T> s(z);
+    const T ce = weigh(y, s.sp_neg) + weigh(yn, s.sp);
+    const T m = y * s.sig_neg + yn * s.sig, at = focal_alpha(alpha, y);
+    const PowDerivs<T> P = int_pow_derivs<N>(m, n);
+    l = at * P.p0 * ce;
+    if constexpr (G || H) {
+      const T s2 = s.sig * s.sig_neg, m1 = (T(1) - T(2) * y) * s2, m1ce = weigh(m1, ce);
+      const T dce = yn * s.sig - y * s.sig_neg;
+      if constexpr (G) g = at * (P.p1 * m1ce + P.p0 * dce);
+      if constexpr (H)
+        h = at * (P.p2 * m1 * m1ce + P.p1 * ((T(1) - T(2) * s.sig) * m1ce + T(2) * m1 * dce) + P.p0 * s2);
     }
   }
 };

@@ -6,6 +6,7 @@
 
 #include "fastloss/config.hpp"
 #include "fastloss/vmath.hpp"
+#include "fused_math.hpp"
 
 FL_NAMESPACE_BEGIN
 namespace losses {
@@ -89,31 +90,34 @@ struct Quantile {
   }
 };
 
-// log(cosh(r)) from q = expm1(-|r|) (so e^-|r| = 1 + q, no overflow for any |r|):
-//   small |r|: log1p(cosh|r| - 1) = log1p(q^2 / (2(1+q)))       (no cancellation near 0)
-//   large |r|: |r| - log 2 + log1p(e^-2|r|)
-//   tanh|r| = -q(2+q) / (2 + 2q + q^2),   sech^2 r = 4 e^-2|r| / (1 + e^-2|r|)^2
-// The Hessian takes e^-|r| from exp itself: 1 + q cancels for large |r|, where sech^2 is tiny
-// but must keep its relative accuracy.
+// log(cosh r) with a = |r| and one reduction giving e = exp(-2a) and expm1(-2a):
+//   a >= 0.6875: a - log 2 + log1p(e)      (a - log 2 > -0.006: no cancellation)
+//   a <  0.6875: a polynomial in a^2       (log_cosh_small; no cancellation near 0)
+//   tanh a = -expm1(-2a) / (1 + e),   sech^2 r = 4 e / (1 + e)^2   (one reciprocal for both)
+// e and expm1 keep their relative accuracy (the Hessian stays accurate where sech^2 is tiny, the
+// gradient near r = 0); no overflow for any r.
 template <class T>
 struct LogCosh {
   static constexpr bool kAux = false;
   FL_HD explicit LogCosh(const double*) {}
   template <bool G, bool H>
   FL_HD FL_INLINE void operator()(T y, T p, T, T& l, T& g, T& h) const {
+    constexpr bool f32 = sizeof(T) == 4;
+    const T ln2_hi = f32 ? T(0x1.62e430p-1f) : T(0x1.62e42fefa39efp-1);  // a - ln2_hi is exact
+    const T ln2_lo = f32 ? T(-0x1.05c610p-29f) : T(0x1.abc9e3b39803fp-56);
     const T r = p - y, a = r < T(0) ? -r : r;
-    const T q = vm::expm1(-a), t = T(1) + q, t2 = t * t;
-    const bool small = a < T(1);
-    const T arg = small ? q * q / (T(2) * t) : t2;
-    const T base = small ? T(0) : a - T(0.693147180559945309417232121458176568);
-    l = base + vm::log1p(arg);
-    if constexpr (G) {
-      const T th = -q * (T(2) + q) / (T(2) + T(2) * q + q * q);
-      g = r < T(0) ? -th : th;
-    }
-    if constexpr (H) {
-      const T e = vm::exp(-a), e2 = e * e, d = T(1) + e2;
-      h = T(4) * e2 / (d * d);
+    const ExpExpm1<T> x = exp_expm1_nonpos(T(-2) * a);
+    const T big = (a - ln2_hi) + (log1p_small(x.e) - ln2_lo);  // NaN and inf pass
+    l = a < T(0.6875) ? log_cosh_small(a) : big;
+    if constexpr (G || H) {
+      const T rcp = T(1) / (T(1) + x.e);
+      if constexpr (G) {  // tanh r: the sign of r (of zero too) onto tanh a = (0 - expm1) / (1 + e)
+        using U = decltype(vm::detail::to_bits(r));
+        constexpr U sign = U(1) << (8 * sizeof(T) - 1);
+        const T th = (T(0) - x.em1) * rcp;
+        g = vm::detail::from_bits(static_cast<U>(vm::detail::to_bits(th) | (vm::detail::to_bits(r) & sign)));
+      }
+      if constexpr (H) h = T(4) * x.e * (rcp * rcp);
     }
   }
 };
