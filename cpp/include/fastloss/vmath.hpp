@@ -462,6 +462,21 @@ FL_HD FL_INLINE T log_t(T x) {
   return x >= T(0) ? y : F::kNaN;  // x < 0 and NaN in one select
 }
 
+// float: the log1p polynomial on f = m - 1 (exact): no division.
+template <>
+FL_HD FL_INLINE float log_t<float>(float x) {
+  using F = fp<float>;
+  const bool sub = x < F::kMinNormal;
+  const float xs = x * (sub ? F::kSubScale : 1.0f);  // one reduction, not two blended
+  const std::int32_t ix = static_cast<std::int32_t>(to_bits(xs) - F::kLogOff);
+  const float k = static_cast<float>(ix >> 23) + (sub ? F::kSubAdj : 0.0f);
+  const float f = from_bits(to_bits(xs) - (static_cast<std::uint32_t>(ix) & 0xff800000u)) - 1.0f;
+  float y = fma_(k, 0x1.62e430p-1f, log1p_poly(f));
+  y = x == F::kInf ? x : y;
+  y = x == 0.0f ? -F::kInf : y;
+  return x >= 0.0f ? y : F::kNaN;  // x < 0 and NaN in one select
+}
+
 template <class T>
 FL_HD FL_INLINE T log1p_t(T x) {
   using F = fp<T>;
@@ -490,6 +505,24 @@ FL_HD FL_INLINE float log1p_t<float>(float x) {
   y = x == -1.0f ? -fp<float>::kInf : y;
   y = x >= -1.0f ? y : fp<float>::kNaN;  // x < -1 and NaN in one select
   return from_bits(to_bits(y) | (to_bits(x) & fp<float>::kSign));  // sign of x: log1p(-0) = -0
+}
+
+// double: the same exact f, then the fdlibm kernel (no compensated 1 + x, no 2^-k cap).
+template <>
+FL_HD FL_INLINE double log1p_t<double>(double x) {
+  using F = fp<double>;
+  using U = F::U;
+  const double u = 1.0 + x;  // only picks k
+  const U tmp = static_cast<U>(to_bits(u) - F::kLogOff);
+  const U kb = static_cast<U>((tmp >> F::kMant) ^ F::kKHalf);  // k + kKHalf (offset binary)
+  const double kd = from_bits(static_cast<U>(to_bits(F::kIntBase) | kb)) - (F::kIntBase + double(F::kKHalf));
+  const double s4 = from_bits(static_cast<U>(0x4010000000000000ull - (tmp & F::kExpMask)));  // 2^(2-k)
+  const double f = fma_(x, s4, s4 - 4.0) * 0.25;
+  double y = log_kernel(f, kd, 0.0);
+  y = x == F::kInf ? x : y;
+  y = x == -1.0 ? -F::kInf : y;
+  y = x >= -1.0 ? y : F::kNaN;
+  return from_bits(to_bits(y) | (to_bits(x) & F::kSign));
 }
 
 template <class T>
