@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import operator
 import threading
+import uuid
 from typing import Any, List, Optional, Tuple
 
 import dask
@@ -151,7 +152,10 @@ def _plan(loss, y_true, y_pred, sample_weight, reduction, want_grad, want_hess):
     p, (y, w) = _aligned(y_pred, y_true, sample_weight)
     token = tokenize(loss, y, p, w, reduction, want_grad, want_hess)
     block, partial = f"fastloss-block-{token}", f"fastloss-partial-{token}"
-    value_name = f"fastloss-value-{token}"
+    # The value is the key a compute gathers: a fresh name per graph, as dask gives the task that
+    # gathers an array's chunks, so that computing the same value again never asks the scheduler
+    # for a key that the previous compute is releasing (distributed then reschedules it).
+    value_name = f"fastloss-value-{uuid.uuid4().hex}"
     tail = (0,) * (p.ndim - 1)
 
     def key(x, i):
