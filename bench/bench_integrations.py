@@ -171,7 +171,6 @@ def bench_dask(size: int, chunk: int, repeats: int) -> None:
             "empty": lambda: dask.delayed(_noop)().compute(),
             "shape": lambda: dask.delayed(_noop)(*[dask.delayed(_noop)(a, b) for a, b in blocks]).compute(),
         }, repeats)
-        del y, p
     y_local, p_local = da.from_array(y_mem, chunks=chunk), da.from_array(p_mem, chunks=chunk)
     local = paired_times({"memory": lambda: mse(y_mem, p_mem),
                           "threaded": lambda: loss_value(mse, y_local, p_local).compute(scheduler="threads")},
