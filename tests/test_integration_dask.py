@@ -124,22 +124,91 @@ def test_xgboost_dask_training_with_a_fastloss_objective(client, rng):
     assert history[-1] == pytest.approx(loss(y, margins.astype(np.float64)), rel=1e-5)
 
 
+def _names(graph):
+    return [k[0] if isinstance(k, tuple) else k for k in graph]
+
+
 def test_results_are_dask_arrays_from_a_blockwise_graph(rng):
     y, p = rng.normal(size=(2, 4000))
     loss = fl.Huber(delta=0.5)
-    # 40 blocks: more than one level of the reduction tree
+    # 40 blocks: more than SPLIT_EVERY, so a level of the tree below the root
     value, grad = fd.value_and_grad(loss, _chunked(y, 100), _chunked(p, 100))
     assert isinstance(value, da.Array) and value.shape == () and value.dtype == np.float64
     assert grad.chunks == ((100,) * 40,)
-    graph = dict(grad.__dask_graph__())
-    assert sum(v is loss for v in graph.values()) == 1  # the loss is stored once
-    blocks = [k for k in graph if isinstance(k, tuple) and k[0].startswith("fastloss-block")]
-    assert len(blocks) == 40  # one fused task per block
-    assert any(isinstance(k, tuple) and k[0].startswith("fastloss-merge1") for k in graph)
+    names = _names(dict(grad.__dask_graph__()))
+    assert sum(n.startswith("fastloss-block") for n in names) == 40  # one fused task per block
+    assert sum(n.startswith("fastloss-merge0") for n in names) == 3
+    assert not any(n.startswith("fastloss-merge1") for n in names)
+    # the loss rides in the block tasks: no task of its own that every worker would fetch
+    assert not any(v is loss for v in dict(grad.__dask_graph__()).values())
     v, g = dask_compute(value, grad)
     ref_value, ref_grad = loss.value_and_grad(y, p)
     assert v == pytest.approx(ref_value, rel=1e-12)
     np.testing.assert_allclose(g, ref_grad, rtol=1e-12, atol=1e-18)
+    assert (value + 1).compute(scheduler="sync") == pytest.approx(ref_value + 1, rel=1e-12)
+
+
+def test_the_reduction_reads_partials_not_gradient_blocks(rng):
+    import dask.core
+
+    y, p = rng.normal(size=(2, 1000))
+    value, grad = fd.value_and_grad(fl.MSE(), _chunked(y, 100), _chunked(p, 100))
+    graph = dict(grad.__dask_graph__())
+    blocks = {k for k in graph if isinstance(k, tuple) and k[0].startswith("fastloss-block")}
+    readers = {k for k in graph if graph[k] is not None and dask.core.get_dependencies(graph, k) & blocks}
+    # a block's arrays are read by its own partial and its scaled derivative, never by the root
+    assert {k[0].split("-")[1] for k in readers} == {"partial", "d1"}
+
+
+@pytest.fixture
+def persisted(client, rng):
+    # 8 blocks of 1.6 MB, block i of both arrays on one worker; large enough that the scheduler
+    # runs a task where its block lies
+    yp = da.random.default_rng(0).standard_normal((2, 1_600_000), chunks=(2, 200_000))
+    yd, pd_ = client.persist([yp[0], yp[1]])
+    distributed.wait([yd, pd_])
+    return yd.compute(), pd_.compute(), yd, pd_
+
+
+def test_a_value_costs_the_block_tasks_and_one_root(client, persisted):
+    y, p, yd, pd_ = persisted
+    with distributed.get_task_stream(client) as stream:
+        value = fd.loss_value(fl.MSE(), yd, pd_).compute()
+    assert value == pytest.approx(fl.MSE()(y, p), rel=1e-12)
+    names = sorted(_names(r["key"] for r in stream.data))
+    # 8 blocks and the root that is the value: no task for the loss, no gathering "finalize" task
+    assert len(names) == 9 and names.count(names[0]) == 8 and names[0].startswith("fastloss-block")
+    assert names[-1].startswith("fastloss-value")
+
+
+def test_gradient_blocks_stay_on_their_workers(client, persisted):
+    y, p, yd, pd_ = persisted
+    client.run(lambda dask_worker: dask_worker.transfer_incoming_log.clear())
+    value, grad = client.persist(fd.value_and_grad(fl.MSE(), yd, pd_))
+    distributed.wait([value, grad])
+    moved = client.run(lambda dask_worker: [k for t in dask_worker.transfer_incoming_log for k in t["keys"]])
+    # the partials (two floats per block) go to the root, the global scale back to the blocks
+    names = {n.split("-")[1] for keys in moved.values() for n in _names(keys)}
+    assert names <= {"partial", "finish"} and "partial" in names
+    ref_value, ref_grad = fl.MSE().value_and_grad(y, p)
+    assert value.compute() == pytest.approx(ref_value, rel=1e-12)
+    np.testing.assert_allclose(grad.compute(), ref_grad, rtol=1e-12, atol=1e-18)
+
+
+def test_block_tasks_share_the_threads(client):
+    from fastloss.dask import _threads_per_task
+
+    with fl.num_threads(4):
+        assert _threads_per_task(8) == 4  # the synchronous scheduler: this thread, one task at a time
+    # dask's threaded scheduler runs one block per core at once
+    import dask
+
+    with dask.config.set(num_workers=2):
+        shares = dask.compute([dask.delayed(_threads_per_task)(b) for b in (1, 2, 8)], scheduler="threads")[0]
+    assert shares == [fl.get_num_threads(), max(1, fl.get_num_threads() // 2), max(1, fl.get_num_threads() // 2)]
+    # a worker process started by a nanny has one OpenMP thread per task already
+    assert set(client.run(lambda: fl.get_num_threads()).values()) == {1}
+    assert client.submit(_threads_per_task, 8, pure=False).result() == 1
 
 
 def dask_compute(*xs):
