@@ -1011,6 +1011,22 @@ def test_focal_logits_integer_gamma_matches_reference(isa, rng, gamma, dtype):
     assert np.all(v[[2, 3]] == 0) and np.all(g[[2, 3]] == 0)
 
 
+@pytest.mark.parametrize("gamma", [2.0, 2.5])  # the integer and the general body
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_focal_infinite_logit_against_a_tiny_target_is_infinite(isa, gamma, dtype):
+    """m^gamma of a tiny soft target underflows (float32: (3e-33)^2 = 0) while the cross-entropy
+    of an infinite logit is infinite: the loss is infinite, not 0 * inf = NaN."""
+    y = np.array([3.317226e-33, 1e-30, 0.0, 1.0], dtype)
+    z = np.array([-np.inf, -np.inf, -np.inf, -np.inf], dtype)
+    loss = fl.BinaryFocal(gamma=gamma, from_logits=True)
+    values, grad = loss.value_and_grad(y, z, reduction="none")
+    assert values[0] == np.inf and values[1] == np.inf and values[3] == np.inf and values[2] == 0
+    assert not np.isnan(grad).any()
+    ref = R.elementwise_reference("focal_logits", y.astype(np.float64), z.astype(np.float64),
+                                  {"gamma": gamma})[0]
+    np.testing.assert_array_equal(values, ref.astype(dtype))
+
+
 @pytest.mark.parametrize("from_logits", [True, False], ids=["logits", "probs"])
 def test_focal_alpha_weights_the_classes(rng, from_logits):
     name = "focal_logits" if from_logits else "focal_probs"

@@ -97,6 +97,15 @@ struct Logistic {
 // torchvision). Derivatives use r = m'/m, whose limit at m = 0 (hard label, saturated logit) is
 // 1 - 2y, so no 0 * inf appears: l' = a f (g r ce + ce'),
 // l'' = a f ((g(g-1) r^2 + g r m''/m') ce + 2 g r ce' + ce''). params: gamma, alpha (< 0: none).
+// The focal value af * ce with af = a m^gamma. For a tiny m > 0, m^gamma may underflow to 0 while
+// ce is infinite (an infinite logit opposite a positive target): the loss is then infinite, not
+// 0 * inf = NaN (and 0, as rounded, against a finite ce).
+template <class T>
+FL_HD FL_INLINE T focal_product(T af, T at, T m, T ce) {
+  const bool underflowed = af == T(0) && at != T(0) && m != T(0);
+  return underflowed ? (ce != T(0) && ce == ce + ce ? ce : T(0)) : af * ce;
+}
+
 template <class T>
 FL_HD FL_INLINE T focal_alpha(T alpha, T y) {
   return alpha < T(0) ? T(1) : alpha * y + (T(1) - alpha) * (T(1) - y);
@@ -121,7 +130,7 @@ struct FocalLogits {
     const T ce = weigh(y, s.sp_neg) + weigh(yn, s.sp);
     const T m = y * s.sig_neg + yn * s.sig, at = focal_alpha(alpha, y);
     const T af = at * pow_nonneg(m, gamma);
-    l = af * ce;
+    l = focal_product(af, at, m, ce);
     if constexpr (G || H) {
       const T s2 = s.sig * s.sig_neg, dm = (T(1) - T(2) * y);
       const T r = m > T(0) ? dm * s2 / m : dm;
@@ -182,7 +191,7 @@ struct FocalLogitsInt {
     const T ce = weigh(y, s.sp_neg) + weigh(yn, s.sp);
     const T m = y * s.sig_neg + yn * s.sig, at = focal_alpha(alpha, y);
     const PowDerivs<T> P = int_pow_derivs<N>(m, n);
-    l = at * P.p0 * ce;
+    l = focal_product(at * P.p0, at, m, ce);
     if constexpr (G || H) {
       const T s2 = s.sig * s.sig_neg, m1 = (T(1) - T(2) * y) * s2, m1ce = weigh(m1, ce);
       const T dce = yn * s.sig - y * s.sig_neg;
