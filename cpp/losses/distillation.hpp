@@ -46,7 +46,7 @@ FL_HD double distill_row(const RowJob& job, double alpha, double temperature, do
     return et[k] == T(0) ? 0.0 : double(et[k]) * d;
   };
   index_t i = 0;
-#if !defined(__CUDA_ARCH__)
+#if !defined(__CUDACC__)
   {  // the same lanes as GCC vectors of 8 (at most one AVX-512 register of doubles: wider ones
      // are lowered to scalar selects); the auto-vectorizer leaves the select scalar
     typedef T V __attribute__((vector_size(8 * sizeof(T))));

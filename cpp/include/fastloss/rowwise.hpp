@@ -61,7 +61,7 @@ template <class T, bool Store, bool Rest>
 FL_HD inline ExpSums row_exp_lanes(const T* x, index_t K, T shift, T* e, T scale, index_t skip) {
   double acc[kLanes] = {}, acc_1[kLanes] = {};
   index_t i = 0;
-#if !defined(__CUDA_ARCH__)
+#if !defined(__CUDACC__)  // nvcc does not take GCC vector subscripts, in host code either
   // The lane sums as GCC vectors of kLanes elements (the auto-vectorizer would leave the selects
   // of the skipped and unit terms scalar); the exponentials come from a plain loop that it does
   // vectorize.
@@ -119,7 +119,7 @@ template <class T>
 FL_HD inline ExpSums row_square_sum(const T* e, index_t K) {
   double acc[kLanes] = {}, acc_1[kLanes] = {};
   index_t i = 0;
-#if !defined(__CUDA_ARCH__)
+#if !defined(__CUDACC__)
   typedef T V __attribute__((vector_size(kLanes * sizeof(T))));  // as in row_exp_lanes
   const V zero = {}, one = zero + T(1);
   while (i + kLanes <= K) {
