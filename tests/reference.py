@@ -305,7 +305,9 @@ def _focal_combine(at, m, ce, r1, r2, c1, c2, gamma):
     gm = float(gamma)
     with np.errstate(all="ignore"):
         p0 = np.power(m, gm)
-        l = _mul0(at, _mul0(p0, ce))
+        # an m^g that underflows for m > 0 is no zero factor: against an infinite ce (an
+        # infinite logit opposite a positive target) the loss is infinite
+        l = _mul0(at, np.where((p0 == 0) & (m > 0) & np.isinf(ce), ce, _mul0(p0, ce)))
         g = at * p0 * (gm * _mul0(r1, ce) + c1)
         h = at * p0 * (gm * (gm - 1.0) * _mul0(r1 * r1, ce) + gm * _mul0(r2, ce)
                        + 2.0 * gm * r1 * c1 + c2)
