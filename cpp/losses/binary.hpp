@@ -17,7 +17,7 @@ struct LogisticParts {
   T sp, sp_neg, sig, sig_neg;
   FL_HD FL_INLINE explicit LogisticParts(T z) {
     const T a = z < T(0) ? -z : z;
-    const T e = exp_expm1_nonpos(-a).e, l = log1p_small(e), inv = T(1) / (T(1) + e);
+    const T e = exp_expm1_nonpos(-a).e, l = vm::log1p_unit(e), inv = T(1) / (T(1) + e);
     const bool pos = z >= T(0);
     sp = (pos ? z : T(0)) + l;
     sp_neg = (pos ? T(0) : -z) + l;

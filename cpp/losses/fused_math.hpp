@@ -1,10 +1,10 @@
 // Fused elementary functions for the elementwise losses: several results from one range reduction,
-// or a cheaper function restricted to the sub-domain a loss needs. Written like vmath.hpp (selects,
-// no tables, every fused multiply-add as fma_) so that they vectorize and compile as device code.
+// or a cheaper function restricted to the sub-domain a loss needs (as vmath's log1p_unit). Written
+// like vmath.hpp (selects, no tables, every fused multiply-add as fma_) so that they vectorize and
+// compile as device code.
 // Errors (ULP of the result type, measured with FMA against long double libm on 4e6 samples of the
 // stated domain, subnormal exp results included):
 //   exp_expm1_nonpos  exp <= 1.04 float / 1.05 double; expm1 <= 0.99 / 1.17
-//   log1p_small       <= 1.30 float / 1.32 double on [-0.5, 1]
 //   log_cosh_small    <= 0.83 float / 0.91 double on |a| <= 0.6875
 #pragma once
 
@@ -86,33 +86,6 @@ FL_HD FL_INLINE ExpExpm1<T> exp_expm1_nonpos(T x) {
   const U kcb = static_cast<U>(to_bits(kc + C::kShift) - to_bits(C::kShift) + C::kBias);
   const T sc = from_bits(static_cast<U>(kcb << C::kMant));
   return {e, fma_(sc, p, sc - T(1))};
-}
-
-// log1p(x) for x in [-0.5, 1] (no range reduction): 2 atanh(s), s = x / (2 + x), |s| <= 1/3, as
-// (x - s x) + 2 s u P(u), u = s^2 (x - s x = 2s with the leading term x exact); P near-minimax
-// (Chebyshev) on [0, 1/9]. NaN -> NaN.
-FL_HD FL_INLINE float log1p_small(float x) {
-  const float s = x / (2.0f + x), u = s * s;
-  float p = 0x1.dba260p-4f;
-  p = fma_(p, u, 0x1.bc8cf8p-4f);
-  p = fma_(p, u, 0x1.24c926p-3f);
-  p = fma_(p, u, 0x1.9998d4p-3f);
-  p = fma_(p, u, 0x1.555556p-2f);
-  return fma_(s + s, p * u, fma_(-s, x, x));
-}
-FL_HD FL_INLINE double log1p_small(double x) {
-  const double s = x / (2.0 + x), u = s * s;
-  double p = 0x1.4b0a26c5f2aefp-4;
-  p = fma_(p, u, 0x1.687a6e7c95176p-5);
-  p = fma_(p, u, 0x1.eb905e8575054p-5);
-  p = fma_(p, u, 0x1.10ac75dc602b1p-4);
-  p = fma_(p, u, 0x1.3b18b294bebf9p-4);
-  p = fma_(p, u, 0x1.745cf0b0e03bdp-4);
-  p = fma_(p, u, 0x1.c71c727143318p-4);
-  p = fma_(p, u, 0x1.24924923d44c6p-3);
-  p = fma_(p, u, 0x1.999999999a3ddp-3);
-  p = fma_(p, u, 0x1.5555555555555p-2);
-  return fma_(s + s, p * u, fma_(-s, x, x));
 }
 
 // log(cosh(a)) for |a| <= 0.6875 without cancellation: w/2 + w^2 Q(w), w = a^2 (its rounding
