@@ -102,8 +102,12 @@ struct Logistic {
 // 0 * inf = NaN (and 0, as rounded, against a finite ce).
 template <class T>
 FL_HD FL_INLINE T focal_product(T af, T at, T m, T ce) {
-  const bool underflowed = af == T(0) && at != T(0) && m != T(0);
-  return underflowed ? (ce != T(0) && ce == ce + ce ? ce : T(0)) : af * ce;
+  // Selects on single comparisons: combined conditions (&&, or & of bools) keep gcc from
+  // vectorizing the loop. ce == 2 ce holds for 0 and inf, the two values an underflow leaves.
+  const T prod = af * ce, underflowed = ce == ce + ce ? ce : T(0);
+  const T if_m = m != T(0) ? underflowed : prod;
+  const T if_at = at != T(0) ? if_m : prod;
+  return af == T(0) ? if_at : prod;
 }
 
 template <class T>
