@@ -10,19 +10,41 @@
 FL_NAMESPACE_BEGIN
 namespace losses {
 
-// softplus(z), softplus(-z), sigmoid(z), sigmoid(-z) from one exp(-|z|) and one log1p of it, each
+// exp(-|z|): one range reduction shared by every part of a logistic loss.
+template <class T>
+FL_HD FL_INLINE T exp_neg_abs(T z) {
+  using vm::detail::from_bits;
+  using vm::detail::to_bits;
+  using U = decltype(to_bits(z));
+  return exp_expm1_nonpos(from_bits(static_cast<U>(to_bits(z) | (U(1) << (8 * sizeof(T) - 1))))).e;
+}
+
+// softplus(z), softplus(-z), sigmoid(z), sigmoid(-z) from e = exp(-|z|) and one log1p of it, each
 // to full relative accuracy on both tails (no 1 - sigmoid cancellation), subnormals included.
 template <class T>
 struct LogisticParts {
   T sp, sp_neg, sig, sig_neg;
-  FL_HD FL_INLINE explicit LogisticParts(T z) {
-    const T a = z < T(0) ? -z : z;
-    const T e = exp_expm1_nonpos(-a).e, l = vm::log1p_unit(e), inv = T(1) / (T(1) + e);
+  FL_HD FL_INLINE explicit LogisticParts(T z) : LogisticParts(z, exp_neg_abs(z)) {}
+  FL_HD FL_INLINE LogisticParts(T z, T e) {
+    const T l = vm::log1p_unit(e), inv = T(1) / (T(1) + e);
     const bool pos = z >= T(0);
     sp = (pos ? z : T(0)) + l;
     sp_neg = (pos ? T(0) : -z) + l;
     sig = pos ? inv : e * inv;
     sig_neg = pos ? e * inv : inv;  // NaN z: every part is NaN already
+  }
+};
+
+// The logit losses run in two passes over a block (elementwise.hpp): e = exp(-|z|) first, then the
+// body's finish(y, z, aux, e, ...) for the rest; operator() chains both for the one-pass callers.
+template <class T, class Body>
+struct LogitStaged {
+  static constexpr bool kAux = false;
+  using Stage = T;
+  FL_HD FL_INLINE T stage(T, T z) const { return exp_neg_abs(z); }
+  template <bool G, bool H>
+  FL_HD FL_INLINE void operator()(T y, T z, T aux, T& l, T& g, T& h) const {
+    static_cast<const Body&>(*this).template finish<G, H>(y, z, aux, stage(y, z), l, g, h);
   }
 };
 
@@ -46,15 +68,14 @@ FL_HD FL_INLINE T label_sign(T y) {
 
 // params: pos_weight, label_smoothing
 template <class T>
-struct BCELogits {
-  static constexpr bool kAux = false;
+struct BCELogits : LogitStaged<T, BCELogits<T>> {
   T pw, keep, half_alpha;
   FL_HD explicit BCELogits(const double* prm)
       : pw(T(prm[0])), keep(T(1.0 - prm[1])), half_alpha(T(0.5 * prm[1])) {}
   template <bool G, bool H>
-  FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
+  FL_HD FL_INLINE void finish(T y, T z, T, T e, T& l, T& g, T& h) const {
     const T ys = y * keep + half_alpha, yn = T(1) - ys, wp = pw * ys;
-    const LogisticParts<T> s(z);
+    const LogisticParts<T> s(z, e);
     l = weigh(wp, s.sp_neg) + weigh(yn, s.sp);
     if constexpr (G) g = yn * s.sig - wp * s.sig_neg;
     if constexpr (H) h = (wp + yn) * (s.sig * s.sig_neg);
@@ -80,13 +101,12 @@ struct BCEProbs {
 
 // log(1 + exp(-s z)) for labels s in {-1, +1} (0 read as -1).
 template <class T>
-struct Logistic {
-  static constexpr bool kAux = false;
+struct Logistic : LogitStaged<T, Logistic<T>> {
   FL_HD explicit Logistic(const double*) {}
   template <bool G, bool H>
-  FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
+  FL_HD FL_INLINE void finish(T y, T z, T, T e, T& l, T& g, T& h) const {
     const T s = label_sign(y);
-    const LogisticParts<T> q(s * z);
+    const LogisticParts<T> q(s * z, e);  // exp(-|s z|) = exp(-|z|)
     l = q.sp_neg;
     if constexpr (G) g = -s * q.sig_neg;
     if constexpr (H) h = q.sig * q.sig_neg;
@@ -123,14 +143,13 @@ FL_HD FL_INLINE T pow_nonneg(T m, T gamma) {  // m^gamma for m >= 0, with m^0 = 
 }
 
 template <class T>
-struct FocalLogits {
-  static constexpr bool kAux = false;
+struct FocalLogits : LogitStaged<T, FocalLogits<T>> {
   T gamma, alpha;
   FL_HD explicit FocalLogits(const double* prm) : gamma(T(prm[0])), alpha(T(prm[1])) {}
   template <bool G, bool H>
-  FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
+  FL_HD FL_INLINE void finish(T y, T z, T, T e, T& l, T& g, T& h) const {
     const T yn = T(1) - y;
-    const LogisticParts<T> s(z);
+    const LogisticParts<T> s(z, e);
     const T ce = weigh(y, s.sp_neg) + weigh(yn, s.sp);
     const T m = y * s.sig_neg + yn * s.sig, at = focal_alpha(alpha, y);
     const T af = at * pow_nonneg(m, gamma);
@@ -183,15 +202,14 @@ FL_HD FL_INLINE PowDerivs<T> int_pow_derivs(T m, int n) {
 //   l' = a (P1 m' ce + P ce'),   l'' = a (P2 m'^2 ce + P1 m' ((1 - 2 sig) ce + 2 ce') + P s2).
 // m' ce is taken as 0 where m' = 0 (saturated logit) while ce may be infinite.
 template <class T, int N>
-struct FocalLogitsInt {
-  static constexpr bool kAux = false;
+struct FocalLogitsInt : LogitStaged<T, FocalLogitsInt<T, N>> {
   int n;
   T alpha;
   FL_HD explicit FocalLogitsInt(const double* prm) : n(static_cast<int>(prm[0])), alpha(T(prm[1])) {}
   template <bool G, bool H>
-  FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
+  FL_HD FL_INLINE void finish(T y, T z, T, T e, T& l, T& g, T& h) const {
     const T yn = T(1) - y;
-    const LogisticParts<T> s(z);
+    const LogisticParts<T> s(z, e);
     const T ce = weigh(y, s.sp_neg) + weigh(yn, s.sp);
     const T m = y * s.sig_neg + yn * s.sig, at = focal_alpha(alpha, y);
     const PowDerivs<T> P = int_pow_derivs<N>(m, n);

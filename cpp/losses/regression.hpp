@@ -96,17 +96,27 @@ struct Quantile {
 //   tanh a = -expm1(-2a) / (1 + e),   sech^2 r = 4 e / (1 + e)^2   (one reciprocal for both)
 // e and expm1 keep their relative accuracy (the Hessian stays accurate where sech^2 is tiny, the
 // gradient near r = 0); no overflow for any r.
+// Two passes over a block (elementwise.hpp): the exponentials first, then the rest.
 template <class T>
 struct LogCosh {
   static constexpr bool kAux = false;
+  using Stage = ExpExpm1<T>;
   FL_HD explicit LogCosh(const double*) {}
+  FL_HD FL_INLINE static T abs_residual(T y, T p) {
+    const T r = p - y;
+    return r < T(0) ? -r : r;
+  }
+  FL_HD FL_INLINE Stage stage(T y, T p) const { return exp_expm1_nonpos(T(-2) * abs_residual(y, p)); }
   template <bool G, bool H>
-  FL_HD FL_INLINE void operator()(T y, T p, T, T& l, T& g, T& h) const {
+  FL_HD FL_INLINE void operator()(T y, T p, T aux, T& l, T& g, T& h) const {
+    finish<G, H>(y, p, aux, stage(y, p), l, g, h);
+  }
+  template <bool G, bool H>
+  FL_HD FL_INLINE void finish(T y, T p, T, Stage x, T& l, T& g, T& h) const {
     constexpr bool f32 = sizeof(T) == 4;
     const T ln2_hi = f32 ? T(0x1.62e430p-1f) : T(0x1.62e42fefa39efp-1);  // a - ln2_hi is exact
     const T ln2_lo = f32 ? T(-0x1.05c610p-29f) : T(0x1.abc9e3b39803fp-56);
-    const T r = p - y, a = r < T(0) ? -r : r;
-    const ExpExpm1<T> x = exp_expm1_nonpos(T(-2) * a);
+    const T r = p - y, a = abs_residual(y, p);
     const T big = (a - ln2_hi) + (vm::log1p_unit(x.e) - ln2_lo);  // NaN and inf pass
     l = a < T(0.6875) ? log_cosh_small(a) : big;
     if constexpr (G || H) {

@@ -7,7 +7,18 @@
 //                 FL_HD explicit Body(const double* params);
 //                 template <bool G, bool H> FL_HD void operator()(T y, T p, T aux, T& l, T& g, T& h) const; };
 // g and h are only assigned when G / H are true; unrequested outputs are compiled away.
+//
+// A body may also split itself in two passes over the block (loop fission) by declaring
+//   using Stage = ...;                                         // a few T values per element
+//   FL_HD Stage stage(T y, T p) const;                         // first pass (e.g. exp(-|z|))
+//   template <bool G, bool H> FL_HD void finish(T y, T p, T aux, Stage s, T& l, T& g, T& h) const;
+// with operator() = finish(..., stage(y, p)) for the CUDA and scalar paths. Why: a fused body whose
+// dependency chain runs through two transcendentals (exp, then log1p and a division) is longer than
+// the out-of-order window covers, so consecutive elements barely overlap; two short loops through an
+// L1 buffer do (float64 BCE on logits: 1.6 -> 1.0 ns/element on one AVX-512 core).
 #pragma once
+
+#include <type_traits>
 
 #include "fastloss/config.hpp"
 #include "fastloss/job.hpp"
@@ -65,6 +76,15 @@ FL_INLINE void out_flush(const Output& o, index_t k0, index_t len, const T* buf)
   for (index_t i = 0; i < len; ++i) dst[(k0 + i) * o.stride] = buf[i];
 }
 
+template <class B, class = void>
+struct stage_of {  // bodies without a Stage run in one pass
+  using type = void;
+};
+template <class B>
+struct stage_of<B, std::void_t<typename B::Stage>> {
+  using type = typename B::Stage;
+};
+
 // The fused map over one block. Every pointer is contiguous here. Weights stay in double, so
 // that any finite weight (tiny, or beyond float32's range) scales the gradient and the reduction
 // exactly as it would in double; l_out receives the unweighted loss when reducing (the weighted
@@ -75,9 +95,18 @@ void map_block(const Body<T>& body, index_t len, const T* __restrict y, const T*
                bool weigh_l,
                T* __restrict l_out, T* __restrict g_out, T* __restrict h_out) {
   const T tscale = static_cast<T>(scale);
+  using Stage = typename stage_of<Body<T>>::type;
+  constexpr bool staged = !std::is_void_v<Stage>;
+  alignas(64) std::conditional_t<staged, Stage, char> st[staged ? kBlock : 1];  // len <= kBlock
+  if constexpr (staged)
+    for (index_t i = 0; i < len; ++i) st[i] = body.stage(y[i], p[i]);
   for (index_t i = 0; i < len; ++i) {
     T l, g, h;
-    body.template operator()<G, H>(y[i], p[i], Body<T>::kAux ? aux[i] : T(0), l, g, h);
+    const T a = Body<T>::kAux ? aux[i] : T(0);
+    if constexpr (staged)
+      body.template finish<G, H>(y[i], p[i], a, st[i], l, g, h);
+    else
+      body.template operator()<G, H>(y[i], p[i], a, l, g, h);
     if constexpr (W) {
       l_out[i] = weigh_l ? static_cast<T>(w[i] * static_cast<double>(l)) : l;
       const T s = static_cast<T>(w[i] * prescale * scale);
