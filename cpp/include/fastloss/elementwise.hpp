@@ -107,17 +107,21 @@ void map_block(const Body<T>& body, index_t len, const T* __restrict y, const T*
       body.template finish<G, H>(y[i], p[i], a, st[i], l, g, h);
     else
       body.template operator()<G, H>(y[i], p[i], a, l, g, h);
+    l_out[i] = l;
     if constexpr (W) {
-      l_out[i] = weigh_l ? static_cast<T>(w[i] * static_cast<double>(l)) : l;
       const T s = static_cast<T>(w[i] * prescale * scale);
       if constexpr (G) g_out[i] = g * s;
       if constexpr (H) h_out[i] = h * s;
     } else {
-      l_out[i] = l;
       if constexpr (G) g_out[i] = g * tscale;
       if constexpr (H) h_out[i] = h * tscale;
     }
   }
+  // A separate loop: a select on the loop-invariant weigh_l inside the loop above kept gcc from
+  // vectorizing it (every weighted call of the logistic and probability losses ran scalar).
+  if constexpr (W)
+    if (weigh_l)
+      for (index_t i = 0; i < len; ++i) l_out[i] = static_cast<T>(w[i] * static_cast<double>(l_out[i]));
 }
 
 template <template <class> class Body, class T, bool W, bool G, bool H>
