@@ -36,7 +36,7 @@ CONTRACT_ULP = 2  # integer ULP distance to the correctly rounded result, every 
 # Measured maximum (fractional ULP vs. the exact value), rounded up: see the table in vmath.hpp.
 MEASURED_ULP = {
     np.float32: {**dict.fromkeys(FUNCS, 1.0), "tanh": 2.5, "expm1": 1.6, "log": 1.3, "log1p": 1.6},
-    np.float64: {**dict.fromkeys(FUNCS, 1.0), "log1p": 1.4},
+    np.float64: {**dict.fromkeys(FUNCS, 1.0), "log1p": 1.4, "tanh": 1.8},
 }
 
 
@@ -474,3 +474,43 @@ def test_log1p_unit_accuracy(isa, dtype):
     err = np.abs(y.astype(np.longdouble) - ref) / ulp_of(ref.astype(dtype), dtype)
     assert err.max() <= 2.0
     assert np.isnan(run("log1p_unit", np.array([np.nan], dtype)))[0]
+
+
+def test_tanh_float64_where_the_quotient_rounds(isa):
+    """float64 tanh is one division of 1 - e^-2|x| (rounded once) by 1 + e^-2|x|: its largest
+    errors sit where 1 - 2^n and 2^n (e^t - 1) partly cancel (|x| ~ 0.2-0.5) and where the quotient
+    is near 1; dense long double reference there."""
+    rng = np.random.default_rng(9)
+    x = np.concatenate([rng.uniform(-1.6, 1.6, 200_000), rng.uniform(-22, 22, 100_000),
+                        np.exp(rng.uniform(-40, 3, 100_000))])
+    y = run("tanh", x)
+    ref = np.tanh(x.astype(np.longdouble))
+    err = np.abs(y.astype(np.longdouble) - ref) / ulp_of(ref.astype(np.float64), np.float64)
+    assert err.max() <= MEASURED_ULP[np.float64]["tanh"], x[np.argmax(err)]
+    assert ulp_distance(y, ref.astype(np.float64)).max() <= CONTRACT_ULP
+
+
+@pytest.mark.parametrize("name", FUNCS + ["exp_nonpos", "log1p_unit"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_avx2_and_avx512_bitwise_equal(name, dtype):
+    """Both FMA targets run the same operations in the same order: identical bits (NaN payloads
+    aside), so results do not depend on the machine."""
+    if not {"avx2", "avx512"} <= set(core.available_isas()):
+        pytest.skip("needs a CPU with both avx2 and avx512")
+    rng = np.random.default_rng(10)
+    it = _int_type(dtype)
+    bits = rng.integers(np.iinfo(it).min, np.iinfo(it).max, size=1 << 18, dtype=it).view(dtype)
+    dense = rng.uniform(-30, 30, 1 << 18).astype(dtype)
+    x = np.concatenate([bits, dense, np.abs(dense) / 30, np.array(EDGES[dtype], dtype)])
+    if name == "exp_nonpos":
+        x = -np.abs(x)
+    elif name == "log1p_unit":
+        x = rng.uniform(-0.5, 1, x.size).astype(dtype)
+    ys = {}
+    for isa_name in ("avx2", "avx512"):
+        with using_isa(isa_name):
+            ys[isa_name] = run(name, x)
+    a, b = ys["avx2"], ys["avx512"]
+    both_nan = np.isnan(a) & np.isnan(b)
+    diff = (a.view(it) != b.view(it)) & ~both_nan
+    assert not diff.any(), (name, x[diff][:5], a[diff][:5], b[diff][:5])

@@ -187,8 +187,24 @@ def run_multiclass(shapes: Optional[Sequence[Tuple[int, int]]] = None, threads: 
                     "check_ok": all(checks.values())})
     return rows_out
 
-# The vector math functions next to NumPy's equivalents (softplus: logaddexp(0, x)); inputs
-# inside each function's domain, where both do the full work.
+def _np_sigmoid(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) in NumPy, written in place (no temporaries)."""
+    np.negative(x, out=out)
+    np.exp(out, out=out)
+    np.add(out, 1.0, out=out)
+    return np.divide(1.0, out, out=out)
+
+
+def _np_log_sigmoid(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """-logaddexp(0, -x) in NumPy, written in place."""
+    np.negative(x, out=out)
+    np.logaddexp(0, out, out=out)
+    return np.negative(out, out=out)
+
+
+# The vector math functions next to NumPy's equivalents (softplus: logaddexp(0, x); sigmoid and
+# log_sigmoid: the in-place ufunc sequences above); inputs inside each function's domain, where
+# both do the full work.
 VMATH_NUMPY: Dict[str, Tuple[Callable[..., Any], Tuple[float, float]]] = {
     "exp": (np.exp, (-20.0, 20.0)),
     "expm1": (np.expm1, (-20.0, 20.0)),
@@ -196,6 +212,8 @@ VMATH_NUMPY: Dict[str, Tuple[Callable[..., Any], Tuple[float, float]]] = {
     "log1p": (np.log1p, (-0.99, 10.0)),
     "tanh": (np.tanh, (-5.0, 5.0)),
     "softplus": (lambda x, out: np.logaddexp(0, x, out=out), (-20.0, 20.0)),
+    "sigmoid": (_np_sigmoid, (-20.0, 20.0)),
+    "log_sigmoid": (_np_log_sigmoid, (-20.0, 20.0)),
 }
 
 

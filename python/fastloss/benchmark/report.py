@@ -37,7 +37,8 @@ def format_vmath_table(rows: Sequence[Dict[str, Any]]) -> str:
         return ""
     isas = [k for k in rows[0]["ns_per_elem"] if k != "numpy"]
     lines = ["", f"vector math, one thread, {fmt_n(rows[0]['n'])} values into a preallocated array: "
-             "ns/element (fastloss per SIMD target, NumPy; softplus = logaddexp(0, x)) and "
+             "ns/element (fastloss per SIMD target, NumPy; softplus = logaddexp(0, x), sigmoid = "
+             "1/(1+exp(-x)), log_sigmoid = -logaddexp(0, -x)) and "
              "fastloss time / NumPy time (below 1: faster):",
              f"{'function':12} {'dtype':8} " + " ".join(f"{i:>9}" for i in isas)
              + f" {'numpy':>9} " + " ".join(f"{'/np ' + i:>11}" for i in isas)]
