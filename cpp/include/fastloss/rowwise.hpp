@@ -27,9 +27,18 @@ FL_HD inline T row_max(const T* x, index_t K) {
   typedef T V __attribute__((vector_size(64)));
   constexpr int L = 64 / sizeof(T);
   const T ninf = static_cast<T>(-__builtin_huge_val());
-  V m;
+  V m, m1;  // two running maxima: one would wait on the latency of each compare-select
   for (int j = 0; j < L; ++j) m[j] = ninf;
+  m1 = m;
   index_t i = 0;
+  for (; i + 2 * L <= K; i += 2 * L) {
+    V v, v1;
+    __builtin_memcpy(&v, x + i, sizeof v);
+    __builtin_memcpy(&v1, x + i + L, sizeof v1);
+    m = v > m ? v : m;
+    m1 = v1 > m1 ? v1 : m1;
+  }
+  m = m1 > m ? m1 : m;
   for (; i + L <= K; i += L) {
     V v;
     __builtin_memcpy(&v, x + i, sizeof v);
