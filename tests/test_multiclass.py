@@ -1589,6 +1589,16 @@ def test_confident_rows_keep_relative_accuracy_vs_mpmath(dtype, K, isa):
         "categorical": fl.CategoricalCrossEntropy(from_logits=True)(onehot, z, reduction="none"),
         "focal gamma=0": fl.SparseCategoricalFocal(gamma=0.0)(y, z, reduction="none"),
         "distillation alpha=1": fl.Distillation(alpha=1.0)(y, z, teacher_logits=z, reduction="none"),
+        # the hard term's softmax from the squared tempered exponentials (T = 2), or its own (T = 3)
+        "distillation alpha=1 T=2": fl.Distillation(alpha=1.0, temperature=2.0)(
+            y, z, teacher_logits=z, reduction="none"),
+        "distillation alpha=1 T=3": fl.Distillation(alpha=1.0, temperature=3.0)(
+            y, z, teacher_logits=z, reduction="none"),
+        # with the gradient, the sums come from the exponentials stored for it
+        "sparse with gradient": fl.SparseCategoricalCrossEntropy(from_logits=True).value_and_grad(
+            y, z, reduction="none")[0],
+        "distillation T=2 with gradient": fl.Distillation(alpha=1.0, temperature=2.0).value_and_grad(
+            y, z, teacher_logits=z, reduction="none")[0],
     }
     for name, v in got.items():
         assert_elementwise_close(v, exact, dtype, ulps=4, what=name)

@@ -60,9 +60,9 @@ FL_HD double ce_logits_row(const RowJob& job, const CeParams& p, index_t r, cons
     if (a > 0) wqd = row_weighted_sum(z, w, K) - job.class_weight_sum * double(m);  // sum w (z - m)
     c = (1 - a) * wt + aK * job.class_weight_sum;
   }
-  double rest;  // S - 1: log1p keeps the loss of a confident row to full relative accuracy
-  const double S = row_exp_sum<T, true>(z, K, m, g, T(1), &rest);  // g holds exp(z - m) until the final pass
-  const double log_s = vm::log1p(rest);
+  const double S = row_exp_sum(z, K, m, g);  // g holds exp(z - m) until the final pass
+  // log1p(S - 1) keeps the loss of a confident row to full relative accuracy
+  const double log_s = vm::log1p(row_exp_rest(z, K, m, g, T(1), S));
   double loss;
   if constexpr (Dense) {
     loss = wq * log_s - wqd;
@@ -138,7 +138,7 @@ FL_HD double focal_logits_row(const RowJob& job, const CeParams& p, index_t r, c
   index_t M = 0;  // the most probable class, whose 1 - p_M may cancel (Hessian only)
   for (index_t k = 1; H && k < K; ++k) M = z[k] > z[M] ? k : M;
   // The other classes' exponentials summed apart in the same pass (no 1 - p_t cancellation).
-  const double other = row_exp_lanes<T, true, false>(z, K, m, scratch, T(1), t).sum;
+  const double other = row_exp_sum_but(z, K, m, scratch, t);
   const double et = double(scratch[t]), S = other + et;
   const double om = other / S, pt = et / S;
   const double L = om < 0.5 && et > 0 ? vm::log1p(other / et) : double(m) + vm::log(S) - zt;

@@ -35,50 +35,38 @@ FL_HD double distill_row(const RowJob& job, double alpha, double temperature, do
 
   // Everything that reads z happens before the gradient row is written (it may be z itself).
   const double dy = hard ? double(z[job.labels[r]]) - double(mz) : 0.0;
-  // S - 1 kept apart (rowwise.hpp): log S = log1p(S - 1) to full relative accuracy on confident rows
-  double rt, rq, r1;
-  const double St = row_exp_sum<T, true>(t, K, mt, et, scale, &rt);
-  const double Sq = row_exp_sum<T, true>(z, K, mz, eq, scale, &rq);
-  // sum_k p_k (u_k - v_k) in double lanes, skipping p_k = 0
-  double acc[kLanes] = {};
-  auto term = [&](index_t k) {
-    const double d = (double(t[k]) - double(mt)) - (double(z[k]) - double(mz));
-    return et[k] == T(0) ? 0.0 : double(et[k]) * d;
-  };
-  index_t i = 0;
-#if !defined(__CUDACC__)
-  {  // the same lanes as GCC vectors of 8 (at most one AVX-512 register of doubles: wider ones
-     // are lowered to scalar selects); the auto-vectorizer leaves the select scalar
-    typedef T V __attribute__((vector_size(8 * sizeof(T))));
-    typedef double D __attribute__((vector_size(8 * sizeof(double))));
-    const D zero = {};
-    D sum[kLanes / 8] = {};
-    for (; i + kLanes <= K; i += kLanes)
-      for (int h = 0; h < kLanes / 8; ++h) {
-        V tv, zv, ev;
-        __builtin_memcpy(&tv, t + i + 8 * h, sizeof tv);
-        __builtin_memcpy(&zv, z + i + 8 * h, sizeof zv);
-        __builtin_memcpy(&ev, et + i + 8 * h, sizeof ev);
-        const D d = (__builtin_convertvector(tv, D) - double(mt)) - (__builtin_convertvector(zv, D) - double(mz));
-        const D e = __builtin_convertvector(ev, D);
-        sum[h] += e == 0.0 ? zero : e * d;
-      }
-    for (int j = 0; j < kLanes; ++j) acc[j] = sum[j / 8][j % 8];
-  }
-#endif
-  for (; i + kLanes <= K; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) acc[j] += term(i + j);
-  for (int j = 0; i + j < K; ++j) acc[j] += term(i + j);
-  const double kl = pairwise_sum(acc, kLanes) * invT / St - vm::log1p(rt) + vm::log1p(rq);
-  // softmax(z) for the hard term: the tempered one when T = 1, else exponentials into g
-  double S1 = Sq;
-  r1 = rq;
+  // One pass over both rows: the tempered exponentials of teacher and student (stored), their sums,
+  // sum_k e^t_k (u_k - v_k) (terms with p_k = 0 dropped) and sum_k (e^q_k)^2, the plain softmax's
+  // sum at T = 2 (exp(v) = exp(v/2)^2: no second exp pass over the student row).
+  double sums[4];
+  row_lane_sums<T, 4>(K, sums, [&](index_t k, auto* acc) {
+    using U = FL_LANES_TYPE(acc);
+    const U u = (lanes_load<U>(t + k) - mt) * scale, v = (lanes_load<U>(z + k) - mz) * scale;
+    const U a = lanes_exp(u), b = lanes_exp(v), zero = {};
+    lanes_store(et + k, a);
+    lanes_store(eq + k, b);
+    acc[0] = a;
+    acc[1] = b;
+    acc[2] = a == zero ? zero : a * (u - v);
+    acc[3] = b * b;
+  });
+  const double St = sums[0], Sq = sums[1];
+  // S - 1 to full relative accuracy (rowwise.hpp): log S = log1p(S - 1) on confident rows
+  const double rt = row_exp_rest(t, K, mt, et, scale, St), rq = row_exp_rest(z, K, mz, eq, scale, Sq);
+  const double kl = sums[2] / St - vm::log1p(rt) + vm::log1p(rq);
+  // softmax(z) for the hard term: the tempered one when T = 1, its square at T = 2, else
+  // exponentials into g
+  double S1 = Sq, r1 = rq;
   const T* e1 = eq;
   if (square) {
-    const ExpSums q = row_square_sum(eq, K);
-    S1 = q.sum + q.ones, r1 = q.sum + (q.ones - 1.0);
+    S1 = sums[3];
+    r1 = row_exp_rest<T>(K, S1, [&](index_t k, auto u) {
+      const auto b = lanes_load<decltype(u)>(eq + k);
+      return b * b;
+    });
   } else if (hard && !plain) {
-    S1 = row_exp_sum<T, true>(z, K, mz, g, T(1), &r1);
+    S1 = row_exp_sum(z, K, mz, g);
+    r1 = row_exp_rest(z, K, mz, g, T(1), S1);
     e1 = g;
   }
   const double loss = (hard ? alpha * (vm::log1p(r1) - dy) : 0.0) + (1.0 - alpha) * kl_scale * kl;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdlib>
+#include <type_traits>
 
 #include "fastloss/config.hpp"
 #include "fastloss/job.hpp"
@@ -26,9 +27,18 @@ FL_HD inline T row_max(const T* x, index_t K) {
   typedef T V __attribute__((vector_size(64)));
   constexpr int L = 64 / sizeof(T);
   const T ninf = static_cast<T>(-__builtin_huge_val());
-  V m;
+  V m, m1;  // two running maxima: one would wait on the latency of each compare-select
   for (int j = 0; j < L; ++j) m[j] = ninf;
+  m1 = m;
   index_t i = 0;
+  for (; i + 2 * L <= K; i += 2 * L) {
+    V v, v1;
+    __builtin_memcpy(&v, x + i, sizeof v);
+    __builtin_memcpy(&v1, x + i + L, sizeof v1);
+    m = v > m ? v : m;
+    m1 = v1 > m1 ? v1 : m1;
+  }
+  m = m1 > m ? m1 : m;
   for (; i + L <= K; i += L) {
     V v;
     __builtin_memcpy(&v, x + i, sizeof v);
@@ -41,117 +51,150 @@ FL_HD inline T row_max(const T* x, index_t K) {
 #endif
 }
 
-// The exponential sums of a row, in kLanes fixed lanes: e_k = exp((x_k - shift) * scale) for
-// shift = the row max and scale > 0 (so every exponent is <= 0: exp_nonpos), stored into e when
-// Store. `sum` adds every e_k except the one at index skip (skip < 0: none) and, with Rest, except
-// the terms equal to 1 (z_k = max), which `ones` counts instead: so S - 1 = sum + (ones - 1) stays
-// to full relative accuracy when the other terms are tiny (a confident row: log S ~ 1e-13 where
-// 1 + 1e-13 would keep three digits), and sum over k != skip has no cancellation. Lanes
-// accumulate in T over chunks of kExpChunk elements (16 terms per lane: bounded rounding), then
-// in double. The lane of element k is k % kLanes on every ISA (GCC vectorizes the fixed inner
-// loops at whatever width the target has), so the sums are bitwise the same on AVX2 and AVX-512.
-// NaN propagates.
+// Sums of N terms per element over a row, in the fixed lanes of every row reduction here: element k
+// goes to lane k % kLanes on every ISA, summed in T over chunks of kExpChunk elements (16 terms per
+// lane: bounded rounding), then in double; the lanes are combined pairwise, so the sums are
+// bitwise the same on AVX2 and AVX-512. terms(k, t) writes the N terms of elements k.. into
+// t[0..N) of type U: T for one element (the tail, and the device), or on the host the GCC vector of
+// the kLanes elements k..k+kLanes-1 (selects on it stay vector code, where gcc's auto-vectorizer
+// leaves the selects of a fully unrolled loop scalar). lanes_load/store/exp work on either.
 inline constexpr index_t kExpChunk = 16 * kLanes;
 
-struct ExpSums {
-  double sum, ones;
-};
-
-template <class T, bool Store, bool Rest>
-FL_HD inline ExpSums row_exp_lanes(const T* x, index_t K, T shift, T* e, T scale, index_t skip) {
-  double acc[kLanes] = {}, acc_1[kLanes] = {};
-  index_t i = 0;
 #if !defined(__CUDACC__)  // nvcc does not take GCC vector subscripts, in host code either
-  // The lane sums as GCC vectors of kLanes elements (the auto-vectorizer would leave the selects
-  // of the skipped and unit terms scalar); the exponentials come from a plain loop that it does
-  // vectorize.
-  typedef T V __attribute__((vector_size(kLanes * sizeof(T))));
-  typedef decltype(V{} == V{}) M;  // lane masks and lane numbers
-  M lane;
-  for (int j = 0; j < kLanes; ++j) lane[j] = j;
-  const V zero = {}, one = zero + T(1);
-  while (i + kLanes <= K) {
-    V part = zero, part_1 = zero;
-    const index_t stop = min_(i + kExpChunk, K);
-    for (; i + kLanes <= stop; i += kLanes) {
-      T v[kLanes];
-      for (int j = 0; j < kLanes; ++j) v[j] = vm::exp_nonpos((x[i + j] - shift) * scale);
-      V vv;
-      __builtin_memcpy(&vv, v, sizeof vv);
-      if constexpr (Store) __builtin_memcpy(e + i, &vv, sizeof vv);
-      // the lane of skip in this group, or -1
-      const M at = lane == static_cast<decltype(lane[0] + 0)>(skip >= i && skip < i + kLanes ? skip - i : -1);
-      if constexpr (Rest) {
-        const M unit = vv == one;
-        part += (at | unit) ? zero : vv;
-        part_1 += (~at & unit) ? one : zero;
-      } else {
-        part += at ? zero : vv;
-      }
-    }
-    for (int j = 0; j < kLanes; ++j) {
-      acc[j] += static_cast<double>(part[j]);
-      if constexpr (Rest) acc_1[j] += static_cast<double>(part_1[j]);
-    }
-  }
+template <class T>
+struct LaneGroup {
+  typedef T type __attribute__((vector_size(kLanes * sizeof(T))));
+};
 #endif
-  for (; i + kLanes <= K; i += kLanes)  // the device: plain lanes in double
-    for (int j = 0; j < kLanes; ++j) {
-      const T v = vm::exp_nonpos((x[i + j] - shift) * scale);
-      if constexpr (Store) e[i + j] = v;
-      if (i + j == skip) continue;
-      if (Rest && v == T(1)) acc_1[j] += 1.0;
-      else acc[j] += static_cast<double>(v);
-    }
-  for (int j = 0; i + j < K; ++j) {  // the tail: lanes 0 .. K % kLanes - 1
-    const T v = vm::exp_nonpos((x[i + j] - shift) * scale);
-    if constexpr (Store) e[i + j] = v;
-    if (i + j == skip) continue;
-    if (Rest && v == T(1)) acc_1[j] += 1.0;
-    else acc[j] += static_cast<double>(v);
+
+template <class U, class T>
+FL_HD FL_INLINE U lanes_load(const T* p) {
+  U v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class U, class T>
+FL_HD FL_INLINE void lanes_store(T* p, U v) {
+  __builtin_memcpy(p, &v, sizeof v);
+}
+// exp_nonpos of one element, or of a group in a plain loop (which gcc vectorizes).
+FL_HD FL_INLINE float lanes_exp(float x) { return vm::exp_nonpos(x); }
+FL_HD FL_INLINE double lanes_exp(double x) { return vm::exp_nonpos(x); }
+#if !defined(__CUDACC__)
+template <class U>
+FL_INLINE U lanes_exp(U x) {
+  using T = decltype(x[0] + 0);
+  T a[kLanes];
+  __builtin_memcpy(a, &x, sizeof a);
+  for (int j = 0; j < kLanes; ++j) a[j] = vm::exp_nonpos(a[j]);
+  __builtin_memcpy(&x, a, sizeof a);
+  return x;
+}
+#endif
+
+// v with the element at index skip replaced by 0 (v holds elements k, k + 1, ...).
+template <class U>
+FL_HD FL_INLINE U lanes_select_not(index_t k, index_t skip, U v) {
+  if constexpr (std::is_arithmetic<U>::value) {
+    return k == skip ? U(0) : v;
+  } else {
+    typedef decltype(v == v) M;
+    M lane;
+    for (int j = 0; j < int(sizeof(U) / sizeof(v[0])); ++j) lane[j] = j;
+    const index_t at = skip >= k && skip - k < index_t(sizeof(U) / sizeof(v[0])) ? skip - k : -1;
+    return lane == static_cast<decltype(lane[0] + 0)>(at) ? U{} : v;
   }
-  return {pairwise_sum(acc, kLanes), Rest ? pairwise_sum(acc_1, kLanes) : 0.0};
 }
 
-// sum_k e_k^2 of exponentials e from row_exp_lanes, in its lanes and with its split: the squares
-// equal to 1 counted apart (`ones`), the others summed.
-template <class T>
-FL_HD inline ExpSums row_square_sum(const T* e, index_t K) {
-  double acc[kLanes] = {}, acc_1[kLanes] = {};
+template <class T, int N, class Terms>
+FL_HD FL_INLINE void row_lane_sums(index_t K, double* sums, Terms&& terms) {
+  double acc[N][kLanes] = {};
   index_t i = 0;
 #if !defined(__CUDACC__)
-  typedef T V __attribute__((vector_size(kLanes * sizeof(T))));  // as in row_exp_lanes
-  const V zero = {}, one = zero + T(1);
+  using V = typename LaneGroup<T>::type;
   while (i + kLanes <= K) {
-    V part = zero, part_1 = zero;
+    V part[N] = {};
     const index_t stop = min_(i + kExpChunk, K);
     for (; i + kLanes <= stop; i += kLanes) {
-      V v;
-      __builtin_memcpy(&v, e + i, sizeof v);
-      v *= v;
-      part += v == one ? zero : v;
-      part_1 += v == one ? one : zero;
+      V t[N];
+      terms(i, t);
+      for (int n = 0; n < N; ++n) part[n] += t[n];
     }
-    for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(part[j]), acc_1[j] += static_cast<double>(part_1[j]);
+    for (int n = 0; n < N; ++n)
+      for (int j = 0; j < kLanes; ++j) acc[n][j] += static_cast<double>(part[n][j]);
   }
 #endif
-  for (; i < K; ++i) {  // the device, and the tail
-    const T v = e[i] * e[i];
-    if (v == T(1)) acc_1[i % kLanes] += 1.0;
-    else acc[i % kLanes] += static_cast<double>(v);
+  for (; i < K; i += kLanes) {  // the tail (the device: every group, lanes in double)
+    const int len = static_cast<int>(min_(index_t(kLanes), K - i));
+    for (int j = 0; j < len; ++j) {
+      T t[N];
+      terms(i + j, t);
+      for (int n = 0; n < N; ++n) acc[n][j] += static_cast<double>(t[n]);
+    }
   }
-  return {pairwise_sum(acc, kLanes), pairwise_sum(acc_1, kLanes)};
+  for (int n = 0; n < N; ++n) sums[n] = pairwise_sum(acc[n], kLanes);
 }
 
-// S = sum_k exp((x_k - shift) * scale), the exponentials stored into e (may be null); with Rest,
-// *rest = S - 1 to full relative accuracy (row_exp_lanes).
-template <class T, bool Rest = false>
-FL_HD inline double row_exp_sum(const T* x, index_t K, T shift, T* e, T scale = T(1),
-                                double* rest = nullptr) {
-  const ExpSums s = e ? row_exp_lanes<T, true, Rest>(x, K, shift, e, scale, -1)
-                      : row_exp_lanes<T, false, Rest>(x, K, shift, e, scale, -1);
-  if constexpr (Rest) *rest = s.sum + (s.ones - 1.0);
-  return s.sum + s.ones;
+// The element type U of a terms(k, t) call (T or a group of them).
+#define FL_LANES_TYPE(t) typename std::remove_reference<decltype(t[0])>::type
+
+// e_k = exp((x_k - shift) * scale) for shift = the row max and scale > 0 (every exponent <= 0:
+// exp_nonpos), stored into e when Store; returns their sum, without the term at index skip when
+// Skip (no cancellation, unlike S - e_skip). NaN propagates.
+template <class T, bool Store, bool Scaled, bool Skip>
+FL_HD inline double row_exp_lanes(const T* x, index_t K, T shift, T* e, T scale, index_t skip) {
+  double s;
+  row_lane_sums<T, 1>(K, &s, [&](index_t k, auto* t) {
+    using U = FL_LANES_TYPE(t);
+    const U d = lanes_load<U>(x + k) - shift;
+    const U v = lanes_exp(Scaled ? d * scale : d);
+    if constexpr (Store) lanes_store(e + k, v);
+    t[0] = Skip ? lanes_select_not(k, skip, v) : v;
+  });
+  return s;
+}
+
+// S = sum_k exp((x_k - shift) * scale), the exponentials stored into e (may be null).
+template <class T>
+FL_HD inline double row_exp_sum(const T* x, index_t K, T shift, T* e, T scale = T(1)) {
+  if (scale != T(1))
+    return e ? row_exp_lanes<T, true, true, false>(x, K, shift, e, scale, -1)
+             : row_exp_lanes<T, false, true, false>(x, K, shift, e, scale, -1);
+  return e ? row_exp_lanes<T, true, false, false>(x, K, shift, e, scale, -1)
+           : row_exp_lanes<T, false, false, false>(x, K, shift, e, scale, -1);
+}
+
+// sum_{k != skip} exp(x_k - shift), the exponentials (the one at skip included) stored into e.
+template <class T>
+FL_HD inline double row_exp_sum_but(const T* x, index_t K, T shift, T* e, index_t skip) {
+  return row_exp_lanes<T, true, false, true>(x, K, shift, e, T(1), skip);
+}
+
+// S - 1 to full relative accuracy, for S = sum_k e_k with every e_k <= 1 and e(k, U) giving the
+// terms (stored or recomputed): log S = log1p(S - 1) then keeps the loss of a confident row (log S ~
+// 1e-13, where 1 + 1e-13 would keep three digits). Where S >= 2, S - 1 loses at most a factor 2 of
+// S's relative accuracy; below, a second pass sums the terms other than 1 (the max and its ties)
+// and counts the 1s apart. Only confident rows (a class above 1/2) take that pass.
+template <class T, class Elem>
+FL_HD inline double row_exp_rest(index_t K, double S, Elem&& e) {
+  if (!(S < 2.0)) return S - 1.0;  // NaN too
+  double s[2];
+  row_lane_sums<T, 2>(K, s, [&](index_t k, auto* t) {
+    using U = FL_LANES_TYPE(t);
+    const U v = e(k, t[0]), zero = {}, one = zero + T(1);
+    t[0] = v == one ? zero : v;
+    t[1] = v == one ? one : zero;
+  });
+  return s[0] + (s[1] - 1.0);
+}
+
+// row_exp_rest of the exponentials stored in e, or recomputed from x where e is null.
+template <class T>
+FL_HD inline double row_exp_rest(const T* x, index_t K, T shift, const T* e, T scale, double S) {
+  if (e) return row_exp_rest<T>(K, S, [&](index_t k, auto u) { return lanes_load<decltype(u)>(e + k); });
+  return row_exp_rest<T>(K, S, [&](index_t k, auto u) {
+    return lanes_exp((lanes_load<decltype(u)>(x + k) - shift) * scale);
+  });
 }
 
 // sum_k w_k z_k in double lanes (w null: sum_k z_k); a zero weight removes its term even where
