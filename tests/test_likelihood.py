@@ -361,6 +361,31 @@ def test_bad_label_found_anywhere(dtype, bad):
     assert np.isfinite(fl.PoissonNLL()(ok, np.zeros(n, dtype)))
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_labels_checked_in_the_kernel_pass(dtype):
+    """Without caller buffers the kernel checks the labels as it goes (a bad one makes the value
+    NaN, then the first is named); a NaN prediction with good labels is a NaN value, no error."""
+    n = 30_000
+    y = np.full(n, 2.0, dtype)
+    y[[777, 20_000]] = -1.0
+    z = np.zeros(n, dtype)
+    for loss in (fl.PoissonNLL(), fl.GammaNLL(), fl.TweedieNLL(power=1.5), fl.TweedieNLL(power=3.0)):
+        for call in (lambda: loss.grad_hess(y, z), lambda: loss.value_and_grad(y, z),
+                     lambda: loss(y, z, reduction="sum")):
+            with fl.num_threads(2), pytest.raises(ValueError, match=r"y_true\[777\] = -1.0"):
+                call()
+        zn = z.copy()
+        zn[5] = np.nan
+        value, grad = loss.value_and_grad(np.full(n, 2.0, dtype), zn)
+        assert np.isnan(value) and np.isnan(grad[5]) and np.isfinite(np.delete(grad, 5)).all()
+    # p <= 0 accepts any finite label, and still rejects infinities in the same pass
+    yn = np.full(n, -4.0, dtype)
+    assert np.isfinite(fl.TweedieNLL(power=-1.0)(yn, z))
+    yn[9] = -np.inf
+    with pytest.raises(ValueError, match=r"y_true\[9\] = -inf"):
+        fl.TweedieNLL(power=-1.0).grad_hess(yn, z)
+
+
 def test_label_boundaries_accepted():
     z = np.zeros(3)
     fl.PoissonNLL()(np.array([0, 1, 5]), z)  # integer counts, zero included
