@@ -98,16 +98,17 @@ struct GammaNLL {
 //   1 < p < 2 (a < 0 < b): F = 1,     A = exp(b z), B = exp(a z)  (the terms never both overflow)
 //   p > 2 (a < b < 0):   F = exp(b z), A = 1,      B = exp(-z)
 // Each needs two exponentials, E (the first one that is not 1) and R (the other); at three powers
-// one comes from the other (Form): p = 0 (E = R = exp(z)), p = 3, the inverse Gaussian
-// (E = R = exp(-z)), and p = 1.5 (R = exp(-z/2) = 1 / E). The CPU driver picks the form once per
-// call (tweedie_form). Labels: p <= 0 any finite y; 1 <= p < 2 [0, inf); p >= 2 (0, inf).
+// one comes from the other (Form, which also fixes the regime at compile time): p = 0
+// (E = R = exp(z)), p = 3, the inverse Gaussian (E = R = exp(-z)), and p = 1.5
+// (R = exp(-z/2) = 1 / E). The CPU driver picks the form once per call (tweedie_form). Labels: p <= 0 any finite y; 1 <= p < 2 [0, inf); p >= 2 (0, inf).
 // params: p, c
-enum class TweedieForm : int { two_exps, same, inverse };
+enum class TweedieForm : int { two_exps, root, square, inverse };
 
 inline TweedieForm tweedie_form(double p) {
-  return p == 0.0 || p == 3.0 ? TweedieForm::same
-         : p == 1.5           ? TweedieForm::inverse
-                              : TweedieForm::two_exps;
+  return p == 0.0   ? TweedieForm::root
+         : p == 3.0 ? TweedieForm::square
+         : p == 1.5 ? TweedieForm::inverse
+                    : TweedieForm::two_exps;
 }
 
 template <class T, TweedieForm Form>
@@ -127,21 +128,30 @@ struct TweedieNLLForm {
   template <bool G, bool H>
   FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
     const T e = vm::exp(se * z);
-    T r;
-    if constexpr (Form == TweedieForm::same) {
-      r = e;
-    } else if constexpr (Form == TweedieForm::inverse) {
-      r = T(1) / e;
+    T f, A, B, r;
+    if constexpr (Form == TweedieForm::root) {  // p = 0: E = R = exp(z)
+      f = e, A = e, B = T(1);
+    } else if constexpr (Form == TweedieForm::square) {  // p = 3: E = R = exp(-z)
+      f = e, A = T(1), B = e;
+    } else if constexpr (Form == TweedieForm::inverse) {  // p = 1.5: R = exp(-z/2) = 1 / E
+      f = T(1), A = e, B = T(1) / e;
     } else {
       r = vm::exp(sr * z);
+      f = regime == T(0) ? T(1) : e;
+      A = regime > T(0) ? T(1) : e;
+      A = regime < T(0) ? r : A;
+      B = regime < T(0) ? T(1) : r;
     }
-    const T f = regime == T(0) ? T(1) : e;
-    T A = regime > T(0) ? T(1) : e;
-    A = regime < T(0) ? r : A;
-    const T yb = weigh(y, regime < T(0) ? T(1) : r);  // y B
-    const T d = e - y;  // p = 0: (exp(z) - y)^2 / 2 has no cancellation and no y^2 overflow
-    const T square = c * d * d, general = f * (A * inv_b - yb * inv_a);
-    l = support.check(y, c > T(0) ? square : general);
+    const T yb = weigh(y, B);
+    // p = 0: (exp(z) - y)^2 / 2 has no cancellation and no y^2 overflow
+    const T d = e - y, square = c * d * d, general = f * (A * inv_b - yb * inv_a);
+    if constexpr (Form == TweedieForm::root) {
+      l = support.check(y, square);
+    } else if constexpr (Form == TweedieForm::two_exps) {
+      l = support.check(y, c > T(0) ? square : general);  // both arms computed: no branch
+    } else {
+      l = support.check(y, general);
+    }
     if constexpr (G) g = f * (A - yb);
     if constexpr (H) h = f * (b * A - a * yb);
   }
@@ -149,7 +159,9 @@ struct TweedieNLLForm {
 template <class T>
 using TweedieNLL = TweedieNLLForm<T, TweedieForm::two_exps>;  // any power (the registry's body)
 template <class T>
-using TweedieNLLSame = TweedieNLLForm<T, TweedieForm::same>;
+using TweedieNLLRoot = TweedieNLLForm<T, TweedieForm::root>;
+template <class T>
+using TweedieNLLSquare = TweedieNLLForm<T, TweedieForm::square>;
 template <class T>
 using TweedieNLLInverse = TweedieNLLForm<T, TweedieForm::inverse>;
 
