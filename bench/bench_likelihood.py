@@ -2,14 +2,18 @@
 """Log-link likelihood losses: gradient + Hessian diagonal, fastloss vs scikit-learn's
 ``sklearn._loss`` and vs the machine's memory bandwidth (a triad measured in the same run).
 
-For each loss, rounds interleave one triad ``a = b + s*c``, one fastloss
-``grad_hess(y, z, reduction="sum", grad_out=g, hess_out=h)`` and one scikit-learn
-``gradient_hessian(y, z, gradient_out=g, hessian_out=h, n_threads=threads)`` (all into
-preallocated arrays), so a busy machine slows all three alike; the table reports medians.
+For each loss, rounds interleave one fastloss ``grad_hess(y, z, reduction="sum")`` and one
+scikit-learn ``gradient_hessian(y, z, n_threads=threads)``, both ways: into preallocated arrays
+(``grad_out``/``hess_out``, ``gradient_out``/``hessian_out``) and into arrays each library
+allocates itself (scikit-learn's default, and the call fastloss can serve with one read of the
+labels: it checks them in the kernel's pass when no caller buffer could be written). The table
+reports medians.
 
 GB/s counts the 4 streams a gradient + Hessian must move (read y and z, write g and h; STREAM's
-convention: write-allocate reads are not counted, nor is fastloss's label check's read of y), for
-fastloss and for scikit-learn alike, the triad its 3 streams::
+convention: write-allocate reads are not counted, nor is a label check's read of y), for fastloss
+and for scikit-learn alike. "% triad" divides by the triad of ``TriadReference`` (the same
+measurement as ``bench/bench_losses.py``: 2e7 float64 elements per array, before and after the
+timings, whatever ``--n`` is), so the columns of both scripts compare::
 
     python bench/bench_likelihood.py                       # n = 1e7 float64, 2 threads
     python bench/bench_likelihood.py --n 1e6 --threads 1 --rounds 21
@@ -27,7 +31,7 @@ import time
 import numpy as np
 
 import fastloss as fl
-from fastloss.benchmark.bandwidth import Triad
+from fastloss.benchmark.bandwidth import TriadReference
 from fastloss.benchmark.timing import median
 
 
@@ -56,15 +60,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     n, threads = int(args.n), args.threads
     rng = np.random.default_rng(0)
-    triad = Triad(n)
-    triad_runs = {m: triad.runner(m, threads) for m in Triad.available()}
+    triad = TriadReference([threads])
+    triad.sample()
     g, h = np.zeros(n), np.zeros(n)
     g2, h2 = np.zeros(n), np.zeros(n)
     fl_bytes = 4 * 8 * n
-    print(f"n = {n:.0e} float64, {threads} threads, {args.rounds} interleaved rounds (medians); "
-          f"triad methods: {', '.join(triad_runs)}; ISA {fl.build_info()['isa_selected']}")
-    print(f"{'loss':22} {'fastloss ms':>11} {'sklearn ms':>10} {'speedup':>8} {'GB/s':>6} "
-          f"{'triad GB/s':>10} {'% triad':>7} {'sklearn % triad':>15}")
+    rows = []
     with fl.num_threads(threads):
         for name, loss, sk, kind in _cases():
             y, z = _data(kind, n, rng)
@@ -72,32 +73,42 @@ def main(argv=None) -> int:
                 loss.grad_hess(y[:1000], z[:1000], reduction="sum")[1],
                 sk.gradient_hessian(y[:1000], z[:1000])[1], rtol=1e-10)
 
-            def run_fl():
-                t0 = time.perf_counter()
-                loss.grad_hess(y, z, reduction="sum", grad_out=g, hess_out=h)
-                return time.perf_counter() - t0
+            def timed(f):
+                def run():
+                    t0 = time.perf_counter()
+                    f()
+                    return time.perf_counter() - t0
+                return run
 
-            def run_sk():
-                t0 = time.perf_counter()
-                sk.gradient_hessian(y, z, gradient_out=g2, hessian_out=h2, n_threads=threads)
-                return time.perf_counter() - t0
-
-            run_fl(), run_sk(), [r() for r in triad_runs.values()]  # warm-up
-            t_fl, t_sk, t_tri = [], [], {m: [] for m in triad_runs}
+            steps = {
+                "fl_out": timed(lambda: loss.grad_hess(y, z, reduction="sum", grad_out=g, hess_out=h)),
+                "sk_out": timed(lambda: sk.gradient_hessian(y, z, gradient_out=g2, hessian_out=h2,
+                                                             n_threads=threads)),
+                "fl_new": timed(lambda: loss.grad_hess(y, z, reduction="sum")),
+                "sk_new": timed(lambda: sk.gradient_hessian(y, z, n_threads=threads)),
+            }
+            for run in steps.values():
+                run()  # warm-up
+            t = {k: [] for k in steps}
+            keys = list(steps)
             for k in range(args.rounds):
-                order = [run_fl, run_sk, None][k % 3:] + [run_fl, run_sk, None][:k % 3]
-                for step in order:
-                    if step is None:
-                        for m, r in triad_runs.items():
-                            t_tri[m].append(r())
-                    else:
-                        (t_fl if step is run_fl else t_sk).append(step())
-            fl_ms, sk_ms = 1e3 * median(t_fl), 1e3 * median(t_sk)
-            tri_gbps = max(triad.bytes / median(ts) / 1e9 for ts in t_tri.values())
-            gbps = fl_bytes / median(t_fl) / 1e9
-            sk_gbps = fl_bytes / median(t_sk) / 1e9
-            print(f"{name:22} {fl_ms:11.2f} {sk_ms:10.2f} {sk_ms / fl_ms:7.1f}x {gbps:6.1f} "
-                  f"{tri_gbps:10.1f} {100 * gbps / tri_gbps:6.0f}% {100 * sk_gbps / tri_gbps:14.0f}%")
+                for key in keys[k % 4:] + keys[:k % 4]:
+                    t[key].append(steps[key]())
+            rows.append((name, {key: median(v) for key, v in t.items()}))
+    triad.sample()
+    triad.close()
+    tri_gbps = triad.gbps(threads)
+    print(f"n = {n:.0e} float64, {threads} threads, {args.rounds} interleaved rounds (medians); "
+          f"ISA {fl.build_info()['isa_selected']}; triad {tri_gbps:.1f} GB/s "
+          f"({', '.join(f'{m} {v:.1f}' for m, v in triad.per_method(threads).items())}; "
+          f"2e7 elements, before and after)")
+    print(f"{'loss':22} {'outputs':9} {'fastloss ms':>11} {'sklearn ms':>10} {'speedup':>8} "
+          f"{'GB/s':>6} {'% triad':>7} {'sklearn % triad':>15}")
+    for name, m in rows:
+        for label, f, s_ in (("caller's", m["fl_out"], m["sk_out"]), ("own", m["fl_new"], m["sk_new"])):
+            gbps, sk_gbps = fl_bytes / f / 1e9, fl_bytes / s_ / 1e9
+            print(f"{name:22} {label:9} {1e3 * f:11.2f} {1e3 * s_:10.2f} {s_ / f:7.1f}x {gbps:6.1f} "
+                  f"{100 * gbps / tri_gbps:6.0f}% {100 * sk_gbps / tri_gbps:14.0f}%")
     _gaussian_vs_torch(n, threads, args.rounds, rng)
     return 0
 

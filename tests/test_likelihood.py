@@ -361,6 +361,31 @@ def test_bad_label_found_anywhere(dtype, bad):
     assert np.isfinite(fl.PoissonNLL()(ok, np.zeros(n, dtype)))
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_labels_checked_in_the_kernel_pass(dtype):
+    """Without caller buffers the kernel checks the labels as it goes (a bad one makes the value
+    NaN, then the first is named); a NaN prediction with good labels is a NaN value, no error."""
+    n = 30_000
+    y = np.full(n, 2.0, dtype)
+    y[[777, 20_000]] = -1.0
+    z = np.zeros(n, dtype)
+    for loss in (fl.PoissonNLL(), fl.GammaNLL(), fl.TweedieNLL(power=1.5), fl.TweedieNLL(power=3.0)):
+        for call in (lambda: loss.grad_hess(y, z), lambda: loss.value_and_grad(y, z),
+                     lambda: loss(y, z, reduction="sum")):
+            with fl.num_threads(2), pytest.raises(ValueError, match=r"y_true\[777\] = -1.0"):
+                call()
+        zn = z.copy()
+        zn[5] = np.nan
+        value, grad = loss.value_and_grad(np.full(n, 2.0, dtype), zn)
+        assert np.isnan(value) and np.isnan(grad[5]) and np.isfinite(np.delete(grad, 5)).all()
+    # p <= 0 accepts any finite label, and still rejects infinities in the same pass
+    yn = np.full(n, -4.0, dtype)
+    assert np.isfinite(fl.TweedieNLL(power=-1.0)(yn, z))
+    yn[9] = -np.inf
+    with pytest.raises(ValueError, match=r"y_true\[9\] = -inf"):
+        fl.TweedieNLL(power=-1.0).grad_hess(yn, z)
+
+
 def test_label_boundaries_accepted():
     z = np.zeros(3)
     fl.PoissonNLL()(np.array([0, 1, 5]), z)  # integer counts, zero included
@@ -429,26 +454,95 @@ def test_gaussian_shapes_and_errors(rng):
         fl.GaussianNLL()(y, x, sample_weight=np.ones(5))
 
 
-@pytest.mark.parametrize("p", [0.0, 1.5, 3.0])
-def test_one_exponential_powers_over_the_whole_range(isa, p):
-    """At p = 0, 1.5 and 3 one exponential is computed and the other is its square or
-    reciprocal. Over z in [-1500, 1500] (each exponential overflows and underflows there) the
-    results equal the two-exponential formula: the same infinities, NaNs and zeros, and the
-    finite values to 1e-14 of the terms' size (their arguments (1-p) z and (2-p) z are exact)."""
-    z = np.linspace(-1500.0, 1500.0, 30001)
-    for y in (np.full_like(z, 2.0), np.full_like(z, 0.0 if p < 2 else 1e-300)):
+def _signed_exp_sum(terms):
+    """sum(sign * exp(log)) over ``terms`` = [(log, sign), ...] without overflowing a term:
+    exp(M) * sum(sign * exp(log - M)) is formed as sign(S) exp(M + log|S|), so it is infinite only
+    where the sum itself overflows (a float64 reference for the limits of the exponential
+    losses, no extended precision needed). Returns the sum and the terms' size sum(exp(log))."""
+    logs = np.stack([np.broadcast_to(t[0], np.shape(terms[0][0])) for t in terms])
+    signs = np.stack([np.broadcast_to(t[1], logs.shape[1:]) for t in terms])
+    m = np.max(logs, axis=0)
+    m = np.where(np.isfinite(m), m, 0.0)  # every term 0 (log -inf): the sum is 0
+    w = np.exp(logs - m)
+    total, size = np.sum(signs * w, axis=0), np.sum(w, axis=0)
+    with np.errstate(divide="ignore", over="ignore"):
+        return (np.sign(total) * np.exp(m + np.log(np.abs(total))),
+                np.exp(m + np.log(size)))
+
+
+def ref_tweedie_log_space(y, z, p):
+    """(l, g, h) of ref_tweedie, each term exp(b z), y exp(a z) (a = 1-p, b = 2-p) and c y^2 kept
+    as a logarithm and a sign; with the terms' sizes."""
+    a, b, c = 1.0 - p, 2.0 - p, 0.5 if p == 0 else 0.0
+    with np.errstate(divide="ignore"):
+        ly = np.log(np.abs(y))  # y = 0: -inf, the term is 0
+        lc = np.log(c * y * y) if c else np.full_like(z, -np.inf)
+    sy = np.sign(y)
+    l = _signed_exp_sum([(b * z - math.log(abs(b)), np.sign(b)),
+                         (ly + a * z - math.log(abs(a)), -np.sign(a) * sy), (lc, 1.0)])
+    g = _signed_exp_sum([(b * z, 1.0), (ly + a * z, -sy)])
+    h = _signed_exp_sum([(math.log(abs(b)) + b * z, np.sign(b)),
+                         (math.log(abs(a)) + ly + a * z, -np.sign(a) * sy)])
+    return l, g, h
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("p", [-2.0, -1.0, -0.5, 0.0, 1.3, 1.5, 1.9, 2.5, 3.0, 4.0])
+def test_tweedie_over_the_whole_range(isa, p, dtype):
+    """Over z far into both exponentials' overflow and underflow, every result is the value of a
+    log-space reference rounded to the dtype: infinite where the true value overflows (p <= 0 as
+    z -> +inf: l, g, h -> +inf; p > 2 as z -> -inf: l, h -> +inf, g -> -inf, where
+    exp((2-p) z) - y exp((1-p) z) would be inf - inf), never NaN, and finite values within the
+    rounding of (1-p) z and (2-p) z of the terms' size (and of an exponential's underflow).
+    p = 0, 1.5 and 3 take one exponential."""
+    a, b = 1.0 - p, 2.0 - p
+    zmax = 1500.0 if dtype == np.float64 else 200.0
+    z = np.linspace(-zmax, zmax, 6001).astype(dtype)
+    # (a label far below 1 times an exponential that overflows gives inf where y exp(a z) is
+    # finite: the kernel does not form exp(log y + a z))
+    labels = [2.0, 0.5, 7e20] + ([0.0] if p < 2 else []) + ([-3.0] if p <= 0 else [])
+    eps = np.finfo(dtype).eps
+    k_max = max(abs(a), abs(b), 1 / abs(a), 1 / abs(b), 2)
+    for yv in labels:
+        y = np.full_like(z, yv)
         got = fl.TweedieNLL(power=p).value_grad_hess(y, z, reduction="none")
-        with np.errstate(over="ignore", invalid="ignore"):
-            e1 = np.where(y == 0, 0.0, y * np.exp((1 - p) * z))  # a zero label drops its term
-            e2 = np.exp((2 - p) * z)
-            c = 0.5 if p == 0 else 0.0
-            expected = (e2 / (2 - p) - e1 / (1 - p) + c * y * y, e2 - e1,
-                        (2 - p) * e2 - (1 - p) * e1)
-            scale = e1 + e2 + c * y * y
-        for r, x in zip(got, expected):
-            finite = np.isfinite(x)
-            np.testing.assert_array_equal(r[~finite], x[~finite])
-            assert np.all(np.abs(r[finite] - x[finite]) <= 1e-14 * scale[finite] + 1e-300)
+        zf, yf = z.astype(np.float64), y.astype(np.float64)
+        # the rounding of the exponents (the reference's too: exp(log y + (1-p) z))
+        tol = 8 * eps * (1 + np.abs(zf) * (abs(a) + abs(b) + 1) + abs(math.log(abs(yv) or 1.0)))
+        for name, r, (ref, size) in zip("lgh", got, ref_tweedie_log_space(yf, zf, p)):
+            with np.errstate(over="ignore"):
+                ref, size = ref.astype(dtype), size.astype(dtype)
+            assert not np.isnan(r).any(), (name, yv, z[np.isnan(r)][:5])
+            inf = np.isinf(ref)
+            np.testing.assert_array_equal(r[inf], ref[inf], err_msg=f"{name}, y = {yv}")
+            # an exponential may overflow first where its coefficient (a, b, 1/a, 1/b, y) brings
+            # the result back just below the largest float
+            near = np.isinf(r) & ~inf & (np.abs(ref.astype(np.float64))
+                                         >= np.finfo(dtype).max / k_max * min(abs(yv) or 1, 1))
+            assert np.all(np.sign(r[near]) == np.sign(ref[near]))
+            inf |= near
+            # an exponential that underflows is off by up to half the smallest subnormal
+            floor = 4 * np.finfo(dtype).smallest_subnormal * (1 + abs(yv)) * (abs(a) + abs(b) + 1)
+            ok = ~inf & np.isfinite(size)
+            err = np.abs(r[ok].astype(np.float64) - ref[ok].astype(np.float64))
+            bound = tol[ok] * size[ok].astype(np.float64) + floor
+            assert np.all(err <= bound), (name, yv, np.max(err / bound))
+    # the limits named above, where both exponentials overflow
+    big = np.array([-1400.0, 1400.0], dtype)
+    v, g, h = fl.TweedieNLL(power=p).value_grad_hess(np.full(2, 2.0, dtype), big, reduction="none")
+    if p <= 0:
+        assert v[1] == g[1] == h[1] == np.inf
+    if p > 2:
+        assert v[0] == h[0] == np.inf and g[0] == -np.inf
+
+
+def test_tweedie_log_space_reference_matches_the_formula(rng):
+    """The log-space reference is ref_tweedie where nothing overflows."""
+    z = rng.uniform(-5, 5, 200)
+    for p in (-1.0, 0.0, 1.5, 2.5, 3.0):
+        y = rng.uniform(0.1, 3, 200) * (1 if p > 0 else rng.choice([-1, 0, 1], 200))
+        for (r, _), x in zip(ref_tweedie_log_space(y, z, p), ref_tweedie(y, z, p)):
+            np.testing.assert_allclose(r, x, rtol=1e-12, atol=1e-12 * np.max(np.abs(x)))
 
 
 def test_extremes_stay_finite_where_the_math_is():

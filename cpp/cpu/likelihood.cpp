@@ -14,9 +14,9 @@ template <class T>
 double run_tweedie(const ElementwiseJob& job) {
   using losses::TweedieForm;
   switch (losses::tweedie_form(job.params[0])) {
-    case TweedieForm::inverse: return run_elementwise<losses::TweedieNLLInverse, T>(job);
-    case TweedieForm::square: return run_elementwise<losses::TweedieNLLSquare, T>(job);
     case TweedieForm::root: return run_elementwise<losses::TweedieNLLRoot, T>(job);
+    case TweedieForm::square: return run_elementwise<losses::TweedieNLLSquare, T>(job);
+    case TweedieForm::inverse: return run_elementwise<losses::TweedieNLLInverse, T>(job);
     default: return run_elementwise<losses::TweedieNLL, T>(job);
   }
 }

@@ -1,10 +1,13 @@
 // Likelihood (density-estimation) losses with a log link: the raw prediction z is the log of the
 // mean, mu = exp(z). Derivatives are taken with respect to z. Value, gradient and Hessian diagonal
-// come from the same one or two exponentials. Labels are checked by the binding before any work
-// (first_bad_real_label): counts >= 0 for Poisson, y > 0 for Gamma, scikit-learn's ranges for
-// Tweedie. References: McCullagh & Nelder, Generalized Linear Models (1989); scikit-learn's
-// sklearn/_loss (HalfPoissonLoss, HalfGammaLoss, HalfTweedieLoss); PyTorch's poisson_nll_loss and
-// gaussian_nll_loss.
+// come from the same one or two exponentials. Labels outside a distribution's support (counts
+// >= 0 for Poisson, y > 0 for Gamma, scikit-learn's ranges for Tweedie) make the value NaN
+// (LabelSupport): the Python side either checks the labels before any work
+// (first_bad_real_label, when the call writes into the caller's buffers) or runs the kernel
+// straight away and, if the reduced value comes back NaN, names the first bad label from a
+// rescan, so the labels are read once. References: McCullagh & Nelder, Generalized Linear
+// Models (1989); scikit-learn's sklearn/_loss (HalfPoissonLoss, HalfGammaLoss, HalfTweedieLoss);
+// PyTorch's poisson_nll_loss and gaussian_nll_loss.
 #pragma once
 
 #include "fastloss/config.hpp"
@@ -15,10 +18,30 @@
 FL_NAMESPACE_BEGIN
 namespace losses {
 
+// A label support: any finite y, [0, inf) or (0, inf). check(y, l) is l, or NaN where y lies
+// outside: one unsigned comparison on the bits of y + 0 (which turns -0 into +0), so the element
+// loop stays vectorized and cheap: (bits & mask) - off < lim, where mask drops the sign bit when
+// any finite y is allowed, off = 1 excludes +0 (the sum wraps to the largest integer) and
+// lim = bits(+inf) - off. NaN, +-inf and negative values (sign bit set) fail.
+template <class T>
+struct LabelSupport {
+  using U = decltype(vm::detail::to_bits(T(0)));
+  U mask, off, lim;
+  FL_HD static LabelSupport make(bool any_finite, bool open) {
+    const U inf = vm::detail::to_bits(vm::detail::fp<T>::kInf);
+    const U o = open ? 1 : 0;
+    return {any_finite ? U(~vm::detail::fp<T>::kSign) : U(~U(0)), o, U(inf - o)};
+  }
+  FL_HD FL_INLINE T check(T y, T l) const {
+    const U u = (vm::detail::to_bits(T(y + T(0))) & mask) - off;
+    return u < lim ? l : vm::detail::fp<T>::kNaN;
+  }
+};
+
 // Poisson negative log-likelihood up to log(y!): l = exp(z) - y z (scikit-learn's HalfPoissonLoss,
 // PyTorch's poisson_nll_loss(log_input=True, full=False)); g = exp(z) - y, h = exp(z). With Full,
 // PyTorch's Stirling approximation of log(y!) is added for y > 1: y log y - y + log(2 pi y) / 2
-// (it does not depend on z: the derivatives are unchanged).
+// (it does not depend on z: the derivatives are unchanged). Labels: [0, inf).
 template <class T, bool Full>
 struct PoissonBody {
   static constexpr bool kAux = false;
@@ -33,6 +56,7 @@ struct PoissonBody {
       const T stirling = y * ly - y + (T(0.5) * ly + half_log_2pi);
       l += y > T(1) ? stirling : T(0);
     }
+    l = LabelSupport<T>::make(false, false).check(y, l);  // [0, inf)
     if constexpr (G) g = mu - y;
     if constexpr (H) h = mu;
   }
@@ -48,6 +72,7 @@ struct PoissonNLLFull : PoissonBody<T, true> {
 
 // Gamma negative log-likelihood with shape 1 (the exponential distribution) with mean exp(z):
 // l = z + y exp(-z) (scikit-learn's HalfGammaLoss); g = 1 - y exp(-z), h = y exp(-z).
+// Labels: (0, inf).
 template <class T>
 struct GammaNLL {
   static constexpr bool kAux = false;
@@ -55,62 +80,90 @@ struct GammaNLL {
   template <bool G, bool H>
   FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
     const T t = y * vm::exp(-z);
-    l = z + t;
+    l = LabelSupport<T>::make(false, true).check(y, z + t);  // (0, inf)
     if constexpr (G) g = T(1) - t;
     if constexpr (H) h = t;
   }
 };
 
 // scikit-learn's HalfTweedieLoss for a power p other than 1 and 2 (those are PoissonNLL and
-// GammaNLL): l = exp((2-p) z)/(2-p) - y exp((1-p) z)/(1-p) + c y^2, with c = 1/2 for p = 0 only
-// (scikit-learn's p = 0 form is (exp(z) - y)^2 / 2), else 0;
-// g = exp((2-p) z) - y exp((1-p) z), h = (2-p) exp((2-p) z) - (1-p) y exp((1-p) z).
-// The two exponentials are most of the work; at three powers one comes from the other (Form):
-// p = 1.5 (exp(-z/2) = 1 / exp(z/2)), p = 3, the inverse Gaussian (exp(-2z) = exp(-z)^2), and
-// p = 0 (exp(2z) = exp(z)^2). The CPU driver picks the form once per call (tweedie_form).
+// GammaNLL): with a = 1 - p, b = 2 - p,
+//   l = exp(b z)/b - y exp(a z)/a (at p = 0, c = 1/2: scikit-learn's (exp(z) - y)^2 / 2, which
+//       adds y^2 / 2; c = 0 for the other powers), g = exp(b z) - y exp(a z),
+//   h = b exp(b z) - a y exp(a z).
+// Written as F (A - y B) so that no infinity meets another: where both exponentials overflow
+// (p <= 0 as z -> +inf, p > 2 as z -> -inf), exp(b z) - y exp(a z) would be inf - inf = NaN
+// while the limit is infinite. The dominant exponential is factored out (regime):
+//   p <= 0 (0 < a < b):  F = exp(a z), A = exp(z), B = 1        exp(z) - y <= 0 only for y >= mu
+//   1 < p < 2 (a < 0 < b): F = 1,     A = exp(b z), B = exp(a z)  (the terms never both overflow)
+//   p > 2 (a < b < 0):   F = exp(b z), A = 1,      B = exp(-z)
+// Each needs two exponentials, E (the first one that is not 1) and R (the other); at three powers
+// one comes from the other (Form, which also fixes the regime at compile time): p = 0
+// (E = R = exp(z)), p = 3, the inverse Gaussian (E = R = exp(-z)), and p = 1.5
+// (R = exp(-z/2) = 1 / E). The CPU driver picks the form once per call (tweedie_form). Labels: p <= 0 any finite y; 1 <= p < 2 [0, inf); p >= 2 (0, inf).
 // params: p, c
-enum class TweedieForm : int { two_exps, inverse, square, root };
+enum class TweedieForm : int { two_exps, root, square, inverse };
 
 inline TweedieForm tweedie_form(double p) {
-  return p == 1.5 ? TweedieForm::inverse
+  return p == 0.0   ? TweedieForm::root
          : p == 3.0 ? TweedieForm::square
-         : p == 0.0 ? TweedieForm::root
+         : p == 1.5 ? TweedieForm::inverse
                     : TweedieForm::two_exps;
 }
 
 template <class T, TweedieForm Form>
 struct TweedieNLLForm {
   static constexpr bool kAux = false;
-  T a, b, inv_a, inv_b, c;  // a = 1 - p, b = 2 - p
+  T a, b, inv_a, inv_b, c;
+  T se, sr;          // E = exp(se z), R = exp(sr z)
+  T regime;          // -1 (p <= 0), 0 (1 < p < 2), +1 (p > 2): a T, compared in selects
+  LabelSupport<T> support;
   FL_HD explicit TweedieNLLForm(const double* prm)
       : a(T(1.0 - prm[0])), b(T(2.0 - prm[0])), inv_a(T(1.0 / (1.0 - prm[0]))),
-        inv_b(T(1.0 / (2.0 - prm[0]))), c(T(prm[1])) {}
+        inv_b(T(1.0 / (2.0 - prm[0]))), c(T(prm[1])),
+        se(T(prm[0] <= 0.0 ? 1.0 - prm[0] : 2.0 - prm[0])),
+        sr(T(prm[0] <= 0.0 ? 1.0 : prm[0] < 2.0 ? 1.0 - prm[0] : -1.0)),
+        regime(T(prm[0] <= 0.0 ? -1.0 : prm[0] < 2.0 ? 0.0 : 1.0)),
+        support(LabelSupport<T>::make(prm[0] <= 0.0, prm[0] >= 2.0)) {}
   template <bool G, bool H>
   FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
-    T ea, e2;  // exp((1-p) z), exp((2-p) z)
-    if constexpr (Form == TweedieForm::inverse) {
-      e2 = vm::exp(b * z), ea = T(1) / e2;
-    } else if constexpr (Form == TweedieForm::square) {
-      e2 = vm::exp(b * z), ea = e2 * e2;
-    } else if constexpr (Form == TweedieForm::root) {
-      ea = vm::exp(a * z), e2 = ea * ea;
+    const T e = vm::exp(se * z);
+    T f, A, B, r;
+    if constexpr (Form == TweedieForm::root) {  // p = 0: E = R = exp(z)
+      f = e, A = e, B = T(1);
+    } else if constexpr (Form == TweedieForm::square) {  // p = 3: E = R = exp(-z)
+      f = e, A = T(1), B = e;
+    } else if constexpr (Form == TweedieForm::inverse) {  // p = 1.5: R = exp(-z/2) = 1 / E
+      f = T(1), A = e, B = T(1) / e;
     } else {
-      ea = vm::exp(a * z), e2 = vm::exp(b * z);
+      r = vm::exp(sr * z);
+      f = regime == T(0) ? T(1) : e;
+      A = regime > T(0) ? T(1) : e;
+      A = regime < T(0) ? r : A;
+      B = regime < T(0) ? T(1) : r;
     }
-    const T e1 = weigh(y, ea);  // y exp((1-p) z)
-    l = e2 * inv_b - e1 * inv_a + c * y * y;
-    if constexpr (G) g = e2 - e1;
-    if constexpr (H) h = b * e2 - a * e1;
+    const T yb = weigh(y, B);
+    // p = 0: (exp(z) - y)^2 / 2 has no cancellation and no y^2 overflow
+    const T d = e - y, square = c * d * d, general = f * (A * inv_b - yb * inv_a);
+    if constexpr (Form == TweedieForm::root) {
+      l = support.check(y, square);
+    } else if constexpr (Form == TweedieForm::two_exps) {
+      l = support.check(y, c > T(0) ? square : general);  // both arms computed: no branch
+    } else {
+      l = support.check(y, general);
+    }
+    if constexpr (G) g = f * (A - yb);
+    if constexpr (H) h = f * (b * A - a * yb);
   }
 };
 template <class T>
 using TweedieNLL = TweedieNLLForm<T, TweedieForm::two_exps>;  // any power (the registry's body)
 template <class T>
-using TweedieNLLInverse = TweedieNLLForm<T, TweedieForm::inverse>;
+using TweedieNLLRoot = TweedieNLLForm<T, TweedieForm::root>;
 template <class T>
 using TweedieNLLSquare = TweedieNLLForm<T, TweedieForm::square>;
 template <class T>
-using TweedieNLLRoot = TweedieNLLForm<T, TweedieForm::root>;
+using TweedieNLLInverse = TweedieNLLForm<T, TweedieForm::inverse>;
 
 // Gaussian negative log-likelihood on rows (mean m, log-variance s) with target y (one value per
 // row): l = (s + (y - m)^2 exp(-s)) / 2 [+ log(2 pi) / 2 with full]; with r = m - y and

@@ -127,6 +127,41 @@ class Triad:
                 "bytes": self.bytes, "times_s": times, "gbps": gbps, "gbps_median": median(gbps)}
 
 
+class TriadReference:
+    """The bandwidth every "% of triad" column divides by, measured one way for every script:
+    ``Triad(n)`` with ``n = TRIAD_N`` whatever the size of the losses timed (a triad over the
+    benchmark's own ``n`` sits in the last-level cache once ``n`` is small, and reads several times
+    the memory's bandwidth), float64, ``repeats`` back-to-back triads per method and thread count
+    per ``sample()`` call (the benchmarks call it before and after their timings). ``gbps(t)``:
+    per method, the median GB/s over all samples; the fastest method. This is the recipe of
+    ``fastloss.benchmark.run`` (``bench/bench_losses.py``)."""
+
+    def __init__(self, threads, method: str = "auto", n: int = TRIAD_N, repeats: int = 9) -> None:
+        self.threads = [int(t) for t in threads]
+        self.methods = Triad.available() if method == "auto" else [resolve_triad_method(method)]
+        self.n, self.repeats = int(n), int(repeats)
+        self.runs: Dict[int, Dict[str, List[Dict[str, Any]]]] = {
+            t: {m: [] for m in self.methods} for t in self.threads}
+        self._tri: Any = None
+
+    def sample(self) -> None:
+        if self._tri is None:
+            self._tri = Triad(self.n)  # kept until close(), as fastloss.benchmark.run keeps it
+        for t in self.threads:
+            for m in self.methods:
+                self.runs[t][m].append(self._tri.measure(m, t, self.repeats))
+
+    def close(self) -> None:
+        self._tri = None
+
+    def per_method(self, threads: int) -> Dict[str, float]:
+        return {m: median([x for r in runs for x in r["gbps"]])
+                for m, runs in self.runs[int(threads)].items()}
+
+    def gbps(self, threads: int) -> float:
+        return max(self.per_method(threads).values())
+
+
 def resolve_triad_method(method: str) -> str:
     avail = Triad.available()
     if method == "auto":
