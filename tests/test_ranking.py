@@ -237,6 +237,95 @@ def test_large_groups_tied_scores_and_real_labels():
         np.testing.assert_allclose(h_fl, h, rtol=1e-9, atol=1e-14)
 
 
+def test_lambdarank_signed_zero_ties_and_group_sizes_around_the_sort_limits():
+    """Scores -0.0 and 0.0 tie (by position), in groups sorted by rank counting (up to 16 and up
+    to 32 documents) and by std::sort (above)."""
+    rng = np.random.default_rng(11)
+    sizes = np.array([2, 7, 16, 17, 32, 33, 50])
+    n = int(sizes.sum())
+    y = rng.integers(0, 4, n).astype(np.float64)
+    s = rng.choice([-0.0, 0.0, 0.5, -0.5, 1.0], n)
+    values, g, h = ref_lightgbm_lambdarank(y, s, sizes, norm=False)
+    v, g_fl, h_fl = fl.LambdaRank(norm=False).value_grad_hess(y, s, group=sizes, reduction="none")
+    np.testing.assert_allclose(v, values, rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(g_fl, g, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(h_fl, h, rtol=1e-9, atol=1e-14)
+
+
+def test_lambdarank_labels_up_to_1023_are_exact_and_larger_ones_value_errors():
+    y, s = np.array([1023.0, 40.0, 0.0]), np.array([0.1, 0.3, 0.2])
+    values, g, h = ref_lightgbm_lambdarank(y, s, [3])
+    v, g_fl, h_fl = fl.LambdaRank().value_grad_hess(y, s, reduction="none")
+    np.testing.assert_allclose(v, values, rtol=1e-12)
+    np.testing.assert_allclose(g_fl, g, rtol=1e-10)
+    assert np.all(np.isfinite(g_fl)) and np.all(np.isfinite(h_fl))
+    for big in (1024.0, 2.0 ** 31, 2.0 ** 40, 1e300):
+        bad = np.array([1.0, big, 0.0])
+        with pytest.raises(ValueError, match=r"y_true .*below 1024.*y_true\[1\] = "):
+            fl.LambdaRank()(bad, s)
+        with pytest.raises(ValueError, match=r"y_true .*below 1024"):
+            fl.LambdaRank().prepare_groups(bad, np.array([0, 3]), np.float64)
+    with pytest.raises(ValueError, match=r"y_true .*below 1024"):
+        fl.LambdaRank()(np.array([1, 2 ** 40, 0], dtype=np.int64), s)
+
+
+@pytest.mark.parametrize("loss", [fl.LambdaRank(), fl.LambdaRank(k=3, norm=False), fl.RankNet()],
+                         ids=repr)
+def test_prepared_groups_give_the_same_derivatives(loss):
+    """A booster's labels are prepared once (checked, converted, LambdaRank's 1 / maxDCG per
+    group): the derivatives are bitwise those computed from scratch; bad labels are still
+    reported, by the preparation."""
+    from fastloss.ranking import group_offsets
+    y, s, sizes = _data(6)
+    offsets = group_offsets(len(y), sizes)
+    for dtype in (np.float64, np.float32):
+        yy, ss = y.astype(np.float32), s.astype(dtype)  # LightGBM's float32 labels
+        prepared = loss.prepare_groups(yy, offsets, dtype)
+        assert prepared.labels.dtype == dtype
+        g0, h0 = loss.boosting_grad_hess(yy, ss, None, offsets)
+        g, h = loss.boosting_grad_hess(yy, ss, None, offsets, prepared)
+        np.testing.assert_array_equal(g, g0)
+        np.testing.assert_array_equal(h, h0)
+    bad = np.where(np.arange(len(y)) == 2, np.nan, y)
+    with pytest.raises(ValueError, match=r"y_true\[2\] = nan is not a finite relevance label"):
+        loss.boosting_grad_hess(bad, s, None, offsets, loss.prepare_groups(bad, offsets, np.float64))
+
+
+def test_boosting_adapter_prepares_the_groups_once_per_dataset():
+    """The objective keeps the prepared labels while LightGBM hands the same arrays, and prepares
+    again for other arrays (another Dataset)."""
+    from fastloss.lightgbm import Objective
+    y, s, sizes = _data(7)
+    y2 = y[::-1].copy()
+
+    class Data:
+        def __init__(self, label):
+            self.label = label
+
+        def get_label(self):
+            return self.label
+
+        def get_weight(self):
+            return None
+
+        def get_group(self):
+            return sizes
+
+    obj = Objective(fl.LambdaRank(), hessian="exact")
+    first = Data(y)
+    results = [obj(s, first) for _ in range(3)]
+    assert obj._groups._entry[1][2] is not None  # prepared at the second call
+    g0, h0 = fl.LambdaRank().grad_hess(y, s, group=sizes, reduction="sum")
+    for g, h in results:
+        np.testing.assert_array_equal(g, g0)
+        np.testing.assert_array_equal(h, h0)
+    for _ in range(2):
+        g, h = obj(s, Data(y2))
+    np.testing.assert_array_equal(g, fl.LambdaRank().grad_hess(y2, s, group=sizes, reduction="sum")[0])
+    import pickle
+    assert not hasattr(pickle.loads(pickle.dumps(obj)), "_groups")
+
+
 @pytest.mark.parametrize("loss", [fl.LambdaRank(), fl.LambdaRank(k=3, norm=False), fl.RankNet(),
                                   fl.ListNet(), fl.ListMLE()], ids=repr)
 def test_boosting_derivatives_without_the_value_are_the_same(loss):

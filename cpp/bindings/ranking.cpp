@@ -5,17 +5,35 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "../cpu/kernels.hpp"
+#include "../losses/ranking.hpp"
 #include "arrays.hpp"
 
 namespace py = pybind11;
 
 namespace fastloss::bind {
 namespace {
+
+// ValueError for the first label (y_true, contiguous, of dtype T) that is not finite.
+void check_finite_labels(const py::array& y, DType T) {
+  const index_t n = y.size();
+  auto finite = [&](auto* v) {
+    bool bad = false;  // one pass without branches; the position only when one is bad
+    for (index_t i = 0; i < n; ++i) bad |= !(v[i] - v[i] == 0);
+    for (index_t i = 0; bad && i < n; ++i)
+      if (!(v[i] - v[i] == 0))
+        throw py::value_error("y_true[" + std::to_string(i) + "] = " + std::to_string(double(v[i])) +
+                              " is not a finite relevance label");
+  };
+  if (T == DType::f32) finite(static_cast<const float*>(y.data()));
+  else finite(static_cast<const double*>(y.data()));
+}
 
 // One call of a ranking loss: y_true and y_pred (n,), offsets (groups + 1,) int64 from 0 to n,
 // non-decreasing (checked by the Python side; checked again here so that no call can read out of
@@ -25,7 +43,7 @@ py::tuple groupwise(int loss, const std::vector<double>& params, const py::objec
                     const py::object& y_pred_obj, const py::object& offsets_obj,
                     const py::object& weight_obj, const std::string& reduction_name, bool want_grad,
                     bool want_hess, const py::object& out, const py::object& grad_out,
-                    const py::object& hess_out, bool want_value) {
+                    const py::object& hess_out, bool want_value, const py::object& group_data) {
   if (loss < 0 || loss >= kNumRank || loss == int(RankId::margin_ranking))
     throw py::value_error("unknown ranking loss id");
   const Reduction reduction = parse_reduction(reduction_name);
@@ -50,14 +68,8 @@ py::tuple groupwise(int loss, const std::vector<double>& params, const py::objec
     if (o[r + 1] < o[r]) throw py::value_error("group sizes must be non-negative");
     K = o[r + 1] - o[r] > K ? o[r + 1] - o[r] : K;
   }
-  auto finite = [&](auto* v) {
-    for (index_t i = 0; i < n; ++i)
-      if (!(v[i] - v[i] == 0))
-        throw py::value_error("y_true[" + std::to_string(i) + "] = " + std::to_string(double(v[i])) +
-                              " is not a finite relevance label");
-  };
-  if (T == DType::f32) finite(static_cast<const float*>(y.data()));
-  else finite(static_cast<const double*>(y.data()));
+  // Labels prepared once for a booster's rounds (group_data given) were checked then.
+  if (group_data.is_none()) check_finite_labels(y, T);
 
   RowJob job;
   job.rows = groups;
@@ -72,6 +84,14 @@ py::tuple groupwise(int loss, const std::vector<double>& params, const py::objec
   const double norm = row_weight_sum(job.sample_weight, groups);
   job.grad_scale = reduction == Reduction::mean ? (norm > 0 ? 1.0 / norm : 0.0) : 1.0;
   CallOutputs outs(reduction, want_grad, want_hess, out, grad_out, hess_out, {groups}, {n}, T, true);
+  py::array per_group;
+  if (!group_data.is_none()) {
+    if (loss != int(RankId::lambda_rank)) throw py::value_error("group_data is for lambda_rank only");
+    per_group = numpy().attr("ascontiguousarray")(group_data, "float64");
+    if (per_group.ndim() != 1 || per_group.size() != groups)
+      throw py::value_error("group_data must hold one value per group");
+    job.extra = per_group.data();
+  }
   job.threads = get_num_threads();
   job.want_value = want_value || reduction == Reduction::none;
   if (reduction == Reduction::none) job.loss_out = outs.values.view().ptr;
@@ -145,6 +165,38 @@ py::tuple margin_ranking(const std::vector<double>& params, const py::object& y_
   return outs.result(total, norm);
 }
 
+// 1 / maxDCG@k (0 where maxDCG is 0) of each group of the labels y_true (float64; checked
+// finite here, non-negative and below 1024 by the caller) bounded by offsets (checked here): what
+// LambdaRank's kernel takes as group_data.
+py::array_t<double> lambda_rank_inverse_max_dcg(double k, const py::object& y_true_obj,
+                                                const py::object& offsets_obj) {
+  py::array y = numpy().attr("ascontiguousarray")(y_true_obj, "float64");
+  check_finite_labels(y, DType::f64);
+  py::array off = numpy().attr("ascontiguousarray")(offsets_obj, "int64");
+  const auto* o = static_cast<const std::int64_t*>(off.data());
+  const index_t groups = off.ndim() == 1 ? off.size() - 1 : -1;
+  if (y.ndim() != 1 || groups < 0 || o[0] != 0 || o[groups] != y.size())
+    throw py::value_error("group offsets must run from 0 to len(y_true)");
+  index_t K = 0;
+  for (index_t r = 0; r < groups; ++r) {
+    if (o[r + 1] < o[r]) throw py::value_error("group sizes must be non-negative");
+    K = std::max<index_t>(K, o[r + 1] - o[r]);
+  }
+  py::array_t<double> out(groups);
+  double* inv = out.mutable_data();
+  const double* labels = static_cast<const double*>(y.data());
+  {
+    py::gil_scoped_release nogil;
+    std::vector<double> tmp(std::size_t(K) + 1);
+    using Body = losses::LambdaRank<double>;
+    for (index_t r = 0; r < groups; ++r) {
+      const index_t m = o[r + 1] - o[r];
+      inv[r] = Body::inverse_max_dcg(labels + o[r], m, k > 0 ? index_t(k) : m, tmp.data());
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 void bind_ranking(py::module_& m) {
@@ -156,7 +208,9 @@ void bind_ranking(py::module_& m) {
   m.def("groupwise", &groupwise, py::arg("loss"), py::arg("params"), py::arg("y_true"),
         py::arg("y_pred"), py::arg("offsets"), py::arg("sample_weight"), py::arg("reduction"),
         py::arg("want_grad"), py::arg("want_hess"), py::arg("out"), py::arg("grad_out"),
-        py::arg("hess_out"), py::arg("want_value") = true);
+        py::arg("hess_out"), py::arg("want_value") = true, py::arg("group_data") = py::none());
+  m.def("lambda_rank_inverse_max_dcg", &lambda_rank_inverse_max_dcg, py::arg("k"), py::arg("y_true"),
+        py::arg("offsets"));
   m.def("margin_ranking", &margin_ranking, py::arg("params"), py::arg("y_true"), py::arg("x1"),
         py::arg("x2"), py::arg("sample_weight"), py::arg("reduction"), py::arg("want_grad"));
 }

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <type_traits>
 
 #include "binary.hpp"  // LogisticParts: softplus and sigmoid of one pair's score difference
@@ -22,9 +23,9 @@ namespace losses {
 template <class T, int Cols = 3>
 inline constexpr int kGroupScratch = int((sizeof(index_t) + (2 + Cols) * sizeof(double)) / sizeof(T));
 
-// Groups up to this size are sorted by insertion (query groups are mostly small; no index
-// indirection, stable by construction), larger ones by std::sort.
-inline constexpr index_t kInsertion = 24;
+// Groups up to this size are sorted by counting each document's rank (branch-free, vectorized:
+// query groups are mostly small), larger ones by std::sort.
+inline constexpr index_t kRankSort = 32;
 
 template <class V, class Before>
 void insertion_sort(V* v, index_t m, Before before) {
@@ -34,6 +35,15 @@ void insertion_sort(V* v, index_t m, Before before) {
     for (; j > 0 && before(x, v[j - 1]); --j) v[j] = v[j - 1];
     v[j] = x;
   }
+}
+
+// An integer whose order is the order of the doubles (+0 and -0 equal), NaN below every number.
+inline std::int64_t ordered_key(double x) {
+  x = x + 0.0;  // -0 -> +0
+  std::int64_t b;
+  __builtin_memcpy(&b, &x, sizeof b);
+  b ^= (b >> 63) & INT64_MAX;  // negative numbers: larger magnitude, smaller integer
+  return x != x ? INT64_MIN + 1 : b;
 }
 
 // One group's inputs and outputs, and its scratch carved out of the driver's buffer.
@@ -65,19 +75,28 @@ struct Group {
     col = hd + m;
     for (index_t i = 0; i < m; ++i) gd[i] = hd[i] = 0.0;
   }
+  // sort_by for groups of up to W documents: the rank of document i is the number of documents
+  // before it, #{j : key_j > key_i} + #{j < i : key_j == key_i}, counted over W lanes (a fixed
+  // count: it vectorizes; the lanes past m hold a key before nothing).
+  template <int W>
+  void rank_sort(const T* key, double* sorted) {
+    alignas(64) std::int64_t k[W];
+    for (index_t i = 0; i < m; ++i) k[i] = ordered_key(double(key[i]));
+    for (index_t i = m; i < W; ++i) k[i] = INT64_MIN;
+    for (index_t i = 0; i < m; ++i) {
+      const std::int64_t ki = k[i], below = ki - 1;  // ki > INT64_MIN
+      std::int64_t r = 0;
+      for (int j = 0; j < W; ++j) r += k[j] > (j < i ? below : ki);
+      order[r] = i;
+      sorted[r] = double(key[i]);
+    }
+  }
   // The documents by decreasing key, ties by position (a stable order), NaN keys last, into
   // `order`; the keys in that order into `sorted`.
   void sort_by(const T* key, double* sorted) {
+    if (m <= kRankSort / 2) return rank_sort<kRankSort / 2>(key, sorted);
+    if (m <= kRankSort) return rank_sort<kRankSort>(key, sorted);
     auto before = [](double u, double v) { return u > v || (v != v && u == u); };
-    if (m <= kInsertion) {
-      for (index_t i = 0; i < m; ++i) {
-        const double x = double(key[i]);
-        index_t j = i;
-        for (; j > 0 && before(x, sorted[j - 1]); --j) sorted[j] = sorted[j - 1], order[j] = order[j - 1];
-        sorted[j] = x, order[j] = i;
-      }
-      return;
-    }
     for (index_t i = 0; i < m; ++i) order[i] = i;
     std::sort(order, order + m, [key, before](index_t a, index_t b) {
       return before(double(key[a]), double(key[b])) ||
@@ -172,7 +191,8 @@ struct RankNet {
 // value term is D_ij log(1 + exp(-sigma (s_hi - s_lo))), its derivatives LightGBM's lambdas and
 // Hessians. With `norm`, the group's terms are finally scaled by log2(1 + L) / L, L the sum of
 // 2 |lambda| over pairs. Documents scored -inf are skipped (LightGBM's kMinScore). Parameters:
-// (trunc (0: the group size), sigma, norm).
+// (trunc (0: the group size), sigma, norm). job.extra, when set, holds each group's
+// 1 / maxDCG@trunc (double; inverse_max_dcg): a booster's labels are the same at every round.
 template <class T>
 struct LambdaRank {
   static constexpr RowSpec spec{RowTarget::rows, 3, nullptr, false, kGroupScratch<T, 4>};
@@ -194,24 +214,28 @@ struct LambdaRank {
     static const Tables t;  // built once, thread-safe
     return t;
   }
+  // 2^y - 1 (exact for integers up to 1023; +inf from 1024 on: the binding's callers reject such
+  // labels). The integer is formed only from a label in [0, 31).
   static double gain(double y) {
-    const int i = int(y);
-    return i >= 0 && i < 31 && double(i) == y ? tables().gain[i] : std::exp2(y) - 1.0;
+    const bool small = y >= 0.0 && y < 31.0;
+    const int i = small ? int(y) : 0;
+    return small && double(i) == y ? tables().gain[i] : std::exp2(y) - 1.0;
   }
   static double discount(index_t rank) {
     return rank < kTable ? tables().discount[rank] : 1.0 / std::log2(2.0 + double(rank));
   }
-  // maxDCG@k: the gains in decreasing order times the discounts of the first k positions. Integer
-  // labels 0..30 (LightGBM's) are counted, not sorted; other labels sort their gains (in tmp).
-  static double max_dcg(const Group<T>& q, index_t k, double* tmp) {
-    const index_t m = q.m, top = std::min(k, m);
+  // maxDCG@k of one group's labels y[0..m): the gains in decreasing order times the discounts of
+  // the first k positions. Integer labels 0..30 (LightGBM's) are counted, not sorted; other labels
+  // sort their gains (in tmp, m doubles).
+  static double max_dcg(const T* y, index_t m, index_t k, double* tmp) {
+    const index_t top = std::min(k, m);
     index_t count[31] = {};
     bool counted = true;
     for (index_t i = 0; i < m; ++i) {
-      const double y = double(q.y[i]);
-      const bool small = y >= 0.0 && y < 31.0;
-      const int label = small ? int(y) : 0;
-      const bool ok = small && double(label) == y;
+      const double v = double(y[i]);
+      const bool small = v >= 0.0 && v < 31.0;
+      const int label = small ? int(v) : 0;
+      const bool ok = small && double(label) == v;
       counted &= ok;
       count[label] += ok;
     }
@@ -223,12 +247,16 @@ struct LambdaRank {
         for (index_t c = 0; c < count[label] && a < top; ++c) dcg += t.gain[label] * discount(a++);
       return dcg;
     }
-    for (index_t i = 0; i < m; ++i) tmp[i] = gain(double(q.y[i]));
+    for (index_t i = 0; i < m; ++i) tmp[i] = gain(double(y[i]));
     auto greater = [](double u, double v) { return u > v; };
-    if (m <= kInsertion) insertion_sort(tmp, m, greater);
+    if (m <= kRankSort) insertion_sort(tmp, m, greater);
     else std::partial_sort(tmp, tmp + top, tmp + m, greater);
     for (index_t a = 0; a < top; ++a) dcg += tmp[a] * discount(a);
     return dcg;
+  }
+  static double inverse_max_dcg(const T* y, index_t m, index_t k, double* tmp) {
+    const double dcg = max_dcg(y, m, k, tmp);
+    return dcg > 0 ? 1.0 / dcg : 0.0;
   }
   // Pairs go through a batch in three passes: gathered (positions, score difference s_hi - s_lo,
   // the sign of a's side, the NDCG weight D_ij), their logistic terms computed in one branch-free
@@ -309,7 +337,8 @@ struct LambdaRank {
       return 0.0;
     }
     double *ss = q.col, *ys = q.col + m, *gs = q.col + 2 * m, *tmp = q.col + 3 * m;
-    const double dcg = max_dcg(q, k, tmp), inv_max_dcg = dcg > 0 ? 1.0 / dcg : 0.0;
+    const double inv_max_dcg = job.extra ? static_cast<const double*>(job.extra)[r]
+                                         : inverse_max_dcg(q.y, m, k, tmp);
     q.sort_by(q.s, ss);
     const double ninf = -__builtin_huge_val();
     index_t worst_at = m - 1;

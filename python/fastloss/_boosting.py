@@ -144,7 +144,9 @@ class BoostingObjective(LossAdapter):
         y = self.labels(y_true, margin)
         w = None if sample_weight is None or np.size(sample_weight) == 0 else np.asarray(sample_weight)
         if isinstance(self.loss, _RankingLoss):
-            grad, hess, w = ranking_grad_hess(self.loss, y, margin, w, group)
+            if getattr(self, "_groups", None) is None:
+                self._groups = RankingGroups()
+            grad, hess, w = ranking_grad_hess(self.loss, y, margin, w, group, self._groups)
         else:
             grad, hess = self.loss.grad_hess(y, margin, w, reduction="sum", **inputs)
         if self.hessian == "fisher":
@@ -159,6 +161,11 @@ class BoostingObjective(LossAdapter):
                     np.clip(x, low * unit, high * unit, out=x, casting="unsafe")
         return grad, hess
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_groups", None)  # a cache of the booster's labels: not shipped
+        return state
+
     def _fisher(self, y: np.ndarray, margin: np.ndarray, w: Optional[np.ndarray]) -> np.ndarray:
         if self.kind == "binary":  # label-free: (pw ys + 1 - ys) = 1 for any label ys
             return _BERNOULLI.grad_hess(y, margin, w, reduction="sum")[1]
@@ -169,17 +176,44 @@ class BoostingObjective(LossAdapter):
         return ones if w is None else ones * per_element(w, margin.shape).astype(margin.dtype)
 
 
+class RankingGroups:
+    """The query groups of a booster's data, and its labels prepared for the ranking kernels
+    (:meth:`fastloss.ranking._RankingLoss.prepare_groups`), kept between rounds: a booster hands
+    the same label and group arrays at every round (LightGBM's Dataset does), and they do not
+    change. Prepared at the second call with the same arrays, so that callers handing new arrays
+    every time (XGBoost's ``get_label()``) pay nothing."""
+
+    def __init__(self) -> None:
+        self._entry: Tuple[Any, ...] = ((), None)  # (key, value): replaced in one assignment
+
+    def get(self, loss: Any, y: np.ndarray, margin: np.ndarray, group: Any):
+        """``(offsets, sizes, prepared or None)`` for these labels and groups."""
+        key = (loss, y, group, margin.shape[0], margin.dtype)
+        old, value = self._entry
+        if len(old) == len(key) and all(a is b for a, b in zip(old[:3], key[:3])) and old[3:] == key[3:]:
+            offsets, sizes, prepared = value
+            if prepared is None:
+                value = (offsets, sizes, loss.prepare_groups(y, offsets, margin.dtype))
+                self._entry = (key, value)
+            return value
+        offsets = group_offsets(margin.shape[0], group)
+        value = (offsets, np.diff(offsets), None)
+        self._entry = (key, value)
+        return value
+
+
 def ranking_grad_hess(loss: Any, y: np.ndarray, margin: np.ndarray, w: Optional[np.ndarray],
-                      group: Any) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+                      group: Any, groups: Optional[RankingGroups] = None
+                      ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """A ranking loss on the booster's query groups (sizes; one group without). Weights are
     per group (XGBoost: one per group) or per document (LightGBM: each document's gradient and
     Hessian times its weight, as LightGBM's own lambdarank). Returns the derivatives of the
-    weighted sum and the weights per document (for the Hessian floor)."""
+    weighted sum and the weights per document (for the Hessian floor). ``groups`` keeps the
+    groups and prepared labels between rounds."""
     n = margin.shape[0]
-    offsets = group_offsets(n, group)
-    sizes = np.diff(offsets)
+    offsets, sizes, prepared = (groups or RankingGroups()).get(loss, y, margin, group)
     per_document = w is not None and w.shape == (n,) and sizes.size != n
-    grad, hess = loss.boosting_grad_hess(y, margin, None if per_document else w, offsets)
+    grad, hess = loss.boosting_grad_hess(y, margin, None if per_document else w, offsets, prepared)
     if w is None:
         return grad, hess, None
     if per_document:

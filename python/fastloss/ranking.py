@@ -18,7 +18,7 @@ with results that do not depend on the thread count. See docs/ranking.md for the
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Optional, Tuple
+from typing import Any, ClassVar, NamedTuple, Optional, Tuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -30,6 +30,8 @@ from ._validate import boolean, choice, integer, non_negative, optional, positiv
 __all__ = ["RankNet", "LambdaRank", "ListNet", "ListMLE", "MarginRanking",
            "rank_net", "lambda_rank", "list_net", "list_mle", "margin_ranking",
            "group_offsets", "ndcg", "mean_average_precision", "mrr"]
+
+MAX_LABEL = 1024  # LambdaRank's labels: 2^y - 1 is finite in float64 below it
 
 SIGMA = param(default=1.0, check=positive, doc="scale of the score differences in the sigmoid")
 
@@ -86,6 +88,15 @@ def _documents(y_pred: Any) -> int:
     return a.shape[0]
 
 
+class PreparedGroups(NamedTuple):
+    """A booster's labels and query groups as the kernels take them (see
+    :meth:`_RankingLoss.prepare_groups`)."""
+
+    labels: np.ndarray  # contiguous, in the scores' dtype, checked
+    offsets: np.ndarray
+    group_data: Optional[np.ndarray]  # per-group constants (LambdaRank: 1 / maxDCG@k), or None
+
+
 class _RankingLoss(Loss[FloatArray]):
     """A loss over query groups (the C++ kernels of cpp/losses/ranking.hpp): per-group values,
     one sample weight per group, derivatives per document."""
@@ -112,14 +123,33 @@ class _RankingLoss(Loss[FloatArray]):
         return _core.groupwise(self._id, self._packed, y_true, y_pred, offsets, sample_weight,
                                reduction, want_grad, want_hess, out, grad_out, hess_out)
 
-    def boosting_grad_hess(self, y_true: np.ndarray, y_pred: np.ndarray,
-                           sample_weight: Optional[np.ndarray],
-                           offsets: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """``(grad, hess)`` of the weighted sum over the groups bounded by ``offsets`` (from
-        :func:`group_offsets`), without the value: what a booster reads at every round."""
+    def _group_data(self, labels: np.ndarray, offsets: np.ndarray) -> Optional[np.ndarray]:
+        """Per-group constants of the labels that the kernel can take precomputed (None: none)."""
+        return None
+
+    def prepare_groups(self, y_true: Any, offsets: np.ndarray, dtype: Any) -> "PreparedGroups":
+        """The labels converted to ``dtype`` (the scores') and checked, and what the kernel derives
+        from them alone, computed once for a booster's rounds (its labels and groups do not
+        change): pass the result to :meth:`boosting_grad_hess` as ``prepared``."""
         self._check_labels(y_true)
+        labels = np.ascontiguousarray(real_array(y_true, "y_true"), dtype=dtype)
+        return PreparedGroups(labels, offsets, self._group_data(labels, offsets))
+
+    def boosting_grad_hess(self, y_true: np.ndarray, y_pred: np.ndarray,
+                           sample_weight: Optional[np.ndarray], offsets: np.ndarray,
+                           prepared: Optional["PreparedGroups"] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """``(grad, hess)`` of the weighted sum over the groups bounded by ``offsets`` (from
+        :func:`group_offsets`), without the value: what a booster reads at every round.
+        ``prepared`` (from :meth:`prepare_groups` on these labels and offsets) skips the label
+        checks and conversion and the per-group constants."""
+        group_data = None
+        if prepared is None:
+            self._check_labels(y_true)
+        else:
+            y_true, offsets, group_data = prepared
         result = _core.groupwise(self._id, self._packed, y_true, y_pred, offsets, sample_weight,
-                                 "sum", True, True, None, None, None, want_value=False)
+                                 "sum", True, True, None, None, None, want_value=False,
+                                 group_data=group_data)
         return result[3], result[4]
 
     def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):
@@ -184,7 +214,8 @@ class LambdaRank(_RankingLoss):
     Hessian are the exact derivatives of the value (away from tied scores, where the ranks
     change). Documents scored ``-inf`` are skipped (LightGBM's ``kMinScore``). LightGBM computes
     the sigmoid from a lookup table (relative error about 1e-5); fastloss computes it exactly.
-    Gain ``2^y - 1``: labels must be non-negative (LightGBM requires integers below 31).
+    Gain ``2^y - 1``: labels must be non-negative and below 1024, where the gain overflows
+    float64 (LightGBM requires integers below 31, its ``label_gain`` table).
 
     Parameters
     ----------
@@ -220,8 +251,17 @@ class LambdaRank(_RankingLoss):
 
     def _check_labels(self, y_true: Any) -> None:
         y = y_true if isinstance(y_true, np.ndarray) else np.asarray(y_true)
-        if y.dtype.kind in "biuf" and y.size and np.min(y) < 0:
+        if y.dtype.kind not in "biuf" or not y.size:
+            return
+        if np.min(y) < 0:
             raise ValueError("y_true (relevance labels) must be non-negative for the gain 2^y - 1")
+        if np.max(y) >= MAX_LABEL:  # NaN compares False: the kernel reports it
+            i = int(np.flatnonzero(y.reshape(-1) >= MAX_LABEL)[0])
+            raise ValueError(f"y_true (relevance labels) must be below {MAX_LABEL}: the gain 2^y - 1 "
+                             f"overflows float64 from there; y_true[{i}] = {y.reshape(-1)[i]}")
+
+    def _group_data(self, labels: np.ndarray, offsets: np.ndarray) -> Optional[np.ndarray]:
+        return _core.lambda_rank_inverse_max_dcg(float(self.k or 0), labels, offsets)
 
 
 class ListNet(_RankingLoss):
