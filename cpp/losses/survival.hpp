@@ -358,7 +358,7 @@ void radix_sort(index_t n, K** keys, I** idx, K* keys_tmp, I* idx_tmp) {
 
 inline constexpr index_t kCoxChunk = 16384;  // elements per chunk of the parallel passes
 inline constexpr int kCoxSortBits = 33;      // key bits sorted by the radix passes (3 x 11)
-inline constexpr index_t kCoxPrefetch = 64;  // samples ahead of the random walk of step 4
+inline constexpr index_t kCoxPrefetch = 256;  // samples ahead of the random walk of step 4
 inline constexpr index_t kCoxSplit = 65536;  // samples from which the sort and the walk go in 2 parts
 
 // An LSD radix sort of n packed words p = (hi(i) << ib) | i by their hi, `bits` wide, stably
@@ -603,8 +603,17 @@ void cox_kernel(CoxJob& job) {
       }
       if (w)  // the event's weight (w finite: w * 0 = 0)
         for (index_t j = 0; j < len; ++j) wd[j] *= w[p + j];
-      for (int dg = 0; dg < counted; ++dg)
-        for (index_t j = 0; j < len; ++j) ++h[dg * buckets + static_cast<index_t>((hk[j] >> (digit * dg)) & dmask)];
+      if (counted == 3) {  // the usual case: the three counts of a key at once (more in flight)
+        for (index_t j = 0; j < len; ++j) {
+          const K x = hk[j];
+          ++h[x & dmask];
+          ++h[buckets + static_cast<index_t>((x >> digit) & dmask)];
+          ++h[2 * buckets + static_cast<index_t>((x >> (2 * digit)) & dmask)];
+        }
+      } else {
+        for (int dg = 0; dg < counted; ++dg)
+          for (index_t j = 0; j < len; ++j) ++h[dg * buckets + static_cast<index_t>((hk[j] >> (digit * dg)) & dmask)];
+      }
       if (w) {
         for (index_t j = 0; j < len; ++j) smp[p + j].u = ex[j] * w[p + j];
       } else {
@@ -762,7 +771,7 @@ void cox_kernel(CoxJob& job) {
     hv = (first - uk * uk * (dk ? r[1] - r[3] : r[1])) * scale;
   };
   parallel_for(n, 4, job.threads, [&](index_t b, index_t e) {
-    if (g_out && h_out && !l_out && gst == 1 && hst == 1) {  // the boosting call: vectorized
+    if (g_out && h_out && !l_out && gst == 1 && hst == 1) {  // the boosting call
       for (index_t i = b; i < e; ++i) {
         const K kf = smp[i].key;
         double gv, hv;
