@@ -358,7 +358,7 @@ void radix_sort(index_t n, K** keys, I** idx, K* keys_tmp, I* idx_tmp) {
 
 inline constexpr index_t kCoxChunk = 16384;  // elements per chunk of the parallel passes
 inline constexpr int kCoxSortBits = 33;      // key bits sorted by the radix passes (3 x 11)
-inline constexpr index_t kCoxPrefetch = 64;  // samples ahead of the random walk of step 4
+inline constexpr index_t kCoxPrefetch = 256;  // samples ahead of the random walk of step 4
 inline constexpr index_t kCoxSplit = 65536;  // samples from which the sort and the walk go in 2 parts
 
 // An LSD radix sort of n packed words p = (hi(i) << ib) | i by their hi, `bits` wide, stably
@@ -456,8 +456,8 @@ void cox_sort(const CoxSortPlan& plan, Hi&& hi, index_t* count0, std::uint64_t* 
 //   hess_j = u_j (cumA - delta_j B) - u_j^2 (cumA2 - delta_j (2 B2 - C2))
 // (B, B2, C2 of j's own group).
 //
-// Passes: (1) keys, checks, max eta (parallel); (2) u, the event sums and the radix histograms
-// (parallel); (3) an LSD radix sort of packed (key bits, position) words; (4) one descending walk
+// Passes: (1) checks, max eta and the key range (parallel, reads only); (2) keys, u, the event
+// sums and the radix histograms (parallel, the one pass that writes the samples); (3) an LSD radix sort of packed (key bits, position) words; (4) one descending walk
 // over the sorted samples: the risk-set sums S and each sample's group; (5) one ascending walk
 // over the groups: the cumulative sums; (6) the outputs in the samples' own order (parallel,
 // sequential writes). Every sum runs in an order fixed by the data alone: the result does not
@@ -488,8 +488,10 @@ void cox_kernel(CoxJob& job) {
   double* const rec = arena.take<double>(4 * n);  // 4 doubles per group; the sort's scratch first
   double* const glog = arena.take<double>(l_out ? n : 1);
 
-  // 1. Keys, validity, max eta and the key range (parallel over fixed chunks, combined in chunk
-  // order). Validity is checked per chunk; the first bad index is looked up only when one is.
+  // 1. Validity, max eta and the range of the time keys (parallel over fixed chunks, combined in
+  // chunk order): a read of the inputs that writes nothing, so that step 2 knows everything it
+  // needs in its one pass. Validity is checked per chunk; the first bad index is looked up only
+  // when one is.
   const index_t chunks = (n + kCoxChunk - 1) / kCoxChunk;
   struct Part {
     double mx, wsum, weta;
@@ -497,21 +499,24 @@ void cox_kernel(CoxJob& job) {
     index_t bad;
   };
   Scratch<Part> part(chunks);
+  // The bits of |time| (-0 -> +0): a non-negative double, so their integer order is the time order.
+  const auto time_bits = [](F t) {
+    const double td = std::fabs(static_cast<double>(t));
+    K bits;
+    std::memcpy(&bits, &td, sizeof bits);
+    return bits;
+  };
   parallel_chunks(chunks, kCoxChunk, job.threads, [&](index_t c) {
     const index_t b = c * kCoxChunk, e = min_(n, b + kCoxChunk);
     K kmin = ~K(0), kmax = 0, kor = 0;
     bool bad = false;
     for (index_t i = b; i < e; ++i) {
       const F t = time[i * ts];
-      const bool d = event ? event[i * es] != 0 : t > F(0);
       bad |= (event && t < F(0)) | (t != t);
-      const double td = std::fabs(static_cast<double>(t));  // -0 -> +0
-      K bits;
-      std::memcpy(&bits, &td, sizeof bits);
+      const K bits = time_bits(t);
       kmin = bits < kmin ? bits : kmin;
       kmax = bits > kmax ? bits : kmax;
       kor |= bits;
-      smp[i].key = (bits << 1) | K(d);
     }
     double mx[kLanes];
     for (int j = 0; j < kLanes; ++j) mx[j] = -kInf;
@@ -561,8 +566,9 @@ void cox_kernel(CoxJob& job) {
   const auto hi = [&](index_t i) -> K { return ((smp[i].key >> 1) - kmin) >> shift; };
   const CoxSortPlan plan(n, chunks, ib, bits, job.threads);
 
-  // 2. The digit counts the sort starts from (CoxSortPlan::tables(); per thread, then summed:
-  // integers, so in any order), u = w exp(eta - m), the event weight and sum of w delta eta
+  // 2. One pass that writes the samples: keys (the time bits shifted left by one, the event flag
+  // in bit 0), u = w exp(eta - m), the digit counts the sort starts from (CoxSortPlan::tables();
+  // per thread, then summed: integers, so in any order), the event weight and sum of w delta eta
   // (kLanes lanes per chunk). Parallel.
   const index_t table = plan.tables() * plan.buckets;
   const int slots = job.threads < kMaxThreads ? (job.threads > 0 ? job.threads : 1) : kMaxThreads;
@@ -570,43 +576,60 @@ void cox_kernel(CoxJob& job) {
   for (index_t j = 0; j < slots * table; ++j) count.p[j] = 0;
   parallel_chunks_slots(chunks, 2 * kCoxChunk, job.threads, [&](index_t c, int slot) {
     const index_t b = c * kCoxChunk, e = min_(n, b + kCoxChunk);
-    const K dmask = static_cast<K>(plan.buckets - 1);
-    if (plan.parts > 1) {
-      index_t* h = count.p + slot * table + plan.part_of_chunk(c) * plan.buckets;
-      for (index_t i = b; i < e; ++i) ++h[hi(i) & dmask];
-    } else {
-      index_t* h = count.p + slot * table;
-      for (int d = 0; d < plan.passes; ++d, h += plan.buckets)
-        for (index_t i = b; i < e; ++i) ++h[(hi(i) >> (plan.digit * d)) & dmask];
-    }
+    const K dmask = static_cast<K>(plan.buckets - 1), k0 = kmin;
+    const int sh = shift, digit = plan.digit, counted = plan.parts > 1 ? 1 : plan.passes;
+    const index_t buckets = plan.buckets;
+    index_t* const h = count.p + slot * table + (plan.parts > 1 ? plan.part_of_chunk(c) * buckets : 0);
     double wsum[kLanes] = {}, weta[kLanes] = {};
-    constexpr index_t kPiece = 16 * kLanes;  // exp of a piece in a simple (vectorized) loop first
-    double ex[kPiece];
+    // A piece at a time, in simple loops (the exp, the event sums: vectorized).
+    constexpr index_t kPiece = 16 * kLanes;
+    double eta[kPiece], ex[kPiece], wd[kPiece];
+    K hk[kPiece];
     for (index_t p = b; p < e; p += kPiece) {
       const index_t len = min_(kPiece, e - p);
       if (ps == 1) {
-        for (index_t j = 0; j < len; ++j) ex[j] = static_cast<double>(pred[p + j]);
+        for (index_t j = 0; j < len; ++j) eta[j] = static_cast<double>(pred[p + j]);
       } else {
-        for (index_t j = 0; j < len; ++j) ex[j] = static_cast<double>(pred[(p + j) * ps]);
+        for (index_t j = 0; j < len; ++j) eta[j] = static_cast<double>(pred[(p + j) * ps]);
       }
-      for (index_t j = 0; j < len; ++j) ex[j] = vm::exp(ex[j] - m);
-      const auto lanes = [&](auto weighted) {  // without a branch on w in the loop
-        const auto step = [&](index_t j, int lane) {
-          const index_t i = p + j;
-          const double eta = static_cast<double>(pred[i * ps]);
-          double wi = 1.0;
-          if constexpr (decltype(weighted)::value) wi = w[i];
-          smp[i].u = decltype(weighted)::value ? ex[j] * wi : ex[j];
-          const double wd = (smp[i].key & 1) ? wi : 0.0;
-          wsum[lane] += wd;
-          weta[lane] += wd == 0.0 ? 0.0 : wd * eta;
-        };
-        index_t j = 0;
-        for (; j + kLanes <= len; j += kLanes)
-          for (int l = 0; l < kLanes; ++l) step(j + l, l);
-        for (int l = 0; j < len; ++j, ++l) step(j, l);
+      for (index_t j = 0; j < len; ++j) ex[j] = vm::exp(eta[j] - m);
+      for (index_t j = 0; j < len; ++j) {
+        const F t = time[(p + j) * ts];
+        const bool d = event ? event[(p + j) * es] != 0 : t > F(0);
+        const K bits = time_bits(t);
+        smp[p + j].key = (bits << 1) | K(d);
+        hk[j] = (bits - k0) >> sh;
+        wd[j] = static_cast<double>(d);
+      }
+      if (w)  // the event's weight (w finite: w * 0 = 0)
+        for (index_t j = 0; j < len; ++j) wd[j] *= w[p + j];
+      if (counted == 3) {  // the usual case: the three counts of a key at once (more in flight)
+        for (index_t j = 0; j < len; ++j) {
+          const K x = hk[j];
+          ++h[x & dmask];
+          ++h[buckets + static_cast<index_t>((x >> digit) & dmask)];
+          ++h[2 * buckets + static_cast<index_t>((x >> (2 * digit)) & dmask)];
+        }
+      } else {
+        for (int dg = 0; dg < counted; ++dg)
+          for (index_t j = 0; j < len; ++j) ++h[dg * buckets + static_cast<index_t>((hk[j] >> (digit * dg)) & dmask)];
+      }
+      if (w) {
+        for (index_t j = 0; j < len; ++j) smp[p + j].u = ex[j] * w[p + j];
+      } else {
+        for (index_t j = 0; j < len; ++j) smp[p + j].u = ex[j];
+      }
+      // Lane j % kLanes; a full piece in a vectorized loop (a branch on the random events costs
+      // a misprediction each).
+      const auto add = [&](index_t j, int l) {
+        const double v = wd[j], ve = v * eta[j];
+        wsum[l] += v;
+        weta[l] += v == 0.0 ? 0.0 : ve;
       };
-      w ? lanes(std::true_type{}) : lanes(std::false_type{});
+      index_t j = 0;
+      for (; j + kLanes <= len; j += kLanes)
+        for (int l = 0; l < kLanes; ++l) add(j + l, l);
+      for (int l = 0; j < len; ++j, ++l) add(j, l);
     }
     part.p[c].wsum = pairwise_sum(wsum, kLanes);
     part.p[c].weta = pairwise_sum(weta, kLanes);
@@ -642,8 +665,17 @@ void cox_kernel(CoxJob& job) {
       index_t s = k;
       const K run_bits = sorted[k] >> ib;
       while (s > lo && (sorted[s - 1] >> ib) == run_bits) --s;
-      if (!exact && k > s && !std::is_sorted(sorted + s, sorted + k + 1, less))
-        std::sort(sorted + s, sorted + k + 1, less);
+      if (!exact && k > s) {
+        // In time order already unless a later key precedes an earlier one (equal keys are in
+        // position order: the sort is stable). Checked without an early exit, prefetching as the
+        // walk does, so the run's random reads overlap (std::is_sorted waited on each).
+        bool ordered = true;
+        for (index_t j = k; j > s; --j) {
+          if (j - kCoxPrefetch >= lo) __builtin_prefetch(&smp[sorted[j - kCoxPrefetch] & pos_mask]);
+          ordered &= (smp[sorted[j - 1] & pos_mask].key >> 1) <= (smp[sorted[j] & pos_mask].key >> 1);
+        }
+        if (!ordered) std::sort(sorted + s, sorted + k + 1, less);
+      }
       for (; k >= s; --k) {
         if (k - kCoxPrefetch >= lo)
           __builtin_prefetch(&smp[sorted[k - kCoxPrefetch] & pos_mask], 1);
@@ -694,6 +726,14 @@ void cox_kernel(CoxJob& job) {
   // 5. Ascending walk over the groups (the earlier part's, then the later part's): the group sums
   // and the loss; rec[4g..4g+3] becomes {cumA, cumA2, B, 2 B2 - C2}, glog[g] the mean log
   // risk-set sum of its events.
+  // First the log risk-set sum of every group, in a vectorized loop (a scalar log per group took
+  // most of this walk with distinct times); `sorted` is free after step 4.
+  double* const log_s = reinterpret_cast<double*>(sorted);
+  const auto logs_of = [&](index_t g0, index_t g1, double carry) {
+    for (index_t g = g0; g < g1; ++g) log_s[g] = vm::log(rec[4 * g] + carry);
+  };
+  logs_of(n - split, n - split + groups_early, total_late);
+  logs_of(0, groups_late, 0.0);
   double cumA = 0.0, cumA2 = 0.0, log_total = 0.0;
   const auto ascend = [&](index_t g, double carry) {
     double* r = rec + 4 * g;
@@ -706,7 +746,7 @@ void cox_kernel(CoxJob& job) {
       if (!job.efron || dg == 1) {
         const double inv = 1.0 / Sg;
         A = wd * inv, A2 = wd * inv * inv;
-        logs = vm::log(Sg);
+        logs = log_s[g];
       } else {
         const double dd = static_cast<double>(dg);
         for (index_t q = 0; q < dg; ++q) {
@@ -739,7 +779,7 @@ void cox_kernel(CoxJob& job) {
     hv = (first - uk * uk * (dk ? r[1] - r[3] : r[1])) * scale;
   };
   parallel_for(n, 4, job.threads, [&](index_t b, index_t e) {
-    if (g_out && h_out && !l_out && gst == 1 && hst == 1) {  // the boosting call: vectorized
+    if (g_out && h_out && !l_out && gst == 1 && hst == 1) {  // the boosting call
       for (index_t i = b; i < e; ++i) {
         const K kf = smp[i].key;
         double gv, hv;
