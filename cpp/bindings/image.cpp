@@ -6,7 +6,6 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -187,7 +186,6 @@ py::tuple dice(const py::object& y_true, const py::object& y_pred, int activatio
     }
     job.grad_out = py::reinterpret_borrow<py::array>(grad).mutable_data();
   }
-  job.recompute = std::getenv("FL_DICE_RECOMPUTE") != nullptr;  // EXPERIMENT
   job.threads = get_num_threads();
   if (job.N * job.C * job.S > 0) {
     const DiceFn fn = kernels().dice[T == DType::f32 ? 0 : 1];

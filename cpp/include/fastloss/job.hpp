@@ -160,7 +160,6 @@ struct DiceJob {
   const double* scale = nullptr;         // d value / d loss per loss; null: no gradient
   void* grad_out = nullptr;              // (N, C, S) when scale is set
   bool grad_last = false;
-  bool recompute = false;  // EXPERIMENT
   int threads = 1;
 };
 using DiceFn = void (*)(const DiceJob&);
