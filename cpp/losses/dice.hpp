@@ -254,32 +254,6 @@ struct Kernel {
     return {gr + (n * S + i0) * C, len};
   }
 
-  // Asks for block i0 of image n (if any) while the current one is computed: with channels-first
-  // arrays a block reads 2 C rows far apart, more streams than the hardware prefetcher follows.
-  void prefetch(index_t n, index_t i0, bool second_pass) const {
-    if (i0 >= S) return;
-    const index_t len = min_(kBlock, S - i0);
-    auto range = [](const void* ptr, index_t bytes) {
-      const char* c = static_cast<const char*>(ptr);
-      for (index_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 2);
-    };
-    auto rows = [&](const void* base, bool last) {
-      const T* b = static_cast<const T*>(base);
-      if (last)
-        range(b + (n * S + i0) * C, len * C * index_t(sizeof(T)));
-      else
-        for (index_t c = 0; c < C; ++c) range(b + (n * C + c) * S + i0, len * index_t(sizeof(T)));
-    };
-    if (second_pass && keep)
-      rows(job.grad_out, job.grad_last);
-    else
-      rows(job.z, job.z_last);
-    if (L)
-      range(job.labels + n * S + i0, len * index_t(sizeof(std::int64_t)));
-    else
-      rows(job.targets, job.targets_last);
-  }
-
   // p = activation(z) into p (identity: p is z itself, nothing written). Returns false when p
   // holds a softmax's exponentials still to be multiplied by tmp (the reciprocals of their sums).
   bool exps(Rows<const T> z, Rows<T> p, index_t len, T* __restrict tmp) const {
@@ -315,7 +289,6 @@ struct Kernel {
   // Pass 1 over one block: p (kept or in scratch) and the block's sums into part (C x kDiceSums).
   template <bool Sq>
   void sums(index_t n, index_t i0, index_t len, Scratch<T>& s, double* part) const {
-    prefetch(n, i0 + kBlock, false);
     const Rows<const T> z = z_rows(n, i0, len, s), g = g_rows(n, i0, len, s);
     Rows<T> p = job.activation == Activation::none ? Rows<T>{const_cast<T*>(z.ptr), z.stride}
                                                    : p_rows(n, i0, len, s);
@@ -327,7 +300,6 @@ struct Kernel {
 
   // Pass 2 over one block: the gradient from coef (C x 3).
   void grad(index_t n, index_t i0, index_t len, Scratch<T>& s, const double* coef) const {
-    prefetch(n, i0 + kBlock, true);
     const Rows<const T> g = g_rows(n, i0, len, s);
     Rows<const T> p = z_rows(n, i0, len, s);  // without an activation p is z
     if (keep) {
