@@ -308,35 +308,52 @@ struct Kernel {
     }
     T* gr = static_cast<T*>(job.grad_out);
     const Rows<T> out = job.grad_last ? Rows<T>{s.out, kBlock} : Rows<T>{gr + n * C * S + i0, S};
-    // d loss / d p of class c at pixels [i, i + width of U)
-    auto dloss = [&](auto tag, index_t c, index_t i) {
-      using U = typename decltype(tag)::type;
-      const U zero = {}, one = zero + T(1), t = ld<U>(g(c) + i);
-      const U gv = L ? (t == static_cast<T>(c) ? one : zero) : t;
-      return static_cast<T>(coef[3 * c]) * gv + static_cast<T>(coef[3 * c + 1]) +
-             static_cast<T>(coef[3 * c + 2]) * ld<U>(p(c) + i);
+    // d loss / d p of class c at pixels [i, i + width of U). The coefficients and the activation
+    // are locals: read through job and coef inside the loops, they were loaded again at every
+    // step (the stores to the gradient may alias them as far as the compiler knows).
+    struct Class {
+      const T *g, *p;
+      T cls, a, b, q;
     };
-    T* dot = s.tmp + kBlock;
-    if (job.activation == Activation::softmax) {
+    auto cls_of = [&](index_t c) {
+      return Class{g(c), p(c), static_cast<T>(c), static_cast<T>(coef[3 * c]),
+                   static_cast<T>(coef[3 * c + 1]), static_cast<T>(coef[3 * c + 2])};
+    };
+    auto dloss = [](auto tag, const Class& k, index_t i) {
+      using U = typename decltype(tag)::type;
+      const U zero = {}, one = zero + T(1), t = ld<U>(k.g + i);
+      const U gv = L ? (t == k.cls ? one : zero) : t;
+      return k.a * gv + k.b + k.q * ld<U>(k.p + i);
+    };
+    const Activation act = job.activation;
+    T* __restrict dot = s.tmp + kBlock;
+    if (act == Activation::softmax) {
       for (index_t i = 0; i < len; ++i) dot[i] = T(0);
-      for (index_t c = 0; c < C; ++c)
+      for (index_t c = 0; c < C; ++c) {
+        const Class k = cls_of(c);
         columns<T>(0, len, [&](auto tag, index_t i) {
           using U = typename decltype(tag)::type;
-          st(dot + i, ld<U>(dot + i) + ld<U>(p(c) + i) * dloss(tag, c, i));
+          st(dot + i, ld<U>(dot + i) + ld<U>(k.p + i) * dloss(tag, k, i));
         });
+      }
     }
     for (index_t c = 0; c < C; ++c) {
+      const Class k = cls_of(c);
       T* oc = out(c);
-      columns<T>(0, len, [&](auto tag, index_t i) {
-        using U = typename decltype(tag)::type;
-        const U d = dloss(tag, c, i), pv = ld<U>(p(c) + i);
-        if (job.activation == Activation::softmax)
-          st(oc + i, pv * (d - ld<U>(dot + i)));
-        else if (job.activation == Activation::sigmoid)
-          st(oc + i, d * (pv * (T(1) - pv)));
-        else
-          st(oc + i, d);
-      });
+      auto each = [&](auto body) { columns<T>(0, len, body); };
+      if (act == Activation::softmax)
+        each([&](auto tag, index_t i) {
+          using U = typename decltype(tag)::type;
+          st(oc + i, ld<U>(k.p + i) * (dloss(tag, k, i) - ld<U>(dot + i)));
+        });
+      else if (act == Activation::sigmoid)
+        each([&](auto tag, index_t i) {
+          using U = typename decltype(tag)::type;
+          const U pv = ld<U>(k.p + i);
+          st(oc + i, dloss(tag, k, i) * (pv * (T(1) - pv)));
+        });
+      else
+        each([&](auto tag, index_t i) { st(oc + i, dloss(tag, k, i)); });
     }
     if (job.grad_last) from_rows(s.out, C, len, gr + (n * S + i0) * C);
   }
