@@ -228,6 +228,19 @@ def test_channels_last(rng, dtype, cls, ref, params):
     assert_bitwise_equal(zz, grad)
 
 
+@pytest.mark.parametrize("C", [2, 5, 70])
+def test_class_counts(rng, C):
+    """Class counts with and without a specialized transposition, and enough classes for the
+    smallest blocks (the block size follows C): reference values, channels-last bitwise equal."""
+    g, labels, z = make_inputs(rng, (2, C, 19, 41), "softmax")
+    loss = fl.DiceLoss(activation="softmax", squared=True)
+    value, grad = loss.value_and_grad(labels, z, reduction="none")
+    np.testing.assert_allclose(value, ref_dice(g, z, "softmax", squared=True), rtol=1e-12)
+    v, gr = loss.value_and_grad(channels_last(g), channels_last(z), reduction="none")
+    assert_bitwise_equal(v, value)
+    assert_bitwise_equal(gr, grad)
+
+
 @pytest.mark.parametrize("layout", ["first", "last"])
 def test_threads_and_groups_bitwise(rng, layout):
     """Images large enough to be processed in several groups, whose number follows the thread
