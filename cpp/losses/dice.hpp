@@ -11,8 +11,8 @@
 // every image: one group).
 // Work unit: one image, one block of block_pixels(C) pixels (all classes). Channels-last arrays are
 // transposed block by block into channels-first scratch; p of such a block is kept in its own
-// slice of the gradient buffer as C rows of `len`. Block sums in fixed double lanes, combined
-// pairwise in block order: the sums, losses and gradient are bitwise independent of the thread
+// slice of the gradient buffer as C rows of `len`. Block sums in 16 fixed lanes (partials of 16
+// terms in T, then double), combined pairwise, blocks combined pairwise in block order: the sums, losses and gradient are bitwise independent of the thread
 // count and of the grouping.
 #pragma once
 
