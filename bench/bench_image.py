@@ -5,6 +5,7 @@ when installed), ratios measured in the same run (medians of several repeats)::
     python bench/bench_image.py            # SSIM on 16 x 3 x 256 x 256, Dice on 16 x 4 x 256 x 256
     python bench/bench_image.py --quick    # 4 images, fewer repeats
     python bench/bench_image.py --threads 1,2
+    python bench/bench_image.py --only dice    # one section (ssim or dice)
 
 What is timed (float32):
 
@@ -15,7 +16,8 @@ What is timed (float32):
 - MS-SSIM value + gradient vs pytorch_msssim ``ms_ssim`` forward + backward (when installed).
 - Dice (softmax over 4 classes, one-hot targets) value + gradient vs the NumPy formulation below
   (precomputed one-hot targets, fewest passes); fastloss also with integer labels, and on
-  channels-last arrays (``(N, H, W, C)`` memory passed as its ``(N, C, H, W)`` view). Dice rows
+  channels-last arrays (``(N, H, W, C)`` memory passed as its ``(N, C, H, W)`` view, gradient
+  buffer channels-last too). Dice rows
   also give GB/s (bytes the call must move: logits and one-hot targets read, gradient written,
   12 B per float32 element; 8 B plus the labels with labels) and its percentage of the memory
   bandwidth (a triad ``a = b + s*c`` measured before and after, at the same thread count).
@@ -126,22 +128,9 @@ def channels_last(a):
     return np.moveaxis(np.ascontiguousarray(np.moveaxis(a, 1, -1)), -1, 1)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="4 images, 3 repeats")
-    ap.add_argument("--threads", default=None, help="comma-separated thread counts (default: 1 and the default)")
-    ap.add_argument("--repeats", type=int, default=None)
-    args = ap.parse_args(argv)
-    n = 4 if args.quick else 16
-    repeats = args.repeats or (3 if args.quick else 7)
-    base_repeats = max(1, repeats // 2) if not args.quick else 1
-    default_threads = fl.get_num_threads()
-    threads = sorted({int(t) for t in args.threads.split(",")} if args.threads else {1, default_threads})
+def ssim_section(n, threads, repeats, base_repeats) -> bool:
+    """SSIM and MS-SSIM rows; False when a value check fails."""
     ok = True
-    print(f"fastloss {fl.__version__}, ISA {fl.build_info()['isa_selected']}, float32, "
-          f"median of {repeats} (baselines {base_repeats})")
-
-    # SSIM ------------------------------------------------------------------------------------
     x, y = images(n, 3, 256)
     loss, gbuf = fl.SSIMLoss(), np.empty_like(y)
     shape = "x".join(map(str, x.shape))
@@ -172,8 +161,12 @@ def main(argv=None) -> int:
                 t_fl = median_time(lambda: ms.value_and_grad(x, y, grad_out=gbuf), repeats)
             ok &= abs(value - ms_run()[0]) < 1e-4
             row(f"MS-SSIM v+g {shape}", "pytorch_msssim f+b", t_torch, t_fl, t)
+    return ok
 
-    # Dice --------------------------------------------------------------------------------------
+
+def dice_section(n, threads, repeats) -> bool:
+    """Softmax Dice rows; False when a value or gradient check fails."""
+    ok = True
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 4, (n, 32, 32)).repeat(8, 1).repeat(8, 2)
     g = np.ascontiguousarray(np.moveaxis(np.eye(4, dtype=np.float32)[labels], -1, 1))
@@ -209,6 +202,29 @@ def main(argv=None) -> int:
         row(f"Dice softmax v+g {shape}", "NumPy (one-hot)", t_np, t_cl, t,
             f"fastloss channels-last; {pct('channels-last', t_cl)}")
     del tri
+    return ok
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="4 images, 3 repeats")
+    ap.add_argument("--threads", default=None, help="comma-separated thread counts (default: 1 and the default)")
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--only", choices=("ssim", "dice"), default=None, help="run one section")
+    args = ap.parse_args(argv)
+    n = 4 if args.quick else 16
+    repeats = args.repeats or (3 if args.quick else 7)
+    base_repeats = max(1, repeats // 2) if not args.quick else 1
+    default_threads = fl.get_num_threads()
+    threads = sorted({int(t) for t in args.threads.split(",")} if args.threads else {1, default_threads})
+    ok = True
+    print(f"fastloss {fl.__version__}, ISA {fl.build_info()['isa_selected']}, float32, "
+          f"median of {repeats} (baselines {base_repeats})")
+
+    if args.only != "dice":
+        ok &= ssim_section(n, threads, repeats, base_repeats)
+    if args.only != "ssim":
+        ok &= dice_section(n, threads, repeats)
     if not ok:
         print("CORRECTNESS CHECK FAILED", file=sys.stderr)
     return 0 if ok else 1

@@ -196,6 +196,73 @@ def test_threads_bitwise(rng, dtype):
         assert_bitwise_equal(a[1], b[1])
 
 
+def channels_last(a):
+    """The (N, C, *spatial) view of a channels-last (N, *spatial, C) copy of a."""
+    return np.moveaxis(np.ascontiguousarray(np.moveaxis(a, 1, -1)), -1, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls,ref,params", CASES, ids=CASE_IDS)
+def test_channels_last(rng, dtype, cls, ref, params):
+    """Channels-last predictions, targets and gradient buffers are read and written in place and
+    give the channels-first results bit for bit; the gradient keeps the layout of y_pred."""
+    g, labels, z = make_inputs(rng, (2, 3, 17, 70), params.get("activation"))  # 1190 pixels
+    g, z = g.astype(dtype), z.astype(dtype)
+    loss = cls(**params)
+    value, grad = loss.value_and_grad(g, z, reduction="none")
+    z_cl, g_cl = channels_last(z), channels_last(g)
+    for target in (g_cl, g, labels):
+        v, gr = loss.value_and_grad(target, z_cl, reduction="none")
+        assert_bitwise_equal(v, value)
+        assert_bitwise_equal(gr, grad)
+        assert np.moveaxis(gr, 1, -1).flags.c_contiguous  # channels-last, like z_cl
+    assert_bitwise_equal(loss(g_cl, z_cl, reduction="none"), value)  # the value alone
+    for buf in (channels_last(np.empty_like(z)), np.empty_like(z)):
+        v, gr = loss.value_and_grad(g_cl, z_cl, reduction="none", grad_out=buf)
+        assert gr is buf
+        assert_bitwise_equal(buf, grad)
+    # the gradient written over the predictions themselves goes through a temporary
+    zz = z_cl.copy(order="K")
+    v, gr = loss.value_and_grad(g_cl, zz, reduction="none", grad_out=zz)
+    assert gr is zz
+    assert_bitwise_equal(zz, grad)
+
+
+@pytest.mark.parametrize("C", [2, 5, 70])
+def test_class_counts(rng, C):
+    """Class counts with and without a specialized transposition, and enough classes for the
+    smallest blocks (the block size follows C): reference values, channels-last bitwise equal."""
+    g, labels, z = make_inputs(rng, (2, C, 19, 41), "softmax")
+    loss = fl.DiceLoss(activation="softmax", squared=True)
+    value, grad = loss.value_and_grad(labels, z, reduction="none")
+    np.testing.assert_allclose(value, ref_dice(g, z, "softmax", squared=True), rtol=1e-12)
+    v, gr = loss.value_and_grad(channels_last(g), channels_last(z), reduction="none")
+    assert_bitwise_equal(v, value)
+    assert_bitwise_equal(gr, grad)
+
+
+@pytest.mark.parametrize("layout", ["first", "last"])
+def test_threads_and_groups_bitwise(rng, layout):
+    """Images large enough to be processed in several groups, whose number follows the thread
+    count: the results do not depend on it."""
+    g, labels, z = make_inputs(rng, (3, 4, 150, 300), "softmax")
+    z = z.astype(np.float32)
+    if layout == "last":
+        z = channels_last(z)
+    for loss in (fl.DiceLoss(activation="softmax"), fl.GeneralizedDiceLoss(activation="softmax"),
+                 fl.DiceLoss(activation="softmax", batch=True)):
+        with fl.num_threads(1):
+            a = loss.value_and_grad(labels, z, reduction="none")
+        with fl.num_threads(2):
+            b = loss.value_and_grad(labels, z, reduction="none")
+        assert_bitwise_equal(a[0], b[0])
+        assert_bitwise_equal(a[1], b[1])
+        ref = np.asarray(ref_dice(np.moveaxis(np.eye(4)[labels], -1, 1), z.astype(np.float64),
+                                  "softmax", batch=loss.batch)) if isinstance(loss, fl.DiceLoss) else None
+        if ref is not None:
+            np.testing.assert_allclose(a[0], ref, rtol=2e-5)
+
+
 def test_errors(rng):
     g, labels, z = make_inputs(rng, (2, 3, 4, 4), None)
     loss = fl.DiceLoss()

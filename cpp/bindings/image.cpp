@@ -1,10 +1,11 @@
-// Binding of the image family: SSIM / MS-SSIM over (planes, H, W) stacks and the two passes of the
-// soft Dice family over (N, C, S). The Python layer (image.py, segmentation.py) maps the public
+// Binding of the image family: SSIM / MS-SSIM over (planes, H, W) stacks and the soft Dice family
+// over (N, C, S). The Python layer (image.py, segmentation.py) maps the public
 // layouts onto these, validates the arguments and applies the reductions.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -90,74 +91,108 @@ py::tuple ssim(const py::object& x_obj, const py::object& y_obj, double c1, doub
   return py::make_tuple(values, grad, map);
 }
 
-// The Dice job over predictions (N, C, S) and targets of the same shape or int64 labels (N, S).
-struct DiceCall {
-  DiceJob job;
-  DType T;
-  py::array z, targets;
-  std::vector<index_t> shape;
-};
+// The layout of an (N, C, S) array the Dice kernel reads or writes in place: 0 channels-first
+// (C-contiguous), 1 channels-last (classes contiguous, pixels C apart), -1 neither (or misaligned).
+// Axes of length 1 may have any stride.
+int dice_layout(const py::array& a, index_t N, index_t C, index_t S) {
+  const index_t item = a.itemsize();
+  if (reinterpret_cast<std::uintptr_t>(a.data()) % item != 0) return -1;
+  auto fits = [&](int axis, index_t len, index_t elems) { return len == 1 || a.strides(axis) == elems * item; };
+  if (fits(0, N, C * S) && fits(1, C, S) && fits(2, S, 1)) return 0;
+  if (fits(0, N, C * S) && fits(1, C, 1) && fits(2, S, C)) return 1;
+  return -1;
+}
 
-DiceCall dice_call(const py::object& y_true, const py::object& z_obj, int activation) {
+// `obj` as a dtype-T array of exactly `shape` (N, C, S) in a layout the kernel reads (copied to
+// channels-first otherwise); its layout into `last`.
+py::array dice_array(const py::object& obj, const char* name, DType T, const std::vector<index_t>& shape,
+                     bool& last) {
+  py::array a = as_real_array(obj, name, T);
+  if (shape_of(a) != shape)
+    throw py::value_error(std::string(name) + " must have shape " + shape_str(shape) + "; got " +
+                          shape_str(shape_of(a)));
+  if (dtype_of(a) == T) {
+    const int layout = dice_layout(a, shape[0], shape[1], shape[2]);
+    if (layout >= 0) {
+      last = layout == 1;
+      return a;
+    }
+  }
+  last = false;
+  return numpy().attr("ascontiguousarray")(a, numpy_dtype(T));
+}
+
+// The soft Dice family, value and gradient in one call: per-group losses (N,) ((1,) with batch)
+// and, with scale (d value / d loss per group), the gradient with respect to y_pred (N, C, S),
+// written into grad_out when its layout allows it (channels-first or -last, writeable), else
+// into a new array with y_pred's layout.
+py::tuple dice(const py::object& y_true, const py::object& y_pred, int activation, int kind, bool squared,
+               double smooth_nr, double smooth_dr, double alpha, double beta, const py::object& class_weight,
+               bool batch, const py::object& scale_obj, const py::object& grad_out) {
   if (activation < 0 || activation >= static_cast<int>(Activation::count))
     throw py::value_error("unknown activation");
-  DiceCall call;
-  py::array z = as_real_array(z_obj, "y_pred");
-  call.T = dtype_of(z);
-  call.shape = shape_of(z);
-  if (call.shape.size() != 3) throw py::value_error("expected (N, C, S) predictions; got " + shape_str(call.shape));
-  call.z = contiguous(z, "y_pred", call.T, call.shape);
-  DiceJob& job = call.job;
-  job.N = call.shape[0], job.C = call.shape[1], job.S = call.shape[2];
-  job.z = call.z.data();
+  if (kind < 0 || kind >= static_cast<int>(DiceKind::count)) throw py::value_error("unknown Dice kind");
+  DiceJob job;
+  py::array z = as_real_array(y_pred, "y_pred");
+  const DType T = dtype_of(z);
+  const std::vector<index_t> shape = shape_of(z);
+  if (shape.size() != 3) throw py::value_error("expected (N, C, S) predictions; got " + shape_str(shape));
+  job.N = shape[0], job.C = shape[1], job.S = shape[2];
+  z = dice_array(z, "y_pred", T, shape, job.z_last);
+  job.z = z.data();
   py::array t = py::isinstance<py::array>(y_true) ? py::reinterpret_borrow<py::array>(y_true)
                                                   : py::array(numpy().attr("asarray")(y_true));
   if (t.dtype().kind() == 'i' && t.itemsize() == 8) {
     if (shape_of(t) != std::vector<index_t>{job.N, job.S})
       throw py::value_error("labels must have shape " + shape_str({job.N, job.S}) + "; got " + shape_str(shape_of(t)));
-    call.targets = numpy().attr("require")(t, py::none(), "CA");  // C order and aligned
-    job.labels = static_cast<const std::int64_t*>(call.targets.data());
+    t = numpy().attr("require")(t, py::none(), "CA");  // C order and aligned
+    job.labels = static_cast<const std::int64_t*>(t.data());
     // Labels outside [0, C) match no class (the Python layer rejects them up front).
   } else {
-    call.targets = contiguous(t, "y_true", call.T, call.shape);
-    job.targets = call.targets.data();
+    t = dice_array(t, "y_true", T, shape, job.targets_last);
+    job.targets = t.data();
   }
   job.activation = static_cast<Activation>(activation);
+  job.kind = static_cast<DiceKind>(kind);
+  job.squared = squared, job.batch = batch;
+  job.smooth_nr = smooth_nr, job.smooth_dr = smooth_dr, job.alpha = alpha, job.beta = beta;
+  py::array cw;
+  if (!class_weight.is_none()) {
+    cw = contiguous(class_weight, "class_weight", DType::f64, {job.C});
+    job.class_weight = static_cast<const double*>(cw.data());
+  }
+  const index_t groups = batch ? 1 : job.N;
+  py::array_t<double> losses(groups);
+  job.losses = losses.mutable_data();
+  py::array scale;
+  py::object grad = py::none();
+  if (!scale_obj.is_none()) {
+    scale = contiguous(scale_obj, "scale", DType::f64, {groups});
+    job.scale = static_cast<const double*>(scale.data());
+    bool writable = false;
+    if (!grad_out.is_none()) {
+      if (!py::isinstance<py::array>(grad_out)) throw py::type_error("grad_out must be a numpy.ndarray");
+      py::array g = py::reinterpret_borrow<py::array>(grad_out);
+      const int layout = dice_layout(g, job.N, job.C, job.S);
+      writable = g.dtype().kind() == 'f' && dtype_of(g) == T && shape_of(g) == shape && g.writeable() &&
+                 layout >= 0;
+      if (writable) grad = grad_out, job.grad_last = layout == 1;
+    }
+    if (!writable) {  // y_pred's layout
+      job.grad_last = job.z_last;
+      grad = job.z_last ? py::object(py::array(numpy_dtype(T), std::vector<index_t>{job.N, job.S, job.C})
+                                         .attr("transpose")(0, 2, 1))
+                        : py::object(py::array(numpy_dtype(T), shape));
+    }
+    job.grad_out = py::reinterpret_borrow<py::array>(grad).mutable_data();
+  }
   job.threads = get_num_threads();
-  return call;
-}
-
-py::array dice_sums(const py::object& y_true, const py::object& y_pred, int activation,
-                    const py::object& probs_out) {
-  DiceCall call = dice_call(y_true, y_pred, activation);
-  call.job.probs = direct_output(probs_out, "probs_out", call.T, call.shape);
-  py::array_t<double> sums(std::vector<index_t>{call.job.N, call.job.C, kDiceSums});
-  call.job.sums = sums.mutable_data();
-  if (call.job.N * call.job.C * call.job.S > 0) {
-    const DiceFn fn = kernels().dice_sums[call.T == DType::f32 ? 0 : 1];
+  if (job.N * job.C * job.S > 0) {
+    const DiceFn fn = kernels().dice[T == DType::f32 ? 0 : 1];
     NoGil nogil;
-    fn(call.job);
-  } else {
-    for (index_t i = 0; i < sums.size(); ++i) sums.mutable_data()[i] = 0.0;
+    fn(job);
   }
-  return sums;
-}
-
-py::object dice_grad(const py::object& y_true, const py::object& y_pred, int activation,
-                     const py::object& coef_obj, const py::object& grad_out, bool probs_in_grad) {
-  DiceCall call = dice_call(y_true, y_pred, activation);
-  py::array coef = contiguous(coef_obj, "coef", DType::f64, {call.job.N, call.job.C, 3});
-  call.job.coef = static_cast<const double*>(coef.data());
-  py::object grad = grad_out;
-  if (grad.is_none()) grad = py::array(numpy_dtype(call.T), call.shape);
-  call.job.grad_out = direct_output(grad, "grad_out", call.T, call.shape);
-  if (probs_in_grad) call.job.probs = call.job.grad_out;
-  if (call.job.N * call.job.C * call.job.S > 0) {
-    const DiceFn fn = kernels().dice_grad[call.T == DType::f32 ? 0 : 1];
-    NoGil nogil;
-    fn(call.job);
-  }
-  return grad;
+  return py::make_tuple(losses, grad);
 }
 
 // Flat index of the first label outside [0, C), or -1.
@@ -180,16 +215,20 @@ void bind_image(py::module_& m) {
         py::arg("scale_weights"), py::arg("grad_scale"), py::arg("want_map"),
         py::arg("grad_out") = py::none(),
         "per-plane SSIM (or MS-SSIM) of (planes, H, W) stacks; (values, grad | None, map | None)");
-  m.def("dice_sums", &dice_sums, py::arg("y_true"), py::arg("y_pred"), py::arg("activation"),
-        py::arg("probs_out") = py::none(),
-        "(N, C, 5) sums of p g, p, p^2, g, g^2 over S; activation 0 none, 1 sigmoid, 2 softmax; "
-        "the activations into probs_out when given");
+  m.def("dice", &dice, py::arg("y_true"), py::arg("y_pred"), py::arg("activation"), py::arg("kind"),
+        py::arg("squared"), py::arg("smooth_nr"), py::arg("smooth_dr"), py::arg("alpha"), py::arg("beta"),
+        py::arg("class_weight"), py::arg("batch"), py::arg("scale"), py::arg("grad_out") = py::none(),
+        "soft Dice family over (N, C, S): (losses, gradient | None); activation 0 none, 1 sigmoid, "
+        "2 softmax; kind from dice_kinds; the gradient when scale (d value / d loss) is given");
+  m.attr("dice_kinds") = [] {
+    py::dict d;
+#define FL_DICE_KIND(id, name) d[name] = static_cast<int>(DiceKind::id);
+    FASTLOSS_DICE_KINDS(FL_DICE_KIND)
+#undef FL_DICE_KIND
+    return d;
+  }();
   m.def("first_bad_label", &first_bad_label, py::arg("labels"), py::arg("num_classes"),
         "flat index of the first label outside [0, num_classes), or -1");
-  m.def("dice_grad", &dice_grad, py::arg("y_true"), py::arg("y_pred"), py::arg("activation"),
-        py::arg("coef"), py::arg("grad_out") = py::none(), py::arg("probs_in_grad") = false,
-        "gradient w.r.t. y_pred from d loss / d p = a g + b + c p per (n, c), into grad_out; "
-        "with probs_in_grad, grad_out holds the activations of dice_sums on entry");
 }
 
 }  // namespace fastloss::bind

@@ -9,10 +9,8 @@ namespace fastloss {
 void FL_REGISTER_FN(image)(KernelTable& t) {
   t.ssim[0] = &losses::ssim<float>;
   t.ssim[1] = &losses::ssim<double>;
-  t.dice_sums[0] = &losses::dice_sums<float>;
-  t.dice_sums[1] = &losses::dice_sums<double>;
-  t.dice_grad[0] = &losses::dice_grad<float>;
-  t.dice_grad[1] = &losses::dice_grad<double>;
+  t.dice[0] = &losses::dice<float>;
+  t.dice[1] = &losses::dice<double>;
 }
 
 }  // namespace fastloss

@@ -74,8 +74,7 @@ struct KernelTable {
   RowSpec row_spec[kNumRow] = {};
   SoftmaxFn softmax[2] = {};
   SsimFn ssim[2] = {};
-  DiceFn dice_sums[2] = {};
-  DiceFn dice_grad[2] = {};
+  DiceFn dice[2] = {};
   SimilarityKernels similarity[2] = {};
   Wasserstein1dFn wasserstein_1d[2] = {};
   SinkhornIterateFn sinkhorn_iterate[2] = {};

@@ -20,6 +20,7 @@ metrics: Dict[str, int]
 mining: Dict[str, int]
 softmax_modes: Dict[str, int]
 activations: Dict[str, int]
+dice_kinds: Dict[str, int]
 reductions: Dict[str, int]
 max_threads: int
 vmath_functions: List[str]
@@ -69,10 +70,10 @@ def ssim(
     scale_weights: Optional[Sequence[float]], grad_scale: Optional[ArrayLike], want_map: bool,
     grad_out: Optional[FloatArray] = None,
 ) -> Tuple[FloatArray, Optional[FloatArray], Optional[FloatArray]]: ...
-def dice_sums(y_true: ArrayLike, y_pred: ArrayLike, activation: int,
-              probs_out: Optional[FloatArray] = None) -> NDArray[np.float64]: ...
-def dice_grad(y_true: ArrayLike, y_pred: ArrayLike, activation: int, coef: ArrayLike,
-              grad_out: Optional[FloatArray] = None, probs_in_grad: bool = False) -> FloatArray: ...
+def dice(y_true: ArrayLike, y_pred: ArrayLike, activation: int, kind: int, squared: bool,
+         smooth_nr: float, smooth_dr: float, alpha: float, beta: float,
+         class_weight: Optional[ArrayLike], batch: bool, scale: Optional[ArrayLike],
+         grad_out: Optional[FloatArray] = None) -> Tuple[NDArray[np.float64], Optional[FloatArray]]: ...
 def sim_row_norms(x: FloatArray, eps: float,
                   want_xhat: bool) -> Tuple[NDArray[np.float64], Optional[FloatArray]]: ...
 def sim_dist_from_gram(gram: FloatArray, nx: ArrayLike, ny: ArrayLike, metric: int,

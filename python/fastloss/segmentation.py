@@ -17,7 +17,9 @@ finite); MONAI's ``reduction="mean"`` over images and classes is the default her
 weights.
 
 Gradients with respect to ``y_pred`` (the logits when an activation is given) are exact; computed
-by two fused passes over the pixels (the per-class sums, then the gradient). No Hessian.
+by two fused passes over the pixels (the per-class sums, then the gradient) in one native call.
+Channels-last arrays (the ``(N, C, *spatial)`` view of ``(N, *spatial, C)`` memory) are read in
+place, and the gradient then has the same layout. No Hessian.
 """
 
 from __future__ import annotations
@@ -27,9 +29,8 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core
-from ._runtime import get_num_threads
 from ._base import FloatArray, Loss, param
-from ._batch import check_out, direct_buffer, item_result, item_scale, item_weights
+from ._batch import check_out, item_result, item_scale, item_weights
 from ._validate import boolean, choice, non_negative, real_array
 from .multiclass import CLASS_WEIGHTS, ClassWeights
 
@@ -37,9 +38,6 @@ __all__ = ["DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "dice_loss", "gener
            "tversky_loss"]
 
 _ACTIVATIONS = {(None if k == "none" else k): v for k, v in _core.activations.items()}
-CHUNK_BYTES = 1 << 20  # predictions per thread per chunk of images: both passes while in cache
-# Columns of the kernel's per-(image, class) sums.
-_PG, _P, _P2, _G, _G2 = range(5)
 
 
 ACTIVATION = param(default=None, check=choice(None, "sigmoid", "softmax"),
@@ -61,8 +59,23 @@ CLASS_WEIGHT = param(default=None, check=_class_weight_with_mass,
                      doc="one weight per class (stored as a read-only array), or None")
 
 
+def _kernel_view(buffer, shape, *inputs):
+    """An ``shape`` view of the caller's (checked) gradient buffer for the kernel to write, or
+    None when it has none, the view would need a copy, or it overlaps an input (the kernel would
+    read what it has written); the kernel itself then decides whether the layout suits it."""
+    if buffer is None or any(np.may_share_memory(buffer, a) for a in inputs):
+        return None
+    view = buffer.view()
+    try:
+        view.shape = shape  # raises where a reshape would copy
+    except AttributeError:
+        return None
+    return view
+
+
 class _SoftDice(Loss[FloatArray]):
-    """The Dice family over per-(image, class) sums; subclasses define ``_group_loss``."""
+    """The Dice family over per-(image, class) sums, computed by one native call; subclasses
+    name the kernel's loss (``_kind``)."""
 
     family = "segmentation"
     convex, robust, smooth, hessian = False, False, True, "none"
@@ -99,6 +112,10 @@ class _SoftDice(Loss[FloatArray]):
         # with batch=True the loss is one ratio over the whole batch: no sum of chunks gives it
         return not self.batch
 
+    # The kernel's loss: (kind, squared, alpha, beta); overridden per loss.
+    def _kind(self):
+        raise NotImplementedError
+
     def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
         y_true, y_pred = args
         target, z, items, C = self._inputs(y_true, y_pred)
@@ -110,47 +127,16 @@ class _SoftDice(Loss[FloatArray]):
             check_out(out, "out", items, z.dtype)
         check_out(grad_out, "grad_out", np.shape(y_pred), z.dtype)
         norm, scale = item_scale(weights, items, reduction)
-        act = _ACTIVATIONS[self.activation]
-        if not want_grad:
-            losses = self._losses(_core.dice_sums(target, z, act))[0]
-            grad = None
-        else:
-            direct = direct_buffer(grad_out, z.shape, target, z)
-            losses, grad = self._value_and_grad(target, z, act, scale, direct)
-            grad = grad_out if direct is not None else grad.reshape(np.shape(y_pred))
+        kind, squared, alpha, beta = self._kind()
+        gview = _kernel_view(grad_out, z.shape, target, z) if want_grad else None
+        losses, grad = _core.dice(
+            target, z, _ACTIVATIONS[self.activation], _core.dice_kinds[kind], squared,
+            self.smooth_nr, self.smooth_dr, alpha, beta, getattr(self, "class_weight", None),
+            self.batch, np.reshape(scale, -1) if want_grad else None, gview)
+        if want_grad:
+            grad = grad_out if gview is not None and grad is gview else grad.reshape(np.shape(y_pred))
         return item_result(losses if not self.batch else losses[0], weights, norm, reduction,
                            z.dtype, grad)
-
-    def _losses(self, sums):
-        """Per-group losses and derivatives from per-image sums (summed first with batch=True)."""
-        return self._group_loss(sums.sum(axis=0, keepdims=True) if self.batch else sums)
-
-    def _value_and_grad(self, target, z, act, scale, grad=None):
-        """Per-group losses and the gradient (N, C, S). Images are processed in chunks of about
-        CHUNK_BYTES of predictions per thread, both passes per chunk while it is in cache; the
-        first pass leaves the activations in the gradient buffer for the second (with batch=True
-        the coefficients need every image: one chunk). ``grad``: a C-contiguous buffer, or None."""
-        N, C, S = z.shape
-        if grad is None:
-            grad = np.empty(z.shape, dtype=z.dtype)
-        scale = np.reshape(scale, (-1, 1, 1))  # d value / d loss of each group
-        step = N if self.batch else max(1, CHUNK_BYTES * get_num_threads() // (C * S * z.itemsize))
-        losses = []
-        for n0 in range(0, N, step):
-            part = slice(n0, n0 + step)
-            loss, dsums = self._losses(_core.dice_sums(target[part], z[part], act, grad[part]))
-            coef = (scale if self.batch else scale[part]) * dsums
-            coef[..., 2] *= 2.0  # d (sum p^2) / d p = 2 p
-            coef = np.ascontiguousarray(np.broadcast_to(coef, (grad[part].shape[0], C, 3)))
-            _core.dice_grad(target[part], z[part], act, coef, grad[part], True)
-            losses.append(loss)
-        return np.concatenate(losses), grad
-
-    def _class_mean(self, f, df):
-        """Class-weighted mean of per-class losses f (G, C) and their derivatives (G, C, 3)."""
-        w = np.ones(f.shape[1]) if self.class_weight is None else self.class_weight
-        total = w.sum()
-        return f @ w / total, df * (w / total)[None, :, None]
 
     def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):
         """Built-in data for the CLI: labels of 4 classes on 64 x 64 images (8 x 8 blocks) and
@@ -199,14 +185,8 @@ class DiceLoss(_SoftDice):
     class_weight: ClassWeights = CLASS_WEIGHT
     batch: bool = BATCH
 
-    def _group_loss(self, sums):
-        I = sums[..., _PG]
-        P, G = (sums[..., _P2], sums[..., _G2]) if self.squared else (sums[..., _P], sums[..., _G])
-        num, den = 2 * I + self.smooth_nr, P + G + self.smooth_dr
-        zero = np.zeros_like(I)
-        dP = num / den**2
-        df = np.stack([-2 / den, zero if self.squared else dP, dP if self.squared else zero], axis=-1)
-        return self._class_mean(1 - num / den, df)
+    def _kind(self):
+        return "dice", self.squared, 0.5, 0.5
 
 
 class TverskyLoss(_SoftDice):
@@ -245,14 +225,8 @@ class TverskyLoss(_SoftDice):
     class_weight: ClassWeights = CLASS_WEIGHT
     batch: bool = BATCH
 
-    def _group_loss(self, sums):
-        tp, P, G = sums[..., _PG], sums[..., _P], sums[..., _G]
-        a, b = self.alpha, self.beta
-        num = tp + self.smooth_nr
-        den = tp * (1 - a - b) + a * P + b * G + self.smooth_dr
-        df = np.stack([-(den - num * (1 - a - b)) / den**2, a * num / den**2, np.zeros_like(tp)],
-                      axis=-1)
-        return self._class_mean(1 - num / den, df)
+    def _kind(self):
+        return "tversky", False, self.alpha, self.beta
 
 
 class GeneralizedDiceLoss(_SoftDice):
@@ -288,17 +262,8 @@ class GeneralizedDiceLoss(_SoftDice):
     batch: bool = BATCH
     class_weight = None
 
-    def _group_loss(self, sums):
-        I, P, G = sums[..., _PG], sums[..., _P], sums[..., _G]
-        with np.errstate(divide="ignore"):
-            w = 1.0 / G**2
-        absent = np.isinf(w)
-        w[absent] = 0.0
-        w = w + absent * w.max(axis=1, keepdims=True)
-        num = 2 * (w * I).sum(axis=1) + self.smooth_nr
-        den = (w * (P + G)).sum(axis=1) + self.smooth_dr
-        df = np.stack([-2 * w / den[:, None], w * (num / den**2)[:, None], np.zeros_like(w)], axis=-1)
-        return 1 - num / den, df
+    def _kind(self):
+        return "generalized", False, 0.5, 0.5
 
 
 dice_loss = DiceLoss.functional

@@ -133,24 +133,33 @@ struct SsimJob {
 using SsimFn = void (*)(const SsimJob&);
 
 // Soft Dice family on (N, C, S) predictions (probabilities or logits), targets (N, C, S) of dtype T
-// or integer labels (N, S). Pass 1 accumulates per (n, c) the sums of p g, p, p^2, g, g^2; pass 2
-// writes the gradient from per-(n, c) coefficients of d loss / d p = a g + b + c p.
-// See cpp/losses/dice.hpp.
+// or integer labels (N, S), in one call: pass 1 accumulates per (n, c) the sums of p g, p, p^2, g,
+// g^2, the loss of each image (or of the batch) follows from them, and pass 2 writes the gradient.
+// Each (N, C, S) array is channels-first (pixels contiguous, classes S apart) or channels-last
+// (classes contiguous, pixels C apart). See cpp/losses/dice.hpp.
 #define FASTLOSS_ACTIVATIONS(X) X(none, "none") X(sigmoid, "sigmoid") X(softmax, "softmax")
 enum class Activation : int { FASTLOSS_ACTIVATIONS(FL_ENUMERATOR) count };
+#define FASTLOSS_DICE_KINDS(X) X(dice, "dice") X(tversky, "tversky") X(generalized, "generalized")
+enum class DiceKind : int { FASTLOSS_DICE_KINDS(FL_ENUMERATOR) count };
 inline constexpr int kDiceSums = 5;
 struct DiceJob {
   index_t N = 0, C = 0, S = 0;
   const void* z = nullptr;
+  bool z_last = false;
   const void* targets = nullptr;
+  bool targets_last = false;
   const std::int64_t* labels = nullptr;
   Activation activation = Activation::none;
-  double* sums = nullptr;        // (N, C, kDiceSums), pass 1
-  const double* coef = nullptr;  // (N, C, 3), pass 2
-  void* grad_out = nullptr;      // (N, C, S), pass 2
-  // (N, C, S) activations: written by pass 1 and read (not recomputed) by pass 2 when set; may be
-  // grad_out itself (pass 2 then overwrites them with the gradient).
-  void* probs = nullptr;
+  DiceKind kind = DiceKind::dice;
+  bool squared = false;                  // Dice: sums of p^2 and g^2 in the denominator
+  double smooth_nr = 0.0, smooth_dr = 0.0;
+  double alpha = 0.5, beta = 0.5;        // Tversky
+  const double* class_weight = nullptr;  // (C,) or null (Dice, Tversky)
+  bool batch = false;                    // one loss over the batch's summed sums
+  double* losses = nullptr;              // (N,), or (1,) with batch
+  const double* scale = nullptr;         // d value / d loss per loss; null: no gradient
+  void* grad_out = nullptr;              // (N, C, S) when scale is set
+  bool grad_last = false;
   int threads = 1;
 };
 using DiceFn = void (*)(const DiceJob&);
