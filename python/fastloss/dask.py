@@ -142,6 +142,11 @@ class _Scalar(da.Array):
     def __dask_postcompute__(self):
         return single_key, ()
 
+    def _rebuild(self, dsk, *, rename=None):
+        """After a persist, still a value whose compute fetches its one chunk (no task)."""
+        name = rename.get(self.name, self.name) if rename else self.name
+        return _Scalar(dsk, name, chunks=(), dtype=self.dtype)
+
 
 def _plan(loss, y_true, y_pred, sample_weight, reduction, want_grad, want_hess):
     """The value (a 0-d dask array) and, when derivatives are asked for, ``lazy(i)``: output
