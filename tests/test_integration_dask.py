@@ -167,6 +167,12 @@ def test_the_reduction_reads_partials_not_gradient_blocks(rng):
     readers = {k for k in graph if graph[k] is not None and dask.core.get_dependencies(graph, k) & blocks}
     # a block's arrays are read by its own partial and its scaled derivative, never by the root
     assert {k[0].split("-")[1] for k in readers} == {"partial", "d1"}
+    # the sum's gradient blocks need no global normalizer: they do not wait for the root
+    _, grad = fd.value_and_grad(fl.MSE(), _chunked(y, 100), _chunked(p, 100), reduction="sum")
+    graph = dict(grad.__dask_graph__())
+    d1 = [k for k in graph if isinstance(k, tuple) and k[0].startswith("fastloss-d1")]
+    assert len(d1) == 10
+    assert all({dep[0].split("-")[1] for dep in dask.core.get_dependencies(graph, k)} == {"block"} for k in d1)
 
 
 @pytest.fixture
