@@ -6,14 +6,19 @@
    Target: >= 10x.
 2. XGBoost training time per round with that objective vs the built-in ``binary:logistic``.
    Target: within 1.2x.
-3. Dask: MSE over ``--size`` float32 elements (two arrays, block i of both on one worker)
-   persisted on a 2-worker-process ``distributed.LocalCluster`` vs in-memory fastloss on the same
-   machine (all its cores), asserted equal before timing. Target: >= 80 % of the in-memory
-   throughput from 10^7 elements up. Also printed: the same blocks on dask's threaded scheduler;
-   the value and gradient with the gradient persisted on the workers vs the in-memory
-   ``value_and_grad``; and the cluster's fixed costs, an empty compute (one no-op task) and a
-   no-op graph of the same shape (a task per block reading its two blocks, and a root), which no
-   graph of that shape can go below.
+3. Dask: the MSE value over ``--size`` float32 elements, two arrays persisted on a
+   ``distributed.LocalCluster`` of 2 worker processes x 1 thread (block i of both arrays on one
+   worker, as data read by rows is), vs in-memory fastloss over the same numbers in this process
+   with as many threads in total (``--threads``, default 2 on a 2-core machine); asserted equal
+   before timing. Target: >= 80 % of the in-memory throughput from 10^7 elements up. Both sides
+   do the same work: read both arrays once and return the value as a float here. Also printed:
+   the value and gradient, in memory (``value_and_grad``: the gradient in this process) vs
+   ``fastloss.dask.value_and_grad`` with the value returned here and the gradient persisted on the
+   workers (where it is computed; it is not gathered); the same two on dask's threaded scheduler
+   (in-memory blocks, no cluster); the bytes moved between workers during the timings (the
+   blocks' partials; with small blocks the scheduler may also move a gradient block to scale it); and the cluster's fixed costs with no work, which bound the
+   ratio at small sizes: an empty compute (one no-op task), one no-op task reading one block, and
+   a no-op graph of the same shape (a task per block reading its two blocks, then a root).
 
     python bench/bench_integrations.py --quick
     python bench/bench_integrations.py --only dask --size 1e7 1e8 4e8   # 4e8: 1.6 GB per array
@@ -133,6 +138,24 @@ def _noop(*args) -> float:
     return 0.0
 
 
+def _gather_blocks(client, x) -> np.ndarray:
+    """A persisted 1-d dask array as one NumPy array, fetched block by block. ``x.compute()``
+    would first gather every block on one worker (a task concatenating them), leaving copies
+    there; when the cluster later drops one of two copies, block i of ``y`` and ``p`` may end up
+    on different workers, and every timed call would then move blocks between workers."""
+    import distributed
+
+    futures = {f.key: f for f in distributed.futures_of(x)}
+    return np.concatenate(client.gather([futures[k] for k in x.__dask_keys__()]))
+
+
+def _bytes_received(dask_worker) -> int:
+    """Bytes this worker has fetched from other workers (and forgets the log)."""
+    total = sum(t["total"] for t in dask_worker.transfer_incoming_log)
+    dask_worker.transfer_incoming_log.clear()
+    return total
+
+
 def bench_dask(size: int, chunk: int, repeats: int) -> None:
     import dask
     import dask.array as da
@@ -156,45 +179,67 @@ def bench_dask(size: int, chunk: int, repeats: int) -> None:
         y, p = client.persist([yp[0], yp[1]])  # each slice task runs where its block lies
         distributed.wait([y, p])
         del yp
-        where = client.who_has([y, p])
-        apart = sum(where[(y.name, i)] != where[(p.name, i)] for i in range(y.numblocks[0]))
+
+        def apart() -> int:  # blocks i whose y and p no worker holds both of
+            wy, wp = client.who_has(y), client.who_has(p)
+            return sum(not set(wy[ky]) & set(wp[kp]) for ky, kp in zip(y.__dask_keys__(), p.__dask_keys__()))
+
         threads = client.run(lambda: fl.get_num_threads())
-        # The same numbers in this process, copied: an array unpickled from the network can start at
-        # an odd address (not even 4-byte aligned for float32), which no array a user allocates does
-        y_mem, p_mem = (np.copy(a) for a in client.gather(client.compute([y, p])))
+        # The same numbers in this process, in fresh (aligned) buffers like any a user allocates
+        y_mem, p_mem = _gather_blocks(client, y), _gather_blocks(client, p)
         value, expected = loss_value(mse, y, p).compute(), mse(y_mem, p_mem)
         assert abs(value - expected) <= 1e-12 * abs(expected), (value, expected)
+        apart_before = apart()
         # The same graph shape with no work: one task per block reading its two blocks, one root
         blocks = list(zip(y.to_delayed().ravel(), p.to_delayed().ravel()))
+
+        def value_and_persisted_grad():
+            # the value as a float here, the gradient (as large as y_pred) kept on the workers:
+            # both persisted in one graph, then the value fetched (no task runs for it)
+            v, g = client.persist(value_and_grad(mse, y, p))
+            distributed.wait(g)
+            return v.compute()
+
+        client.run(_bytes_received)
         t = paired_times({
             "memory": lambda: mse(y_mem, p_mem),
             "dask": lambda: loss_value(mse, y, p).compute(),
             "memory grad": lambda: mse.value_and_grad(y_mem, p_mem),
-            # a gradient this large stays on the workers, for the next step of the computation
-            "grad": lambda: distributed.wait(client.persist(value_and_grad(mse, y, p))),
+            "grad": value_and_persisted_grad,
             "empty": lambda: dask.delayed(_noop)().compute(),
+            "one task": lambda: dask.delayed(_noop)(blocks[0][0]).compute(),
             "shape": lambda: dask.delayed(_noop)(*[dask.delayed(_noop)(a, b) for a, b in blocks]).compute(),
         }, repeats)
+        moved = sum(client.run(_bytes_received).values())
+        apart_after = apart()
     y_local, p_local = da.from_array(y_mem, chunks=chunk), da.from_array(p_mem, chunks=chunk)
     local = paired_times({"memory": lambda: mse(y_mem, p_mem),
-                          "threaded": lambda: loss_value(mse, y_local, p_local).compute(scheduler="threads")},
+                          "threaded": lambda: loss_value(mse, y_local, p_local).compute(scheduler="threads"),
+                          "memory grad": lambda: mse.value_and_grad(y_mem, p_mem),
+                          "threaded grad": lambda: dask.persist(*value_and_grad(mse, y_local, p_local),
+                                                                scheduler="threads")},
                          repeats)
     t_mem = median(t["memory"])
 
     def line(label, times, name, reference=None):
         s = median(times[name])
-        print(f"    {label:<58} {s * 1e3:9.2f} ms {size / s / 1e9:6.2f} G elements/s"
+        print(f"    {label:<68} {s * 1e3:9.2f} ms {size / s / 1e9:6.2f} G elements/s"
               + (f" {ratio(times, reference, name) * 100:5.1f} %" if reference else ""))
 
     line(f"in-memory fastloss ({fl.get_num_threads()} threads)", t, "memory")
     line(f"fastloss.dask, 2 workers x 1 thread (fastloss threads: {sorted(set(threads.values()))})",
          t, "dask", "memory")
-    line("fastloss.dask, dask's threaded scheduler, the same blocks", local, "threaded", "memory")
     line("value and gradient, in memory", t, "memory grad")
-    line("value and gradient, fastloss.dask (gradient persisted)", t, "grad", "memory grad")
-    print(f"    {y_local.numblocks[0]} blocks ({apart} with y and p on different workers); the cluster's fixed costs:")
-    print(f"    {'an empty compute (one no-op task)':<58} {median(t['empty']) * 1e3:9.2f} ms")
-    print(f"    {'a no-op graph of the same shape (a task per block, a root)':<58} {median(t['shape']) * 1e3:9.2f} ms")
+    line("value and gradient, fastloss.dask (gradient kept on the workers)", t, "grad", "memory grad")
+    line("fastloss.dask, dask's threaded scheduler, the same blocks", local, "threaded", "memory")
+    line("value and gradient, dask's threaded scheduler (gradient persisted)", local, "threaded grad",
+         "memory grad")
+    print(f"    {y_local.numblocks[0]} blocks; blocks i of y and p on no common worker: {apart_before} before the timings, "
+          f"{apart_after} after; {moved / 1e3:.1f} kB moved between workers during them")
+    print("    the cluster's fixed costs (no work):")
+    print(f"    {'an empty compute (one no-op task)':<68} {median(t['empty']) * 1e3:9.2f} ms")
+    print(f"    {'one no-op task reading one block':<68} {median(t['one task']) * 1e3:9.2f} ms")
+    print(f"    {'a no-op graph of the same shape (a task per block, a root)':<68} {median(t['shape']) * 1e3:9.2f} ms")
     print(f"    80 % of the in-memory throughput needs the whole compute within {t_mem / 0.8 * 1e3:.2f} ms "
           f"(target >= 80 %, load average {os.getloadavg()[0]:.1f})")
 

@@ -20,9 +20,12 @@ fd = pytest.importorskip("fastloss.dask")
 def client():
     import dask
 
-    # no work stealing: it may move a task, and with it an input block, to the other worker, and
-    # the tests below check where blocks are computed and what crosses between workers
-    with dask.config.set({"distributed.scheduler.work-stealing": False}), \
+    # No work stealing (it may move a task, and with it an input block, to the other worker) and
+    # no active memory manager (every 2 s it drops all but one copy of a block, the original or
+    # not, so block i of two arrays may end up on different workers): the tests below check where
+    # blocks are computed and what crosses between workers.
+    with dask.config.set({"distributed.scheduler.work-stealing": False,
+                          "distributed.scheduler.active-memory-manager.start": False}), \
             distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                      dashboard_address=None) as cluster, \
             distributed.Client(cluster) as c:
@@ -164,6 +167,12 @@ def test_the_reduction_reads_partials_not_gradient_blocks(rng):
     readers = {k for k in graph if graph[k] is not None and dask.core.get_dependencies(graph, k) & blocks}
     # a block's arrays are read by its own partial and its scaled derivative, never by the root
     assert {k[0].split("-")[1] for k in readers} == {"partial", "d1"}
+    # the sum's gradient blocks need no global normalizer: they do not wait for the root
+    _, grad = fd.value_and_grad(fl.MSE(), _chunked(y, 100), _chunked(p, 100), reduction="sum")
+    graph = dict(grad.__dask_graph__())
+    d1 = [k for k in graph if isinstance(k, tuple) and k[0].startswith("fastloss-d1")]
+    assert len(d1) == 10
+    assert all({dep[0].split("-")[1] for dep in dask.core.get_dependencies(graph, k)} == {"block"} for k in d1)
 
 
 @pytest.fixture
@@ -187,6 +196,19 @@ def test_a_value_costs_the_block_tasks_and_one_root(client, persisted):
     # 8 blocks and the root that is the value: no task for the loss, no gathering "finalize" task
     assert len(names) == 9 and names.count(names[0]) == 8 and names[0].startswith("fastloss-block")
     assert names[-1].startswith("fastloss-value")
+
+
+def test_a_persisted_value_and_gradient(client, persisted):
+    y, p, yd, pd_ = persisted
+    value, grad = client.persist(fd.value_and_grad(fl.MSE(), yd, pd_))
+    distributed.wait([value, grad])
+    ref_value, ref_grad = fl.MSE().value_and_grad(y, p)
+    with distributed.get_task_stream(client) as stream:
+        v = value.compute()
+    assert isinstance(v, float) and v == pytest.approx(ref_value, rel=1e-12)
+    assert not stream.data  # fetched from the worker holding it: no task
+    assert (value * 2).compute() == pytest.approx(2 * ref_value, rel=1e-12)
+    np.testing.assert_allclose(grad.compute(), ref_grad, rtol=1e-12, atol=1e-18)
 
 
 def test_gradient_blocks_mostly_stay_on_their_workers(client, persisted):

@@ -142,6 +142,11 @@ class _Scalar(da.Array):
     def __dask_postcompute__(self):
         return single_key, ()
 
+    def _rebuild(self, dsk, *, rename=None):
+        """After a persist, still a value whose compute fetches its one chunk (no task)."""
+        name = rename.get(self.name, self.name) if rename else self.name
+        return _Scalar(dsk, name, chunks=(), dtype=self.dtype)
+
 
 def _plan(loss, y_true, y_pred, sample_weight, reduction, want_grad, want_hess):
     """The value (a 0-d dask array) and, when derivatives are asked for, ``lazy(i)``: output
@@ -194,7 +199,10 @@ def _plan(loss, y_true, y_pred, sample_weight, reduction, want_grad, want_hess):
 
     def lazy(i: int) -> da.Array:  # output i of every block, scaled, as one dask array
         name = f"fastloss-d{i}-{token}"
-        layer = {(name, b) + tail: (_scaled, (block, b), i, finished)
+        # The sum's derivatives are the blocks' own: taken out where each block was computed,
+        # as soon as it is, without waiting for the global normalizer of the mean.
+        layer = {(name, b) + tail: ((operator.getitem, (block, b), i) if reduction == "sum"
+                                    else (_scaled, (block, b), i, finished))
                  for b in range(p.numblocks[0])}
         g = HighLevelGraph.from_collections(name, layer, dependencies=[value])  # its keys
         return da.Array(g, name, chunks=p.chunks, dtype=p.dtype)
