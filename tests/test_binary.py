@@ -376,6 +376,39 @@ def test_invalid_labels_other_forms(name):
     assert math.isnan(loss(np.zeros(0), np.zeros(0)))
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", PM1_KERNELS)
+def test_labels_checked_in_the_kernel_pass(name, dtype):
+    """Without caller buffers the kernel reads the labels once (a bad one makes the value NaN,
+    then the first is named), on the fast and the general path; a NaN score with good labels is
+    a NaN value, no error; float64 labels narrowed for float32 scores are checked before the
+    kernel (1 + 2^-30 would read as 1)."""
+    loss = make_loss(name)
+    n = 30_000
+    y = np.where(np.arange(n) % 3 == 0, 1.0, -1.0).astype(dtype)
+    y[[777, 20_000]] = 0.5
+    z = np.linspace(-3, 3, n).astype(dtype)
+    w = np.ones(n)
+    w[777] = 0.0  # a zero weight does not hide the label
+    calls = [lambda: loss(y, z), lambda: loss.value_and_grad(y, z, reduction="sum"),
+             lambda: loss(y, z, sample_weight=w), lambda: loss.value_and_grad(y[:, None], z[:, None])]
+    if make_loss(name).hessian != "none":
+        calls.append(lambda: loss.grad_hess(y, z))
+    for call in calls:
+        with fl.num_threads(2), pytest.raises(ValueError, match=r"y_true\[777(, 0)?\] = 0.5"):
+            call()
+    good = np.where(np.arange(n) % 3 == 0, 1.0, -1.0).astype(dtype)
+    zn = z.copy()
+    zn[5] = np.nan
+    value, grad = loss.value_and_grad(good, zn)
+    assert np.isnan(value) and np.isnan(grad[5]) and np.isfinite(np.delete(grad, 5)).all()
+    if dtype == np.float32:
+        narrowed = good.astype(np.float64)
+        narrowed[9] = 1.0 + 2.0 ** -30
+        with pytest.raises(ValueError, match=r"y_true\[9\] = 1.0000000009"):
+            loss(narrowed, z)
+
+
 @pytest.mark.parametrize("name", SOFT_KERNELS)
 def test_soft_and_out_of_range_labels_are_not_validated(rng, name):
     """BCE / focal take soft labels; they are not validated (labels outside [0, 1] are the

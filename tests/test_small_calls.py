@@ -203,6 +203,47 @@ def test_checks_of_labels_and_probabilities_keep_their_errors():
     assert np.isnan(bce(y, nan_p))
 
 
+_SCANS = {  # scan, NumPy's verdict (True: outside), values inside, values outside
+    "sign": (_core.first_bad_sign_label, lambda y: ~np.isin(y, [-1.0, 0.0, 1.0]),
+             [-1.0, 0.0, 1.0, -0.0], [0.5, 2.0, np.nan, np.inf, -3.0]),
+    "unit interval": (lambda y: _core.first_outside_unit_interval(y, "y_pred"),
+                      lambda y: (y < 0) | (y > 1), [0.0, 0.3, 1.0, np.nan], [-1e-30, 1.5, -np.inf]),
+    ">= 0": (lambda y: _core.first_bad_real_label(y, 0.0, True),
+             lambda y: ~(np.isfinite(y) & (y >= 0)), [0.0, -0.0, 2.5, 1e30], [-1e-30, np.nan, np.inf]),
+    "> 0": (lambda y: _core.first_bad_real_label(y, 0.0, False),
+            lambda y: ~(np.isfinite(y) & (y > 0)), [1e-30, 3.0], [0.0, -0.0, -2.0, np.nan]),
+    "finite": (lambda y: _core.first_bad_real_label(y, -np.inf, True),
+               lambda y: ~np.isfinite(y), [-1e30, 0.0, 7.0], [np.nan, np.inf, -np.inf]),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("domain", list(_SCANS))
+def test_label_scans_name_the_first_bad_value_on_every_isa(isa, domain, dtype):
+    """The checks' scans (compiled per SIMD target) find the first value outside each domain,
+    contiguous and strided, across block and thread boundaries, as NumPy does."""
+    scan, outside, good, bad = _SCANS[domain]
+    rng = np.random.default_rng(5)
+    n = 40_000
+    y = rng.choice(good, n).astype(dtype)
+    assert scan(y) == -1 and scan(y[::3]) == -1
+    for where in (0, 1023, 1024, 20_001, n - 1):
+        for v in bad:
+            yb = y.copy()
+            yb[where] = v
+            yb[-1] = bad[0] if where != n - 1 else v  # a later one is not the one named
+            for arr in (yb, np.repeat(yb, 2)[::2]):
+                with fl.num_threads(2):
+                    assert scan(arr) == int(np.flatnonzero(outside(arr))[0]) == where
+
+
+def test_label_scan_bound_is_exact_for_float32_labels():
+    """A bound float32 cannot hold is compared in float64: 0.1f lies above 0.1."""
+    y = np.array([np.float32(0.1)], np.float32)
+    assert _core.first_bad_real_label(y, 0.1, False) == -1
+    assert _core.first_bad_real_label(y, 0.2, True) == 0
+
+
 def test_buffer_errors_leave_buffers_untouched():
     y, p = _y_p()
     g, h = np.full_like(p, 7.0), np.full_like(p, 7.0)

@@ -49,52 +49,27 @@ double checked_weight_sum(const Input& w, index_t n, int threads) {
   return w.dtype == DType::f32 ? weight_sum<float>(w, n, threads) : weight_sum<double>(w, n, threads);
 }
 
-// The flat index of the first label for which bad(label) holds, or -1. One parallel counting pass;
-// the index is searched only on error.
-template <class T, class Bad>
-index_t first_bad(const T* y, index_t stride, index_t n, int threads, Bad bad) {
-  const double count = blocked_sum(n, kBlock, threads, [&](index_t k0, index_t len) {
-    if (stride == 1) {  // the common case
-      // A map into an L1 buffer, then the lane sum: both vectorize at the baseline ISA (SSE2),
-      // where an integer count of bools stays a scalar loop (2-3 ns per element, slower than
-      // reading the labels from memory).
-      const T* p = y + k0;
-      alignas(64) T flags[kBlock];
-      for (index_t i = 0; i < len; ++i) flags[i] = bad(p[i]) ? T(1) : T(0);
-      return lane_sum(flags, len);
-    }
-    index_t c = 0;
-    for (index_t i = 0; i < len; ++i) c += bad(y[(k0 + i) * stride]);
-    return static_cast<double>(c);
-  });
-  if (count == 0) return -1;
-  for (index_t i = 0; i < n; ++i)
-    if (bad(y[i * stride])) return i;
-  return -1;
-}
-
-// first_bad over a flat run of n float32/float64 values.
-template <class Bad>
-index_t first_bad_in(const void* y, DType dtype, index_t stride, index_t n, Bad bad) {
-  const int threads = get_num_threads();
+// The flat index of the first of n float32/float64 values outside `domain`, or -1 (the selected
+// ISA's scan: one parallel counting pass, the index searched only on error).
+index_t first_bad_in(const void* y, DType dtype, index_t stride, index_t n, LabelDomain domain,
+                     double low = 0.0) {
   std::optional<NoGil> nogil;
   if (n >= kGilFreeMin) nogil.emplace();
-  return dtype == DType::f32 ? first_bad(static_cast<const float*>(y), stride, n, threads, bad)
-                             : first_bad(static_cast<const double*>(y), stride, n, threads, bad);
+  const LabelScanFn scan = kernels().label_scan[static_cast<int>(domain)][dtype == DType::f32 ? 0 : 1];
+  return scan(y, stride, n, get_num_threads(), low);
 }
 
-// first_bad over an input (any real dtype, any strides) with bad(float or double value).
-template <class Bad>
-index_t first_bad_label_of(const py::object& y_obj, Bad bad, const char* name = "y_true") {
+// The same over an input (any real dtype, any strides); float64 where float32 cannot hold `low`.
+index_t first_bad_label_of(const py::object& y_obj, LabelDomain domain, double low = 0.0,
+                           const char* name = "y_true") {
   py::array y = as_real_array(y_obj, name);
   index_t stride = 1;
-  if (!flat_stride(y, &stride)) y = numpy().attr("ascontiguousarray")(y), stride = 1;
-  return first_bad_in(y.data(), dtype_of(y), stride, y.size(), bad);
+  if (dtype_of(y) == DType::f32 && static_cast<double>(static_cast<float>(low)) != low)
+    y = y.attr("astype")(numpy().attr("float64")), stride = 1;
+  else if (!flat_stride(y, &stride))
+    y = numpy().attr("ascontiguousarray")(y), stride = 1;
+  return first_bad_in(y.data(), dtype_of(y), stride, y.size(), domain, low);
 }
-
-// The label and probability checks, one definition each for the general and the common call.
-auto bad_sign_label = [](auto v) { return !((v == 1) | (v == -1) | (v == 0)); };
-auto outside_unit_interval = [](auto v) { return (v < 0) | (v > 1); };  // NaN passes
 
 // The elementwise kernel of `loss` for y_pred's dtype `T` on `job`.
 double run_kernel(int loss, DType T, const ElementwiseJob& job) {
@@ -106,17 +81,16 @@ double run_kernel(int loss, DType T, const ElementwiseJob& job) {
 }
 
 // Labels of the sign-label losses must be -1, 0 or +1 (NaN is bad too).
-index_t check_sign_labels(const py::object& y_obj) { return first_bad_label_of(y_obj, bad_sign_label); }
+index_t check_sign_labels(const py::object& y_obj) { return first_bad_label_of(y_obj, LabelDomain::sign); }
 
 // Labels of the likelihood losses: finite and above low (or at it, when closed); low may be -inf.
 index_t check_real_labels(const py::object& y_obj, double low, bool closed) {
-  if (closed) return first_bad_label_of(y_obj, [low](auto v) { return !((v - v == 0) & (v >= low)); });
-  return first_bad_label_of(y_obj, [low](auto v) { return !((v - v == 0) & (v > low)); });
+  return first_bad_label_of(y_obj, closed ? LabelDomain::at_or_above : LabelDomain::above, low);
 }
 
 // Probabilities must lie in [0, 1]; NaN passes (it propagates to the result like any NaN).
 index_t check_probabilities(const py::object& p_obj, const std::string& name) {
-  return first_bad_label_of(p_obj, outside_unit_interval, name.c_str());
+  return first_bad_label_of(p_obj, LabelDomain::unit_interval, 0.0, name.c_str());
 }
 
 // One call of an elementwise loss. Returns (value, per-element losses | None, grad | None,
@@ -292,10 +266,17 @@ PyObject* elementwise_fast_impl(PyObject* const* argv) {
   job.y_pred = p->data;
   job.y_true.ptr = t->data;
   job.y_true.mode = Bcast::full;
-  if ((check == kSignLabels &&
-       first_bad_in(t->data, job.y_true.dtype, job.y_true.stride, job.n, bad_sign_label) >= 0) ||
+  // The sign-label kernels make the value NaN at a bad label: where every output is fresh and
+  // the kernel reads the labels unrounded (not float64 labels for float32 scores), the labels are
+  // scanned only when the value comes back NaN; otherwise before any write.
+  const bool labels_after = check == kSignLabels && grad_out == Py_None && hess_out == Py_None &&
+                            !(job.y_true.dtype == DType::f64 && T == DType::f32);
+  auto bad_labels = [&] {
+    return first_bad_in(t->data, job.y_true.dtype, job.y_true.stride, job.n, LabelDomain::sign) >= 0;
+  };
+  if ((check == kSignLabels && !labels_after && bad_labels()) ||
       (check == kProbabilities &&
-       first_bad_in(p->data, T, job.y_pred_stride, job.n, outside_unit_interval) >= 0))
+       first_bad_in(p->data, T, job.y_pred_stride, job.n, LabelDomain::unit_interval) >= 0))
     Py_RETURN_NOTIMPLEMENTED;  // the general path names the offending element
 
   double params[kFastMaxParams];
@@ -330,6 +311,8 @@ PyObject* elementwise_fast_impl(PyObject* const* argv) {
                      &job.weight_prescale);
 
   const double total = run_kernel(static_cast<int>(loss), T, job);
+  if (labels_after && total != total && bad_labels())
+    Py_RETURN_NOTIMPLEMENTED;  // the general path names the offending element
   const double value = reduction == static_cast<int>(Reduction::mean) ? total / norm : total;
   switch (want) {
     case kValue:

@@ -66,10 +66,19 @@ inline constexpr int kNumVmath = static_cast<int>(VmathId::count);
 // y[i] = f(x[i]) for contiguous arrays of the table's dtype.
 using VmathFn = void (*)(const void* x, void* y, index_t n);
 
+// The domains of the label and probability checks (cpp/cpu/labels.cpp): {-1, 0, +1}; [0, 1] with
+// NaN passing; finite and > low; finite and >= low.
+enum class LabelDomain : int { sign, unit_interval, above, at_or_above, count };
+inline constexpr int kNumLabelDomains = static_cast<int>(LabelDomain::count);
+// The flat index of the first of n values (stride elements apart) outside the domain, or -1.
+// `low` (above, at_or_above) must be exactly representable in the table's dtype.
+using LabelScanFn = index_t (*)(const void* y, index_t stride, index_t n, int threads, double low);
+
 struct KernelTable {
   const char* isa = nullptr;
   ElementwiseFn elementwise[kNumElementwise][2] = {};  // [loss][0: float32, 1: float64]
   VmathFn vmath[kNumVmath][2] = {};
+  LabelScanFn label_scan[kNumLabelDomains][2] = {};
   RowFn rowwise[kNumRow][2] = {};
   RowSpec row_spec[kNumRow] = {};
   SoftmaxFn softmax[2] = {};

@@ -60,10 +60,15 @@ FL_HD FL_INLINE T clamp_prob(T p, T eps) {
   return p < eps ? eps : (p > T(1) - eps ? T(1) - eps : p);  // NaN passes through
 }
 
-// {-1, +1} or {0, 1} labels as a sign.
+// {-1, +1} or {0, 1} labels as a sign, and NaN for any other label (NaN included): the value of
+// a call with a bad label is NaN, so a call that writes no caller buffer needs no label check
+// before the kernel (the Python side names the label afterwards). Selects on single comparisons
+// keep the loops vectorized.
 template <class T>
 FL_HD FL_INLINE T label_sign(T y) {
-  return y > T(0) ? T(1) : T(-1);
+  const T zero_or_bad = y == T(0) ? T(-1) : vm::detail::fp<T>::kNaN;
+  const T negative = y == T(-1) ? T(-1) : zero_or_bad;
+  return y == T(1) ? T(1) : negative;
 }
 
 // params: pos_weight, label_smoothing

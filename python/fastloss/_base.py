@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._validate import Check, check_probabilities, frozen, host_input
+from ._validate import Check, check_probabilities, check_sign_labels, frozen, host_input
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
@@ -640,11 +640,11 @@ class ElementwiseLoss(Loss[FloatArray]):
     def _fast_spec(self) -> Optional[tuple]:
         """What ``_core.elementwise_fast`` needs to serve the common call: kernel id, the check
         its inputs need (1: sign labels, 2: probabilities), whether it has a Hessian, the default
-        reduction and the kernel's parameters. None (no fast path) where a subclass's ``_run``
-        or ``_call`` does more, or the loss takes a per-column parameter vector."""
+        reduction and the kernel's parameters. None (no fast path) where a subclass's ``_run``,
+        ``_call`` or label check does more, or the loss takes a per-column parameter vector."""
         cls = type(self)
         if (cls._run is not ElementwiseLoss._run or cls._call is not Loss._call
-                or self._aux is not None):
+                or cls._label_check is not ElementwiseLoss._label_check or self._aux is not None):
             return None
         check = 2 if self._probabilities else 1 if self.sign_labels else 0
         return (self._id, check, self.hessian != "none", _core.reductions[self.reduction],
@@ -670,10 +670,23 @@ class ElementwiseLoss(Loss[FloatArray]):
     def _column_params(self) -> Optional[np.ndarray]:
         return None
 
+    def _label_check(self) -> Optional[Callable[[Any], None]]:
+        """The check of ``y_true`` against the loss's label domain (a ValueError naming the first
+        offending element), or None. The kernel of a loss with one makes the reduced value NaN at
+        a label outside the domain."""
+        return check_sign_labels if self.sign_labels else None
+
     def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
         y_true, y_pred = args
-        if self.sign_labels:
-            _check_sign_labels(y_true)
+        check = self._label_check()
+        # Where fastloss allocates every output (nothing of the caller's is written) and the
+        # kernel sees the labels as given, they are read once: the kernel runs first, and only a
+        # NaN value (a bad label, or a NaN input) costs the scan that names the first bad label.
+        # Otherwise the labels are checked before any write.
+        fused = check is not None and _kernel_sees_labels(y_true, y_pred, reduction, out,
+                                                          grad_out, hess_out)
+        if check is not None and not fused:
+            check(y_true)
         kernels = _core if type(y_pred) is np.ndarray else _kernels_for(y_pred)
         if (reduction == "none" and type(y_pred) is np.ndarray and y_pred.ndim > 1
                 and self._aux is None and y_pred.flags.f_contiguous
@@ -682,9 +695,12 @@ class ElementwiseLoss(Loss[FloatArray]):
                 and (sample_weight is None or np.shape(sample_weight) == y_pred.shape)):
             return self._run_transposed(y_true, y_pred, sample_weight, reduction, want_grad,
                                         want_hess, out, grad_out, hess_out)
-        return kernels.elementwise(
+        result = kernels.elementwise(
             self._id, self._kernel_params, y_true, y_pred, sample_weight, self._aux, reduction,
             want_grad, want_hess, out, grad_out, hess_out)
+        if fused and result[0] != result[0]:
+            check(y_true)
+        return result
 
     def _run_transposed(self, y_true, y_pred, sample_weight, reduction, want_grad, want_hess, out,
                         grad_out, hess_out):
@@ -703,18 +719,15 @@ class ElementwiseLoss(Loss[FloatArray]):
         return (total, norm, *back)
 
 
-def _check_sign_labels(y_true) -> None:
-    """Binary labels must be -1/+1 or 0/1; reports the first offending element."""
-    if hasattr(y_true, "__cuda_array_interface__"):
-        return  # device labels are not inspected from the host
-    y = y_true if isinstance(y_true, np.ndarray) else np.asarray(y_true)
-    if y.dtype.kind not in "biuf":
-        return  # the kernel call raises the dtype error
-    i = _core.first_bad_sign_label(y)
-    if i >= 0:
-        where = tuple(int(k) for k in np.unravel_index(i, y.shape)) if y.ndim > 1 else i
-        raise ValueError(f"y_true must hold binary labels in {{-1, +1}} or {{0, 1}}; "
-                         f"y_true[{where}] = {y.ravel()[i].item()!r}")
+def _kernel_sees_labels(y_true, y_pred, reduction, out, grad_out, hess_out) -> bool:
+    """True when a reduced call writes nothing of the caller's and the kernel reads ``y_true``
+    exactly as given (same shape, no narrowing of float labels), so that a NaN value is the only
+    trace a bad label needs to leave."""
+    return (out is None and grad_out is None and hess_out is None and reduction != "none"
+            and type(y_true) is np.ndarray and type(y_pred) is np.ndarray
+            and y_true.shape == y_pred.shape and y_pred.dtype.kind == "f"
+            and (y_true.dtype.kind in "biu" or (y_true.dtype.kind == "f" and
+                                                y_true.dtype.itemsize <= y_pred.dtype.itemsize)))
 
 
 def _kernels_for(y_pred):

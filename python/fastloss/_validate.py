@@ -256,6 +256,22 @@ def check_probabilities(value: Any, name: str) -> None:
                          f"{_element(a, i, name)}")
 
 
+def check_sign_labels(y_true: Any) -> None:
+    """Binary labels must be -1/+1 or 0/1: a ValueError naming ``y_true`` and its first offending
+    element. Device arrays (CUDA) are not read back to the host for this."""
+    if hasattr(y_true, "__cuda_array_interface__"):
+        return
+    y = y_true if isinstance(y_true, np.ndarray) else np.asarray(y_true)
+    if y.dtype.kind not in "biuf":
+        return  # the kernel call raises the dtype error
+    from . import _core
+
+    i = _core.first_bad_sign_label(y)
+    if i >= 0:
+        raise ValueError(f"y_true must hold binary labels in {{-1, +1}} or {{0, 1}}; "
+                         f"{_element(y, i, 'y_true')}")
+
+
 def check_label_range(y_true: Any, low: float, closed: bool, what: str) -> None:
     """Labels must be finite and ``> low`` (``>= low`` when ``closed``; ``low`` may be -inf):
     a ValueError naming ``y_true``, the allowed range (``what`` describes it) and the first

@@ -33,25 +33,9 @@ class _LogLinkLoss(ElementwiseLoss):
     def _label_range(self) -> Tuple[float, bool, str]:
         return self.support
 
-    def _run(self, args, sample_weight, reduction, want_grad, want_hess, out, grad_out, hess_out):
-        # The kernels make the reduced value NaN where a label lies outside the support. When
-        # fastloss allocates every output (nothing of the caller's is written) and the kernel
-        # sees the labels as given, the labels are read once: the kernel runs first, and only a
-        # NaN value (a bad label, or a NaN input) costs a scan that names the first bad label.
-        # Otherwise the labels are checked before any write.
-        y_true, y_pred = args
-        fused = (out is None and grad_out is None and hess_out is None and reduction != "none"
-                 and type(y_true) is np.ndarray and type(y_pred) is np.ndarray
-                 and y_true.shape == y_pred.shape and y_pred.dtype.kind == "f"
-                 and (y_true.dtype.kind in "biu" or (y_true.dtype.kind == "f" and
-                                                     y_true.dtype.itemsize <= y_pred.dtype.itemsize)))
-        if not fused:
-            check_label_range(y_true, *self._label_range())
-        result = super()._run(args, sample_weight, reduction, want_grad, want_hess, out, grad_out,
-                              hess_out)
-        if fused and result[0] != result[0]:
-            check_label_range(y_true, *self._label_range())
-        return result
+    def _label_check(self):
+        low, closed, what = self._label_range()
+        return lambda y_true: check_label_range(y_true, low, closed, what)
 
     def synthetic(self, n: int, rng: np.random.Generator, dtype: str = "float64"):
         """Observations drawn around the means ``mu = exp(0.5 + 0.5 N(0, 1))`` (see
