@@ -19,6 +19,13 @@ namespace losses {
 template <class T>
 struct ExpExpm1 {
   T e, em1;  // exp(x), expm1(x)
+  // Its fields, for the elementwise driver's stage buffer (StageBlock).
+  static constexpr int kFields = 2;
+  template <int J>
+  FL_HD FL_INLINE T get() const {
+    if constexpr (J == 0) return e;
+    else return em1;
+  }
 };
 
 namespace fused_detail {

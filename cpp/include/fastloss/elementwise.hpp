@@ -19,6 +19,7 @@
 #pragma once
 
 #include <type_traits>
+#include <utility>
 
 #include "fastloss/config.hpp"
 #include "fastloss/job.hpp"
@@ -85,6 +86,35 @@ struct stage_of<B, std::void_t<typename B::Stage>> {
   using type = typename B::Stage;
 };
 
+// A block of stage values, stored as one L1 array per field of the Stage (structure of arrays).
+// A Stage struct stored whole is written with strided scalar stores wherever finish() leaves a
+// field unread (expm1 in LogCosh's value-only call ran slower than the call with the gradient),
+// and with shuffles otherwise. A struct Stage declares kFields and get<J>() and is built from its
+// fields in order (aggregate initialization).
+template <class T, class Stage>
+struct StageBlock {
+  static constexpr int kFields = Stage::kFields;
+  alignas(64) T field[kFields][kBlock];
+  FL_INLINE void put(index_t i, const Stage& s) { put(i, s, std::make_integer_sequence<int, kFields>{}); }
+  FL_INLINE Stage get(index_t i) const { return get(i, std::make_integer_sequence<int, kFields>{}); }
+
+ private:
+  template <int... J>
+  FL_INLINE void put(index_t i, const Stage& s, std::integer_sequence<int, J...>) {
+    ((field[J][i] = s.template get<J>()), ...);
+  }
+  template <int... J>
+  FL_INLINE Stage get(index_t i, std::integer_sequence<int, J...>) const {
+    return Stage{field[J][i]...};
+  }
+};
+template <class T>
+struct StageBlock<T, T> {  // one value per element
+  alignas(64) T value[kBlock];
+  FL_INLINE void put(index_t i, T s) { value[i] = s; }
+  FL_INLINE T get(index_t i) const { return value[i]; }
+};
+
 // The fused map over one block. Every pointer is contiguous here. Weights stay in double, so
 // that any finite weight (tiny, or beyond float32's range) scales the gradient and the reduction
 // exactly as it would in double; l_out receives the unweighted loss when reducing (the weighted
@@ -97,14 +127,14 @@ void map_block(const Body<T>& body, index_t len, const T* __restrict y, const T*
   const T tscale = static_cast<T>(scale);
   using Stage = typename stage_of<Body<T>>::type;
   constexpr bool staged = !std::is_void_v<Stage>;
-  alignas(64) std::conditional_t<staged, Stage, char> st[staged ? kBlock : 1];  // len <= kBlock
+  std::conditional_t<staged, StageBlock<T, Stage>, char> st;  // len <= kBlock
   if constexpr (staged)
-    for (index_t i = 0; i < len; ++i) st[i] = body.stage(y[i], p[i]);
+    for (index_t i = 0; i < len; ++i) st.put(i, body.stage(y[i], p[i]));
   for (index_t i = 0; i < len; ++i) {
     T l, g, h;
     const T a = Body<T>::kAux ? aux[i] : T(0);
     if constexpr (staged)
-      body.template finish<G, H>(y[i], p[i], a, st[i], l, g, h);
+      body.template finish<G, H>(y[i], p[i], a, st.get(i), l, g, h);
     else
       body.template operator()<G, H>(y[i], p[i], a, l, g, h);
     l_out[i] = l;
