@@ -15,7 +15,10 @@ command -v "$GXX" >/dev/null || { echo "check_windows: $GXX not found" >&2; exit
 # The header CMake generates (fastloss/build_lists.hpp) from its family and ISA lists.
 GEN=$(mktemp -d)
 trap 'rm -rf "$GEN"' EXIT
-families=$(sed -n 's/^set(FASTLOSS_FAMILIES \(.*\))$/\1/p' CMakeLists.txt)
+# The set() may span several lines.
+families=$(awk '/^set\(FASTLOSS_FAMILIES/ {on = 1} on {print} on && /\)/ {exit}' CMakeLists.txt |
+           sed -e 's/set(FASTLOSS_FAMILIES//' -e 's/)//' | tr -s ' \n' '  ')
+[ -n "${families// /}" ] || { echo "check_windows: no kernel families found in CMakeLists.txt" >&2; exit 2; }
 mkdir -p "$GEN/fastloss"
 {
   echo "#pragma once"
