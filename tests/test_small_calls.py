@@ -47,9 +47,12 @@ def assert_same(a, b, what):
 
 def test_fast_path_covers_the_plain_elementwise_losses():
     # Every elementwise loss whose call is ElementwiseLoss's own has a fast path.
-    assert {"mse", "mae", "huber", "bce_logits", "bce_probs", "logistic"} <= set(FAST)
-    # Per-column parameter vectors and subclasses with their own _run take the general path.
+    assert {"mse", "mae", "huber", "bce_logits", "bce_probs", "logistic", "quantile"} <= set(FAST)
+    # One per-element parameter for every element rides in the spec (Quantile's scalar tau);
+    # per-column parameter vectors and subclasses with their own _run take the general path.
+    assert fl.Quantile(quantile=0.9)._fast[4] == 0.9 and fl.MSE()._fast[4] is None
     assert fl.Quantile(quantile=[0.1, 0.9])._fast is None
+    assert fl.Quantile(quantile=[0.3])._fast is None
     assert fl.PoissonNLL()._fast is None
 
 

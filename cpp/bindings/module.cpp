@@ -158,7 +158,8 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
 }
 
 // The common call with the fewest operations: y_true, y_pred and the sample weight (if any) plain
-// float32/float64 ndarrays (plain_float_array) of one shape, no per-column parameters, a reduced value
+// float32/float64 ndarrays (plain_float_array) of one shape, no per-column parameter vector (one
+// parameter for every element, like Quantile's scalar tau, is served), a reduced value
 // ("mean" or "sum"), derivatives into fresh arrays or into plain caller buffers of y_pred's dtype
 // and shape that overlap no input (y_pred itself excepted) nor each other, and the loss's own
 // label or probability check passing. Anything else returns NotImplemented, and the caller takes
@@ -166,8 +167,9 @@ py::tuple elementwise(int loss, const std::vector<double>& params, const py::obj
 // path only ever answers what the general path would answer, bit for bit.
 //
 // elementwise_fast(spec, args, sample_weight, reduction, grad_out, hess_out, want) with
-//   spec = (loss id, check, has_hessian, reduction, *params) made once per loss object;
+//   spec = (loss id, check, has_hessian, reduction, aux, *params) made once per loss object;
 //   check: 0 none, 1 labels in {-1, 0, +1} (y_true), 2 probabilities in [0, 1] (y_pred);
+//   aux: None, or the float every element's per-element parameter equals (kernels with kAux);
 //   args = (y_true, y_pred) or (y_true, y_pred, sample_weight); reduction = None (the spec's),
 //   "mean" or "sum";
 //   want: 0 value, 1 (value, grad), 2 (grad, hess), 3 (value, grad, hess).
@@ -209,10 +211,10 @@ PyObject* fast_output(PyObject* given, PyObject* y_true, PyObject* y_pred, DType
 PyObject* elementwise_fast_impl(PyObject* const* argv) {
   PyObject *spec = argv[0], *args = argv[1], *weight = argv[2], *red = argv[3], *grad_out = argv[4],
            *hess_out = argv[5];
-  if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) < 4)
+  if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) < 5)
     throw py::type_error(
-        "elementwise_fast: spec must be (loss, check, has_hessian, reduction, *params)");
-  if (PyTuple_GET_SIZE(spec) > 4 + kFastMaxParams) Py_RETURN_NOTIMPLEMENTED;
+        "elementwise_fast: spec must be (loss, check, has_hessian, reduction, aux, *params)");
+  if (PyTuple_GET_SIZE(spec) > 5 + kFastMaxParams) Py_RETURN_NOTIMPLEMENTED;
   const long want = PyLong_AsLong(argv[6]);
   const long loss = PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
   const long check = PyLong_AsLong(PyTuple_GET_ITEM(spec, 1));
@@ -280,11 +282,17 @@ PyObject* elementwise_fast_impl(PyObject* const* argv) {
     Py_RETURN_NOTIMPLEMENTED;  // the general path names the offending element
 
   double params[kFastMaxParams];
-  for (Py_ssize_t i = 4; i < PyTuple_GET_SIZE(spec); ++i) {
-    params[i - 4] = PyFloat_AsDouble(PyTuple_GET_ITEM(spec, i));
-    if (params[i - 4] == -1.0 && PyErr_Occurred()) return nullptr;
+  for (Py_ssize_t i = 5; i < PyTuple_GET_SIZE(spec); ++i) {
+    params[i - 5] = PyFloat_AsDouble(PyTuple_GET_ITEM(spec, i));
+    if (params[i - 5] == -1.0 && PyErr_Occurred()) return nullptr;
   }
   job.params = params;
+  double aux;  // one value broadcast to every element (a column of period 1, read as a fill)
+  if (PyTuple_GET_ITEM(spec, 4) != Py_None) {
+    aux = PyFloat_AsDouble(PyTuple_GET_ITEM(spec, 4));
+    if (aux == -1.0 && PyErr_Occurred()) return nullptr;
+    job.aux = Input{&aux, DType::f64, 0, Bcast::col, 1};
+  }
   job.threads = get_num_threads();
 
   py::object g, h;  // owned; null while not requested

@@ -640,14 +640,17 @@ class ElementwiseLoss(Loss[FloatArray]):
     def _fast_spec(self) -> Optional[tuple]:
         """What ``_core.elementwise_fast`` needs to serve the common call: kernel id, the check
         its inputs need (1: sign labels, 2: probabilities), whether it has a Hessian, the default
-        reduction and the kernel's parameters. None (no fast path) where a subclass's ``_run``,
+        reduction, the per-element parameter where one value serves every element (Quantile's
+        scalar tau) and the kernel's parameters. None (no fast path) where a subclass's ``_run``,
         ``_call`` or label check does more, or the loss takes a per-column parameter vector."""
         cls = type(self)
         if (cls._run is not ElementwiseLoss._run or cls._call is not Loss._call
-                or cls._label_check is not ElementwiseLoss._label_check or self._aux is not None):
+                or cls._label_check is not ElementwiseLoss._label_check
+                or (self._aux is not None and self._aux.ndim != 0)):
             return None
         check = 2 if self._probabilities else 1 if self.sign_labels else 0
-        return (self._id, check, self.hessian != "none", _core.reductions[self.reduction],
+        aux = None if self._aux is None else float(self._aux)  # one value for every element
+        return (self._id, check, self.hessian != "none", _core.reductions[self.reduction], aux,
                 *self._kernel_params)
 
     @property
