@@ -188,12 +188,18 @@ def test_threads_bitwise(rng, dtype):
     z = z.astype(dtype)
     for loss in (fl.DiceLoss(activation="softmax", squared=True),
                  fl.GeneralizedDiceLoss(activation="softmax"), fl.TverskyLoss(activation="sigmoid")):
-        with fl.num_threads(1):
-            a = loss.value_and_grad(labels, z, reduction="none")
-        with fl.num_threads(2):
-            b = loss.value_and_grad(labels, z, reduction="none")
-        assert_bitwise_equal(a[0], b[0])
-        assert_bitwise_equal(a[1], b[1])
+        same_on_one_and_two_threads(loss, labels, z)
+
+
+def same_on_one_and_two_threads(loss, labels, z):
+    """Per-image values and the gradient, bitwise the same on 1 and 2 threads; returns them."""
+    with fl.num_threads(1):
+        a = loss.value_and_grad(labels, z, reduction="none")
+    with fl.num_threads(2):
+        b = loss.value_and_grad(labels, z, reduction="none")
+    assert_bitwise_equal(a[0], b[0])
+    assert_bitwise_equal(a[1], b[1])
+    return a
 
 
 def channels_last(a):
@@ -251,12 +257,7 @@ def test_threads_and_groups_bitwise(rng, layout):
         z = channels_last(z)
     for loss in (fl.DiceLoss(activation="softmax"), fl.GeneralizedDiceLoss(activation="softmax"),
                  fl.DiceLoss(activation="softmax", batch=True)):
-        with fl.num_threads(1):
-            a = loss.value_and_grad(labels, z, reduction="none")
-        with fl.num_threads(2):
-            b = loss.value_and_grad(labels, z, reduction="none")
-        assert_bitwise_equal(a[0], b[0])
-        assert_bitwise_equal(a[1], b[1])
+        a = same_on_one_and_two_threads(loss, labels, z)
         ref = np.asarray(ref_dice(np.moveaxis(np.eye(4)[labels], -1, 1), z.astype(np.float64),
                                   "softmax", batch=loss.batch)) if isinstance(loss, fl.DiceLoss) else None
         if ref is not None:

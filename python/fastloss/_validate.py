@@ -239,52 +239,49 @@ def _element(a: np.ndarray, i: int, name: str) -> str:
     return f"{name}[{where}] = {a.ravel()[i].item()!r}"
 
 
-def check_probabilities(value: Any, name: str) -> None:
-    """ValueError naming ``name`` and its first element outside [0, 1]; NaN passes (it propagates
-    to the result like any NaN). One parallel C++ pass, the labels' scan. Device arrays (CUDA)
-    are not read back to the host for this."""
+def _first_outside(value: Any, scan: Callable[[np.ndarray], int]):
+    """``(array, flat index)`` of the first element ``scan`` (a parallel C++ pass) rejects, or
+    None. Device arrays (CUDA) are not read back to the host, and non-numeric arrays are left to
+    the kernel call's dtype error."""
     if hasattr(value, "__cuda_array_interface__"):
-        return
+        return None
     a = value if isinstance(value, np.ndarray) else np.asarray(value)
     if a.size == 0 or a.dtype.kind not in "biuf":
-        return
+        return None
+    i = scan(a)
+    return (a, i) if i >= 0 else None
+
+
+def check_probabilities(value: Any, name: str) -> None:
+    """ValueError naming ``name`` and its first element outside [0, 1]; NaN passes (it propagates
+    to the result like any NaN)."""
     from . import _core
 
-    i = _core.first_outside_unit_interval(a, name)
-    if i >= 0:
+    bad = _first_outside(value, lambda a: _core.first_outside_unit_interval(a, name))
+    if bad:
         raise ValueError(f"{name} holds probabilities, which must lie in [0, 1]; got "
-                         f"{_element(a, i, name)}")
+                         f"{_element(*bad, name)}")
 
 
 def check_sign_labels(y_true: Any) -> None:
     """Binary labels must be -1/+1 or 0/1: a ValueError naming ``y_true`` and its first offending
-    element. Device arrays (CUDA) are not read back to the host for this."""
-    if hasattr(y_true, "__cuda_array_interface__"):
-        return
-    y = y_true if isinstance(y_true, np.ndarray) else np.asarray(y_true)
-    if y.dtype.kind not in "biuf":
-        return  # the kernel call raises the dtype error
+    element."""
     from . import _core
 
-    i = _core.first_bad_sign_label(y)
-    if i >= 0:
+    bad = _first_outside(y_true, _core.first_bad_sign_label)
+    if bad:
         raise ValueError(f"y_true must hold binary labels in {{-1, +1}} or {{0, 1}}; "
-                         f"{_element(y, i, 'y_true')}")
+                         f"{_element(*bad, 'y_true')}")
 
 
 def check_label_range(y_true: Any, low: float, closed: bool, what: str) -> None:
     """Labels must be finite and ``> low`` (``>= low`` when ``closed``; ``low`` may be -inf):
     a ValueError naming ``y_true``, the allowed range (``what`` describes it) and the first
-    offending element, index and value. Runs before any kernel writes a buffer."""
-    if hasattr(y_true, "__cuda_array_interface__"):
-        return  # device labels are not inspected from the host
-    y = y_true if isinstance(y_true, np.ndarray) else np.asarray(y_true)
-    if y.dtype.kind not in "biuf":
-        return  # the kernel call raises the dtype error
+    offending element, index and value."""
     from . import _core
 
-    i = _core.first_bad_real_label(y, low, closed)
-    if i >= 0:
+    bad = _first_outside(y_true, lambda a: _core.first_bad_real_label(a, low, closed))
+    if bad:
         interval = f"{'[' if closed else '('}{low:g}, inf)"
         raise ValueError(f"y_true must hold {what} (finite, in {interval}); "
-                         f"{_element(y, i, 'y_true')}")
+                         f"{_element(*bad, 'y_true')}")
