@@ -234,10 +234,11 @@ def test_channels_last(rng, dtype, cls, ref, params):
     assert_bitwise_equal(zz, grad)
 
 
-@pytest.mark.parametrize("C", [2, 5, 70])
+@pytest.mark.parametrize("C", [2, 3, 4, 5, 8, 70])
 def test_class_counts(rng, C):
-    """Class counts with and without a specialized transposition, and enough classes for the
-    smallest blocks (the block size follows C): reference values, channels-last bitwise equal."""
+    """Class counts with and without a class-fused softmax and a specialized transposition (2, 3,
+    4, 8), and enough classes for the smallest blocks (the block size follows C), on images whose
+    pixel count leaves a tail: reference values, channels-last bitwise equal."""
     g, labels, z = make_inputs(rng, (2, C, 19, 41), "softmax")
     loss = fl.DiceLoss(activation="softmax", squared=True)
     value, grad = loss.value_and_grad(labels, z, reduction="none")
@@ -245,6 +246,11 @@ def test_class_counts(rng, C):
     v, gr = loss.value_and_grad(channels_last(g), channels_last(z), reduction="none")
     assert_bitwise_equal(v, value)
     assert_bitwise_equal(gr, grad)
+    # the gradient by finite differences, on images of 21 pixels (16 and a tail of 5)
+    g, labels, z = make_inputs(rng, (2, C, 3, 7), "softmax")
+    _, grad = loss.value_and_grad(labels, z)
+    fd = fd_grad(lambda zz: float(np.mean(ref_dice(g, zz, "softmax", squared=True))), z)
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("layout", ["first", "last"])
