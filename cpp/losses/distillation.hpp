@@ -39,15 +39,15 @@ FL_HD double distill_row(const RowJob& job, double alpha, double temperature, do
   // sum_k e^t_k (u_k - v_k) (terms with p_k = 0 dropped) and sum_k (e^q_k)^2, the plain softmax's
   // sum at T = 2 (exp(v) = exp(v/2)^2: no second exp pass over the student row).
   double sums[4];
-  row_lane_sums<T, 4>(K, sums, [&](index_t k, auto* acc) {
+  row_lane_sums<T, 4>(K, sums, [&](index_t k, auto* acc) FL_LAMBDA_INLINE {
     using U = FL_LANES_TYPE(acc);
     const U u = (lanes_load<U>(t + k) - mt) * scale, v = (lanes_load<U>(z + k) - mz) * scale;
-    const U a = lanes_exp(u), b = lanes_exp(v), zero = {};
+    const U a = lanes_exp(u), b = lanes_exp(v);
     lanes_store(et + k, a);
     lanes_store(eq + k, b);
     acc[0] = a;
     acc[1] = b;
-    acc[2] = a == zero ? zero : a * (u - v);
+    acc[2] = lanes_by_register([](auto x, auto y) { const decltype(x) z = {}; return x == z ? z : y; }, a, a * (u - v));
     acc[3] = b * b;
   });
   const double St = sums[0], Sq = sums[1];

@@ -7,9 +7,13 @@
 #if defined(__CUDACC__)
 #define FL_HD __host__ __device__
 #define FL_INLINE __forceinline__
+#define FL_LAMBDA_INLINE
 #else
 #define FL_HD
 #define FL_INLINE inline __attribute__((always_inline))
+// After a lambda's parameter list: gcc otherwise may leave a large per-group lambda as a call whose
+// entry rebuilds its captured constants every time.
+#define FL_LAMBDA_INLINE __attribute__((always_inline))
 #endif
 
 // Everything with code in it lives in an ISA-specific inline namespace: the same headers are compiled
@@ -47,6 +51,17 @@ inline constexpr bool kHasFma = true;
 FL_HD FL_INLINE float fma_(float a, float b, float c) { return a * b + c; }
 FL_HD FL_INLINE double fma_(double a, double b, double c) { return a * b + c; }
 inline constexpr bool kHasFma = false;
+#endif
+
+// Bytes of one SIMD register of the target. GCC lowers a compare or select on a generic vector
+// wider than this lane by lane into scalar code, branches included (gcc 12), and keeps such
+// vectors in memory between operations (see simd.hpp by_register).
+#if defined(__AVX512F__)
+inline constexpr int kRegBytes = 64;
+#elif defined(__AVX__)
+inline constexpr int kRegBytes = 32;
+#else
+inline constexpr int kRegBytes = 16;
 #endif
 
 template <class T>

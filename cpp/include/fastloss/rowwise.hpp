@@ -9,14 +9,18 @@
 #include "fastloss/job.hpp"
 #include "fastloss/reduce.hpp"
 #include "fastloss/vmath.hpp"
+#if !defined(__CUDACC__)
+#include "fastloss/simd.hpp"
+#endif
 
 FL_NAMESPACE_BEGIN
 
 inline constexpr index_t kRowBlock = 16;  // rows per reduction block (fixed: determinism)
 
 // max over x[0..K). GCC vector extensions: the compare-select vectorizes without -ffast-math
-// (a scalar reduction would not), lowered to the ISA's width. NaN is skipped here and propagates
-// through the exp sum instead; the max itself does not depend on the order.
+// (a scalar reduction would not), in vectors of one register (a wider one is lowered lane by
+// lane, see kRegBytes). NaN is skipped here and propagates through the exp sum instead; the max
+// itself does not depend on the order.
 template <class T>
 FL_HD inline T row_max(const T* x, index_t K) {
 #if defined(__CUDA_ARCH__)
@@ -24,8 +28,8 @@ FL_HD inline T row_max(const T* x, index_t K) {
   for (index_t i = 0; i < K; ++i) r = x[i] > r ? x[i] : r;
   return r;
 #else
-  typedef T V __attribute__((vector_size(64)));
-  constexpr int L = 64 / sizeof(T);
+  typedef T V __attribute__((vector_size(kRegBytes)));
+  constexpr int L = kRegBytes / sizeof(T);
   const T ninf = static_cast<T>(-__builtin_huge_val());
   V m, m1;  // two running maxima: one would wait on the latency of each compare-select
   for (int j = 0; j < L; ++j) m[j] = ninf;
@@ -92,17 +96,41 @@ FL_INLINE U lanes_exp(U x) {
 }
 #endif
 
-// v with the element at index skip replaced by 0 (v holds elements k, k + 1, ...).
+// f(a[, b]), a select on lane groups: register by register on the host (simd::by_register: gcc
+// lowers a select on a group wider than a register lane by lane, with branches), directly on
+// the device's scalars.
+template <class U, class F>
+FL_HD FL_INLINE U lanes_by_register(F&& f, const U& a) {
+#if defined(__CUDACC__)
+  return f(a);
+#else
+  return simd::by_register(f, a);
+#endif
+}
+template <class U, class F>
+FL_HD FL_INLINE U lanes_by_register(F&& f, const U& a, const U& b) {
+#if defined(__CUDACC__)
+  return f(a, b);
+#else
+  return simd::by_register(f, a, b);
+#endif
+}
+
+// v with the element at index skip replaced by 0 (v holds elements k, k + 1, ...). In a group,
+// a branch: one group per row holds it.
 template <class U>
 FL_HD FL_INLINE U lanes_select_not(index_t k, index_t skip, U v) {
   if constexpr (std::is_arithmetic<U>::value) {
     return k == skip ? U(0) : v;
   } else {
-    typedef decltype(v == v) M;
-    M lane;
-    for (int j = 0; j < int(sizeof(U) / sizeof(v[0])); ++j) lane[j] = j;
-    const index_t at = skip >= k && skip - k < index_t(sizeof(U) / sizeof(v[0])) ? skip - k : -1;
-    return lane == static_cast<decltype(lane[0] + 0)>(at) ? U{} : v;
+    constexpr index_t n = sizeof(U) / sizeof(v[0]);
+    if (skip >= k && skip - k < n) {
+      decltype(v[0] + 0) a[n];
+      __builtin_memcpy(a, &v, sizeof v);
+      a[skip - k] = 0;
+      __builtin_memcpy(&v, a, sizeof v);
+    }
+    return v;
   }
 }
 
@@ -181,9 +209,9 @@ FL_HD inline double row_exp_rest(index_t K, double S, Elem&& e) {
   double s[2];
   row_lane_sums<T, 2>(K, s, [&](index_t k, auto* t) {
     using U = FL_LANES_TYPE(t);
-    const U v = e(k, t[0]), zero = {}, one = zero + T(1);
-    t[0] = v == one ? zero : v;
-    t[1] = v == one ? one : zero;
+    const U v = e(k, t[0]);
+    t[0] = lanes_by_register([](auto x) { const decltype(x) z = {}; return x == T(1) ? z : x; }, v);
+    t[1] = lanes_by_register([](auto x) { const decltype(x) z = {}; return x == T(1) ? z + T(1) : z; }, v);
   });
   return s[0] + (s[1] - 1.0);
 }

@@ -60,17 +60,10 @@ FL_INLINE void st(T* p, const U& v) {
     vstore<T>(p, v);
 }
 
-// GCC lowers a compare or select on a vector wider than the target's registers (Vec<T> on AVX2,
-// a 16-lane group of doubles on AVX-512) lane by lane into scalar code, branches included (gcc
-// 12), while it splits arithmetic into registers. by_register(f, a[, b]) runs the select f on
-// register-wide pieces instead (on a and b themselves when they fit, or are scalars).
-#if defined(__AVX512F__)
-inline constexpr int kRegBytes = 64;
-#elif defined(__AVX__)
-inline constexpr int kRegBytes = 32;
-#else
-inline constexpr int kRegBytes = 16;
-#endif
+// GCC lowers a compare or select on a vector wider than the target's registers (kRegBytes:
+// Vec<T> on AVX2, a 16-lane group of doubles on AVX-512) lane by lane into scalar code, branches
+// included (gcc 12), while it splits arithmetic into registers. by_register(f, a[, b]) runs the
+// select f on register-wide pieces instead (on a and b themselves when they fit, or are scalars).
 template <class U, class F>
 FL_INLINE U by_register(F&& f, const U& a) {
   if constexpr (std::is_arithmetic_v<U> || sizeof(U) <= kRegBytes) {
