@@ -23,7 +23,7 @@
 // SSIM streams rows: the coefficient rows of the last 11 forward rows live in a ring, and each
 // gradient row is written as soon as its window's forward rows are done (the data stay in cache,
 // no per-plane buffers). MS-SSIM keeps every scale's maps (its coefficients need all the scales'
-// values first). Filters run on explicit 64-byte vectors (fastloss/simd.hpp) with every column's
+// values first). Filters run on explicit register-wide vectors (fastloss/simd.hpp) with every column's
 // sums in registers; no fused multiply-add, so every ISA gives the same bits.
 // Work is per plane (deterministic: row sums in fixed lanes, combined pairwise in row order);
 // parallel_for over planes, or over bands of rows (with a halo of R forward rows) when there are
