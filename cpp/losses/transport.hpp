@@ -101,11 +101,11 @@ void wasserstein_1d(const Wasserstein1dJob& job) {
 }
 
 // s_j = h_j - c_j * inv_eps (stored), returns max_j s_j. Vector extension for the max (see
-// row_max): the compare-select vectorizes without -ffast-math.
+// row_max): the compare-select vectorizes without -ffast-math, in vectors of one register.
 template <class T>
 inline T shifted_row_max(const T* h, const T* c, T inv_eps, T* s, index_t K) {
-  typedef T V __attribute__((vector_size(64)));
-  constexpr int L = 64 / sizeof(T);
+  typedef T V __attribute__((vector_size(kRegBytes)));
+  constexpr int L = kRegBytes / sizeof(T);
   const T ninf = static_cast<T>(-__builtin_huge_val());
   V mx, ie;
   for (int k = 0; k < L; ++k) mx[k] = ninf, ie[k] = inv_eps;
