@@ -213,17 +213,18 @@ void class_sums(T* __restrict p, const T* __restrict r, const T* __restrict g, T
 }
 
 // Softmax over K classes known at compile time (the common counts, see with_classes): pass 1 of
-// a block in one loop, 16 pixels (the sums' lanes) per step, every class's logits, exponentials
-// and p in registers, p stored once, the sums added as class_sums adds them (the same operations
-// in the same order, so the same bits as the general path). The general path takes the max, the
+// a block in one loop, 16 pixels (the sums' lanes) per step in registers of W pixels, every
+// class's logits, exponentials and p in registers, p stored once, the sums added as class_sums
+// adds them (the same operations in the same order, so the same bits as the general path). The general path takes the max, the
 // exponentials' sum and its reciprocal through scratch rows and stores p twice: 6.4 against 3.6
 // ms for both passes, 16 x 4 x 256 x 256 float32, one thread (float64 11.5 against 7.0).
 template <class T, int K, bool L, bool Sq>
 void softmax_sums(Rows<const T> z, Rows<const T> g, Rows<T> p, index_t len, double* out) {
-  using U = typename LaneGroup<T>::type;  // 16 pixels
-  static_assert(kLanes == 16, "16 lanes");
+  using U = Vec<T>;  // one register: W pixels, lanes h W.. of the 16 (h < H)
+  constexpr int W = static_cast<int>(kVecLen<T>), H = 16 / W;
+  static_assert(kLanes == 16 && 16 % W == 0, "16 lanes");
   double lanes[K][kDiceSums][16] = {};
-  U acc[K][kDiceSums];
+  U acc[K][kDiceSums][H];
   // Each row is asked for 1 KiB ahead: 3K streams (logits, targets, p) are more than the hardware
   // prefetchers keep up with (2.8 against 3.4 ms one thread, 2.5 against 2.7 two, float32).
   constexpr index_t kAhead = 1024 / sizeof(T);
@@ -234,46 +235,48 @@ void softmax_sums(Rows<const T> z, Rows<const T> g, Rows<T> p, index_t len, doub
     const U r = T(1) / s;
     for (int c = 0; c < K; ++c) pc[c] = pc[c] * r;
   };
-  auto add = [&](const U* pc, const U* gc) {
+  auto add = [&](int h, const U* pc, const U* gc) {
     for (int c = 0; c < K; ++c) {
       const U gv = L ? indicator(gc[c], static_cast<T>(c)) : gc[c];
-      acc[c][kPG] += pc[c] * gv;
-      acc[c][kP] += pc[c];
-      acc[c][kG] += gv;
+      acc[c][kPG][h] += pc[c] * gv;
+      acc[c][kP][h] += pc[c];
+      acc[c][kG][h] += gv;
       if constexpr (Sq) {
-        acc[c][kP2] += pc[c] * pc[c];
-        acc[c][kG2] += gv * gv;
+        acc[c][kP2][h] += pc[c] * pc[c];
+        acc[c][kG2][h] += gv * gv;
       }
     }
   };
   auto clear = [&] {
     for (int c = 0; c < K; ++c)
-      for (int q = 0; q < kDiceSums; ++q) acc[c][q] = U{};
+      for (int q = 0; q < kDiceSums; ++q)
+        for (int h = 0; h < H; ++h) acc[c][q][h] = U{};
   };
   auto flush = [&] {
     for (int c = 0; c < K; ++c)
       for (int q = 0; q < kDiceSums; ++q)
-        for (int l = 0; l < 16; ++l) lanes[c][q][l] += static_cast<double>(acc[c][q][l]);
+        for (int h = 0; h < H; ++h)
+          for (int l = 0; l < W; ++l) lanes[c][q][h * W + l] += static_cast<double>(acc[c][q][h][l]);
   };
   index_t i = 0;
   while (i + 16 <= len) {
     clear();
     const index_t end = min_(len, i + kSub) & ~index_t(15);
     for (; i < end; i += 16) {
-      U zc[K], pc[K], gc[K];
       if (i + kAhead < len)
         for (int c = 0; c < K; ++c) {
           __builtin_prefetch(z(c) + i + kAhead);
           __builtin_prefetch(g(c) + i + kAhead);
           __builtin_prefetch(p(c) + i + kAhead, 1);
         }
-      for (int c = 0; c < K; ++c) zc[c] = lanes_load<U>(z(c) + i);
-      softmax(zc, pc);
-      for (int c = 0; c < K; ++c) {
-        lanes_store(p(c) + i, pc[c]);
-        gc[c] = lanes_load<U>(g(c) + i);
+      for (int h = 0; h < H; ++h) {
+        const index_t j = i + h * W;
+        U zc[K], pc[K], gc[K];
+        for (int c = 0; c < K; ++c) zc[c] = ld<U>(z(c) + j);
+        softmax(zc, pc);
+        for (int c = 0; c < K; ++c) st(p(c) + j, pc[c]), gc[c] = ld<U>(g(c) + j);
+        add(h, pc, gc);
       }
-      add(pc, gc);
     }
     flush();
   }
@@ -284,19 +287,23 @@ void softmax_sums(Rows<const T> z, Rows<const T> g, Rows<T> p, index_t len, doub
         zt[c][j] = i + j < len ? z(c)[i + j] : T(0);
         gt[c][j] = i + j < len ? g(c)[i + j] : (L ? T(-1) : T(0));
       }
-    U zc[K], pc[K], gc[K];
-    for (int c = 0; c < K; ++c) zc[c] = lanes_load<U>(zt[c]), gc[c] = lanes_load<U>(gt[c]);
-    softmax(zc, pc);
-    for (int c = 0; c < K; ++c) {
-      lanes_store(pt[c], pc[c]);
+    for (int h = 0; h < H; ++h) {
+      U zc[K], pc[K];
+      for (int c = 0; c < K; ++c) zc[c] = ld<U>(zt[c] + h * W);
+      softmax(zc, pc);
+      for (int c = 0; c < K; ++c) st(pt[c] + h * W, pc[c]);
+    }
+    for (int c = 0; c < K; ++c)
       for (index_t j = 0; j < 16; ++j) {
         if (i + j < len) p(c)[i + j] = pt[c][j];
         else pt[c][j] = T(0);
       }
-      pc[c] = lanes_load<U>(pt[c]);
-    }
     clear();
-    add(pc, gc);
+    for (int h = 0; h < H; ++h) {
+      U pc[K], gc[K];
+      for (int c = 0; c < K; ++c) pc[c] = ld<U>(pt[c] + h * W), gc[c] = ld<U>(gt[c] + h * W);
+      add(h, pc, gc);
+    }
     flush();
   }
   for (int c = 0; c < K; ++c)
@@ -328,12 +335,12 @@ void softmax_grad(Rows<const T> g, Rows<const T> p, Rows<T> out, index_t len, co
 }
 
 // Runs f(integral_constant K) where the fused softmax path applies: a class count it is compiled
-// for, and 16 lanes of T in at most two registers (with four, float64 on AVX2, its sums spill
-// and the class-row path is faster: 23 against 28 ms, 16 x 4 x 256 x 256, one thread). Returns
-// whether it ran.
+// for, and 16 lanes of T in at most two registers. With four (float64 on AVX2) its sums spill:
+// 8.9 against 8.8 ms with 4 classes, 17.9 against 15.8 with 8 (8 x C x 256 x 256, one thread).
+// Returns whether it ran.
 template <class T, class F>
 bool with_softmax_classes(index_t C, F&& f) {
-  if constexpr (sizeof(typename LaneGroup<T>::type) > 2 * kRegBytes) {
+  if constexpr (16 * sizeof(T) > 2 * kRegBytes) {
     return false;
   } else {
     bool done = false;

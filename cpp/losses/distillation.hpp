@@ -42,12 +42,12 @@ FL_HD double distill_row(const RowJob& job, double alpha, double temperature, do
   row_lane_sums<T, 4>(K, sums, [&](index_t k, auto* acc) FL_LAMBDA_INLINE {
     using U = FL_LANES_TYPE(acc);
     const U u = (lanes_load<U>(t + k) - mt) * scale, v = (lanes_load<U>(z + k) - mz) * scale;
-    const U a = lanes_exp(u), b = lanes_exp(v);
+    const U a = lanes_exp(u), b = lanes_exp(v), zero = {};
     lanes_store(et + k, a);
     lanes_store(eq + k, b);
     acc[0] = a;
     acc[1] = b;
-    acc[2] = lanes_by_register([](auto x, auto y) { const decltype(x) z = {}; return x == z ? z : y; }, a, a * (u - v));
+    acc[2] = a == zero ? zero : a * (u - v);
     acc[3] = b * b;
   });
   const double St = sums[0], Sq = sums[1];

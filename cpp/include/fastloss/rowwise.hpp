@@ -9,9 +9,6 @@
 #include "fastloss/job.hpp"
 #include "fastloss/reduce.hpp"
 #include "fastloss/vmath.hpp"
-#if !defined(__CUDACC__)
-#include "fastloss/simd.hpp"
-#endif
 
 FL_NAMESPACE_BEGIN
 
@@ -60,16 +57,11 @@ FL_HD inline T row_max(const T* x, index_t K) {
 // lane: bounded rounding), then in double; the lanes are combined pairwise, so the sums are
 // bitwise the same on AVX2 and AVX-512. terms(k, t) writes the N terms of elements k.. into
 // t[0..N) of type U: T for one element (the tail, and the device), or on the host the GCC vector of
-// the kLanes elements k..k+kLanes-1 (selects on it stay vector code, where gcc's auto-vectorizer
-// leaves the selects of a fully unrolled loop scalar). lanes_load/store/exp work on either.
+// one register, elements k..k+W-1, W = kRegBytes / sizeof(T), lanes k % kLanes.. of the group
+// (selects on it stay vector code, where gcc's auto-vectorizer leaves the selects of a fully
+// unrolled loop scalar; a vector wider than a register gcc keeps in memory between operations).
+// lanes_load/store/exp work on any of them.
 inline constexpr index_t kExpChunk = 16 * kLanes;
-
-#if !defined(__CUDACC__)  // nvcc does not take GCC vector subscripts, in host code either
-template <class T>
-struct LaneGroup {
-  typedef T type __attribute__((vector_size(kLanes * sizeof(T))));
-};
-#endif
 
 template <class U, class T>
 FL_HD FL_INLINE U lanes_load(const T* p) {
@@ -88,49 +80,26 @@ FL_HD FL_INLINE double lanes_exp(double x) { return vm::exp_nonpos(x); }
 template <class U>
 FL_INLINE U lanes_exp(U x) {
   using T = decltype(x[0] + 0);
-  T a[kLanes];
+  constexpr int n = sizeof(U) / sizeof(T);
+  T a[n];
   __builtin_memcpy(a, &x, sizeof a);
-  for (int j = 0; j < kLanes; ++j) a[j] = vm::exp_nonpos(a[j]);
+  for (int j = 0; j < n; ++j) a[j] = vm::exp_nonpos(a[j]);
   __builtin_memcpy(&x, a, sizeof a);
   return x;
 }
 #endif
 
-// f(a[, b]), a select on lane groups: register by register on the host (simd::by_register: gcc
-// lowers a select on a group wider than a register lane by lane, with branches), directly on
-// the device's scalars.
-template <class U, class F>
-FL_HD FL_INLINE U lanes_by_register(F&& f, const U& a) {
-#if defined(__CUDACC__)
-  return f(a);
-#else
-  return simd::by_register(f, a);
-#endif
-}
-template <class U, class F>
-FL_HD FL_INLINE U lanes_by_register(F&& f, const U& a, const U& b) {
-#if defined(__CUDACC__)
-  return f(a, b);
-#else
-  return simd::by_register(f, a, b);
-#endif
-}
-
-// v with the element at index skip replaced by 0 (v holds elements k, k + 1, ...). In a group,
-// a branch: one group per row holds it.
+// v with the element at index skip replaced by 0 (v holds elements k, k + 1, ...).
 template <class U>
 FL_HD FL_INLINE U lanes_select_not(index_t k, index_t skip, U v) {
   if constexpr (std::is_arithmetic<U>::value) {
     return k == skip ? U(0) : v;
   } else {
-    constexpr index_t n = sizeof(U) / sizeof(v[0]);
-    if (skip >= k && skip - k < n) {
-      decltype(v[0] + 0) a[n];
-      __builtin_memcpy(a, &v, sizeof v);
-      a[skip - k] = 0;
-      __builtin_memcpy(&v, a, sizeof v);
-    }
-    return v;
+    typedef decltype(v == v) M;
+    M lane;
+    for (int j = 0; j < int(sizeof(U) / sizeof(v[0])); ++j) lane[j] = j;
+    const index_t at = skip >= k && skip - k < index_t(sizeof(U) / sizeof(v[0])) ? skip - k : -1;
+    return lane == static_cast<decltype(lane[0] + 0)>(at) ? U{} : v;
   }
 }
 
@@ -139,17 +108,21 @@ FL_HD FL_INLINE void row_lane_sums(index_t K, double* sums, Terms&& terms) {
   double acc[N][kLanes] = {};
   index_t i = 0;
 #if !defined(__CUDACC__)
-  using V = typename LaneGroup<T>::type;
+  typedef T V __attribute__((vector_size(kRegBytes)));
+  constexpr int W = kRegBytes / sizeof(T), P = kLanes / W;  // P registers per group of kLanes
+  static_assert(kLanes % W == 0, "whole registers per group");
   while (i + kLanes <= K) {
-    V part[N] = {};
+    V part[N][P] = {};
     const index_t stop = min_(i + kExpChunk, K);
-    for (; i + kLanes <= stop; i += kLanes) {
-      V t[N];
-      terms(i, t);
-      for (int n = 0; n < N; ++n) part[n] += t[n];
-    }
+    for (; i + kLanes <= stop; i += kLanes)
+      for (int p = 0; p < P; ++p) {
+        V t[N];
+        terms(i + p * W, t);
+        for (int n = 0; n < N; ++n) part[n][p] += t[n];
+      }
     for (int n = 0; n < N; ++n)
-      for (int j = 0; j < kLanes; ++j) acc[n][j] += static_cast<double>(part[n][j]);
+      for (int p = 0; p < P; ++p)
+        for (int j = 0; j < W; ++j) acc[n][p * W + j] += static_cast<double>(part[n][p][j]);
   }
 #endif
   for (; i < K; i += kLanes) {  // the tail (the device: every group, lanes in double)
@@ -209,9 +182,9 @@ FL_HD inline double row_exp_rest(index_t K, double S, Elem&& e) {
   double s[2];
   row_lane_sums<T, 2>(K, s, [&](index_t k, auto* t) {
     using U = FL_LANES_TYPE(t);
-    const U v = e(k, t[0]);
-    t[0] = lanes_by_register([](auto x) { const decltype(x) z = {}; return x == T(1) ? z : x; }, v);
-    t[1] = lanes_by_register([](auto x) { const decltype(x) z = {}; return x == T(1) ? z + T(1) : z; }, v);
+    const U v = e(k, t[0]), zero = {}, one = zero + T(1);
+    t[0] = v == one ? zero : v;
+    t[1] = v == one ? one : zero;
   });
   return s[0] + (s[1] - 1.0);
 }
