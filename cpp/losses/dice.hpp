@@ -230,7 +230,7 @@ void softmax_sums(Rows<const T> z, Rows<const T> g, Rows<T> p, index_t len, doub
   constexpr index_t kAhead = 1024 / sizeof(T);
   auto softmax = [](const U* zc, U* pc) {
     U m = zc[0], s = {};
-    for (int c = 1; c < K; ++c) m = max_or_second(zc[c], m);
+    for (int c = 1; c < K; ++c) m = zc[c] > m ? zc[c] : m;
     for (int c = 0; c < K; ++c) s += (pc[c] = lanes_exp(zc[c] - m));
     const U r = T(1) / s;
     for (int c = 0; c < K; ++c) pc[c] = pc[c] * r;

@@ -53,9 +53,9 @@ FL_HD FL_INLINE double fma_(double a, double b, double c) { return a * b + c; }
 inline constexpr bool kHasFma = false;
 #endif
 
-// Bytes of one SIMD register of the target. GCC lowers a compare or select on a generic vector
-// wider than this lane by lane into scalar code, branches included (gcc 12), and keeps such
-// vectors in memory between operations (see simd.hpp by_register).
+// Bytes of one SIMD register of the target, the width of the explicit GCC vectors: gcc lowers a
+// compare or select on a wider generic vector lane by lane into scalar code, branches included
+// (gcc 12), and keeps such vectors in memory between operations.
 #if defined(__AVX512F__)
 inline constexpr int kRegBytes = 64;
 #elif defined(__AVX__)

@@ -62,55 +62,11 @@ FL_INLINE void st(T* p, const U& v) {
     vstore<T>(p, v);
 }
 
-// GCC lowers a compare or select on a vector wider than the target's registers (kRegBytes:
-// Vec<T> on AVX2, a 16-lane group of doubles on AVX-512) lane by lane into scalar code, branches
-// included (gcc 12), while it splits arithmetic into registers. by_register(f, a[, b]) runs the
-// select f on register-wide pieces instead (on a and b themselves when they fit, or are scalars).
-template <class U, class F>
-FL_INLINE U by_register(F&& f, const U& a) {
-  if constexpr (std::is_arithmetic_v<U> || sizeof(U) <= kRegBytes) {
-    return f(a);
-  } else {
-    using T = std::remove_cv_t<std::remove_reference_t<decltype(a[0])>>;
-    typedef T R __attribute__((vector_size(kRegBytes)));
-    constexpr int P = static_cast<int>(sizeof(U) / kRegBytes);
-    R x[P];
-    std::memcpy(x, &a, sizeof a);
-    for (int j = 0; j < P; ++j) x[j] = f(x[j]);
-    U r;
-    std::memcpy(&r, x, sizeof r);
-    return r;
-  }
-}
-template <class U, class F>
-FL_INLINE U by_register(F&& f, const U& a, const U& b) {
-  if constexpr (std::is_arithmetic_v<U> || sizeof(U) <= kRegBytes) {
-    return f(a, b);
-  } else {
-    using T = std::remove_cv_t<std::remove_reference_t<decltype(a[0])>>;
-    typedef T R __attribute__((vector_size(kRegBytes)));
-    constexpr int P = static_cast<int>(sizeof(U) / kRegBytes);
-    R x[P], y[P];
-    std::memcpy(x, &a, sizeof a);
-    std::memcpy(y, &b, sizeof b);
-    for (int j = 0; j < P; ++j) x[j] = f(x[j], y[j]);
-    U r;
-    std::memcpy(&r, x, sizeof r);
-    return r;
-  }
-}
 // x == c ? 1 : 0 for each lane (a one-hot row from class labels held as T).
 template <class U, class T>
 FL_INLINE U indicator(const U& x, T c) {
-  return by_register([c](auto v) {
-    const decltype(v) zero = {};
-    return v == c ? zero + T(1) : zero;
-  }, x);
-}
-// a > b ? a : b for each lane (b where either is NaN).
-template <class U>
-FL_INLINE U max_or_second(const U& a, const U& b) {
-  return by_register([](auto x, auto y) { return x > y ? x : y; }, a, b);
+  const U zero = {};
+  return x == c ? zero + T(1) : zero;
 }
 
 // Names a type without a value of it (a vector passed by value draws ABI notes).
