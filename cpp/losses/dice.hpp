@@ -215,9 +215,10 @@ void class_sums(T* __restrict p, const T* __restrict r, const T* __restrict g, T
 // Softmax over K classes known at compile time (the common counts, see with_classes): pass 1 of
 // a block in one loop, 16 pixels (the sums' lanes) per step in registers of W pixels, every
 // class's logits, exponentials and p in registers, p stored once, the sums added as class_sums
-// adds them (the same operations in the same order, so the same bits as the general path). The general path takes the max, the
-// exponentials' sum and its reciprocal through scratch rows and stores p twice: 6.4 against 3.6
-// ms for both passes, 16 x 4 x 256 x 256 float32, one thread (float64 11.5 against 7.0).
+// adds them (the same operations in the same order, so the same bits as the general path). The
+// general path takes the max, the exponentials' sum and its reciprocal through scratch rows and
+// stores p twice: 6.4 against 3.6 ms for both passes, 16 x 4 x 256 x 256 float32, one thread
+// (float64 11.5 against 7.4).
 template <class T, int K, bool L, bool Sq>
 void softmax_sums(Rows<const T> z, Rows<const T> g, Rows<T> p, index_t len, double* out) {
   using U = Vec<T>;  // one register: W pixels, lanes h W.. of the 16 (h < H)
@@ -256,7 +257,8 @@ void softmax_sums(Rows<const T> z, Rows<const T> g, Rows<T> p, index_t len, doub
     for (int c = 0; c < K; ++c)
       for (int q = 0; q < kDiceSums; ++q)
         for (int h = 0; h < H; ++h)
-          for (int l = 0; l < W; ++l) lanes[c][q][h * W + l] += static_cast<double>(acc[c][q][h][l]);
+          for (int l = 0; l < W; ++l)
+            lanes[c][q][h * W + l] += static_cast<double>(acc[c][q][h][l]);
   };
   index_t i = 0;
   while (i + 16 <= len) {

@@ -23,8 +23,8 @@
 // SSIM streams rows: the coefficient rows of the last 11 forward rows live in a ring, and each
 // gradient row is written as soon as its window's forward rows are done (the data stay in cache,
 // no per-plane buffers). MS-SSIM keeps every scale's maps (its coefficients need all the scales'
-// values first). Filters run on explicit register-wide vectors (fastloss/simd.hpp) with every column's
-// sums in registers; no fused multiply-add, so every ISA gives the same bits.
+// values first). Filters run on explicit register-wide vectors (fastloss/simd.hpp) with every
+// column's sums in registers; no fused multiply-add, so every ISA gives the same bits.
 // Work is per plane (deterministic: row sums in fixed lanes, combined pairwise in row order);
 // parallel_for over planes, or over bands of rows (with a halo of R forward rows) when there are
 // fewer planes than threads. A row's terms do not depend on its band, so neither does any result.

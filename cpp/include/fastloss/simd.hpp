@@ -1,9 +1,9 @@
 // Explicit SIMD without intrinsics: GCC generic vectors of one register of the target (kRegBytes:
 // 64 bytes with AVX-512, 32 with AVX2, 16 with SSE2), and a column loop that runs the same body on
-// vectors and then on a scalar tail. The body is written once for U = T or U = Vec<T>, so every element gets the same
-// bits whichever path computes it, and an explicit load-then-store at the same index is well
-// defined when input and output are the same buffer (which auto-vectorized loops with restrict
-// pointers cannot promise).
+// vectors and then on a scalar tail. The body is written once for U = T or U = Vec<T>, so every
+// element gets the same bits whichever path computes it, and an explicit load-then-store at the
+// same index is well defined when input and output are the same buffer (which auto-vectorized
+// loops with restrict pointers cannot promise).
 #pragma once
 
 #include <cstring>
