@@ -192,6 +192,18 @@ def assert_bitwise_equal(a, b, what=""):
                              f"{i}: {fa[i]!r} vs {fb[i]!r}")
 
 
+def same_on_one_and_two_threads(loss, *args):
+    """Per-item values (reduction="none") and the gradient, bitwise the same on 1 and 2 threads;
+    returns them."""
+    with fastloss.num_threads(1):
+        a = loss.value_and_grad(*args, reduction="none")
+    with fastloss.num_threads(2):
+        b = loss.value_and_grad(*args, reduction="none")
+    assert_bitwise_equal(a[0], b[0])
+    assert_bitwise_equal(a[1], b[1])
+    return a
+
+
 def reference_atol(name, y_true, y_pred, params=None, sample_weight=None, reduction="mean",
                    dtype=None, ulps=ELEMENT_ULPS):
     """Absolute allowances (value, grad, hess) for kernels whose outputs may cancel or go through

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastloss as fl
-from conftest import assert_bitwise_equal
+from conftest import assert_bitwise_equal, same_on_one_and_two_threads
 
 # ----------------------------------------------------------------------------------------------
 # float64 references
@@ -189,17 +189,6 @@ def test_threads_bitwise(rng, dtype):
     for loss in (fl.DiceLoss(activation="softmax", squared=True),
                  fl.GeneralizedDiceLoss(activation="softmax"), fl.TverskyLoss(activation="sigmoid")):
         same_on_one_and_two_threads(loss, labels, z)
-
-
-def same_on_one_and_two_threads(loss, labels, z):
-    """Per-image values and the gradient, bitwise the same on 1 and 2 threads; returns them."""
-    with fl.num_threads(1):
-        a = loss.value_and_grad(labels, z, reduction="none")
-    with fl.num_threads(2):
-        b = loss.value_and_grad(labels, z, reduction="none")
-    assert_bitwise_equal(a[0], b[0])
-    assert_bitwise_equal(a[1], b[1])
-    return a
 
 
 def channels_last(a):

@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 
 import fastloss as fl
-from conftest import assert_bitwise_equal
+from conftest import assert_bitwise_equal, same_on_one_and_two_threads
 
 R = 5  # window radius: the cropped band
 WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -267,12 +267,7 @@ def test_float32_close_to_float64(rng):
 def test_threads_bitwise(rng, shape, dtype):
     x, y = images(rng, shape, dtype=dtype)
     for loss in (fl.SSIMLoss(), fl.MSSSIMLoss(weights=(0.5, 0.5))):
-        with fl.num_threads(1):
-            a = loss.value_and_grad(x, y, reduction="none")
-        with fl.num_threads(2):
-            b = loss.value_and_grad(x, y, reduction="none")
-        assert_bitwise_equal(a[0], b[0])
-        assert_bitwise_equal(a[1], b[1])
+        same_on_one_and_two_threads(loss, x, y)
     with fl.num_threads(1):
         m1 = fl.SSIMLoss().ssim_map(x, y)
     with fl.num_threads(2):
