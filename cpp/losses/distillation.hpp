@@ -10,7 +10,8 @@
 //   d2l/dz_k2 = alpha p1_k (1 - p1_k) + (c2 / T) q_k (1 - q_k)
 // Terms with p_k = 0 contribute nothing (a teacher class at -inf); a student class at -inf where
 // the teacher puts mass gives +inf. +inf logits take the softmax limit (equal shares), as in
-// cross_entropy.hpp. Both rows are read once from memory; the exponentials live in a row scratch.
+// cross_entropy.hpp. Both rows are read once from memory (prefetched during the previous row's
+// exp pass: RowAhead); the exponentials live in a row scratch.
 #pragma once
 
 #include "fastloss/job.hpp"
@@ -39,17 +40,21 @@ FL_HD double distill_row(const RowJob& job, double alpha, double temperature, do
   // sum_k e^t_k (u_k - v_k) (terms with p_k = 0 dropped) and sum_k (e^q_k)^2, the plain softmax's
   // sum at T = 2 (exp(v) = exp(v/2)^2: no second exp pass over the student row).
   double sums[4];
-  row_lane_sums<T, 4>(K, sums, [&](index_t k, auto* acc) FL_LAMBDA_INLINE {
-    using U = FL_LANES_TYPE(acc);
-    const U u = (lanes_load<U>(t + k) - mt) * scale, v = (lanes_load<U>(z + k) - mz) * scale;
-    const U a = lanes_exp(u), b = lanes_exp(v), zero = {};
-    lanes_store(et + k, a);
-    lanes_store(eq + k, b);
-    acc[0] = a;
-    acc[1] = b;
-    acc[2] = a == zero ? zero : a * (u - v);
-    acc[3] = b * b;
-  });
+  const RowAhead<T> ahead = next_row_ahead<T>(job, r);
+  row_lane_sums<T, 4>(
+      K, sums,
+      [&](index_t k, auto* acc) FL_LAMBDA_INLINE {
+        using U = FL_LANES_TYPE(acc);
+        const U u = (lanes_load<U>(t + k) - mt) * scale, v = (lanes_load<U>(z + k) - mz) * scale;
+        const U a = lanes_exp(u), b = lanes_exp(v), zero = {};
+        lanes_store(et + k, a);
+        lanes_store(eq + k, b);
+        acc[0] = a;
+        acc[1] = b;
+        acc[2] = a == zero ? zero : a * (u - v);
+        acc[3] = b * b;
+      },
+      &ahead);
   const double St = sums[0], Sq = sums[1];
   // S - 1 to full relative accuracy (rowwise.hpp): log S = log1p(S - 1) on confident rows
   const double rt = row_exp_rest(t, K, mt, et, scale, St), rq = row_exp_rest(z, K, mz, eq, scale, Sq);

@@ -103,8 +103,43 @@ FL_HD FL_INLINE U lanes_select_not(index_t k, index_t skip, U v) {
   }
 }
 
+// The next row of a row kernel's inputs (read) and outputs (written), prefetched line by line by
+// the first pass over the current row that works from cache (the exp pass: compute-bound). The
+// next row's first pass (the max, memory-bound) then finds its inputs in cache and its output
+// lines owned, instead of waiting on memory with the arithmetic idle. Sparse softmax
+// cross-entropy 65536 x 1000 float32: 33.9 -> 26.4 ms on one thread, 17.3 -> 15.2 ms on two.
+template <class T>
+struct RowAhead {
+  const T* in[2] = {nullptr, nullptr};
+  T* out[2] = {nullptr, nullptr};
+  // the line holding element k of each row
+  FL_HD FL_INLINE void line(index_t k) const {
+#if !defined(__CUDACC__)
+    for (const T* p : in)
+      if (p) __builtin_prefetch(p + k);
+    for (T* p : out)
+      if (p) __builtin_prefetch(p + k, 1);
+#endif
+  }
+};
+
+// RowAhead of row r + 1 of a job's x and extra (or targets) inputs and of its gradient and Hessian
+// outputs; nothing after the last row, or on ragged rows.
+template <class T>
+FL_HD inline RowAhead<T> next_row_ahead(const RowJob& job, index_t r) {
+  RowAhead<T> a;
+  if (r + 1 >= job.rows || job.offsets) return a;
+  const index_t n = r + 1;
+  a.in[0] = static_cast<const T*>(job.x) + n * job.x_stride;
+  if (job.extra) a.in[1] = static_cast<const T*>(job.extra) + n * job.extra_stride;
+  else if (job.targets) a.in[1] = static_cast<const T*>(job.targets) + n * job.targets_stride;
+  if (job.grad_out) a.out[0] = static_cast<T*>(job.grad_out) + n * job.grad_stride;
+  if (job.hess_out) a.out[1] = static_cast<T*>(job.hess_out) + n * job.hess_stride;
+  return a;
+}
+
 template <class T, int N, class Terms>
-FL_HD FL_INLINE void row_lane_sums(index_t K, double* sums, Terms&& terms) {
+FL_HD FL_INLINE void row_lane_sums(index_t K, double* sums, Terms&& terms, const RowAhead<T>* ahead = nullptr) {
   double acc[N][kLanes] = {};
   index_t i = 0;
 #if !defined(__CUDACC__)
@@ -116,6 +151,7 @@ FL_HD FL_INLINE void row_lane_sums(index_t K, double* sums, Terms&& terms) {
     const index_t stop = min_(i + kExpChunk, K);
     for (; i + kLanes <= stop; i += kLanes)
       for (int p = 0; p < P; ++p) {
+        if (ahead && (p * W * sizeof(T)) % 64 == 0) ahead->line(i + p * W);
         V t[N];
         terms(i + p * W, t);
         for (int n = 0; n < N; ++n) part[n][p] += t[n];
@@ -141,34 +177,40 @@ FL_HD FL_INLINE void row_lane_sums(index_t K, double* sums, Terms&& terms) {
 
 // e_k = exp((x_k - shift) * scale) for shift = the row max and scale > 0 (every exponent <= 0:
 // exp_nonpos), stored into e when Store; returns their sum, without the term at index skip when
-// Skip (no cancellation, unlike S - e_skip). NaN propagates.
+// Skip (no cancellation, unlike S - e_skip). NaN propagates. ahead: the next row, prefetched.
 template <class T, bool Store, bool Scaled, bool Skip>
-FL_HD inline double row_exp_lanes(const T* x, index_t K, T shift, T* e, T scale, index_t skip) {
+FL_HD inline double row_exp_lanes(const T* x, index_t K, T shift, T* e, T scale, index_t skip,
+                                  const RowAhead<T>* ahead) {
   double s;
-  row_lane_sums<T, 1>(K, &s, [&](index_t k, auto* t) {
-    using U = FL_LANES_TYPE(t);
-    const U d = lanes_load<U>(x + k) - shift;
-    const U v = lanes_exp(Scaled ? d * scale : d);
-    if constexpr (Store) lanes_store(e + k, v);
-    t[0] = Skip ? lanes_select_not(k, skip, v) : v;
-  });
+  row_lane_sums<T, 1>(
+      K, &s,
+      [&](index_t k, auto* t) {
+        using U = FL_LANES_TYPE(t);
+        const U d = lanes_load<U>(x + k) - shift;
+        const U v = lanes_exp(Scaled ? d * scale : d);
+        if constexpr (Store) lanes_store(e + k, v);
+        t[0] = Skip ? lanes_select_not(k, skip, v) : v;
+      },
+      ahead);
   return s;
 }
 
 // S = sum_k exp((x_k - shift) * scale), the exponentials stored into e (may be null).
 template <class T>
-FL_HD inline double row_exp_sum(const T* x, index_t K, T shift, T* e, T scale = T(1)) {
+FL_HD inline double row_exp_sum(const T* x, index_t K, T shift, T* e, T scale = T(1),
+                                const RowAhead<T>* ahead = nullptr) {
   if (scale != T(1))
-    return e ? row_exp_lanes<T, true, true, false>(x, K, shift, e, scale, -1)
-             : row_exp_lanes<T, false, true, false>(x, K, shift, e, scale, -1);
-  return e ? row_exp_lanes<T, true, false, false>(x, K, shift, e, scale, -1)
-           : row_exp_lanes<T, false, false, false>(x, K, shift, e, scale, -1);
+    return e ? row_exp_lanes<T, true, true, false>(x, K, shift, e, scale, -1, ahead)
+             : row_exp_lanes<T, false, true, false>(x, K, shift, e, scale, -1, ahead);
+  return e ? row_exp_lanes<T, true, false, false>(x, K, shift, e, scale, -1, ahead)
+           : row_exp_lanes<T, false, false, false>(x, K, shift, e, scale, -1, ahead);
 }
 
 // sum_{k != skip} exp(x_k - shift), the exponentials (the one at skip included) stored into e.
 template <class T>
-FL_HD inline double row_exp_sum_but(const T* x, index_t K, T shift, T* e, index_t skip) {
-  return row_exp_lanes<T, true, false, true>(x, K, shift, e, T(1), skip);
+FL_HD inline double row_exp_sum_but(const T* x, index_t K, T shift, T* e, index_t skip,
+                                    const RowAhead<T>* ahead = nullptr) {
+  return row_exp_lanes<T, true, false, true>(x, K, shift, e, T(1), skip, ahead);
 }
 
 // S - 1 to full relative accuracy, for S = sum_k e_k with every e_k <= 1 and e(k, U) giving the
