@@ -1254,6 +1254,38 @@ def test_avx2_avx512_bitwise(dtype, dense, rng):
         assert_bitwise_equal(a, b, f"output {i}: avx2 vs avx512")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_softmax_exponentials_down_to_subnormal(dtype):
+    """Row exponentials whose exponents reach the subnormal range and below (the AVX-512 path
+    scales by 2^k with vscalef, the others by an integer add and a rescaled subnormal branch):
+    each is exp(d) rounded once, and avx2 and avx512 agree to the bit. With the max term 1 and
+    the others negligible the row sum is exactly 1, so softmax returns the exponentials
+    themselves."""
+    info = np.finfo(dtype)
+    lo = -104.5 if dtype == np.float32 else -746.5
+    # below -45 the 39 other terms of a row sum to less than 2^-54: the row sum (in double) is 1
+    d = np.linspace(lo, -45.0, 16 * 40 - 1)
+    # finer near the subnormal threshold, where the two scalings part ways
+    d[::3] = np.linspace(math.log(float(info.tiny)) - 3, math.log(float(info.tiny)) + 1, d[::3].size)
+    z = np.concatenate([[0.0], d]).astype(dtype).reshape(16, 40)
+    z[:, 0] = 0.0  # every row: its max first, the rest far below
+    exact = np.exp(z.astype(np.float64))  # float64: a float32 rounded once from it
+    tiny = float(info.smallest_subnormal)
+    results = {}
+    for isa in [i for i in ("avx2", "avx512") if i in AVAILABLE_ISAS] or [AVAILABLE_ISAS[0]]:
+        fl.select_isa(isa)  # the autouse fixture restores the selection
+        p = fl.softmax(z)
+        if dtype == np.float32:
+            expect = exact.astype(np.float32)
+            assert np.all(np.abs(p.astype(np.float64) - expect) <= np.maximum(2e-7 * expect, tiny)), isa
+        else:  # no wider reference in NumPy: 2 ULP, or one subnormal step
+            assert np.all(np.abs(p - exact) <= np.maximum(5e-16 * exact, tiny)), isa
+        assert np.count_nonzero((p > 0) & (p < info.tiny)) > 20  # subnormal results were exercised
+        results[isa] = p
+    if len(results) == 2:
+        assert_bitwise_equal(results["avx2"], results["avx512"], "softmax exponentials avx2 vs avx512")
+
+
 def _strided_views(base):
     """Views of ``base`` (n, K) content: each returns (view, contiguous copy)."""
     n, K = base.shape

@@ -73,13 +73,29 @@ template <class U, class T>
 FL_HD FL_INLINE void lanes_store(T* p, U v) {
   __builtin_memcpy(p, &v, sizeof v);
 }
-// exp_nonpos of one element, or of a group in a plain loop (which gcc vectorizes).
+// exp_nonpos of one element, or of a group in a plain loop (which gcc vectorizes); an AVX-512
+// register takes vm's vscalef form (the same bits).
 FL_HD FL_INLINE float lanes_exp(float x) { return vm::exp_nonpos(x); }
 FL_HD FL_INLINE double lanes_exp(double x) { return vm::exp_nonpos(x); }
 #if !defined(__CUDACC__)
 template <class U>
 FL_INLINE U lanes_exp(U x) {
   using T = decltype(x[0] + 0);
+#if defined(__AVX512F__)
+  if constexpr (sizeof(U) == 64 && std::is_same<T, float>::value) {
+    __m512 r;
+    __builtin_memcpy(&r, &x, sizeof r);
+    r = vm::exp_nonpos(r);
+    __builtin_memcpy(&x, &r, sizeof r);
+    return x;
+  } else if constexpr (sizeof(U) == 64) {
+    __m512d r;
+    __builtin_memcpy(&r, &x, sizeof r);
+    r = vm::exp_nonpos(r);
+    __builtin_memcpy(&x, &r, sizeof r);
+    return x;
+  }
+#endif
   constexpr int n = sizeof(U) / sizeof(T);
   T a[n];
   __builtin_memcpy(a, &x, sizeof a);
