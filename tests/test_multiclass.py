@@ -804,6 +804,34 @@ def test_infinite_and_huge_logits(isa, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_dense_targets_vector_groups_with_minus_inf(isa, dtype, rng):
+    """Dense targets on rows wider than one 16-lane group (the lane sums of the targets' terms,
+    and a tail): zero target mass on -inf classes in the groups and in the tail stays finite,
+    with class weights and label smoothing (which needs a zero class weight there)."""
+    n, K = 6, 37
+    z = rng.normal(scale=2.0, size=(n, K)).astype(dtype)
+    dead = [3, 17, 34]  # first group, second group, tail
+    z[:, dead] = -np.inf
+    y = rng.uniform(size=(n, K)).astype(dtype)
+    y[:, dead] = 0
+    y /= y.sum(axis=1, keepdims=True)
+    y[0] = 0
+    y[0, 20] = 1  # one-hot
+    finite = np.where(np.isinf(z), -1e300, z.astype(np.float64))
+    cw = rng.uniform(0.5, 2.0, size=K)
+    cw[dead] = 0.0
+    for loss, kw in ((fl.CategoricalCrossEntropy(from_logits=True), {}),
+                     (fl.CategoricalCrossEntropy(from_logits=True, class_weight=cw, label_smoothing=0.2),
+                      dict(class_weight=cw, label_smoothing=0.2))):
+        v, g = loss.value_and_grad(y, z, reduction="sum")
+        ev, eg, _ = ref_cross_entropy(y, finite, dense=True, from_logits=True, reduction="sum", **kw)
+        assert math.isfinite(v)
+        assert_close(v, ev, dtype, "value", scale=ev)
+        assert_close(g, eg, dtype, "grad")
+        assert np.all(g[:, dead] == 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_class_at_minus_inf_not_target(isa, dtype):
     z = np.array([[1.0, -np.inf, 0.5, -2.0], [0.0, -np.inf, -np.inf, 3.0]], dtype=dtype)
     t = np.array([2, 3])

@@ -69,6 +69,16 @@ FL_HD FL_INLINE U lanes_load(const T* p) {
   __builtin_memcpy(&v, p, sizeof v);
   return v;
 }
+// lanes_load of elements of another type, converted (float rows into double lanes).
+template <class U, class T>
+FL_HD FL_INLINE U lanes_load_as(const T* p) {
+  if constexpr (std::is_arithmetic<U>::value) {
+    return static_cast<U>(*p);
+  } else {
+    typedef T V __attribute__((vector_size(sizeof(U) / sizeof(U{}[0]) * sizeof(T))));
+    return __builtin_convertvector(lanes_load<V>(p), U);
+  }
+}
 template <class U, class T>
 FL_HD FL_INLINE void lanes_store(T* p, U v) {
   __builtin_memcpy(p, &v, sizeof v);
