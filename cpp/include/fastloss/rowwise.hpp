@@ -74,9 +74,11 @@ template <class U, class T>
 FL_HD FL_INLINE U lanes_load_as(const T* p) {
   if constexpr (std::is_arithmetic<U>::value) {
     return static_cast<U>(*p);
-  } else {
+  } else {  // a GCC vector: host code only
+#if !defined(__CUDACC__)
     typedef T V __attribute__((vector_size(sizeof(U) / sizeof(U{}[0]) * sizeof(T))));
     return __builtin_convertvector(lanes_load<V>(p), U);
+#endif
   }
 }
 template <class U, class T>
