@@ -13,8 +13,9 @@
 //   l = -sum_k w_k q_k log p_k (sparse: q = (1-a) onehot(t) + a/K), dl/dp_k = -w_k q_k / p_k,
 //   Hessian w_k q_k / p_k^2.
 // One pass per row: the row is read once (max), then from cache (exp, stored into the gradient
-// row as scratch, while the next row is prefetched: RowAhead; and the final scaling). A +inf logit makes the +inf classes share the
-// probability equally (the limit); NaN propagates within its row only; ignored rows write zeros.
+// row as scratch, while the next row is prefetched: RowAhead; and the final scaling). A +inf
+// logit makes the +inf classes share the probability equally (the limit); NaN propagates within
+// its row only; ignored rows write zeros.
 #pragma once
 
 #include <cstdlib>
