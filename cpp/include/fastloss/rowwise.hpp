@@ -154,11 +154,12 @@ struct RowAhead {
 };
 
 // RowAhead of row r + 1 of a job's x and extra (or targets) inputs and of its gradient and Hessian
-// outputs; nothing after the last row, or on ragged rows.
+// outputs; nothing after the last row, on ragged rows, or on rows shorter than one group (no
+// vector loop to carry the prefetches; the hardware prefetchers follow such rows).
 template <class T>
 FL_HD inline RowAhead<T> next_row_ahead(const RowJob& job, index_t r) {
   RowAhead<T> a;
-  if (r + 1 >= job.rows || job.offsets) return a;
+  if (job.K < kLanes || r + 1 >= job.rows || job.offsets) return a;
   const index_t n = r + 1;
   a.in[0] = static_cast<const T*>(job.x) + n * job.x_stride;
   if (job.extra) a.in[1] = static_cast<const T*>(job.extra) + n * job.extra_stride;
