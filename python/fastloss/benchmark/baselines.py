@@ -382,6 +382,25 @@ def np_softmax_ce(z: np.ndarray, t: np.ndarray) -> Callable[[], Tuple[float, np.
     return fn
 
 
+def np_categorical_ce(z: np.ndarray, q: np.ndarray) -> Callable[[], Tuple[float, np.ndarray]]:
+    """Cross-entropy against target rows q (sum_k q_k (lse - z_k)), in the form of np_softmax_ce."""
+    n = z.shape[0]
+    e = np.empty_like(z)
+    qsum = q.sum(axis=1, keepdims=True, dtype=np.float64)
+
+    def fn() -> Tuple[float, np.ndarray]:
+        m = z.max(axis=1, keepdims=True)
+        np.subtract(z, m, out=e)
+        qd = float(np.einsum("ij,ij->", q, e, dtype=np.float64))  # sum q (z - m)
+        np.exp(e, out=e)
+        s = e.sum(axis=1, keepdims=True, dtype=np.float64)
+        v = (float((qsum[:, 0] * np.log(s[:, 0])).sum()) - qd) / n
+        np.multiply(e, (qsum / (s * n)).astype(z.dtype), out=e)
+        np.subtract(e, q / np.asarray(n, z.dtype), out=e)
+        return v, e
+    return fn
+
+
 def np_distillation(z: np.ndarray, t: np.ndarray, teacher: np.ndarray, alpha: float, T: float
                      ) -> Callable[[], Tuple[float, np.ndarray]]:
     """alpha CE + (1 - alpha) T^2 KL(softmax(teacher/T) || softmax(z/T)), written with NumPy."""
@@ -419,6 +438,8 @@ def torch_multiclass(name: str, z: np.ndarray, t: np.ndarray, gamma: float,
         tz.grad = None
         if name == "sparse_categorical_cross_entropy":
             out = F.cross_entropy(tz, tt)
+        elif name == "categorical_cross_entropy":  # target rows, passed as `teacher`
+            out = F.cross_entropy(tz, th)
         elif name == "distillation":  # alpha = 0.5, T = 2: Hinton's composition
             out = 0.5 * F.cross_entropy(tz, tt) + 0.5 * 4.0 * F.kl_div(
                 F.log_softmax(tz / 2.0, dim=1), F.log_softmax(th / 2.0, dim=1), log_target=True,

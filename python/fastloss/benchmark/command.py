@@ -18,7 +18,8 @@ import numpy as np
 
 from .bandwidth import TRIAD_N, Triad, resolve_triad_method
 from .baselines import (DATA, DATA_KIND, NUMPY, RTOL, SKLEARN, TORCH, as_numpy, check_result,
-                        data_regression, np_distillation, np_softmax_ce, torch_multiclass)
+                        data_regression, np_categorical_ce, np_distillation, np_softmax_ce,
+                        torch_multiclass)
 from .report import fmt_n, format_multiclass_table, format_table, format_vmath_table, jsonable
 from .timing import (FULL, QUICK, BlasThreads, measure, median, paired_speedup, time_calls, touched,
                      try_import)
@@ -128,8 +129,9 @@ MULTICLASS_QUICK_SHAPES = [(8192, 1000)]
 def run_multiclass(shapes: Optional[Sequence[Tuple[int, int]]] = None, threads: Iterable[int] = THREADS,
                    quick: bool = False, progress: Optional[Callable[[str], None]] = None,
                    bandwidth: Optional[Dict[int, float]] = None, seed: int = 0) -> List[Dict[str, Any]]:
-    """float32 value+gradient of the sparse softmax cross-entropy, the softmax focal loss and
-    distillation (alpha 0.5, T 2; teacher logits read besides the student's)."""
+    """float32 value+gradient of the sparse softmax cross-entropy, the categorical one (target
+    rows: the teacher's softmax), the softmax focal loss and distillation (alpha 0.5, T 2; teacher
+    logits read besides the student's)."""
     import fastloss
 
     say = progress or (lambda msg: None)
@@ -140,27 +142,34 @@ def run_multiclass(shapes: Optional[Sequence[Tuple[int, int]]] = None, threads: 
         z = rng.standard_normal((n, k)).astype(np.float32)
         t = rng.integers(0, k, n)
         teacher = rng.standard_normal((n, k)).astype(np.float32)
+        soft = np.exp(teacher - teacher.max(axis=1, keepdims=True))
+        soft /= soft.sum(axis=1, keepdims=True)
         g = touched(z.shape, z.dtype)
-        # (name, loss, extra inputs, bytes moved per logit)
-        for name, loss, inputs, nbytes in (
+        # (name, loss, y_true, extra inputs, bytes moved per logit)
+        for name, loss, y, inputs, nbytes in (
                 ("sparse_categorical_cross_entropy",
-                 fastloss.SparseCategoricalCrossEntropy(from_logits=True), {}, 8),
-                ("sparse_categorical_focal", fastloss.SparseCategoricalFocal(gamma=2.0), {}, 8),
-                ("distillation", fastloss.Distillation(alpha=0.5, temperature=2.0),
+                 fastloss.SparseCategoricalCrossEntropy(from_logits=True), t, {}, 8),
+                ("categorical_cross_entropy", fastloss.CategoricalCrossEntropy(from_logits=True),
+                 soft, {}, 12),
+                ("sparse_categorical_focal", fastloss.SparseCategoricalFocal(gamma=2.0), t, {}, 8),
+                ("distillation", fastloss.Distillation(alpha=0.5, temperature=2.0), t,
                  {"teacher_logits": teacher}, 12)):
             for th in threads:
                 say(f"{name} {n}x{k} threads={th}")
                 impls: Dict[str, Callable[[], Any]] = {}
 
-                def ours(loss=loss, th=th, inputs=inputs) -> Any:
+                def ours(loss=loss, y=y, th=th, inputs=inputs) -> Any:
                     with fastloss.num_threads(th):
-                        return loss.value_and_grad(t, z, grad_out=g, **inputs)
+                        return loss.value_and_grad(y, z, grad_out=g, **inputs)
                 impls["fastloss"] = ours
                 if name == "sparse_categorical_cross_entropy":
                     impls["numpy"] = np_softmax_ce(z, t)
+                elif name == "categorical_cross_entropy":
+                    impls["numpy"] = np_categorical_ce(z, soft)
                 elif name == "distillation":
                     impls["numpy"] = np_distillation(z, t, teacher, 0.5, 2.0)
-                tf = torch_multiclass(name, z, t, 2.0, teacher)
+                tf = torch_multiclass(name, z, t, 2.0,
+                                      soft if name == "categorical_cross_entropy" else teacher)
                 if tf is not None:
                     torch = try_import("torch")
 

@@ -17,7 +17,7 @@ def fmt_n(n: int) -> str:
 
 def format_multiclass_table(rows: Sequence[Dict[str, Any]]) -> str:
     lines = ["", "multi-class, float32 value+gradient of the mean (labels + logits; GB/s at 8 B/logit, "
-             "12 with the teacher's):",
+             "12 with target rows or the teacher's):",
              f"{'loss':34} {'rows x K':>12} {'thr':>3} {'ms':>8} {'GB/s':>6} {'%triad':>7} "
              f"{'vs numpy':>9} {'vs torch':>9} check"]
     for r in rows:
