@@ -95,19 +95,7 @@ template <class U>
 FL_INLINE U lanes_exp(U x) {
   using T = decltype(x[0] + 0);
 #if defined(__AVX512F__)
-  if constexpr (sizeof(U) == 64 && std::is_same<T, float>::value) {
-    __m512 r;
-    __builtin_memcpy(&r, &x, sizeof r);
-    r = vm::exp_nonpos(r);
-    __builtin_memcpy(&x, &r, sizeof r);
-    return x;
-  } else if constexpr (sizeof(U) == 64) {
-    __m512d r;
-    __builtin_memcpy(&r, &x, sizeof r);
-    r = vm::exp_nonpos(r);
-    __builtin_memcpy(&x, &r, sizeof r);
-    return x;
-  }
+  if constexpr (sizeof(U) == 64) return vm::exp_nonpos(x);  // U converts to __m512 / __m512d
 #endif
   constexpr int n = sizeof(U) / sizeof(T);
   T a[n];

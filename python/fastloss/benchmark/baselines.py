@@ -387,6 +387,7 @@ def np_categorical_ce(z: np.ndarray, q: np.ndarray) -> Callable[[], Tuple[float,
     n = z.shape[0]
     e = np.empty_like(z)
     qsum = q.sum(axis=1, keepdims=True, dtype=np.float64)
+    qn = q / np.asarray(n, z.dtype)  # the targets' share of the mean's gradient, set up once
 
     def fn() -> Tuple[float, np.ndarray]:
         m = z.max(axis=1, keepdims=True)
@@ -396,7 +397,7 @@ def np_categorical_ce(z: np.ndarray, q: np.ndarray) -> Callable[[], Tuple[float,
         s = e.sum(axis=1, keepdims=True, dtype=np.float64)
         v = (float((qsum[:, 0] * np.log(s[:, 0])).sum()) - qd) / n
         np.multiply(e, (qsum / (s * n)).astype(z.dtype), out=e)
-        np.subtract(e, q / np.asarray(n, z.dtype), out=e)
+        np.subtract(e, qn, out=e)
         return v, e
     return fn
 
