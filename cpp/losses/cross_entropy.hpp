@@ -13,7 +13,7 @@
 //   l = -sum_k w_k q_k log p_k (sparse: q = (1-a) onehot(t) + a/K), dl/dp_k = -w_k q_k / p_k,
 //   Hessian w_k q_k / p_k^2.
 // One pass per row: the row is read once (max), then from cache (exp, stored into the gradient
-// row as scratch, while the next row is prefetched: RowAhead; and the final scaling). A +inf
+// row as scratch, while the next row is prefetched: LinesAhead; and the final scaling). A +inf
 // logit makes the +inf classes share the probability equally (the limit); NaN propagates within
 // its row only; ignored rows write zeros.
 #pragma once
@@ -76,7 +76,7 @@ FL_HD double ce_logits_row(const RowJob& job, const CeParams& p, index_t r, cons
     if (a > 0) wqd = row_weighted_sum(z, w, K) - job.class_weight_sum * double(m);  // sum w (z - m)
     c = (1 - a) * wt + aK * job.class_weight_sum;
   }
-  const RowAhead<T> ahead = next_row_ahead<T>(job, r);
+  const LinesAhead<T> ahead = next_row_ahead<T>(job, r);
   const double S = row_exp_sum(z, K, m, g, T(1), &ahead);  // g holds exp(z - m) until the final pass
   // log1p(S - 1) keeps the loss of a confident row to full relative accuracy
   const double log_s = vm::log1p(row_exp_rest(z, K, m, g, T(1), S));
@@ -155,7 +155,7 @@ FL_HD double focal_logits_row(const RowJob& job, const CeParams& p, index_t r, c
   index_t M = 0;  // the most probable class, whose 1 - p_M may cancel (Hessian only)
   for (index_t k = 1; H && k < K; ++k) M = z[k] > z[M] ? k : M;
   // The other classes' exponentials summed apart in the same pass (no 1 - p_t cancellation).
-  const RowAhead<T> ahead = next_row_ahead<T>(job, r);
+  const LinesAhead<T> ahead = next_row_ahead<T>(job, r);
   const double other = row_exp_sum_but(z, K, m, scratch, t, &ahead);
   const double et = double(scratch[t]), S = other + et;
   const double om = other / S, pt = et / S;
@@ -212,7 +212,7 @@ FL_HD double focal_dense_row(const RowJob& job, const CeParams& p, index_t r, co
   T* e = scratch ? buf : g;
   index_t M = 0;
   for (index_t k = 1; k < K; ++k) M = z[k] > z[M] ? k : M;
-  const RowAhead<T> ahead = next_row_ahead<T>(job, r);
+  const LinesAhead<T> ahead = next_row_ahead<T>(job, r);
   const double S = row_exp_sum(z, K, m, e, T(1), &ahead), log_s = vm::log(S);
   const double eM = double(e[M]);
   e[M] = T(0);
@@ -332,7 +332,7 @@ void softmax_rows(SoftmaxMode mode, const void* xv, index_t xs, index_t rows, in
       for (index_t k = 0; k < K; ++k) v = x[k] != x[k] ? x[k] : v;
       return *out = v, 0.0;
     }
-    RowAhead<T> ahead;  // the next row (rowwise.hpp)
+    LinesAhead<T> ahead;  // the next row (rowwise.hpp)
     if (r + 1 < rows) {
       ahead.in[0] = static_cast<const T*>(xv) + (r + 1) * xs;
       if (mode != SoftmaxMode::logsumexp) ahead.out[0] = out + K;

@@ -11,7 +11,7 @@
 // Terms with p_k = 0 contribute nothing (a teacher class at -inf); a student class at -inf where
 // the teacher puts mass gives +inf. +inf logits take the softmax limit (equal shares), as in
 // cross_entropy.hpp. Both rows are read once from memory (prefetched during the previous row's
-// exp pass: RowAhead); the exponentials live in a row scratch.
+// exp pass: LinesAhead); the exponentials live in a row scratch.
 #pragma once
 
 #include "fastloss/job.hpp"
@@ -40,7 +40,7 @@ FL_HD double distill_row(const RowJob& job, double alpha, double temperature, do
   // sum_k e^t_k (u_k - v_k) (terms with p_k = 0 dropped) and sum_k (e^q_k)^2, the plain softmax's
   // sum at T = 2 (exp(v) = exp(v/2)^2: no second exp pass over the student row).
   double sums[4];
-  const RowAhead<T> ahead = next_row_ahead<T>(job, r);
+  const LinesAhead<T> ahead = next_row_ahead<T>(job, r);
   row_lane_sums<T, 4>(
       K, sums,
       [&](index_t k, auto* acc) FL_LAMBDA_INLINE {
