@@ -332,7 +332,7 @@ void softmax_rows(SoftmaxMode mode, const void* xv, index_t xs, index_t rows, in
       for (index_t k = 0; k < K; ++k) v = x[k] != x[k] ? x[k] : v;
       return *out = v, 0.0;
     }
-    LinesAhead<T> ahead;  // the next row (rowwise.hpp)
+    LinesAhead<T> ahead;  // the next row (prefetch.hpp)
     if (r + 1 < rows) {
       ahead.in[0] = static_cast<const T*>(xv) + (r + 1) * xs;
       if (mode != SoftmaxMode::logsumexp) ahead.out[0] = out + K;

@@ -121,9 +121,9 @@ FL_HD FL_INLINE U lanes_select_not(index_t k, index_t skip, U v) {
   }
 }
 
-// The lines of row r + 1 (prefetch.hpp) of a job's x and extra (or targets) inputs and of its gradient and Hessian
-// outputs; nothing after the last row, on ragged rows, or on rows shorter than one group (no
-// vector loop to carry the prefetches; the hardware prefetchers follow such rows).
+// The lines of row r + 1 (prefetch.hpp) of a job's x and extra (or targets) inputs and of its
+// gradient and Hessian outputs; nothing after the last row, on ragged rows, or on rows shorter
+// than one group (no vector loop to carry the prefetches; the hardware prefetchers follow them).
 template <class T>
 FL_HD inline LinesAhead<T> next_row_ahead(const RowJob& job, index_t r) {
   LinesAhead<T> a;
