@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Compile-checks the C++ sources for 64-bit Windows without a Windows machine: every kernel unit
-# for every x86-64 ISA, the dispatcher and the thread pool (cpp/cpu/), with the MinGW-w64 GCC
-# cross compiler and, where installed, with Clang targeting Windows on the MinGW headers (the
-# compiler family of the clang-cl wheel build). Syntax and semantics only: nothing is linked or
-# run, and the pybind11 bindings (portable pybind11 code needing Windows Python headers) are not
-# included. Debian: apt-get install g++-mingw-w64-x86-64-posix.
+# for every x86-64 ISA, the dispatcher, the thread pool and the memory blocks (cpp/cpu/), with the
+# MinGW-w64 GCC cross compiler and, where installed, with Clang targeting Windows on the MinGW
+# headers (the compiler family of the clang-cl wheel build). Syntax and semantics only: nothing is
+# linked or run, and the pybind11 bindings (portable pybind11 code needing Windows Python headers)
+# are not included. Debian: apt-get install g++-mingw-w64-x86-64-posix.
 #
 #   tools/check_windows.sh        # exit status 0 when every unit compiles without a warning
 set -euo pipefail
@@ -47,7 +47,7 @@ for cxx in "${compilers[@]}"; do
       $cxx $COMMON ${ISA_FLAGS[$isa]} -DFL_ISA=$isa -DFL_ISA_NS=isa_$isa "cpp/cpu/$unit.cpp" || fail=1
     done
   done
-  for unit in dispatch parallel; do $cxx $COMMON ${ISA_FLAGS[baseline]} "cpp/cpu/$unit.cpp" || fail=1; done
+  for unit in dispatch parallel memory; do $cxx $COMMON ${ISA_FLAGS[baseline]} "cpp/cpu/$unit.cpp" || fail=1; done
   echo "check_windows: ${cxx%% *}: $([ $fail = 0 ] && echo ok || echo FAILED)"
 done
 exit $fail

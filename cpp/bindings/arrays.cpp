@@ -22,6 +22,39 @@ py::dtype numpy_dtype(DType d) {
   return d == DType::f32 ? py::dtype::of<float>() : py::dtype::of<double>();
 }
 
+py::array fresh_array(const py::dtype& dtype, const index_t* shape, int ndim) {
+  static_assert(sizeof(index_t) == sizeof(Py_intptr_t), "NumPy's dimensions are index_t wide");
+  constexpr std::size_t kMax = std::numeric_limits<std::size_t>::max();
+  std::size_t bytes = static_cast<std::size_t>(dtype.itemsize());
+  bool fits = true;  // else NumPy raises its own error
+  for (int i = 0; i < ndim; ++i) {
+    const index_t s = shape[i];
+    if (s < 0 || (s > 0 && bytes > kMax / static_cast<std::size_t>(s)))
+      fits = false;
+    else
+      bytes *= static_cast<std::size_t>(s);
+  }
+  const auto& api = py::detail::npy_api::get();
+  void* block = fits && bytes >= kCachedBlockMin ? take_block(bytes) : nullptr;
+  py::object owner;
+  if (block) {
+    try {
+      owner = py::capsule(block, [](void* b) { give_block(b); });
+    } catch (...) {
+      give_block(block);
+      throw;
+    }
+  }
+  auto* dims = reinterpret_cast<Py_intptr_t*>(const_cast<index_t*>(shape));
+  const int flags = block ? py::detail::npy_api::NPY_ARRAY_WRITEABLE_ : 0;
+  auto a = py::reinterpret_steal<py::array>(api.PyArray_NewFromDescr_(
+      api.PyArray_Type_, dtype.inc_ref().ptr(), ndim, dims, nullptr, block, flags, nullptr));
+  if (!a) throw py::error_already_set();
+  if (block && api.PyArray_SetBaseObject_(a.ptr(), owner.release().ptr()) != 0)
+    throw py::error_already_set();
+  return a;
+}
+
 bool is_native(const py::dtype& d) { return is_native(d.byteorder()); }
 
 bool is_native(char order) {
@@ -149,7 +182,7 @@ OutBuffer make_output(const py::object& given, const char* name, const std::vect
   const py::dtype dt = numpy_dtype(dtype);
   OutBuffer b;
   if (given.is_none()) {
-    b.user = py::array(dt, shape);
+    b.user = fresh_array(dt, shape);
     b.target = b.user;
     return b;
   }
@@ -168,7 +201,7 @@ OutBuffer make_output(const py::object& given, const char* name, const std::vect
   index_t st = 0;
   const bool direct = flat_stride(a, &st) && (st != 0 || a.size() <= 1) && (!contiguous || st == 1) &&
                       aligned(a);
-  b.target = direct ? py::object(a) : py::object(py::array(dt, shape));
+  b.target = direct ? py::object(a) : py::object(fresh_array(dt, shape));
   return b;
 }
 
@@ -299,7 +332,7 @@ void CallOutputs::separate(const std::vector<py::object>& inputs, const py::obje
     for (const py::object& in : inputs)
       if (overlap(b.target, in) && !(in.is(in_place) && same_view(b.target, in))) {
         const auto& a = py::reinterpret_borrow<py::array>(b.user);
-        b.target = py::array(a.dtype(), shape_of(a));
+        b.target = fresh_array(a.dtype(), shape_of(a));
         break;
       }
   }

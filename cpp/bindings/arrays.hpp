@@ -45,6 +45,13 @@ bool overlap(const py::object& x, const py::object& y);
 bool same_view(const py::object& x, const py::object& y);
 DType dtype_of(const py::array& a);  // for float32/float64 arrays
 py::dtype numpy_dtype(DType d);
+// A fresh C-contiguous array (contents undefined, as numpy.empty). From kCachedBlockMin bytes on
+// its memory is a recycled block (take_block, alloc.hpp) that goes back to the cache when the
+// array is freed (the array's base is the capsule that owns it); smaller ones are NumPy's own.
+py::array fresh_array(const py::dtype& dtype, const index_t* shape, int ndim);
+inline py::array fresh_array(const py::dtype& dtype, const std::vector<index_t>& shape) {
+  return fresh_array(dtype, shape.data(), static_cast<int>(shape.size()));
+}
 
 // The element stride of `a` viewed as one flat C-order run (0 for a broadcast view); false when no
 // single stride describes it.

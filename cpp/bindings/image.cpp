@@ -74,7 +74,7 @@ py::tuple ssim(const py::object& x_obj, const py::object& y_obj, double c1, doub
   if (!grad_scale_obj.is_none()) {
     gscale = contiguous(grad_scale_obj, "grad_scale", DType::f64, {job.planes});
     job.grad_scale = static_cast<const double*>(gscale.data());
-    grad = grad_out.is_none() ? py::object(py::array(numpy_dtype(T), shape)) : grad_out;
+    grad = grad_out.is_none() ? py::object(fresh_array(numpy_dtype(T), shape)) : grad_out;
     job.grad_out = direct_output(grad, "grad_out", T, shape);
   }
   if (want_map) {
@@ -180,9 +180,9 @@ py::tuple dice(const py::object& y_true, const py::object& y_pred, int activatio
     }
     if (!writable) {  // y_pred's layout
       job.grad_last = job.z_last;
-      grad = job.z_last ? py::object(py::array(numpy_dtype(T), std::vector<index_t>{job.N, job.S, job.C})
+      grad = job.z_last ? py::object(fresh_array(numpy_dtype(T), {job.N, job.S, job.C})
                                          .attr("transpose")(0, 2, 1))
-                        : py::object(py::array(numpy_dtype(T), shape));
+                        : py::object(fresh_array(numpy_dtype(T), shape));
     }
     job.grad_out = py::reinterpret_borrow<py::array>(grad).mutable_data();
   }

@@ -181,10 +181,7 @@ constexpr int kFastMaxParams = 16;
 PyObject* fast_output(PyObject* given, PyObject* y_true, PyObject* y_pred, DType T, Output* view) {
   const auto* p = py::detail::array_proxy(y_pred);
   if (given == Py_None) {
-    const auto& api = py::detail::npy_api::get();
-    PyObject* a = api.PyArray_NewFromDescr_(api.PyArray_Type_, numpy_dtype(T).release().ptr(), p->nd,
-                                            p->dimensions, nullptr, nullptr, 0, nullptr);
-    if (!a) throw py::error_already_set();
+    PyObject* a = fresh_array(numpy_dtype(T), p->dimensions, p->nd).release().ptr();
     view->ptr = py::detail::array_proxy(a)->data;
     view->stride = 1;
     return a;
@@ -378,7 +375,7 @@ py::array vmath(const std::string& name, const py::array& x, const py::object& o
   py::array xc = numpy().attr("ascontiguousarray")(x);
   py::array y;
   if (out.is_none()) {
-    y = py::array(xc.dtype(), shape_of(xc));
+    y = fresh_array(xc.dtype(), shape_of(xc));
   } else {
     y = py::reinterpret_borrow<py::array>(out);
     if (!py::isinstance<py::array>(out) || !y.dtype().is(xc.dtype()) || y.size() != xc.size() ||
@@ -479,6 +476,14 @@ PYBIND11_MODULE(_core, m) {
       throw py::value_error("num_threads must lie in [1, " + std::to_string(kMaxThreads) + "]");
     return swap_thread_num_threads(n);
   }, "sets the calling thread's own thread count (0: none) and returns the previous one");
+  m.def("swap_block_cache_limit", [](std::uint64_t bytes) {
+    return swap_block_cache_limit(static_cast<std::size_t>(bytes));
+  }, "sets the bytes of freed blocks kept for reuse and returns the previous limit");
+  m.def("block_cache_info", [] {
+    const BlockCacheInfo c = block_cache_info();
+    return py::make_tuple(c.limit, c.held, c.blocks);
+  }, "(limit, held bytes, blocks) of the cache of freed blocks");
+  m.attr("cached_block_min") = kCachedBlockMin;
 
   py::dict info;
   info["compiler"] = __VERSION__;

@@ -64,8 +64,8 @@ py::tuple wasserstein_1d(const py::array& u, const py::array& v, const py::objec
   if (n < 1 || m < 1) throw py::value_error("internal: empty distribution");
   py::array_t<double> values(rows);
   py::object grad = py::none(), hess = py::none();
-  if (want_grad) grad = py::array(dt, {rows, m});
-  if (want_hess) hess = py::array(dt, {rows, m});
+  if (want_grad) grad = fresh_array(dt, {rows, m});
+  if (want_hess) hess = fresh_array(dt, {rows, m});
   job.values = values.mutable_data();
   job.grad_out = want_grad ? py::reinterpret_borrow<py::array>(grad).mutable_data() : nullptr;
   job.hess_out = want_hess ? py::reinterpret_borrow<py::array>(hess).mutable_data() : nullptr;
@@ -100,8 +100,8 @@ py::tuple sinkhorn(const py::object& cost, const py::object& x, const py::object
     job.d = xa.shape(1);
     job.x = expect(x, "x", dt, {n, job.d}).data();
     job.y = expect(y, "y", dt, {m, job.d}).data();
-    C = py::array(dt, {n, m});
-    if (want_grad) Ct = py::array(dt, {m, n});  // grad_y reads the plan by columns
+    C = fresh_array(dt, {n, m});
+    if (want_grad) Ct = fresh_array(dt, {m, n});  // grad_y reads the plan by columns
   } else {
     C = py::reinterpret_borrow<py::array>(cost);
     dt = C.dtype();
@@ -119,8 +119,8 @@ py::tuple sinkhorn(const py::object& cost, const py::object& x, const py::object
   job.max_iter = max_iter, job.tol = tol;
   job.threads = get_num_threads();
   py::object plan = py::none(), gx = py::none(), gy = py::none();
-  if (want_plan) plan = py::array(dt, {n, m});
-  if (want_grad && points) gx = py::array(dt, {n, job.d}), gy = py::array(dt, {m, job.d});
+  if (want_plan) plan = fresh_array(dt, {n, m});
+  if (want_grad && points) gx = fresh_array(dt, {n, job.d}), gy = fresh_array(dt, {m, job.d});
   auto data = [](const py::object& o) {
     return o.is_none() ? nullptr : py::reinterpret_borrow<py::array>(o).mutable_data();
   };

@@ -16,8 +16,6 @@
 #include <cstdlib>
 #include <exception>
 #include <mutex>
-#include <new>
-#include <string>
 #include <system_error>
 #include <thread>
 
@@ -259,25 +257,6 @@ void poll_interrupt() {
     t_deadline = now + kInterruptPeriodNs;
     t_check();
   }
-}
-
-namespace {
-// std::bad_alloc whose message names the request (pybind11 raises it as MemoryError).
-struct AllocError : std::bad_alloc {
-  std::string message;
-  explicit AllocError(std::string m) : message(std::move(m)) {}
-  const char* what() const noexcept override { return message.c_str(); }
-};
-}  // namespace
-
-void* checked_malloc(index_t count, std::size_t size) {
-  const std::size_t n = count > 0 ? static_cast<std::size_t>(count) : 1;
-  void* p = nullptr;
-  if (size == 0 || n <= static_cast<std::size_t>(-1) / size) p = std::malloc(n * (size ? size : 1));
-  if (!p)
-    throw AllocError("fastloss could not allocate working memory for " + std::to_string(n) +
-                     " elements of " + std::to_string(size) + " bytes");
-  return p;
 }
 
 }  // namespace fastloss

@@ -15,7 +15,6 @@
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <ctime>
 #include <cstdio>
@@ -23,9 +22,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #include "fastloss/config.hpp"
 #include "fastloss/vmath.hpp"
@@ -231,33 +227,13 @@ struct Scratch : Buffer<T> {
   }
 };
 
-// One allocation carved into the arrays of a call. The kernels touch tens of bytes per sample of
-// scratch; fresh memory from the system costs a page fault and a zeroed page per 4 KiB (as much
-// as the arithmetic), so the last block (up to kArenaCacheMax, about 10^6 samples) is kept for the
-// next call, and on Linux the block asks for transparent huge pages. The cache is one atomic
-// pointer (safe across threads and fork). A block starts with its header (size, and the pointer
-// to free: blocks are aligned by hand, as std::aligned_alloc is missing from MSVC's library).
-inline constexpr std::size_t kArenaCacheMax = std::size_t(64) << 20;
-inline std::atomic<char*>& arena_cache() {
-  static std::atomic<char*> cached{nullptr};
-  return cached;
-}
-
+// One block carved into the arrays of a call. The kernels touch tens of bytes per sample of
+// scratch, so the block is a recycled one (take_block, alloc.hpp): fresh memory would cost a page
+// fault and a zeroed page per 4 KiB, as much as the arithmetic.
 class Arena {
  public:
-  explicit Arena(std::size_t bytes) {
-    const std::size_t want = (bytes + kHeader + kHuge - 1) / kHuge * kHuge;
-    base_ = arena_cache().exchange(nullptr);
-    if (base_ && header(base_).size < want) {
-      release(base_);
-      base_ = nullptr;
-    }
-    if (!base_) base_ = allocate(want);
-  }
-  ~Arena() {
-    if (header(base_).size <= kArenaCacheMax) base_ = arena_cache().exchange(base_);
-    release(base_);  // the block the cache held before, or this one
-  }
+  explicit Arena(std::size_t bytes) : base_(static_cast<char*>(take_block(bytes))) {}
+  ~Arena() { give_block(base_); }
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
   // Bytes for n elements of T, 64-byte aligned (sum these for the constructor).
@@ -273,32 +249,8 @@ class Arena {
   }
 
  private:
-  static constexpr std::size_t kHuge = std::size_t(1) << 21;
-  static constexpr std::size_t kHeader = 64;  // the Header, then padding
-  struct Header {
-    std::size_t size;  // usable bytes from the block's start, a multiple of kHuge
-    void* raw;         // what checked_malloc returned
-  };
-  static Header header(const char* b) {
-    Header h;
-    std::memcpy(&h, b, sizeof h);
-    return h;
-  }
-  static char* allocate(std::size_t size) {
-    char* raw = static_cast<char*>(checked_malloc(static_cast<index_t>(size + kHuge), 1));
-    char* b = raw + (kHuge - reinterpret_cast<std::uintptr_t>(raw) % kHuge) % kHuge;
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    madvise(b, size, MADV_HUGEPAGE);
-#endif
-    const Header h{size, raw};
-    std::memcpy(b, &h, sizeof h);
-    return b;
-  }
-  static void release(char* b) {
-    if (b) std::free(header(b).raw);
-  }
-  char* base_ = nullptr;
-  std::size_t used_ = kHeader;
+  char* base_;
+  std::size_t used_ = 0;
 };
 
 // Stable LSD radix sort of keys[0..n) by 11-bit digits (3 passes for 32-bit keys, 6 for 64-bit;

@@ -8,10 +8,12 @@ with respect to ``y_pred``; ``reduction="mean"`` is the weighted mean ``sum(w*l)
 from ._runtime import (
     __version__,
     _select_isa_from_environment,
+    buffer_cache_info,
     build_info,
     get_num_threads,
     num_threads,
     select_isa,
+    set_buffer_cache,
     set_num_threads,
 )
 
@@ -72,6 +74,7 @@ triplet_margin, batch_triplet_margin, center_loss = (
 
 __all__ = [
     "__version__", "build_info", "get_num_threads", "set_num_threads", "num_threads", "select_isa",
+    "set_buffer_cache", "buffer_cache_info",
     "Loss", "LossInfo", "losses", "get_loss",
     "MSE", "MAE", "Huber", "SmoothL1", "Quantile", "LogCosh",
     "mse", "mae", "huber", "smooth_l1", "quantile", "log_cosh",
