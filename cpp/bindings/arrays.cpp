@@ -22,13 +22,12 @@ py::dtype numpy_dtype(DType d) {
   return d == DType::f32 ? py::dtype::of<float>() : py::dtype::of<double>();
 }
 
-py::array fresh_array(const py::dtype& dtype, const index_t* shape, int ndim) {
-  static_assert(sizeof(index_t) == sizeof(Py_intptr_t), "NumPy's dimensions are index_t wide");
+py::array fresh_array(const py::dtype& dtype, const Py_intptr_t* shape, int ndim) {
   constexpr std::size_t kMax = std::numeric_limits<std::size_t>::max();
   std::size_t bytes = static_cast<std::size_t>(dtype.itemsize());
   bool fits = true;  // else NumPy raises its own error
   for (int i = 0; i < ndim; ++i) {
-    const index_t s = shape[i];
+    const Py_intptr_t s = shape[i];
     if (s < 0 || (s > 0 && bytes > kMax / static_cast<std::size_t>(s)))
       fits = false;
     else
@@ -45,10 +44,9 @@ py::array fresh_array(const py::dtype& dtype, const index_t* shape, int ndim) {
       throw;
     }
   }
-  auto* dims = reinterpret_cast<Py_intptr_t*>(const_cast<index_t*>(shape));
   const int flags = block ? py::detail::npy_api::NPY_ARRAY_WRITEABLE_ : 0;
   auto a = py::reinterpret_steal<py::array>(api.PyArray_NewFromDescr_(
-      api.PyArray_Type_, dtype.inc_ref().ptr(), ndim, dims, nullptr, block, flags, nullptr));
+      api.PyArray_Type_, dtype.inc_ref().ptr(), ndim, shape, nullptr, block, flags, nullptr));
   if (!a) throw py::error_already_set();
   if (block && api.PyArray_SetBaseObject_(a.ptr(), owner.release().ptr()) != 0)
     throw py::error_already_set();

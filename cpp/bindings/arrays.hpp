@@ -48,9 +48,10 @@ py::dtype numpy_dtype(DType d);
 // A fresh C-contiguous array (contents undefined, as numpy.empty). From kCachedBlockMin bytes on
 // its memory is a recycled block (take_block, alloc.hpp) that goes back to the cache when the
 // array is freed (the array's base is the capsule that owns it); smaller ones are NumPy's own.
-py::array fresh_array(const py::dtype& dtype, const index_t* shape, int ndim);
+py::array fresh_array(const py::dtype& dtype, const Py_intptr_t* shape, int ndim);
 inline py::array fresh_array(const py::dtype& dtype, const std::vector<index_t>& shape) {
-  return fresh_array(dtype, shape.data(), static_cast<int>(shape.size()));
+  const std::vector<Py_intptr_t> dims(shape.begin(), shape.end());  // not index_t on macOS
+  return fresh_array(dtype, dims.data(), static_cast<int>(dims.size()));
 }
 
 // The element stride of `a` viewed as one flat C-order run (0 for a broadcast view); false when no

@@ -78,7 +78,7 @@ py::tuple ssim(const py::object& x_obj, const py::object& y_obj, double c1, doub
     job.grad_out = direct_output(grad, "grad_out", T, shape);
   }
   if (want_map) {
-    py::array m(numpy_dtype(T), shape);
+    py::array m = fresh_array(numpy_dtype(T), shape);
     job.map_out = m.mutable_data();
     map = m;
   }

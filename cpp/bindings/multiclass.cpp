@@ -53,7 +53,7 @@ py::array softmax(const py::object& x_obj, int mode) {
   const DType T = dtype_of(x);
   RowView v = row_view(x, "x", false);
   const auto shape = shape_of(x);
-  py::array out(numpy_dtype(T), mode == 0 ? leading(shape) : shape);
+  py::array out = fresh_array(numpy_dtype(T), mode == 0 ? leading(shape) : shape);
   const SoftmaxFn fn = kernels().softmax[T == DType::f32 ? 0 : 1];
   const void* src = v.array.data();
   void* dst = out.mutable_data();

@@ -53,7 +53,7 @@ py::tuple row_norms(const py::array& x, double eps, bool want_xhat) {
   py::object xhat = py::none();
   void* xh = nullptr;
   if (want_xhat) {
-    py::array a(x.dtype(), std::vector<index_t>{n, d});
+    py::array a = fresh_array(x.dtype(), {n, d});
     xh = a.mutable_data(), xhat = a;
   }
   double* s = data<double>(sqn);
@@ -156,7 +156,7 @@ py::array pair_grad(const py::array& x, const py::object& sqn, int metric, doubl
     if (job.i[e] < 0 || job.i[e] >= n || job.j[e] < 0 || job.j[e] >= n)
       throw py::value_error("pair index out of range");
   job.dist = static_cast<const double*>(dist.data()), job.coef = static_cast<const double*>(coef.data());
-  py::array grad(x.dtype(), std::vector<index_t>{n, d});
+  py::array grad = fresh_array(x.dtype(), {n, d});
   job.grad = grad.mutable_data(), job.threads = get_num_threads();
   {
     NoGil nogil;
@@ -200,7 +200,7 @@ py::array paired_distance_grad(const py::array& a, const py::array& b, double p,
   const index_t n = a.ndim() == 2 ? a.shape(0) : -1, d = a.ndim() == 2 ? a.shape(1) : -1;
   need(a, "x1", a.dtype(), {n, d}), need(b, "x2", a.dtype(), {n, d});
   need(dist, "dist", f64(), {n}), need(coef, "coef", f64(), {n});
-  py::array g(a.dtype(), std::vector<index_t>{n, d});
+  py::array g = fresh_array(a.dtype(), {n, d});
   void* gp = g.mutable_data();
   const void *ap = a.data(), *bp = b.data();
   const double *dp = static_cast<const double*>(dist.data()), *cp = static_cast<const double*>(coef.data());

@@ -110,7 +110,7 @@ py::tuple sinkhorn(const py::object& cost, const py::object& x, const py::object
   const DType T = dtype_of(C);
   const int f = T == DType::f32 ? 0 : 1;
   std::vector<double> log_a(n), log_b(m), F(n, 0.0), G(m, 0.0), u(n), v(m);
-  py::array K(dt, {n, m});
+  py::array K = fresh_array(dt, {n, m});
   for (index_t i = 0; i < n; ++i) log_a[i] = std::log(a.data()[i]);
   for (index_t j = 0; j < m; ++j) log_b[j] = std::log(b.data()[j]);
   job.a = a.data(), job.b = b.data(), job.log_a = log_a.data(), job.log_b = log_b.data();

@@ -42,8 +42,11 @@ constexpr std::size_t kHuge = std::size_t(1) << 21;  // a transparent huge page
 constexpr std::size_t kHeader = 64;                   // before each block: its Header, padded
 constexpr int kSlots = 32;                            // cached blocks at most
 
-// Sanitizer builds recycle nothing: a cached block would hide a use after free.
-#if defined(__SANITIZE_ADDRESS__)
+// Sanitizer builds recycle nothing: a cached block would hide a use after free. A module may set
+// its own default (the CUDA module keeps none: fl.set_buffer_cache governs the main module's).
+#if defined(FASTLOSS_BLOCK_CACHE_LIMIT)
+constexpr std::size_t kDefaultLimit = FASTLOSS_BLOCK_CACHE_LIMIT;
+#elif defined(__SANITIZE_ADDRESS__)
 constexpr std::size_t kDefaultLimit = 0;
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
