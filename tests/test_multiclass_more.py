@@ -1184,3 +1184,36 @@ def test_registry():
     assert "multi_class_hinge" in {i.name for i in fl.losses("classification")}
     assert isinstance(fl.get_loss("MultiClassHinge", p=2), fl.MultiClassHinge)
     assert fl.get_loss("sparse_categorical_focal", gamma=1.0).gamma == 1.0
+
+
+# Rows of at most 16 classes go through the kernel 16 rows at a time, the rows across the vector
+# lanes; with class weights (here all 1, the same loss) the kernel takes them one row at a time.
+# Both must give the same bits: values, gradients, Hessians, per-row values, in place.
+@pytest.mark.parametrize("K", [1, 2, 3, 7, 16, 17])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_few_classes_in_blocks_of_rows_equal_the_row_path(K, dtype):
+    rng = np.random.default_rng(K)
+    n = 16 * 5 + 7  # whole blocks and a partial one
+    z = (3.0 * rng.standard_normal((n, K))).astype(dtype)
+    z[5, 0] = np.inf  # a block the blocked path hands back to the row path
+    z[20] = -np.inf  # a row without a finite logit
+    z[40, -1] = np.nan
+    z[60] = 0.0
+    z[61, 0] = 40.0  # confident rows: S - 1 summed apart
+    labels = rng.integers(0, K, n)
+    w = rng.random(n)
+    blocked = fl.SparseCategoricalCrossEntropy(from_logits=True)
+    rows = fl.SparseCategoricalCrossEntropy(from_logits=True, class_weight=np.ones(K))
+    for reduction in ("mean", "sum", "none"):
+        for sw in (None, w):
+            a = blocked.value_grad_hess(labels, z, sample_weight=sw, reduction=reduction)
+            b = rows.value_grad_hess(labels, z, sample_weight=sw, reduction=reduction)
+            for x, y in zip(a, b):
+                assert_bitwise_equal(np.asarray(x), np.asarray(y))
+            v, g = blocked.value_and_grad(labels, z, sample_weight=sw, reduction=reduction)
+            assert_bitwise_equal(np.asarray(v), np.asarray(a[0]))
+            assert_bitwise_equal(g, a[1])
+    zz = z.copy()
+    v, g = blocked.value_and_grad(labels, zz, grad_out=zz)  # in place over the logits
+    assert g is zz
+    assert_bitwise_equal(g, rows.value_and_grad(labels, z)[1])

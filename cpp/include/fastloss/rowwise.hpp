@@ -283,20 +283,29 @@ double sum_over_rows(index_t rows, index_t K, int threads, RowFn&& row_fn) {
 }
 
 // sum_over_rows for rows that need scratch: row_fn(r, buf) gets `scratch` elements of T, allocated
-// once per block of rows.
-template <class T, class RowFn>
-double sum_over_rows_scratch(index_t rows, index_t K, index_t scratch, int threads, RowFn&& row_fn) {
+// once per block of rows (none when 0). block_fn(r0, len, sum) is asked first and returns true
+// when it computed the block's rows and their sum itself (in row order, as here).
+template <class T, class RowFn, class BlockFn>
+double sum_over_rows_scratch(index_t rows, index_t K, index_t scratch, int threads, RowFn&& row_fn,
+                             BlockFn&& block_fn) {
   return blocked_sum(
       rows, kRowBlock, threads,
       [&](index_t r0, index_t len) {
-        T* buf = alloc_array<T>(scratch);
         double s = 0.0;
+        if (block_fn(r0, len, s)) return s;
+        T* buf = scratch ? alloc_array<T>(scratch) : nullptr;
         for (index_t r = r0; r < r0 + len; ++r) s += row_fn(r, buf);
         std::free(buf);
         return s;
       },
       K);
 }
+
+// Does the row body compute whole blocks of rows where it can (block<G, H>(job, r0, len, sum))?
+template <class B, class = void>
+struct has_block_rows : std::false_type {};
+template <class B>
+struct has_block_rows<B, std::void_t<decltype(&B::template block<false, false>)>> : std::true_type {};
 
 // One row of any row-wise loss, on the CPU and the GPU: Body<T>::row<G, H>(job, r, scratch) ->
 // the row's weighted loss, writing its gradient and Hessian rows. Ignored rows (a label equal to
@@ -322,10 +331,16 @@ double run_rows_gh(const RowJob& job) {
   const Body<T> body(job.params);
   auto row = [&](index_t r, T* buf) { return row_value<Body<T>, T, G, H>(body, job, r, buf); };
   constexpr int scratch = Body<T>::spec.scratch_rows;
-  if constexpr (scratch == 0)
+  constexpr bool blocks = has_block_rows<Body<T>>::value;
+  if constexpr (scratch == 0 && !blocks) {
     return sum_over_rows(job.rows, job.K, job.threads, [&](index_t r) { return row(r, nullptr); });
-  else
-    return sum_over_rows_scratch<T>(job.rows, job.K, scratch * job.K, job.threads, row);
+  } else {
+    auto block = [&](index_t r0, index_t len, double& s) {
+      if constexpr (blocks) return body.template block<G, H>(job, r0, len, s);
+      return false;
+    };
+    return sum_over_rows_scratch<T>(job.rows, job.K, scratch * job.K, job.threads, row, block);
+  }
 }
 
 template <template <class> class Body, class T>
