@@ -317,16 +317,19 @@ bool ce_logits_block(const RowJob& job, index_t r0, index_t len, double& sum) {
   for (index_t k = 0; k < K; ++k)
     for (index_t b = 0; b < B; ++b) e[k][b] = lanes_exp(z[k][b] - m[b]);
   // S, and the terms other than 1 with the count of 1s (row_exp_rest), as pairwise sums over
-  // kLanes lanes holding one class each.
+  // kLanes lanes holding one class each. The lanes from the power of two n0 >= K on hold zeros,
+  // which the tree adds to sums of non-negative terms unchanged: it starts at n0 lanes.
+  index_t n0 = 1;
+  while (n0 < K) n0 *= 2;
   double acc[3][kLanes][B];
-  for (index_t k = 0; k < kLanes; ++k)
+  for (index_t k = 0; k < n0; ++k)
     for (index_t b = 0; b < B; ++b) {
       const T v = k < K ? e[k][b] : T(0);
       acc[0][k][b] = static_cast<double>(v);
       acc[1][k][b] = static_cast<double>(v == T(1) ? T(0) : v);
       acc[2][k][b] = static_cast<double>(v == T(1) ? T(1) : T(0));
     }
-  for (index_t n = kLanes; n > 1; n /= 2)
+  for (index_t n = n0; n > 1; n /= 2)
     for (int q = 0; q < 3; ++q)
       for (index_t i = 0; i < n / 2; ++i)
         for (index_t b = 0; b < B; ++b) acc[q][i][b] = acc[q][2 * i][b] + acc[q][2 * i + 1][b];
