@@ -123,8 +123,9 @@ def _elementwise_losses() -> Dict[str, Any]:
 
     return {info.name: info for info in fastloss.losses() if issubclass(info.cls, ElementwiseLoss)}
 
-MULTICLASS_SHAPES = [(65536, 1000)]
-MULTICLASS_QUICK_SHAPES = [(8192, 1000)]
+# Many classes (language-model-like rows) and few (multiclass boosting: the rows go 16 at a time).
+MULTICLASS_SHAPES = [(65536, 1000), (1048576, 10)]
+MULTICLASS_QUICK_SHAPES = [(8192, 1000), (65536, 10)]
 
 def run_multiclass(shapes: Optional[Sequence[Tuple[int, int]]] = None, threads: Iterable[int] = THREADS,
                    quick: bool = False, progress: Optional[Callable[[str], None]] = None,
