@@ -1186,34 +1186,94 @@ def test_registry():
     assert fl.get_loss("sparse_categorical_focal", gamma=1.0).gamma == 1.0
 
 
-# Rows of at most 16 classes go through the kernel 16 rows at a time, the rows across the vector
-# lanes; with class weights (here all 1, the same loss) the kernel takes them one row at a time.
-# Both must give the same bits: values, gradients, Hessians, per-row values, in place.
-@pytest.mark.parametrize("K", [1, 2, 3, 7, 16, 17])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_few_classes_in_blocks_of_rows_equal_the_row_path(K, dtype):
-    rng = np.random.default_rng(K)
-    n = 16 * 5 + 7  # whole blocks and a partial one
+# Rows of at most 16 classes go through the kernels 16 rows at a time, the rows across the vector
+# lanes; the private switch _set_row_blocks(False) makes them take one row at a time. Both must
+# give the same bits: values, gradients, Hessians, per-row values, in place.
+@pytest.fixture
+def row_by_row():
+    def run(fn):
+        previous = fl._core._set_row_blocks(False)
+        try:
+            return fn()
+        finally:
+            fl._core._set_row_blocks(previous)
+    return run
+
+
+def _few_class_logits(rng, n, K, dtype):
     z = (3.0 * rng.standard_normal((n, K))).astype(dtype)
     z[5, 0] = np.inf  # a block the blocked path hands back to the row path
     z[20] = -np.inf  # a row without a finite logit
     z[40, -1] = np.nan
     z[60] = 0.0
     z[61, 0] = 40.0  # confident rows: S - 1 summed apart
+    z[62, K // 2] = 40.0
+    return z
+
+
+def _few_class_cases(K, dtype, rng, n):
     labels = rng.integers(0, K, n)
+    labels[61] = 0
+    targets = rng.random((n, K)).astype(dtype)
+    targets /= targets.sum(1, keepdims=True)
+    targets[63] = 0.0
+    targets[64, :] = 0.0
+    targets[64, 0] = 1.0
+    cw = rng.random(K) + 0.5
+    teacher = (2.0 * rng.standard_normal((n, K))).astype(dtype)
+    teacher[70, -1] = 50.0
+    teacher[71] = -np.inf
+    teacher[71, 0] = 0.0
+    ignored = labels.copy()
+    ignored[[3, 30, 31]] = -100
+    return [
+        (fl.SparseCategoricalCrossEntropy(from_logits=True), labels, {}),
+        (fl.SparseCategoricalCrossEntropy(from_logits=True, class_weight=cw, label_smoothing=0.1),
+         labels, {}),
+        (fl.SparseCategoricalCrossEntropy(from_logits=True, ignore_index=-100), ignored, {}),
+        (fl.CategoricalCrossEntropy(from_logits=True), targets, {}),
+        (fl.CategoricalCrossEntropy(from_logits=True, class_weight=cw, label_smoothing=0.2),
+         targets, {}),
+        (fl.SparseCategoricalFocal(), labels, {}),
+        (fl.SparseCategoricalFocal(gamma=0.5, alpha=cw), labels, {}),
+        (fl.SparseCategoricalFocal(gamma=0.0, ignore_index=-100), ignored, {}),
+        (fl.Distillation(), labels, {"teacher_logits": teacher}),  # T = 2: squares of the tempered
+        (fl.Distillation(alpha=0.3, temperature=3.0), labels, {"teacher_logits": teacher}),
+        (fl.Distillation(alpha=0.7, temperature=1.0), labels, {"teacher_logits": teacher}),
+        (fl.Distillation(alpha=0.0, temperature=1.5), None, {"teacher_logits": teacher}),
+        (fl.KLDivergence(temperature=2.0), teacher, {}),
+    ]
+
+
+_FEW_CLASS_CASES = 13
+
+
+def test_few_class_cases_are_all_run():
+    cases = _few_class_cases(3, np.float64, np.random.default_rng(0), 87)
+    assert len(cases) == _FEW_CLASS_CASES
+
+
+@pytest.mark.parametrize("case", range(_FEW_CLASS_CASES))
+@pytest.mark.parametrize("K", [1, 2, 3, 7, 16, 17])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_few_classes_in_blocks_of_rows_equal_the_row_path(case, K, dtype, row_by_row):
+    rng = np.random.default_rng(K)
+    n = 16 * 5 + 7  # whole blocks and a partial one
+    z = _few_class_logits(rng, n, K, dtype)
     w = rng.random(n)
-    blocked = fl.SparseCategoricalCrossEntropy(from_logits=True)
-    rows = fl.SparseCategoricalCrossEntropy(from_logits=True, class_weight=np.ones(K))
+    loss, y, kw = _few_class_cases(K, dtype, rng, n)[case]
     for reduction in ("mean", "sum", "none"):
         for sw in (None, w):
-            a = blocked.value_grad_hess(labels, z, sample_weight=sw, reduction=reduction)
-            b = rows.value_grad_hess(labels, z, sample_weight=sw, reduction=reduction)
-            for x, y in zip(a, b):
-                assert_bitwise_equal(np.asarray(x), np.asarray(y))
-            v, g = blocked.value_and_grad(labels, z, sample_weight=sw, reduction=reduction)
+            call = dict(kw, sample_weight=sw, reduction=reduction)
+            a = loss.value_grad_hess(y, z, **call)
+            b = row_by_row(lambda: loss.value_grad_hess(y, z, **call))
+            for x, ref in zip(a, b):
+                assert_bitwise_equal(np.asarray(x), np.asarray(ref))
+            v, g = loss.value_and_grad(y, z, **call)
             assert_bitwise_equal(np.asarray(v), np.asarray(a[0]))
             assert_bitwise_equal(g, a[1])
+            assert_bitwise_equal(np.asarray(loss(y, z, **call)), np.asarray(a[0]))
     zz = z.copy()
-    v, g = blocked.value_and_grad(labels, zz, grad_out=zz)  # in place over the logits
+    v, g = loss.value_and_grad(y, zz, grad_out=zz, **kw)  # in place over the logits
     assert g is zz
-    assert_bitwise_equal(g, rows.value_and_grad(labels, z)[1])
+    assert_bitwise_equal(g, row_by_row(lambda: loss.value_and_grad(y, z, **kw))[1])

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 
 #include "../cpu/kernels.hpp"
 #include "arrays.hpp"
@@ -16,6 +17,11 @@ namespace py = pybind11;
 
 namespace fastloss::bind {
 namespace {
+
+// False: the row-wise kernels compute every row one at a time, also where they would take blocks
+// of rows across the vector lanes (RowJob::row_blocks): the reference of the tests that check
+// that both give the same bits. Set by the private _core._set_row_blocks.
+bool row_blocks = true;
 
 // One call of a row-wise loss (registry.hpp, FASTLOSS_ROW_LOSSES): the loss's RowSpec says what
 // y_true is, which second input it reads and how its mean is normalized. Returns the
@@ -34,6 +40,7 @@ py::tuple rowwise(int loss, const std::vector<double>& params, const py::object&
   RowJob& job = call.job;
   CallOutputs& outs = call.outs;
   job.threads = get_num_threads();
+  job.row_blocks = row_blocks;
   if (outs.reduction == Reduction::none) job.loss_out = outs.values.view().ptr;
   if (outs.grad) job.grad_out = outs.gradient.view().ptr;
   if (outs.hess) job.hess_out = outs.hessian.view().ptr;
@@ -77,6 +84,8 @@ void bind_multiclass(py::module_& m) {
         py::arg("sample_weight"), py::arg("extra"), py::arg("class_weight"), py::arg("ignore_index"),
         py::arg("reduction"), py::arg("want_grad"), py::arg("want_hess"), py::arg("out"),
         py::arg("grad_out"), py::arg("hess_out"));
+  m.def("_set_row_blocks", [](bool on) { return std::exchange(row_blocks, on); }, py::arg("on"),
+        "Blocks of rows across the vector lanes on (the default) or off; returns the previous setting.");
   m.def("softmax", &softmax, py::arg("x"), py::arg("mode"),
         "row-wise over the last axis: 0 logsumexp, 1 softmax, 2 log_softmax");
 }

@@ -289,83 +289,158 @@ FL_HD double ce_row(const RowJob& job, const CeParams& p, index_t r, T* buf) {
 }
 
 #if !defined(__CUDACC__)
-// ce_logits_row for a block of kRowBlock rows of at most kLanes classes at once, the rows across
-// the lanes of the vector loops (one row at a time, such rows cost a fixed 60-80 ns each: every
-// reduction set up for one element per lane). The same operations as the row path in the same
-// order (each class in its own lane, the lanes summed by the same pairwise tree), so the same
-// bits. Sparse labels on logits only, without class weights or smoothing; returns false, having
-// written nothing, for anything else and for a block with an ignored row or a +inf logit.
-template <class T, bool G, bool H>
-bool ce_logits_block(const RowJob& job, index_t r0, index_t len, double& sum) {
+// ce_logits_row for a block of rows of at most kLanes classes (rowwise.hpp: block_load): the same
+// operations in the same order, so the same bits. Returns false, having written nothing, where K
+// is larger or a row holds a +inf logit.
+template <class T, bool G, bool H, bool Dense>
+bool ce_logits_block(const RowJob& job, const CeParams& p, index_t r0, index_t len, double& sum) {
   constexpr index_t B = kRowBlock;
   const index_t K = job.K;
-  if (K > kLanes || len > B || job.class_weight) return false;
-  for (index_t b = 0; job.has_ignore && b < len; ++b)
-    if (job.labels[r0 + b] == job.ignore_index) return false;
-  const T* x = static_cast<const T*>(job.x);
-  alignas(64) T z[kLanes][B], e[kLanes][B];
+  if (K > kLanes) return false;
+  alignas(64) BlockRows<T> z, e, y;
   alignas(64) T m[B];
-  for (index_t b = 0; b < B; ++b) m[b] = static_cast<T>(-__builtin_huge_val());
-  for (index_t b = 0; b < len; ++b)
-    for (index_t k = 0; k < K; ++k) z[k][b] = x[(r0 + b) * job.x_stride + k];
-  for (index_t k = 0; k < K; ++k)
-    for (index_t b = len; b < B; ++b) z[k][b] = T(0);  // padding rows, never written out
-  for (index_t k = 0; k < K; ++k)
-    for (index_t b = 0; b < B; ++b) m[b] = z[k][b] > m[b] ? z[k][b] : m[b];  // NaN skipped
-  for (index_t b = 0; b < len; ++b)
-    if (row_has_pos_inf(m[b])) return false;
-  for (index_t k = 0; k < K; ++k)
-    for (index_t b = 0; b < B; ++b) e[k][b] = lanes_exp(z[k][b] - m[b]);
-  // S, and the terms other than 1 with the count of 1s (row_exp_rest), as pairwise sums over
-  // kLanes lanes holding one class each. The lanes from the power of two n0 >= K on hold zeros,
-  // which the tree adds to sums of non-negative terms unchanged: it starts at n0 lanes.
-  index_t n0 = 1;
-  while (n0 < K) n0 *= 2;
-  double acc[3][kLanes][B];
-  for (index_t k = 0; k < n0; ++k)
-    for (index_t b = 0; b < B; ++b) {
-      const T v = k < K ? e[k][b] : T(0);
-      acc[0][k][b] = static_cast<double>(v);
-      acc[1][k][b] = static_cast<double>(v == T(1) ? T(0) : v);
-      acc[2][k][b] = static_cast<double>(v == T(1) ? T(1) : T(0));
+  block_load(static_cast<const T*>(job.x), job.x_stride, r0, len, K, z);
+  if (!block_max(z, K, len, m)) return false;
+  const double a = p.smoothing, aK = a / double(K), W = job.class_weight_sum;
+  const double* w = job.class_weight;
+  // What the row path takes before its exp pass: dense, sum_k w_k q_k and sum_k w_k q_k (z_k - m),
+  // summed serially as there (K < 2 kLanes); sparse with smoothing, sum_k w_k (z_k - m).
+  BlockValues wq = {}, wqd = {};
+  if constexpr (Dense) {
+    block_load(static_cast<const T*>(job.targets), job.targets_stride, r0, len, K, y);
+    for (index_t k = 0; k < K; ++k) {
+      const double wk = w ? w[k] : 1.0;
+      for (index_t b = 0; b < B; ++b) {
+        const double wqk = wk * ((1 - a) * double(y[k][b]) + aK);
+        wq[b] += wqk;
+        wqd[b] += wqk == 0.0 ? 0.0 : wqk * (double(z[k][b]) - double(m[b]));
+      }
     }
-  for (index_t n = n0; n > 1; n /= 2)
-    for (int q = 0; q < 3; ++q)
-      for (index_t i = 0; i < n / 2; ++i)
-        for (index_t b = 0; b < B; ++b) acc[q][i][b] = acc[q][2 * i][b] + acc[q][2 * i + 1][b];
-  static_assert((kLanes & (kLanes - 1)) == 0, "pairwise_sum's tree over a power of two");
-  // ce_logits_row's expressions at its a = 0 and w_t = 1.
-  constexpr double a = 0.0, wt = 1.0;
-  const double aK = a / double(K), c = (1 - a) * wt + aK * job.class_weight_sum;
-  sum = 0.0;
-  for (index_t b = 0; b < len; ++b) {
-    const index_t r = r0 + b;
-    const std::int64_t t = job.labels[r];
+  } else if (a > 0) {
+    BlockSums acc;
+    for (index_t k = 0; k < K; ++k)
+      for (index_t b = 0; b < B; ++b)
+        acc[k][b] = w ? (w[k] == 0.0 ? 0.0 : w[k] * double(z[k][b])) : double(z[k][b]);
+    block_lane_sums(acc, K, false);
+    for (index_t b = 0; b < B; ++b) wqd[b] = acc[0][b] - W * double(m[b]);
+  }
+  block_exp(z, m, K, T(1), e);
+  BlockValues S, rest;
+  block_exp_sums(e, K, S, rest);
+  sum = block_row_values<T, G, H>(job, r0, len, [&](index_t b, index_t r) {
+    T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
+    T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
+    const std::int64_t t = Dense ? 0 : job.labels[r];
     const double s = job.sample_weight ? job.sample_weight[r] : 1.0;
-    const double S = acc[0][0][b];
-    const double rest = !(S < 2.0) ? S - 1.0 : acc[1][0][b] + (acc[2][0][b] - 1.0);
-    const double log_s = vm::log1p(rest);
-    const double dt = double(z[t][b]) - double(m[b]);
-    const double l = s * ((1 - a) * wt * (log_s - dt));
+    const double log_s = vm::log1p(rest[b]);
+    double loss, c, wt = 0.0;
+    if constexpr (Dense) {
+      loss = wq[b] * log_s - wqd[b];
+      c = wq[b];
+    } else {
+      wt = w ? w[t] : 1.0;
+      loss = (1 - a) * wt * (log_s - (double(z[t][b]) - double(m[b])));
+      if (a > 0) loss += aK * (W * log_s - wqd[b]);
+      c = (1 - a) * wt + aK * W;
+    }
     if constexpr (G) {
-      T* g = static_cast<T*>(job.grad_out) + r * job.grad_stride;
       const double sc = s * job.grad_scale;
-      const T A = static_cast<T>(c * sc / S);
+      const T A = static_cast<T>(c * sc / S[b]);
       if constexpr (H) {
-        T* h = static_cast<T*>(job.hess_out) + r * job.hess_stride;
-        const T Ah = static_cast<T>(c * sc), invS = static_cast<T>(1.0 / S);
+        const T Ah = static_cast<T>(c * sc), invS = static_cast<T>(1.0 / S[b]);
         for (index_t k = 0; k < K; ++k) {
-          const T p = e[k][b] * invS;
-          h[k] = Ah * p * (T(1) - p);
+          const T pk = e[k][b] * invS;
+          h[k] = Ah * pk * (T(1) - pk);
         }
       }
-      const T Bk = static_cast<T>(sc * aK);
-      for (index_t k = 0; k < K; ++k) g[k] = A * e[k][b] - Bk;
-      g[t] -= static_cast<T>(sc * (1 - a) * wt);
+      if (Dense || w) {
+        for (index_t k = 0; k < K; ++k) {
+          const double wk = w ? w[k] : 1.0;
+          const double sub = Dense ? wk * ((1 - a) * double(y[k][b]) + aK) : aK * wk;
+          g[k] = A * e[k][b] - static_cast<T>(sc * sub);
+        }
+      } else {
+        const T Bk = static_cast<T>(sc * aK);
+        for (index_t k = 0; k < K; ++k) g[k] = A * e[k][b] - Bk;
+      }
+      if constexpr (!Dense) g[t] -= static_cast<T>(sc * (1 - a) * wt);
     }
-    if (job.loss_out) static_cast<T*>(job.loss_out)[r] = static_cast<T>(l);
-    sum += l;
+    return s * loss;
+  });
+  return true;
+}
+#endif
+
+#if !defined(__CUDACC__)
+// focal_logits_row for a block of rows of at most kLanes classes (as ce_logits_block): the same
+// operations in the same order, so the same bits; false for anything else.
+template <class T, bool G, bool H>
+bool focal_logits_block(const RowJob& job, const CeParams& p, index_t r0, index_t len, double& sum) {
+  constexpr index_t B = kRowBlock;
+  const index_t K = job.K;
+  if (K > kLanes) return false;
+  alignas(64) BlockRows<T> z, e;
+  alignas(64) T m[B];
+  block_load(static_cast<const T*>(job.x), job.x_stride, r0, len, K, z);
+  if (!block_max(z, K, len, m)) return false;
+  // The label of each row (0 for an ignored row and the padding: computed, never used) and, for
+  // the Hessian, the most probable class M (the first maximum, as the row path).
+  std::int64_t t[B] = {}, M[B] = {};
+  for (index_t b = 0; b < len; ++b) {
+    const std::int64_t lb = job.labels[r0 + b];
+    t[b] = job.has_ignore && lb == job.ignore_index ? 0 : lb;
   }
+  if constexpr (H) {
+    T zM[B];
+    for (index_t b = 0; b < B; ++b) zM[b] = z[0][b];
+    for (index_t k = 1; k < K; ++k)
+      for (index_t b = 0; b < B; ++b)
+        if (z[k][b] > zM[b]) M[b] = k, zM[b] = z[k][b];
+  }
+  block_exp(z, m, K, T(1), e);
+  // The other classes' exponentials summed apart (row_exp_sum_but), and for the Hessian those of
+  // the classes other than M (lane_sum).
+  BlockSums other, not_M;
+  for (index_t k = 0; k < K; ++k)
+    for (index_t b = 0; b < B; ++b) {
+      other[k][b] = k == t[b] ? 0.0 : double(e[k][b]);
+      if (H) not_M[k][b] = k == M[b] ? 0.0 : double(e[k][b]);
+    }
+  block_lane_sums(other, K, true);
+  if (H) block_lane_sums(not_M, K, true);
+  const double gamma = p.focal_gamma;
+  sum = block_row_values<T, G, H>(job, r0, len, [&](index_t b, index_t r) {
+    const std::int64_t tb = t[b];
+    const double at = job.class_weight ? job.class_weight[tb] : 1.0;
+    const double s = job.sample_weight ? job.sample_weight[r] : 1.0;
+    const double zt = double(z[tb][b]), oth = other[0][b];
+    const double et = double(e[tb][b]), S = oth + et;
+    const double om = oth / S, pt = et / S;
+    const double L = om < 0.5 && et > 0 ? vm::log1p(oth / et) : double(m[b]) + vm::log(S) - zt;
+    const double R = om > 0 ? L / om : 1.0;
+    const double pR = pt == 0 ? 0.0 : pt * R;
+    const double f = gamma == 0 ? 1.0 : vm::exp(gamma * vm::log(om));
+    const double loss = at * f * L;
+    if constexpr (G) {
+      T* g = static_cast<T*>(job.grad_out) + r * job.grad_stride;
+      const double sc = s * job.grad_scale, c = at * f * (gamma * pR + 1.0);
+      const double Q = om > 0 && pt > 0 ? at * gamma * f * pt * om * ((L - 2.0) - (gamma - 1.0) * pR) : 0.0;
+      const T A = static_cast<T>(sc * c / S);
+      const std::int64_t Mb = M[b];
+      const double O_M = H && Mb != tb ? not_M[0][b] / S : 0.0;
+      for (index_t k = 0; k < K; ++k) {
+        const double ek = double(e[k][b]);
+        if constexpr (H) {
+          const double pk = ek / S, O = k == tb ? om : (k == Mb ? O_M : 1.0 - pk);
+          const double ratio = k == tb ? -1.0 : (om > 0 ? pk / om : 0.0);
+          static_cast<T*>(job.hess_out)[r * job.hess_stride + k] = static_cast<T>(sc * (c * pk * O - Q * ratio * ratio));
+        }
+        g[k] = A * static_cast<T>(ek);
+      }
+      g[tb] = static_cast<T>(-sc * c * om);
+    }
+    return s * loss;
+  });
   return true;
 }
 #endif
@@ -386,11 +461,14 @@ struct SoftmaxCrossEntropy {
     return ce_row<T, G, H, Dense>(job, p, r, buf);
   }
 #if !defined(__CUDACC__)
-  // A block of rows at once where ce_logits_block serves it (run_rows_gh asks first).
+  // A block of rows at once where K <= kLanes (run_rows_gh asks first).
   template <bool G, bool H>
   bool block(const RowJob& job, index_t r0, index_t len, double& sum) const {
-    if (Dense || Focal || !p.from_logits || p.smoothing != 0.0) return false;
-    return ce_logits_block<T, G, H>(job, r0, len, sum);
+    if constexpr (Focal) {
+      return !Dense && focal_logits_block<T, G, H>(job, p, r0, len, sum);
+    } else {
+      return p.from_logits && ce_logits_block<T, G, H, Dense>(job, p, r0, len, sum);
+    }
   }
 #endif
 };

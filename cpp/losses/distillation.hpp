@@ -97,6 +97,82 @@ FL_HD double distill_row(const RowJob& job, double alpha, double temperature, do
   return s * loss;
 }
 
+#if !defined(__CUDACC__)
+// distill_row for a block of rows of at most kLanes classes (rowwise.hpp: block_load): the same
+// operations in the same order, so the same bits. Returns false, having written nothing, where K
+// is larger or a row of either input holds a +inf logit.
+template <class T, bool G, bool H>
+bool distill_block(const RowJob& job, double alpha, double temperature, double kl_scale, index_t r0,
+                   index_t len, double& sum) {
+  constexpr index_t B = kRowBlock;
+  const index_t K = job.K;
+  if (K > kLanes) return false;
+  alignas(64) BlockRows<T> z, t, et, eq, e1;
+  alignas(64) T mz[B], mt[B];
+  block_load(static_cast<const T*>(job.x), job.x_stride, r0, len, K, z);
+  block_load(static_cast<const T*>(job.extra), job.extra_stride, r0, len, K, t);
+  if (!block_max(z, K, len, mz) || !block_max(t, K, len, mt)) return false;
+  const double invT = 1.0 / temperature;
+  const T scale = static_cast<T>(invT);
+  const bool hard = alpha > 0.0, plain = temperature == 1.0, square = hard && temperature == 2.0;
+  // The tempered exponentials (the row path scales by 1 too: x * 1 is x) and sum_k e^t_k (u_k - v_k).
+  BlockSums cross;
+  for (index_t k = 0; k < K; ++k)
+    for (index_t b = 0; b < B; ++b) {
+      const T u = (t[k][b] - mt[b]) * scale, v = (z[k][b] - mz[b]) * scale;
+      const T a = lanes_exp(u), q = lanes_exp(v);
+      et[k][b] = a;
+      eq[k][b] = q;
+      cross[k][b] = static_cast<double>(a == T(0) ? T(0) : a * (u - v));
+    }
+  block_lane_sums(cross, K, false);
+  BlockValues St, rt, Sq, rq, S1, r1;
+  block_exp_sums(et, K, St, rt);
+  block_exp_sums(eq, K, Sq, rq);
+  // softmax(z) for the hard term: the tempered one at T = 1, its square at T = 2, else its own
+  const BlockRows<T>& p1 = square || (hard && !plain) ? e1 : eq;
+  if (square) {
+    for (index_t k = 0; k < K; ++k)
+      for (index_t b = 0; b < B; ++b) e1[k][b] = eq[k][b] * eq[k][b];
+    block_exp_sums(e1, K, S1, r1);
+  } else if (hard && !plain) {
+    block_exp(z, mz, K, T(1), e1);
+    block_exp_sums(e1, K, S1, r1);
+  } else {
+    for (index_t b = 0; b < B; ++b) S1[b] = Sq[b], r1[b] = rq[b];
+  }
+  sum = block_row_values<T, G, H>(job, r0, len, [&](index_t b, index_t r) {
+    const double s = job.sample_weight ? job.sample_weight[r] : 1.0;
+    const std::int64_t y = hard ? job.labels[r] : 0;
+    const double dy = hard ? double(z[y][b]) - double(mz[b]) : 0.0;
+    const double kl = cross[0][b] / St[b] - vm::log1p(rt[b]) + vm::log1p(rq[b]);
+    const double loss = (hard ? alpha * (vm::log1p(r1[b]) - dy) : 0.0) + (1.0 - alpha) * kl_scale * kl;
+    if constexpr (G) {
+      T* g = static_cast<T*>(job.grad_out) + r * job.grad_stride;
+      const double sc = s * job.grad_scale, c2 = (1.0 - alpha) * kl_scale * invT;
+      const T A1 = static_cast<T>(hard ? sc * alpha / S1[b] : 0.0);
+      const T Aq = static_cast<T>(sc * c2 / Sq[b]), At = static_cast<T>(sc * c2 / St[b]);
+      if constexpr (H) {
+        T* h = static_cast<T*>(job.hess_out) + r * job.hess_stride;
+        const T B1 = static_cast<T>(hard ? sc * alpha : 0.0), Bq = static_cast<T>(sc * c2 * invT);
+        const T inv1 = static_cast<T>(1.0 / S1[b]), invq = static_cast<T>(1.0 / Sq[b]);
+        for (index_t k = 0; k < K; ++k) {
+          const T pk = p1[k][b] * inv1, q = eq[k][b] * invq;
+          h[k] = B1 * pk * (T(1) - pk) + Bq * q * (T(1) - q);
+        }
+      }
+      if (square)
+        for (index_t k = 0; k < K; ++k) g[k] = (A1 * eq[k][b] + Aq) * eq[k][b] - At * et[k][b];
+      else
+        for (index_t k = 0; k < K; ++k) g[k] = A1 * p1[k][b] + Aq * eq[k][b] - At * et[k][b];
+      if (hard) g[y] -= static_cast<T>(sc * alpha);
+    }
+    return s * loss;
+  });
+  return true;
+}
+#endif
+
 // Parameters: (alpha, temperature, kl_scale); labels may be None when alpha = 0 (the tempered KL).
 // Scratch per row: teacher exponentials, tempered student exponentials, and the +inf limits of
 // both rows.
@@ -120,6 +196,13 @@ struct Distillation {
     if (row_has_pos_inf(mt)) pos_inf_limit(t, K, buf + 3 * K), t = buf + 3 * K, mt = T(0);
     return distill_row<T, G, H>(job, alpha, temperature, kl_scale, r, z, mz, t, mt, buf, buf + K);
   }
+#if !defined(__CUDACC__)
+  // A block of rows at once where K <= kLanes (run_rows_gh asks first).
+  template <bool G, bool H>
+  bool block(const RowJob& job, index_t r0, index_t len, double& sum) const {
+    return distill_block<T, G, H>(job, alpha, temperature, kl_scale, r0, len, sum);
+  }
+#endif
 };
 
 }  // namespace losses

@@ -81,6 +81,9 @@ struct RowJob {
   // False when the caller reads only the derivatives (a booster): a body may then skip the value
   // and return 0.
   bool want_value = true;
+  // False: every row one at a time, also where a body computes blocks of rows (the blocked paths'
+  // reference in the tests).
+  bool row_blocks = true;
 };
 // Returns the sum of the weighted per-row losses (deterministic).
 using RowFn = double (*)(const RowJob&);

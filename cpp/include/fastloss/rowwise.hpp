@@ -307,22 +307,116 @@ struct has_block_rows : std::false_type {};
 template <class B>
 struct has_block_rows<B, std::void_t<decltype(&B::template block<false, false>)>> : std::true_type {};
 
-// One row of any row-wise loss, on the CPU and the GPU: Body<T>::row<G, H>(job, r, scratch) ->
-// the row's weighted loss, writing its gradient and Hessian rows. Ignored rows (a label equal to
-// ignore_index) contribute nothing and write zeros, whatever their inputs; per-row values go to
-// loss_out.
-template <class Body, class T, bool G, bool H>
-FL_HD double row_value(const Body& body, const RowJob& job, index_t r, T* buf) {
+// One row of any row-wise loss around the body's computation row_fn() -> the row's weighted loss
+// (which writes its gradient and Hessian rows): ignored rows (a label equal to ignore_index)
+// contribute nothing and write zeros, whatever their inputs; per-row values go to loss_out.
+template <class T, bool G, bool H, class RowFn>
+FL_HD FL_INLINE double row_step(const RowJob& job, index_t r, RowFn&& row_fn) {
   double l = 0.0;
   if (job.has_ignore && job.labels[r] == job.ignore_index) {
     for (index_t k = 0; G && k < job.K; ++k) static_cast<T*>(job.grad_out)[r * job.grad_stride + k] = T(0);
     for (index_t k = 0; H && k < job.K; ++k) static_cast<T*>(job.hess_out)[r * job.hess_stride + k] = T(0);
   } else {
-    l = body.template row<G, H>(job, r, buf);
+    l = row_fn();
   }
   if (job.loss_out) static_cast<T*>(job.loss_out)[r] = static_cast<T>(l);
   return l;
 }
+
+// row_step of Body<T>::row<G, H>(job, r, scratch), on the CPU and the GPU.
+template <class Body, class T, bool G, bool H>
+FL_HD double row_value(const Body& body, const RowJob& job, index_t r, T* buf) {
+  return row_step<T, G, H>(job, r, [&] { return body.template row<G, H>(job, r, buf); });
+}
+
+#if !defined(__CUDACC__)
+// Blocks of rows across the vector lanes. Rows of few classes cost a fixed 60-90 ns each one at a
+// time (every lane reduction above set up for one element per lane), so the row bodies also offer
+// block<G, H>(job, r0, len, sum) for the driver's blocks of kRowBlock rows of at most kLanes
+// classes: the block is held class-major (v[k][b]: class k of row b), and every loop over its
+// rows vectorizes. The helpers below do what the row helpers do, operation for operation, so a
+// blocked row gives the same bits as the row path (tested against it: RowJob::row_blocks).
+template <class T>
+using BlockRows = T[kLanes][kRowBlock];
+using BlockSums = double[kLanes][kRowBlock];
+using BlockValues = double[kRowBlock];
+
+// Rows r0..r0+len of x (row stride xs, K <= kLanes classes) into v, class-major; the rows from
+// len on hold 0 (padding: computed, never written out).
+template <class T>
+inline void block_load(const T* x, index_t xs, index_t r0, index_t len, index_t K, BlockRows<T>& v) {
+  for (index_t b = 0; b < len; ++b)
+    for (index_t k = 0; k < K; ++k) v[k][b] = x[(r0 + b) * xs + k];
+  for (index_t k = 0; k < K; ++k)
+    for (index_t b = len; b < kRowBlock; ++b) v[k][b] = T(0);
+}
+
+// The row maxima, as row_max (NaN skipped); false where one of the first len rows holds +inf
+// (the row path's softmax limit takes those).
+template <class T>
+inline bool block_max(const BlockRows<T>& v, index_t K, index_t len, T (&m)[kRowBlock]) {
+  for (index_t b = 0; b < kRowBlock; ++b) m[b] = static_cast<T>(-__builtin_huge_val());
+  for (index_t k = 0; k < K; ++k)
+    for (index_t b = 0; b < kRowBlock; ++b) m[b] = v[k][b] > m[b] ? v[k][b] : m[b];
+  for (index_t b = 0; b < len; ++b)
+    if (row_has_pos_inf(m[b])) return false;
+  return true;
+}
+
+// e = exp((v - m) * scale), as row_exp_sum's terms.
+template <class T>
+inline void block_exp(const BlockRows<T>& v, const T (&m)[kRowBlock], index_t K, T scale, BlockRows<T>& e) {
+  for (index_t k = 0; k < K; ++k)
+    for (index_t b = 0; b < kRowBlock; ++b)
+      e[k][b] = lanes_exp(scale == T(1) ? v[k][b] - m[b] : (v[k][b] - m[b]) * scale);
+}
+
+// The per-row sums of the terms acc[k][b] (k < K) in row_lane_sums' order: one class per lane,
+// each lane a term added to 0.0 (a -0 term becomes +0 there), the lanes combined by pairwise_sum
+// over kLanes lanes; into acc[0][b]. The lanes from K on hold zeros; for sums of non-negative
+// terms (nonneg: no -0 either) the tree starts at the power of two n0 >= K, since the zero lanes
+// above add nothing there.
+inline void block_lane_sums(BlockSums& acc, index_t K, bool nonneg) {
+  static_assert((kLanes & (kLanes - 1)) == 0, "pairwise_sum's tree over a power of two");
+  index_t n = kLanes;
+  if (nonneg)
+    for (n = 1; n < K;) n *= 2;
+  else
+    for (index_t k = 0; k < K; ++k)
+      for (index_t b = 0; b < kRowBlock; ++b) acc[k][b] += 0.0;
+  for (index_t k = K; k < n; ++k)
+    for (index_t b = 0; b < kRowBlock; ++b) acc[k][b] = 0.0;
+  for (; n > 1; n /= 2)
+    for (index_t i = 0; i < n / 2; ++i)
+      for (index_t b = 0; b < kRowBlock; ++b) acc[i][b] = acc[2 * i][b] + acc[2 * i + 1][b];
+}
+
+// S = sum_k e_k and S - 1 to full relative accuracy per row (row_exp_sum, row_exp_rest).
+template <class T>
+inline void block_exp_sums(const BlockRows<T>& e, index_t K, BlockValues& S, BlockValues& rest) {
+  BlockSums acc[3];
+  for (index_t k = 0; k < K; ++k)
+    for (index_t b = 0; b < kRowBlock; ++b) {
+      const T v = e[k][b];
+      acc[0][k][b] = static_cast<double>(v);
+      acc[1][k][b] = static_cast<double>(v == T(1) ? T(0) : v);
+      acc[2][k][b] = static_cast<double>(v == T(1) ? T(1) : T(0));
+    }
+  for (auto& a : acc) block_lane_sums(a, K, true);
+  for (index_t b = 0; b < kRowBlock; ++b) {
+    S[b] = acc[0][0][b];
+    rest[b] = !(S[b] < 2.0) ? S[b] - 1.0 : acc[1][0][b] + (acc[2][0][b] - 1.0);
+  }
+}
+
+// The sum of row_step over rows r0..r0+len of a block, tail(b, r) computing row r = r0 + b.
+template <class T, bool G, bool H, class Tail>
+inline double block_row_values(const RowJob& job, index_t r0, index_t len, Tail&& tail) {
+  double sum = 0.0;
+  for (index_t b = 0; b < len; ++b) sum += row_step<T, G, H>(job, r0 + b, [&] { return tail(b, r0 + b); });
+  return sum;
+}
+#endif
 
 // The CPU driver of every row-wise loss: the rows summed in the fixed order of sum_over_rows,
 // with the scratch rows the body's spec asks for.
@@ -336,7 +430,7 @@ double run_rows_gh(const RowJob& job) {
     return sum_over_rows(job.rows, job.K, job.threads, [&](index_t r) { return row(r, nullptr); });
   } else {
     auto block = [&](index_t r0, index_t len, double& s) {
-      if constexpr (blocks) return body.template block<G, H>(job, r0, len, s);
+      if constexpr (blocks) return job.row_blocks && body.template block<G, H>(job, r0, len, s);
       return false;
     };
     return sum_over_rows_scratch<T>(job.rows, job.K, scratch * job.K, job.threads, row, block);
