@@ -303,13 +303,15 @@ bool ce_logits_block(const RowJob& job, const CeParams& p, index_t r0, index_t l
   if (!block_max(z, K, len, m)) return false;
   const double a = p.smoothing, aK = a / double(K), W = job.class_weight_sum;
   const double* w = job.class_weight;
+  double wc[kLanes];  // the class weights, 1 without
+  block_class_weights(job, wc);
   // What the row path takes before its exp pass: dense, sum_k w_k q_k and sum_k w_k q_k (z_k - m),
   // summed serially as there (K < 2 kLanes); sparse with smoothing, sum_k w_k (z_k - m).
   BlockValues wq = {}, wqd = {};
   if constexpr (Dense) {
     block_load(static_cast<const T*>(job.targets), job.targets_stride, r0, len, K, y);
     for (index_t k = 0; k < K; ++k) {
-      const double wk = w ? w[k] : 1.0;
+      const double wk = wc[k];
       for (index_t b = 0; b < B; ++b) {
         const double wqk = wk * ((1 - a) * double(y[k][b]) + aK);
         wq[b] += wqk;
@@ -320,53 +322,68 @@ bool ce_logits_block(const RowJob& job, const CeParams& p, index_t r0, index_t l
     BlockSums acc;
     for (index_t k = 0; k < K; ++k)
       for (index_t b = 0; b < B; ++b)
-        acc[k][b] = w ? (w[k] == 0.0 ? 0.0 : w[k] * double(z[k][b])) : double(z[k][b]);
+        acc[k][b] = wc[k] == 0.0 ? 0.0 : wc[k] * double(z[k][b]);  // 1 * z is z
     block_lane_sums(acc, K, false);
     for (index_t b = 0; b < B; ++b) wqd[b] = acc[0][b] - W * double(m[b]);
   }
   block_exp(z, m, K, T(1), e);
-  BlockValues S, rest;
+  BlockValues S, rest, loss, c, sw, wt, zt;
   block_exp_sums(e, K, S, rest);
-  sum = block_row_values<T, G, H>(job, r0, len, [&](index_t b, index_t r) {
-    T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
-    T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
-    const std::int64_t t = Dense ? 0 : job.labels[r];
-    const double s = job.sample_weight ? job.sample_weight[r] : 1.0;
-    const double log_s = vm::log1p(rest[b]);
-    double loss, c, wt = 0.0;
+  block_sample_weights(job, r0, len, sw);
+  std::int64_t t[B] = {};
+  if constexpr (!Dense) {
+    block_labels(job, r0, len, t);
+    for (index_t b = 0; b < B; ++b) wt[b] = wc[t[b]], zt[b] = double(z[t[b]][b]);
+  }
+  // ce_logits_row's per-row terms and its gradient and Hessian, across the rows' lanes (class-major
+  // into e, then stored row-major).
+  BlockValues log_S;
+  for (index_t b = 0; b < B; ++b) log_S[b] = vm::log1p(rest[b]);
+  for (index_t b = 0; b < B; ++b) {
+    const double log_s = log_S[b];
     if constexpr (Dense) {
-      loss = wq[b] * log_s - wqd[b];
-      c = wq[b];
+      loss[b] = wq[b] * log_s - wqd[b];
+      c[b] = wq[b];
     } else {
-      wt = w ? w[t] : 1.0;
-      loss = (1 - a) * wt * (log_s - (double(z[t][b]) - double(m[b])));
-      if (a > 0) loss += aK * (W * log_s - wqd[b]);
-      c = (1 - a) * wt + aK * W;
+      loss[b] = (1 - a) * wt[b] * (log_s - (zt[b] - double(m[b])));
+      if (a > 0) loss[b] += aK * (W * log_s - wqd[b]);
+      c[b] = (1 - a) * wt[b] + aK * W;
     }
-    if constexpr (G) {
-      const double sc = s * job.grad_scale;
-      const T A = static_cast<T>(c * sc / S[b]);
-      if constexpr (H) {
-        const T Ah = static_cast<T>(c * sc), invS = static_cast<T>(1.0 / S[b]);
-        for (index_t k = 0; k < K; ++k) {
-          const T pk = e[k][b] * invS;
-          h[k] = Ah * pk * (T(1) - pk);
+  }
+  if constexpr (G) {
+    alignas(64) T A[B];
+    BlockValues sc;
+    for (index_t b = 0; b < B; ++b) sc[b] = sw[b] * job.grad_scale, A[b] = static_cast<T>(c[b] * sc[b] / S[b]);
+    if constexpr (H) {
+      alignas(64) BlockRows<T> h;
+      alignas(64) T Ah[B], invS[B];
+      for (index_t b = 0; b < B; ++b) Ah[b] = static_cast<T>(c[b] * sc[b]), invS[b] = static_cast<T>(1.0 / S[b]);
+      for (index_t k = 0; k < K; ++k)
+        for (index_t b = 0; b < B; ++b) {
+          const T pk = e[k][b] * invS[b];
+          h[k][b] = Ah[b] * pk * (T(1) - pk);
         }
-      }
-      if (Dense || w) {
-        for (index_t k = 0; k < K; ++k) {
-          const double wk = w ? w[k] : 1.0;
+      block_store(h, K, len, static_cast<T*>(job.hess_out), job.hess_stride, r0);
+    }
+    if (Dense || w) {
+      for (index_t k = 0; k < K; ++k) {
+        const double wk = wc[k];
+        for (index_t b = 0; b < B; ++b) {
           const double sub = Dense ? wk * ((1 - a) * double(y[k][b]) + aK) : aK * wk;
-          g[k] = A * e[k][b] - static_cast<T>(sc * sub);
+          e[k][b] = A[b] * e[k][b] - static_cast<T>(sc[b] * sub);
         }
-      } else {
-        const T Bk = static_cast<T>(sc * aK);
-        for (index_t k = 0; k < K; ++k) g[k] = A * e[k][b] - Bk;
       }
-      if constexpr (!Dense) g[t] -= static_cast<T>(sc * (1 - a) * wt);
+    } else {
+      alignas(64) T Bk[B];
+      for (index_t b = 0; b < B; ++b) Bk[b] = static_cast<T>(sc[b] * aK);
+      for (index_t k = 0; k < K; ++k)
+        for (index_t b = 0; b < B; ++b) e[k][b] = A[b] * e[k][b] - Bk[b];
     }
-    return s * loss;
-  });
+    if constexpr (!Dense)
+      for (index_t b = 0; b < B; ++b) e[t[b]][b] -= static_cast<T>(sc[b] * (1 - a) * wt[b]);
+    block_store(e, K, len, static_cast<T*>(job.grad_out), job.grad_stride, r0);
+  }
+  sum = block_row_values<T, G, H>(job, r0, len, sw, loss);
   return true;
 }
 #endif
@@ -385,11 +402,8 @@ bool focal_logits_block(const RowJob& job, const CeParams& p, index_t r0, index_
   if (!block_max(z, K, len, m)) return false;
   // The label of each row (0 for an ignored row and the padding: computed, never used) and, for
   // the Hessian, the most probable class M (the first maximum, as the row path).
-  std::int64_t t[B] = {}, M[B] = {};
-  for (index_t b = 0; b < len; ++b) {
-    const std::int64_t lb = job.labels[r0 + b];
-    t[b] = job.has_ignore && lb == job.ignore_index ? 0 : lb;
-  }
+  std::int64_t t[B], M[B] = {};
+  block_labels(job, r0, len, t);
   if constexpr (H) {
     T zM[B];
     for (index_t b = 0; b < B; ++b) zM[b] = z[0][b];
@@ -408,39 +422,62 @@ bool focal_logits_block(const RowJob& job, const CeParams& p, index_t r0, index_
     }
   block_lane_sums(other, K, true);
   if (H) block_lane_sums(not_M, K, true);
+  // focal_logits_row's per-row terms, across the rows' lanes (both forms of L, then the select)
   const double gamma = p.focal_gamma;
-  sum = block_row_values<T, G, H>(job, r0, len, [&](index_t b, index_t r) {
-    const std::int64_t tb = t[b];
-    const double at = job.class_weight ? job.class_weight[tb] : 1.0;
-    const double s = job.sample_weight ? job.sample_weight[r] : 1.0;
-    const double zt = double(z[tb][b]), oth = other[0][b];
-    const double et = double(e[tb][b]), S = oth + et;
-    const double om = oth / S, pt = et / S;
-    const double L = om < 0.5 && et > 0 ? vm::log1p(oth / et) : double(m[b]) + vm::log(S) - zt;
-    const double R = om > 0 ? L / om : 1.0;
-    const double pR = pt == 0 ? 0.0 : pt * R;
-    const double f = gamma == 0 ? 1.0 : vm::exp(gamma * vm::log(om));
-    const double loss = at * f * L;
-    if constexpr (G) {
-      T* g = static_cast<T*>(job.grad_out) + r * job.grad_stride;
-      const double sc = s * job.grad_scale, c = at * f * (gamma * pR + 1.0);
-      const double Q = om > 0 && pt > 0 ? at * gamma * f * pt * om * ((L - 2.0) - (gamma - 1.0) * pR) : 0.0;
-      const T A = static_cast<T>(sc * c / S);
-      const std::int64_t Mb = M[b];
-      const double O_M = H && Mb != tb ? not_M[0][b] / S : 0.0;
-      for (index_t k = 0; k < K; ++k) {
-        const double ek = double(e[k][b]);
-        if constexpr (H) {
-          const double pk = ek / S, O = k == tb ? om : (k == Mb ? O_M : 1.0 - pk);
-          const double ratio = k == tb ? -1.0 : (om > 0 ? pk / om : 0.0);
-          static_cast<T*>(job.hess_out)[r * job.hess_stride + k] = static_cast<T>(sc * (c * pk * O - Q * ratio * ratio));
-        }
-        g[k] = A * static_cast<T>(ek);
-      }
-      g[tb] = static_cast<T>(-sc * c * om);
+  BlockValues S, om, pt, L, pR, f;
+  double zt[B], et[B];
+  for (index_t b = 0; b < B; ++b) zt[b] = double(z[t[b]][b]), et[b] = double(e[t[b]][b]);
+  // (in short loops, each of which gcc vectorizes)
+  for (index_t b = 0; b < B; ++b) {
+    const double oth = other[0][b];
+    S[b] = oth + et[b];
+    om[b] = oth / S[b], pt[b] = et[b] / S[b];
+  }
+  for (index_t b = 0; b < B; ++b) L[b] = vm::log1p(other[0][b] / et[b]);
+  for (index_t b = 0; b < B; ++b) pR[b] = double(m[b]) + vm::log(S[b]) - zt[b];
+  for (index_t b = 0; b < B; ++b) {
+    L[b] = om[b] < 0.5 && et[b] > 0 ? L[b] : pR[b];
+    const double R = om[b] > 0 ? L[b] / om[b] : 1.0;
+    pR[b] = pt[b] == 0 ? 0.0 : pt[b] * R;
+  }
+  for (index_t b = 0; b < B; ++b) f[b] = gamma == 0 ? 1.0 : vm::log(om[b]);
+  if (gamma != 0)
+    for (index_t b = 0; b < B; ++b) f[b] = vm::exp(gamma * f[b]);
+  BlockValues loss, sw, at;
+  block_sample_weights(job, r0, len, sw);
+  double wc[kLanes];  // alpha
+  block_class_weights(job, wc);
+  for (index_t b = 0; b < B; ++b) at[b] = wc[t[b]];
+  for (index_t b = 0; b < B; ++b) loss[b] = at[b] * f[b] * L[b];
+  if constexpr (G) {
+    // the gradient and Hessian across the rows' lanes (class-major, then stored row-major)
+    BlockValues sc, c, Q, O_M;
+    alignas(64) T A[B];
+    for (index_t b = 0; b < B; ++b) {
+      sc[b] = sw[b] * job.grad_scale, c[b] = at[b] * f[b] * (gamma * pR[b] + 1.0);
+      Q[b] = om[b] > 0 && pt[b] > 0
+                 ? at[b] * gamma * f[b] * pt[b] * om[b] * ((L[b] - 2.0) - (gamma - 1.0) * pR[b])
+                 : 0.0;
+      A[b] = static_cast<T>(sc[b] * c[b] / S[b]);
+      O_M[b] = H && M[b] != t[b] ? not_M[0][b] / S[b] : 0.0;
     }
-    return s * loss;
-  });
+    if constexpr (H) {
+      alignas(64) BlockRows<T> h;
+      for (index_t k = 0; k < K; ++k)
+        for (index_t b = 0; b < B; ++b) {
+          const double pk = double(e[k][b]) / S[b];
+          const double O = k == t[b] ? om[b] : (k == M[b] ? O_M[b] : 1.0 - pk);
+          const double ratio = k == t[b] ? -1.0 : (om[b] > 0 ? pk / om[b] : 0.0);
+          h[k][b] = static_cast<T>(sc[b] * (c[b] * pk * O - Q[b] * ratio * ratio));
+        }
+      block_store(h, K, len, static_cast<T*>(job.hess_out), job.hess_stride, r0);
+    }
+    for (index_t k = 0; k < K; ++k)
+      for (index_t b = 0; b < B; ++b) e[k][b] = A[b] * e[k][b];
+    for (index_t b = 0; b < B; ++b) e[t[b]][b] = static_cast<T>(-sc[b] * c[b] * om[b]);
+    block_store(e, K, len, static_cast<T*>(job.grad_out), job.grad_stride, r0);
+  }
+  sum = block_row_values<T, G, H>(job, r0, len, sw, loss);
   return true;
 }
 #endif

@@ -141,34 +141,50 @@ bool distill_block(const RowJob& job, double alpha, double temperature, double k
   } else {
     for (index_t b = 0; b < B; ++b) S1[b] = Sq[b], r1[b] = rq[b];
   }
-  sum = block_row_values<T, G, H>(job, r0, len, [&](index_t b, index_t r) {
-    const double s = job.sample_weight ? job.sample_weight[r] : 1.0;
-    const std::int64_t y = hard ? job.labels[r] : 0;
-    const double dy = hard ? double(z[y][b]) - double(mz[b]) : 0.0;
+  // distill_row's per-row terms, gradient and Hessian across the rows' lanes (class-major, then
+  // stored row-major).
+  BlockValues loss, sw;
+  block_sample_weights(job, r0, len, sw);
+  std::int64_t y[B] = {};
+  if (hard) block_labels(job, r0, len, y);
+  for (index_t b = 0; b < B; ++b) loss[b] = hard ? double(z[y[b]][b]) - double(mz[b]) : 0.0;  // dy
+  for (index_t b = 0; b < B; ++b) {
     const double kl = cross[0][b] / St[b] - vm::log1p(rt[b]) + vm::log1p(rq[b]);
-    const double loss = (hard ? alpha * (vm::log1p(r1[b]) - dy) : 0.0) + (1.0 - alpha) * kl_scale * kl;
-    if constexpr (G) {
-      T* g = static_cast<T*>(job.grad_out) + r * job.grad_stride;
-      const double sc = s * job.grad_scale, c2 = (1.0 - alpha) * kl_scale * invT;
-      const T A1 = static_cast<T>(hard ? sc * alpha / S1[b] : 0.0);
-      const T Aq = static_cast<T>(sc * c2 / Sq[b]), At = static_cast<T>(sc * c2 / St[b]);
-      if constexpr (H) {
-        T* h = static_cast<T*>(job.hess_out) + r * job.hess_stride;
-        const T B1 = static_cast<T>(hard ? sc * alpha : 0.0), Bq = static_cast<T>(sc * c2 * invT);
-        const T inv1 = static_cast<T>(1.0 / S1[b]), invq = static_cast<T>(1.0 / Sq[b]);
-        for (index_t k = 0; k < K; ++k) {
-          const T pk = p1[k][b] * inv1, q = eq[k][b] * invq;
-          h[k] = B1 * pk * (T(1) - pk) + Bq * q * (T(1) - q);
-        }
-      }
-      if (square)
-        for (index_t k = 0; k < K; ++k) g[k] = (A1 * eq[k][b] + Aq) * eq[k][b] - At * et[k][b];
-      else
-        for (index_t k = 0; k < K; ++k) g[k] = A1 * p1[k][b] + Aq * eq[k][b] - At * et[k][b];
-      if (hard) g[y] -= static_cast<T>(sc * alpha);
+    loss[b] = (hard ? alpha * (vm::log1p(r1[b]) - loss[b]) : 0.0) + (1.0 - alpha) * kl_scale * kl;
+  }
+  if constexpr (G) {
+    const double c2 = (1.0 - alpha) * kl_scale * invT;
+    alignas(64) T A1[B], Aq[B], At[B];
+    BlockValues sc;
+    for (index_t b = 0; b < B; ++b) {
+      sc[b] = sw[b] * job.grad_scale;
+      A1[b] = static_cast<T>(hard ? sc[b] * alpha / S1[b] : 0.0);
+      Aq[b] = static_cast<T>(sc[b] * c2 / Sq[b]), At[b] = static_cast<T>(sc[b] * c2 / St[b]);
     }
-    return s * loss;
-  });
+    if constexpr (H) {
+      alignas(64) BlockRows<T> h;
+      alignas(64) T B1[B], Bq[B], inv1[B], invq[B];
+      for (index_t b = 0; b < B; ++b) {
+        B1[b] = static_cast<T>(hard ? sc[b] * alpha : 0.0), Bq[b] = static_cast<T>(sc[b] * c2 * invT);
+        inv1[b] = static_cast<T>(1.0 / S1[b]), invq[b] = static_cast<T>(1.0 / Sq[b]);
+      }
+      for (index_t k = 0; k < K; ++k)
+        for (index_t b = 0; b < B; ++b) {
+          const T pk = p1[k][b] * inv1[b], q = eq[k][b] * invq[b];
+          h[k][b] = B1[b] * pk * (T(1) - pk) + Bq[b] * q * (T(1) - q);
+        }
+      block_store(h, K, len, static_cast<T*>(job.hess_out), job.hess_stride, r0);
+    }
+    BlockRows<T>& g = t;  // the teacher's logits are no longer read
+    for (index_t k = 0; k < K; ++k)
+      for (index_t b = 0; b < B; ++b)
+        g[k][b] = square ? (A1[b] * eq[k][b] + Aq[b]) * eq[k][b] - At[b] * et[k][b]
+                         : A1[b] * p1[k][b] + Aq[b] * eq[k][b] - At[b] * et[k][b];
+    if (hard)
+      for (index_t b = 0; b < B; ++b) g[y[b]][b] -= static_cast<T>(sc[b] * alpha);
+    block_store(g, K, len, static_cast<T*>(job.grad_out), job.grad_stride, r0);
+  }
+  sum = block_row_values<T, G, H>(job, r0, len, sw, loss);
   return true;
 }
 #endif

@@ -351,6 +351,42 @@ inline void block_load(const T* x, index_t xs, index_t r0, index_t len, index_t 
     for (index_t b = len; b < kRowBlock; ++b) v[k][b] = T(0);
 }
 
+// The transpose of block_load: rows 0..len of v into rows r0.. of x.
+template <class T>
+inline void block_store(const BlockRows<T>& v, index_t K, index_t len, T* x, index_t xs, index_t r0) {
+  for (index_t b = 0; b < len; ++b)
+    for (index_t k = 0; k < K; ++k) x[(r0 + b) * xs + k] = v[k][b];
+}
+
+// The label of each row of the block, 0 for an ignored row and the padding (computed, never used:
+// row_step writes an ignored row's zeros last).
+inline void block_labels(const RowJob& job, index_t r0, index_t len, std::int64_t (&t)[kRowBlock]) {
+  for (index_t b = 0; b < kRowBlock; ++b) t[b] = 0;
+  for (index_t b = 0; b < len; ++b) {
+    const std::int64_t lb = job.labels[r0 + b];
+    t[b] = job.has_ignore && lb == job.ignore_index ? 0 : lb;
+  }
+}
+
+// The sample weight of each row of the block (1 without, and for the padding).
+// (Plain loops, here and in block_class_weights: a select between a pointer's elements and a
+// constant becomes a masked load, which takes a microcode assist on AMD where the masked-off lanes
+// point at no page: a null pointer, the end of an array.)
+inline void block_sample_weights(const RowJob& job, index_t r0, index_t len, double (&s)[kRowBlock]) {
+  index_t b = 0;
+  if (job.sample_weight)
+    for (; b < len; ++b) s[b] = job.sample_weight[r0 + b];
+  for (; b < kRowBlock; ++b) s[b] = 1.0;
+}
+
+// The class weights into wc[0..K), 1 without.
+inline void block_class_weights(const RowJob& job, double (&wc)[kLanes]) {
+  if (job.class_weight)
+    for (index_t k = 0; k < job.K; ++k) wc[k] = job.class_weight[k];
+  else
+    for (index_t k = 0; k < job.K; ++k) wc[k] = 1.0;
+}
+
 // The row maxima, as row_max (NaN skipped); false where one of the first len rows holds +inf
 // (the row path's softmax limit takes those).
 template <class T>
@@ -409,11 +445,13 @@ inline void block_exp_sums(const BlockRows<T>& e, index_t K, BlockValues& S, Blo
   }
 }
 
-// The sum of row_step over rows r0..r0+len of a block, tail(b, r) computing row r = r0 + b.
-template <class T, bool G, bool H, class Tail>
-inline double block_row_values(const RowJob& job, index_t r0, index_t len, Tail&& tail) {
+// The block's rows through row_step (ignored rows: zeros over what the block stored, no value),
+// row b's weighted loss sw[b] * loss[b]; their sum in row order.
+template <class T, bool G, bool H>
+inline double block_row_values(const RowJob& job, index_t r0, index_t len, const BlockValues& sw,
+                               const BlockValues& loss) {
   double sum = 0.0;
-  for (index_t b = 0; b < len; ++b) sum += row_step<T, G, H>(job, r0 + b, [&] { return tail(b, r0 + b); });
+  for (index_t b = 0; b < len; ++b) sum += row_step<T, G, H>(job, r0 + b, [&] { return sw[b] * loss[b]; });
   return sum;
 }
 #endif
