@@ -1237,6 +1237,9 @@ def _few_class_cases(K, dtype, rng, n):
         (fl.SparseCategoricalFocal(), labels, {}),
         (fl.SparseCategoricalFocal(gamma=0.5, alpha=cw), labels, {}),
         (fl.SparseCategoricalFocal(gamma=0.0, ignore_index=-100), ignored, {}),
+        (fl.CategoricalFocal(), targets, {}),
+        (fl.CategoricalFocal(gamma=0.5, alpha=cw), targets, {}),
+        (fl.CategoricalFocal(gamma=0.0), targets, {}),
         (fl.Distillation(), labels, {"teacher_logits": teacher}),  # T = 2: squares of the tempered
         (fl.Distillation(alpha=0.3, temperature=3.0), labels, {"teacher_logits": teacher}),
         (fl.Distillation(alpha=0.7, temperature=1.0), labels, {"teacher_logits": teacher}),
@@ -1245,7 +1248,7 @@ def _few_class_cases(K, dtype, rng, n):
     ]
 
 
-_FEW_CLASS_CASES = 13
+_FEW_CLASS_CASES = 16
 
 
 def test_few_class_cases_are_all_run():

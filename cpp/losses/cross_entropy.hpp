@@ -482,6 +482,106 @@ bool focal_logits_block(const RowJob& job, const CeParams& p, index_t r0, index_
 }
 #endif
 
+#if !defined(__CUDACC__)
+// focal_dense_row for a block of rows of at most kLanes classes (as ce_logits_block): the same
+// operations in the same order, so the same bits; false for anything else.
+template <class T, bool G, bool H>
+bool focal_dense_block(const RowJob& job, const CeParams& p, index_t r0, index_t len, double& sum) {
+  constexpr index_t B = kRowBlock;
+  const index_t K = job.K;
+  if (K > kLanes) return false;
+  alignas(64) BlockRows<T> z, e, q;
+  alignas(64) T m[B];
+  block_load(static_cast<const T*>(job.x), job.x_stride, r0, len, K, z);
+  if (!block_max(z, K, len, m)) return false;
+  block_load(static_cast<const T*>(job.targets), job.targets_stride, r0, len, K, q);
+  std::int64_t M[B] = {};  // the most probable class (the first maximum)
+  {
+    T zM[B];
+    for (index_t b = 0; b < B; ++b) zM[b] = z[0][b];
+    for (index_t k = 1; k < K; ++k)
+      for (index_t b = 0; b < B; ++b)
+        if (z[k][b] > zM[b]) M[b] = k, zM[b] = z[k][b];
+  }
+  block_exp(z, m, K, T(1), e);
+  BlockValues S, rest, log_S, other_M, sw;
+  block_exp_sums(e, K, S, rest);
+  for (index_t b = 0; b < B; ++b) log_S[b] = vm::log(S[b]);
+  BlockSums acc;
+  for (index_t k = 0; k < K; ++k)
+    for (index_t b = 0; b < B; ++b) acc[k][b] = k == M[b] ? 0.0 : double(e[k][b]);
+  block_lane_sums(acc, K, true);
+  for (index_t b = 0; b < B; ++b) other_M[b] = acc[0][b];
+  block_sample_weights(job, r0, len, sw);
+  double wc[kLanes];  // alpha
+  block_class_weights(job, wc);
+  // The per-class terms of every row (focal_dense_row's terms()), class-major, in short loops gcc
+  // vectorizes: pk, O, L, then the rest; wq = 0 gives zero terms.
+  const double gamma = p.focal_gamma;
+  BlockSums P, O, L, F, tl, tc, tcpO2, tcp;
+  for (index_t k = 0; k < K; ++k)
+    for (index_t b = 0; b < B; ++b) {
+      const double ek = double(e[k][b]);
+      P[k][b] = ek / S[b];
+      O[k][b] = k == M[b] ? other_M[b] / S[b] : 1.0 - P[k][b];
+      L[k][b] = log_S[b] - (double(z[k][b]) - double(m[b]));
+      F[k][b] = other_M[b] / ek;
+    }
+  for (index_t k = 0; k < K; ++k)
+    for (index_t b = 0; b < B; ++b) F[k][b] = vm::log1p(F[k][b]);
+  for (index_t k = 0; k < K; ++k)
+    for (index_t b = 0; b < B; ++b)
+      L[k][b] = k == M[b] && O[k][b] < 0.5 && double(e[k][b]) > 0 ? F[k][b] : L[k][b];
+  for (index_t k = 0; k < K; ++k)
+    for (index_t b = 0; b < B; ++b) F[k][b] = gamma == 0 ? 1.0 : vm::log(O[k][b]);
+  if (gamma != 0)
+    for (index_t k = 0; k < K; ++k)
+      for (index_t b = 0; b < B; ++b) F[k][b] = vm::exp(gamma * F[k][b]);
+  for (index_t k = 0; k < K; ++k)
+    for (index_t b = 0; b < B; ++b) {
+      const double wq = wc[k] * double(q[k][b]), pk = P[k][b], Ok = O[k][b], Lk = L[k][b], f = F[k][b];
+      const double R = Ok > 0 ? Lk / Ok : 1.0;
+      const double pR = pk == 0 ? 0.0 : pk * R;
+      const double cpO2 = pk == 0 ? 0.0 : wq * gamma * f * Ok * ((Lk - 2.0) - (gamma - 1.0) * pR) * pk;
+      const bool zero = wq == 0.0;
+      tl[k][b] = zero ? 0.0 : wq * f * Lk;
+      tc[k][b] = zero ? 0.0 : wq * f * (gamma * pR + 1.0);
+      tcpO2[k][b] = zero ? 0.0 : cpO2;
+      tcp[k][b] = zero ? 0.0 : (Ok > 0 ? cpO2 / (Ok * Ok) : 0.0);
+    }
+  BlockValues loss = {}, C_other = {}, D = {};  // C_other, D: sums over k != M, serial as there
+  for (index_t k = 0; k < K; ++k)
+    for (index_t b = 0; b < B; ++b) {
+      loss[b] += tl[k][b];
+      C_other[b] += k == M[b] ? 0.0 : tc[k][b];
+      D[b] += k == M[b] ? 0.0 : tcp[k][b];
+    }
+  if constexpr (G) {
+    BlockValues sc, C, cM, cpM;
+    for (index_t b = 0; b < B; ++b) cM[b] = tc[M[b]][b], cpM[b] = tcp[M[b]][b];
+    for (index_t b = 0; b < B; ++b) sc[b] = sw[b] * job.grad_scale, C[b] = C_other[b] + cM[b];
+    if constexpr (H) {
+      alignas(64) BlockRows<T> h;
+      for (index_t k = 0; k < K; ++k)
+        for (index_t b = 0; b < B; ++b) {
+          const double pk = P[k][b], others = k == M[b] ? D[b] : D[b] - tcp[k][b] + cpM[b];
+          h[k][b] = static_cast<T>(sc[b] * (pk * O[k][b] * C[b] - tcpO2[k][b] - pk * pk * others));
+        }
+      block_store(h, K, len, static_cast<T*>(job.hess_out), job.hess_stride, r0);
+    }
+    for (index_t k = 0; k < K; ++k)
+      for (index_t b = 0; b < B; ++b) {
+        const double pk = P[k][b];
+        const double gk = k == M[b] ? pk * C_other[b] - O[k][b] * cM[b] : pk * C[b] - tc[k][b];
+        e[k][b] = static_cast<T>(sc[b] * gk);
+      }
+    block_store(e, K, len, static_cast<T*>(job.grad_out), job.grad_stride, r0);
+  }
+  sum = block_row_values<T, G, H>(job, r0, len, sw, loss);
+  return true;
+}
+#endif
+
 // The four row bodies of this file. Parameters: cross-entropy (from_logits, eps,
 // label_smoothing); focal (gamma), on logits, its alpha in the class-weight slot.
 template <class T, bool Dense, bool Focal>
@@ -501,8 +601,10 @@ struct SoftmaxCrossEntropy {
   // A block of rows at once where K <= kLanes (run_rows_gh asks first).
   template <bool G, bool H>
   bool block(const RowJob& job, index_t r0, index_t len, double& sum) const {
-    if constexpr (Focal) {
-      return !Dense && focal_logits_block<T, G, H>(job, p, r0, len, sum);
+    if constexpr (Focal && Dense) {
+      return focal_dense_block<T, G, H>(job, p, r0, len, sum);
+    } else if constexpr (Focal) {
+      return focal_logits_block<T, G, H>(job, p, r0, len, sum);
     } else {
       return p.from_logits && ce_logits_block<T, G, H, Dense>(job, p, r0, len, sum);
     }
