@@ -408,23 +408,23 @@ inline void block_exp(const BlockRows<T>& v, const T (&m)[kRowBlock], index_t K,
 }
 
 // The per-row sums of the terms acc[k][b] (k < K) in row_lane_sums' order: one class per lane,
-// each lane a term added to 0.0 (a -0 term becomes +0 there), the lanes combined by pairwise_sum
-// over kLanes lanes; into acc[0][b]. The lanes from K on hold zeros; for sums of non-negative
-// terms (nonneg: no -0 either) the tree starts at the power of two n0 >= K, since the zero lanes
-// above add nothing there.
+// each lane a term added to 0.0 (a -0 term becomes +0 there; nonneg: no -0 terms), the lanes
+// combined by pairwise_sum over kLanes lanes; into acc[0][b]. The lanes from K on hold +0 there,
+// and x + 0 is x for every x but -0: that tree is pairwise_sum's over the K lanes alone (a node
+// whose right half holds no class is its left half, as pairwise_sum carries an odd last element).
 inline void block_lane_sums(BlockSums& acc, index_t K, bool nonneg) {
   static_assert((kLanes & (kLanes - 1)) == 0, "pairwise_sum's tree over a power of two");
-  index_t n = kLanes;
-  if (nonneg)
-    for (n = 1; n < K;) n *= 2;
-  else
+  if (!nonneg)
     for (index_t k = 0; k < K; ++k)
       for (index_t b = 0; b < kRowBlock; ++b) acc[k][b] += 0.0;
-  for (index_t k = K; k < n; ++k)
-    for (index_t b = 0; b < kRowBlock; ++b) acc[k][b] = 0.0;
-  for (; n > 1; n /= 2)
-    for (index_t i = 0; i < n / 2; ++i)
+  for (index_t n = K; n > 1;) {
+    const index_t half = n / 2;
+    for (index_t i = 0; i < half; ++i)
       for (index_t b = 0; b < kRowBlock; ++b) acc[i][b] = acc[2 * i][b] + acc[2 * i + 1][b];
+    if (n & 1)
+      for (index_t b = 0; b < kRowBlock; ++b) acc[half][b] = acc[n - 1][b];
+    n = half + (n & 1);
+  }
 }
 
 // S = sum_k e_k and S - 1 to full relative accuracy per row (row_exp_sum, row_exp_rest).
