@@ -404,13 +404,7 @@ bool focal_logits_block(const RowJob& job, const CeParams& p, index_t r0, index_
   // the Hessian, the most probable class M (the first maximum, as the row path).
   std::int64_t t[B], M[B] = {};
   block_labels(job, r0, len, t);
-  if constexpr (H) {
-    T zM[B];
-    for (index_t b = 0; b < B; ++b) zM[b] = z[0][b];
-    for (index_t k = 1; k < K; ++k)
-      for (index_t b = 0; b < B; ++b)
-        if (z[k][b] > zM[b]) M[b] = k, zM[b] = z[k][b];
-  }
+  if constexpr (H) block_argmax(z, K, M);
   block_exp(z, m, K, T(1), e);
   // The other classes' exponentials summed apart (row_exp_sum_but), and for the Hessian those of
   // the classes other than M (lane_sum).
@@ -495,14 +489,8 @@ bool focal_dense_block(const RowJob& job, const CeParams& p, index_t r0, index_t
   block_load(static_cast<const T*>(job.x), job.x_stride, r0, len, K, z);
   if (!block_max(z, K, len, m)) return false;
   block_load(static_cast<const T*>(job.targets), job.targets_stride, r0, len, K, q);
-  std::int64_t M[B] = {};  // the most probable class (the first maximum)
-  {
-    T zM[B];
-    for (index_t b = 0; b < B; ++b) zM[b] = z[0][b];
-    for (index_t k = 1; k < K; ++k)
-      for (index_t b = 0; b < B; ++b)
-        if (z[k][b] > zM[b]) M[b] = k, zM[b] = z[k][b];
-  }
+  std::int64_t M[B];  // the most probable class (the first maximum)
+  block_argmax(z, K, M);
   block_exp(z, m, K, T(1), e);
   BlockValues S, rest, log_S, other_M, sw;
   block_exp_sums(e, K, S, rest);
@@ -521,22 +509,25 @@ bool focal_dense_block(const RowJob& job, const CeParams& p, index_t r0, index_t
   BlockSums P, O, L, F, tl, tc, tcpO2, tcp;
   for (index_t k = 0; k < K; ++k)
     for (index_t b = 0; b < B; ++b) {
-      const double ek = double(e[k][b]);
-      P[k][b] = ek / S[b];
+      P[k][b] = double(e[k][b]) / S[b];
       O[k][b] = k == M[b] ? other_M[b] / S[b] : 1.0 - P[k][b];
       L[k][b] = log_S[b] - (double(z[k][b]) - double(m[b]));
-      F[k][b] = other_M[b] / ek;
     }
-  for (index_t k = 0; k < K; ++k)
-    for (index_t b = 0; b < B; ++b) F[k][b] = vm::log1p(F[k][b]);
-  for (index_t k = 0; k < K; ++k)
-    for (index_t b = 0; b < B; ++b)
-      L[k][b] = k == M[b] && O[k][b] < 0.5 && double(e[k][b]) > 0 ? F[k][b] : L[k][b];
-  for (index_t k = 0; k < K; ++k)
-    for (index_t b = 0; b < B; ++b) F[k][b] = gamma == 0 ? 1.0 : vm::log(O[k][b]);
-  if (gamma != 0)
-    for (index_t k = 0; k < K; ++k)
-      for (index_t b = 0; b < B; ++b) F[k][b] = vm::exp(gamma * F[k][b]);
+  // L of the top class from its 1 - p (log1p, no cancellation) where that is below 1/2
+  BlockValues eM, LM;
+  for (index_t b = 0; b < B; ++b) eM[b] = double(e[M[b]][b]);
+  for (index_t b = 0; b < B; ++b) LM[b] = vm::log1p(other_M[b] / eM[b]);
+  for (index_t b = 0; b < B; ++b)
+    if (O[M[b]][b] < 0.5 && eM[b] > 0) L[M[b]][b] = LM[b];
+  // F = O^gamma as the row path forms it, in flat loops over the block (nested ones stay scalar)
+  double* const Fv = &F[0][0];
+  const double* const Ov = &O[0][0];
+  if (gamma == 0) {
+    for (index_t i = 0; i < K * B; ++i) Fv[i] = 1.0;
+  } else {
+    for (index_t i = 0; i < K * B; ++i) Fv[i] = vm::log(Ov[i]);
+    for (index_t i = 0; i < K * B; ++i) Fv[i] = vm::exp(gamma * Fv[i]);
+  }
   for (index_t k = 0; k < K; ++k)
     for (index_t b = 0; b < B; ++b) {
       const double wq = wc[k] * double(q[k][b]), pk = P[k][b], Ok = O[k][b], Lk = L[k][b], f = F[k][b];

@@ -399,6 +399,20 @@ inline bool block_max(const BlockRows<T>& v, index_t K, index_t len, T (&m)[kRow
   return true;
 }
 
+// The first class of each row holding its maximum (M = z[k] > z[M] ? k : M over k, as the row
+// paths; a NaN never wins), as selects: a branch per row and class cost 7 % of a focal block.
+template <class T>
+inline void block_argmax(const BlockRows<T>& v, index_t K, std::int64_t (&M)[kRowBlock]) {
+  T vM[kRowBlock];
+  for (index_t b = 0; b < kRowBlock; ++b) vM[b] = v[0][b], M[b] = 0;
+  for (index_t k = 1; k < K; ++k)
+    for (index_t b = 0; b < kRowBlock; ++b) {
+      const bool up = v[k][b] > vM[b];
+      M[b] = up ? k : M[b];
+      vM[b] = up ? v[k][b] : vM[b];
+    }
+}
+
 // e = exp((v - m) * scale), as row_exp_sum's terms.
 template <class T>
 inline void block_exp(const BlockRows<T>& v, const T (&m)[kRowBlock], index_t K, T scale, BlockRows<T>& e) {
