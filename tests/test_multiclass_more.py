@@ -1188,7 +1188,7 @@ def test_registry():
 
 # Rows of at most 16 classes go through the kernels 16 rows at a time, the rows across the vector
 # lanes; the private switch _set_row_blocks(False) makes them take one row at a time. Both must
-# give the same bits: values, gradients, Hessians, per-row values, in place.
+# give the same bits on every SIMD target: values, gradients, Hessians, per-row values, in place.
 @pytest.fixture
 def row_by_row():
     def run(fn):
@@ -1259,7 +1259,7 @@ def test_few_class_cases_are_all_run():
 @pytest.mark.parametrize("case", range(_FEW_CLASS_CASES))
 @pytest.mark.parametrize("K", [1, 2, 3, 7, 16, 17])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_few_classes_in_blocks_of_rows_equal_the_row_path(case, K, dtype, row_by_row):
+def test_few_classes_in_blocks_of_rows_equal_the_row_path(case, K, dtype, row_by_row, isa):
     rng = np.random.default_rng(K)
     n = 16 * 5 + 7  # whole blocks and a partial one
     z = _few_class_logits(rng, n, K, dtype)
