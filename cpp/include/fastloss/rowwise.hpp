@@ -333,9 +333,10 @@ FL_HD double row_value(const Body& body, const RowJob& job, index_t r, T* buf) {
 // Blocks of rows across the vector lanes. Rows of few classes cost a fixed 60-90 ns each one at a
 // time (every lane reduction above set up for one element per lane), so the row bodies also offer
 // block<G, H>(job, r0, len, sum) for the driver's blocks of kRowBlock rows of at most kLanes
-// classes: the block is held class-major (v[k][b]: class k of row b), and every loop over its
-// rows vectorizes. The helpers below do what the row helpers do, operation for operation, so a
-// blocked row gives the same bits as the row path (tested against it: RowJob::row_blocks).
+// classes: the block is held class-major (v[k][b]: class k of row b), so that loops over its rows
+// vectorize (keep loops of transcendentals short or flat over k x b: gcc left long nested ones
+// scalar). The helpers below do what the row helpers do, operation for operation, so a blocked
+// row gives the same bits as the row path (tested against it: RowJob::row_blocks).
 template <class T>
 using BlockRows = T[kLanes][kRowBlock];
 using BlockSums = double[kLanes][kRowBlock];
