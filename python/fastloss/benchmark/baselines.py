@@ -445,6 +445,9 @@ def torch_multiclass(name: str, z: np.ndarray, t: np.ndarray, gamma: float,
             out = 0.5 * F.cross_entropy(tz, tt) + 0.5 * 4.0 * F.kl_div(
                 F.log_softmax(tz / 2.0, dim=1), F.log_softmax(th / 2.0, dim=1), log_target=True,
                 reduction="batchmean")
+        elif name == "categorical_focal":  # target rows, passed as `teacher`; composed
+            logp = F.log_softmax(tz, dim=1)
+            out = (-(th * (1 - logp.exp()) ** gamma * logp).sum(dim=1)).mean()
         else:  # softmax focal composed from torch ops
             logp = F.log_softmax(tz, dim=1).gather(1, tt[:, None])[:, 0]
             out = (-(1 - logp.exp()) ** gamma * logp).mean()

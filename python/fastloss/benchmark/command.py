@@ -131,8 +131,8 @@ def run_multiclass(shapes: Optional[Sequence[Tuple[int, int]]] = None, threads: 
                    quick: bool = False, progress: Optional[Callable[[str], None]] = None,
                    bandwidth: Optional[Dict[int, float]] = None, seed: int = 0) -> List[Dict[str, Any]]:
     """float32 value+gradient of the sparse softmax cross-entropy, the categorical one (target
-    rows: the teacher's softmax), the softmax focal loss and distillation (alpha 0.5, T 2; teacher
-    logits read besides the student's)."""
+    rows: the teacher's softmax), the softmax focal loss on labels and on those target rows, and
+    distillation (alpha 0.5, T 2; teacher logits read besides the student's)."""
     import fastloss
 
     say = progress or (lambda msg: None)
@@ -153,6 +153,7 @@ def run_multiclass(shapes: Optional[Sequence[Tuple[int, int]]] = None, threads: 
                 ("categorical_cross_entropy", fastloss.CategoricalCrossEntropy(from_logits=True),
                  soft, {}, 12),
                 ("sparse_categorical_focal", fastloss.SparseCategoricalFocal(gamma=2.0), t, {}, 8),
+                ("categorical_focal", fastloss.CategoricalFocal(gamma=2.0), soft, {}, 12),
                 ("distillation", fastloss.Distillation(alpha=0.5, temperature=2.0), t,
                  {"teacher_logits": teacher}, 12)):
             for th in threads:
@@ -170,7 +171,7 @@ def run_multiclass(shapes: Optional[Sequence[Tuple[int, int]]] = None, threads: 
                 elif name == "distillation":
                     impls["numpy"] = np_distillation(z, t, teacher, 0.5, 2.0)
                 tf = torch_multiclass(name, z, t, 2.0,
-                                      soft if name == "categorical_cross_entropy" else teacher)
+                                      soft if name.startswith("categorical") else teacher)
                 if tf is not None:
                     torch = try_import("torch")
 
