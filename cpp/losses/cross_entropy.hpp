@@ -296,11 +296,9 @@ template <class T, bool G, bool H, bool Dense>
 bool ce_logits_block(const RowJob& job, const CeParams& p, index_t r0, index_t len, double& sum) {
   constexpr index_t B = kRowBlock;
   const index_t K = job.K;
-  if (K > kLanes) return false;
   alignas(64) BlockRows<T> z, e, y;
   alignas(64) T m[B];
-  block_load(static_cast<const T*>(job.x), job.x_stride, r0, len, K, z);
-  if (!block_max(z, K, len, m)) return false;
+  if (!block_logits(job, r0, len, z, m)) return false;
   const double a = p.smoothing, aK = a / double(K), W = job.class_weight_sum;
   const double* w = job.class_weight;
   double wc[kLanes];  // the class weights, 1 without
@@ -386,20 +384,16 @@ bool ce_logits_block(const RowJob& job, const CeParams& p, index_t r0, index_t l
   sum = block_row_values<T, G, H>(job, r0, len, sw, loss);
   return true;
 }
-#endif
 
-#if !defined(__CUDACC__)
 // focal_logits_row for a block of rows of at most kLanes classes (as ce_logits_block): the same
 // operations in the same order, so the same bits; false for anything else.
 template <class T, bool G, bool H>
 bool focal_logits_block(const RowJob& job, const CeParams& p, index_t r0, index_t len, double& sum) {
   constexpr index_t B = kRowBlock;
   const index_t K = job.K;
-  if (K > kLanes) return false;
   alignas(64) BlockRows<T> z, e;
   alignas(64) T m[B];
-  block_load(static_cast<const T*>(job.x), job.x_stride, r0, len, K, z);
-  if (!block_max(z, K, len, m)) return false;
+  if (!block_logits(job, r0, len, z, m)) return false;
   // The label of each row (0 for an ignored row and the padding: computed, never used) and, for
   // the Hessian, the most probable class M (the first maximum, as the row path).
   std::int64_t t[B], M[B] = {};
@@ -474,20 +468,16 @@ bool focal_logits_block(const RowJob& job, const CeParams& p, index_t r0, index_
   sum = block_row_values<T, G, H>(job, r0, len, sw, loss);
   return true;
 }
-#endif
 
-#if !defined(__CUDACC__)
 // focal_dense_row for a block of rows of at most kLanes classes (as ce_logits_block): the same
 // operations in the same order, so the same bits; false for anything else.
 template <class T, bool G, bool H>
 bool focal_dense_block(const RowJob& job, const CeParams& p, index_t r0, index_t len, double& sum) {
   constexpr index_t B = kRowBlock;
   const index_t K = job.K;
-  if (K > kLanes) return false;
   alignas(64) BlockRows<T> z, e, q;
   alignas(64) T m[B];
-  block_load(static_cast<const T*>(job.x), job.x_stride, r0, len, K, z);
-  if (!block_max(z, K, len, m)) return false;
+  if (!block_logits(job, r0, len, z, m)) return false;
   block_load(static_cast<const T*>(job.targets), job.targets_stride, r0, len, K, q);
   std::int64_t M[B];  // the most probable class (the first maximum)
   block_argmax(z, K, M);

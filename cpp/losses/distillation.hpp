@@ -106,12 +106,11 @@ bool distill_block(const RowJob& job, double alpha, double temperature, double k
                    index_t len, double& sum) {
   constexpr index_t B = kRowBlock;
   const index_t K = job.K;
-  if (K > kLanes) return false;
   alignas(64) BlockRows<T> z, t, et, eq, e1;
   alignas(64) T mz[B], mt[B];
-  block_load(static_cast<const T*>(job.x), job.x_stride, r0, len, K, z);
+  if (!block_logits(job, r0, len, z, mz)) return false;
   block_load(static_cast<const T*>(job.extra), job.extra_stride, r0, len, K, t);
-  if (!block_max(z, K, len, mz) || !block_max(t, K, len, mt)) return false;
+  if (!block_max(t, K, len, mt)) return false;
   const double invT = 1.0 / temperature;
   const T scale = static_cast<T>(invT);
   const bool hard = alpha > 0.0, plain = temperature == 1.0, square = hard && temperature == 2.0;

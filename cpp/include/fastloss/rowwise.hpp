@@ -400,6 +400,16 @@ inline bool block_max(const BlockRows<T>& v, index_t K, index_t len, T (&m)[kRow
   return true;
 }
 
+// Every block's start: its logits (job.x) and their row maxima; false, nothing written, where K >
+// kLanes or a row holds +inf (the row path takes those blocks). (K >= 1 always; said here so that
+// gcc sees class 0 written.)
+template <class T>
+inline bool block_logits(const RowJob& job, index_t r0, index_t len, BlockRows<T>& z, T (&m)[kRowBlock]) {
+  if (job.K > kLanes || job.K < 1) return false;
+  block_load(static_cast<const T*>(job.x), job.x_stride, r0, len, job.K, z);
+  return block_max(z, job.K, len, m);
+}
+
 // The first class of each row holding its maximum (M = z[k] > z[M] ? k : M over k, as the row
 // paths; a NaN never wins), as selects: a branch per row and class cost 7 % of a focal block.
 template <class T>
