@@ -40,6 +40,8 @@ struct LogisticParts {
 template <class T, class Body>
 struct LogitStaged {
   static constexpr bool kAux = false;
+  // An element's work (elementwise.hpp): its one-thread time over MSE's, float32 : float64.
+  static constexpr index_t kWork = sizeof(T) == 4 ? 3 : 7;
   using Stage = T;
   FL_HD FL_INLINE T stage(T, T z) const { return exp_neg_abs(z); }
   template <bool G, bool H>
@@ -91,6 +93,7 @@ struct BCELogits : LogitStaged<T, BCELogits<T>> {
 template <class T>
 struct BCEProbs {
   static constexpr bool kAux = false;
+  static constexpr index_t kWork = sizeof(T) == 4 ? 4 : 10;  // as LogitStaged::kWork
   T pw, keep, half_alpha, eps;
   FL_HD explicit BCEProbs(const double* prm)
       : pw(T(prm[0])), keep(T(1.0 - prm[1])), half_alpha(T(0.5 * prm[1])), eps(T(prm[2])) {}
@@ -149,6 +152,7 @@ FL_HD FL_INLINE T pow_nonneg(T m, T gamma) {  // m^gamma for m >= 0, with m^0 = 
 
 template <class T>
 struct FocalLogits : LogitStaged<T, FocalLogits<T>> {
+  static constexpr index_t kWork = sizeof(T) == 4 ? 7 : 18;  // exp and log for m^gamma
   T gamma, alpha;
   FL_HD explicit FocalLogits(const double* prm) : gamma(T(prm[0])), alpha(T(prm[1])) {}
   template <bool G, bool H>
@@ -208,6 +212,7 @@ FL_HD FL_INLINE PowDerivs<T> int_pow_derivs(T m, int n) {
 // m' ce is taken as 0 where m' = 0 (saturated logit) while ce may be infinite.
 template <class T, int N>
 struct FocalLogitsInt : LogitStaged<T, FocalLogitsInt<T, N>> {
+  static constexpr index_t kWork = sizeof(T) == 4 ? 4 : 9;
   int n;
   T alpha;
   FL_HD explicit FocalLogitsInt(const double* prm) : n(static_cast<int>(prm[0])), alpha(T(prm[1])) {}
@@ -233,6 +238,7 @@ struct FocalLogitsInt : LogitStaged<T, FocalLogitsInt<T, N>> {
 template <class T>
 struct FocalProbs {
   static constexpr bool kAux = false;
+  static constexpr index_t kWork = sizeof(T) == 4 ? 8 : 20;  // as LogitStaged::kWork
   T gamma, alpha, eps;
   FL_HD explicit FocalProbs(const double* prm) : gamma(T(prm[0])), alpha(T(prm[1])), eps(T(prm[2])) {}
   template <bool G, bool H>
@@ -256,6 +262,7 @@ struct FocalProbs {
 template <class T>
 struct Hinge {
   static constexpr bool kAux = false;
+  static constexpr index_t kWork = sizeof(T) == 4 ? 2 : 3;  // as LogitStaged::kWork
   FL_HD explicit Hinge(const double*) {}
   template <bool G, bool H>
   FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
@@ -269,6 +276,7 @@ struct Hinge {
 template <class T>
 struct SquaredHinge {
   static constexpr bool kAux = false;
+  static constexpr index_t kWork = sizeof(T) == 4 ? 2 : 3;
   FL_HD explicit SquaredHinge(const double*) {}
   template <bool G, bool H>
   FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
@@ -283,6 +291,7 @@ struct SquaredHinge {
 template <class T>
 struct SmoothHinge {
   static constexpr bool kAux = false;
+  static constexpr index_t kWork = sizeof(T) == 4 ? 2 : 3;
   FL_HD explicit SmoothHinge(const double*) {}
   template <bool G, bool H>
   FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {

@@ -45,6 +45,8 @@ struct LabelSupport {
 template <class T, bool Full>
 struct PoissonBody {
   static constexpr bool kAux = false;
+  // An element's work (elementwise.hpp): its one-thread time over MSE's, float32 : float64.
+  static constexpr index_t kWork = Full ? (sizeof(T) == 4 ? 5 : 11) : (sizeof(T) == 4 ? 3 : 5);
   FL_HD explicit PoissonBody(const double*) {}
   template <bool G, bool H>
   FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
@@ -76,6 +78,7 @@ struct PoissonNLLFull : PoissonBody<T, true> {
 template <class T>
 struct GammaNLL {
   static constexpr bool kAux = false;
+  static constexpr index_t kWork = sizeof(T) == 4 ? 3 : 5;  // as PoissonBody::kWork
   FL_HD explicit GammaNLL(const double*) {}
   template <bool G, bool H>
   FL_HD FL_INLINE void operator()(T y, T z, T, T& l, T& g, T& h) const {
@@ -114,6 +117,7 @@ inline TweedieForm tweedie_form(double p) {
 template <class T, TweedieForm Form>
 struct TweedieNLLForm {
   static constexpr bool kAux = false;
+  static constexpr index_t kWork = sizeof(T) == 4 ? 3 : 6;  // as PoissonBody::kWork (p = 1.5)
   T a, b, inv_a, inv_b, c;
   T se, sr;          // E = exp(se z), R = exp(sr z)
   T regime;          // -1 (p <= 0), 0 (1 < p < 2), +1 (p > 2): a T, compared in selects

@@ -6,7 +6,9 @@
 //   struct Body { static constexpr bool kAux;            // reads a per-element parameter stream
 //                 FL_HD explicit Body(const double* params);
 //                 template <bool G, bool H> FL_HD void operator()(T y, T p, T aux, T& l, T& g, T& h) const; };
-// g and h are only assigned when G / H are true; unrequested outputs are compiled away.
+// g and h are only assigned when G / H are true; unrequested outputs are compiled away. A body
+// whose element costs several memory-bound ones says so (static constexpr index_t kWork), so
+// that shorter arrays of it are shared between threads (work_of).
 //
 // A body may also split itself in two passes over the block (loop fission) by declaring
 //   using Stage = ...;                                         // a few T values per element
@@ -88,6 +90,17 @@ struct stage_of<B, std::void_t<typename B::Stage>> {
 };
 template <class B>
 inline constexpr bool is_staged = !std::is_void_v<typename stage_of<B>::type>;
+
+// An element's cost in memory-bound elements (parallel.hpp's unit of work), so that a short array
+// of costly elements is shared between threads: Body::kWork where declared, else 1.
+template <class B, class = void>
+struct work_of {
+  static constexpr index_t value = 1;
+};
+template <class B>
+struct work_of<B, std::void_t<decltype(B::kWork)>> {
+  static constexpr index_t value = B::kWork;
+};
 
 // A block of stage values, stored as one L1 array per field of the Stage (structure of arrays).
 // A Stage struct stored whole is written with strided scalar stores wherever finish() leaves a
@@ -194,7 +207,7 @@ double run(const ElementwiseJob& job) {
     T* g = G ? out_view(job.grad_out, k0, gbuf) : nullptr;
     T* h = H ? out_view(job.hess_out, k0, hbuf) : nullptr;
     // A staged body's first pass (the exponentials, from cache) prefetches the next block when it
-    // is whole and in this superblock (the same thread's work). Unstaged bodies are left to the
+    // is whole and in this superblock (most often the same thread's work). Unstaged bodies are left to the
     // hardware: cutting their one loop into lines cost gcc's vectorization of it (Tweedie; MAE in
     // float64 ran 4x slower), and splitting Poisson and Gamma in two passes for the prefetches
     // cost more than it gained (0.86-0.94x).
@@ -218,7 +231,7 @@ double run(const ElementwiseJob& job) {
     }
     return W ? lane_dot(l, w, len) : lane_sum(l, len);
   };
-  return blocked_sum(job.n, kBlock, job.threads, block);
+  return blocked_sum(job.n, kBlock, job.threads, block, work_of<Body<T>>::value);
 }
 
 }  // namespace detail

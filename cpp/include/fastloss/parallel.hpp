@@ -55,18 +55,22 @@ inline constexpr index_t kParallelMinWork = 32768;  // less total work than this
 inline constexpr index_t kChunkWork = 16384;        // work per chunk in parallel_for (items x cost)
 inline constexpr int kMaxThreads = 256;             // bound on the threads of one call
 
+// The threads that `work` elementary steps warrant (about one memory-bound element each), of
+// the `threads` asked for: every helper is given at least kParallelMinWork.
+inline index_t useful_threads(int threads, index_t work) {
+  const index_t t = threads < kMaxThreads ? threads : kMaxThreads;
+  return min_(t, work / kParallelMinWork);
+}
+
 // Runs chunk_fn(c, slot) for c in [0, chunks), slot in [0, kMaxThreads) naming the thread that
 // runs it (no two threads share a slot during a call); `work_per_chunk` estimates a chunk's cost
-// in elementary steps (about one memory-bound element each). Every helper is given at least
-// kParallelMinWork.
+// in elementary steps (useful_threads).
 template <class ChunkFn>
 void parallel_chunks_slots(index_t chunks, index_t work_per_chunk, int threads,
                            ChunkFn&& chunk_fn) {
   if (chunks <= 0) return;
   const index_t work = chunks * (work_per_chunk > 0 ? work_per_chunk : 1);
-  index_t t = threads < kMaxThreads ? threads : kMaxThreads;
-  t = min_(t, chunks);
-  t = min_(t, work / kParallelMinWork);
+  const index_t t = min_(chunks, useful_threads(threads, work));
   if (t <= 1) {
     for (index_t c = 0; c < chunks; ++c) {
       chunk_fn(c, 0);

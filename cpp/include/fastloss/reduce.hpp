@@ -52,31 +52,53 @@ inline double lane_dot(const T* x, const double* w, index_t len) {
 
 // Runs block_fn(begin, len) -> double over [0, n) in blocks of `block` items and returns the
 // deterministic sum of the block results. `work_per_item` is an item's cost for parallel_chunks (a
-// row of K classes is K items of work).
+// row of K classes is K items of work; an element of a loss with a transcendental several).
 template <class BlockFn>
 double blocked_sum(index_t n, index_t block, int threads, BlockFn&& block_fn,
                    index_t work_per_item = 1) {
   if (n <= 0) return 0.0;
   const index_t nblk = (n + block - 1) / block;
   const index_t nsup = (nblk + kBlocksPerSuper - 1) / kBlocksPerSuper;
+  auto block_result = [&](index_t b) {
+    const index_t begin = b * block;
+    return block_fn(begin, min_(block, n - begin));
+  };
   auto super = [&](index_t s) {
     double part[kBlocksPerSuper];
     const index_t b0 = s * kBlocksPerSuper, b1 = min_(nblk, b0 + kBlocksPerSuper);
-    for (index_t b = b0; b < b1; ++b) {
-      const index_t begin = b * block;
-      part[b - b0] = block_fn(begin, min_(block, n - begin));
-    }
+    for (index_t b = b0; b < b1; ++b) part[b - b0] = block_result(b);
     return pairwise_sum(part, b1 - b0);
   };
-  if (nsup == 1) return super(0);
+  const index_t block_work = block * (work_per_item > 0 ? work_per_item : 1);
+  const index_t t = useful_threads(threads, nblk * block_work);
   // No std containers in ISA code: an out-of-line copy compiled for AVX-512 could be picked by the
   // linker for the baseline kernels.
-  double small[64];
-  double* partial = nsup > 64 ? alloc_array<double>(nsup) : small;
-  parallel_chunks(nsup, kBlocksPerSuper * block * work_per_item, threads,
-                  [&](index_t s) { partial[s] = super(s); });
-  const double total = pairwise_sum(partial, nsup);
-  if (partial != small) std::free(partial);
+  constexpr index_t kSmall = 128;  // slots on the stack (the block path's, up to 2 threads)
+  double small[kSmall];
+  if (t <= 1 || nsup >= 4 * t) {  // superblocks: the unit of thread work
+    if (nsup == 1) return super(0);
+    double* partial = nsup > kSmall ? alloc_array<double>(nsup) : small;
+    parallel_chunks(nsup, kBlocksPerSuper * block_work, threads,
+                    [&](index_t s) { partial[s] = super(s); });
+    const double total = pairwise_sum(partial, nsup);
+    if (partial != small) std::free(partial);
+    return total;
+  }
+  // Fewer superblocks than the threads can share (a short array of costly items): chunks of a
+  // few blocks, each block's result in its own slot, then every superblock combined from its slots
+  // as super() combines them: the same sum as one thread's. (Superblock s's result goes to slot
+  // s <= its first block's, whose slots are read by then.)
+  double* part = nblk > kSmall ? alloc_array<double>(nblk) : small;
+  const index_t per = nblk / (4 * t) > 0 ? nblk / (4 * t) : 1;  // blocks per chunk
+  parallel_chunks((nblk + per - 1) / per, per * block_work, threads, [&](index_t c) {
+    for (index_t b = c * per; b < min_(nblk, c * per + per); ++b) part[b] = block_result(b);
+  });
+  for (index_t s = 0; s < nsup; ++s) {
+    const index_t b0 = s * kBlocksPerSuper, b1 = min_(nblk, b0 + kBlocksPerSuper);
+    part[s] = pairwise_sum(part + b0, b1 - b0);
+  }
+  const double total = pairwise_sum(part, nsup);
+  if (part != small) std::free(part);
   return total;
 }
 
