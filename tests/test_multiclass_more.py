@@ -1280,3 +1280,24 @@ def test_few_classes_in_blocks_of_rows_equal_the_row_path(case, K, dtype, row_by
     v, g = loss.value_and_grad(y, zz, grad_out=zz, **kw)  # in place over the logits
     assert g is zz
     assert_bitwise_equal(g, row_by_row(lambda: loss.value_and_grad(y, z, **kw))[1])
+
+
+# A short array of rows is shared between threads in chunks of blocks (fewer superblocks than
+# the threads could share): 1800 rows of 10 classes, 1500 of 16.
+@pytest.mark.parametrize("case", range(_FEW_CLASS_CASES))
+@pytest.mark.parametrize("K, n", [(10, 1800), (16, 1500)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_few_class_rows_equal_for_any_thread_count(case, K, n, dtype):
+    rng = np.random.default_rng(K)
+    z = _few_class_logits(rng, n, K, dtype)
+    w = rng.random(n)
+    loss, y, kw = _few_class_cases(K, dtype, rng, n)[case]
+    results = {}
+    for t in (1, 2, 3):
+        with fl.num_threads(t):
+            results[t] = [loss.value_grad_hess(y, z, sample_weight=w, reduction=r, **kw)
+                          for r in ("mean", "none")]
+    for t in (2, 3):
+        for a, b in zip(results[1], results[t]):
+            for x, ref in zip(a, b):
+                assert_bitwise_equal(np.asarray(x), np.asarray(ref))

@@ -14,6 +14,10 @@
 FL_NAMESPACE_BEGIN
 
 inline constexpr index_t kRowBlock = 16;  // rows per reduction block (fixed: determinism)
+// A class of a row as work for the threads (parallel.hpp): its exponential and its share of the
+// row's sums cost several memory-bound elements (sparse cross-entropy, one thread: 4.3 ns per
+// logit at K = 3, 2.2 at K = 10, 1.1 at K = 100, against MSE's 0.36 per element).
+inline constexpr index_t kClassWork = 4;
 
 // max over x[0..K). GCC vector extensions: the compare-select vectorizes without -ffast-math
 // (a scalar reduction would not), in vectors of one register (a wider one is lowered lane by
@@ -279,7 +283,7 @@ double sum_over_rows(index_t rows, index_t K, int threads, RowFn&& row_fn) {
         for (index_t r = r0; r < r0 + len; ++r) s += row_fn(r);
         return s;
       },
-      K);
+      K * kClassWork);
 }
 
 // sum_over_rows for rows that need scratch: row_fn(r, buf) gets `scratch` elements of T, allocated
@@ -298,7 +302,7 @@ double sum_over_rows_scratch(index_t rows, index_t K, index_t scratch, int threa
         std::free(buf);
         return s;
       },
-      K);
+      K * kClassWork);
 }
 
 // Does the row body compute whole blocks of rows where it can (block<G, H>(job, r0, len, sum))?
