@@ -207,10 +207,10 @@ double run(const ElementwiseJob& job) {
     T* g = G ? out_view(job.grad_out, k0, gbuf) : nullptr;
     T* h = H ? out_view(job.hess_out, k0, hbuf) : nullptr;
     // A staged body's first pass (the exponentials, from cache) prefetches the next block when it
-    // is whole and in this superblock (most often the same thread's work). Unstaged bodies are left to the
-    // hardware: cutting their one loop into lines cost gcc's vectorization of it (Tweedie; MAE in
-    // float64 ran 4x slower), and splitting Poisson and Gamma in two passes for the prefetches
-    // cost more than it gained (0.86-0.94x).
+    // is whole and in this superblock (most often the same thread's work). Unstaged bodies are
+    // left to the hardware: cutting their one loop into lines cost gcc's vectorization of it
+    // (Tweedie; MAE in float64 ran 4x slower), and splitting Poisson and Gamma in two passes for
+    // the prefetches cost more than it gained (0.86-0.94x).
     LinesAhead<T> ahead;
     const index_t next = k0 + len, super = kBlock * kBlocksPerSuper;
     if (staged && next + kBlock <= job.n && next / super == k0 / super) {
