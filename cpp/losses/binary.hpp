@@ -10,31 +10,6 @@
 FL_NAMESPACE_BEGIN
 namespace losses {
 
-// exp(-|z|): one range reduction shared by every part of a logistic loss.
-template <class T>
-FL_HD FL_INLINE T exp_neg_abs(T z) {
-  using vm::detail::from_bits;
-  using vm::detail::to_bits;
-  using U = decltype(to_bits(z));
-  return exp_expm1_nonpos(from_bits(static_cast<U>(to_bits(z) | (U(1) << (8 * sizeof(T) - 1))))).e;
-}
-
-// softplus(z), softplus(-z), sigmoid(z), sigmoid(-z) from e = exp(-|z|) and one log1p of it, each
-// to full relative accuracy on both tails (no 1 - sigmoid cancellation), subnormals included.
-template <class T>
-struct LogisticParts {
-  T sp, sp_neg, sig, sig_neg;
-  FL_HD FL_INLINE explicit LogisticParts(T z) : LogisticParts(z, exp_neg_abs(z)) {}
-  FL_HD FL_INLINE LogisticParts(T z, T e) {
-    const T l = vm::log1p_unit(e), inv = T(1) / (T(1) + e);
-    const bool pos = z >= T(0);
-    sp = (pos ? z : T(0)) + l;
-    sp_neg = (pos ? T(0) : -z) + l;
-    sig = pos ? inv : e * inv;
-    sig_neg = pos ? e * inv : inv;  // NaN z: every part is NaN already
-  }
-};
-
 // The logit losses run in two passes over a block (elementwise.hpp): e = exp(-|z|) first, then the
 // body's finish(y, z, aux, e, ...) for the rest; operator() chains both for the one-pass callers.
 template <class T, class Body>
