@@ -746,8 +746,9 @@ def _results(loss, y, p, w):
     return res
 
 
-# Short arrays: fewer superblocks than threads, which the losses with a transcendental share
-# between threads in chunks of a few blocks (blocked_sum); 3 threads cut PARALLEL_N so too.
+# 20001 and 70000: fewer than 4 superblocks per thread, so blocked_sum shares the blocks, not the
+# superblocks, between the threads (for the losses with a transcendental already at 20001); with
+# 3 threads PARALLEL_N takes that path too.
 @pytest.mark.parametrize("n", [PARALLEL_N, 20_001, 70_000])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("name", NAMES)

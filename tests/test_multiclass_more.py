@@ -1282,8 +1282,8 @@ def test_few_classes_in_blocks_of_rows_equal_the_row_path(case, K, dtype, row_by
     assert_bitwise_equal(g, row_by_row(lambda: loss.value_and_grad(y, z, **kw))[1])
 
 
-# A short array of rows is shared between threads in chunks of blocks (fewer superblocks than
-# the threads could share): 1800 rows of 10 classes, 1500 of 16.
+# Rows shared between threads by blocks, not superblocks (fewer than 4 superblocks per thread):
+# 1800 rows of 10 classes, 1500 of 16.
 @pytest.mark.parametrize("case", range(_FEW_CLASS_CASES))
 @pytest.mark.parametrize("K, n", [(10, 1800), (16, 1500)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
