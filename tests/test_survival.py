@@ -394,6 +394,38 @@ def test_aft_tails_are_finite_and_exact(distribution):
         assert g[0] == pytest.approx(-40.025, rel=1e-4) and h[0] == pytest.approx(1.0, rel=1e-3)
 
 
+@pytest.mark.parametrize("distribution", list(DISTRIBUTIONS))
+def test_aft_elements_are_independent_of_their_neighbours_kinds(distribution):
+    """The kernel groups a block's elements by censoring kind: runs of one kind (whole blocks of
+    observed, then of right-censored times) and kinds at random must give every element the value,
+    gradient and Hessian it has alone, bit for bit, and the closed form."""
+    rng = np.random.default_rng(11)
+    n = 6000
+    pred = 2.0 * rng.standard_normal(n)
+    t = np.exp(pred + 0.8 * rng.standard_normal(n))
+    # observed, right, left, no information (lower 0, upper inf), interval
+    kind = np.concatenate([np.zeros(2100, int), np.ones(2100, int), rng.integers(0, 5, n - 4200)])
+    lower = np.select([kind == 0, kind == 1, kind == 2, kind == 3], [t, 0.8 * t, 0.0, 0.0], 0.7 * t)
+    upper = np.select([kind == 0, kind == 1, kind == 2, kind == 3], [t, np.inf, 1.3 * t, np.inf],
+                      1.6 * t)
+    nan = np.zeros(n, bool)
+    nan[::97] = True
+    pred[nan] = np.nan
+    loss = fl.AFT(distribution=distribution, sigma=0.9)
+    value, g, h = loss.value_grad_hess(lower, pred, upper=upper, reduction="none")
+    assert np.all(np.isnan(value[nan])) and np.all(np.isnan(g[nan]))  # (the normal's observed
+    # Hessian 1 / sigma^2 does not depend on the prediction)
+    for i in range(0, n, 7):
+        alone = loss.value_grad_hess(lower[i:i + 1], pred[i:i + 1], upper=upper[i:i + 1],
+                                     reduction="none")
+        for name, full, one in zip(("value", "gradient", "Hessian"), (value, g, h), alone):
+            np.testing.assert_array_equal(full[i:i + 1], one, err_msg=f"{name} of element {i}")
+    check = np.flatnonzero(~nan)[::3]
+    ref = aft_reference(lower[check], upper[check], pred[check], distribution, 0.9)
+    np.testing.assert_allclose(value[check], ref, rtol=1e-11, atol=1e-13)
+    assert np.all(value[kind == 3][~nan[kind == 3]] == 0.0)
+
+
 def test_aft_errors():
     loss = fl.AFT()
     with pytest.raises(ValueError, match="distribution must be one of"):

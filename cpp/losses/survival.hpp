@@ -22,8 +22,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <type_traits>
 
 #include "fastloss/config.hpp"
+#include "fastloss/reduce.hpp"
 #include "fastloss/vmath.hpp"
 #include "fused_math.hpp"
 
@@ -51,22 +53,25 @@ struct Pair {
 // Standard normal. S from erfc while it is a normal number; beyond z = 30 from the continued
 // fraction of the Mills ratio, f/S = z + 1 / (z + 2 / (z + 3 / (z + ...))).
 struct AftNormal {
+  // An element's work (elementwise.hpp): its one-thread time over MSE's, kinds mixed (std::erfc
+  // keeps the censored kinds scalar).
+  static constexpr index_t kWork = 175;
   static constexpr double kHalfLog2Pi = 0.91893853320467274178;
-  FL_HD static double log_pdf(double z) { return -0.5 * z * z - kHalfLog2Pi; }
-  FL_HD static double psi(double z) { return z; }
-  FL_HD static double dpsi(double) { return 1.0; }
+  FL_HD FL_INLINE static double log_pdf(double z) { return -0.5 * z * z - kHalfLog2Pi; }
+  FL_HD FL_INLINE static double psi(double z) { return z; }
+  FL_HD FL_INLINE static double dpsi(double) { return 1.0; }
   // f/S - z for z >= 30.
-  FL_HD static double mills_tail(double z) {
+  FL_HD FL_INLINE static double mills_tail(double z) {
     double t = z;
     for (int k = 24; k >= 2; --k) t = z + k / t;
     return 1.0 / t;
   }
-  FL_HD static double log_sf(double z) {
+  FL_HD FL_INLINE static double log_sf(double z) {
     if (z >= 30.0) return log_pdf(z) - vm::log(z + mills_tail(z));
     return vm::log(0.5 * erfc_(z * 0.70710678118654752440));
   }
-  FL_HD static double log_cdf(double z) { return log_sf(-z); }
-  FL_HD static Pair right(double z) {
+  FL_HD FL_INLINE static double log_cdf(double z) { return log_sf(-z); }
+  FL_HD FL_INLINE static Pair right(double z) {
     if (z >= 30.0) {
       const double c = mills_tail(z);
       return {z + c, c};
@@ -74,30 +79,31 @@ struct AftNormal {
     const double h = vm::exp(log_pdf(z) - log_sf(z));
     return {h, h - z};
   }
-  FL_HD static Pair left(double z) { return right(-z); }
+  FL_HD FL_INLINE static Pair left(double z) { return right(-z); }
 };
 
 // Standard logistic: F = sigmoid(z), f = F (1 - F), psi = tanh(z / 2). The softplus and sigmoid
 // of +-z come from LogisticParts (one exp(-|z|), one log1p of it), which the compiler computes
 // once for all the calls on one z: 1.6-1.8x faster than separate vm::softplus / vm::sigmoid.
 struct AftLogistic {
+  static constexpr index_t kWork = 41;  // as AftNormal::kWork
   using Parts = LogisticParts<double>;
-  FL_HD static double log_pdf(double z) {
+  FL_HD FL_INLINE static double log_pdf(double z) {
     const Parts q(z);
     return -(q.sp + q.sp_neg);
   }
-  FL_HD static double psi(double z) { return vm::tanh(0.5 * z); }
-  FL_HD static double dpsi(double z) {
+  FL_HD FL_INLINE static double psi(double z) { return vm::tanh(0.5 * z); }
+  FL_HD FL_INLINE static double dpsi(double z) {
     const Parts q(z);
     return 2.0 * q.sig * q.sig_neg;
   }
-  FL_HD static double log_sf(double z) { return -Parts(z).sp; }
-  FL_HD static double log_cdf(double z) { return -Parts(z).sp_neg; }
-  FL_HD static Pair right(double z) {
+  FL_HD FL_INLINE static double log_sf(double z) { return -Parts(z).sp; }
+  FL_HD FL_INLINE static double log_cdf(double z) { return -Parts(z).sp_neg; }
+  FL_HD FL_INLINE static Pair right(double z) {
     const Parts q(z);
     return {q.sig, q.sig_neg};
   }
-  FL_HD static Pair left(double z) {
+  FL_HD FL_INLINE static Pair left(double z) {
     const Parts q(z);
     return {q.sig_neg, q.sig};
   }
@@ -105,78 +111,98 @@ struct AftLogistic {
 
 // Extreme value (minimum Gumbel; XGBoost's "extreme"): S = exp(-e^z), f = e^z S, psi = e^z - 1.
 struct AftExtreme {
-  FL_HD static double log_pdf(double z) { return z - vm::exp(z); }
-  FL_HD static double psi(double z) { return vm::expm1(z); }
-  FL_HD static double dpsi(double z) { return vm::exp(z); }
-  FL_HD static double log_sf(double z) { return -vm::exp(z); }
-  FL_HD static double log_cdf(double z) {  // log(1 - exp(-w)), w = e^z
+  static constexpr index_t kWork = 41;  // as AftNormal::kWork
+  FL_HD FL_INLINE static double log_pdf(double z) { return z - vm::exp(z); }
+  FL_HD FL_INLINE static double psi(double z) { return vm::expm1(z); }
+  FL_HD FL_INLINE static double dpsi(double z) { return vm::exp(z); }
+  FL_HD FL_INLINE static double log_sf(double z) { return -vm::exp(z); }
+  // Both sides of each choice below are computed and one selected (single comparisons): a branch
+  // would keep AFT's loops over the left- and interval-censored kinds from vectorizing.
+  FL_HD FL_INLINE static double log_cdf(double z) {  // log(1 - exp(-w)), w = e^z
     const double w = vm::exp(z);
-    return w > 0.69314718055994530942 ? vm::log1p(-vm::exp(-w)) : vm::log(-vm::expm1(-w));
+    const double far = vm::log1p(-vm::exp(-w)), near = vm::log(-vm::expm1(-w));
+    return w > 0.69314718055994530942 ? far : near;
   }
-  FL_HD static Pair right(double z) { return {vm::exp(z), 1.0}; }
+  FL_HD FL_INLINE static Pair right(double z) { return {vm::exp(z), 1.0}; }
   // f/F = w / expm1(w); f/F + psi = (1 - e^w (1 - w)) / expm1(w), by its series for small w
-  // (where the two terms cancel).
-  FL_HD static Pair left(double z) {
-    const double w = vm::exp(z);
-    if (w < 0.01) {
-      if (!(w > 1e-300)) return {1.0 - 0.5 * w, 0.5 * w};
-      const double em = vm::expm1(w);
-      const double num = w * w * (0.5 + w * (1.0 / 3 + w * (1.0 / 8 + w * (1.0 / 30 + w * (1.0 / 144)))));
-      return {w / em, num / em};
-    }
-    const double r = w / vm::expm1(w);  // 0 once expm1 overflows
-    return {r, r + vm::expm1(z)};
+  // (where the two terms cancel), and the limits below w = 1e-300.
+  FL_HD FL_INLINE static Pair left(double z) {
+    const double w = vm::exp(z), em = vm::expm1(w);
+    const double r = w / em;  // 0 once expm1 overflows
+    const double num = w * w * (0.5 + w * (1.0 / 3 + w * (1.0 / 8 + w * (1.0 / 30 + w * (1.0 / 144)))));
+    const double first_small = w > 1e-300 ? r : 1.0 - 0.5 * w;
+    const double second_small = w > 1e-300 ? num / em : 0.5 * w;
+    return {w < 0.01 ? first_small : r, w < 0.01 ? second_small : r + vm::expm1(z)};
   }
+};
+
+// The censoring kinds of one label [lower, upper], in the order they are tested; an interval's kind
+// also names the tail its formula starts from (its z_l > 0: the upper tail S, else F).
+enum AftKind : unsigned char { kObserved, kRight, kNoInfo, kLeft, kIntervalUpper, kIntervalLower };
+
+struct AftOut {
+  double l, g, h;
 };
 
 // params: sigma > 0. y = lower bound, aux = upper bound (inf: right-censored; lower 0:
 // left-censored; equal: an observed time), validated by the caller (0 <= lower <= upper, upper > 0).
+// Each kind is one function of (log lower, log upper, y_pred). On the CPU a block is sorted by kind
+// first (map), so that each kind runs as one loop without branches: the logistic and extreme
+// distributions' loops vectorize; the normal one's censored kinds stay scalar (std::erfc).
 template <class T, class D>
 struct AFT {
   static constexpr bool kAux = true;
-  // An element's work (elementwise.hpp): its one-thread time over MSE's is 180-350 (scalar code).
-  static constexpr index_t kWork = 128;
+  static constexpr index_t kWork = D::kWork;
   double sigma, inv_sigma, log_sigma;
   FL_HD explicit AFT(const double* prm)
       : sigma(prm[0]), inv_sigma(1.0 / prm[0]), log_sigma(vm::log(prm[0])) {}
+
+  // Selects on single comparisons and a 32-bit result, so that the loop over a block's kinds
+  // vectorizes.
+  FL_HD FL_INLINE static std::int32_t kind(double lo, double up, double log_lo, double p) {
+    const std::int32_t interval = log_lo > p ? kIntervalUpper : kIntervalLower;  // z_l > 0
+    const std::int32_t lo_not_positive = lo == lo ? kLeft : interval;   // lower 0: left-censored
+    const std::int32_t bounded = lo > 0.0 ? interval : lo_not_positive;
+    const std::int32_t unbounded = lo > 0.0 ? kRight : kNoInfo;  // lower 0 too: no information
+    const std::int32_t censored = up == kInf ? unbounded : bounded;
+    return lo == up ? kObserved : censored;
+  }
+
   template <bool G, bool H>
-  FL_HD FL_INLINE void operator()(T y_lower, T y_pred, T y_upper, T& l, T& g, T& h) const {
-    const double lo = static_cast<double>(y_lower), up = static_cast<double>(y_upper);
-    const double p = static_cast<double>(y_pred), s2 = inv_sigma * inv_sigma;
-    double lv, gv = 0.0, hv = 0.0;
-    if (lo == up) {  // observed
-      const double log_t = vm::log(lo), z = (log_t - p) * inv_sigma;
-      lv = -D::log_pdf(z) + log_sigma + log_t;
-      if constexpr (G) gv = -D::psi(z) * inv_sigma;
-      if constexpr (H) hv = D::dpsi(z) * s2;
-    } else if (!(up < kInf) && up == up) {  // right-censored (lower 0 too: no information)
-      if (lo > 0.0) {
-        const double z = (vm::log(lo) - p) * inv_sigma;
-        lv = -D::log_sf(z);
-        const Pair r = D::right(z);
-        if constexpr (G) gv = -r.first * inv_sigma;
-        if constexpr (H) hv = r.first * r.second * s2;
-      } else {
-        lv = p == p ? 0.0 : p;  // no information: 0 (NaN for a NaN prediction)
-        gv = hv = lv;
-      }
-    } else if (!(lo > 0.0) && lo == lo) {  // left-censored
-      const double z = (vm::log(up) - p) * inv_sigma;
-      lv = -D::log_cdf(z);
+  FL_HD FL_INLINE AftOut run(AftKind k, double log_lo, double log_up, double p) const {
+    const double s2 = inv_sigma * inv_sigma;
+    AftOut o{0.0, 0.0, 0.0};
+    if (k == kObserved) {
+      const double z = (log_lo - p) * inv_sigma;
+      o.l = -D::log_pdf(z) + log_sigma + log_lo;
+      if constexpr (G) o.g = -D::psi(z) * inv_sigma;
+      if constexpr (H) o.h = D::dpsi(z) * s2;
+    } else if (k == kRight) {
+      const double z = (log_lo - p) * inv_sigma;
+      o.l = -D::log_sf(z);
+      const Pair r = D::right(z);
+      if constexpr (G) o.g = -r.first * inv_sigma;
+      if constexpr (H) o.h = r.first * r.second * s2;
+    } else if (k == kNoInfo) {
+      o.l = o.g = o.h = p == p ? 0.0 : p;  // 0 (NaN for a NaN prediction)
+    } else if (k == kLeft) {
+      const double z = (log_up - p) * inv_sigma;
+      o.l = -D::log_cdf(z);
       const Pair r = D::left(z);
-      if constexpr (G) gv = r.first * inv_sigma;
-      if constexpr (H) hv = r.first * r.second * s2;
-    } else {  // interval-censored: -log(F(z_u) - F(z_l)), from the side of the smaller tail
-      // D = S_l (1 - q), q = S_u / S_l (or D = F_u (1 - q), q = F_l / F_u): the Hessian
-      // r_l (r_l - psi_l) + r_u (r_u + psi_u) - 2 r_l r_u, r = f / D, keeps the stable one-sided
-      // term of the near side, so it tends to the right- (left-) censored one as q -> 0.
-      const double zl = (vm::log(lo) - p) * inv_sigma, zu = (vm::log(up) - p) * inv_sigma;
+      if constexpr (G) o.g = r.first * inv_sigma;
+      if constexpr (H) o.h = r.first * r.second * s2;
+    } else {
+      // -log(F(z_u) - F(z_l)) from the side of the smaller tail: D = S_l (1 - q), q = S_u / S_l
+      // (or D = F_u (1 - q), q = F_l / F_u): the Hessian r_l (r_l - psi_l) + r_u (r_u + psi_u) -
+      // 2 r_l r_u, r = f / D, keeps the stable one-sided term of the near side, so it tends to
+      // the right- (left-) censored one as q -> 0.
+      const double zl = (log_lo - p) * inv_sigma, zu = (log_up - p) * inv_sigma;
       double ru, rl, curv;
-      if (zl > 0.0) {
+      if (k == kIntervalUpper) {
         const double sl = D::log_sf(zl), q = vm::exp(D::log_sf(zu) - sl);
         const double log_d = sl + vm::log1p(-q);
         const Pair r = D::right(zl);
-        lv = -log_d;
+        o.l = -log_d;
         rl = r.first / (1.0 - q);
         ru = vm::exp(D::log_pdf(zu) - log_d);
         curv = rl * (r.second + r.first * q / (1.0 - q)) + ru * (ru + D::psi(zu) - 2.0 * rl);
@@ -184,17 +210,91 @@ struct AFT {
         const double cu = D::log_cdf(zu), q = vm::exp(D::log_cdf(zl) - cu);
         const double log_d = cu + vm::log1p(-q);
         const Pair r = D::left(zu);
-        lv = -log_d;
+        o.l = -log_d;
         ru = r.first / (1.0 - q);
         rl = vm::exp(D::log_pdf(zl) - log_d);
         curv = ru * (r.second + r.first * q / (1.0 - q)) + rl * (rl - D::psi(zl) - 2.0 * ru);
       }
-      if constexpr (G) gv = (ru - rl) * inv_sigma;
-      if constexpr (H) hv = curv * s2;
+      if constexpr (G) o.g = (ru - rl) * inv_sigma;
+      if constexpr (H) o.h = curv * s2;
     }
-    l = static_cast<T>(lv);
-    if constexpr (G) g = static_cast<T>(gv);
-    if constexpr (H) h = static_cast<T>(hv);
+    return o;
+  }
+
+  template <bool G, bool H>
+  FL_HD FL_INLINE void operator()(T y_lower, T y_pred, T y_upper, T& l, T& g, T& h) const {
+    const double lo = static_cast<double>(y_lower), up = static_cast<double>(y_upper);
+    const double p = static_cast<double>(y_pred), log_lo = vm::log(lo);
+    const auto k = static_cast<AftKind>(kind(lo, up, log_lo, p));
+    const AftOut o = run<G, H>(k, log_lo, vm::log(up), p);
+    l = static_cast<T>(o.l);
+    if constexpr (G) g = static_cast<T>(o.g);
+    if constexpr (H) h = static_cast<T>(o.h);
+  }
+
+  // n elements of kind K, in place: element j's log lower bound, log upper bound and prediction
+  // become its loss, gradient and Hessian. One loop in which run()'s branches on the kind fold
+  // away; not inlined: inside map, gcc left the larger kinds' loops scalar (extreme distribution,
+  // interval-censored: 179 ns per element).
+  template <bool G, bool H, AftKind K>
+  FL_NOINLINE void run_kind(index_t n, double* __restrict lo_l, double* __restrict up_g,
+                            double* __restrict p_h) const {
+    for (index_t j = 0; j < n; ++j) {
+      const AftOut o = run<G, H>(K, lo_l[j], up_g[j], p_h[j]);
+      lo_l[j] = o.l, up_g[j] = o.g, p_h[j] = o.h;
+    }
+  }
+
+  // A block (elementwise.hpp), kind by kind: the block's logs and kinds in two vectorized loops,
+  // then each kind present gathered, run by run_kind and scattered back; a block of one kind runs
+  // in place. (Mixed kinds in one loop over the block: 62-85 ns per element, scalar.)
+  template <bool G, bool H>
+  void map(index_t len, const T* lo, const T* p, const T* up, T* l, T* g, T* h) const {
+    alignas(64) double log_lo[kBlock], log_up[kBlock], pd[kBlock], a[kBlock], b[kBlock], c[kBlock];
+    alignas(64) std::int32_t kinds[kBlock];
+    std::int32_t idx[kBlock];
+    for (index_t i = 0; i < len; ++i) {
+      pd[i] = static_cast<double>(p[i]);
+      log_lo[i] = vm::log(static_cast<double>(lo[i]));
+      log_up[i] = vm::log(static_cast<double>(up[i]));
+    }
+    unsigned present = 0;
+    for (index_t i = 0; i < len; ++i) {
+      kinds[i] = kind(static_cast<double>(lo[i]), static_cast<double>(up[i]), log_lo[i], pd[i]);
+      present |= 1u << kinds[i];
+    }
+    auto one_kind = [&](auto k) {
+      constexpr AftKind K = decltype(k)::value;
+      if (!(present >> K & 1u)) return;
+      if (present == 1u << K) {  // the whole block, in place
+        run_kind<G, H, K>(len, log_lo, log_up, pd);
+        for (index_t i = 0; i < len; ++i) {
+          l[i] = static_cast<T>(log_lo[i]);
+          if constexpr (G) g[i] = static_cast<T>(log_up[i]);
+          if constexpr (H) h[i] = static_cast<T>(pd[i]);
+        }
+        return;
+      }
+      index_t n = 0;
+      for (index_t i = 0; i < len; ++i) {  // without a branch: kinds mix at random
+        idx[n] = static_cast<std::int32_t>(i);
+        n += kinds[i] == K;
+      }
+      for (index_t j = 0; j < n; ++j)
+        a[j] = log_lo[idx[j]], b[j] = log_up[idx[j]], c[j] = pd[idx[j]];
+      run_kind<G, H, K>(n, a, b, c);
+      for (index_t j = 0; j < n; ++j) {
+        l[idx[j]] = static_cast<T>(a[j]);
+        if constexpr (G) g[idx[j]] = static_cast<T>(b[j]);
+        if constexpr (H) h[idx[j]] = static_cast<T>(c[j]);
+      }
+    };
+    one_kind(std::integral_constant<AftKind, kObserved>{});
+    one_kind(std::integral_constant<AftKind, kRight>{});
+    one_kind(std::integral_constant<AftKind, kNoInfo>{});
+    one_kind(std::integral_constant<AftKind, kLeft>{});
+    one_kind(std::integral_constant<AftKind, kIntervalUpper>{});
+    one_kind(std::integral_constant<AftKind, kIntervalLower>{});
   }
 };
 
@@ -210,7 +310,6 @@ FL_NAMESPACE_END
 
 #if !defined(__CUDACC__)
 #include "fastloss/parallel.hpp"
-#include "fastloss/reduce.hpp"
 #include "survival_jobs.hpp"
 
 FL_NAMESPACE_BEGIN

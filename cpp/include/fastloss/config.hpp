@@ -8,12 +8,15 @@
 #define FL_HD __host__ __device__
 #define FL_INLINE __forceinline__
 #define FL_LAMBDA_INLINE
+#define FL_NOINLINE __noinline__
 #else
 #define FL_HD
 #define FL_INLINE inline __attribute__((always_inline))
 // After a lambda's parameter list: gcc otherwise may leave a large per-group lambda as a call whose
 // entry rebuilds its captured constants every time.
 #define FL_LAMBDA_INLINE __attribute__((always_inline))
+// A loop that gcc vectorizes on its own but not once inlined into a large caller (AFT's kinds).
+#define FL_NOINLINE __attribute__((noinline))
 #endif
 
 // Everything with code in it lives in an ISA-specific inline namespace: the same headers are compiled

@@ -18,6 +18,11 @@
 // dependency chain runs through two transcendentals (exp, then log1p and a division) is longer than
 // the out-of-order window covers, so consecutive elements barely overlap; two short loops through an
 // L1 buffer do (float64 BCE on logits: 1.6 -> 1.0 ns/element on one AVX-512 core).
+//
+// A body whose elements take one of several code paths (AFT's censoring kinds) may map a whole
+// block itself, so that it can run each path as its own vectorizable loop:
+//   template <bool G, bool H> void map(index_t len, const T* y, const T* p, const T* aux,
+//                                      T* l, T* g, T* h) const;   // unscaled, unweighted
 #pragma once
 
 #include <type_traits>
@@ -91,6 +96,11 @@ struct stage_of<B, std::void_t<typename B::Stage>> {
 template <class B>
 inline constexpr bool is_staged = !std::is_void_v<typename stage_of<B>::type>;
 
+template <class B, class = void>
+struct maps_blocks : std::false_type {};
+template <class B>
+struct maps_blocks<B, std::void_t<decltype(&B::template map<false, false>)>> : std::true_type {};
+
 // An element's cost in memory-bound elements (parallel.hpp's unit of work), so that a short array
 // of costly elements is shared between threads: Body::kWork where declared, else 1.
 template <class B, class = void>
@@ -161,13 +171,20 @@ void map_block(const Body<T>& body, index_t len, const T* __restrict y, const T*
   std::conditional_t<staged, StageBlock<T, Stage>, char> st;  // len <= kBlock
   if constexpr (staged)
     lines_ahead(len, ahead, [&](index_t i) { st.put(i, body.stage(y[i], p[i])); });
+  if constexpr (maps_blocks<Body<T>>::value)  // into the outputs, scaled in place below
+    body.template map<G, H>(len, y, p, aux, l_out, g_out, h_out);
   for (index_t i = 0; i < len; ++i) {
     T l, g, h;
     const T a = Body<T>::kAux ? aux[i] : T(0);
-    if constexpr (staged)
+    if constexpr (maps_blocks<Body<T>>::value) {
+      l = l_out[i];
+      if constexpr (G) g = g_out[i];
+      if constexpr (H) h = h_out[i];
+    } else if constexpr (staged) {
       body.template finish<G, H>(y[i], p[i], a, st.get(i), l, g, h);
-    else
+    } else {
       body.template operator()<G, H>(y[i], p[i], a, l, g, h);
+    }
     l_out[i] = l;
     if constexpr (W) {
       const T s = static_cast<T>(w[i] * prescale * scale);
