@@ -426,6 +426,31 @@ def test_aft_elements_are_independent_of_their_neighbours_kinds(distribution):
     assert np.all(value[kind == 3][~nan[kind == 3]] == 0.0)
 
 
+def test_aft_normal_tail_accuracy_against_mpmath():
+    """The normal distribution's log S(z), hazard f/S and curvature f/S - z, through AFT's
+    right-censored loss at lower = 1, sigma = 1 (z = -y_pred), against 40-digit references from
+    the right tail (where S underflows) to the left (where S rounds to 1)."""
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 40
+    z = np.concatenate([-np.linspace(0.0, 37.0, 75)[1:], np.linspace(0.0, 6.0, 25),
+                        np.geomspace(6.0, 1e6, 60)])
+    value, g, h = fl.AFT().value_grad_hess(np.ones_like(z), -z, upper=np.full_like(z, np.inf),
+                                           reduction="none")
+    log_s, hazard, curvature = [], [], []
+    for v in z:
+        zm = mp.mpf(float(v))
+        s = mp.erfc(zm / mp.sqrt(2)) / 2
+        # where S rounds to 1 in 40 digits, log S = log1p(-F) from F = erfc(-z / sqrt 2) / 2
+        log_s.append(float(mp.log(s) if zm >= 0 else mp.log1p(-mp.erfc(-zm / mp.sqrt(2)) / 2)))
+        r = mp.exp(-zm * zm / 2) / mp.sqrt(2 * mp.pi) / s
+        hazard.append(float(r))
+        curvature.append(float(r * (r - zm)))
+    np.testing.assert_allclose(value, -np.array(log_s), rtol=4e-15, atol=0)
+    # d/dy_pred of -log S(z(y_pred)) = -hazard (dz/dy_pred = -1); curvature hazard (hazard - z)
+    np.testing.assert_allclose(g, -np.array(hazard), rtol=4e-15, atol=0)
+    np.testing.assert_allclose(h, curvature, rtol=1e-12, atol=0)  # hazard - z cancels below z = 30
+
+
 def test_aft_errors():
     loss = fl.AFT()
     with pytest.raises(ValueError, match="distribution must be one of"):

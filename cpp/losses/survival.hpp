@@ -32,14 +32,6 @@
 FL_NAMESPACE_BEGIN
 namespace losses {
 
-FL_HD FL_INLINE double erfc_(double x) {
-#if defined(__CUDA_ARCH__)
-  return ::erfc(x);
-#else
-  return std::erfc(x);
-#endif
-}
-
 inline constexpr double kInf = __builtin_huge_val();
 
 // Each distribution of Z gives log f, log F, log S (S = 1 - F), psi = -(log f)', psi', and the
@@ -50,34 +42,77 @@ struct Pair {
   double first, second;
 };
 
-// Standard normal. S from erfc while it is a normal number; beyond z = 30 from the continued
-// fraction of the Mills ratio, f/S = z + 1 / (z + 2 / (z + 3 / (z + ...))).
+// c_n x^n + ... + c_0 by Horner's rule, the coefficients from the highest degree.
+FL_HD FL_INLINE double horner(double, double c) { return c; }
+template <class... C>
+FL_HD FL_INLINE double horner(double x, double c, double next, C... rest) {
+  return horner(x, fma_(c, x, next), rest...);
+}
+
+// erfcx(x) = exp(x^2) erfc(x) for x >= 0 (+inf -> 0) by Weideman's rational expansion (SIAM J.
+// Numer. Anal. 31, 1994): r / sqrt(pi) + 2 r^2 P(Z), r = 1 / (L + x), Z = (L - x) / (L + x),
+// L = sqrt(N / sqrt(2)), P of degree N - 1 = 39 with his FFT coefficients (computed in 60-digit
+// arithmetic), evaluated as four chains in Z^4. Relative error <= 1.2e-15 on [0, 1e9] against
+// mpmath (with FMA); no branch, so that the loops over it vectorize.
+FL_HD FL_INLINE double erfcx_nonneg(double x) {
+  constexpr double kL = 0x1.545ef5c0f51a0p+2, kInvSqrtPi = 0x1.20dd750429b6dp-1;
+  const double r = 1.0 / (kL + x), z = fma_(2.0 * kL, r, -1.0), z2 = z * z, z4 = z2 * z2;
+  const double q0 = horner(z4, -0x1.85c82993487b9p-48, 0x1.0eeca272d29f9p-43, 0x1.3176da838ee16p-35,
+                           0x1.9ec2b6a185630p-29, 0x1.e7dc944f8de06p-27, -0x1.2e1d6585afe8bp-16,
+                           0x1.629a596ed4a56p-9, 0x1.3d86fe9e6a9eap-3, 0x1.41a238f009d09p+0,
+                           0x1.7326e55b41215p+1);
+  const double q1 = horner(z4, 0x1.99342cacfd05dp-47, 0x1.fe5dde7bc0d5bp-42, 0x1.37a2fe79b99e8p-36,
+                           0x1.cfafa9b46b454p-33, -0x1.10ce7cf00fdccp-24, -0x1.1e27ead408563p-20,
+                           0x1.cd2bcc00e1d56p-12, 0x1.26308597ddc8cp-4, 0x1.b1c67c927e9f6p-1,
+                           0x1.4edadccb56adcp+1);
+  const double q2 = horner(z4, 0x1.4525231fde2fdp-50, 0x1.ee84814ec1d9fp-47, -0x1.7fe03aed69c12p-39,
+                           -0x1.87c81ece8d131p-32, -0x1.3aa8ef3ad38c2p-26, 0x1.8e3de312ad6cap-20,
+                           -0x1.4a752dec284fap-15, 0x1.de75e8cc46826p-6, 0x1.0da572e19e018p-1,
+                           0x1.19cb343b58fc6p+1);
+  const double q3 = horner(z4, -0x1.11c65f7e98284p-49, -0x1.3e96a96866b32p-44,
+                           -0x1.99388358e0a99p-39, -0x1.8e3fa34413163p-34, 0x1.bea44a6a58fc8p-29,
+                           0x1.3d67caa2b5240p-21, -0x1.d50873c0ae8dep-15, 0x1.49424ba5ffe63p-7,
+                           0x1.33178328c1601p-2, 0x1.b9b2b4b25d642p+0);
+  const double p = fma_(fma_(q3, z, q2), z2, fma_(q1, z, q0));
+  return r * fma_(2.0 * r, p, kInvSqrtPi);
+}
+
+// Standard normal, from e = erfcx(|z| / sqrt 2): for z >= 0, S = exp(-z^2/2) e / 2, so that
+// log S = log e - z^2/2 - log 2 and f/S = sqrt(2/pi) / e need neither exp nor a tail formula;
+// for z < 0, S = 1 - F(-z). Both sides computed and one selected, so that the loops over AFT's
+// censored kinds vectorize (std::erfc kept them scalar: 45 ns per right-censored element).
 struct AftNormal {
-  // An element's work (elementwise.hpp): its one-thread time over MSE's, kinds mixed (std::erfc
-  // keeps the censored kinds scalar).
-  static constexpr index_t kWork = 175;
+  // An element's work (elementwise.hpp): its one-thread time over MSE's, kinds mixed.
+  static constexpr index_t kWork = 52;
   static constexpr double kHalfLog2Pi = 0.91893853320467274178;
+  static constexpr double kInvSqrt2 = 0.70710678118654752440, kLn2 = 0.69314718055994530942;
+  static constexpr double kSqrt2OverPi = 0.79788456080286535588;
+  static constexpr double kInvSqrt2Pi = 0.39894228040143267794;
   FL_HD FL_INLINE static double log_pdf(double z) { return -0.5 * z * z - kHalfLog2Pi; }
   FL_HD FL_INLINE static double psi(double z) { return z; }
   FL_HD FL_INLINE static double dpsi(double) { return 1.0; }
-  // f/S - z for z >= 30.
+  FL_HD FL_INLINE static double erfcx_of(double z) {
+    return erfcx_nonneg((z < 0.0 ? -z : z) * kInvSqrt2);
+  }
+  // f/S - z for z >= 30, where the difference cancels: the continued fraction of Mills' ratio,
+  // f/S = z + 1 / (z + 2 / (z + 3 / ...)), 8 terms (exact to 2e-16 there).
   FL_HD FL_INLINE static double mills_tail(double z) {
     double t = z;
-    for (int k = 24; k >= 2; --k) t = z + k / t;
+    for (int k = 8; k >= 2; --k) t = z + k / t;
     return 1.0 / t;
   }
   FL_HD FL_INLINE static double log_sf(double z) {
-    if (z >= 30.0) return log_pdf(z) - vm::log(z + mills_tail(z));
-    return vm::log(0.5 * erfc_(z * 0.70710678118654752440));
+    const double e = erfcx_of(z), half_sq = 0.5 * z * z;
+    const double upper = (vm::log(e) - half_sq) - kLn2;
+    const double lower = vm::log1p(-0.5 * vm::exp(-half_sq) * e);
+    return z >= 0.0 ? upper : lower;
   }
   FL_HD FL_INLINE static double log_cdf(double z) { return log_sf(-z); }
   FL_HD FL_INLINE static Pair right(double z) {
-    if (z >= 30.0) {
-      const double c = mills_tail(z);
-      return {z + c, c};
-    }
-    const double h = vm::exp(log_pdf(z) - log_sf(z));
-    return {h, h - z};
+    const double e = erfcx_of(z), g = vm::exp(-0.5 * z * z);
+    const double h = z >= 0.0 ? kSqrt2OverPi / e : g * kInvSqrt2Pi / (1.0 - 0.5 * g * e);
+    const double tail = mills_tail(z);
+    return {h, z >= 30.0 ? tail : h - z};
   }
   FL_HD FL_INLINE static Pair left(double z) { return right(-z); }
 };
@@ -86,7 +121,7 @@ struct AftNormal {
 // of +-z come from LogisticParts (one exp(-|z|), one log1p of it), which the compiler computes
 // once for all the calls on one z: 1.6-1.8x faster than separate vm::softplus / vm::sigmoid.
 struct AftLogistic {
-  static constexpr index_t kWork = 41;  // as AftNormal::kWork
+  static constexpr index_t kWork = 42;  // as AftNormal::kWork
   using Parts = LogisticParts<double>;
   FL_HD FL_INLINE static double log_pdf(double z) {
     const Parts q(z);
@@ -111,7 +146,7 @@ struct AftLogistic {
 
 // Extreme value (minimum Gumbel; XGBoost's "extreme"): S = exp(-e^z), f = e^z S, psi = e^z - 1.
 struct AftExtreme {
-  static constexpr index_t kWork = 41;  // as AftNormal::kWork
+  static constexpr index_t kWork = 42;  // as AftNormal::kWork
   FL_HD FL_INLINE static double log_pdf(double z) { return z - vm::exp(z); }
   FL_HD FL_INLINE static double psi(double z) { return vm::expm1(z); }
   FL_HD FL_INLINE static double dpsi(double z) { return vm::exp(z); }
@@ -147,8 +182,7 @@ struct AftOut {
 // params: sigma > 0. y = lower bound, aux = upper bound (inf: right-censored; lower 0:
 // left-censored; equal: an observed time), validated by the caller (0 <= lower <= upper, upper > 0).
 // Each kind is one function of (log lower, log upper, y_pred). On the CPU a block is sorted by kind
-// first (map), so that each kind runs as one loop without branches: the logistic and extreme
-// distributions' loops vectorize; the normal one's censored kinds stay scalar (std::erfc).
+// first (map), so that each kind runs as one loop without branches, which vectorizes.
 template <class T, class D>
 struct AFT {
   static constexpr bool kAux = true;
