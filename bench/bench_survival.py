@@ -15,6 +15,9 @@ Cases:
   aft        the same for Objective(fl.AFT(distribution=...)) vs objective="survival:aft", for
              each distribution, on interval bounds (30 % right-censored, 20 % interval-censored,
              the rest observed)
+  aft-kinds  AFT value + gradient into grad_out, one thread, ns per element for each censoring
+             kind alone and mixed, per distribution, and the mixed time over MSE's on the same
+             arrays (n <= 2e5)
   cindex     concordance_index, O(n log n)
 """
 
@@ -139,6 +142,35 @@ def bench_xgboost_aft(n, rounds, repeats, threads):
               f"Objective(fl.AFT()) {t_ours / rounds * 1e3:8.2f} ms   {t_ours / t_builtin:5.2f}x")
 
 
+def bench_aft_kinds(n, repeats):
+    rng = np.random.default_rng(2)
+    t = rng.gamma(2.0, 1.0, n) + 0.01
+    pred = 2.0 * rng.standard_normal(n)
+    mixed = t * 1.5
+    mixed[::3] = np.inf
+    mixed[1::3] = t[1::3]
+    kinds = {"observed": (t, t), "right": (t, np.full(n, np.inf)), "left": (np.zeros(n), t),
+             "interval": (t, 1.5 * t), "mixed": (t, mixed)}
+    grad = np.empty(n)
+    threads = fl.get_num_threads()
+    fl.set_num_threads(1)
+    try:
+        mse = fl.MSE()
+        (t_mse,) = median_times([lambda: mse.value_and_grad(t, pred, grad_out=grad)], repeats)
+        print(f"AFT value + gradient, n={n:.0e} float64, one thread, ns per element "
+              f"(MSE {t_mse / n * 1e9:.2f}; mixed: 1/3 observed, right, interval)")
+        print(f"  {'':9s}" + "".join(f"{k:>10s}" for k in kinds) + "   mixed / MSE")
+        for dist in ("normal", "logistic", "extreme"):
+            loss = fl.AFT(distribution=dist)
+            fns = [lambda lo=lo, up=up: loss.value_and_grad(lo, pred, grad_out=grad, upper=up)
+                   for lo, up in kinds.values()]
+            times = median_times(fns, repeats)
+            print(f"  {dist:9s}" + "".join(f"{x / n * 1e9:10.1f}" for x in times)
+                  + f"   {times[-1] / t_mse:8.0f}x")
+    finally:
+        fl.set_num_threads(threads)
+
+
 def bench_cindex(n, repeats):
     _, time_, event, eta = data(n)
     (t,) = median_times([lambda: fl.concordance_index(time_, event, eta)], repeats)
@@ -151,7 +183,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None, help="XGBoost threads (default: fastloss's)")
-    ap.add_argument("--only", choices=("cox", "xgboost", "aft", "cindex"))
+    ap.add_argument("--only", choices=("cox", "xgboost", "aft", "aft-kinds", "cindex"))
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
     n = int(1e5 if args.quick else args.n)
@@ -163,6 +195,8 @@ def main(argv=None):
         bench_xgboost(n, args.rounds, max(3, repeats // 2), threads)
     if args.only in (None, "aft"):
         bench_xgboost_aft(n, args.rounds, max(3, repeats // 2), threads)
+    if args.only in (None, "aft-kinds"):
+        bench_aft_kinds(min(n, 200_000), repeats)
     if args.only in (None, "cindex"):
         bench_cindex(n, repeats)
 
