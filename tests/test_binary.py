@@ -1060,6 +1060,25 @@ def test_focal_infinite_logit_against_a_tiny_target_is_infinite(isa, gamma, dtyp
     np.testing.assert_array_equal(values, ref.astype(dtype))
 
 
+@pytest.mark.parametrize("gamma", [2.0, 2.5])  # the integer and the general body
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_focal_class_weight_zero_removes_an_infinite_cross_entropy(isa, gamma, dtype):
+    """alpha = 1 weighs the negative class by 0 (alpha = 0 the positive one): its elements count
+    0 even where their cross-entropy is infinite (a logit saturated the wrong way), as a target
+    weight of 0 does in BCE, while NaN logits still propagate."""
+    z = np.array([np.inf, np.inf, -np.inf, np.nan, np.nan], dtype)
+    y = np.array([0.0, 0.25, 1.0, 0.0, 1.0], dtype)
+    for alpha, zero in ((1.0, [0]), (0.0, [2])):
+        values, grad, hess = fl.BinaryFocal(gamma=gamma, alpha=alpha, from_logits=True).value_grad_hess(
+            y, z, reduction="none")
+        assert np.all(values[zero] == 0) and np.all(grad[zero] == 0), (alpha, values, grad)
+        assert np.all(np.isnan(values[3:])) and np.all(np.isnan(grad[3:])), (alpha, values, grad)
+        assert not np.isnan(hess[:3]).any(), (alpha, hess)
+    # the soft target opposite +inf keeps its (infinite) loss under either weight
+    assert fl.BinaryFocal(gamma=gamma, alpha=1.0, from_logits=True).value_grad_hess(
+        y[1:2], z[1:2], reduction="none")[0][0] == np.inf
+
+
 @pytest.mark.parametrize("from_logits", [True, False], ids=["logits", "probs"])
 def test_focal_alpha_weights_the_classes(rng, from_logits):
     name = "focal_logits" if from_logits else "focal_probs"

@@ -100,23 +100,35 @@ struct Logistic : LogitStaged<T, Logistic<T>> {
 // torchvision). Derivatives use r = m'/m, whose limit at m = 0 (hard label, saturated logit) is
 // 1 - 2y, so no 0 * inf appears: l' = a f (g r ce + ce'),
 // l'' = a f ((g(g-1) r^2 + g r m''/m') ce + 2 g r ce' + ce''). params: gamma, alpha (< 0: none).
-// The focal value af * ce with af = a m^gamma. For a tiny m > 0, m^gamma may underflow to 0 while
-// ce is infinite (an infinite logit opposite a positive target): the loss is then infinite, not
-// 0 * inf = NaN (and 0, as rounded, against a finite ce).
+// The cross-entropy y sp(-z) + (1 - y) sp(z) of a (soft) target y, yn = 1 - y, as
+// log1p(e) + (1 - y) z for z >= 0 and log1p(e) - y z below: one product instead of two (the same
+// bits for hard targets); a target weight of 0 removes its term against an infinite logit.
 template <class T>
-FL_HD FL_INLINE T focal_product(T af, T at, T m, T ce) {
-  // Selects on single comparisons: combined conditions (&&, or & of bools) keep gcc from
-  // vectorizing the loop. ce == 2 ce holds for 0 and inf, the two values an underflow leaves.
-  const T prod = af * ce, underflowed = ce == ce + ce ? ce : T(0);
-  const T if_m = m != T(0) ? underflowed : prod;
-  const T if_at = at != T(0) ? if_m : prod;
-  return af == T(0) ? if_at : prod;
+FL_HD FL_INLINE T focal_ce(T y, T yn, T z, const LogisticParts<T>& s) {
+  return s.l + weigh(z >= T(0) ? yn : -y, z);
 }
 
+// The focal value af * ce with af = a m^gamma. The product is NaN only where af = 0 meets an
+// infinite ce (m^gamma underflowed for a tiny m > 0 next to an infinite logit opposite a soft
+// target: the loss is infinite, or 0 where the class weight a is 0) or where an input is NaN (then
+// ce, or af where a is 0, is NaN too). m = 0 never meets an infinite ce: it needs a hard target
+// matched by a saturated logit, whose ce is 0.
 template <class T>
-FL_HD FL_INLINE T focal_alpha(T alpha, T y) {
-  return alpha < T(0) ? T(1) : alpha * y + (T(1) - alpha) * (T(1) - y);
+FL_HD FL_INLINE T focal_product(T af, T at, T ce) {
+  const T prod = af * ce, fix = at != T(0) ? ce : af;
+  return prod == prod ? prod : fix;
 }
+
+// alpha_t = alpha y + (1 - alpha)(1 - y), or 1 without alpha (alpha < 0), as one fused
+// multiply-add of y and yn = 1 - y: exact for y in {0, 1}, and exactly 1 without alpha
+// (y + (1 - y) is within half an ulp of 1 and rounds to it).
+template <class T>
+struct FocalAlpha {
+  T on, off;  // the weights of y and of 1 - y
+  FL_HD explicit FocalAlpha(T alpha)
+      : on(alpha < T(0) ? T(1) : alpha), off(alpha < T(0) ? T(1) : T(1) - alpha) {}
+  FL_HD FL_INLINE T operator()(T y, T yn) const { return fma_(on, y, off * yn); }
+};
 
 template <class T>
 FL_HD FL_INLINE T pow_nonneg(T m, T gamma) {  // m^gamma for m >= 0, with m^0 = 1
@@ -128,16 +140,17 @@ FL_HD FL_INLINE T pow_nonneg(T m, T gamma) {  // m^gamma for m >= 0, with m^0 = 
 template <class T>
 struct FocalLogits : LogitStaged<T, FocalLogits<T>> {
   static constexpr index_t kWork = sizeof(T) == 4 ? 7 : 18;  // exp and log for m^gamma
-  T gamma, alpha;
+  T gamma;
+  FocalAlpha<T> alpha;
   FL_HD explicit FocalLogits(const double* prm) : gamma(T(prm[0])), alpha(T(prm[1])) {}
   template <bool G, bool H>
   FL_HD FL_INLINE void finish(T y, T z, T, T e, T& l, T& g, T& h) const {
     const T yn = T(1) - y;
     const LogisticParts<T> s(z, e);
-    const T ce = weigh(y, s.sp_neg) + weigh(yn, s.sp);
-    const T m = y * s.sig_neg + yn * s.sig, at = focal_alpha(alpha, y);
+    const T ce = focal_ce(y, yn, z, s);
+    const T m = y * s.sig_neg + yn * s.sig, at = alpha(y, yn);
     const T af = at * pow_nonneg(m, gamma);
-    l = focal_product(af, at, m, ce);
+    l = focal_product(af, at, ce);
     if constexpr (G || H) {
       const T s2 = s.sig * s.sig_neg, dm = (T(1) - T(2) * y);
       const T r = m > T(0) ? dm * s2 / m : dm;
@@ -189,16 +202,16 @@ template <class T, int N>
 struct FocalLogitsInt : LogitStaged<T, FocalLogitsInt<T, N>> {
   static constexpr index_t kWork = sizeof(T) == 4 ? 4 : 9;
   int n;
-  T alpha;
+  FocalAlpha<T> alpha;
   FL_HD explicit FocalLogitsInt(const double* prm) : n(static_cast<int>(prm[0])), alpha(T(prm[1])) {}
   template <bool G, bool H>
   FL_HD FL_INLINE void finish(T y, T z, T, T e, T& l, T& g, T& h) const {
     const T yn = T(1) - y;
     const LogisticParts<T> s(z, e);
-    const T ce = weigh(y, s.sp_neg) + weigh(yn, s.sp);
-    const T m = y * s.sig_neg + yn * s.sig, at = focal_alpha(alpha, y);
+    const T ce = focal_ce(y, yn, z, s);
+    const T m = y * s.sig_neg + yn * s.sig, at = alpha(y, yn);
     const PowDerivs<T> P = int_pow_derivs<N>(m, n);
-    l = focal_product(at * P.p0, at, m, ce);
+    l = focal_product(at * P.p0, at, ce);
     if constexpr (G || H) {
       const T s2 = s.sig * s.sig_neg, m1 = (T(1) - T(2) * y) * s2, m1ce = weigh(m1, ce);
       const T dce = yn * s.sig - y * s.sig_neg;
@@ -214,13 +227,15 @@ template <class T>
 struct FocalProbs {
   static constexpr bool kAux = false;
   static constexpr index_t kWork = sizeof(T) == 4 ? 8 : 20;  // as LogitStaged::kWork
-  T gamma, alpha, eps;
+  T gamma;
+  FocalAlpha<T> alpha;
+  T eps;
   FL_HD explicit FocalProbs(const double* prm) : gamma(T(prm[0])), alpha(T(prm[1])), eps(T(prm[2])) {}
   template <bool G, bool H>
   FL_HD FL_INLINE void operator()(T y, T p, T, T& l, T& g, T& h) const {
     const T yn = T(1) - y, pc = clamp_prob(p, eps), qc = T(1) - pc;
     const T ce = -(y * vm::log(pc) + yn * vm::log1p(-pc));
-    const T m = y * qc + yn * pc, at = focal_alpha(alpha, y);
+    const T m = y * qc + yn * pc, at = alpha(y, yn);
     const T af = at * pow_nonneg(m, gamma);
     l = af * ce;
     if constexpr (G || H) {

@@ -108,10 +108,11 @@ FL_HD FL_INLINE T exp_neg_abs(T z) {
 // to full relative accuracy on both tails (no 1 - sigmoid cancellation), subnormals included.
 template <class T>
 struct LogisticParts {
-  T sp, sp_neg, sig, sig_neg;
+  T l, sp, sp_neg, sig, sig_neg;  // l = log1p(exp(-|z|))
   FL_HD FL_INLINE explicit LogisticParts(T z) : LogisticParts(z, exp_neg_abs(z)) {}
   FL_HD FL_INLINE LogisticParts(T z, T e) {
-    const T l = vm::log1p_unit(e), inv = T(1) / (T(1) + e);
+    l = vm::log1p_unit(e);
+    const T inv = T(1) / (T(1) + e);
     const bool pos = z >= T(0);
     sp = (pos ? z : T(0)) + l;
     sp_neg = (pos ? T(0) : -z) + l;
