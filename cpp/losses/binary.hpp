@@ -56,11 +56,13 @@ struct BCELogits : LogitStaged<T, BCELogits<T>> {
       : pw(T(prm[0])), keep(T(1.0 - prm[1])), half_alpha(T(0.5 * prm[1])) {}
   template <bool G, bool H>
   FL_HD FL_INLINE void finish(T y, T z, T, T e, T& l, T& g, T& h) const {
-    const T ys = y * keep + half_alpha, yn = T(1) - ys, wp = pw * ys;
+    const T ys = y * keep + half_alpha, yn = T(1) - ys, wp = pw * ys, w = wp + yn;
     const LogisticParts<T> s(z, e);
-    l = weigh(wp, s.sp_neg) + weigh(yn, s.sp);
+    // wp sp(-z) + yn sp(z) = w log1p(e) + (yn z for z >= 0, -wp z below): one product of the
+    // logit instead of two sums (the same bits for hard targets without pos_weight).
+    l = w * s.l + weigh(z >= T(0) ? yn : -wp, z);
     if constexpr (G) g = yn * s.sig - wp * s.sig_neg;
-    if constexpr (H) h = (wp + yn) * (s.sig * s.sig_neg);
+    if constexpr (H) h = w * (s.sig * s.sig_neg);
   }
 };
 
