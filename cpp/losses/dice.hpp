@@ -455,10 +455,12 @@ struct Kernel {
   // Pass 2 over one block: the gradient from coef (C x 3).
   void grad(index_t n, index_t i0, index_t len, Scratch<T>& s, const double* coef) const {
     const Rows<const T> g = g_rows(n, i0, len, s);
-    Rows<const T> p = z_rows(n, i0, len, s);  // without an activation p is z
+    Rows<const T> p;  // p kept by pass 1, or (without an activation) z itself
     if (keep) {
       const Rows<T> kept = p_rows(n, i0, len, s);
       p = {kept.ptr, kept.stride};
+    } else {
+      p = z_rows(n, i0, len, s);
     }
     T* gr = static_cast<T*>(job.grad_out);
     const Rows<T> out = job.grad_last ? Rows<T>{s.out, B} : Rows<T>{gr + n * C * S + i0, S};
