@@ -242,6 +242,40 @@ def test_class_counts(rng, C):
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("C", [2, 4, 8])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channels_last_softmax_in_place_with_extreme_logits(isa, rng, C, dtype):
+    """Softmax over 2, 4 or 8 channels-last classes runs without transposition (a pixel's classes
+    side by side in a register): bit for bit the channels-first results, with +-inf, NaN, huge and
+    tied logits (+-0 included) among them, targets or labels, into a fresh or a caller's buffer,
+    and the value alone; images of 7 x 9 pixels leave a tail after each 16."""
+    shape = (3, C, 7, 9)
+    g, labels, z = make_inputs(rng, shape, "softmax")
+    g, z = g.astype(dtype), z.astype(dtype)
+    flat = z.reshape(3, C, -1)
+    flat[0, :, 0] = 0.0
+    flat[0, 0, 0] = -0.0  # a tie of zeros for the max
+    flat[0, :, 1] = np.inf
+    flat[0, C - 1, 2] = np.inf
+    flat[0, :, 3] = -np.inf
+    flat[1, C // 2, 4] = np.nan
+    flat[1, :, 5] = 1e30
+    flat[2, 0, 6] = -1e30
+    for loss in (fl.DiceLoss(activation="softmax"), fl.DiceLoss(activation="softmax", squared=True),
+                 fl.TverskyLoss(alpha=0.3, beta=0.7, activation="softmax"),
+                 fl.GeneralizedDiceLoss(activation="softmax", batch=True)):
+        value, grad = loss.value_and_grad(g, z, reduction="none")
+        for target in (channels_last(g), labels):
+            v, gr = loss.value_and_grad(target, channels_last(z), reduction="none")
+            assert_bitwise_equal(v, value)
+            assert_bitwise_equal(gr, grad)
+            buf = channels_last(np.empty_like(z))
+            v, gr = loss.value_and_grad(target, channels_last(z), reduction="none", grad_out=buf)
+            assert gr is buf
+            assert_bitwise_equal(buf, grad)
+            assert_bitwise_equal(loss(target, channels_last(z), reduction="none"), value)
+
+
 @pytest.mark.parametrize("layout", ["first", "last"])
 def test_threads_and_groups_bitwise(rng, layout):
     """Images large enough to be processed in several groups, whose number follows the thread

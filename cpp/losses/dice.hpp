@@ -11,9 +11,10 @@
 // go in groups of about kGroupBytes of logits per thread, both passes over a group before the
 // next, so that pass 2 re-reads the group from the cache (with batch=True the derivatives need
 // every image: one group).
-// Work unit: one image, one block of block_pixels(C) pixels (all classes). Channels-last arrays are
-// transposed block by block into channels-first scratch; p of such a block is kept in its own
-// slice of the gradient buffer as C rows of `len`. Block sums in 16 fixed lanes (partials of 16
+// Work unit: one image, one block of block_pixels(C) pixels (all classes). Channels-last softmax
+// over 2, 4 or 8 classes runs in place (Interleaved); other channels-last arrays are transposed
+// block by block into channels-first scratch, p of such a block kept in its own slice of the
+// gradient buffer as C rows of `len`. Block sums in 16 fixed lanes (partials of 16
 // terms in T, then double), combined pairwise, blocks combined pairwise in block order: the sums, losses and gradient are bitwise independent of the thread
 // count and of the grouping.
 #pragma once
@@ -360,8 +361,10 @@ bool with_softmax_classes(index_t C, F&& f) {
 // gives its pixel and class, in the same order (the max over the classes and the exponentials'
 // sum by broadcasts within the pixel's K lanes, in class order), and its sums go to the same 16
 // lanes: the same bits as channels-first, without the two transpositions of pass 1 and the two
-// of pass 2. (16 x 4 x 256 x 256 float32, value and gradient, one thread: 6.8 against 3.4 ms
-// channels-first before, see the README for after.)
+// of pass 2. (16 x 4 x 256 x 256 float32, value and gradient, one thread: 5.0-5.1 against 7.7 ms
+// through the transpositions, channels-first 3.5; the broadcasts and a division per register
+// instead of per 16 pixels keep it above channels-first. Halving the max over the classes with
+// swaps instead of the broadcasts took 8.4 ms.)
 template <class T, int K>
 struct Interleaved {
   using U = Vec<T>;
