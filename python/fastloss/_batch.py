@@ -4,6 +4,7 @@ before (checks) or after (reduction, delivery) the kernel, on arrays of one valu
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -35,11 +36,15 @@ def item_weights(sample_weight, shape: Tuple[int, ...], reduction: str) -> Optio
 def item_scale(weights: Optional[np.ndarray], shape: Tuple[int, ...], reduction: str):
     """``(norm, scale)``: the mean's denominator (the summed weights, the number of items without)
     and ``d value / d loss_i`` per item (for "none", the derivative of each returned value)."""
-    w = np.ones(shape) if weights is None else weights
-    norm = float(np.sum(w))
+    if weights is None:  # the count, and 1 / count (as w / norm gives it) without a reduction
+        norm = float(math.prod(shape))
+        if reduction != "mean":
+            return norm, np.ones(shape)
+        return norm, np.full(shape, 1.0 / norm if norm > 0 else 0.0)
+    norm = float(weights.sum())
     if reduction != "mean":
-        return norm, w
-    return norm, (w / norm if norm > 0 else 0 * w)
+        return norm, weights
+    return norm, (weights / norm if norm > 0 else 0 * weights)
 
 
 def item_result(losses, weights: Optional[np.ndarray], norm: float, reduction: str, dtype,
@@ -50,7 +55,7 @@ def item_result(losses, weights: Optional[np.ndarray], norm: float, reduction: s
     if weights is not None:
         wl = weights * wl
     values = np.asarray(wl, dtype=dtype) if reduction == "none" else None
-    return KernelResult(float(np.sum(wl)), norm, values, grad, hess)
+    return KernelResult(float(wl.sum()), norm, values, grad, hess)
 
 
 def check_out(buffer, name: str, shape: Sequence[int], dtype: np.dtype) -> None:

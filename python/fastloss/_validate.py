@@ -218,6 +218,10 @@ def real_array(value: Any, name: str, dtype: Any = None) -> np.ndarray:
     """``value`` as a float32/float64 ndarray: ``dtype`` if given, else its own float32/float64,
     float16 and bfloat16 promoted to float32 and integers and bools to float64 (as the kernels
     compute). Complex, object and string arrays are a TypeError naming the argument."""
+    if type(value) is np.ndarray and value.flags.aligned:  # the common case, answered first
+        dt = value.dtype
+        if (dt is FLOATS[0] or dt is FLOATS[1] or dt in FLOATS) and (dtype is None or dt == dtype):
+            return value
     a = value if isinstance(value, np.ndarray) else np.asarray(host_input(value, name))
     if isinstance(a, np.ma.MaskedArray):
         host_input(a, name)  # the masked-array error
