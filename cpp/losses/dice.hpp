@@ -616,7 +616,6 @@ struct Kernel {
     }
     return true;
   }
-  // Pass 1 over one block: p (kept or in scratch) and the block's sums into part (C x kDiceSums).
   // Whether both passes take the interleaved channels-last path: softmax over channels-last
   // logits and targets (or labels), p kept in (or no) channels-last gradient buffer.
   bool interleaved() const {
@@ -636,6 +635,7 @@ struct Kernel {
             keep ? static_cast<T*>(job.grad_out) + at * C : nullptr};
   }
 
+  // Pass 1 over one block: p (kept or in scratch) and the block's sums into part (C x kDiceSums).
   template <bool Sq>
   void sums(index_t n, index_t i0, index_t len, Scratch<T>& s, double* part) const {
     if (interleaved()) {
