@@ -1,26 +1,29 @@
 // The label and probability checks for one ISA: one parallel pass counts the values outside a
 // domain; only when there are some is the index of the first one searched.
 #include "fastloss/reduce.hpp"
+#include "fastloss/simd.hpp"
 
 #include "kernels.hpp"
 
 FL_NAMESPACE_BEGIN
 namespace {
 
-// 1 where v lies outside the domain, else 0. Selects on single comparisons keep the counting map
-// vectorized (a combined condition, && or & of bools, makes gcc leave it scalar).
-template <LabelDomain D, class T>
-FL_INLINE T outside(T v, T low) {
+// 1 where v lies outside the domain, else 0; v one value (U = T) or a register of them
+// (U = Vec<T>). Selects on single comparisons keep both forms branch-free.
+template <LabelDomain D, class U, class T>
+FL_INLINE U outside(U v, T low) {
+  const U zero = {}, one = zero + T(1);
   if constexpr (D == LabelDomain::sign) {  // -1, 0 (either sign), +1; NaN is outside
-    const T zero = v == T(0) ? T(0) : T(1);
-    const T minus_one = v == T(-1) ? T(0) : zero;
-    return v == T(1) ? T(0) : minus_one;
+    const U not_zero = v == zero ? zero : one;
+    const U minus_one = v == zero - T(1) ? zero : not_zero;
+    return v == one ? zero : minus_one;
   } else if constexpr (D == LabelDomain::unit_interval) {  // NaN passes
-    const T above = v > T(1) ? T(1) : T(0);
-    return v < T(0) ? T(1) : above;
+    const U above = v > one ? one : zero;
+    return v < zero ? one : above;
   } else {  // finite and > low (>= low for at_or_above); v - v is NaN for NaN and +-inf
-    const T in = D == LabelDomain::above ? (v > low ? T(0) : T(1)) : (v >= low ? T(0) : T(1));
-    return v - v == T(0) ? in : T(1);
+    const U lo = zero + low;
+    const U in = D == LabelDomain::above ? (v > lo ? zero : one) : (v >= lo ? zero : one);
+    return v - v == zero ? in : one;
   }
 }
 
@@ -28,16 +31,24 @@ template <class T, LabelDomain D>
 index_t first_outside(const void* data, index_t stride, index_t n, int threads, double low_bound) {
   const T* y = static_cast<const T*>(data);
   const T low = static_cast<T>(low_bound);  // exact: the caller's contract
-  // A map into an L1 buffer, then the lane sum: both vectorize (an integer count of bools from
-  // floating-point compares stays a scalar loop, slower than reading the labels from memory).
+  // Contiguous labels: the flags of a block summed in the lanes of one register (exact: at most
+  // kBlock / lanes ones per lane), a register at a time; strided ones through an L1 buffer and
+  // the lane sum (an integer count of bools from floating-point compares stays a scalar loop).
   const double count = blocked_sum(n, kBlock, threads, [&](index_t k0, index_t len) {
-    alignas(64) T flags[kBlock];
     if (stride == 1) {
+      using U = simd::Vec<T>;
+      constexpr index_t W = simd::kVecLen<T>;
       const T* p = y + k0;
-      for (index_t i = 0; i < len; ++i) flags[i] = outside<D>(p[i], low);
-    } else {
-      for (index_t i = 0; i < len; ++i) flags[i] = outside<D>(y[(k0 + i) * stride], low);
+      U acc = {};
+      index_t i = 0;
+      for (; i + W <= len; i += W) acc += outside<D>(simd::ld<U>(p + i), low);
+      double total = 0.0;
+      for (; i < len; ++i) total += outside<D>(p[i], low);
+      for (index_t j = 0; j < W; ++j) total += acc[j];
+      return total;
     }
+    alignas(64) T flags[kBlock];
+    for (index_t i = 0; i < len; ++i) flags[i] = outside<D>(y[(k0 + i) * stride], low);
     return lane_sum(flags, len);
   });
   if (count == 0) return -1;
