@@ -55,18 +55,7 @@ struct ExpConst<double> {
   static constexpr double kLn2Hi = 0x1.62e42fee00000p-1, kLn2Lo = 0x1.a39ef35793c76p-33;
   static constexpr U kBias = 1023;
   static constexpr double kLo = -746.0, kDown = 0x1p-64;
-  FL_HD FL_INLINE static double q(double r) {  // (exp(r) - 1 - r) / r^2, Chebyshev, |r| <= ln2/2
-    // Estrin's scheme: a dependency chain of 4 operations instead of Horner's 9, so that more
-    // consecutive elements overlap in the out-of-order window (float64 BCE, LogCosh: 3-12 % faster).
-    const double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
-    const double p01 = fma_(0x1.5555555555556p-3, r, 0x1.0000000000001p-1);
-    const double p23 = fma_(0x1.1111111110989p-7, r, 0x1.5555555553cd9p-5);
-    const double p45 = fma_(0x1.a01a01a7e5259p-13, r, 0x1.6c16c178c18a5p-10);
-    const double p67 = fma_(0x1.71de0d2e6e42bp-19, r, 0x1.a019b83d2cea4p-16);
-    const double p89 = fma_(0x1.af39d92ab3282p-26, r, 0x1.28927c0646723p-22);
-    const double p03 = fma_(p23, r2, p01), p47 = fma_(p67, r2, p45);
-    return fma_(p89, r8, fma_(p47, r4, p03));
-  }
+  FL_HD FL_INLINE static double q(double r) { return vm::detail::exp_q(r); }
 };
 }  // namespace fused_detail
 
