@@ -149,6 +149,19 @@ void from_rows(const T* src, index_t C, index_t len, T* dst, index_t B) {
   with_classes(C, [&](auto k) { from_rows_k<decltype(k)::value>(src, C, len, dst, B); });
 }
 
+// One step of the per-lane sums of p g, p, g (and p^2, g^2) into acc[q][h]: every path adds them
+// with these operations in this order, which keeps their bits equal.
+template <bool Sq, class A, class V>
+FL_INLINE void add_sums(A& acc, int h, V pv, V gv) {
+  acc[kPG][h] += pv * gv;
+  acc[kP][h] += pv;
+  acc[kG][h] += gv;
+  if constexpr (Sq) {
+    acc[kP2][h] += pv * pv;
+    acc[kG2][h] += gv * gv;
+  }
+}
+
 // Adds class c's block sums (p g, p, p^2, g, g^2) to out. Pixel i goes to lane i % 16; each lane
 // sums kSub / 16 pixels in T, then adds that to its double lane; the 16 double lanes are combined
 // pairwise. (Partial sums in float32 keep the vectors at full width: 16 terms each, below
@@ -172,13 +185,7 @@ void class_sums(T* __restrict p, const T* __restrict r, const T* __restrict g, T
       }
       V gv = ld<V>(gg + W * h);
       if constexpr (L) gv = indicator(gv, cls);
-      acc[kPG][h] += pv * gv;
-      acc[kP][h] += pv;
-      acc[kG][h] += gv;
-      if constexpr (Sq) {
-        acc[kP2][h] += pv * pv;
-        acc[kG2][h] += gv * gv;
-      }
+      add_sums<Sq>(acc, h, pv, gv);
     }
   };
   auto flush = [&] {
@@ -240,13 +247,7 @@ void softmax_sums(Rows<const T> z, Rows<const T> g, Rows<T> p, index_t len, doub
   auto add = [&](int h, const U* pc, const U* gc) {
     for (int c = 0; c < K; ++c) {
       const U gv = L ? indicator(gc[c], static_cast<T>(c)) : gc[c];
-      acc[c][kPG][h] += pc[c] * gv;
-      acc[c][kP][h] += pc[c];
-      acc[c][kG][h] += gv;
-      if constexpr (Sq) {
-        acc[c][kP2][h] += pc[c] * pc[c];
-        acc[c][kG2][h] += gv * gv;
-      }
+      add_sums<Sq>(acc[c], h, pc[c], gv);
     }
   };
   auto clear = [&] {
@@ -439,15 +440,6 @@ void interleaved_sums(const T* z, const T* g, const std::int64_t* lab, T* p, ind
   constexpr int W = I::W, R = I::R;
   double lanes[K][kDiceSums][16] = {};
   U acc[kDiceSums][R];
-  auto add = [&](int r, U pv, U gv) {
-    acc[kPG][r] += pv * gv;
-    acc[kP][r] += pv;
-    acc[kG][r] += gv;
-    if constexpr (Sq) {
-      acc[kP2][r] += pv * pv;
-      acc[kG2][r] += gv * gv;
-    }
-  };
   auto clear = [&] {
     for (int q = 0; q < kDiceSums; ++q)
       for (int r = 0; r < R; ++r) acc[q][r] = U{};
@@ -468,7 +460,7 @@ void interleaved_sums(const T* z, const T* g, const std::int64_t* lab, T* p, ind
       for (int r = 0; r < R; ++r) {
         const U pv = I::softmax(ld<U>(zi + r * W));
         if (p) st(p + i * K + r * W, pv);
-        add(r, pv, I::template targets<L>(L ? nullptr : g + i * K, lt, r));
+        add_sums<Sq>(acc, r, pv, I::template targets<L>(L ? nullptr : g + i * K, lt, r));
       }
     }
     flush();
@@ -485,7 +477,7 @@ void interleaved_sums(const T* z, const T* g, const std::int64_t* lab, T* p, ind
       for (int t = 0; t < W; ++t)
         if (r * W + t >= n) pt[r * W + t] = T(0);
       pv = ld<U>(pt + r * W);
-      add(r, pv, I::template targets<L>(gt, lt, r));
+      add_sums<Sq>(acc, r, pv, I::template targets<L>(gt, lt, r));
     }
     flush();
     if (p)
