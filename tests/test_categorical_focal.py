@@ -386,6 +386,40 @@ def test_matches_reference_wide_rows(dtype, gamma, rng):
         check_outputs(loss, y, z, gamma, None, None, "sum", dtype, f"K={K}")
 
 
+@pytest.mark.parametrize("gamma", GAMMAS + [4.0, 8.0, 9.0])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_matches_reference_long_rows_with_alpha(isa, dtype, gamma, rng):
+    """Rows of more than 16 classes (one row at a time, the per-class terms in vector loops):
+    alpha with a zero, sample weights, the top class first, last and tied, confident rows, a
+    NaN logit at class 0 (that row only is NaN); O^gamma by products up to gamma = 8, by exp and
+    log beyond."""
+    for K in (17, 40, 300):
+        n = 12
+        z = make_logits(rng, n, K, dtype, scale=4.0)
+        z[0, 0] = 30.0  # the top class first, then last, then tied (the first one counts)
+        z[1, -1] = 30.0
+        z[2, 5] = z[2, 9] = 25.0
+        z[3, K // 2] = 60.0  # a confident row: 1 - p of the top class summed from the others
+        y = make_targets(rng, n, K, dtype, "mixed")
+        y[3] = 0.0
+        y[3, K // 2] = 1.0
+        alpha = rng.uniform(0.2, 2.0, size=K)
+        alpha[1] = 0.0
+        sw = rng.uniform(0.5, 2.0, size=n)
+        loss = fl.CategoricalFocal(gamma=gamma, alpha=alpha)
+        for reduction in REDUCTIONS:
+            check_outputs(loss, y, z, gamma, alpha, sw, reduction, dtype, f"K={K} {reduction}")
+        zn = z.copy()
+        zn[4, 0] = np.nan
+        rows, g, h = loss.value_grad_hess(y, zn, reduction="none")
+        r0, g0, h0 = loss.value_grad_hess(y, z, reduction="none")
+        assert np.isnan(rows[4]) and np.all(np.isnan(g[4])) and np.all(np.isnan(h[4]))
+        keep = np.arange(n) != 4
+        assert_bitwise_equal(rows[keep], r0[keep], f"K={K}: rows beside the NaN row")
+        assert_bitwise_equal(g[keep], g0[keep], f"K={K}: gradient beside the NaN row")
+        assert_bitwise_equal(h[keep], h0[keep], f"K={K}: Hessian beside the NaN row")
+
+
 @pytest.mark.parametrize("gamma", GAMMAS)
 def test_fastloss_vs_finite_differences(gamma, rng):
     """float64 fastloss: gradient against central differences of the reference value, and the

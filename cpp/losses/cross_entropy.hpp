@@ -189,6 +189,33 @@ FL_HD double focal_logits_row(const RowJob& job, const CeParams& p, index_t r, c
   return s * loss;
 }
 
+// The index of the first maximum of z[0..K) (z[0] where it is NaN, as a running argmax gives),
+// from the row max m: a min-reduction that vectorizes (a running argmax is a serial chain).
+template <class T>
+FL_HD FL_INLINE index_t row_argmax(const T* z, index_t K, T m) {
+  if (!(z[0] == z[0])) return 0;
+  index_t M = K;
+  for (index_t k = 0; k < K; ++k) M = min_(M, z[k] == m ? k : K);
+  return M == K ? 0 : M;  // a row without a number but z[0]
+}
+
+// F = O^gamma over n values: 1 for gamma = 0, repeated products for an integer gamma up to
+// kFocalMaxProductGamma (one flat loop each, which gcc vectorizes; within (gamma - 1) / 2 ulp,
+// where exp(gamma log O) loses gamma |log O| ulp for small O), else exp(gamma log O).
+inline constexpr double kFocalMaxProductGamma = 8;
+FL_HD inline void focal_power(index_t n, const double* __restrict O, double* __restrict F, double gamma) {
+  if (gamma == 0) {
+    for (index_t i = 0; i < n; ++i) F[i] = 1.0;
+  } else if (gamma <= kFocalMaxProductGamma && gamma == double(int(gamma))) {
+    for (index_t i = 0; i < n; ++i) F[i] = O[i];
+    for (int j = 1; j < int(gamma); ++j)
+      for (index_t i = 0; i < n; ++i) F[i] *= O[i];
+  } else {
+    for (index_t i = 0; i < n; ++i) F[i] = vm::log(O[i]);
+    for (index_t i = 0; i < n; ++i) F[i] = vm::exp(gamma * F[i]);
+  }
+}
+
 // Softmax focal loss with target rows q (Keras' CategoricalFocalCrossentropy on logits):
 //   l = sum_k a_k q_k O_k^gamma L_k,  O_k = 1 - p_k, L_k = -log p_k, a_k = alpha_k (1 without)
 //   c_k = a_k q_k O_k^gamma (gamma p_k L_k / O_k + 1),  C = sum_k c_k
@@ -197,69 +224,84 @@ FL_HD double focal_logits_row(const RowJob& job, const CeParams& p, index_t r, c
 //   c'_k O_k^2 = a_k q_k gamma O_k^(gamma+1) ((L_k - 2) - (gamma - 1) p_k L_k / O_k)
 // Only the most probable class M can have a tiny O (p_M > 1/2): its O_M is summed from the other
 // classes, its L_M = log1p(O_M / p_M), and sum_{k != j} excludes it without cancellation.
+// The per-class terms of focal_dense_row, class by class in loops gcc vectorizes (the class-major
+// form of focal_dense_block's), into scratch rows of K doubles: P (p_k), O, F = O^gamma, and tl
+// (the loss's terms), tc (c_k), tcpO2 (p_k c'_k O_k^2), tcp (c'_k p_k); wq = 0 gives zero terms.
+// Alpha is a template flag: a conditional load of it keeps gcc from vectorizing the loop.
+template <bool Alpha, class T>
+FL_HD void focal_dense_terms(index_t K, const T* __restrict z, T m, const T* __restrict e,
+                             const T* __restrict q, const double* __restrict alpha, double gamma,
+                             double S, double log_S, index_t M, double other_M, double* __restrict P,
+                             double* __restrict O, double* __restrict F, double* __restrict tl,
+                             double* __restrict tc, double* __restrict tcpO2, double* __restrict tcp) {
+  for (index_t k = 0; k < K; ++k) P[k] = double(e[k]) / S;
+  for (index_t k = 0; k < K; ++k) O[k] = k == M ? other_M / S : 1.0 - P[k];
+  focal_power(K, O, F, gamma);
+  // L of the top class from its 1 - p (log1p, no cancellation) where that is below 1/2
+  const double eM = double(e[M]);
+  const bool top_log1p = O[M] < 0.5 && eM > 0;
+  const double LM = top_log1p ? vm::log1p(other_M / eM) : 0.0;
+  for (index_t k = 0; k < K; ++k) {
+    const double wq = (Alpha ? alpha[k] : 1.0) * double(q[k]), pk = P[k], Ok = O[k];
+    const double Lk = top_log1p && k == M ? LM : log_S - (double(z[k]) - double(m)), f = F[k];
+    const double R = Ok > 0 ? Lk / Ok : 1.0;
+    const double pR = pk == 0 ? 0.0 : pk * R;  // its limit where z_k = -inf (L = inf)
+    const double cpO2 = pk == 0 ? 0.0 : wq * gamma * f * Ok * ((Lk - 2.0) - (gamma - 1.0) * pR) * pk;
+    const bool zero = wq == 0.0;
+    tl[k] = zero ? 0.0 : wq * f * Lk;
+    tc[k] = zero ? 0.0 : wq * f * (gamma * pR + 1.0);
+    tcpO2[k] = zero ? 0.0 : cpO2;
+    tcp[k] = zero ? 0.0 : (Ok > 0 ? cpO2 / (Ok * Ok) : 0.0);
+  }
+}
+
 template <class T, bool G, bool H>
 FL_HD double focal_dense_row(const RowJob& job, const CeParams& p, index_t r, const T* z, T m, double s,
                               T* buf) {
   const index_t K = job.K;
-  const double gamma = p.focal_gamma;
-  const double* alpha = job.class_weight;
   const T* q = static_cast<const T*>(job.targets) + r * job.targets_stride;
   T* g = G ? static_cast<T*>(job.grad_out) + r * job.grad_stride : nullptr;
   T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
   // The exponentials go into the gradient row, unless it is the logits row itself (in place):
-  // the per-class terms read z again in the final pass.
+  // the per-class terms read z again. The terms' double rows follow the exponentials' scratch row.
   const bool scratch = !G || static_cast<const void*>(g) == static_cast<const void*>(z);
   T* e = scratch ? buf : g;
-  index_t M = 0;
-  for (index_t k = 1; k < K; ++k) M = z[k] > z[M] ? k : M;
+  double* const P = reinterpret_cast<double*>(
+      (reinterpret_cast<std::uintptr_t>(buf + K) + 7) & ~std::uintptr_t(7));
+  double *const O = P + K, *const F = O + K, *const tl = F + K, *const tc = tl + K;
+  double *const tcpO2 = tc + K, *const tcp = tcpO2 + K;
+  const index_t M = row_argmax(z, K, m);
   const LinesAhead<T> ahead = next_row_ahead<T>(job, r);
-  const double S = row_exp_sum(z, K, m, e, T(1), &ahead), log_s = vm::log(S);
+  const double S = row_exp_sum(z, K, m, e, T(1), &ahead), log_S = vm::log(S);
   const double eM = double(e[M]);
   e[M] = T(0);
   const double other_M = lane_sum(e, K);
   e[M] = static_cast<T>(eM);
-  struct Terms {
-    double loss, c, cpO2, cp;  // cp = c'_k p_k (0 where O_k = 0)
-  };
-  auto terms = [&](index_t k, double ek) {
-    Terms t{0, 0, 0, 0};
-    const double wq = (alpha ? alpha[k] : 1.0) * double(q[k]);
-    if (wq == 0.0) return t;
-    const double p = ek / S;
-    const double O = k == M ? other_M / S : 1.0 - p;
-    const double L = k == M && O < 0.5 && ek > 0 ? vm::log1p(other_M / ek)
-                                                 : log_s - (double(z[k]) - double(m));
-    const double R = O > 0 ? L / O : 1.0;
-    const double pR = p == 0 ? 0.0 : p * R;  // its limit where z_k = -inf (L = inf)
-    const double f = gamma == 0 ? 1.0 : vm::exp(gamma * vm::log(O));
-    t.loss = wq * f * L;
-    t.c = wq * f * (gamma * pR + 1.0);
-    t.cpO2 = p == 0 ? 0.0 : wq * gamma * f * O * ((L - 2.0) - (gamma - 1.0) * pR) * p;  // p c' O^2
-    t.cp = O > 0 ? t.cpO2 / (O * O) : 0.0;
-    return t;
-  };
-  double loss = 0.0, C_other = 0.0, D = 0.0;  // C_other, D: sums over k != M
-  for (index_t k = 0; k < K; ++k) {
-    const Terms t = terms(k, double(e[k]));
-    loss += t.loss;
-    C_other += k == M ? 0.0 : t.c;
-    D += k == M ? 0.0 : t.cp;
-  }
+  const double* alpha = job.class_weight;
+  const double gamma = p.focal_gamma;
+  if (alpha)
+    focal_dense_terms<true>(K, z, m, e, q, alpha, gamma, S, log_S, M, other_M, P, O, F, tl, tc, tcpO2,
+                            tcp);
+  else
+    focal_dense_terms<false>(K, z, m, e, q, alpha, gamma, S, log_S, M, other_M, P, O, F, tl, tc, tcpO2,
+                             tcp);
+  // The sums over k (C and D without the top class), in lane_sum's fixed lanes.
+  const double loss = lane_sum(tl, K), cM = tc[M], cpM = tcp[M];
+  tc[M] = 0.0, tcp[M] = 0.0;
+  const double C_other = lane_sum(tc, K), D = lane_sum(tcp, K), C = C_other + cM;
   if constexpr (G) {
     const double sc = s * job.grad_scale;
-    const Terms tM = terms(M, eM);
-    const double C = C_other + tM.c, O_M = other_M / S;
-    for (index_t k = 0; k < K; ++k) {
-      const double ek = double(e[k]), p = ek / S, O = k == M ? O_M : 1.0 - p;
-      const Terms t = k == M ? tM : terms(k, ek);
-      if constexpr (H) {
-        const double others = k == M ? D : D - t.cp + tM.cp;  // sum_{j != k} c'_j p_j
-        h[k] = static_cast<T>(sc * (p * O * C - t.cpO2 - p * p * others));
+    const double pM = P[M], O_M = O[M];
+    if constexpr (H) {
+      for (index_t k = 0; k < K; ++k) {
+        const double pk = P[k];  // D - tcp[k] + cpM: sum_{j != k} c'_j p_j
+        h[k] = static_cast<T>(sc * (pk * O[k] * C - tcpO2[k] - pk * pk * (D - tcp[k] + cpM)));
       }
-      // p C - c; for the top class p (C - c_M) - O_M c_M, without the cancellation of p - 1
-      const double gk = k == M ? p * C_other - O_M * tM.c : p * C - t.c;
-      g[k] = static_cast<T>(sc * gk);
+      h[M] = static_cast<T>(sc * (pM * O_M * C - tcpO2[M] - pM * pM * D));
     }
+    for (index_t k = 0; k < K; ++k) g[k] = static_cast<T>(sc * (P[k] * C - tc[k]));
+    // p C - c; for the top class p (C - c_M) - O_M c_M, without the cancellation of p - 1
+    g[M] = static_cast<T>(sc * (pM * C_other - O_M * cM));
   }
   return s * loss;
 }
@@ -493,7 +535,7 @@ bool focal_dense_block(const RowJob& job, const CeParams& p, index_t r0, index_t
   block_sample_weights(job, r0, len, sw);
   double wc[kLanes];  // alpha
   block_class_weights(job, wc);
-  // The per-class terms of every row (focal_dense_row's terms()), class-major, in short loops gcc
+  // The per-class terms of every row (focal_dense_terms), class-major, in short loops gcc
   // vectorizes: pk, O, L, then the rest; wq = 0 gives zero terms.
   const double gamma = p.focal_gamma;
   BlockSums P, O, L, F, tl, tc, tcpO2, tcp;
@@ -510,14 +552,7 @@ bool focal_dense_block(const RowJob& job, const CeParams& p, index_t r0, index_t
   for (index_t b = 0; b < B; ++b)
     if (O[M[b]][b] < 0.5 && eM[b] > 0) L[M[b]][b] = LM[b];
   // F = O^gamma as the row path forms it, in flat loops over the block (nested ones stay scalar)
-  double* const Fv = &F[0][0];
-  const double* const Ov = &O[0][0];
-  if (gamma == 0) {
-    for (index_t i = 0; i < K * B; ++i) Fv[i] = 1.0;
-  } else {
-    for (index_t i = 0; i < K * B; ++i) Fv[i] = vm::log(Ov[i]);
-    for (index_t i = 0; i < K * B; ++i) Fv[i] = vm::exp(gamma * Fv[i]);
-  }
+  focal_power(K * B, &O[0][0], &F[0][0], gamma);
   for (index_t k = 0; k < K; ++k)
     for (index_t b = 0; b < B; ++b) {
       const double wq = wc[k] * double(q[k][b]), pk = P[k][b], Ok = O[k][b], Lk = L[k][b], f = F[k][b];
@@ -530,13 +565,17 @@ bool focal_dense_block(const RowJob& job, const CeParams& p, index_t r0, index_t
       tcpO2[k][b] = zero ? 0.0 : cpO2;
       tcp[k][b] = zero ? 0.0 : (Ok > 0 ? cpO2 / (Ok * Ok) : 0.0);
     }
-  BlockValues loss = {}, C_other = {}, D = {};  // C_other, D: sums over k != M, serial as there
-  for (index_t k = 0; k < K; ++k)
-    for (index_t b = 0; b < B; ++b) {
-      loss[b] += tl[k][b];
-      C_other[b] += k == M[b] ? 0.0 : tc[k][b];
-      D[b] += k == M[b] ? 0.0 : tcp[k][b];
-    }
+  // The sums over k (C_other and D without the top class) in lane_sum's order, as there.
+  BlockValues loss, C_other, D;
+  auto sum_terms = [&](const BlockSums& t, bool skip_top, BlockValues& out) {
+    for (index_t k = 0; k < K; ++k)
+      for (index_t b = 0; b < B; ++b) acc[k][b] = skip_top && k == M[b] ? 0.0 : t[k][b];
+    block_lane_sums(acc, K, false);
+    for (index_t b = 0; b < B; ++b) out[b] = acc[0][b];
+  };
+  sum_terms(tl, false, loss);
+  sum_terms(tc, true, C_other);
+  sum_terms(tcp, true, D);
   if constexpr (G) {
     BlockValues sc, C, cM, cpM;
     for (index_t b = 0; b < B; ++b) cM[b] = tc[M[b]][b], cpM[b] = tcp[M[b]][b];
@@ -569,8 +608,11 @@ template <class T, bool Dense, bool Focal>
 struct SoftmaxCrossEntropy {
   // PyTorch's mean with labels weights rows by their label's class weight; the focal loss's
   // alpha does not normalize.
+  // Scratch: the +inf rewrite's row, the exponentials' row; the dense focal form adds its seven
+  // rows of K doubles (focal_dense_row) and a row for their alignment.
+  static constexpr int kFocalDenseRows = 1 + 7 * int(sizeof(double) / sizeof(T));
   static constexpr RowSpec spec{Dense ? RowTarget::rows : RowTarget::labels, Focal ? 1 : 3, nullptr,
-                                !Focal, 2};
+                                !Focal, Dense && Focal ? 2 + kFocalDenseRows : 2};
   CeParams p;
   explicit SoftmaxCrossEntropy(const double* v)
       : p(Focal ? CeParams{true, 1e-7, 0.0, v[0]} : CeParams{v[0] != 0.0, v[1], v[2], -1.0}) {}
