@@ -141,32 +141,6 @@ struct StageBlock<T, T> {  // one value per element
   FL_INLINE T get(index_t i) const { return value[i]; }
 };
 
-// Runs fn(i0, i1) over [0, len) a line of elements at a time, prefetching a line of each of
-// ahead's streams before each (absent streams prefetch a line of the stack: no branch in the loop,
-// whose constants gcc then keeps in registers), or once over the whole range without streams.
-template <class T, class Fn>
-FL_INLINE void lines_ahead(index_t len, const LinesAhead<T>& ahead, Fn&& fn) {
-  constexpr index_t kLine = 64 / sizeof(T);
-  index_t i = 0;
-  if (ahead.any()) {
-    alignas(64) T dummy[kLine] = {};
-    const T* a0 = ahead.in[0] ? ahead.in[0] : dummy;
-    const T* a1 = ahead.in[1] ? ahead.in[1] : dummy;
-    const T* a2 = ahead.out[0] ? ahead.out[0] : dummy;
-    const T* a3 = ahead.out[1] ? ahead.out[1] : dummy;
-    const index_t s0 = ahead.in[0] ? 1 : 0, s1 = ahead.in[1] ? 1 : 0;
-    const index_t s2 = ahead.out[0] ? 1 : 0, s3 = ahead.out[1] ? 1 : 0;
-    for (; i + kLine <= len; i += kLine) {
-      __builtin_prefetch(a0 + i * s0);
-      __builtin_prefetch(a1 + i * s1);
-      __builtin_prefetch(a2 + i * s2, 1);
-      __builtin_prefetch(a3 + i * s3, 1);
-      fn(i, i + kLine);
-    }
-  }
-  if (i < len) fn(i, len);
-}
-
 template <class Body, class T, class StageBuf>
 FL_INLINE void stage_range(const Body& body, index_t i0, index_t i1, const T* __restrict y,
                            const T* __restrict p, StageBuf& st) {
