@@ -42,20 +42,27 @@ FL_HD double MultiMargin<T>::row(const RowJob& job, index_t r, T*) const {
   auto slope = [&](double u) { return u > 0 ? (p == 2 ? 2 * u : 1.0) : (u == u ? 0.0 : u); };
   auto curve = [&](double u) { return u > 0 && p == 2 ? 2.0 : (u == u ? 0.0 : u); };
   if (!crammer_singer) {
-    for (index_t k = 0; k < K; ++k) {
-      const double u = k == t ? 0.0 : margin - zt + double(z[k]);
-      loss += k == t ? 0.0 : term(u);
-      if constexpr (G) {
-        const double d = k == t ? 0.0 : slope(u);
-        g[k] = static_cast<T>(sc * d);
-        gt += d;
+    // The sums of the terms, slopes and curvatures first, in the fixed lanes of row_lane_sums
+    // (vector code; serial double sums kept the loop scalar: 16384 x 1000 float32, one thread,
+    // 158 -> 31 ms), then the derivatives elementwise, after every read of z (grad_out may be z).
+    const double base = margin - zt;
+    const bool sq = p == 2;
+    double sums[3];
+    row_lane_sums<double, 3>(K, sums, [&](index_t k, auto* acc) FL_LAMBDA_INLINE {
+      using U = FL_LANES_TYPE(acc);
+      const U zero = {}, u = lanes_select_not(k, t, base + lanes_load_as<U>(z + k));
+      const U nan_or_zero = u == u ? zero : u;
+      acc[0] = u > zero ? (sq ? u * u : u) : nan_or_zero;
+      acc[1] = u > zero ? (sq ? 2.0 * u : zero + 1.0) : nan_or_zero;
+      acc[2] = sq ? (u > zero ? zero + 2.0 : nan_or_zero) : nan_or_zero;
+    });
+    loss = sums[0], gt = sums[1], ht = sums[2];
+    if constexpr (G)
+      for (index_t k = 0; k < K; ++k) {
+        const double u = k == t ? 0.0 : base + double(z[k]);
+        if constexpr (H) h[k] = static_cast<T>(sc * curve(u));
+        g[k] = static_cast<T>(sc * slope(u));
       }
-      if constexpr (H) {
-        const double c = k == t ? 0.0 : curve(u);
-        h[k] = static_cast<T>(sc * c);
-        ht += c;
-      }
-    }
   } else {
     index_t best = -1;
     for (index_t k = 0; k < K; ++k)
