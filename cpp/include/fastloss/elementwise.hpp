@@ -141,6 +141,7 @@ struct StageBlock<T, T> {  // one value per element
   FL_INLINE T get(index_t i) const { return value[i]; }
 };
 
+// A staged body's first pass over elements [i0, i1) of the block, into the stage buffer.
 template <class Body, class T, class StageBuf>
 FL_INLINE void stage_range(const Body& body, index_t i0, index_t i1, const T* __restrict y,
                            const T* __restrict p, StageBuf& st) {
