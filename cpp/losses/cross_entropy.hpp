@@ -168,8 +168,7 @@ FL_HD double focal_logits_row(const RowJob& job, const CeParams& p, index_t r, c
   T* h = H ? static_cast<T*>(job.hess_out) + r * job.hess_stride : nullptr;
   T* scratch = G ? g : buf;
   const double zt = double(z[t]);
-  index_t M = 0;  // the most probable class, whose 1 - p_M may cancel (Hessian only)
-  for (index_t k = 1; H && k < K; ++k) M = z[k] > z[M] ? k : M;
+  const index_t M = H ? row_argmax(z, K, m) : 0;  // the most probable class, whose 1 - p_M may cancel
   // The other classes' exponentials summed apart in the same pass (no 1 - p_t cancellation).
   const LinesAhead<T> ahead = next_row_ahead<T>(job, r);
   const double other = row_exp_sum_but(z, K, m, scratch, t, &ahead);
@@ -203,16 +202,6 @@ FL_HD double focal_logits_row(const RowJob& job, const CeParams& p, index_t r, c
     g[t] = static_cast<T>(-sc * c * om);  // c (p_t - 1) without the cancellation of p_t - 1
   }
   return s * loss;
-}
-
-// The index of the first maximum of z[0..K) (z[0] where it is NaN, as a running argmax gives),
-// from the row max m: a min-reduction that vectorizes (a running argmax is a serial chain).
-template <class T>
-FL_HD FL_INLINE index_t row_argmax(const T* z, index_t K, T m) {
-  if (!(z[0] == z[0])) return 0;
-  index_t M = K;
-  for (index_t k = 0; k < K; ++k) M = min_(M, z[k] == m ? k : K);
-  return M == K ? 0 : M;  // a row without a number but z[0]
 }
 
 // F = O^gamma over n values: 1 for gamma = 0, repeated products for an integer gamma up to

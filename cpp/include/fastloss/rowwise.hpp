@@ -57,6 +57,17 @@ FL_HD inline T row_max(const T* x, index_t K) {
 #endif
 }
 
+// The index of the first maximum of z[0..K), that of the running argmax M = z[k] > z[M] ? k : M
+// (0 where z[0] is NaN; other NaNs never win), from the row max m (row_max): a min-reduction that
+// vectorizes, where the running argmax is a serial chain.
+template <class T>
+FL_HD FL_INLINE index_t row_argmax(const T* z, index_t K, T m) {
+  if (!(z[0] == z[0])) return 0;
+  index_t M = K;
+  for (index_t k = 0; k < K; ++k) M = min_(M, z[k] == m ? k : K);
+  return M == K ? 0 : M;  // a row without a number but z[0]
+}
+
 // Sums of N terms per element over a row, in the fixed lanes of every row reduction here: element k
 // goes to lane k % kLanes on every ISA, summed in T over chunks of kExpChunk elements (16 terms per
 // lane: bounded rounding), then in double; the lanes are combined pairwise, so the sums are
