@@ -4,7 +4,7 @@
 // compile as device code.
 // Errors (ULP of the result type, measured with FMA against long double libm on 4e6 samples of the
 // stated domain, subnormal exp results included):
-//   exp_expm1_nonpos  exp <= 1.04 float / 1.09 double; expm1 <= 0.99 / 1.21
+//   exp_expm1_clamped exp <= 1.04 float / 1.09 double; expm1 <= 0.99 / 1.21
 //   log_cosh_small    <= 0.83 float / 0.95 double on |a| <= 0.6875
 #pragma once
 
@@ -59,38 +59,61 @@ struct ExpConst<double> {
 };
 }  // namespace fused_detail
 
-// exp(x) and expm1(x) for x <= 0 (or -inf, NaN) from one Cody-Waite reduction x = k ln2 + r:
+// The bounds of exp_expm1_clamped's argument as values the compiler cannot see (opaque on the
+// host): gcc 12 turns a select against a constant into a compare and a blend, and a compare takes
+// a slot of the multiply/FMA pipe that these loops are bound by (AMD Zen 4: 8 FMAs and 4 compares
+// take 12 cycles, 8 FMAs and 4 max 8); against a loop-invariant variable the clamp of a loaded
+// value is a max and a min, on the other pipes. A loss body holds one (built once per call,
+// outside its loops); ExpLimits{} keeps the constants for one-off callers.
+template <class T>
+struct ExpLimits {
+  T lo = fused_detail::ExpConst<T>::kLo, kmin = T(-64);
+  FL_HD static ExpLimits opaque() {
+    ExpLimits l;
+#if !defined(__CUDACC__) && defined(__GNUC__)
+    __asm__("" : "+m"(l.lo), "+m"(l.kmin));
+#endif
+    return l;
+  }
+};
+
+// exp(x) and expm1(x) for x in [kLo, 0] (or NaN) from one Cody-Waite reduction x = k ln2 + r:
 // p = expm1(r), exp = 2^k (1 + p), expm1 = (2^k - 1) + 2^k p (both roundings exact or small next
 // to the result, so expm1 keeps full relative accuracy near 0). 2^(k+64) is normal for every k
 // here, so exp = ((1 + p) 2^(k+64)) 2^-64 rounds once, subnormal results included, and
-// exp(kLo) already rounds to +0; NaN propagates through p. Below k = -64, 2^k - 1 rounds to -1
-// and 2^k is capped there. Positive x: outside the domain.
+// exp(kLo) already rounds to +0. (1 + p) 2^(k+64) is an integer add to the exponent field (a
+// multiply fewer), which would make garbage of a NaN: adding x - x (0, or NaN) restores it.
+// Below k = -64, 2^k - 1 rounds to -1 and 2^k is capped there.
 template <class T>
-FL_HD FL_INLINE ExpExpm1<T> exp_expm1_nonpos(T x) {
+FL_HD FL_INLINE ExpExpm1<T> exp_expm1_clamped(T x, const ExpLimits<T>& lim) {
   using C = fused_detail::ExpConst<T>;
   using U = typename C::U;
   using vm::detail::from_bits;
   using vm::detail::to_bits;
-  const T xc = x < C::kLo ? C::kLo : x;  // NaN passes
-  const T z = fma_(xc, C::kLog2e, C::kShift), kd = z - C::kShift;
-  T r = fma_(kd, -C::kLn2Hi, xc);
+  const T z = fma_(x, C::kLog2e, C::kShift), kd = z - C::kShift;
+  T r = fma_(kd, -C::kLn2Hi, x);
   r = fma_(kd, -C::kLn2Lo, r);
   const T p = fma_(r * r, C::q(r), r);
-  const U k64 = static_cast<U>(to_bits(z) - to_bits(C::kShift) + C::kBias + 64u);
-  const T e = ((T(1) + p) * from_bits(static_cast<U>(k64 << C::kMant))) * C::kDown;
-  const T kc = kd < T(-64) ? T(-64) : kd;
+  const U k64 = static_cast<U>(to_bits(z) - to_bits(C::kShift) + 64u);
+  const T e = from_bits(static_cast<U>(to_bits(T(1) + p) + (k64 << C::kMant))) * C::kDown + (x - x);
+  const T kc = kd < lim.kmin ? lim.kmin : kd;
   const U kcb = static_cast<U>(to_bits(kc + C::kShift) - to_bits(C::kShift) + C::kBias);
   const T sc = from_bits(static_cast<U>(kcb << C::kMant));
   return {e, fma_(sc, p, sc - T(1))};
 }
 
+// exp(-|z|) and expm1(-|z|) for any z (NaN included): z is clamped to [kLo, -kLo] before its sign
+// is set (a max and a min; NaN passes).
+template <class T>
+FL_HD FL_INLINE ExpExpm1<T> exp_expm1_neg_abs(T z, const ExpLimits<T>& lim = {}) {
+  const T lo = z < lim.lo ? lim.lo : z, zc = lo > -lim.lo ? -lim.lo : lo;
+  return exp_expm1_clamped(vm::detail::neg_abs(zc), lim);
+}
+
 // exp(-|z|): one range reduction shared by every part of a logistic loss.
 template <class T>
-FL_HD FL_INLINE T exp_neg_abs(T z) {
-  using vm::detail::from_bits;
-  using vm::detail::to_bits;
-  using U = decltype(to_bits(z));
-  return exp_expm1_nonpos(from_bits(static_cast<U>(to_bits(z) | (U(1) << (8 * sizeof(T) - 1))))).e;
+FL_HD FL_INLINE T exp_neg_abs(T z, const ExpLimits<T>& lim = {}) {
+  return exp_expm1_neg_abs(z, lim).e;
 }
 
 // softplus(z), softplus(-z), sigmoid(z), sigmoid(-z) from e = exp(-|z|) and one log1p of it, each
@@ -122,7 +145,7 @@ FL_HD FL_INLINE float log_cosh_small(float a) {
   return fma_(0.5f, w, fma_(w * w, q, 0.5f * wl));  // w/2 exact, added last
 }
 FL_HD FL_INLINE double log_cosh_small(double a) {
-  // Q by Estrin's scheme (chain of 5 operations instead of 10), as exp_expm1_nonpos.
+  // Q by Estrin's scheme (chain of 5 operations instead of 10), as exp_expm1_clamped.
   const double w = a * a, wl = fma_(a, a, -w), w2 = w * w, w4 = w2 * w2, w8 = w4 * w4;
   const double q01 = fma_(0x1.6c16c16c15a60p-6, w, -0x1.5555555555553p-4);
   const double q23 = fma_(0x1.1ea5d33a2234bp-9, w, -0x1.ba1ba1b8a3758p-8);

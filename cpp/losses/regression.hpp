@@ -103,12 +103,12 @@ struct LogCosh {
   // An element's work (elementwise.hpp): its one-thread time over MSE's, float32 : float64.
   static constexpr index_t kWork = sizeof(T) == 4 ? 4 : 8;
   using Stage = ExpExpm1<T>;
+  ExpLimits<T> lim = ExpLimits<T>::opaque();
   FL_HD explicit LogCosh(const double*) {}
-  FL_HD FL_INLINE static T abs_residual(T y, T p) {
+  FL_HD FL_INLINE Stage stage(T y, T p) const {
     const T r = p - y;
-    return r < T(0) ? -r : r;
+    return exp_expm1_neg_abs(r + r, lim);  // of -2|r|
   }
-  FL_HD FL_INLINE Stage stage(T y, T p) const { return exp_expm1_nonpos(T(-2) * abs_residual(y, p)); }
   template <bool G, bool H>
   FL_HD FL_INLINE void operator()(T y, T p, T aux, T& l, T& g, T& h) const {
     finish<G, H>(y, p, aux, stage(y, p), l, g, h);
@@ -118,7 +118,7 @@ struct LogCosh {
     constexpr bool f32 = sizeof(T) == 4;
     const T ln2_hi = f32 ? T(0x1.62e430p-1f) : T(0x1.62e42fefa39efp-1);  // a - ln2_hi is exact
     const T ln2_lo = f32 ? T(-0x1.05c610p-29f) : T(0x1.abc9e3b39803fp-56);
-    const T r = p - y, a = abs_residual(y, p);
+    const T r = p - y, a = vm::detail::abs_bits(r);
     const T big = (a - ln2_hi) + (vm::log1p_unit(x.e) - ln2_lo);  // NaN and inf pass
     l = a < T(0.6875) ? log_cosh_small(a) : big;
     if constexpr (G || H) {

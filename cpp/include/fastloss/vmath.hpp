@@ -411,6 +411,10 @@ template <class T>
 FL_HD FL_INLINE T neg_abs(T x) {
   return from_bits(static_cast<typename fp<T>::U>(to_bits(x) | fp<T>::kSign));
 }
+template <class T>
+FL_HD FL_INLINE T abs_bits(T x) {  // |x| by its sign bit: no compare (|-0| = +0, NaN stays NaN)
+  return from_bits(static_cast<typename fp<T>::U>(to_bits(x) & ~fp<T>::kSign));
+}
 
 // (exp(r) - 1 - r) / r^2 for |r| <= ln2/2, near-minimax (Chebyshev), by Estrin's scheme (a
 // dependency chain of 4 operations instead of Horner's 9, so that more consecutive elements
