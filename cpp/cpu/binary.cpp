@@ -34,9 +34,11 @@ double run_focal_logits(const ElementwiseJob& job) {
   return run_elementwise<losses::FocalLogits, T>(job);
 }
 
+// BCE on logits without pos_weight and smoothing (the common call) runs the body without them.
 template <class T>
 double run_bce_logits(const ElementwiseJob& job) {
-  if (job.params[0] == 1.0 && job.params[1] == 0.0) return run_elementwise<losses::BCELogitsPlain, T>(job);
+  const bool plain = job.params[0] == 1.0 && job.params[1] == 0.0;
+  if (plain) return run_elementwise<losses::BCELogitsPlain, T>(job);
   return run_elementwise<losses::BCELogits, T>(job);
 }
 

@@ -548,7 +548,7 @@ FL_HD FL_INLINE T log1p_t(T x) {
   T y = log1p_core(x);
   y = x == F::kInf ? x : y;
   y = x == T(-1) ? -F::kInf : y;
-  T ax = from_bits(static_cast<typename F::U>(to_bits(x) & ~F::kSign));
+  T ax = abs_bits(x);
   y = ax < F::kTiny ? x : y;  // +-0, subnormals
   return x >= T(-1) ? y : F::kNaN;  // x < -1 and NaN in one select
 }
@@ -602,7 +602,7 @@ template <>
 FL_HD FL_INLINE double tanh_t<double>(double x) {
   using F = fp<double>;
   using U = F::U;
-  const double z = from_bits(static_cast<U>(to_bits(x) & ~F::kSign));
+  const double z = abs_bits(x);
   const double magic = F::kShift + 1024.0;  // zn's low bits hold n + 1024
   const double zn = fma_(z, -2.0 * F::kLog2e, magic);  // n = round(-2z / ln2)
   const double s = from_bits(static_cast<U>(to_bits(zn) << F::kMant)) * 0.5;  // 2^n
