@@ -17,6 +17,15 @@ def test_small_run_checks_against_numpy_and_reports():
     json.dumps(jsonable(res))
 
 
+def test_every_elementwise_loss_gets_data_it_accepts():
+    """The default run skips no loss: each gets inputs in its domain (positive times and amounts
+    for the survival and Gamma losses, labels for the classification ones)."""
+    res = benchmark.run(sizes=[64], dtypes=["float64"], threads=[1], repeats=1, quick=True,
+                        triad_n=100_000, baselines=[])
+    assert res["skipped"] == []
+    assert {"aft", "gamma_nll", "mse", "logistic"} <= {r["loss"] for r in res["rows"]}
+
+
 def test_small_multiclass_run():
     rows = benchmark.run_multiclass(shapes=[(64, 10)], threads=[1], quick=True)
     assert {r["loss"] for r in rows} == {"sparse_categorical_cross_entropy",

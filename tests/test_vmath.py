@@ -36,7 +36,7 @@ CONTRACT_ULP = 2  # integer ULP distance to the correctly rounded result, every 
 # Measured maximum (fractional ULP vs. the exact value), rounded up: see the table in vmath.hpp.
 MEASURED_ULP = {
     np.float32: {**dict.fromkeys(FUNCS, 1.0), "tanh": 2.5, "expm1": 1.6, "log": 1.3, "log1p": 1.6},
-    np.float64: {**dict.fromkeys(FUNCS, 1.0), "exp": 1.2, "log1p": 1.4, "tanh": 1.8},
+    np.float64: {**dict.fromkeys(FUNCS, 1.0), "exp": 1.2, "log": 1.1, "log1p": 1.1, "tanh": 1.8},
 }
 
 
@@ -488,6 +488,23 @@ def test_tanh_float64_where_the_quotient_rounds(isa):
     err = np.abs(y.astype(np.longdouble) - ref) / ulp_of(ref.astype(np.float64), np.float64)
     assert err.max() <= MEASURED_ULP[np.float64]["tanh"], x[np.argmax(err)]
     assert ulp_distance(y, ref.astype(np.float64)).max() <= CONTRACT_ULP
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_every_length_and_offset(isa, name, dtype):
+    """Arrays of every length up to a few registers, at every offset into a buffer: the same bits as
+    the long array, special values included (the explicit AVX-512 forms handle a short tail with
+    masked loads and stores)."""
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, -1.0, 0.75, 1.5]
+    edges = np.array(special + EDGES[dtype][:12] + special[::-1], dtype)
+    x = np.concatenate([edges, np.random.default_rng(3).uniform(-1, 3, 16).astype(dtype)])
+    whole = run(name, x)
+    for start in range(9):
+        for n in range(0, 25):
+            part = run(name, x[start:start + n])
+            same = (part == whole[start:start + n]) | (np.isnan(part) & np.isnan(whole[start:start + n]))
+            assert same.all(), (name, start, n)
 
 
 @pytest.mark.parametrize("name", FUNCS + ["exp_nonpos", "log1p_unit"])
