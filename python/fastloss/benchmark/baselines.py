@@ -47,11 +47,20 @@ def _data_sign(n: int, dtype: np.dtype, rng: np.random.Generator) -> Tuple[np.nd
     return y, p
 
 
-DATA = {"regression": data_regression, "binary": _data_binary, "sign": _data_sign}
+def _data_positive(n: int, dtype: np.dtype, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+    """Positive targets (times, amounts) y = exp(N(0, 1)) and log-scale predictions
+    log(y) + N(0, 0.5), for log-link likelihoods and survival times."""
+    ly = rng.standard_normal(n)
+    return np.exp(ly).astype(dtype), (ly + 0.5 * rng.standard_normal(n)).astype(dtype)
+
+
+DATA = {"regression": data_regression, "binary": _data_binary, "sign": _data_sign,
+        "positive": _data_positive}
 # Which data each loss gets; a loss not listed tries these kinds in order until one is accepted.
 DATA_KIND: Dict[str, str] = {
     "binary_cross_entropy": "binary", "binary_focal": "binary", "logistic": "sign",
     "hinge": "sign", "squared_hinge": "sign", "smooth_hinge": "sign",
+    "gamma_nll": "positive", "aft": "positive",
 }
 
 
