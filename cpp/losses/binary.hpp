@@ -98,10 +98,14 @@ struct Logistic : LogitStaged<T, Logistic<T>> {
   FL_HD explicit Logistic(const double*) {}
   template <bool G, bool H>
   FL_HD FL_INLINE void finish(T y, T z, T, T e, T& l, T& g, T& h) const {
-    const T s = label_sign(y);
-    const LogisticParts<T> q(s * z, e);  // exp(-|s z|) = exp(-|z|)
-    l = q.sp_neg;
-    if constexpr (G) g = -s * q.sig_neg;
+    const T s = label_sign(y), u = s * z;
+    const LogisticParts<T> q(u, e);  // exp(-|s z|) = exp(-|z|)
+    // softplus(-u) = max(-u, 0) + log1p(e): a max against the opaque zero instead of a second
+    // compare of u (a NaN u passes, as the max's second operand); -(s sig) rather than (-s) sig,
+    // whose select on the label gcc makes with a compare of its own.
+    const T nu = -u;
+    l = (this->lim.zero > nu ? this->lim.zero : nu) + q.l;
+    if constexpr (G) g = -(s * q.sig_neg);
     if constexpr (H) h = q.sig * q.sig_neg;
   }
 };
@@ -127,6 +131,14 @@ template <class T>
 FL_HD FL_INLINE T focal_product(T af, T at, T ce) {
   const T prod = af * ce, fix = at != T(0) ? ce : af;
   return prod == prod ? prod : fix;
+}
+// The same for alpha_t = 1 (no alpha), where af = m^gamma is in [0, 1] and so af * ce <= ce: the
+// lesser of the two, with a NaN product giving way to ce as a min's second operand (vminps, no
+// compare).
+template <class T>
+FL_HD FL_INLINE T focal_product_unweighted(T af, T ce) {
+  const T prod = af * ce;
+  return prod < ce ? prod : ce;
 }
 
 // alpha_t = alpha y + (1 - alpha)(1 - y), or 1 without alpha (alpha < 0), as one fused
@@ -225,7 +237,7 @@ struct FocalLogitsInt : LogitStaged<T, FocalLogitsInt<T, N, Alpha>> {
     const T m = y * s.sig_neg + yn * s.sig, at = Alpha ? alpha(y, yn) : T(1);
     const auto weighted = [at](T x) FL_LAMBDA_INLINE { return Alpha ? at * x : x; };
     const PowDerivs<T> P = int_pow_derivs<N>(m, n);
-    l = focal_product(weighted(P.p0), at, ce);
+    l = Alpha ? focal_product(weighted(P.p0), at, ce) : focal_product_unweighted(P.p0, ce);
     if constexpr (G || H) {
       const T s2 = s.sig * s.sig_neg, m1 = (T(1) - T(2) * y) * s2, m1ce = weigh(m1, ce);
       const T dce = yn * s.sig - y * s.sig_neg;

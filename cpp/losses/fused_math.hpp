@@ -67,11 +67,11 @@ struct ExpConst<double> {
 // outside its loops); ExpLimits{} keeps the constants for one-off callers.
 template <class T>
 struct ExpLimits {
-  T lo = fused_detail::ExpConst<T>::kLo, kmin = T(-64);
+  T lo = fused_detail::ExpConst<T>::kLo, kmin = T(-64), zero = T(0);
   FL_HD static ExpLimits opaque() {
     ExpLimits l;
 #if !defined(__CUDACC__) && defined(__GNUC__)
-    __asm__("" : "+m"(l.lo), "+m"(l.kmin));
+    __asm__("" : "+m"(l.lo), "+m"(l.kmin), "+m"(l.zero));
 #endif
     return l;
   }
