@@ -20,6 +20,21 @@ struct LogitStaged {
   using Stage = T;
   ExpLimits<T> lim = ExpLimits<T>::opaque();
   FL_HD FL_INLINE T stage(T, T z) const { return exp_neg_abs(z, lim); }
+#if defined(__AVX512F__) && !defined(__CUDACC__)
+  // The first pass over elements [i0, i1) of a block in AVX-512 registers (elementwise.hpp's
+  // stage_range): exp_expm1_neg_abs_reg, whose vscalef saves the integer exponent arithmetic.
+  template <class StageBuf>
+  FL_INLINE void stage_range(index_t i0, index_t i1, const T*, const T* __restrict z, StageBuf& st) const {
+    using V = decltype(fused_detail::reg_of(T{}));
+    constexpr index_t kLanes = sizeof(V) / sizeof(T);
+    index_t i = i0;
+    for (; i + kLanes <= i1; i += kLanes) {
+      const V e = exp_expm1_neg_abs_reg(fused_detail::load_reg<V>(z + i), lim);
+      __builtin_memcpy(st.value + i, &e, sizeof e);
+    }
+    for (; i < i1; ++i) st.value[i] = stage(T(0), z[i]);
+  }
+#endif
   template <bool G, bool H>
   FL_HD FL_INLINE void operator()(T y, T z, T aux, T& l, T& g, T& h) const {
     static_cast<const Body&>(*this).template finish<G, H>(y, z, aux, stage(y, z), l, g, h);

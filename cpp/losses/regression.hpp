@@ -109,6 +109,24 @@ struct LogCosh {
     const T r = p - y;
     return exp_expm1_neg_abs(r + r, lim);  // of -2|r|
   }
+#if defined(__AVX512F__) && !defined(__CUDACC__)
+  // The first pass in AVX-512 registers (as LogitStaged's, binary.hpp).
+  template <class StageBuf>
+  FL_INLINE void stage_range(index_t i0, index_t i1, const T* __restrict y, const T* __restrict p,
+                             StageBuf& st) const {
+    using V = decltype(fused_detail::reg_of(T{}));
+    constexpr index_t kLanes = sizeof(V) / sizeof(T);
+    index_t i = i0;
+    for (; i + kLanes <= i1; i += kLanes) {
+      const V r = fused_detail::load_reg<V>(p + i) - fused_detail::load_reg<V>(y + i);
+      V em1;
+      const V e = exp_expm1_neg_abs_reg(r + r, lim, &em1);
+      __builtin_memcpy(st.field[0] + i, &e, sizeof e);
+      __builtin_memcpy(st.field[1] + i, &em1, sizeof em1);
+    }
+    for (; i < i1; ++i) st.put(i, stage(y[i], p[i]));
+  }
+#endif
   template <bool G, bool H>
   FL_HD FL_INLINE void operator()(T y, T p, T aux, T& l, T& g, T& h) const {
     finish<G, H>(y, p, aux, stage(y, p), l, g, h);

@@ -141,11 +141,22 @@ struct StageBlock<T, T> {  // one value per element
   FL_INLINE T get(index_t i) const { return value[i]; }
 };
 
-// A staged body's first pass over elements [i0, i1) of the block, into the stage buffer.
+template <class B, class T, class S, class = void>
+struct has_stage_range : std::false_type {};
+template <class B, class T, class S>
+struct has_stage_range<B, T, S, std::void_t<decltype(std::declval<const B&>().stage_range(
+                                    index_t{}, index_t{}, std::declval<const T*>(),
+                                    std::declval<const T*>(), std::declval<S&>()))>> : std::true_type {};
+
+// A staged body's first pass over elements [i0, i1) of the block, into the stage buffer; a body
+// may run it in explicit registers (body.stage_range(i0, i1, y, p, st), the same bits).
 template <class Body, class T, class StageBuf>
 FL_INLINE void stage_range(const Body& body, index_t i0, index_t i1, const T* __restrict y,
                            const T* __restrict p, StageBuf& st) {
-  for (index_t i = i0; i < i1; ++i) st.put(i, body.stage(y[i], p[i]));
+  if constexpr (has_stage_range<Body, T, StageBuf>::value)
+    body.stage_range(i0, i1, y, p, st);
+  else
+    for (index_t i = i0; i < i1; ++i) st.put(i, body.stage(y[i], p[i]));
 }
 
 // Elements [i0, i1) of the block: the loss, gradient and Hessian, scaled and weighted. Restrict

@@ -100,8 +100,9 @@
 
 FL_NAMESPACE_BEGIN
 #if defined(__AVX512F__) && !defined(__CUDACC__)
-// fma_ on one AVX-512 register: kernels written once for a double and an __m512d (whose +, -, *, /
+// fma_ on one AVX-512 register: kernels written once for a scalar and a register (whose +, -, *, /
 // and scalar operands are GCC/Clang vector arithmetic) compute the same bits in both.
+FL_INLINE __m512 fma_(__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); }
 FL_INLINE __m512d fma_(__m512d a, __m512d b, __m512d c) { return _mm512_fmadd_pd(a, b, c); }
 #endif
 namespace vm {
@@ -441,14 +442,16 @@ FL_HD FL_INLINE T abs_bits(T x) {  // |x| by its sign bit: no compare (|-0| = +0
 // dependency chain of 4 operations instead of Horner's 9, so that more consecutive elements
 // overlap: float64 BCE and LogCosh 3-12 % faster): exp = 1 + r + r^2 q to ~1.1 ULP without
 // compensation (float64 exp below, and the fused losses' exponentials).
-FL_HD FL_INLINE double exp_q(double r) {
-  const double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
-  const double p01 = fma_(0x1.5555555555556p-3, r, 0x1.0000000000001p-1);
-  const double p23 = fma_(0x1.1111111110989p-7, r, 0x1.5555555553cd9p-5);
-  const double p45 = fma_(0x1.a01a01a7e5259p-13, r, 0x1.6c16c178c18a5p-10);
-  const double p67 = fma_(0x1.71de0d2e6e42bp-19, r, 0x1.a019b83d2cea4p-16);
-  const double p89 = fma_(0x1.af39d92ab3282p-26, r, 0x1.28927c0646723p-22);
-  const double p03 = fma_(p23, r2, p01), p47 = fma_(p67, r2, p45);
+// V is double or __m512d (V{} + c: c in every lane).
+template <class V>
+FL_HD FL_INLINE V exp_q(V r) {
+  const V r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+  const V p01 = fma_(V{} + 0x1.5555555555556p-3, r, V{} + 0x1.0000000000001p-1);
+  const V p23 = fma_(V{} + 0x1.1111111110989p-7, r, V{} + 0x1.5555555553cd9p-5);
+  const V p45 = fma_(V{} + 0x1.a01a01a7e5259p-13, r, V{} + 0x1.6c16c178c18a5p-10);
+  const V p67 = fma_(V{} + 0x1.71de0d2e6e42bp-19, r, V{} + 0x1.a019b83d2cea4p-16);
+  const V p89 = fma_(V{} + 0x1.af39d92ab3282p-26, r, V{} + 0x1.28927c0646723p-22);
+  const V p03 = fma_(p23, r2, p01), p47 = fma_(p67, r2, p45);
   return fma_(p89, r8, fma_(p47, r4, p03));
 }
 
