@@ -137,7 +137,7 @@ struct LogCosh {
     const T ln2_hi = f32 ? T(0x1.62e430p-1f) : T(0x1.62e42fefa39efp-1);  // a - ln2_hi is exact
     const T ln2_lo = f32 ? T(-0x1.05c610p-29f) : T(0x1.abc9e3b39803fp-56);
     const T r = p - y, a = vm::detail::abs_bits(r);
-    const T big = (a - ln2_hi) + (vm::log1p_unit(x.e) - ln2_lo);  // NaN and inf pass
+    const T big = (a - ln2_hi) + (log1p_quarter(x.e) - ln2_lo);  // NaN and inf pass
     l = a < T(0.6875) ? log_cosh_small(a) : big;
     if constexpr (G || H) {
       const T rcp = T(1) / (T(1) + x.e);
