@@ -184,25 +184,23 @@ struct LogisticParts {
 };
 
 // log1p(x) for x in [0, e^-1.375 = 0.2529] (log1p(exp(-2|r|)) in LogCosh's branch for
-// |r| >= 0.6875): log1p_unit's form, 2 atanh(s) with s = x / (2 + x), and P near-minimax (Remez on
+// |r| >= 0.6875): log1p_unit's form (vm::detail::log1p_atanh) with P near-minimax (Remez on
 // the absolute error of u P, u = s^2 <= 0.0126 instead of 1/9): 3 float / 6 double coefficients
 // instead of 5 / 10. Any x in [0, 1] gives a finite value (the lanes of the other branch); NaN -> NaN.
 FL_HD FL_INLINE float log1p_quarter(float x) {
-  const float s = x / (2.0f + x), u = s * s;
-  float p = 0x1.2a296ap-3f;
-  p = fma_(p, u, 0x1.998f16p-3f);
-  p = fma_(p, u, 0x1.555558p-2f);
-  return fma_(s + s, p * u, fma_(-s, x, x));
+  return vm::detail::log1p_atanh(x, [](float u) FL_LAMBDA_INLINE {
+    return fma_(fma_(0x1.2a296ap-3f, u, 0x1.998f16p-3f), u, 0x1.555558p-2f);
+  });
 }
 FL_HD FL_INLINE double log1p_quarter(double x) {
-  const double s = x / (2.0 + x), u = s * s;
-  double p = 0x1.474275a55e1f6p-4;
-  p = fma_(p, u, 0x1.74278b178b52dp-4);
-  p = fma_(p, u, 0x1.c71ce51a98e7dp-4);
-  p = fma_(p, u, 0x1.249248e5e17e4p-3);
-  p = fma_(p, u, 0x1.99999999b8e99p-3);
-  p = fma_(p, u, 0x1.555555555552cp-2);
-  return fma_(s + s, p * u, fma_(-s, x, x));
+  return vm::detail::log1p_atanh(x, [](double u) FL_LAMBDA_INLINE {
+    double p = 0x1.474275a55e1f6p-4;
+    p = fma_(p, u, 0x1.74278b178b52dp-4);
+    p = fma_(p, u, 0x1.c71ce51a98e7dp-4);
+    p = fma_(p, u, 0x1.249248e5e17e4p-3);
+    p = fma_(p, u, 0x1.99999999b8e99p-3);
+    return fma_(p, u, 0x1.555555555552cp-2);
+  });
 }
 
 // log(cosh(a)) for |a| <= 0.6875 without cancellation: w/2 + w^2 Q(w), w = a^2 (its rounding
