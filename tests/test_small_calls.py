@@ -206,6 +206,41 @@ def test_checks_of_labels_and_probabilities_keep_their_errors():
     assert np.isnan(bce(y, nan_p))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_logistic_on_checked_labels_gives_the_same_bits(isa, dtype):
+    """With a caller's buffer the labels are checked before the kernel, whose body then takes the
+    sign from each label's bits instead of comparing it (it would not make a bad label's value
+    NaN); with fresh outputs the body that does runs. Both must give the same bits, labels -1, 0,
+    -0 and 1 against edge logits, at every lane and in the tail."""
+    rng = np.random.default_rng(11)
+    n = 2 * 1024 + 37
+    y = rng.choice(np.array([-1.0, 0.0, -0.0, 1.0]), n).astype(dtype)
+    z = (4 * rng.standard_normal(n)).astype(dtype)
+    edges = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, -1e30, 1e-40, -1e-40, 87.0, -88.0, 104.0,
+             -104.0, 745.0, -746.0, 17.0, -17.0, 40.0, -40.0]
+    spots = rng.choice(n, 4 * len(edges), replace=False)
+    z[spots] = np.resize(np.array(edges, dtype), spots.size)
+    loss = fl.Logistic()
+    for reduction in ("mean", "sum", "none"):
+        fresh = loss.value_grad_hess(y, z, reduction=reduction)
+        gb, hb = np.empty_like(z), np.empty_like(z)
+        given = loss.value_grad_hess(y, z, reduction=reduction, grad_out=gb, hess_out=hb)
+        assert given[1] is gb and given[2] is hb
+        assert_same(given, fresh, f"{reduction} value_grad_hess")
+        gb = np.empty_like(z)
+        assert_same(loss.value_and_grad(y, z, reduction=reduction, grad_out=gb),
+                    loss.value_and_grad(y, z, reduction=reduction), f"{reduction} value_and_grad")
+    # Finite logits: the values themselves, against the reference.
+    finite = np.isfinite(z)
+    v, g = loss.value_and_grad(y[finite], z[finite], reduction="none", grad_out=np.empty_like(z[finite]))
+    s = np.where(y[finite] > 0, 1.0, -1.0)
+    u = s * z[finite].astype(np.longdouble)
+    tol, tiny = 4 * np.finfo(dtype).eps, np.finfo(dtype).smallest_subnormal
+    np.testing.assert_allclose(v, np.logaddexp(0, -u).astype(np.float64), rtol=tol, atol=tiny)
+    np.testing.assert_allclose(g, (-s * np.exp(-np.logaddexp(0, u))).astype(np.float64), rtol=tol,
+                               atol=tiny)
+
+
 _SCANS = {  # scan, NumPy's verdict (True: outside), values inside, values outside
     "sign": (_core.first_bad_sign_label, lambda y: ~np.isin(y, [-1.0, 0.0, 1.0]),
              [-1.0, 0.0, 1.0, -0.0], [0.5, 2.0, np.nan, np.inf, -3.0]),

@@ -277,6 +277,7 @@ PyObject* elementwise_fast_impl(PyObject* const* argv) {
       (check == kProbabilities &&
        first_bad_in(p->data, T, job.y_pred_stride, job.n, LabelDomain::unit_interval) >= 0))
     Py_RETURN_NOTIMPLEMENTED;  // the general path names the offending element
+  job.labels_checked = check == kSignLabels && !labels_after;
 
   double params[kFastMaxParams];
   for (Py_ssize_t i = 5; i < PyTuple_GET_SIZE(spec); ++i) {

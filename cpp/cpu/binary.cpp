@@ -42,6 +42,13 @@ double run_bce_logits(const ElementwiseJob& job) {
   return run_elementwise<losses::BCELogits, T>(job);
 }
 
+// The logistic loss on labels checked before the call runs the body that trusts them.
+template <class T>
+double run_logistic(const ElementwiseJob& job) {
+  if (job.labels_checked) return run_elementwise<losses::LogisticChecked, T>(job);
+  return run_elementwise<losses::Logistic, T>(job);
+}
+
 }  // namespace
 
 void FL_REGISTER_FN(binary)(KernelTable& t) {
@@ -50,6 +57,8 @@ void FL_REGISTER_FN(binary)(KernelTable& t) {
   t.elementwise[static_cast<int>(ElementwiseId::bce_logits)][1] = &run_bce_logits<double>;
   t.elementwise[static_cast<int>(ElementwiseId::focal_logits)][0] = &run_focal_logits<float>;
   t.elementwise[static_cast<int>(ElementwiseId::focal_logits)][1] = &run_focal_logits<double>;
+  t.elementwise[static_cast<int>(ElementwiseId::logistic)][0] = &run_logistic<float>;
+  t.elementwise[static_cast<int>(ElementwiseId::logistic)][1] = &run_logistic<double>;
 }
 
 }  // namespace fastloss

@@ -42,6 +42,9 @@ struct ElementwiseJob {
   double weight_prescale = 1.0;
   const double* params = nullptr;
   int threads = 1;
+  // y_true was checked against the loss's label domain before the call (a body may then trust
+  // its labels instead of making the value NaN at a bad one).
+  bool labels_checked = false;
 };
 
 // Returns sum_k w_k * l_k (in double, deterministic). Writes loss_out/grad_out/hess_out if set.
