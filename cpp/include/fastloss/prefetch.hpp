@@ -8,9 +8,9 @@
 //   14.7 ms on two (the next row beat 2 and 4 rows ahead);
 // - elementwise, n = 10^7, two threads: log-cosh 1.2-1.4x, the logit losses from no change to
 //   1.2x, float32 and float64 (the next block was as good as or better than 2 blocks ahead);
-//   into L2 rather than L1 (the elementwise driver's choice) a further 1.02-1.10x, where the
-//   rows lost by it (sparse cross-entropy 65536 x 1000, two threads: 15.5-21.7 ms into L1,
-//   19.5-21.8 into L2).
+//   into L2 rather than L1 (the elementwise driver's choice) a further 1.02-1.10x, while the
+//   rows lost with it (sparse cross-entropy 65536 x 1000, two threads: 15.5-21.7 ms into L1,
+//   19.5-21.8 into L2), so they keep L1.
 #pragma once
 
 #include "fastloss/config.hpp"
