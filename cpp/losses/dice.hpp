@@ -220,10 +220,39 @@ void class_sums(T* __restrict p, const T* __restrict r, const T* __restrict g, T
   for (int q = 0; q < kDiceSums; ++q) out[q] = pairwise_sum(lanes[q], 16);
 }
 
+// Every path sums a pixel's classes (the softmax's exponentials, the Jacobian's dot product) in
+// pairwise order, ((x0 + x1) + (x2 + x3)) + ... as pairwise_sum takes it: the order in which
+// Interleaved's swaps add them, so that all paths agree bit for bit. class_sum: K values in
+// registers (x is overwritten); rows_sum: C rows of len pixels (the general path's first level of
+// sums, which it adds where it computes the terms), in place, level by level, returning the row
+// holding the sums.
+template <int K, class U>
+FL_INLINE U class_sum(U* x) {
+  for (int n = K; n > 1; n = (n + 1) / 2) {
+    for (int i = 0; i < n / 2; ++i) x[i] = x[2 * i] + x[2 * i + 1];
+    if (n & 1) x[n / 2] = x[n - 1];
+  }
+  return x[0];
+}
+template <class T>
+const T* rows_sum(T* x, index_t C, index_t len, index_t B) {
+  for (index_t n = C; n > 1; n = (n + 1) / 2) {
+    for (index_t j = 0; j < n / 2; ++j) {  // row j from rows 2j and 2j + 1 (j < 2j for j > 0)
+      const T* a = x + 2 * j * B;
+      const T* b = a + B;
+      T* o = x + j * B;
+      for (index_t i = 0; i < len; ++i) o[i] = a[i] + b[i];
+    }
+    if (n & 1) std::memcpy(x + (n / 2) * B, x + (n - 1) * B, static_cast<std::size_t>(len) * sizeof(T));
+  }
+  return x;
+}
+
 // Softmax over K classes known at compile time (the common counts, see with_classes): pass 1 of
 // a block in one loop, 16 pixels (the sums' lanes) per step in registers of W pixels, every
 // class's logits, exponentials and p in registers, p stored once, the sums added as class_sums
-// adds them (the same operations in the same order, so the same bits as the general path). The
+// adds them (the same operations in the same order, so the same bits as the general path, but for
+// the exponentials' sum, taken in class_sum's order). The
 // general path takes the max, the exponentials' sum and its reciprocal through scratch rows and
 // stores p twice: 6.4 against 3.6 ms for both passes, 16 x 4 x 256 x 256 float32, one thread
 // (float64 11.5 against 7.4).
@@ -241,10 +270,10 @@ void softmax_sums(Rows<const T> z, Rows<const T> g, Rows<T> p, index_t len, doub
   // good, 2 KiB into L1 no better).
   constexpr index_t kAhead = 1024 / sizeof(T);
   auto softmax = [](const U* zc, U* pc) {
-    U m = zc[0], s = {};
+    U m = zc[0], e[K];
     for (int c = 1; c < K; ++c) m = zc[c] > m ? zc[c] : m;
-    for (int c = 0; c < K; ++c) s += (pc[c] = lanes_exp(zc[c] - m));
-    const U r = T(1) / s;
+    for (int c = 0; c < K; ++c) e[c] = pc[c] = lanes_exp(zc[c] - m);
+    const U r = T(1) / class_sum<K>(e);
     for (int c = 0; c < K; ++c) pc[c] = pc[c] * r;
   };
   auto add = [&](int h, const U* pc, const U* gc) {
@@ -319,7 +348,8 @@ void softmax_sums(Rows<const T> z, Rows<const T> g, Rows<T> p, index_t len, doub
 
 // Pass 2 of the same blocks: per column, d_c = a_c g_c + b_c + q_c p_c, the Jacobian's dot
 // product and the gradient p_c (d_c - dot) in registers (the general loop keeps the dot product in
-// a scratch row); the same operations as there. out may be p itself.
+// a scratch row); the same operations as there but for the dot product's sum, in class_sum's
+// order. out may be p itself.
 template <class T, int K, bool L>
 void softmax_grad(Rows<const T> g, Rows<const T> p, Rows<T> out, index_t len, const double* coef) {
   T a[K], b[K], q[K];
@@ -329,14 +359,14 @@ void softmax_grad(Rows<const T> g, Rows<const T> p, Rows<T> out, index_t len, co
   }
   columns<T>(0, len, [&](auto tag, index_t i) {
     using U = typename decltype(tag)::type;
-    const U zero = {};
-    U pv[K], d[K], dot = zero;
+    U pv[K], d[K], pd[K];
     for (int c = 0; c < K; ++c) {
       pv[c] = ld<U>(p(c) + i);
       const U t = ld<U>(g(c) + i), gv = L ? indicator(t, static_cast<T>(c)) : t;
       d[c] = a[c] * gv + b[c] + q[c] * pv[c];
-      dot = dot + pv[c] * d[c];
+      pd[c] = pv[c] * d[c];
     }
+    const U dot = class_sum<K>(pd);
     for (int c = 0; c < K; ++c) st(out(c) + i, pv[c] * (d[c] - dot));
   });
 }
@@ -362,13 +392,15 @@ bool with_softmax_classes(index_t C, F&& f) {
 // Channels-last softmax without transposition, for K classes that divide a register's W lanes: a
 // register holds W / K pixels with their classes side by side (lane t: pixel t / K of the
 // register, class t % K). Each lane takes the operations the fused channels-first path above
-// gives its pixel and class, in the same order (the max over the classes and the exponentials'
-// sum by broadcasts within the pixel's K lanes, in class order), and its sums go to the same 16
-// lanes: the same bits as channels-first, without the two transpositions of pass 1 and the two
-// of pass 2. (16 x 4 x 256 x 256 float32, value and gradient, one thread: 5.0-5.1 against 7.7 ms
-// through the transpositions, channels-first 3.5; the broadcasts and a division per register
-// instead of per 16 pixels keep it above channels-first. Halving the max over the classes with
-// swaps instead of the broadcasts took 8.4 ms.)
+// gives its pixel and class, and its sums go to the same 16 lanes: the same bits as channels-first,
+// without the two transpositions of pass 1 and the two of pass 2. The max, the exponentials' sum
+// and the dot product over the pixel's K lanes take log2 K swaps of lanes t and t ^ m (in-lane
+// shuffles for 2 and 4 classes), every lane adding its classes in class_sum's order; the max's
+// order changes no exponential (only which of the tied +-0 it picks, or NaN where the sum is NaN
+// anyway). (16 x 4 x 256 x 256 float32, value and gradient, one thread: 5.0-5.1 against 7.7 ms
+// through the transpositions, channels-first 3.5. Against a broadcast of each class to its
+// pixel's lanes, K shuffles each: from cache, 1 x 4 x 128 x 128, 3.4 -> 3.1 ns per pixel for the
+// value, 5.2 -> 4.5-4.8 with the gradient.)
 template <class T, int K>
 struct Interleaved {
   using U = Vec<T>;
@@ -377,11 +409,31 @@ struct Interleaved {
   static constexpr int P = W / K;           // pixels per register
   static constexpr int R = 16 / P;          // registers per 16 pixels (the sums' lanes)
   static_assert(W % K == 0 && 16 % P == 0, "K divides the lanes");
-  // Every lane takes the lane of class c of its own pixel.
-  static FL_INLINE U bcast(U v, int c) {
+  // Every lane takes lane t ^ Mk (Mk < K: a lane of its own pixel). A template, so that the
+  // shuffle's mask is a constant (a mask built at run time made it a general permutation: 3x
+  // slower).
+  template <int Mk>
+  static FL_INLINE U swapped(U v) {
     M m;
-    for (int t = 0; t < W; ++t) m[t] = (t / K) * K + c;
+    for (int t = 0; t < W; ++t) m[t] = t ^ Mk;
     return __builtin_shuffle(v, m);
+  }
+  // In every lane, the max / the sum (in class_sum's order) of its pixel's K lanes.
+  template <int Mk = 1>
+  static FL_INLINE U pixel_max(U v) {
+    if constexpr (Mk < K) {
+      const U o = swapped<Mk>(v);
+      return pixel_max<2 * Mk>(o > v ? o : v);
+    } else {
+      return v;
+    }
+  }
+  template <int Mk = 1>
+  static FL_INLINE U pixel_sum(U v) {
+    if constexpr (Mk < K)
+      return pixel_sum<2 * Mk>(v + swapped<Mk>(v));
+    else
+      return v;
   }
   static FL_INLINE U classes() {
     U v;
@@ -406,20 +458,8 @@ struct Interleaved {
     }
   }
   // softmax = normalized(exps(z)), in two steps so that pass 1 can run them as two loops
-  static FL_INLINE U exps(U z) {  // exp(z - max over the pixel's classes)
-    U m = bcast(z, 0);
-    for (int c = 1; c < K; ++c) {
-      const U zc = bcast(z, c);
-      m = zc > m ? zc : m;
-    }
-    return lanes_exp(z - m);
-  }
-  static FL_INLINE U normalized(U e) {  // e over the sum of the pixel's e
-    U s = {};
-    for (int c = 0; c < K; ++c) s += bcast(e, c);
-    const U r = T(1) / s;
-    return e * r;
-  }
+  static FL_INLINE U exps(U z) { return lanes_exp(z - pixel_max(z)); }  // max-subtracted
+  static FL_INLINE U normalized(U e) { return e * (T(1) / pixel_sum(e)); }  // over the pixel's sum
   static FL_INLINE U softmax(U z) { return normalized(exps(z)); }
   // The targets of register r of the 16 pixels at g (channels-last), or (L) their labels as T.
   template <bool L>
@@ -510,10 +550,8 @@ void interleaved_grad(const T* g, const std::int64_t* lab, T* p, index_t len, co
   const U a = I::per_class(coef, 0), b = I::per_class(coef, 1), q = I::per_class(coef, 2);
   alignas(64) T lt[16];
   auto grad = [&](T* pp, U gv) {
-    const U pv = ld<U>(pp), d = a * gv + b + q * pv, pd = pv * d;
-    U dot = {};
-    for (int c = 0; c < K; ++c) dot = dot + I::bcast(pd, c);
-    st(pp, pv * (d - dot));
+    const U pv = ld<U>(pp), d = a * gv + b + q * pv;
+    st(pp, pv * (d - I::pixel_sum(pv * d)));
   };
   index_t i = 0;
   for (; i + 16 <= len; i += 16) {
@@ -541,14 +579,15 @@ bool with_interleaved_classes(index_t C, F&& f) {
 }
 
 // Per-thread buffers: channels-first copies of channels-last blocks, activations not kept in the
-// gradient buffer, the labels as T, the softmax max / reciprocal and the Jacobian's dot product.
+// gradient buffer, the labels as T, the softmax max / reciprocal; the general path's class sums
+// take the rows of out (pass 1) and of z (pass 2, the Jacobian's dot product), unused there.
 template <class T>
 struct Scratch {
   T* mem;
   T *z, *g, *p, *out, *tmp, *labels;
-  Scratch(index_t C, index_t B) : mem(alloc_array<T>(4 * C * B + 3 * B)) {
+  Scratch(index_t C, index_t B) : mem(alloc_array<T>(4 * C * B + 2 * B)) {
     z = mem, g = z + C * B, p = g + C * B, out = p + C * B;
-    tmp = out + C * B, labels = tmp + 2 * B;
+    tmp = out + C * B, labels = tmp + B;
   }
   ~Scratch() { std::free(mem); }
   Scratch(const Scratch&) = delete;
@@ -592,7 +631,7 @@ struct Kernel {
 
   // p = activation(z) into p (identity: p is z itself, nothing written). Returns false when p
   // holds a softmax's exponentials still to be multiplied by tmp (the reciprocals of their sums).
-  bool exps(Rows<const T> z, Rows<T> p, index_t len, T* __restrict tmp) const {
+  bool exps(Rows<const T> z, Rows<T> p, index_t len, T* __restrict tmp, T* rows) const {
     if (job.activation == Activation::sigmoid) {
       for (index_t c = 0; c < C; ++c) {
         const T* __restrict zc = z(c);
@@ -601,22 +640,28 @@ struct Kernel {
       }
     } else if (job.activation == Activation::softmax) {
       T* __restrict m = tmp;  // the max over classes, then 1 / sum
-      T* __restrict sum = tmp + B;
       const T* __restrict z0 = z(0);
-      for (index_t i = 0; i < len; ++i) m[i] = z0[i], sum[i] = T(0);
+      for (index_t i = 0; i < len; ++i) m[i] = z0[i];
       for (index_t c = 1; c < C; ++c) {
         const T* __restrict zc = z(c);
         for (index_t i = 0; i < len; ++i) m[i] = zc[i] > m[i] ? zc[i] : m[i];
       }
-      for (index_t c = 0; c < C; ++c) {
+      for (index_t c = 0; c < C; c += 2) {  // the exponentials, and their sums pair by pair
         const T* __restrict zc = z(c);
         T* __restrict pc = p(c);
-        for (index_t i = 0; i < len; ++i) {
-          const T e = vm::exp_nonpos(zc[i] - m[i]);
-          pc[i] = e;
-          sum[i] += e;
+        T* __restrict o = rows + (c / 2) * B;
+        if (c + 1 < C) {
+          const T* __restrict zd = z(c + 1);
+          T* __restrict pd = p(c + 1);
+          for (index_t i = 0; i < len; ++i) {
+            const T e = vm::exp_nonpos(zc[i] - m[i]), f = vm::exp_nonpos(zd[i] - m[i]);
+            pc[i] = e, pd[i] = f, o[i] = e + f;
+          }
+        } else {
+          for (index_t i = 0; i < len; ++i) o[i] = pc[i] = vm::exp_nonpos(zc[i] - m[i]);
         }
       }
+      const T* __restrict sum = rows_sum(rows, (C + 1) / 2, len, B);
       for (index_t i = 0; i < len; ++i) m[i] = T(1) / sum[i];
       return false;
     }
@@ -658,7 +703,7 @@ struct Kernel {
           softmax_sums<T, decltype(k)::value, L, Sq>(z, g, p, len, part);
         }))
       return;
-    const T* r = exps(z, p, len, s.tmp) ? nullptr : s.tmp;
+    const T* r = exps(z, p, len, s.tmp, s.out) ? nullptr : s.tmp;
     for (index_t c = 0; c < C; ++c) {
       class_sums<T, L, Sq>(p(c), r, g(c), static_cast<T>(c), len, part + c * kDiceSums);
     }
@@ -706,16 +751,23 @@ struct Kernel {
       return k.a * gv + k.b + k.q * ld<U>(k.p + i);
     };
     const Activation act = job.activation;
-    T* __restrict dot = s.tmp + B;
+    const T* dot = nullptr;  // the Jacobian's dot product, its terms added pair by pair into s.z
     if (act == Activation::softmax) {
-      for (index_t i = 0; i < len; ++i) dot[i] = T(0);
-      for (index_t c = 0; c < C; ++c) {
-        const Class k = cls_of(c);
-        columns<T>(0, len, [&](auto tag, index_t i) {
-          using U = typename decltype(tag)::type;
-          st(dot + i, ld<U>(dot + i) + ld<U>(k.p + i) * dloss(tag, k, i));
-        });
+      for (index_t c = 0; c < C; c += 2) {
+        const Class k = cls_of(c), l = cls_of(c + 1 < C ? c + 1 : c);
+        T* o = s.z + (c / 2) * B;
+        if (c + 1 < C)
+          columns<T>(0, len, [&](auto tag, index_t i) {
+            using U = typename decltype(tag)::type;
+            st(o + i, ld<U>(k.p + i) * dloss(tag, k, i) + ld<U>(l.p + i) * dloss(tag, l, i));
+          });
+        else
+          columns<T>(0, len, [&](auto tag, index_t i) {
+            using U = typename decltype(tag)::type;
+            st(o + i, ld<U>(k.p + i) * dloss(tag, k, i));
+          });
       }
+      dot = rows_sum(s.z, (C + 1) / 2, len, B);
     }
     for (index_t c = 0; c < C; ++c) {
       const Class k = cls_of(c);
