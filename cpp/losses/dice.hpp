@@ -399,8 +399,12 @@ bool with_softmax_classes(index_t C, F&& f) {
 // order changes no exponential (only which of the tied +-0 it picks, or NaN where the sum is NaN
 // anyway). (16 x 4 x 256 x 256 float32, value and gradient, one thread: 5.0-5.1 against 7.7 ms
 // through the transpositions, channels-first 3.5. Against a broadcast of each class to its
-// pixel's lanes, K shuffles each: from cache, 1 x 4 x 128 x 128, 3.4 -> 3.1 ns per pixel for the
-// value, 5.2 -> 4.5-4.8 with the gradient.)
+// pixel's lanes, K shuffles each, alternated processes: one thread 4.8-5.7 -> 4.1-4.8 ms, two
+// 2.9-3.4 -> 2.7-2.8 ms; from cache, 1 x 4 x 128 x 128, 3.4 -> 3.1 ns per pixel for the value,
+// 5.1 -> 4.65 with the gradient.) From cache, with the gradient, it still takes 4.0 to 4.9 ns per
+// pixel depending on where the gradient buffer starts in its page relative to the logits (the
+// same offset, as large NumPy arrays get, is the slowest; not from the distance between the two
+// loops of pass 1, which changed nothing) against 3.0 channels-first.
 template <class T, int K>
 struct Interleaved {
   using U = Vec<T>;
