@@ -634,8 +634,9 @@ struct Kernel {
   }
 
   // p = activation(z) into p (identity: p is z itself, nothing written). Returns false when p
-  // holds a softmax's exponentials still to be multiplied by tmp (the reciprocals of their sums).
-  bool exps(Rows<const T> z, Rows<T> p, index_t len, T* __restrict tmp, T* rows) const {
+  // holds a softmax's exponentials still to be multiplied by tmp (the reciprocals of their sums,
+  // taken in (C + 1) / 2 rows of sums, rows_sum's).
+  bool exps(Rows<const T> z, Rows<T> p, index_t len, T* __restrict tmp, T* sums) const {
     if (job.activation == Activation::sigmoid) {
       for (index_t c = 0; c < C; ++c) {
         const T* __restrict zc = z(c);
@@ -653,19 +654,19 @@ struct Kernel {
       for (index_t c = 0; c < C; c += 2) {  // the exponentials, and their sums pair by pair
         const T* __restrict zc = z(c);
         T* __restrict pc = p(c);
-        T* __restrict o = rows + (c / 2) * B;
+        T* __restrict o = sums + (c / 2) * B;
         if (c + 1 < C) {
-          const T* __restrict zd = z(c + 1);
-          T* __restrict pd = p(c + 1);
+          const T* __restrict zn = z(c + 1);
+          T* __restrict pn = p(c + 1);
           for (index_t i = 0; i < len; ++i) {
-            const T e = vm::exp_nonpos(zc[i] - m[i]), f = vm::exp_nonpos(zd[i] - m[i]);
-            pc[i] = e, pd[i] = f, o[i] = e + f;
+            const T e = vm::exp_nonpos(zc[i] - m[i]), f = vm::exp_nonpos(zn[i] - m[i]);
+            pc[i] = e, pn[i] = f, o[i] = e + f;
           }
         } else {
           for (index_t i = 0; i < len; ++i) o[i] = pc[i] = vm::exp_nonpos(zc[i] - m[i]);
         }
       }
-      const T* __restrict sum = rows_sum(rows, (C + 1) / 2, len, B);
+      const T* __restrict sum = rows_sum(sums, (C + 1) / 2, len, B);
       for (index_t i = 0; i < len; ++i) m[i] = T(1) / sum[i];
       return false;
     }
