@@ -111,7 +111,7 @@ struct BCEProbs {
 // before the call (ElementwiseJob::labels_checked; the driver picks the body once per call), so s
 // comes from the sign bit of y - 1/2 and u = s z and -(s sig) are sign flips, without label_sign's
 // two compares and the two multiplies (a bad label would give a wrong value instead of NaN, but
-// none reaches the kernel): the same bits, 4 fewer multiply-pipe operations per register.
+// none reaches the kernel): the same bits, 3 fewer multiply-pipe operations per register.
 template <class T, bool Checked>
 struct LogisticBody : LogitStaged<T, LogisticBody<T, Checked>> {
   FL_HD explicit LogisticBody(const double*) {}
