@@ -17,6 +17,21 @@ def test_small_run_checks_against_numpy_and_reports():
     json.dumps(jsonable(res))
 
 
+def test_large_rows_time_their_own_triad():
+    """A row beyond the cache (here: every row) reports its percentage against a triad timed in
+    its own repeats; the others against the triads before and after the run."""
+    res = benchmark.run(losses=["mse"], sizes=[1000, 4000], dtypes=["float64"], threads=[1],
+                        repeats=3, quick=True, triad_n=100_000, baselines=["numpy"],
+                        row_triad_min_bytes=3 * 8 * 4000)
+    small, large = res["rows"]
+    assert "triad" not in small and "triad" not in small["timing"]
+    assert large["triad"]["gbps_median"] > 0 and len(large["triad"]["times_s"]) == 3
+    assert "triad" not in large["timing"] and large["pct_triad"] > 0
+    bw = res["triad"]["1"]["gbps_median"]
+    assert abs(small["pct_triad"] - 100 * small["gbps"] / bw) < 1e-9 * small["pct_triad"]
+    assert "timed in the row's own repeats" in benchmark.format_table(res)
+
+
 def test_every_elementwise_loss_gets_data_it_accepts():
     """The default run skips no loss: each gets inputs in its domain (positive times and amounts
     for the survival and Gamma losses, labels for the classification ones)."""

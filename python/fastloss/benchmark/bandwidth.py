@@ -127,6 +127,24 @@ class Triad:
                 "bytes": self.bytes, "times_s": times, "gbps": gbps, "gbps_median": median(gbps)}
 
 
+# A row that moves this many bytes or more (value + gradient) is far beyond the last-level
+# cache: its percentage of the triad is taken against a triad timed in its own repeats.
+ROW_TRIAD_MIN_BYTES = 64 << 20
+
+
+class RowTriad:
+    """One triad call of ``method`` on ``threads`` threads, as an implementation that a row's
+    repeats time interleaved with fastloss. A shared virtual machine can move between bandwidth
+    regimes within minutes (two-thread triads of 67 GB/s at the start of one run and 37 at its
+    end, on a 2-core cloud VM), so a triad measured before and after a run may belong to another
+    regime than a row's timings; one timed in the same repeats does not."""
+
+    def __init__(self, tri: Triad, method: str, threads: int) -> None:
+        self.method, self.bytes = method, tri.bytes
+        self.call = tri.runner(method, threads)
+        self.pool = method if method in ("torch", "numexpr") else None  # their own threads
+
+
 class TriadReference:
     """The bandwidth every "% of triad" column divides by, measured one way for every script:
     ``Triad(n)`` with ``n = TRIAD_N`` whatever the size of the losses timed (a triad over the

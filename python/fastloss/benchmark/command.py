@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from .bandwidth import TRIAD_N, Triad, resolve_triad_method
+from .bandwidth import ROW_TRIAD_MIN_BYTES, TRIAD_N, RowTriad, Triad, resolve_triad_method
 from .baselines import (DATA, DATA_KIND, NUMPY, RTOL, SKLEARN, TORCH, as_numpy, check_result,
                         data_regression, np_categorical_ce, np_distillation, np_softmax_ce,
                         torch_multiclass)
@@ -322,7 +322,8 @@ def run(losses: Optional[Iterable[str]] = None, sizes: Optional[Iterable[int]] =
         repeats: Optional[int] = None, quick: bool = False,
         progress: Optional[Callable[[str], None]] = None,
         baselines: Iterable[str] = BASELINE_NAMES, triad_method: str = "auto",
-        triad_n: int = TRIAD_N, seed: int = 0) -> Dict[str, Any]:
+        triad_n: int = TRIAD_N, seed: int = 0,
+        row_triad_min_bytes: int = ROW_TRIAD_MIN_BYTES) -> Dict[str, Any]:
     """Runs the benchmark; returns a JSON-serializable dict (see ``format_table``).
 
     losses: names from ``fastloss.losses()`` (elementwise ones; default: all of them).
@@ -332,6 +333,9 @@ def run(losses: Optional[Iterable[str]] = None, sizes: Optional[Iterable[int]] =
     progress: called with a short message before each measurement.
     triad_n: elements per triad array (keep it far above the last-level cache; a smoke test
     may pass a small one).
+    row_triad_min_bytes: rows that move at least this many bytes (value + gradient) time the
+    triad interleaved with their own repeats and report their percentage against it; smaller
+    rows (in cache) use the median of the triads before and after the run.
     """
     t_start = time.perf_counter()
     budget = dict(QUICK if quick else FULL)
@@ -364,7 +368,7 @@ def run(losses: Optional[Iterable[str]] = None, sizes: Optional[Iterable[int]] =
                    "quick": quick, "repeats": repeats, "baselines": want,
                    "baselines_available": [b for b in want if have[b]], "budget": budget,
                    "params": {nm: BENCH_PARAMS.get(nm, {}) for nm in names}, "seed": seed,
-                   "rtol": RTOL},
+                   "rtol": RTOL, "row_triad_min_bytes": int(row_triad_min_bytes)},
         "triad": {}, "rows": [], "overhead": [], "skipped": [],
     }
 
@@ -375,6 +379,9 @@ def run(losses: Optional[Iterable[str]] = None, sizes: Optional[Iterable[int]] =
     tri = Triad(triad_n)
     triad_runs = {t: {m: [tri.measure(m, t, budget["triad_repeats"])] for m in methods}
                   for t in threads}
+    # The fastest method at the start times each large row's own triad (see _one_row).
+    row_triad = {t: RowTriad(tri, max(methods, key=lambda m: triad_runs[t][m][0]["gbps_median"]), t)
+                 for t in threads}
 
     instances: Dict[str, Any] = {}
     for nm in names:
@@ -413,11 +420,13 @@ def run(losses: Optional[Iterable[str]] = None, sizes: Optional[Iterable[int]] =
                                                    "reason": f"fastloss call failed: {err}"})
                         k += len(threads)
                         continue
+                    big = y.nbytes + p.nbytes + g.nbytes >= row_triad_min_bytes
                     for t in threads:
                         k += 1
                         say(f"[{k}/{total}] {nm} {dt} n={fmt_n(n)} threads={t}")
                         results["rows"].append(
-                            _one_row(nm, loss, y, p, g, dt, n, t, have, budget, repeats))
+                            _one_row(nm, loss, y, p, g, dt, n, t, have, budget, repeats,
+                                     row_triad[t] if big else None))
                 data.clear()
     finally:
         if torch is not None:
@@ -445,6 +454,8 @@ def run(losses: Optional[Iterable[str]] = None, sizes: Optional[Iterable[int]] =
                                     "gbps_end": per_method[best]["gbps_end"],
                                     "methods": per_method}
     for row in results["rows"]:
+        if "pct_triad" in row:  # against its own interleaved triad
+            continue
         bw = results["triad"][str(row["threads"])]["gbps_median"]
         row["pct_triad"] = 100.0 * row["gbps"] / bw
         row["value_pct_triad"] = 100.0 * row["value_gbps"] / bw
@@ -459,7 +470,7 @@ def run(losses: Optional[Iterable[str]] = None, sizes: Optional[Iterable[int]] =
 
 def _one_row(nm: str, loss: Any, y: np.ndarray, p: np.ndarray, g: np.ndarray, dt: str, n: int,
              t: int, have: Dict[str, bool], budget: Dict[str, Any],
-             repeats: Optional[int]) -> Dict[str, Any]:
+             repeats: Optional[int], triad: Optional[RowTriad] = None) -> Dict[str, Any]:
     import fastloss
 
     impls: Dict[str, Callable[[], Any]] = {
@@ -502,6 +513,9 @@ def _one_row(nm: str, loss: Any, y: np.ndarray, p: np.ndarray, g: np.ndarray, dt
             check = check_result(dt, float(fl_v), fl_g, float(fl_v_only), *outs["numpy"])
         pools = {"fastloss": "fastloss", "fastloss_value": "fastloss", "torch": "torch",
                  "sklearn": "sklearn"}
+        if triad is not None:
+            impls["triad"] = triad.call
+            pools["triad"] = triad.pool
         timing = measure(impls, budget, repeats, pools, budget["gap_s"] if t > 1 else 0.0)
 
     bytes_vg = y.nbytes + p.nbytes + g.nbytes
@@ -521,6 +535,13 @@ def _one_row(nm: str, loss: Any, y: np.ndarray, p: np.ndarray, g: np.ndarray, dt
         if base in timing:
             row["speedup"][base] = paired_speedup(timing[base]["times_s"], fl["times_s"])
             row["median_ms"][base] = timing[base]["median_s"] * 1e3
+    if triad is not None:  # GB/s over the triad's GB/s, per repeat: its time over fastloss's
+        tt = timing.pop("triad")["times_s"]
+        row["triad"] = {"method": triad.method, "gbps_median": triad.bytes / median(tt) / 1e9,
+                        "times_s": tt}
+        row["pct_triad"] = 100.0 * bytes_vg / triad.bytes * paired_speedup(tt, fl["times_s"])
+        row["value_pct_triad"] = (100.0 * bytes_v / triad.bytes
+                                  * paired_speedup(tt, timing["fastloss_value"]["times_s"]))
     return row
 
 SUMMARY = "benchmark fastloss against NumPy, PyTorch and scikit-learn and against the memory bandwidth"

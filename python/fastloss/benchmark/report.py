@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .bandwidth import TRIAD_N
+from .bandwidth import ROW_TRIAD_MIN_BYTES, TRIAD_N
 
 
 
@@ -94,6 +94,13 @@ def format_table(results: Dict[str, Any]) -> str:
             lines.append(f"  {t} thread{'s' if t != '1' else ' '}: {v['gbps_median']:.1f} GB/s "
                          f"({v['method']}; start {v['gbps_start']:.1f}, end {v['gbps_end']:.1f}"
                          + (f"; all methods: {others}" if others else "") + ")")
+    row_tri = [r["triad"]["gbps_median"] for r in results.get("rows", []) if "triad" in r]
+    if row_tri:
+        least = results.get("config", {}).get("row_triad_min_bytes", ROW_TRIAD_MIN_BYTES)
+        lines.append(f"rows moving at least {least / 2**20:g} MiB: "
+                     "%triad against the same triad timed in the row's own repeats "
+                     "(median of per-repeat ratios; "
+                     f"{min(row_tri):.1f}-{max(row_tri):.1f} GB/s over the rows)")
     lines.append("GB/s counts y_true + y_pred read and grad written once (12 B/elem float32, "
                  "24 float64); value only: 8/16. Speedups: median of per-repeat ratios "
                  "(baseline time / fastloss value+grad time).")
