@@ -112,6 +112,20 @@ struct work_of<B, std::void_t<decltype(B::kWork)>> {
   static constexpr index_t value = B::kWork;
 };
 
+// A one-pass body's block runs in parts of kSumPart elements, each part's loss added into the
+// block's lanes (lanes_add: lane_sum's order and bits) right after it is computed. lane_sum
+// after the whole block was a chain of 64 dependent additions per lane whose instructions filled
+// the out-of-order window, so that the next block's loads waited for it and memory idled
+// (the compute of these bodies is a few operations per element). MSE value + gradient, n = 10^7
+// float32, one thread, alternated processes: 26-28 GB/s in whole blocks, 30-33 in parts of 256,
+// 35-37 in parts of 128 or 64, 28 in parts of 32 (NumPy's subtract into out=: 38-42); Huber
+// 27-29 -> 29-31. The two-pass bodies keep lane_sum after the block: summing through a pointer
+// to the lanes cost them 2-4 % from cache (float32), and their parts are the stage's.
+inline constexpr index_t kSumPart = 128;
+static_assert(kSumPart % kLanes == 0, "a part must end where a round of the lanes does");
+template <class B>
+inline constexpr bool sums_in_parts = !is_staged<B> && !maps_blocks<B>::value;
+
 // Stage values of kLen elements, stored as one L1 array per field of the Stage (structure of
 // arrays). A Stage struct stored whole is written with strided scalar stores wherever finish()
 // leaves a field unread (expm1 in LogCosh's value-only call ran slower than the call with the
@@ -218,14 +232,18 @@ void map_block(const Body<T>& body, index_t len, const T* __restrict y, const T*
                const double* __restrict w, const T* __restrict aux, double prescale, double scale,
                bool weigh_l,
                T* __restrict l_out, T* __restrict g_out, T* __restrict h_out,
-               const LinesAhead<T>& ahead) {
+               const LinesAhead<T>& ahead, double* __restrict acc) {
   using Stage = typename stage_of<Body<T>>::type;
   constexpr bool staged = is_staged<Body<T>>;
   using StageBuf = std::conditional_t<staged, StageBlock<T, Stage>, char>;
   StageBuf st;
-  // Both passes part by part where the stage buffer holds less than a block (StageBlock).
+  // Both passes part by part where the stage buffer holds less than a block (StageBlock); a
+  // one-pass body's block in parts of kSumPart, its loss added into acc after each.
   index_t part = kBlock;
-  if constexpr (staged) part = StageBuf::kLen;
+  if constexpr (staged)
+    part = StageBuf::kLen;
+  else if constexpr (sums_in_parts<Body<T>>)
+    part = kSumPart;
   for (index_t o = 0; o < len; o += part) {
     const index_t n = min_(part, len - o);
     auto at = [o](auto* q) { return q ? q + o : q; };  // the part's elements of a stream
@@ -244,6 +262,12 @@ void map_block(const Body<T>& body, index_t len, const T* __restrict y, const T*
     lines_ahead<kLocality>(n, outs, [&](index_t i0, index_t i1) FL_LAMBDA_INLINE {
       finish_range<W, G, H>(body, i0, i1, yo, po, wo, ao, prescale, scale, st, lo, go, ho);
     });
+    if (sums_in_parts<Body<T>> && acc) {  // acc: null unless the block's loss is summed
+      if constexpr (W)
+        lanes_add_dot(acc, lo, wo, n);
+      else
+        lanes_add(acc, lo, n);
+    }
   }
   // A separate loop: a select on the loop-invariant weigh_l inside the loop above kept gcc from
   // vectorizing it (every weighted call of the logistic and probability losses ran scalar).
@@ -288,15 +312,19 @@ double run(const ElementwiseJob& job) {
       if (G && job.grad_out.stride == 1) ahead.out[0] = static_cast<T*>(job.grad_out.ptr) + next;
       if (H && job.hess_out.stride == 1) ahead.out[1] = static_cast<T*>(job.hess_out.ptr) + next;
     }
+    double acc[kLanes] = {};  // the loss's lanes, where summed part by part
     map_block<Body, T, W, G, H>(body, len, y, p, w, a, job.weight_prescale, job.grad_scale, !reduce,
-                                l, g, h, ahead);
+                                l, g, h, ahead, reduce ? acc : nullptr);
     if constexpr (G) out_flush(job.grad_out, k0, len, g);
     if constexpr (H) out_flush(job.hess_out, k0, len, h);
     if (!reduce) {  // per-element values returned; no sum needed
       out_flush(job.loss_out, k0, len, l);
       return 0.0;
     }
-    return W ? lane_dot(l, w, len) : lane_sum(l, len);
+    if constexpr (sums_in_parts<Body<T>>)
+      return pairwise_sum(acc, kLanes);
+    else
+      return W ? lane_dot(l, w, len) : lane_sum(l, len);
   };
   return blocked_sum(job.n, kBlock, job.threads, block, work_of<Body<T>>::value);
 }

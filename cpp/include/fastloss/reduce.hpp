@@ -27,15 +27,32 @@ FL_HD inline double pairwise_sum(double* x, index_t n) {
   return x[0];
 }
 
-// Sum of one block in kLanes fixed lanes (lane j takes elements j, j+kLanes, ...), lanes combined
-// pairwise. Vectorizes for any ISA with the same order of additions per lane.
+// Adds x[0..len) into kLanes fixed lanes (lane j takes elements j, j+kLanes, ...): a block added
+// in pieces whose lengths are multiples of kLanes (the last aside) gets the bits of one call.
+// Vectorizes for any ISA with the same order of additions per lane.
 template <class T>
-FL_HD inline double lane_sum(const T* x, index_t len) {
-  double acc[kLanes] = {};
+FL_HD FL_INLINE void lanes_add(double* __restrict acc, const T* __restrict x, index_t len) {
   index_t i = 0;
   for (; i + kLanes <= len; i += kLanes)
     for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(x[i + j]);
   for (int j = 0; i + j < len; ++j) acc[j] += static_cast<double>(x[i + j]);
+}
+
+// The same for x[i] * w[i] (products in double).
+template <class T>
+FL_INLINE void lanes_add_dot(double* __restrict acc, const T* __restrict x,
+                             const double* __restrict w, index_t len) {
+  index_t i = 0;
+  for (; i + kLanes <= len; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(x[i + j]) * w[i + j];
+  for (int j = 0; i + j < len; ++j) acc[j] += static_cast<double>(x[i + j]) * w[i + j];
+}
+
+// Sum of one block in the lanes of lanes_add, lanes combined pairwise.
+template <class T>
+FL_HD inline double lane_sum(const T* x, index_t len) {
+  double acc[kLanes] = {};
+  lanes_add(acc, x, len);
   return pairwise_sum(acc, kLanes);
 }
 
@@ -43,10 +60,7 @@ FL_HD inline double lane_sum(const T* x, index_t len) {
 template <class T>
 inline double lane_dot(const T* x, const double* w, index_t len) {
   double acc[kLanes] = {};
-  index_t i = 0;
-  for (; i + kLanes <= len; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(x[i + j]) * w[i + j];
-  for (int j = 0; i + j < len; ++j) acc[j] += static_cast<double>(x[i + j]) * w[i + j];
+  lanes_add_dot(acc, x, w, len);
   return pairwise_sum(acc, kLanes);
 }
 
