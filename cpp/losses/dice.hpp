@@ -221,19 +221,10 @@ void class_sums(T* __restrict p, const T* __restrict r, const T* __restrict g, T
 }
 
 // Every path sums a pixel's classes (the softmax's exponentials, the Jacobian's dot product) in
-// pairwise order, ((x0 + x1) + (x2 + x3)) + ... as pairwise_sum takes it: the order in which
-// Interleaved's swaps add them, so that all paths agree bit for bit. class_sum: K values in
-// registers (x is overwritten); rows_sum: C rows of len pixels (the general path's first level of
-// sums, which it adds where it computes the terms), in place, level by level, returning the row
-// holding the sums.
-template <int K, class U>
-FL_INLINE U class_sum(U* x) {
-  for (int n = K; n > 1; n = (n + 1) / 2) {
-    for (int i = 0; i < n / 2; ++i) x[i] = x[2 * i] + x[2 * i + 1];
-    if (n & 1) x[n / 2] = x[n - 1];
-  }
-  return x[0];
-}
+// pairwise_sum's order, ((x0 + x1) + (x2 + x3)) + ...: the order in which Interleaved's swaps add
+// them, so that all paths agree bit for bit. The fused paths take pairwise_sum of K registers;
+// rows_sum: C rows of len pixels (the general path's first level of sums, which it adds where it
+// computes the terms), in place, level by level, returning the row holding the sums.
 template <class T>
 const T* rows_sum(T* x, index_t C, index_t len, index_t B) {
   for (index_t n = C; n > 1; n = (n + 1) / 2) {
@@ -252,7 +243,7 @@ const T* rows_sum(T* x, index_t C, index_t len, index_t B) {
 // a block in one loop, 16 pixels (the sums' lanes) per step in registers of W pixels, every
 // class's logits, exponentials and p in registers, p stored once, the sums added as class_sums
 // adds them (the same operations in the same order, so the same bits as the general path, which
-// also adds a pixel's exponentials in class_sum's order). The
+// also adds a pixel's exponentials in pairwise_sum's order). The
 // general path takes the max, the exponentials' sum and its reciprocal through scratch rows and
 // stores p twice: 6.4 against 3.6 ms for both passes, 16 x 4 x 256 x 256 float32, one thread
 // (float64 11.5 against 7.4).
@@ -273,7 +264,7 @@ void softmax_sums(Rows<const T> z, Rows<const T> g, Rows<T> p, index_t len, doub
     U m = zc[0], e[K];
     for (int c = 1; c < K; ++c) m = zc[c] > m ? zc[c] : m;
     for (int c = 0; c < K; ++c) e[c] = pc[c] = lanes_exp(zc[c] - m);
-    const U r = T(1) / class_sum<K>(e);
+    const U r = T(1) / pairwise_sum(e, K);
     for (int c = 0; c < K; ++c) pc[c] = pc[c] * r;
   };
   auto add = [&](int h, const U* pc, const U* gc) {
@@ -348,7 +339,7 @@ void softmax_sums(Rows<const T> z, Rows<const T> g, Rows<T> p, index_t len, doub
 
 // Pass 2 of the same blocks: per column, d_c = a_c g_c + b_c + q_c p_c, the Jacobian's dot
 // product and the gradient p_c (d_c - dot) in registers (the general loop keeps the dot product's
-// pair sums in scratch rows); the same operations as there, the dot product in class_sum's order
+// pair sums in scratch rows); the same operations as there, the dot product in pairwise_sum's order
 // in both. out may be p itself.
 template <class T, int K, bool L>
 void softmax_grad(Rows<const T> g, Rows<const T> p, Rows<T> out, index_t len, const double* coef) {
@@ -366,7 +357,7 @@ void softmax_grad(Rows<const T> g, Rows<const T> p, Rows<T> out, index_t len, co
       d[c] = a[c] * gv + b[c] + q[c] * pv[c];
       pd[c] = pv[c] * d[c];
     }
-    const U dot = class_sum<K>(pd);
+    const U dot = pairwise_sum(pd, K);
     for (int c = 0; c < K; ++c) st(out(c) + i, pv[c] * (d[c] - dot));
   });
 }
@@ -395,7 +386,7 @@ bool with_softmax_classes(index_t C, F&& f) {
 // gives its pixel and class, and its sums go to the same 16 lanes: the same bits as channels-first,
 // without the two transpositions of pass 1 and the two of pass 2. The max, the exponentials' sum
 // and the dot product over the pixel's K lanes take log2 K swaps of lanes t and t ^ m (in-lane
-// shuffles for 2 and 4 classes), every lane adding its classes in class_sum's order; the max's
+// shuffles for 2 and 4 classes), every lane adding its classes in pairwise_sum's order; the max's
 // order changes no exponential (only which of the tied +-0 it picks, or NaN where the sum is NaN
 // anyway). (16 x 4 x 256 x 256 float32, value and gradient, one thread: 5.0-5.1 against 7.7 ms
 // through the transpositions, channels-first 3.5. Against a broadcast of each class to its
@@ -422,7 +413,7 @@ struct Interleaved {
     for (int t = 0; t < W; ++t) m[t] = t ^ Mk;
     return __builtin_shuffle(v, m);
   }
-  // In every lane, the max / the sum (in class_sum's order) of its pixel's K lanes.
+  // In every lane, the max / the sum (in pairwise_sum's order) of its pixel's K lanes.
   template <int Mk = 1>
   static FL_INLINE U pixel_max(U v) {
     if constexpr (Mk < K) {

@@ -262,7 +262,7 @@ void map_block(const Body<T>& body, index_t len, const T* __restrict y, const T*
     lines_ahead<kLocality>(n, outs, [&](index_t i0, index_t i1) FL_LAMBDA_INLINE {
       finish_range<W, G, H>(body, i0, i1, yo, po, wo, ao, prescale, scale, st, lo, go, ho);
     });
-    if (sums_in_parts<Body<T>> && acc) {  // acc: null unless the block's loss is summed
+    if (acc) {  // null unless the block's loss is summed part by part
       if constexpr (W)
         lanes_add_dot(acc, lo, wo, n);
       else
@@ -314,7 +314,7 @@ double run(const ElementwiseJob& job) {
     }
     double acc[kLanes] = {};  // the loss's lanes, where summed part by part
     map_block<Body, T, W, G, H>(body, len, y, p, w, a, job.weight_prescale, job.grad_scale, !reduce,
-                                l, g, h, ahead, reduce ? acc : nullptr);
+                                l, g, h, ahead, sums_in_parts<Body<T>> && reduce ? acc : nullptr);
     if constexpr (G) out_flush(job.grad_out, k0, len, g);
     if constexpr (H) out_flush(job.hess_out, k0, len, h);
     if (!reduce) {  // per-element values returned; no sum needed

@@ -15,9 +15,11 @@ inline constexpr index_t kBlock = 1024;            // elements per block (fits L
 inline constexpr index_t kBlocksPerSuper = 16;     // blocks per superblock (unit of thread work)
 inline constexpr int kLanes = 16;                  // double accumulator lanes inside a block
 
-// Sums x[0..n) in place, pairwise, in an order fixed by n alone.
-FL_HD inline double pairwise_sum(double* x, index_t n) {
-  if (n == 0) return 0.0;
+// Sums x[0..n) in place, pairwise, in an order fixed by n alone: ((x0 + x1) + (x2 + x3)) + ...
+// U: double, or a register of values summed lane by lane (a pixel's classes in softmax Dice).
+template <class U>
+FL_HD FL_INLINE U pairwise_sum(U* x, index_t n) {
+  if (n == 0) return U{};
   while (n > 1) {
     const index_t half = n / 2;
     for (index_t i = 0; i < half; ++i) x[i] = x[2 * i] + x[2 * i + 1];
