@@ -91,8 +91,7 @@ struct Quantile {
 };
 
 // log(cosh r) with a = |r| and one reduction giving e = exp(-2a) and expm1(-2a):
-//   a >= 0.6875: a - log 2 + log1p(e)      (a - log 2 > -0.006: no cancellation)
-//   a <  0.6875: a polynomial in a^2       (log_cosh_small; no cancellation near 0)
+//   log cosh r = log_cosh_abs(a, e)        (no cancellation on either side of a = 0.6875)
 //   tanh a = -expm1(-2a) / (1 + e),   sech^2 r = 4 e / (1 + e)^2   (one reciprocal for both)
 // e and expm1 keep their relative accuracy (the Hessian stays accurate where sech^2 is tiny, the
 // gradient near r = 0); no overflow for any r.
@@ -133,12 +132,8 @@ struct LogCosh {
   }
   template <bool G, bool H>
   FL_HD FL_INLINE void finish(T y, T p, T, Stage x, T& l, T& g, T& h) const {
-    constexpr bool f32 = sizeof(T) == 4;
-    const T ln2_hi = f32 ? T(0x1.62e430p-1f) : T(0x1.62e42fefa39efp-1);  // a - ln2_hi is exact
-    const T ln2_lo = f32 ? T(-0x1.05c610p-29f) : T(0x1.abc9e3b39803fp-56);
-    const T r = p - y, a = vm::detail::abs_bits(r);
-    const T big = (a - ln2_hi) + (log1p_quarter(x.e) - ln2_lo);  // NaN and inf pass
-    l = a < T(0.6875) ? log_cosh_small(a) : big;
+    const T r = p - y;
+    l = log_cosh_abs(vm::detail::abs_bits(r), x.e);
     if constexpr (G || H) {
       const T rcp = T(1) / (T(1) + x.e);
       if constexpr (G) {  // tanh r: the sign of r (of zero too) onto tanh a = (0 - expm1) / (1 + e)
