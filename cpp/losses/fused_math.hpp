@@ -194,8 +194,8 @@ struct LogisticParts {
 // multiply pipe that LogCosh is bound by. Both sides computed and one kept cost every element both
 // polynomials (and, before, log1p's division): float32 value + gradient, one thread, from cache,
 // 0.82 ns per element against 0.76. On AVX2 and the baseline target a select is a blendv or three
-// logic operations, and both sides in full with one select run faster (float64 3.45 against
-// 3.6 ns); each lane does the same operations either way, so the bits are the same.
+// logic operations, and both sides in full with one select run faster (AVX2 float64 from cache:
+// 3.3-3.45 against 3.5-3.6 ns); each lane does the same operations either way: the same bits.
 // Q and P: 5 float / 11 and 13 double coefficients (double by Estrin's scheme). a = inf gives
 // e = 0 and inf; NaN takes the small side, so that its NaN comes from a alone (the same on every
 // target, whatever e's NaN).
