@@ -200,8 +200,9 @@ struct LogisticParts {
 // e = 0 and inf; NaN takes the small side, so that its NaN comes from a alone (the same on every
 // target, whatever e's NaN).
 namespace fused_detail {
-// One side's terms (s: a < 0.6875): v = x + (x^2 tail(x) + comp), then base + (v m - off), with
-// m = 1/2 on the small side, whose tail and comp are doubled (w/2 takes no multiply).
+// One side's terms (s: the small side, a < 0.6875 or NaN): v = x + (x^2 tail(x) + comp), then
+// base + (v m - off), with m = 1/2 on the small side, whose tail and comp are doubled (w/2 takes
+// no multiply).
 // Every select comes before the arithmetic it feeds (here and for the coefficients): selects
 // between computations let gcc thread the two sides apart and evaluate both polynomials again.
 template <class T>
